@@ -1,0 +1,41 @@
+// gemm.c: checked wrappers over cblas_sgemm (see gemm.h).
+#include "gemm.h"
+
+#include <cblas.h>  // cblas_sgemm
+#include <limits.h> // INT_MAX
+
+#include "lr.h"
+
+// Declared by OpenBLAS's cblas.h; repeated here for clarity of what we use.
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
+void lr_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  LR_ASSERT(M >= 0 && N >= 0 && K >= 0);
+  LR_ASSERT(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX);
+  LR_ASSERT(lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX);
+  LR_ASSERT(lda >= (ta ? (M > 0 ? M : 1) : (K > 0 ? K : 1)));
+  LR_ASSERT(ldb >= (tb ? (K > 0 ? K : 1) : (N > 0 ? N : 1)));
+  LR_ASSERT(ldc >= (N > 0 ? N : 1));
+  if (M == 0 || N == 0) return;
+  if (K == 0) { // BLAS would leave C untouched only for beta == 1; be exact.
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
+                      int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC) {
+  for (int64_t i = 0; i < batch; i++)
+    lr_sgemm(ta, tb, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+}
+
+int lr_blas_threads(void) { return openblas_get_num_threads(); }
+void lr_blas_set_threads(int n) {
+  if (n > 0) openblas_set_num_threads(n);
+}

@@ -1,0 +1,25 @@
+// gemm.h: the one door to OpenBLAS. Row-major single-precision GEMM with shape
+// checks (cblas takes int dimensions; ours are int64_t, so every call is
+// checked to fit), plus a strided-batched form for per-head work.
+#ifndef LR_GEMM_H
+#define LR_GEMM_H
+
+#include <stdint.h>
+
+// C(M,N) = alpha * op(A) * op(B) + beta * C, all row-major.
+// op(A) is (M,K): A is (M,K) with lda >= K, or (K,M) with lda >= M when ta.
+// op(B) is (K,N): B is (K,N) with ldb >= N, or (N,K) with ldb >= K when tb.
+// Shapes outside int or inconsistent leading dimensions are bugs (LR_ASSERT).
+void lr_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+// `batch` independent GEMMs; matrix i starts at A + i*sA, B + i*sB, C + i*sC.
+void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
+                      int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC);
+
+// Number of threads OpenBLAS uses / set it (0 = leave as is). Cannot fail.
+int lr_blas_threads(void);
+void lr_blas_set_threads(int n);
+
+#endif

@@ -1,0 +1,66 @@
+// layers.h: the elementwise and row-wise layers of the encoder (DESIGN §1),
+// each a forward/backward pair in llm.c's argument order: written buffers,
+// then read buffers, then parameters, then sizes. Every _backward ACCUMULATES
+// (+=) into its input and parameter gradients; the training step zeroes them.
+// Shapes: R rows (= B*N), D features. All functions are Local and cannot fail
+// (shape errors are bugs and hit LR_ASSERT).
+#ifndef LR_LAYERS_H
+#define LR_LAYERS_H
+
+#include <stdint.h>
+
+// ---- embedding: item rows + position rows -----------------------------------
+// out (B,N,D) = rows[idx[b,t]] + pos[t]; idx (B,N) indexes rows (U,D), the
+// distinct item rows of the batch; idx < 0 marks padding (item row = 0).
+void embedding_forward(float *out, const int32_t *idx, const float *rows, const float *pos,
+                       int64_t B, int64_t N, int64_t D);
+// drows (U,D) += dout summed over positions with that idx (padding skipped);
+// dpos (N,D) += dout summed over the batch (every position, padding included,
+// because forward added pos[t] there too). dpos may be NULL.
+void embedding_backward(float *drows, float *dpos, const float *dout, const int32_t *idx,
+                        int64_t B, int64_t N, int64_t D);
+
+// ---- LayerNorm over the last dim (biased variance, eps inside the sqrt) -----
+// out (R,D), mean (R), rstd (R).
+void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w,
+                       const float *b, int64_t R, int64_t D, float eps);
+void layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                        const float *w, const float *mean, const float *rstd, int64_t R,
+                        int64_t D);
+
+// ---- linear: out (R,OC) = in (R,C) W^T + b; W (OC,C) as PyTorch; b may be NULL
+void linear_forward(float *out, const float *in, const float *w, const float *b, int64_t R,
+                    int64_t C, int64_t OC);
+// din (R,C) +=, dw (OC,C) +=, db (OC) += (db may be NULL; din may be NULL when
+// the input needs no gradient).
+void linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                     const float *w, int64_t R, int64_t C, int64_t OC);
+
+// ---- GELU, exact erf form (PyTorch's F.gelu default) --------------------------
+void gelu_forward(float *out, const float *in, int64_t n);
+void gelu_backward(float *din, const float *dout, const float *in, int64_t n);
+
+// ---- dropout with a regenerated mask -------------------------------------------
+// The keep/drop decision of element j of row r is a pure function of
+// (seed, epoch, site, row_ids[r], j) through Philox (rng.h), so backward
+// regenerates the mask instead of storing it and the mask does not depend on
+// the number of ranks. site = layer * 8 + which dropout in the layer.
+typedef struct {
+  uint64_t seed;
+  uint32_t epoch;
+  uint32_t site;
+  float p; // drop probability; p == 0 or !training makes dropout the identity
+} lr_dropout;
+
+// out (R,D) = in * mask / (1-p). out may equal in.
+void dropout_forward(float *out, const float *in, const uint64_t *row_ids, int64_t R,
+                     int64_t D, lr_dropout dp);
+// din (R,D) += dout * mask / (1-p).
+void dropout_backward(float *din, const float *dout, const uint64_t *row_ids, int64_t R,
+                      int64_t D, lr_dropout dp);
+
+// ---- residual: out = a + b; da += dout, db += dout -------------------------------
+void residual_forward(float *out, const float *a, const float *b, int64_t n);
+void residual_backward(float *da, float *db, const float *dout, int64_t n);
+
+#endif

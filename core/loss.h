@@ -1,0 +1,59 @@
+// loss.h: next-item losses over the tied item table (DESIGN §1).
+// A loss row m is one position carrying a target: hs (M,D) its hidden state,
+// tgt[m] in 1..I its target item. The loss is the MEAN over the M rows times
+// `scale` (the trainer passes M_local/M_global so sums over ranks and
+// micro-batches give the global mean). Item 0 (padding) is never a candidate.
+// All functions are Local and cannot fail; backward ACCUMULATES (+=).
+#ifndef LR_LOSS_H
+#define LR_LOSS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// ---- full-catalog softmax cross-entropy, tiled over item rows -----------------
+// The rows argument holds item rows lo..hi-1 of the table ((hi-lo),D); global
+// id lo+i is row i. Logits are computed in tiles of `tile` items
+// (hs rows x tile floats of scratch, see ce_scratch_elems), never M x I at once,
+// so the same two passes serve a row-sharded table (dist/ combines the
+// per-rank statistics).
+size_t ce_scratch_elems(int64_t M, int64_t tile);
+
+// Per-row partial statistics over this slice of the catalog:
+// rmax (M) = max logit, rsum (M) = sum exp(logit - rmax), tlogit (M) = the
+// target's logit if lo <= tgt < hi else left untouched.
+void ce_stats(float *rmax, float *rsum, float *tlogit, const float *hs, const int32_t *tgt,
+              const float *rows, int64_t lo, int64_t hi, int64_t M, int64_t D, int64_t tile,
+              float *scratch);
+
+// Given lse (M) = log sum_v exp(logit_v) over the whole catalog:
+// dhs (M,D) += scale/M_total * sum_v (softmax_v - [v==tgt]) rows_v,
+// drows ((hi-lo),D) += scale/M_total * sum_m (softmax_mv - [v==tgt_m]) hs_m.
+// M_total is the number of loss rows the mean is over (>= M).
+void ce_backward(float *dhs, float *drows, const float *hs, const int32_t *tgt,
+                 const float *rows, const float *lse, int64_t lo, int64_t hi, int64_t M,
+                 int64_t M_total, int64_t D, int64_t tile, float scale, float *scratch);
+
+// Single-slice convenience (the whole catalog local): returns the mean loss
+// over M rows and accumulates dhs, drows (rows = whole table incl. row 0).
+// dhs/drows may be NULL to skip gradients (evaluation).
+double ce_forward_backward(float *dhs, float *drows, const float *hs, const int32_t *tgt,
+                           const float *table, int64_t n_rows, int64_t M, int64_t D,
+                           int64_t tile, float *scratch);
+
+// ---- sampled objectives -----------------------------------------------------
+// Candidates per loss row: cand (M,C) indexes rows (U,D), the distinct item
+// rows the batch touches; cand[m*C+0] is the target, the rest are the k = C-1
+// negatives. A negative equal to the target (same row index) is ignored.
+// cand_ids (M,C) are the global item ids (to detect collisions).
+typedef enum { LR_SAMPLED_SOFTMAX = 0, LR_SAMPLED_BCE = 1 } lr_sampled_kind;
+
+// Returns the mean loss; dhs (M,D) += ..., drows (U,D) += ...
+// softmax: -log softmax over the C candidates at the target.
+// bce: -log sigmoid(s_target) - sum_neg log(1 - sigmoid(s_neg)).
+// scratch: M*C floats.
+double sampled_forward_backward(float *dhs, float *drows, const float *hs, const int32_t *cand,
+                                const int32_t *cand_ids, const float *rows, int64_t M,
+                                int64_t C, int64_t D, lr_sampled_kind kind, float scale,
+                                float *scratch);
+
+#endif

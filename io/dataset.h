@@ -1,0 +1,80 @@
+// dataset.h: interaction data in memory, the readers that make it, the
+// preprocessing, and the binary dataset file (DESIGN §3). No MPI here.
+//
+// A dataset is a CSR of per-user sequences in chronological order, with ids
+// remapped densely: users 0..n_users-1, items 1..n_items (0 = padding).
+// The split is leave-one-out and implicit: for a user with n >= 3
+// interactions, items[n-1] is the test target, items[n-2] the validation
+// target and items[0..n-3] the training sequence; a user with n < 3 is
+// training-only (all n items are training).
+#ifndef LR_DATASET_H
+#define LR_DATASET_H
+
+#include <stdint.h>
+
+typedef struct {
+  int64_t n_users;
+  int64_t n_items;   // real items; ids 1..n_items
+  int64_t n_inter;   // total interactions = offsets[n_users]
+  int64_t *offsets;  // (n_users+1) user u's items are items[offsets[u] .. offsets[u+1])
+  int32_t *items;    // (n_inter) remapped item ids, chronological within a user
+  int64_t *user_orig; // (n_users) original user id of each remapped user
+  int64_t *item_orig; // (n_items+1) original item id of each remapped item; [0] = 0
+} lr_dataset;
+
+typedef enum {
+  LR_FMT_MOVIELENS = 0, // ratings.dat: user::item::rating::timestamp
+  LR_FMT_CSV,           // ratings.csv: header userId,movieId,rating,timestamp
+  LR_FMT_RECBOLE,       // .inter: tab separated, typed header "user_id:token\titem_id:token..."
+  LR_FMT_SASREC,        // "user item" per line, already chronological
+  LR_FMT_SYNTHETIC,     // generated (lr_synth_opts)
+  LR_FMT_BINARY,        // written by data_write_binary / `linrec prep`
+  LR_FMT_COUNT
+} lr_data_format;
+
+typedef enum { LR_DEDUP_NONE = 0, LR_DEDUP_FIRST, LR_DEDUP_LAST } lr_dedup;
+
+typedef struct {
+  int64_t users, items; // catalog size
+  double mean_len;      // mean interactions per user (long-tailed lengths)
+  double zipf;          // item popularity exponent
+  uint64_t seed;
+} lr_synth_opts;
+
+typedef struct {
+  const char *path;       // input file (not for synthetic)
+  lr_data_format format;
+  double min_rating;      // keep ratings >= this (formats with ratings); <= 0 keeps all
+  int64_t kcore;          // iteratively drop users and items with < kcore interactions; 0 = off
+  lr_dedup dedup;         // repeated (user,item) pairs: keep all, first or last
+  lr_synth_opts synth;
+} lr_data_opts;
+
+// Read (or generate) and preprocess into ds according to o: parse, rating
+// threshold, dedup, k-core, chronological sort (stable on equal timestamps;
+// file order for formats without timestamps), id remapping.
+// Text files may be plain, gzip or zstd (detected by magic bytes) and are
+// streamed. Errors: LR_ERR_IO (missing file), LR_ERR_DATA with
+// "path:line: reason" for malformed input, LR_ERR_CORRUPT for a bad binary
+// file. On failure ds is left zeroed.
+int data_load(lr_dataset *ds, const lr_data_opts *o);
+
+// Binary dataset (format in dataset_bin.c's top comment): written atomically
+// (temp file + rename). Reading checks magic, version, sizes and checksums.
+int data_write_binary(const lr_dataset *ds, const char *path);
+int data_read_binary(lr_dataset *ds, const char *path);
+
+// Synthetic generator (learnable structure: drifting latent interest plus
+// item-to-item transitions; Zipf popularity). Deterministic in o->seed.
+int data_synthesize(lr_dataset *ds, const lr_synth_opts *o);
+
+// Frees and zeroes; accepts a zeroed or half-built dataset.
+void dataset_free(lr_dataset *ds);
+
+// Names <-> enums ("movielens", ...; "none"/"first"/"last"). parse returns -1
+// for an unknown name.
+const char *data_format_name(lr_data_format f);
+int data_format_parse(const char *name);
+int data_dedup_parse(const char *name);
+
+#endif
