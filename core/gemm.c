@@ -28,6 +28,24 @@ void lr_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, cons
               (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+void lr_dgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A,
+              int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc) {
+  LR_ASSERT(M >= 0 && N >= 0 && K >= 0);
+  LR_ASSERT(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX);
+  LR_ASSERT(lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX);
+  LR_ASSERT(lda >= (ta ? (M > 0 ? M : 1) : (K > 0 ? K : 1)));
+  LR_ASSERT(ldb >= (tb ? (K > 0 ? K : 1) : (N > 0 ? N : 1)));
+  LR_ASSERT(ldc >= (N > 0 ? N : 1));
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0 ? 0.0 : beta * C[i * ldc + j];
+    return;
+  }
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
 void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64_t K,
                       float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
                       int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC) {

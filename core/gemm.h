@@ -18,6 +18,11 @@ void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64
                       float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
                       int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC);
 
+// Double-precision twin of lr_sgemm (the f64 instantiations of the kernels,
+// used by the gradient tests).
+void lr_dgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A,
+              int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc);
+
 // Number of threads OpenBLAS uses / set it (0 = leave as is). Cannot fail.
 int lr_blas_threads(void);
 void lr_blas_set_threads(int n);
