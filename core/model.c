@@ -1,0 +1,277 @@
+// model.c: the encoder of model.h, assembled from layers.h and attention.h.
+// Forward keeps every activation backward needs; backward walks the layers in
+// reverse with one set of gradient temporaries and accumulates into the dense
+// gradient arena and into the batch's item-row gradients.
+#include "model.h"
+
+#include <math.h>   // sqrt
+#include <string.h> // memset, memcpy
+
+#include "lr.h"
+#include "rng.h"
+
+const char *const LR_PARAM_NAMES[LR_N_PARAM_TENSORS] = {
+    "pos",   "ln0_w", "ln0_b", "qkv_w", "qkv_b", "o_w",   "o_b",  "ln1_w",
+    "ln1_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b", "ln2_w", "ln2_b"};
+
+#define INIT_STD 0.02
+#define ITEM_TENSOR_ID 100u // init key of the item table (not in the arena)
+
+// Dropout sites (rng keys): the embedding, then two per layer.
+#define SITE_EMB 1u
+#define SITE_ATTN(l) (8u * (uint32_t)((l) + 1))
+#define SITE_FFN(l) (8u * (uint32_t)((l) + 1) + 1u)
+
+size_t model_param_sizes(const lr_model_cfg *c, size_t s[LR_N_PARAM_TENSORS]) {
+  size_t N = (size_t)c->max_len, D = (size_t)c->d, L = (size_t)c->layers, F = (size_t)c->inner;
+  size_t v[LR_N_PARAM_TENSORS] = {N * D,     D,     D,         L * 3 * D * D, L * 3 * D,
+                                  L * D * D, L * D, L * D,     L * D,         L * F * D,
+                                  L * F,     L * D * F, L * D, L * D,         L * D};
+  size_t total = 0;
+  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) s[i] = v[i], total += v[i];
+  return total;
+}
+
+void model_point_params(lr_params *p, float *mem, const lr_model_cfg *cfg) {
+  size_t s[LR_N_PARAM_TENSORS];
+  model_param_sizes(cfg, s);
+  float **ptrs[LR_N_PARAM_TENSORS] = {&p->pos,   &p->ln0_w, &p->ln0_b, &p->qkv_w, &p->qkv_b,
+                                      &p->o_w,   &p->o_b,   &p->ln1_w, &p->ln1_b, &p->fc1_w,
+                                      &p->fc1_b, &p->fc2_w, &p->fc2_b, &p->ln2_w, &p->ln2_b};
+  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+    *ptrs[i] = mem;
+    mem += s[i];
+  }
+}
+
+// Sizes of the activation tensors in lr_acts order (one table so that the
+// pointer set-up and the total cannot disagree).
+#define N_ACTS 23
+static size_t acts_sizes(const lr_model_cfg *c, int64_t B, size_t s[N_ACTS]) {
+  size_t R = (size_t)B * (size_t)c->max_len, D = (size_t)c->d, L = (size_t)c->layers,
+         F = (size_t)c->inner;
+  size_t ac = attn_cache_elems(c->attn, B, c->max_len, c->d, c->heads);
+  size_t as = attn_scratch_elems(c->attn, B, c->max_len, c->d, c->heads);
+  size_t v[N_ACTS] = {R * D,         R * D,     R,         R,         R * D,     // emb..h0
+                      L * R * 3 * D, L * ac,    L * R * D, L * R * D,            // qkv..res1
+                      L * R * D,     L * R,     L * R,                           // s, ln1
+                      L * R * F,     L * R * F, L * R * D,                       // fc1, gelu, res2
+                      L * R * D,     L * R,     L * R,                           // h, ln2
+                      R * D,         R * D,     R * D,     R * F,     R * F};    // d_a..d_f2
+  size_t total = 0;
+  for (int i = 0; i < N_ACTS; i++) s[i] = v[i], total += v[i];
+  total += R * 3 * D + as; // d_qkv, attn_scratch
+  return total;
+}
+
+size_t model_acts_elems(const lr_model_cfg *cfg, int64_t max_B) {
+  size_t s[N_ACTS];
+  return acts_sizes(cfg, max_B, s);
+}
+
+static void point_acts(lr_acts *a, float *mem, const lr_model_cfg *c, int64_t B) {
+  size_t s[N_ACTS];
+  acts_sizes(c, B, s);
+  float **ptrs[N_ACTS] = {&a->emb,  &a->ln0,      &a->ln0_mean, &a->ln0_rstd, &a->h0,
+                          &a->qkv,  &a->attn_cache, &a->ctx,    &a->res1,     &a->s,
+                          &a->ln1_mean, &a->ln1_rstd, &a->fc1,  &a->gelu,     &a->res2,
+                          &a->h,    &a->ln2_mean, &a->ln2_rstd, &a->d_a,      &a->d_b,
+                          &a->d_c,  &a->d_f1,     &a->d_f2};
+  for (int i = 0; i < N_ACTS; i++) {
+    *ptrs[i] = mem;
+    mem += s[i];
+  }
+  a->d_qkv = mem;
+  mem += (size_t)B * (size_t)c->max_len * 3 * (size_t)c->d;
+  a->attn_scratch = mem;
+}
+
+static void init_normal(float *x, size_t n, uint64_t seed, uint32_t tensor) {
+  for (size_t e = 0; e < n; e++) {
+    lr_rng4 r = lr_philox(seed, LR_STREAM_INIT, (uint32_t)e, (uint32_t)(e >> 32), tensor, 0);
+    x[e] = (float)(INIT_STD * lr_normal(r));
+  }
+}
+
+static void init_const(float *x, size_t n, float v) {
+  for (size_t i = 0; i < n; i++) x[i] = v;
+}
+
+void model_init_item_rows(float *rows, int64_t lo, int64_t hi, int64_t D, uint64_t seed) {
+  for (int64_t r = lo; r < hi; r++) {
+    float *row = rows + (size_t)(r - lo) * (size_t)D;
+    if (r == 0) {
+      memset(row, 0, (size_t)D * sizeof *row);
+      continue;
+    }
+    for (int64_t j = 0; j < D; j++) {
+      uint64_t e = (uint64_t)r * (uint64_t)D + (uint64_t)j;
+      lr_rng4 q = lr_philox(seed, LR_STREAM_INIT, (uint32_t)e, (uint32_t)(e >> 32),
+                            ITEM_TENSOR_ID, 0);
+      row[j] = (float)(INIT_STD * lr_normal(q));
+    }
+  }
+}
+
+void model_free(lr_model *m) {
+  lr_free(m->params_mem);
+  lr_free(m->grads_mem);
+  lr_free(m->m_mem);
+  lr_free(m->v_mem);
+  lr_free(m->acts_mem);
+  memset(m, 0, sizeof *m);
+}
+
+int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t seed) {
+  memset(m, 0, sizeof *m);
+  LR_CHECK(cfg->d > 0 && cfg->heads > 0 && cfg->d % cfg->heads == 0, LR_ERR_ARG,
+           "model: heads (%lld) must divide d (%lld)", (long long)cfg->heads, (long long)cfg->d);
+  LR_CHECK(cfg->layers >= 1 && cfg->max_len >= 1 && cfg->inner >= 1 && max_B >= 1, LR_ERR_ARG,
+           "model: layers, max_len, inner and batch must be positive");
+  m->cfg = *cfg;
+  m->max_B = max_B;
+  size_t s[LR_N_PARAM_TENSORS];
+  m->n_params = model_param_sizes(cfg, s);
+  m->attn_cache_elems = attn_cache_elems(cfg->attn, max_B, cfg->max_len, cfg->d, cfg->heads);
+  m->acts_elems = model_acts_elems(cfg, max_B);
+  m->params_mem = lr_calloc(m->n_params, sizeof(float), "model parameters");
+  m->grads_mem = lr_calloc(m->n_params, sizeof(float), "model gradients");
+  m->m_mem = lr_calloc(m->n_params, sizeof(float), "Adam first moments");
+  m->v_mem = lr_calloc(m->n_params, sizeof(float), "Adam second moments");
+  m->acts_mem = lr_calloc(m->acts_elems, sizeof(float), "activations");
+  if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem) {
+    model_free(m);
+    lr_error_trace(__FILE__, __LINE__, __func__);
+    return LR_ERR_NOMEM;
+  }
+  model_point_params(&m->p, m->params_mem, cfg);
+  model_point_params(&m->g, m->grads_mem, cfg);
+  point_acts(&m->a, m->acts_mem, cfg, max_B);
+  // Initialisation as the paper: Linear and embedding weights N(0, 0.02),
+  // biases 0, LayerNorm (1, 0).
+  lr_params *p = &m->p;
+  init_normal(p->pos, s[0], seed, 0);
+  init_const(p->ln0_w, s[1], 1.0f);
+  init_normal(p->qkv_w, s[3], seed, 3);
+  init_normal(p->o_w, s[5], seed, 5);
+  init_const(p->ln1_w, s[7], 1.0f);
+  init_normal(p->fc1_w, s[9], seed, 9);
+  init_normal(p->fc2_w, s[11], seed, 11);
+  init_const(p->ln2_w, s[13], 1.0f);
+  return LR_OK;
+}
+
+void model_zero_grad(lr_model *m) { memset(m->grads_mem, 0, m->n_params * sizeof(float)); }
+
+static lr_dropout site(lr_dropout dp, uint32_t s) {
+  dp.site = s;
+  return dp;
+}
+
+const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
+                           const int32_t *lens, const uint64_t *row_ids, int64_t B,
+                           lr_dropout dp) {
+  const lr_model_cfg *c = &m->cfg;
+  LR_ASSERT(B >= 1 && B <= m->max_B);
+  const int64_t N = c->max_len, D = c->d, F = c->inner, H = c->heads, L = c->layers;
+  const int64_t R = B * N;
+  const size_t RD = (size_t)R * (size_t)D, RF = (size_t)R * (size_t)F;
+  for (int64_t b = 0; b < B; b++) LR_ASSERT(lens[b] >= 1 && lens[b] <= N);
+  lr_acts *a = &m->a;
+  const lr_params *p = &m->p;
+  m->B = B;
+  m->lens = lens;
+
+  embedding_forward(a->emb, idx, rows, p->pos, B, N, D);
+  layernorm_forward(a->ln0, a->ln0_mean, a->ln0_rstd, a->emb, p->ln0_w, p->ln0_b, R, D,
+                    c->ln_eps);
+  dropout_forward(a->h0, a->ln0, row_ids, R, D, site(dp, SITE_EMB));
+  const float *h = a->h0;
+  for (int64_t l = 0; l < L; l++) {
+    float *qkv = a->qkv + (size_t)l * RD * 3, *ctx = a->ctx + (size_t)l * RD;
+    float *res1 = a->res1 + (size_t)l * RD, *s = a->s + (size_t)l * RD;
+    float *fc1 = a->fc1 + (size_t)l * RF, *gelu = a->gelu + (size_t)l * RF;
+    float *res2 = a->res2 + (size_t)l * RD, *hout = a->h + (size_t)l * RD;
+    float *cache = a->attn_cache + (size_t)l * m->attn_cache_elems;
+    // S = LayerNorm(H + Dropout(MultiHead(H) W_O + b_O))
+    linear_forward(qkv, h, p->qkv_w + (size_t)l * 3 * D * D, p->qkv_b + (size_t)l * 3 * D, R, D,
+                   3 * D);
+    attn_forward(ctx, cache, qkv, lens, c->attn, B, N, D, H, a->attn_scratch);
+    linear_forward(res1, ctx, p->o_w + (size_t)l * D * D, p->o_b + (size_t)l * D, R, D, D);
+    dropout_forward(res1, res1, row_ids, R, D, site(dp, SITE_ATTN(l)));
+    residual_forward(res1, h, res1, (int64_t)RD);
+    layernorm_forward(s, a->ln1_mean + (size_t)l * R, a->ln1_rstd + (size_t)l * R, res1,
+                      p->ln1_w + (size_t)l * D, p->ln1_b + (size_t)l * D, R, D, c->ln_eps);
+    // H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
+    linear_forward(fc1, s, p->fc1_w + (size_t)l * F * D, p->fc1_b + (size_t)l * F, R, D, F);
+    gelu_forward(gelu, fc1, (int64_t)RF);
+    linear_forward(res2, gelu, p->fc2_w + (size_t)l * D * F, p->fc2_b + (size_t)l * D, R, F, D);
+    dropout_forward(res2, res2, row_ids, R, D, site(dp, SITE_FFN(l)));
+    residual_forward(res2, s, res2, (int64_t)RD);
+    layernorm_forward(hout, a->ln2_mean + (size_t)l * R, a->ln2_rstd + (size_t)l * R, res2,
+                      p->ln2_w + (size_t)l * D, p->ln2_b + (size_t)l * D, R, D, c->ln_eps);
+    h = hout;
+  }
+  return h;
+}
+
+void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
+                    const uint64_t *row_ids, lr_dropout dp) {
+  const lr_model_cfg *c = &m->cfg;
+  const int64_t B = m->B, N = c->max_len, D = c->d, F = c->inner, H = c->heads;
+  const int64_t R = B * N;
+  const size_t RD = (size_t)R * (size_t)D, RF = (size_t)R * (size_t)F;
+  lr_acts *a = &m->a;
+  const lr_params *p = &m->p;
+  lr_params *g = &m->g;
+  float *dh = dout; // gradient w.r.t. the current layer's output
+  for (int64_t l = c->layers - 1; l >= 0; l--) {
+    const float *hin = l ? a->h + (size_t)(l - 1) * RD : a->h0;
+    const float *qkv = a->qkv + (size_t)l * RD * 3, *ctx = a->ctx + (size_t)l * RD;
+    const float *res1 = a->res1 + (size_t)l * RD, *s = a->s + (size_t)l * RD;
+    const float *fc1 = a->fc1 + (size_t)l * RF, *gelu = a->gelu + (size_t)l * RF;
+    const float *res2 = a->res2 + (size_t)l * RD;
+    const float *cache = a->attn_cache + (size_t)l * m->attn_cache_elems;
+    // Buffers: dres = d_a, ds = d_b, dhin = d_c; dh is dout or the previous d_c.
+    float *dres = a->d_a, *ds = a->d_b, *dhin = dh == a->d_c ? dout : a->d_c;
+    // H = LN2(res2), res2 = S + Dropout(FFN(S))
+    memset(dres, 0, RD * sizeof(float));
+    layernorm_backward(dres, g->ln2_w + (size_t)l * D, g->ln2_b + (size_t)l * D, dh, res2,
+                       p->ln2_w + (size_t)l * D, a->ln2_mean + (size_t)l * R,
+                       a->ln2_rstd + (size_t)l * R, R, D);
+    memcpy(ds, dres, RD * sizeof(float)); // residual branch: dS += dres
+    memset(dh, 0, RD * sizeof(float));     // dh is free now: reuse for dFFN
+    dropout_backward(dh, dres, row_ids, R, D, site(dp, SITE_FFN(l)));
+    memset(a->d_f2, 0, RF * sizeof(float));
+    linear_backward(a->d_f2, g->fc2_w + (size_t)l * D * F, g->fc2_b + (size_t)l * D, dh, gelu,
+                    p->fc2_w + (size_t)l * D * F, R, F, D);
+    memset(a->d_f1, 0, RF * sizeof(float));
+    gelu_backward(a->d_f1, a->d_f2, fc1, (int64_t)RF);
+    linear_backward(ds, g->fc1_w + (size_t)l * F * D, g->fc1_b + (size_t)l * F, a->d_f1, s,
+                    p->fc1_w + (size_t)l * F * D, R, D, F);
+    // S = LN1(res1), res1 = H_in + Dropout(ctx W_O^T + b_O)
+    memset(dres, 0, RD * sizeof(float));
+    layernorm_backward(dres, g->ln1_w + (size_t)l * D, g->ln1_b + (size_t)l * D, ds, res1,
+                       p->ln1_w + (size_t)l * D, a->ln1_mean + (size_t)l * R,
+                       a->ln1_rstd + (size_t)l * R, R, D);
+    memcpy(dhin, dres, RD * sizeof(float)); // residual branch
+    memset(ds, 0, RD * sizeof(float));      // ds is free: reuse for dproj
+    dropout_backward(ds, dres, row_ids, R, D, site(dp, SITE_ATTN(l)));
+    memset(dh, 0, RD * sizeof(float)); // reuse for dctx
+    linear_backward(dh, g->o_w + (size_t)l * D * D, g->o_b + (size_t)l * D, ds, ctx,
+                    p->o_w + (size_t)l * D * D, R, D, D);
+    memset(a->d_qkv, 0, RD * 3 * sizeof(float));
+    attn_backward(a->d_qkv, dh, qkv, cache, m->lens, c->attn, B, N, D, H, a->attn_scratch);
+    linear_backward(dhin, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + (size_t)l * 3 * D,
+                    a->d_qkv, hin, p->qkv_w + (size_t)l * 3 * D * D, R, D, 3 * D);
+    dh = dhin;
+  }
+  // H^0 = Dropout(LN0(E)), E = rows[idx] + pos
+  float *dln = a->d_a, *demb = a->d_b;
+  memset(dln, 0, RD * sizeof(float));
+  dropout_backward(dln, dh, row_ids, R, D, site(dp, SITE_EMB));
+  memset(demb, 0, RD * sizeof(float));
+  layernorm_backward(demb, g->ln0_w, g->ln0_b, dln, a->emb, p->ln0_w, a->ln0_mean, a->ln0_rstd,
+                     R, D);
+  embedding_backward(drows, g->pos, demb, idx, B, N, D);
+}

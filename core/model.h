@@ -1,0 +1,121 @@
+// model.h: the SASRec-style encoder of DESIGN §1 with a pluggable attention
+// kind, its one dense parameter arena (params, grads, Adam m, v mirror it) and
+// its activation arena, sized once for a maximum batch.
+//
+//   E   = ItemEmb[s_t] + PosEmb[t]                    (item rows come from outside:
+//   H^0 = Dropout(LayerNorm(E))                        the item table is not here)
+//   per layer l (post-LN, as RecBole):
+//     S = LayerNorm(H + Dropout(MultiHead(H) W_O + b_O))
+//     H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
+//
+// The item table lives in its own (row-shardable) arena, itemtab.h; the
+// model only ever sees the distinct rows of a batch (rows, idx) and returns
+// their gradient (drows). Dimension letters: see lr.h.
+#ifndef LR_MODEL_H
+#define LR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attention.h"
+#include "layers.h"
+
+typedef struct {
+  int64_t n_items; // I
+  int64_t max_len; // N
+  int64_t d, heads, layers, inner;
+  float dropout, ln_eps;
+  lr_attn_kind attn;
+} lr_model_cfg;
+
+#define LR_N_PARAM_TENSORS 15
+typedef struct {
+  float *pos;          // (N,D)
+  float *ln0_w, *ln0_b; // (D)
+  float *qkv_w;        // (L,3D,D)
+  float *qkv_b;        // (L,3D)
+  float *o_w;          // (L,D,D)
+  float *o_b;          // (L,D)
+  float *ln1_w, *ln1_b; // (L,D)
+  float *fc1_w;        // (L,F,D)
+  float *fc1_b;        // (L,F)
+  float *fc2_w;        // (L,D,F)
+  float *fc2_b;        // (L,D)
+  float *ln2_w, *ln2_b; // (L,D)
+} lr_params;
+
+// Element counts of the tensors above in declaration order; returns the total.
+size_t model_param_sizes(const lr_model_cfg *cfg, size_t sizes[LR_N_PARAM_TENSORS]);
+// Names of the tensors ("pos", "ln0_w", ...), for dumps and tests.
+extern const char *const LR_PARAM_NAMES[LR_N_PARAM_TENSORS];
+// Point the views of p into mem laid out as model_param_sizes says.
+void model_point_params(lr_params *p, float *mem, const lr_model_cfg *cfg);
+
+typedef struct {
+  float *emb;           // (B,N,D) item + position
+  float *ln0, *ln0_mean, *ln0_rstd; // (B,N,D), (B,N), (B,N)
+  float *h0;            // (B,N,D) input of layer 0 (after dropout)
+  // per layer, (L, ...) contiguous:
+  float *qkv;           // (L,B,N,3D)
+  float *attn_cache;    // (L, attn_cache_elems)
+  float *ctx;           // (L,B,N,D) attention output (heads concatenated)
+  float *res1;          // (L,B,N,D) H + Dropout(ctx W_O^T + b_O)
+  float *s, *ln1_mean, *ln1_rstd; // (L,B,N,D), (L,B,N), (L,B,N)
+  float *fc1, *gelu;    // (L,B,N,F)
+  float *res2;          // (L,B,N,D) S + Dropout(FFN(S))
+  float *h, *ln2_mean, *ln2_rstd; // (L,B,N,D) layer outputs, (L,B,N)
+  // backward temporaries (one set, reused by every layer)
+  float *d_a, *d_b, *d_c; // (B,N,D)
+  float *d_f1, *d_f2;     // (B,N,F)
+  float *d_qkv;           // (B,N,3D)
+  float *attn_scratch;    // attn_scratch_elems
+} lr_acts;
+
+typedef struct {
+  lr_model_cfg cfg;
+  int64_t max_B;     // activation capacity in sequences
+  size_t n_params;   // floats in each of params/grads/m/v
+  float *params_mem, *grads_mem, *m_mem, *v_mem;
+  lr_params p, g;
+  size_t attn_cache_elems; // per layer
+  float *acts_mem;
+  size_t acts_elems;
+  lr_acts a;
+  int64_t B;         // batch of the last forward
+  const int32_t *lens; // lens of the last forward (borrowed)
+} lr_model;
+
+// Allocate the arenas for up to max_B sequences and initialise parameters:
+// weights N(0, 0.02) from the counter-based RNG keyed by (seed, tensor,
+// element), biases 0, LayerNorm weights 1. LR_ERR_NOMEM / LR_ERR_ARG
+// (heads not dividing d, ...) with a message; on failure m is freed.
+int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t seed);
+// Free; accepts a zeroed or half-initialised model.
+void model_free(lr_model *m);
+// Activation floats for max_B sequences (to report memory). Cannot fail.
+size_t model_acts_elems(const lr_model_cfg *cfg, int64_t max_B);
+
+// Forward for B <= max_B sequences. idx (B,N): row of each position in rows
+// (U,D), the batch's distinct item rows, -1 at padding; lens (B) valid
+// lengths (right padding, 1 <= lens <= N); row_ids (B*N) dropout keys
+// (example id * N + position); dp: seed/epoch, p (0 in evaluation).
+// Returns the final hidden states (B,N,D), valid until the next forward.
+const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
+                           const int32_t *lens, const uint64_t *row_ids, int64_t B,
+                           lr_dropout dp);
+
+// Backward of the last forward: dout (B,N,D) is the loss gradient w.r.t. the
+// final hidden states (overwritten as scratch). Accumulates (+=) into the
+// dense grads m->g and into drows (U,D), the gradient of the distinct rows.
+void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
+                    const uint64_t *row_ids, lr_dropout dp);
+
+// Zero the dense gradient arena. Cannot fail.
+void model_zero_grad(lr_model *m);
+
+// Item table rows, initialised as the paper (N(0, 0.02), row 0 = padding = 0),
+// keyed by GLOBAL row id so any row range gives the same values.
+// rows: ((hi-lo),D) for global rows lo..hi-1.
+void model_init_item_rows(float *rows, int64_t lo, int64_t hi, int64_t D, uint64_t seed);
+
+#endif

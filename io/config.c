@@ -1,0 +1,454 @@
+// config.c: the key table of config.h and everything generated from it
+// (defaults, JSON and --set parsing with per-key type and range checks, the
+// --help listing, the canonical JSON dump and its hash).
+#include "config.h"
+
+#include <cJSON.h>  // cJSON_ParseWithOpts, cJSON_Print...
+#include <errno.h>  // errno
+#include <math.h>   // isfinite
+#include <stddef.h> // offsetof
+#include <stdlib.h> // strtoll, strtod, free
+#include <string.h> // strcmp, strncpy
+
+#include "lr.h"
+
+typedef enum { T_INT, T_FLOAT, T_BOOL, T_STRING, T_ENUM, T_INTLIST } key_type;
+
+typedef struct {
+  const char *name;
+  key_type type;
+  size_t off;
+  const char *def;     // default, as text
+  double lo, hi;       // inclusive range for numbers / list elements
+  const char *choices; // T_ENUM: '|' separated names, index = enum value
+  const char *help;
+} key_def;
+
+#define OFF(f) offsetof(lr_config, f)
+#define BIG 1e18
+
+// The one table. Keep the key names: scripts and other issues rely on them.
+static const key_def KEYS[] = {
+    {"data.path", T_STRING, OFF(data_path), "", 0, 0, NULL,
+     "input file (ratings.dat, ratings.csv, .inter, SASRec lines, or a `linrec prep` binary); "
+     "plain, .gz or .zst"},
+    {"data.format", T_ENUM, OFF(data_format), "synthetic", 0, 0,
+     "movielens|csv|recbole|sasrec|synthetic|binary", "how to read data.path"},
+    {"data.min_rating", T_FLOAT, OFF(data_min_rating), "0", 0, 1e9, NULL,
+     "keep interactions rated >= this (formats with ratings); 0 keeps all"},
+    {"data.kcore", T_INT, OFF(data_kcore), "0", 0, 1e9, NULL,
+     "repeatedly drop users and items with fewer interactions; 0 = off"},
+    {"data.dedup", T_ENUM, OFF(data_dedup), "none", 0, 0, "none|first|last",
+     "repeated (user,item) pairs: keep all, the first or the last"},
+    {"data.synthetic.users", T_INT, OFF(syn_users), "4000", 1, 1e9, NULL,
+     "synthetic dataset: number of users"},
+    {"data.synthetic.items", T_INT, OFF(syn_items), "1000", 3, 2e9, NULL,
+     "synthetic dataset: number of items"},
+    {"data.synthetic.mean_len", T_FLOAT, OFF(syn_mean_len), "40", 3, 1e6, NULL,
+     "synthetic dataset: mean interactions per user (long-tailed)"},
+    {"data.synthetic.zipf", T_FLOAT, OFF(syn_zipf), "1.0", 0, 5, NULL,
+     "synthetic dataset: Zipf exponent of item popularity"},
+    {"data.synthetic.seed", T_INT, OFF(syn_seed), "1", 0, 9e18, NULL,
+     "synthetic dataset: generator seed"},
+    {"model.attention", T_ENUM, OFF(model_attention), "linrec", 0, 0,
+     "softmax|linrec|linrec_code|linrec_causal|elu1|efficient", "attention kind (DESIGN §1)"},
+    {"model.d", T_INT, OFF(model_d), "64", 2, 65536, NULL, "hidden size D"},
+    {"model.heads", T_INT, OFF(model_heads), "2", 1, 1024, NULL, "attention heads (divide d)"},
+    {"model.layers", T_INT, OFF(model_layers), "2", 1, 31, NULL, "transformer layers"},
+    {"model.inner", T_INT, OFF(model_inner), "256", 1, 1048576, NULL, "FFN inner size"},
+    {"model.max_len", T_INT, OFF(model_max_len), "50", 2, 1048576, NULL,
+     "sequence length N (the most recent N items are kept)"},
+    {"model.dropout", T_FLOAT, OFF(model_dropout), "0.2", 0, 0.95, NULL,
+     "dropout on embeddings, attention output and FFN output"},
+    {"model.ln_eps", T_FLOAT, OFF(model_ln_eps), "1e-12", 1e-30, 1, NULL, "LayerNorm epsilon"},
+    {"train.epochs", T_INT, OFF(train_epochs), "20", 0, 1e9, NULL, "passes over the training data"},
+    {"train.max_steps", T_INT, OFF(train_max_steps), "0", 0, 1e15, NULL,
+     "stop after this many optimizer steps; 0 = no limit"},
+    {"train.batch_size", T_INT, OFF(train_batch_size), "256", 1, 1e8, NULL,
+     "global batch (examples per optimizer step)"},
+    {"train.micro_batch", T_INT, OFF(train_micro_batch), "0", 0, 1e8, NULL,
+     "examples per forward/backward chunk (bounds activation memory); 0 = min(batch, 256)"},
+    {"train.lr", T_FLOAT, OFF(train_lr), "1e-3", 0, 10, NULL, "Adam learning rate"},
+    {"train.beta1", T_FLOAT, OFF(train_beta1), "0.9", 0, 0.999999, NULL, "Adam beta1"},
+    {"train.beta2", T_FLOAT, OFF(train_beta2), "0.999", 0, 0.999999999, NULL, "Adam beta2"},
+    {"train.adam_eps", T_FLOAT, OFF(train_adam_eps), "1e-8", 1e-30, 1, NULL, "Adam epsilon"},
+    {"train.weight_decay", T_FLOAT, OFF(train_weight_decay), "0", 0, 10, NULL,
+     "decoupled (AdamW) weight decay; 0 = off"},
+    {"train.clip_norm", T_FLOAT, OFF(train_clip_norm), "0", 0, 1e9, NULL,
+     "clip the global gradient norm to this; 0 = off"},
+    {"train.positions", T_ENUM, OFF(train_positions), "last", 0, 0, "last|all",
+     "loss at the last position of every prefix, or at all positions (causal kinds)"},
+    {"train.objective", T_ENUM, OFF(train_objective), "ce", 0, 0, "ce|sampled|bce",
+     "full-catalog cross-entropy, sampled softmax, or BCE with train.negatives negatives"},
+    {"train.negatives", T_INT, OFF(train_negatives), "1", 1, 100000, NULL,
+     "negatives per loss row (sampled, bce)"},
+    {"train.sampler", T_ENUM, OFF(train_sampler), "uniform", 0, 0, "uniform|pop",
+     "negative sampling distribution"},
+    {"train.seed", T_INT, OFF(train_seed), "42", 0, 9e18, NULL,
+     "seed of initialisation, shuffling, dropout and negatives"},
+    {"train.patience", T_INT, OFF(train_patience), "5", 0, 1e9, NULL,
+     "stop after this many evaluations without a better validation NDCG@10; 0 = never"},
+    {"train.threads", T_INT, OFF(train_threads), "0", 0, 1024, NULL,
+     "BLAS threads per process; 0 = OPENBLAS_NUM_THREADS or all cores"},
+    {"train.loss_tile", T_INT, OFF(train_loss_tile), "4096", 16, 1e8, NULL,
+     "items per logits tile of the full cross-entropy"},
+    {"eval.mode", T_ENUM, OFF(eval_mode), "full", 0, 0, "full|uni100|pop100",
+     "rank the target against the whole catalog or 100 sampled negatives"},
+    {"eval.k", T_INTLIST, OFF(eval_k), "10", 1, 100000, NULL,
+     "cutoffs K of Recall/MRR/NDCG (list, at most 8)"},
+    {"eval.exclude_history", T_BOOL, OFF(eval_exclude_history), "false", 0, 0, NULL,
+     "full mode: do not rank items already in the user's history"},
+    {"eval.batch_size", T_INT, OFF(eval_batch_size), "256", 1, 1e8, NULL,
+     "users per evaluation forward pass"},
+    {"log.every_steps", T_INT, OFF(log_every_steps), "0", 0, 1e15, NULL,
+     "write a step event to metrics.jsonl every this many steps; 0 = none"},
+    {"log.progress", T_ENUM, OFF(log_progress), "auto", 0, 0, "auto|plain|off",
+     "progress line: redraw on a terminal (auto), plain lines, or none"},
+};
+#define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+
+static const char *g_src = "--set"; // where the value being parsed came from
+
+static const key_def *find_key(const char *name) {
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (!strcmp(KEYS[i].name, name)) return &KEYS[i];
+  return NULL;
+}
+
+static int enum_index(const char *choices, const char *name) {
+  size_t n = strlen(name);
+  int idx = 0;
+  for (const char *p = choices; *p; idx++) {
+    const char *bar = strchr(p, '|');
+    size_t len = bar ? (size_t)(bar - p) : strlen(p);
+    if (len == n && !strncmp(p, name, n)) return idx;
+    if (!bar) break;
+    p = bar + 1;
+  }
+  return -1;
+}
+
+static void enum_name(const char *choices, int idx, char *out, size_t cap) {
+  const char *p = choices;
+  for (int i = 0; i < idx && p; i++) {
+    p = strchr(p, '|');
+    if (p) p++;
+  }
+  if (!p) p = "?";
+  size_t len = strchr(p, '|') ? (size_t)(strchr(p, '|') - p) : strlen(p);
+  if (len >= cap) len = cap - 1;
+  memcpy(out, p, len);
+  out[len] = 0;
+}
+
+#define CFG_ERR(...) lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, __VA_ARGS__)
+
+static int check_range(const key_def *k, double x) {
+  if (!isfinite(x) || x < k->lo || x > k->hi)
+    return CFG_ERR("%s: key \"%s\": value %g out of range [%g, %g]", g_src, k->name, x, k->lo,
+                   k->hi);
+  return LR_OK;
+}
+
+static int parse_int(const key_def *k, const char *s, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (end == s || *end || errno)
+    return CFG_ERR("%s: key \"%s\": expected an integer, got \"%s\"", g_src, k->name, s);
+  LR_CALL(check_range(k, (double)v));
+  *out = v;
+  return LR_OK;
+}
+
+// Set key k from text s (used by --set and for defaults).
+static int set_text(lr_config *c, const key_def *k, const char *s) {
+  char *base = (char *)c + k->off;
+  switch (k->type) {
+  case T_INT: return parse_int(k, s, (int64_t *)base);
+  case T_FLOAT: {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno)
+      return CFG_ERR("%s: key \"%s\": expected a number, got \"%s\"", g_src, k->name, s);
+    LR_CALL(check_range(k, v));
+    *(double *)base = v;
+    return LR_OK;
+  }
+  case T_BOOL:
+    if (!strcmp(s, "true") || !strcmp(s, "1")) *(int *)base = 1;
+    else if (!strcmp(s, "false") || !strcmp(s, "0")) *(int *)base = 0;
+    else return CFG_ERR("%s: key \"%s\": expected true or false, got \"%s\"", g_src, k->name, s);
+    return LR_OK;
+  case T_STRING:
+    if (strlen(s) >= LR_PATH_MAX)
+      return CFG_ERR("%s: key \"%s\": value longer than %d bytes", g_src, k->name, LR_PATH_MAX - 1);
+    strcpy(base, s);
+    return LR_OK;
+  case T_ENUM: {
+    int idx = enum_index(k->choices, s);
+    if (idx < 0)
+      return CFG_ERR("%s: key \"%s\": expected one of %s, got \"%s\"", g_src, k->name,
+                     k->choices, s);
+    *(int *)base = idx;
+    return LR_OK;
+  }
+  case T_INTLIST: {
+    int *vals = (int *)base, n = 0;
+    char buf[256];
+    if (strlen(s) >= sizeof buf)
+      return CFG_ERR("%s: key \"%s\": list too long", g_src, k->name);
+    strcpy(buf, s);
+    for (char *tok = strtok(buf, ", "); tok; tok = strtok(NULL, ", ")) {
+      if (n == LR_MAX_K_CFG)
+        return CFG_ERR("%s: key \"%s\": at most %d values", g_src, k->name, LR_MAX_K_CFG);
+      int64_t v;
+      LR_CALL(parse_int(k, tok, &v));
+      vals[n++] = (int)v;
+    }
+    if (n == 0) return CFG_ERR("%s: key \"%s\": empty list", g_src, k->name);
+    c->eval_nk = n;
+    return LR_OK;
+  }
+  }
+  return CFG_ERR("%s: key \"%s\": unknown type", g_src, k->name);
+}
+
+void config_defaults(lr_config *c) {
+  memset(c, 0, sizeof *c);
+  g_src = "defaults";
+  for (size_t i = 0; i < N_KEYS; i++) LR_ASSERT(set_text(c, &KEYS[i], KEYS[i].def) == LR_OK);
+  g_src = "--set";
+}
+
+int config_set(lr_config *c, const char *assignment) {
+  const char *eq = strchr(assignment, '=');
+  if (!eq || eq == assignment)
+    return CFG_ERR("--set %s: expected key=value", assignment);
+  char name[128];
+  size_t len = (size_t)(eq - assignment);
+  if (len >= sizeof name) return CFG_ERR("--set: key too long: %.40s...", assignment);
+  memcpy(name, assignment, len);
+  name[len] = 0;
+  const key_def *k = find_key(name);
+  if (!k) return CFG_ERR("--set: unknown config key \"%s\" (see `linrec train --help`)", name);
+  g_src = "--set";
+  return set_text(c, k, eq + 1);
+}
+
+// Set key k from a JSON value, checking its JSON type.
+static int set_json(lr_config *c, const key_def *k, const cJSON *v) {
+  char buf[64];
+  switch (k->type) {
+  case T_INT:
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+      return CFG_ERR("%s: key \"%s\": expected an integer", g_src, k->name);
+    snprintf(buf, sizeof buf, "%lld", (long long)v->valuedouble);
+    return set_text(c, k, buf);
+  case T_FLOAT:
+    if (!cJSON_IsNumber(v)) return CFG_ERR("%s: key \"%s\": expected a number", g_src, k->name);
+    snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
+    return set_text(c, k, buf);
+  case T_BOOL:
+    if (!cJSON_IsBool(v)) return CFG_ERR("%s: key \"%s\": expected true or false", g_src, k->name);
+    *(int *)((char *)c + k->off) = cJSON_IsTrue(v);
+    return LR_OK;
+  case T_STRING:
+  case T_ENUM:
+    if (!cJSON_IsString(v)) return CFG_ERR("%s: key \"%s\": expected a string", g_src, k->name);
+    return set_text(c, k, v->valuestring);
+  case T_INTLIST: {
+    if (cJSON_IsNumber(v)) {
+      if (v->valuedouble != (double)(int64_t)v->valuedouble)
+        return CFG_ERR("%s: key \"%s\": expected an integer or a list of integers", g_src,
+                       k->name);
+      snprintf(buf, sizeof buf, "%lld", (long long)v->valuedouble);
+      return set_text(c, k, buf);
+    }
+    if (!cJSON_IsArray(v))
+      return CFG_ERR("%s: key \"%s\": expected an integer or a list of integers", g_src, k->name);
+    char list[256] = "";
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+      if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble)
+        return CFG_ERR("%s: key \"%s\": list elements must be integers", g_src, k->name);
+      size_t n = strlen(list);
+      snprintf(list + n, sizeof list - n, "%s%lld", n ? "," : "", (long long)e->valuedouble);
+    }
+    return set_text(c, k, list);
+  }
+  }
+  return CFG_ERR("%s: key \"%s\": unknown type", g_src, k->name);
+}
+
+static int walk_json(lr_config *c, const cJSON *obj, const char *prefix) {
+  const cJSON *it;
+  cJSON_ArrayForEach(it, obj) {
+    char name[256];
+    snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", it->string);
+    const key_def *k = find_key(name);
+    if (!k && cJSON_IsObject(it)) {
+      LR_CALL(walk_json(c, it, name));
+      continue;
+    }
+    if (!k) return CFG_ERR("%s: unknown config key \"%s\"", g_src, name);
+    LR_CALL(set_json(c, k, it));
+  }
+  return LR_OK;
+}
+
+int config_load_file(lr_config *c, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot open: %s", path, strerror(errno));
+  char *text = NULL;
+  size_t len = 0, cap = 0;
+  int rc = LR_OK;
+  for (;;) {
+    if (len + 4096 + 1 > cap) {
+      cap = cap ? 2 * cap : 8192;
+      char *t = realloc(text, cap);
+      if (!t) {
+        rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
+        goto out;
+      }
+      text = t;
+    }
+    size_t n = fread(text + len, 1, 4096, f);
+    len += n;
+    if (n < 4096) break;
+  }
+  if (ferror(f)) {
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: read error", path);
+    goto out;
+  }
+  text[len] = 0;
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+  if (!root) {
+    int line = 1, col = 1;
+    for (const char *p = text; end && p < end; p++) {
+      if (*p == '\n') line++, col = 1;
+      else col++;
+    }
+    rc = CFG_ERR("%s:%d:%d: invalid JSON", path, line, col);
+    goto out;
+  }
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    rc = CFG_ERR("%s: the config must be a JSON object", path);
+    goto out;
+  }
+  g_src = path;
+  rc = walk_json(c, root, "");
+  g_src = "--set";
+  cJSON_Delete(root);
+out:
+  free(text);
+  fclose(f);
+  return rc;
+}
+
+int config_validate(const lr_config *c) {
+  if (c->model_d % c->model_heads)
+    return CFG_ERR("key \"model.heads\": must divide model.d (%lld), got %lld",
+                   (long long)c->model_d, (long long)c->model_heads);
+  if (c->train_positions == LR_POS_ALL && !attn_kind_is_causal(c->model_attention))
+    return CFG_ERR("key \"train.positions\": \"all\" needs a causal attention kind "
+                   "(softmax, linrec_causal, elu1); model.attention is \"%s\"",
+                   attn_kind_name(c->model_attention));
+  if (c->data_format != LR_FMT_SYNTHETIC && !c->data_path[0])
+    return CFG_ERR("key \"data.path\": required for data.format \"%s\"",
+                   data_format_name(c->data_format));
+  if (c->train_micro_batch > c->train_batch_size)
+    return CFG_ERR("key \"train.micro_batch\": %lld exceeds train.batch_size %lld",
+                   (long long)c->train_micro_batch, (long long)c->train_batch_size);
+  if (c->data_format == LR_FMT_SYNTHETIC && c->syn_items < 3)
+    return CFG_ERR("key \"data.synthetic.items\": need at least 3 items");
+  return LR_OK;
+}
+
+static cJSON *key_json(const lr_config *c, const key_def *k) {
+  const char *base = (const char *)c + k->off;
+  char buf[64];
+  switch (k->type) {
+  case T_INT: return cJSON_CreateNumber((double)*(const int64_t *)base);
+  case T_FLOAT: return cJSON_CreateNumber(*(const double *)base);
+  case T_BOOL: return cJSON_CreateBool(*(const int *)base);
+  case T_STRING: return cJSON_CreateString(base);
+  case T_ENUM: enum_name(k->choices, *(const int *)base, buf, sizeof buf); return cJSON_CreateString(buf);
+  case T_INTLIST: return cJSON_CreateIntArray((const int *)base, c->eval_nk);
+  }
+  return NULL;
+}
+
+char *config_to_json(const lr_config *c) {
+  cJSON *root = cJSON_CreateObject();
+  if (!root) goto nomem;
+  for (size_t i = 0; i < N_KEYS; i++) {
+    cJSON *v = key_json(c, &KEYS[i]);
+    if (!v || !cJSON_AddItemToObject(root, KEYS[i].name, v)) {
+      cJSON_Delete(v);
+      cJSON_Delete(root);
+      goto nomem;
+    }
+  }
+  char *s = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  if (!s) goto nomem;
+  return s;
+nomem:
+  lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "config_to_json: out of memory");
+  return NULL;
+}
+
+uint64_t config_hash(const lr_config *c) {
+  char *s = config_to_json(c);
+  uint64_t h = 1469598103934665603ull;
+  for (const char *p = s ? s : ""; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  free(s);
+  return h;
+}
+
+static const char *type_name(const key_def *k) {
+  switch (k->type) {
+  case T_INT: return "int";
+  case T_FLOAT: return "float";
+  case T_BOOL: return "bool";
+  case T_STRING: return "string";
+  case T_ENUM: return "enum";
+  case T_INTLIST: return "int list";
+  }
+  return "?";
+}
+
+void config_print_keys(FILE *f, int markdown) {
+  if (markdown) fprintf(f, "| key | type | default | meaning |\n|---|---|---|---|\n");
+  for (size_t i = 0; i < N_KEYS; i++) {
+    const key_def *k = &KEYS[i];
+    if (markdown) {
+      fprintf(f, "| `%s` | %s%s%s%s | `%s` | %s |\n", k->name, type_name(k),
+              k->choices ? " (" : "", k->choices ? k->choices : "", k->choices ? ")" : "",
+              k->def[0] ? k->def : "\"\"", k->help);
+    } else {
+      fprintf(f, "  %-26s %-7s default %-10s %s%s%s%s\n", k->name, type_name(k),
+              k->def[0] ? k->def : "\"\"", k->help, k->choices ? " [" : "",
+              k->choices ? k->choices : "", k->choices ? "]" : "");
+    }
+  }
+}
+
+lr_data_opts config_data_opts(const lr_config *c) {
+  lr_data_opts o = {0};
+  o.path = c->data_path;
+  o.format = (lr_data_format)c->data_format;
+  o.min_rating = c->data_min_rating;
+  o.kcore = c->data_kcore;
+  o.dedup = (lr_dedup)c->data_dedup;
+  o.synth.users = c->syn_users;
+  o.synth.items = c->syn_items;
+  o.synth.mean_len = c->syn_mean_len;
+  o.synth.zipf = c->syn_zipf;
+  o.synth.seed = (uint64_t)c->syn_seed;
+  return o;
+}

@@ -1,0 +1,84 @@
+// config.h: every configuration key of linrec, declared once in a table
+// (config.c) from which the JSON parser, `--set key=value`, `--help` and the
+// README's key list are all produced (STYLE 7). No MPI here.
+#ifndef LR_CONFIG_H
+#define LR_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dataset.h"   // lr_data_format, lr_dedup
+#include "attention.h" // lr_attn_kind
+
+#define LR_PATH_MAX 1024
+#define LR_MAX_K_CFG 8 // = LR_MAX_K of metrics.h
+
+typedef enum { LR_POS_LAST = 0, LR_POS_ALL } lr_positions;
+typedef enum { LR_OBJ_CE = 0, LR_OBJ_SAMPLED, LR_OBJ_BCE } lr_objective;
+typedef enum { LR_SAMPLER_UNIFORM = 0, LR_SAMPLER_POP } lr_sampler;
+typedef enum { LR_EVAL_FULL = 0, LR_EVAL_UNI100, LR_EVAL_POP100 } lr_eval_mode;
+
+typedef struct {
+  // data.*
+  char data_path[LR_PATH_MAX];
+  int data_format; // lr_data_format
+  double data_min_rating;
+  int64_t data_kcore;
+  int data_dedup; // lr_dedup
+  int64_t syn_users, syn_items;
+  double syn_mean_len, syn_zipf;
+  int64_t syn_seed;
+  // model.*
+  int model_attention; // lr_attn_kind
+  int64_t model_d, model_heads, model_layers, model_inner, model_max_len;
+  double model_dropout, model_ln_eps;
+  // train.*
+  int64_t train_epochs, train_max_steps, train_batch_size, train_micro_batch;
+  double train_lr, train_beta1, train_beta2, train_adam_eps, train_weight_decay, train_clip_norm;
+  int train_positions; // lr_positions
+  int train_objective; // lr_objective
+  int64_t train_negatives;
+  int train_sampler; // lr_sampler
+  int64_t train_seed, train_patience, train_threads, train_loss_tile;
+  // eval.*
+  int eval_mode; // lr_eval_mode
+  int eval_k[LR_MAX_K_CFG];
+  int eval_nk;
+  int eval_exclude_history;
+  int64_t eval_batch_size;
+  // log.*
+  int64_t log_every_steps;
+  int log_progress; // 0 auto, 1 plain, 2 off
+} lr_config;
+
+// Defaults of every key. Cannot fail.
+void config_defaults(lr_config *c);
+
+// Merge a JSON file into c: nested objects name dotted keys ({"model":{"d":64}}
+// is model.d); dotted names may also appear directly. Unknown keys, wrong
+// types and out-of-range values are LR_ERR_CONFIG naming the file and key;
+// an unreadable file is LR_ERR_IO; bad JSON names the file and the position.
+int config_load_file(lr_config *c, const char *path);
+
+// Apply one "key=value" override (value parsed by the key's type; a list
+// key takes "5,10,20"). LR_ERR_CONFIG naming the key on failure.
+int config_set(lr_config *c, const char *assignment);
+
+// Cross-key checks (heads divide d, positions=all needs a causal kind, data.path
+// needed for file formats, ...). LR_ERR_CONFIG naming the keys.
+int config_validate(const lr_config *c);
+
+// The whole config as a JSON object string (canonical key order; caller frees
+// with free()). NULL and LR_ERR_NOMEM on allocation failure.
+char *config_to_json(const lr_config *c);
+// FNV-1a 64 of config_to_json's text: identifies a config in checkpoints.
+uint64_t config_hash(const lr_config *c);
+
+// Print the key table (name, type, default, meaning) for --help, or as a
+// Markdown table for the README when markdown != 0. Cannot fail.
+void config_print_keys(FILE *f, int markdown);
+
+// Data options of the config (pointers into c). Cannot fail.
+lr_data_opts config_data_opts(const lr_config *c);
+
+#endif
