@@ -8,6 +8,7 @@
 #include <stdlib.h> // qsort
 #include <string.h> // memset, memcpy
 
+#include "comm.h"
 #include "embed.h"
 #include "gemm.h"
 #include "lr.h"
@@ -226,10 +227,12 @@ int eval_split(lr_metrics *out, const lr_scorer *sc, const lr_dataset *ds, lr_sp
     for (int64_t v = 1; v <= ds->n_items; v++) cdf[v] = cdf[v - 1] + sc->pop[v];
   }
   metrics_init(out, c->eval_k, c->eval_nk);
-  int64_t u = 0;
-  while (u < ds->n_users) {
+  // Each rank ranks a contiguous share of the users; sums are reduced below.
+  int64_t P = dist_size(), r = dist_rank();
+  int64_t u = ds->n_users * r / P, u_end = ds->n_users * (r + 1) / P;
+  while (u < u_end) {
     int64_t nb = 0;
-    for (; u < ds->n_users && nb < w.Bu; u++) {
+    for (; u < u_end && nb < w.Bu; u++) {
       if (!examples_has_eval(ds, u)) continue;
       w.users[nb] = u;
       w.hist_len[nb] = examples_eval_input(ds, u, split, w.N, w.ids + nb * w.N, &w.lens[nb],
@@ -245,9 +248,17 @@ int eval_split(lr_metrics *out, const lr_scorer *sc, const lr_dataset *ds, lr_sp
                       (uint64_t)c->train_seed);
     for (int64_t b = 0; b < nb; b++) metrics_add(out, w.ahead[b]);
   }
-  metrics_finish(out);
   lr_free(cdf);
   ws_free(&w);
+  double sums[3 * LR_MAX_K + 1];
+  for (int i = 0; i < out->nk; i++)
+    sums[3 * i] = out->recall[i], sums[3 * i + 1] = out->mrr[i], sums[3 * i + 2] = out->ndcg[i];
+  sums[3 * out->nk] = (double)out->n;
+  LR_CALL(dist_allreduce_sum_d(sums, 3 * out->nk + 1));
+  for (int i = 0; i < out->nk; i++)
+    out->recall[i] = sums[3 * i], out->mrr[i] = sums[3 * i + 1], out->ndcg[i] = sums[3 * i + 2];
+  out->n = (int64_t)sums[3 * out->nk];
+  metrics_finish(out);
   return LR_OK;
 }
 

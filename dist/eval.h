@@ -30,7 +30,8 @@ typedef struct {
 // baseline and pop100 sampling; caller frees with lr_free. NULL on OOM.
 float *eval_popularity(const lr_dataset *ds);
 
-// Metrics of split over all evaluable users of ds. LR_ERR_NOMEM on failure.
+// Metrics of split over all evaluable users of ds; each rank ranks a share
+// of the users and the sums are reduced. Collective. LR_ERR_NOMEM/LR_ERR_MPI.
 int eval_split(lr_metrics *out, const lr_scorer *sc, const lr_dataset *ds, lr_split split,
                const lr_config *c);
 

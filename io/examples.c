@@ -102,3 +102,14 @@ int64_t examples_eval_input(const lr_dataset *ds, int64_t u, lr_split split, int
   *target = seq[t];
   return t;
 }
+
+int64_t examples_loss_rows(const lr_examples *ex, int64_t start, int64_t n) {
+  if (!ex->all) return n;
+  int64_t rows = 0;
+  for (int64_t b = 0; b < n; b++) {
+    int64_t u = example_user(ex, ex->perm[start + b]);
+    int64_t t = examples_train_len(ex->ds, u) - 1;
+    rows += t > ex->N ? ex->N : t;
+  }
+  return rows;
+}

@@ -49,4 +49,9 @@ int examples_has_eval(const lr_dataset *ds, int64_t u);
 int64_t examples_eval_input(const lr_dataset *ds, int64_t u, lr_split split, int64_t N,
                             int32_t *ids, int32_t *len, int32_t *target);
 
+
+
+// Loss rows of examples perm[start .. start+n): n for positions=last, the sum
+// of input lengths for positions=all. Cannot fail.
+int64_t examples_loss_rows(const lr_examples *ex, int64_t start, int64_t n);
 #endif
