@@ -298,6 +298,28 @@ static int walk_json(lr_config *c, const cJSON *obj, const char *prefix) {
   return LR_OK;
 }
 
+int config_load_json(lr_config *c, const char *text, const char *source) {
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+  if (!root) {
+    int line = 1, col = 1;
+    for (const char *p = text; end && p < end; p++) {
+      if (*p == '\n') line++, col = 1;
+      else col++;
+    }
+    return CFG_ERR("%s:%d:%d: invalid JSON", source, line, col);
+  }
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return CFG_ERR("%s: the config must be a JSON object", source);
+  }
+  g_src = source;
+  int rc = walk_json(c, root, "");
+  g_src = "--set";
+  cJSON_Delete(root);
+  return rc;
+}
+
 int config_load_file(lr_config *c, const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot open: %s", path, strerror(errno));
@@ -323,26 +345,7 @@ int config_load_file(lr_config *c, const char *path) {
     goto out;
   }
   text[len] = 0;
-  const char *end = NULL;
-  cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
-  if (!root) {
-    int line = 1, col = 1;
-    for (const char *p = text; end && p < end; p++) {
-      if (*p == '\n') line++, col = 1;
-      else col++;
-    }
-    rc = CFG_ERR("%s:%d:%d: invalid JSON", path, line, col);
-    goto out;
-  }
-  if (!cJSON_IsObject(root)) {
-    cJSON_Delete(root);
-    rc = CFG_ERR("%s: the config must be a JSON object", path);
-    goto out;
-  }
-  g_src = path;
-  rc = walk_json(c, root, "");
-  g_src = "--set";
-  cJSON_Delete(root);
+  rc = config_load_json(c, text, path);
 out:
   free(text);
   fclose(f);

@@ -60,6 +60,9 @@ void config_defaults(lr_config *c);
 // an unreadable file is LR_ERR_IO; bad JSON names the file and the position.
 int config_load_file(lr_config *c, const char *path);
 
+// Same, from JSON text; `source` names it in messages.
+int config_load_json(lr_config *c, const char *text, const char *source);
+
 // Apply one "key=value" override (value parsed by the key's type; a list
 // key takes "5,10,20"). LR_ERR_CONFIG naming the key on failure.
 int config_set(lr_config *c, const char *assignment);

@@ -1,0 +1,352 @@
+// main.c: the `linrec` command line (DESIGN §5). Parses arguments, builds and
+// validates the config, hands it to dist/, and is the only place that turns
+// an error status into a message and an exit code:
+//   0 success; 1 runtime failure (I/O, data, MPI, memory); 2 usage or
+//   configuration error. With several ranks a failing rank aborts the job.
+#include <errno.h>  // errno
+#include <stdio.h>  // printf
+#include <stdlib.h> // free, strtoll
+#include <string.h> // strcmp
+
+#include "comm.h"
+#include "config.h"
+#include "dataset.h"
+#include "eval.h"
+#include "examples.h"
+#include "itemtab.h"
+#include "lr.h"
+#include "model.h"
+#include "modelfile.h"
+#include "train.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+typedef struct {
+  const char *cmd;
+  const char *config_path, *out, *model, *users, *split;
+  const char *sets[256];
+  int n_sets, k, include_history, help;
+} cli;
+
+// ---- help -----------------------------------------------------------------------------
+
+static void usage_main(FILE *f) {
+  fprintf(f,
+          "usage: linrec <command> [options]\n\n"
+          "commands:\n"
+          "  prep       read and preprocess a dataset, write the binary dataset file\n"
+          "  train      train a model (under mpirun for several ranks)\n"
+          "  eval       evaluate a trained model or the popularity baseline\n"
+          "  recommend  print top-K items for users\n\n"
+          "`linrec <command> --help` describes each; exit codes: 0 ok, 1 runtime error,\n"
+          "2 usage or configuration error.\n");
+}
+
+static void usage_cmd(FILE *f, const char *cmd) {
+  if (!strcmp(cmd, "prep"))
+    fprintf(f, "usage: linrec prep --config FILE [--set key=value]... --out FILE\n"
+               "  Reads data.path as data.format, applies data.min_rating, data.dedup and\n"
+               "  data.kcore, and writes the binary dataset (use it with data.format=binary).\n");
+  else if (!strcmp(cmd, "train"))
+    fprintf(f, "usage: [mpirun -np P] linrec train [--config FILE] [--set key=value]... "
+               "[--out DIR]\n"
+               "  Trains, validating every epoch with early stopping; writes DIR/metrics.jsonl\n"
+               "  and DIR/model.lrm (the best model). DIR defaults to ./out.\n");
+  else if (!strcmp(cmd, "eval"))
+    fprintf(f, "usage: linrec eval [--config FILE] [--set key=value]... --model pop|FILE|DIR "
+               "[--split valid|test|both]\n"
+               "  Prints one JSON object per split on stdout. --model pop is the popularity\n"
+               "  baseline; FILE is a model.lrm (DIR: DIR/model.lrm), whose stored config is\n"
+               "  the base that --config and --set override.\n");
+  else if (!strcmp(cmd, "recommend"))
+    fprintf(f, "usage: linrec recommend --model FILE|DIR [--config FILE] [--set key=value]... "
+               "--users ID[,ID...] [--k K] [--include-history]\n"
+               "  Prints one JSON line per user: original user id, top-K original item ids\n"
+               "  and scores, predicting each user's next interaction from the whole history.\n");
+  fprintf(f, "\ncommon options:\n"
+             "  --config FILE      JSON config (nested objects or dotted keys)\n"
+             "  --set key=value    override one key (repeatable)\n"
+             "  --out PATH         output directory (train) or file (prep)\n\n"
+             "config keys:\n");
+  config_print_keys(f, 0);
+}
+
+// ---- argument parsing -----------------------------------------------------------------
+
+static int parse_args(cli *a, int argc, char **argv) {
+  memset(a, 0, sizeof *a);
+  a->k = 10;
+  a->split = "both";
+  if (argc < 2) return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "missing command");
+  a->cmd = argv[1];
+  for (int i = 2; i < argc; i++) {
+    const char *o = argv[i];
+#define NEED_VALUE                                                                           \
+  if (i + 1 >= argc) return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "%s needs a value", o);
+    if (!strcmp(o, "--help") || !strcmp(o, "-h")) a->help = 1;
+    else if (!strcmp(o, "--include-history")) a->include_history = 1;
+    else if (!strcmp(o, "--config")) { NEED_VALUE a->config_path = argv[++i]; }
+    else if (!strcmp(o, "--out")) { NEED_VALUE a->out = argv[++i]; }
+    else if (!strcmp(o, "--model")) { NEED_VALUE a->model = argv[++i]; }
+    else if (!strcmp(o, "--users")) { NEED_VALUE a->users = argv[++i]; }
+    else if (!strcmp(o, "--split")) { NEED_VALUE a->split = argv[++i]; }
+    else if (!strcmp(o, "--k")) {
+      NEED_VALUE
+      char *end;
+      long v = strtol(argv[++i], &end, 10);
+      if (*end || v < 1 || v > 100000)
+        return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "--k: expected 1..100000, got %s", argv[i]);
+      a->k = (int)v;
+    } else if (!strcmp(o, "--set")) {
+      NEED_VALUE
+      if (a->n_sets == (int)(sizeof a->sets / sizeof a->sets[0]))
+        return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "too many --set options");
+      a->sets[a->n_sets++] = argv[++i];
+    } else {
+      return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "%s: unknown option %s (see linrec %s --help)",
+                      a->cmd, o, a->cmd);
+    }
+#undef NEED_VALUE
+  }
+  return LR_OK;
+}
+
+// Model file path: FILE, or DIR/model.lrm when --model names a directory.
+static void model_path(char *out, size_t cap, const char *m) {
+  FILE *f = fopen(m, "rb");
+  char probe[8];
+  if (f && fread(probe, 1, sizeof probe, f) == sizeof probe) {
+    fclose(f);
+    snprintf(out, cap, "%s", m);
+    return;
+  }
+  if (f) fclose(f);
+  snprintf(out, cap, "%s/model.lrm", m);
+}
+
+// defaults <- model file's config (if any) <- --config <- --set, then validate.
+static int build_config(lr_config *c, const cli *a, const char *model_file) {
+  config_defaults(c);
+  if (model_file) {
+    char *json;
+    LR_CALL(modelfile_read_config(model_file, &json));
+    int rc = config_load_json(c, json, model_file);
+    free(json);
+    LR_CALL(rc);
+  }
+  if (a->config_path) LR_CALL(config_load_file(c, a->config_path));
+  for (int i = 0; i < a->n_sets; i++) LR_CALL(config_set(c, a->sets[i]));
+  return config_validate(c);
+}
+
+// ---- commands -------------------------------------------------------------------------
+
+static int cmd_prep(const cli *a) {
+  lr_config c;
+  LR_CALL(build_config(&c, a, NULL));
+  LR_CHECK(a->out, LR_ERR_CONFIG, "prep: --out FILE is required");
+  lr_data_opts o = config_data_opts(&c);
+  lr_dataset ds;
+  double t0 = dist_wtime();
+  LR_CALL(data_load(&ds, &o));
+  int rc = data_write_binary(&ds, a->out);
+  if (rc == LR_OK)
+    printf("{\"event\":\"prep\",\"users\":%lld,\"items\":%lld,\"interactions\":%lld,"
+           "\"seconds\":%.3f,\"out\":\"%s\"}\n",
+           (long long)ds.n_users, (long long)ds.n_items, (long long)ds.n_inter,
+           dist_wtime() - t0, a->out);
+  dataset_free(&ds);
+  return rc;
+}
+
+static int cmd_train(const cli *a) {
+  lr_config c;
+  LR_CALL(build_config(&c, a, NULL));
+  lr_train_result r;
+  LR_CALL(train_run(&c, a->out ? a->out : "out", &r));
+  for (int i = 0; i < r.test.nk; i++)
+    dist_log0("test: recall@%d %.4f  mrr@%d %.4f  ndcg@%d %.4f  (best epoch %d, %lld steps, "
+              "%.1f s)\n",
+              r.test.k[i], r.test.recall[i], r.test.k[i], r.test.mrr[i], r.test.k[i],
+              r.test.ndcg[i], r.best_epoch, (long long)r.steps, r.seconds);
+  return LR_OK;
+}
+
+static void print_eval(const char *split, const char *model, const lr_metrics *m) {
+  if (dist_rank() != 0) return;
+  printf("{\"event\":\"eval\",\"split\":\"%s\",\"model\":\"%s\",\"users\":%lld", split, model,
+         (long long)m->n);
+  for (int i = 0; i < m->nk; i++)
+    printf(",\"recall@%d\":%.6f,\"mrr@%d\":%.6f,\"ndcg@%d\":%.6f", m->k[i], m->recall[i], m->k[i],
+           m->mrr[i], m->k[i], m->ndcg[i]);
+  printf("}\n");
+  fflush(stdout);
+}
+
+// A loaded scorer: dataset, and the model + item table unless pop.
+typedef struct {
+  lr_config c;
+  lr_dataset ds;
+  lr_model model;
+  lr_itemtab tab;
+  float *pop;
+  lr_scorer sc;
+} loaded;
+
+static void loaded_free(loaded *l) {
+  dataset_free(&l->ds);
+  model_free(&l->model);
+  itemtab_free(&l->tab);
+  lr_free(l->pop);
+}
+
+static int load_scorer(loaded *l, const cli *a) {
+  memset(l, 0, sizeof *l);
+  LR_CHECK(a->model, LR_ERR_CONFIG, "%s: --model pop|FILE is required", a->cmd);
+  int pop = !strcmp(a->model, "pop");
+  char path[LR_PATH_MAX];
+  if (!pop) model_path(path, sizeof path, a->model);
+  LR_CALL(build_config(&l->c, a, pop ? NULL : path));
+  lr_data_opts o = config_data_opts(&l->c);
+  LR_CALL(data_load(&l->ds, &o));
+  l->pop = eval_popularity(&l->ds);
+  if (!l->pop) return LR_ERR_NOMEM;
+  l->sc.pop = l->pop;
+  if (pop) return LR_OK;
+  const lr_config *c = &l->c;
+  lr_model_cfg mc = {l->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
+                     c->model_layers, c->model_inner, 0.0f, (float)c->model_ln_eps,
+                     (lr_attn_kind)c->model_attention};
+  LR_CALL(model_init(&l->model, &mc, c->eval_batch_size, 0));
+  LR_CALL(itemtab_init(&l->tab, 0, l->ds.n_items + 1, c->model_d, 0));
+  LR_CALL(modelfile_read(path, l->model.params_mem, l->model.n_params, l->tab.w,
+                         l->ds.n_items + 1, c->model_d));
+  l->sc.model = &l->model;
+  l->sc.tab = &l->tab;
+  return LR_OK;
+}
+
+static int cmd_eval(const cli *a) {
+  LR_CHECK(!strcmp(a->split, "valid") || !strcmp(a->split, "test") || !strcmp(a->split, "both"),
+           LR_ERR_CONFIG, "eval: --split must be valid, test or both, got %s", a->split);
+  loaded l;
+  int rc = load_scorer(&l, a);
+  const char *name = a->model && !strcmp(a->model, "pop") ? "pop" : "model";
+  lr_metrics m;
+  if (rc == LR_OK && strcmp(a->split, "test")) {
+    rc = eval_split(&m, &l.sc, &l.ds, LR_SPLIT_VALID, &l.c);
+    if (rc == LR_OK) print_eval("valid", name, &m);
+  }
+  if (rc == LR_OK && strcmp(a->split, "valid")) {
+    rc = eval_split(&m, &l.sc, &l.ds, LR_SPLIT_TEST, &l.c);
+    if (rc == LR_OK) print_eval("test", name, &m);
+  }
+  loaded_free(&l);
+  return rc;
+}
+
+static int cmd_recommend(const cli *a) {
+  LR_CHECK(a->users, LR_ERR_CONFIG, "recommend: --users ID[,ID...] is required");
+  LR_CHECK(a->model && strcmp(a->model, "pop"), LR_ERR_CONFIG,
+           "recommend: --model FILE is required (a trained model)");
+  loaded l;
+  int rc = load_scorer(&l, a);
+  int64_t *users = NULL;
+  int32_t *items = NULL;
+  float *scores = NULL;
+  int64_t n = 0;
+  if (rc) goto out;
+  // Parse the original user ids and find their remapped ids.
+  size_t cap = 1;
+  for (const char *p = a->users; *p; p++) cap += *p == ',';
+  users = lr_calloc(cap, sizeof *users, "user list");
+  if (!users) { rc = LR_ERR_NOMEM; goto out; }
+  for (const char *p = a->users; *p;) {
+    char *end;
+    errno = 0;
+    long long id = strtoll(p, &end, 10);
+    if (end == p || errno || (*end && *end != ',')) {
+      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "--users: not an integer id list: %s", a->users);
+      goto out;
+    }
+    int64_t u = -1;
+    for (int64_t i = 0; i < l.ds.n_users && u < 0; i++)
+      if (l.ds.user_orig[i] == id) u = i;
+    if (u < 0) {
+      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "--users: user %lld is not in the dataset", id);
+      goto out;
+    }
+    users[n++] = u;
+    p = *end ? end + 1 : end;
+  }
+  items = lr_calloc((size_t)(n * a->k), sizeof *items, "recommendations");
+  scores = lr_calloc((size_t)(n * a->k), sizeof *scores, "recommendation scores");
+  if (!items || !scores) { rc = LR_ERR_NOMEM; goto out; }
+  rc = eval_topk(items, scores, &l.sc, &l.ds, users, n, a->k, !a->include_history, &l.c);
+  if (rc) goto out;
+  for (int64_t i = 0; i < n && dist_rank() == 0; i++) {
+    printf("{\"user\":%lld,\"items\":[", (long long)l.ds.user_orig[users[i]]);
+    for (int j = 0; j < a->k; j++)
+      if (items[i * a->k + j]) printf("%s%lld", j ? "," : "", (long long)l.ds.item_orig[items[i * a->k + j]]);
+    printf("],\"scores\":[");
+    for (int j = 0; j < a->k; j++)
+      if (items[i * a->k + j]) printf("%s%.5f", j ? "," : "", scores[i * a->k + j]);
+    printf("]}\n");
+  }
+out:
+  lr_free(users);
+  lr_free(items);
+  lr_free(scores);
+  loaded_free(&l);
+  return rc;
+}
+
+// ---- main -----------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+  cli a;
+  int rc = parse_args(&a, argc, argv);
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+    usage_main(stdout);
+    return 0;
+  }
+  if (rc != LR_OK && argc < 2) {
+    usage_main(stderr);
+    return EXIT_USAGE;
+  }
+  int known = a.cmd && (!strcmp(a.cmd, "prep") || !strcmp(a.cmd, "train") ||
+                        !strcmp(a.cmd, "eval") || !strcmp(a.cmd, "recommend"));
+  if (!known) {
+    fprintf(stderr, "linrec: unknown command '%s'\n\n", a.cmd ? a.cmd : "");
+    usage_main(stderr);
+    return EXIT_USAGE;
+  }
+  if (rc == LR_OK && a.help) {
+    usage_cmd(stdout, a.cmd);
+    return 0;
+  }
+  if (rc != LR_OK) {
+    fprintf(stderr, "linrec: %s\n", lr_error_msg());
+    return EXIT_USAGE;
+  }
+  rc = dist_init(&argc, &argv);
+  if (rc == LR_OK) {
+    if (!strcmp(a.cmd, "prep")) rc = cmd_prep(&a);
+    else if (!strcmp(a.cmd, "train")) rc = cmd_train(&a);
+    else if (!strcmp(a.cmd, "eval")) rc = cmd_eval(&a);
+    else rc = cmd_recommend(&a);
+  }
+  if (rc == LR_OK) {
+    dist_finalize();
+    return 0;
+  }
+  int code = rc == LR_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+  if (dist_size() > 1) fprintf(stderr, "[rank %d/%d] ", dist_rank(), dist_size());
+  fprintf(stderr, "linrec %s: %s: %s\n", a.cmd, lr_status_str(rc), lr_error_msg());
+  if (getenv("LINREC_TRACEBACK")) fprintf(stderr, "traceback:\n%s", lr_error_traceback());
+  fflush(stderr);
+  if (dist_size() > 1) dist_abort(code);
+  dist_finalize();
+  return code;
+}
