@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# cli_train.sh: the linrec CLI end to end on a tiny synthetic dataset:
+# train (metrics.jsonl events, model file), eval --model pop / --model FILE,
+# recommend, prep + binary round trip, and clear errors with the documented
+# exit codes for bad config keys, types, ranges and options.
+# Usage: cli_train.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
+set -u
+bin=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { echo "$1: PASSED"; pass=$((pass + 1)); }
+bad() { echo "$1: FAILED"; fail=$((fail + 1)); }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+
+tiny=(--set data.synthetic.users=300 --set data.synthetic.items=60 --set data.synthetic.mean_len=12
+      --set model.d=16 --set model.heads=2 --set model.layers=1 --set model.inner=32
+      --set model.max_len=10 --set train.batch_size=64 --set log.every_steps=5
+      --set log.progress=plain --set train.patience=0)
+
+"$bin" train --config "$src/configs/quickstart.json" "${tiny[@]}" --set train.epochs=2 \
+  --out "$tmp/run" > "$tmp/train.log" 2>&1
+check "train exits 0" test $? -eq 0
+m=$tmp/run/metrics.jsonl
+check "metrics.jsonl has step events" grep -q '"event":"step","step":5,' "$m"
+check "metrics.jsonl has 2 epoch events" test "$(grep -c '"event":"epoch"' "$m")" -eq 2
+check "metrics.jsonl has valid evals with ndcg@10 and ndcg@20" \
+  grep -q '"event":"eval","split":"valid".*"ndcg@10":.*"ndcg@20":' "$m"
+check "metrics.jsonl has a test eval" grep -q '"event":"eval","split":"test"' "$m"
+check "metrics.jsonl ends with done" sh -c "tail -n 1 '$m' | grep -q '\"event\":\"done\"'"
+check "model file written" test -s "$tmp/run/model.lrm"
+check "progress lines printed" grep -q 'epoch 2/2' "$tmp/train.log"
+
+"$bin" eval --config "$src/configs/quickstart.json" "${tiny[@]}" --model pop > "$tmp/pop.json"
+check "eval --model pop exits 0" test $? -eq 0
+check "eval pop prints valid and test" test "$(grep -c '"event":"eval"' "$tmp/pop.json")" -eq 2
+
+"$bin" eval --model "$tmp/run" --split test > "$tmp/model.json"
+check "eval --model DIR exits 0" test $? -eq 0
+# The test metrics printed by eval equal those train recorded for the best model.
+want=$(grep '"split":"test"' "$m" | grep -o '"ndcg@10":[0-9.]*')
+got=$(grep -o '"ndcg@10":[0-9.]*' "$tmp/model.json")
+check "eval of the saved model reproduces train's test ndcg@10 ($want vs $got)" test "$want" = "$got"
+
+"$bin" recommend --model "$tmp/run/model.lrm" --users 0,5 --k 5 > "$tmp/rec.json"
+check "recommend exits 0" test $? -eq 0
+check "recommend prints one line per user with 5 items" \
+  test "$(grep -c '"items":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*,[0-9]*\]' "$tmp/rec.json")" -eq 2
+
+"$bin" prep --config "$src/configs/quickstart.json" "${tiny[@]}" --out "$tmp/d.lrd" > /dev/null
+check "prep writes the binary dataset" test -s "$tmp/d.lrd"
+"$bin" eval --config "$src/configs/quickstart.json" "${tiny[@]}" --set data.format=binary \
+  --set data.path="$tmp/d.lrd" --model pop > "$tmp/pop2.json"
+check "binary dataset gives the same pop metrics" cmp -s "$tmp/pop.json" "$tmp/pop2.json"
+
+# Bad input: exit code 2 and a message naming the key.
+expect_err() { # name, expected exit code, expected message regex, command...
+  local name=$1 code=$2 re=$3; shift 3
+  "$@" > "$tmp/out" 2> "$tmp/err"
+  local rc=$?
+  if [ $rc -eq "$code" ] && grep -Eq "$re" "$tmp/err"; then ok "$name"; else
+    bad "$name (exit $rc: $(head -c 300 "$tmp/err"))"; fi
+}
+expect_err "unknown --set key" 2 'unknown config key "model.dd"' "$bin" train --set model.dd=3
+expect_err "wrong type" 2 '"model.d": expected an integer' "$bin" train --set model.d=abc
+expect_err "out of range" 2 '"model.dropout": value 2 out of range' "$bin" train --set model.dropout=2
+expect_err "bad enum" 2 '"model.attention": expected one of' "$bin" train --set model.attention=foo
+expect_err "heads must divide d" 2 '"model.heads": must divide' "$bin" train --set model.d=10 --set model.heads=3
+expect_err "positions=all needs causal" 2 'needs a causal attention kind' "$bin" train --set train.positions=all --set model.attention=linrec
+printf '{"model": {"d": 64, "bogus": 1}}' > "$tmp/bad.json"
+expect_err "unknown key in config file" 2 "bad.json: unknown config key \"model.bogus\"" "$bin" train --config "$tmp/bad.json"
+printf '{"model": {"d": 64,, }}' > "$tmp/broken.json"
+expect_err "invalid JSON names file and line" 2 'broken.json:1:[0-9]+: invalid JSON' "$bin" train --config "$tmp/broken.json"
+expect_err "missing config file" 1 'nope.json: cannot open' "$bin" train --config "$tmp/nope.json"
+expect_err "unknown option" 2 'unknown option --frobnicate' "$bin" train --frobnicate
+expect_err "unknown command" 2 "unknown command 'fly'" "$bin" fly
+expect_err "missing data file" 1 'missing.dat' "$bin" train --set data.format=movielens --set data.path="$tmp/missing.dat" --out "$tmp/x"
+expect_err "damaged model file" 1 'model.lrm' sh -c "head -c 100 '$tmp/run/model.lrm' > '$tmp/cut.lrm' && '$bin' eval --model '$tmp/cut.lrm'"
+
+"$bin" train --help > "$tmp/help" 2>&1
+check "train --help lists every key" grep -q 'eval.exclude_history' "$tmp/help"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
