@@ -76,7 +76,7 @@ expect_err "missing config file" 1 'nope.json: cannot open' "$bin" train --confi
 expect_err "unknown option" 2 'unknown option --frobnicate' "$bin" train --frobnicate
 expect_err "unknown command" 2 "unknown command 'fly'" "$bin" fly
 expect_err "missing data file" 1 'missing.dat' "$bin" train --set data.format=movielens --set data.path="$tmp/missing.dat" --out "$tmp/x"
-expect_err "damaged model file" 1 'model.lrm' sh -c "head -c 100 '$tmp/run/model.lrm' > '$tmp/cut.lrm' && '$bin' eval --model '$tmp/cut.lrm'"
+expect_err "damaged model file" 1 'cut.lrm: byte [0-9]+: ' sh -c "head -c 100 '$tmp/run/model.lrm' > '$tmp/cut.lrm' && '$bin' eval --model '$tmp/cut.lrm'"
 
 "$bin" train --help > "$tmp/help" 2>&1
 check "train --help lists every key" grep -q 'eval.exclude_history' "$tmp/help"
