@@ -20,6 +20,7 @@ typedef struct {
   int32_t *items;    // (n_inter) remapped item ids, chronological within a user
   int64_t *user_orig; // (n_users) original user id of each remapped user
   int64_t *item_orig; // (n_items+1) original item id of each remapped item; [0] = 0
+  int64_t user_first; // global id of local user 0: 0, or user_lo of data_read_binary_users
 } lr_dataset;
 
 typedef enum {
@@ -53,6 +54,19 @@ typedef struct {
 // Read (or generate) and preprocess into ds according to o: parse, rating
 // threshold, dedup, k-core, chronological sort (stable on equal timestamps;
 // file order for formats without timestamps), id remapping.
+// Formats: movielens accepts `user::item::rating::timestamp` (ratings.dat)
+// and the same four fields tab separated (ML-100K u.data); csv needs the
+// header `userId,movieId,rating,timestamp`; recbole finds user_id, item_id
+// and the optional rating and timestamp columns by name in its typed header;
+// sasrec is `user item`, one a line, in time order. Original ids are
+// integers 0 .. 2^53-1. Remapped ids: users 0..U-1 and items 1..I, both in
+// increasing original id (dense inputs keep their order: SASRec item k
+// stays item k). Steps run as: rating threshold (while reading), stable
+// chronological sort, dedup (first/last in that order), k-core (iterated to
+// a fixpoint: every user and item keeps >= kcore interactions), remap.
+// Synthetic data gets dedup and k-core too when asked; a binary dataset is
+// read as written (its preprocessing was done by `linrec prep`).
+// min_rating > 0 with a source that has no ratings is LR_ERR_CONFIG.
 // Text files may be plain, gzip or zstd (detected by magic bytes) and are
 // streamed. Errors: LR_ERR_IO (missing file), LR_ERR_DATA with
 // "path:line: reason" for malformed input, LR_ERR_CORRUPT for a bad binary
@@ -61,11 +75,38 @@ int data_load(lr_dataset *ds, const lr_data_opts *o);
 
 // Binary dataset (format in dataset_bin.c's top comment): written atomically
 // (temp file + rename). Reading checks magic, version, sizes and checksums.
+// write: LR_ERR_ARG (ds breaks its invariants), LR_ERR_IO (names the failed
+// operation; the temp file is removed), LR_ERR_NOMEM. read: LR_ERR_IO,
+// LR_ERR_CORRUPT (path, byte offset, expected vs found, and a HINT to re-run
+// `linrec prep`), LR_ERR_NOMEM; ds zeroed on failure.
 int data_write_binary(const lr_dataset *ds, const char *path);
 int data_read_binary(lr_dataset *ds, const char *path);
 
+// Global shape of a binary dataset without its items: counts and the
+// per-user offsets, for partitioning users by interaction count before each
+// rank reads its range. Errors as data_read_binary; sh zeroed on failure.
+typedef struct {
+  int64_t n_users, n_items, n_inter;
+  int64_t *offsets; // (n_users+1) global CSR offsets
+} lr_data_shape;
+int data_read_binary_shape(lr_data_shape *sh, const char *path);
+void data_shape_free(lr_data_shape *sh);
+
+// Read only users [user_lo, user_hi) of a binary dataset, decompressing only
+// the blocks that hold them. ds->n_users = user_hi - user_lo, local user j is
+// global user user_lo + j (ds->user_first = user_lo), n_items and item_orig
+// are global. LR_ERR_ARG when not 0 <= user_lo <= user_hi <= n_users; else
+// as data_read_binary.
+int data_read_binary_users(lr_dataset *ds, const char *path, int64_t user_lo,
+                           int64_t user_hi);
+
 // Synthetic generator (learnable structure: drifting latent interest plus
 // item-to-item transitions; Zipf popularity). Deterministic in o->seed.
+// Every user gets >= 3 distinct items; lengths are long-tailed with mean
+// about o->mean_len. user_orig[u] = u+1, item_orig[i] = i. The model is in
+// synth.c's top comment. LR_ERR_CONFIG for options out of range
+// (users >= 1, items >= 3, 3 <= mean_len <= items, 0 <= zipf <= 5),
+// LR_ERR_NOMEM.
 int data_synthesize(lr_dataset *ds, const lr_synth_opts *o);
 
 // Frees and zeroes; accepts a zeroed or half-built dataset.
@@ -73,8 +114,10 @@ void dataset_free(lr_dataset *ds);
 
 // Names <-> enums ("movielens", ...; "none"/"first"/"last"). parse returns -1
 // for an unknown name.
+// Names are matched case-insensitively.
 const char *data_format_name(lr_data_format f);
 int data_format_parse(const char *name);
+const char *data_dedup_name(lr_dedup d);
 int data_dedup_parse(const char *name);
 
 #endif

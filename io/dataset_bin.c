@@ -1,0 +1,681 @@
+// dataset_bin.c: the binary dataset file that `linrec prep` writes once and
+// every rank reads (its users only).
+//
+// Layout, all integers little-endian, sections at 8-byte aligned offsets
+// (zero padding between them):
+//  1. Header, 128 bytes at offset 0:
+//       0  char[8] magic "LRDATA01"
+//       8  u32 version (1)
+//      12  u32 header bytes (128)
+//      16  i64 n_users               24  i64 n_items (ids 1..n_items)
+//      32  i64 n_inter               40  u64 flags (none defined: must be 0)
+//      48  i64 n_blocks              56  u64 file bytes (whole file)
+//      64  u64 lengths offset        72  u64 lengths bytes (section 3)
+//      80  u64 maps offset           88  u64 maps bytes    (section 4)
+//      96  u32 crc32 of section 2   100  u32 crc32 of section 3
+//     104  u32 crc32 of section 4   108  16 reserved bytes, zero
+//     124  u32 crc32 of bytes 0..123
+//  2. Block index at offset 128: n_blocks entries of 48 bytes:
+//       u64 offset, u64 compressed bytes, i64 first user, i64 n_users,
+//       i64 n_inter, u32 crc32 of the compressed bytes, u32 reserved (0).
+//     Blocks cover users 0..n_users-1 in order, each at most 65536 users
+//     and closed once it holds >= 2^20 interactions.
+//  3. Lengths: one zstd frame of u32 len[n_users] (interactions per user).
+//  4. Maps: one zstd frame of i64 user_orig[n_users], i64 item_orig[n_items+1].
+//  5. Blocks: one zstd frame each, the i32 item ids of its users in order.
+// Every zstd frame records its content size and an XXH64 content checksum
+// (verified by libzstd); the crc32s (zlib) cover the compressed bytes. A rank
+// reads the header, the index and the lengths (4 bytes per user), then only
+// the blocks holding its users.
+//
+// Writing goes to "<path>.tmp.<pid>", then fsync, rename, fsync of the
+// directory: a reader sees the old file or the whole new one.
+// Not here: preprocessing (prep.c), checkpoints (io/ckpt*).
+#include <errno.h>    // errno
+#include <fcntl.h>    // open
+#include <stdio.h>    // snprintf, rename
+#include <stdlib.h>   // malloc, free
+#include <string.h>   // memcmp, memcpy, memset, strerror, strrchr
+#include <sys/stat.h> // fstat
+#include <unistd.h>   // pread, pwrite, fsync, close, unlink, getpid
+#include <zlib.h>     // crc32
+#include <zstd.h>     // ZSTD_compress2, ZSTD_decompressDCtx, frame checksums
+
+#include "dataset.h"
+#include "lr.h"
+
+#define BIN_MAGIC "LRDATA01"
+#define BIN_VERSION 1u
+#define HEADER_BYTES 128
+#define INDEX_ENTRY_BYTES 48
+#define BLOCK_MAX_USERS 65536
+#define BLOCK_CLOSE_INTER ((int64_t)1 << 20)
+#define ZSTD_LEVEL 3
+#define HINT "\nHINT: the dataset file is damaged or incomplete; re-run `linrec prep` to rebuild it"
+
+typedef struct {
+  uint32_t version;
+  int64_t n_users, n_items, n_inter, n_blocks;
+  uint64_t flags, file_bytes, len_off, len_bytes, maps_off, maps_bytes;
+  uint32_t index_crc, len_crc, maps_crc;
+} bin_header;
+
+typedef struct {
+  uint64_t off, bytes;
+  int64_t first_user, n_users, n_inter;
+  uint32_t crc;
+} bin_block;
+
+// ---------------------------------------------------------------------------
+// little-endian helpers
+
+static void put_u32(unsigned char *p, uint32_t v) {
+  for (int k = 0; k < 4; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+static void put_u64(unsigned char *p, uint64_t v) {
+  for (int k = 0; k < 8; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+static uint32_t get_u32(const unsigned char *p) {
+  uint32_t v = 0;
+  for (int k = 0; k < 4; k++) v |= (uint32_t)p[k] << (8 * k);
+  return v;
+}
+static uint64_t get_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int k = 0; k < 8; k++) v |= (uint64_t)p[k] << (8 * k);
+  return v;
+}
+static uint32_t crc(const void *p, size_t n) {
+  uLong c = crc32(0L, Z_NULL, 0);
+  const unsigned char *b = p;
+  while (n > 0) { // crc32 takes uInt lengths
+    uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+    c = crc32(c, b, k);
+    b += k, n -= k;
+  }
+  return (uint32_t)c;
+}
+static uint64_t align8(uint64_t x) { return (x + 7) & ~(uint64_t)7; }
+
+static void header_encode(unsigned char *b, const bin_header *h) {
+  memset(b, 0, HEADER_BYTES);
+  memcpy(b, BIN_MAGIC, 8);
+  put_u32(b + 8, h->version);
+  put_u32(b + 12, HEADER_BYTES);
+  put_u64(b + 16, (uint64_t)h->n_users);
+  put_u64(b + 24, (uint64_t)h->n_items);
+  put_u64(b + 32, (uint64_t)h->n_inter);
+  put_u64(b + 40, h->flags);
+  put_u64(b + 48, (uint64_t)h->n_blocks);
+  put_u64(b + 56, h->file_bytes);
+  put_u64(b + 64, h->len_off);
+  put_u64(b + 72, h->len_bytes);
+  put_u64(b + 80, h->maps_off);
+  put_u64(b + 88, h->maps_bytes);
+  put_u32(b + 96, h->index_crc);
+  put_u32(b + 100, h->len_crc);
+  put_u32(b + 104, h->maps_crc);
+  put_u32(b + 124, crc(b, 124));
+}
+
+static void block_encode(unsigned char *b, const bin_block *k) {
+  put_u64(b, k->off);
+  put_u64(b + 8, k->bytes);
+  put_u64(b + 16, (uint64_t)k->first_user);
+  put_u64(b + 24, (uint64_t)k->n_users);
+  put_u64(b + 32, (uint64_t)k->n_inter);
+  put_u32(b + 40, k->crc);
+  put_u32(b + 44, 0);
+}
+
+// ---------------------------------------------------------------------------
+// writing
+
+typedef struct {
+  const char *path;
+  char tmp[4096];
+  int fd;
+  ZSTD_CCtx *cctx;
+  unsigned char *raw, *comp; // scratch: raw section bytes, compressed bytes
+  size_t raw_cap, comp_cap;
+} writer;
+
+static int pwrite_all(writer *w, const void *buf, size_t n, uint64_t off) {
+  const unsigned char *p = buf;
+  while (n > 0) {
+    ssize_t k = pwrite(w->fd, p, n, (off_t)off);
+    if (k < 0 && errno == EINTR) continue;
+    LR_CHECK(k > 0, LR_ERR_IO, "write %s: %s", w->tmp, k < 0 ? strerror(errno) : "no progress");
+    p += k, n -= (size_t)k, off += (uint64_t)k;
+  }
+  return LR_OK;
+}
+
+static int scratch(writer *w, size_t raw_bytes) {
+  size_t comp_bytes = ZSTD_compressBound(raw_bytes);
+  if (raw_bytes > w->raw_cap) {
+    free(w->raw);
+    w->raw = malloc(raw_bytes ? raw_bytes : 1);
+    w->raw_cap = w->raw ? raw_bytes : 0;
+  }
+  if (comp_bytes > w->comp_cap) {
+    free(w->comp);
+    w->comp = malloc(comp_bytes);
+    w->comp_cap = w->comp ? comp_bytes : 0;
+  }
+  LR_CHECK(w->raw && w->comp, LR_ERR_NOMEM, "%s: out of memory for a %zu-byte section",
+           w->path, raw_bytes);
+  return LR_OK;
+}
+
+// Compress w->raw[0..raw_bytes) and write it at *pos (aligned first);
+// returns its offset, size and crc; advances *pos.
+static int put_frame(writer *w, size_t raw_bytes, uint64_t *pos, uint64_t *off, uint64_t *bytes,
+                     uint32_t *crc_out) {
+  size_t n = ZSTD_compress2(w->cctx, w->comp, w->comp_cap, w->raw, raw_bytes);
+  LR_CHECK(!ZSTD_isError(n), LR_ERR_NOMEM, "%s: zstd compression failed: %s", w->path,
+           ZSTD_getErrorName(n));
+  *pos = align8(*pos);
+  LR_CALL(pwrite_all(w, w->comp, n, *pos));
+  *off = *pos;
+  *bytes = n;
+  *crc_out = crc(w->comp, n);
+  *pos += n;
+  return LR_OK;
+}
+
+// Check what data_read_binary will check, so a bad dataset fails here.
+static int check_dataset(const lr_dataset *ds, const char *path) {
+  LR_CHECK(ds && ds->n_users >= 0 && ds->n_items >= 0 && ds->n_items <= INT32_MAX &&
+               ds->n_inter >= 0 && ds->offsets && ds->item_orig &&
+               (ds->n_users == 0 || ds->user_orig) && (ds->n_inter == 0 || ds->items),
+           LR_ERR_ARG, "%s: dataset to write is incomplete (counts or arrays missing)", path);
+  LR_CHECK(ds->offsets[0] == 0 && ds->offsets[ds->n_users] == ds->n_inter, LR_ERR_ARG,
+           "%s: dataset offsets run 0..%lld, expected 0..%lld", path,
+           (long long)ds->offsets[ds->n_users], (long long)ds->n_inter);
+  for (int64_t u = 0; u < ds->n_users; u++) {
+    int64_t n = ds->offsets[u + 1] - ds->offsets[u];
+    LR_CHECK(n >= 0 && n <= (int64_t)UINT32_MAX, LR_ERR_ARG, "%s: user %lld has %lld items",
+             path, (long long)u, (long long)n);
+  }
+  for (int64_t k = 0; k < ds->n_inter; k++)
+    LR_CHECK(ds->items[k] >= 1 && ds->items[k] <= ds->n_items, LR_ERR_ARG,
+             "%s: interaction %lld has item %d outside 1..%lld", path, (long long)k,
+             (int)ds->items[k], (long long)ds->n_items);
+  return LR_OK;
+}
+
+static int64_t count_blocks(const lr_dataset *ds, bin_block *out) {
+  int64_t nb = 0, u = 0;
+  while (u < ds->n_users) {
+    int64_t first = u;
+    while (u < ds->n_users && u - first < BLOCK_MAX_USERS &&
+           ds->offsets[u] - ds->offsets[first] < BLOCK_CLOSE_INTER)
+      u++;
+    if (out)
+      out[nb] = (bin_block){.first_user = first,
+                            .n_users = u - first,
+                            .n_inter = ds->offsets[u] - ds->offsets[first]};
+    nb++;
+  }
+  return nb;
+}
+
+static int fsync_dir(const char *path) {
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else if (slash == path) snprintf(dir, sizeof dir, "/");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  LR_CHECK(fd >= 0, LR_ERR_IO, "open directory %s: %s", dir, strerror(errno));
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  LR_CHECK(rc == 0 || e == EINVAL, LR_ERR_IO, "fsync directory %s: %s", dir, strerror(e));
+  return LR_OK;
+}
+
+static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, int64_t nb) {
+  bin_header h = {.version = BIN_VERSION, .n_users = ds->n_users, .n_items = ds->n_items,
+                  .n_inter = ds->n_inter, .n_blocks = nb};
+  uint64_t pos = HEADER_BYTES + (uint64_t)nb * INDEX_ENTRY_BYTES;
+  // 3. lengths
+  LR_CALL(scratch(w, (size_t)ds->n_users * 4));
+  for (int64_t u = 0; u < ds->n_users; u++)
+    put_u32(w->raw + 4 * u, (uint32_t)(ds->offsets[u + 1] - ds->offsets[u]));
+  LR_CALL(put_frame(w, (size_t)ds->n_users * 4, &pos, &h.len_off, &h.len_bytes, &h.len_crc));
+  // 4. maps
+  size_t maps_raw = (size_t)(ds->n_users + ds->n_items + 1) * 8;
+  LR_CALL(scratch(w, maps_raw));
+  for (int64_t u = 0; u < ds->n_users; u++) put_u64(w->raw + 8 * u, (uint64_t)ds->user_orig[u]);
+  for (int64_t i = 0; i <= ds->n_items; i++)
+    put_u64(w->raw + 8 * (ds->n_users + i), (uint64_t)ds->item_orig[i]);
+  LR_CALL(put_frame(w, maps_raw, &pos, &h.maps_off, &h.maps_bytes, &h.maps_crc));
+  // 5. blocks
+  for (int64_t b = 0; b < nb; b++) {
+    const int32_t *it = ds->items + ds->offsets[blocks[b].first_user];
+    size_t raw = (size_t)blocks[b].n_inter * 4;
+    LR_CALL(scratch(w, raw));
+    for (int64_t k = 0; k < blocks[b].n_inter; k++) put_u32(w->raw + 4 * k, (uint32_t)it[k]);
+    LR_CALL(put_frame(w, raw, &pos, &blocks[b].off, &blocks[b].bytes, &blocks[b].crc));
+  }
+  h.file_bytes = pos;
+  // 2. index, then 1. header
+  LR_CALL(scratch(w, (size_t)nb * INDEX_ENTRY_BYTES + HEADER_BYTES));
+  for (int64_t b = 0; b < nb; b++) block_encode(w->raw + HEADER_BYTES + b * INDEX_ENTRY_BYTES, &blocks[b]);
+  h.index_crc = crc(w->raw + HEADER_BYTES, (size_t)nb * INDEX_ENTRY_BYTES);
+  header_encode(w->raw, &h);
+  LR_CALL(pwrite_all(w, w->raw, HEADER_BYTES + (size_t)nb * INDEX_ENTRY_BYTES, 0));
+  LR_CHECK(fsync(w->fd) == 0, LR_ERR_IO, "fsync %s: %s", w->tmp, strerror(errno));
+  return LR_OK;
+}
+
+int data_write_binary(const lr_dataset *ds, const char *path) {
+  LR_CHECK(path && path[0], LR_ERR_ARG, "data_write_binary: empty path");
+  LR_CALL(check_dataset(ds, path));
+  writer w = {.path = path, .fd = -1};
+  int rc = LR_OK;
+  int64_t nb = count_blocks(ds, NULL);
+  bin_block *blocks = calloc((size_t)(nb ? nb : 1), sizeof *blocks);
+  LR_CHECK(blocks, LR_ERR_NOMEM, "%s: out of memory for the block index", path);
+  count_blocks(ds, blocks);
+  int n = snprintf(w.tmp, sizeof w.tmp, "%s.tmp.%ld", path, (long)getpid());
+  if (n < 0 || (size_t)n >= sizeof w.tmp) {
+    rc = lr_error(LR_ERR_ARG, __FILE__, __LINE__, "%s: path too long", path);
+    goto done;
+  }
+  w.cctx = ZSTD_createCCtx();
+  if (!w.cctx || ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_checksumFlag, 1)) ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_contentSizeFlag, 1))) {
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: cannot set up zstd", path);
+    goto done;
+  }
+  w.fd = open(w.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (w.fd < 0) {
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "create %s: %s", w.tmp, strerror(errno));
+    goto done;
+  }
+  if ((rc = write_sections(&w, ds, blocks, nb)) != LR_OK) goto done;
+  int fd = w.fd;
+  w.fd = -1;
+  if (close(fd) != 0) {
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "close %s: %s", w.tmp, strerror(errno));
+    goto done;
+  }
+  if (rename(w.tmp, path) != 0) {
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", w.tmp, path,
+                  strerror(errno));
+    goto done;
+  }
+  w.tmp[0] = '\0'; // nothing to remove any more
+  rc = fsync_dir(path);
+done:
+  if (w.fd >= 0) close(w.fd);
+  if (rc != LR_OK && w.tmp[0]) unlink(w.tmp);
+  ZSTD_freeCCtx(w.cctx);
+  free(w.raw);
+  free(w.comp);
+  free(blocks);
+  if (rc != LR_OK) lr_error_trace(__FILE__, __LINE__, __func__);
+  return rc;
+}
+
+// ---------------------------------------------------------------------------
+// reading
+
+typedef struct {
+  const char *path;
+  int fd;
+  uint64_t size; // actual file bytes
+  bin_header h;
+  bin_block *blocks; // (h.n_blocks)
+  uint32_t *lens;    // (h.n_users) after bin_read_lengths
+} bin_file;
+
+static void bin_close(bin_file *f) {
+  if (f->fd >= 0) close(f->fd);
+  free(f->blocks);
+  free(f->lens);
+  f->fd = -1;
+  f->blocks = NULL;
+  f->lens = NULL;
+}
+
+static int pread_all(const bin_file *f, void *buf, size_t n, uint64_t off) {
+  unsigned char *p = buf;
+  while (n > 0) {
+    ssize_t k = pread(f->fd, p, n, (off_t)off);
+    if (k < 0 && errno == EINTR) continue;
+    LR_CHECK(k >= 0, LR_ERR_IO, "read %s: %s", f->path, strerror(errno));
+    if (k == 0) return LR_CORRUPT(f->path, (int64_t)off, "unexpected end of file" HINT);
+    p += k, n -= (size_t)k, off += (uint64_t)k;
+  }
+  return LR_OK;
+}
+
+// A section [off, off+bytes) lies inside the file, after `floor`.
+static int check_range(const bin_file *f, uint64_t at, const char *what, uint64_t off,
+                       uint64_t bytes, uint64_t floor) {
+  if (off < floor || off > f->size || bytes > f->size - off)
+    return LR_CORRUPT(f->path, (int64_t)at,
+                      "%s spans bytes %llu..%llu, expected inside %llu..%llu" HINT, what,
+                      (unsigned long long)off, (unsigned long long)(off + bytes),
+                      (unsigned long long)floor, (unsigned long long)f->size);
+  return LR_OK;
+}
+
+static int header_decode(bin_file *f, const unsigned char *b) {
+  bin_header *h = &f->h;
+  if (memcmp(b, BIN_MAGIC, 8)) {
+    char found[9];
+    for (int k = 0; k < 8; k++) found[k] = b[k] >= 32 && b[k] < 127 ? (char)b[k] : '?';
+    found[8] = '\0';
+    return LR_CORRUPT(f->path, 0, "not a linrec dataset: magic expected '%s', found '%s'" HINT,
+                      BIN_MAGIC, found);
+  }
+  h->version = get_u32(b + 8);
+  if (h->version != BIN_VERSION)
+    return LR_CORRUPT(f->path, 8, "format version expected %u, found %u" HINT, BIN_VERSION,
+                      h->version);
+  uint32_t want = get_u32(b + 124), got = crc(b, 124);
+  if (want != got)
+    return LR_CORRUPT(f->path, 124, "header crc32 expected %08x, computed %08x" HINT, want, got);
+  if (get_u32(b + 12) != HEADER_BYTES)
+    return LR_CORRUPT(f->path, 12, "header size expected %d, found %u" HINT, HEADER_BYTES,
+                      get_u32(b + 12));
+  h->n_users = (int64_t)get_u64(b + 16);
+  h->n_items = (int64_t)get_u64(b + 24);
+  h->n_inter = (int64_t)get_u64(b + 32);
+  h->flags = get_u64(b + 40);
+  h->n_blocks = (int64_t)get_u64(b + 48);
+  h->file_bytes = get_u64(b + 56);
+  h->len_off = get_u64(b + 64);
+  h->len_bytes = get_u64(b + 72);
+  h->maps_off = get_u64(b + 80);
+  h->maps_bytes = get_u64(b + 88);
+  h->index_crc = get_u32(b + 96);
+  h->len_crc = get_u32(b + 100);
+  h->maps_crc = get_u32(b + 104);
+  if (h->file_bytes != f->size)
+    return LR_CORRUPT(f->path, 56, "file size expected %llu bytes (header), found %llu%s" HINT,
+                      (unsigned long long)h->file_bytes, (unsigned long long)f->size,
+                      f->size < h->file_bytes ? " (truncated)" : "");
+  if (h->flags != 0)
+    return LR_CORRUPT(f->path, 40, "flags expected 0, found %#llx" HINT,
+                      (unsigned long long)h->flags);
+  if (h->n_users < 0 || h->n_items < 0 || h->n_items > INT32_MAX || h->n_inter < 0 ||
+      h->n_blocks < 0 || h->n_blocks > h->n_users || (h->n_users > 0 && h->n_blocks == 0))
+    return LR_CORRUPT(f->path, 16, "counts out of range: %lld users, %lld items, %lld "
+                      "interactions, %lld blocks" HINT,
+                      (long long)h->n_users, (long long)h->n_items, (long long)h->n_inter,
+                      (long long)h->n_blocks);
+  uint64_t index_end = HEADER_BYTES + (uint64_t)h->n_blocks * INDEX_ENTRY_BYTES;
+  LR_CALL(check_range(f, 48, "block index", HEADER_BYTES, index_end - HEADER_BYTES, HEADER_BYTES));
+  LR_CALL(check_range(f, 64, "lengths section", h->len_off, h->len_bytes, index_end));
+  LR_CALL(check_range(f, 80, "maps section", h->maps_off, h->maps_bytes,
+                      h->len_off + h->len_bytes));
+  return LR_OK;
+}
+
+static int index_decode(bin_file *f, const unsigned char *b) {
+  const bin_header *h = &f->h;
+  uint64_t floor = h->maps_off + h->maps_bytes;
+  int64_t next_user = 0, n_inter = 0;
+  for (int64_t k = 0; k < h->n_blocks; k++) {
+    const unsigned char *e = b + k * INDEX_ENTRY_BYTES;
+    uint64_t at = HEADER_BYTES + (uint64_t)k * INDEX_ENTRY_BYTES;
+    bin_block *x = &f->blocks[k];
+    *x = (bin_block){get_u64(e), get_u64(e + 8), (int64_t)get_u64(e + 16),
+                     (int64_t)get_u64(e + 24), (int64_t)get_u64(e + 32), get_u32(e + 40)};
+    char what[64];
+    snprintf(what, sizeof what, "block %lld", (long long)k);
+    LR_CALL(check_range(f, (int64_t)at, what, x->off, x->bytes, floor));
+    floor = x->off + x->bytes;
+    if (x->first_user != next_user || x->n_users < 1 || x->n_users > h->n_users - next_user)
+      return LR_CORRUPT(f->path, (int64_t)at + 16,
+                        "block %lld: users %lld..+%lld, expected to start at user %lld "
+                        "within %lld users" HINT,
+                        (long long)k, (long long)x->first_user, (long long)x->n_users,
+                        (long long)next_user, (long long)h->n_users);
+    if (x->n_inter < 0 || x->n_inter > h->n_inter - n_inter)
+      return LR_CORRUPT(f->path, (int64_t)at + 32,
+                        "block %lld: %lld interactions, only %lld left of %lld" HINT,
+                        (long long)k, (long long)x->n_inter, (long long)(h->n_inter - n_inter),
+                        (long long)h->n_inter);
+    next_user += x->n_users;
+    n_inter += x->n_inter;
+  }
+  if (next_user != h->n_users || n_inter != h->n_inter)
+    return LR_CORRUPT(f->path, HEADER_BYTES,
+                      "block index covers %lld users and %lld interactions, header says %lld "
+                      "and %lld" HINT,
+                      (long long)next_user, (long long)n_inter, (long long)h->n_users,
+                      (long long)h->n_inter);
+  return LR_OK;
+}
+
+static int bin_open(bin_file *f, const char *path) {
+  memset(f, 0, sizeof *f);
+  f->path = path;
+  f->fd = open(path, O_RDONLY | O_CLOEXEC);
+  LR_CHECK(f->fd >= 0, LR_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  LR_CHECK(fstat(f->fd, &st) == 0, LR_ERR_IO, "stat %s: %s", path, strerror(errno));
+  f->size = (uint64_t)st.st_size;
+  unsigned char hb[HEADER_BYTES];
+  if (f->size < HEADER_BYTES)
+    return LR_CORRUPT(path, 0, "file is %llu bytes, shorter than the %d-byte header" HINT,
+                      (unsigned long long)f->size, HEADER_BYTES);
+  LR_CALL(pread_all(f, hb, HEADER_BYTES, 0));
+  LR_CALL(header_decode(f, hb));
+  size_t ib = (size_t)f->h.n_blocks * INDEX_ENTRY_BYTES;
+  unsigned char *index = malloc(ib ? ib : 1);
+  f->blocks = calloc((size_t)(f->h.n_blocks ? f->h.n_blocks : 1), sizeof *f->blocks);
+  if (!index || !f->blocks) {
+    free(index);
+    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for the block index",
+                    path);
+  }
+  int rc = pread_all(f, index, ib, HEADER_BYTES);
+  uint32_t got = rc == LR_OK ? crc(index, ib) : 0;
+  if (rc == LR_OK && got != f->h.index_crc)
+    rc = LR_CORRUPT(path, HEADER_BYTES, "block index crc32 expected %08x, computed %08x" HINT,
+                    f->h.index_crc, got);
+  if (rc == LR_OK) rc = index_decode(f, index);
+  free(index);
+  return rc;
+}
+
+// Read the zstd frame at [off, off+bytes), check its crc32 and that it holds
+// exactly raw_bytes, decompress into out.
+static int read_frame(const bin_file *f, const char *what, uint64_t off, uint64_t bytes,
+                      uint32_t want_crc, void *out, size_t raw_bytes) {
+  unsigned char *comp = malloc(bytes ? bytes : 1);
+  LR_CHECK(comp, LR_ERR_NOMEM, "%s: out of memory reading %s", f->path, what);
+  int rc = pread_all(f, comp, bytes, off);
+  uint32_t got = rc == LR_OK ? crc(comp, bytes) : 0;
+  if (rc == LR_OK && got != want_crc)
+    rc = LR_CORRUPT(f->path, (int64_t)off, "%s: crc32 expected %08x, computed %08x" HINT, what,
+                    want_crc, got);
+  if (rc == LR_OK) {
+    unsigned long long cs = ZSTD_getFrameContentSize(comp, bytes);
+    if (cs != (unsigned long long)raw_bytes)
+      rc = LR_CORRUPT(f->path, (int64_t)off, "%s: zstd frame holds %lld bytes, expected %zu" HINT,
+                      what, cs >= ZSTD_CONTENTSIZE_ERROR ? -1LL : (long long)cs, raw_bytes);
+  }
+  if (rc == LR_OK) {
+    size_t n = ZSTD_decompress(out, raw_bytes, comp, bytes);
+    if (ZSTD_isError(n) || n != raw_bytes)
+      rc = LR_CORRUPT(f->path, (int64_t)off, "%s: zstd: %s" HINT, what,
+                      ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame");
+  }
+  free(comp);
+  return rc;
+}
+
+// Read the per-user lengths; check them against the index.
+static int bin_read_lengths(bin_file *f) {
+  int64_t U = f->h.n_users;
+  unsigned char *raw = malloc((size_t)(U ? U : 1) * 4);
+  f->lens = malloc((size_t)(U ? U : 1) * sizeof *f->lens);
+  if (!raw || !f->lens) {
+    free(raw);
+    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for %lld users",
+                    f->path, (long long)U);
+  }
+  int rc = read_frame(f, "lengths section", f->h.len_off, f->h.len_bytes, f->h.len_crc, raw,
+                      (size_t)U * 4);
+  for (int64_t u = 0; rc == LR_OK && u < U; u++) f->lens[u] = get_u32(raw + 4 * u);
+  free(raw);
+  for (int64_t k = 0; rc == LR_OK && k < f->h.n_blocks; k++) {
+    const bin_block *x = &f->blocks[k];
+    int64_t sum = 0;
+    for (int64_t u = x->first_user; u < x->first_user + x->n_users; u++) sum += f->lens[u];
+    if (sum != x->n_inter)
+      rc = LR_CORRUPT(f->path, (int64_t)f->h.len_off,
+                      "lengths of block %lld users sum to %lld, index says %lld" HINT,
+                      (long long)k, (long long)sum, (long long)x->n_inter);
+  }
+  return rc;
+}
+
+static int read_maps(const bin_file *f, lr_dataset *ds, int64_t lo, int64_t hi) {
+  int64_t U = f->h.n_users, I = f->h.n_items;
+  size_t raw_bytes = (size_t)(U + I + 1) * 8;
+  unsigned char *raw = malloc(raw_bytes);
+  LR_CHECK(raw, LR_ERR_NOMEM, "%s: out of memory for the id maps", f->path);
+  int rc = read_frame(f, "maps section", f->h.maps_off, f->h.maps_bytes, f->h.maps_crc, raw,
+                      raw_bytes);
+  if (rc == LR_OK) {
+    for (int64_t u = lo; u < hi; u++) ds->user_orig[u - lo] = (int64_t)get_u64(raw + 8 * u);
+    for (int64_t i = 0; i <= I; i++) ds->item_orig[i] = (int64_t)get_u64(raw + 8 * (U + i));
+  }
+  free(raw);
+  return rc;
+}
+
+// Decompress block k and copy the items of users [lo, hi) that it holds.
+static int read_block(const bin_file *f, int64_t k, const int64_t *goff, lr_dataset *ds,
+                      int64_t lo, int64_t hi, unsigned char *raw) {
+  const bin_block *x = &f->blocks[k];
+  char what[96];
+  snprintf(what, sizeof what, "block %lld (users %lld..%lld)", (long long)k,
+           (long long)x->first_user, (long long)(x->first_user + x->n_users - 1));
+  LR_CALL(read_frame(f, what, x->off, x->bytes, x->crc, raw, (size_t)x->n_inter * 4));
+  for (int64_t p = 0; p < x->n_inter; p++) {
+    uint32_t v = get_u32(raw + 4 * p);
+    if (v < 1 || v > (uint64_t)f->h.n_items)
+      return LR_CORRUPT(f->path, (int64_t)x->off,
+                        "%s: item id %u at position %lld, expected 1..%lld" HINT, what, v,
+                        (long long)p, (long long)f->h.n_items);
+  }
+  int64_t u0 = x->first_user > lo ? x->first_user : lo;
+  int64_t u1 = x->first_user + x->n_users < hi ? x->first_user + x->n_users : hi;
+  int64_t base = goff[x->first_user];
+  for (int64_t p = goff[u0]; p < goff[u1]; p++)
+    ds->items[p - goff[lo]] = (int32_t)get_u32(raw + 4 * (p - base));
+  return LR_OK;
+}
+
+// Global offsets (n_users+1) from f->lens.
+static int64_t *global_offsets(const bin_file *f) {
+  int64_t *g = malloc((size_t)(f->h.n_users + 1) * sizeof *g);
+  if (!g) return NULL;
+  g[0] = 0;
+  for (int64_t u = 0; u < f->h.n_users; u++) g[u + 1] = g[u] + f->lens[u];
+  return g;
+}
+
+static int read_users(lr_dataset *ds, bin_file *f, int64_t lo, int64_t hi, int all) {
+  if (all) lo = 0, hi = f->h.n_users;
+  LR_CHECK(0 <= lo && lo <= hi && hi <= f->h.n_users, LR_ERR_ARG,
+           "%s: user range %lld..%lld outside 0..%lld", f->path, (long long)lo, (long long)hi,
+           (long long)f->h.n_users);
+  LR_CALL(bin_read_lengths(f));
+  int64_t *goff = global_offsets(f);
+  LR_CHECK(goff, LR_ERR_NOMEM, "%s: out of memory for offsets", f->path);
+  int rc = LR_OK;
+  unsigned char *raw = NULL;
+  ds->n_users = hi - lo;
+  ds->n_items = f->h.n_items;
+  ds->n_inter = goff[hi] - goff[lo];
+  ds->user_first = lo;
+  ds->offsets = lr_calloc((size_t)ds->n_users + 1, sizeof *ds->offsets, "dataset offsets");
+  ds->items = lr_calloc((size_t)ds->n_inter, sizeof *ds->items, "dataset items");
+  ds->user_orig = lr_calloc((size_t)ds->n_users, sizeof *ds->user_orig, "dataset user ids");
+  ds->item_orig = lr_calloc((size_t)ds->n_items + 1, sizeof *ds->item_orig, "dataset item ids");
+  if (!ds->offsets || !ds->items || !ds->user_orig || !ds->item_orig) {
+    rc = LR_ERR_NOMEM;
+    goto done;
+  }
+  for (int64_t u = lo; u <= hi; u++) ds->offsets[u - lo] = goff[u] - goff[lo];
+  if ((rc = read_maps(f, ds, lo, hi)) != LR_OK) goto done;
+  int64_t biggest = 0;
+  for (int64_t k = 0; k < f->h.n_blocks; k++)
+    if (f->blocks[k].n_inter > biggest) biggest = f->blocks[k].n_inter;
+  raw = malloc((size_t)(biggest ? biggest : 1) * 4);
+  if (!raw) {
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for a block", f->path);
+    goto done;
+  }
+  for (int64_t k = 0; k < f->h.n_blocks && rc == LR_OK; k++) {
+    const bin_block *x = &f->blocks[k];
+    if (x->first_user + x->n_users <= lo || x->first_user >= hi) continue;
+    rc = read_block(f, k, goff, ds, lo, hi, raw);
+  }
+done:
+  free(raw);
+  free(goff);
+  if (rc != LR_OK) dataset_free(ds);
+  return rc;
+}
+
+static int read_any(lr_dataset *ds, const char *path, int64_t lo, int64_t hi, int all) {
+  memset(ds, 0, sizeof *ds);
+  bin_file f;
+  int rc = bin_open(&f, path);
+  if (rc == LR_OK) rc = read_users(ds, &f, lo, hi, all);
+  bin_close(&f);
+  return rc;
+}
+
+int data_read_binary(lr_dataset *ds, const char *path) {
+  LR_CALL(read_any(ds, path, 0, 0, 1));
+  return LR_OK;
+}
+
+int data_read_binary_users(lr_dataset *ds, const char *path, int64_t user_lo, int64_t user_hi) {
+  LR_CALL(read_any(ds, path, user_lo, user_hi, 0));
+  return LR_OK;
+}
+
+int data_read_binary_shape(lr_data_shape *sh, const char *path) {
+  memset(sh, 0, sizeof *sh);
+  bin_file f;
+  int rc = bin_open(&f, path);
+  if (rc == LR_OK) rc = bin_read_lengths(&f);
+  if (rc == LR_OK) {
+    sh->offsets = global_offsets(&f);
+    if (!sh->offsets)
+      rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for offsets", path);
+  }
+  if (rc == LR_OK) {
+    sh->n_users = f.h.n_users;
+    sh->n_items = f.h.n_items;
+    sh->n_inter = f.h.n_inter;
+  }
+  bin_close(&f);
+  if (rc != LR_OK) {
+    data_shape_free(sh);
+    lr_error_trace(__FILE__, __LINE__, __func__);
+  }
+  return rc;
+}
+
+void data_shape_free(lr_data_shape *sh) {
+  if (!sh) return;
+  free(sh->offsets);
+  memset(sh, 0, sizeof *sh);
+}
