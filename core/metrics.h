@@ -16,14 +16,19 @@ typedef struct {
   int64_t n;                                              // users counted
 } lr_metrics;
 
+// Zero the sums for the cutoffs k[0..nk-1] (1 <= nk <= LR_MAX_K, k >= 1:
+// asserted, the config validates them).
 void metrics_init(lr_metrics *m, const int *k, int nk);
+// Count one user whose target has 0-based rank `rank`: for each K,
+// Recall += [rank < K], MRR += [rank < K]/(rank+1), NDCG += [rank < K]/log2(rank+2).
 void metrics_add(lr_metrics *m, int64_t rank);
-// Sums -> means (no-op when n == 0).
+// Sums -> means (no-op when n == 0). Call once.
 void metrics_finish(lr_metrics *m);
 
 // Rank of the target among n scores: count of j != target with
 // s[j] > s[target] or (s[j] == s[target]), skipping j where skip[j] != 0
-// (skip may be NULL). Cannot fail.
+// (skip may be NULL). A NaN on either side also counts against the target,
+// so a diverged model ranks last instead of first. Cannot fail.
 int64_t metrics_rank(const float *s, int64_t n, int64_t target, const uint8_t *skip);
 
 #endif
