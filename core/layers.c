@@ -18,33 +18,52 @@
 
 #include "gemm.h" // lr_sgemm, lr_dgemm
 #include "lr.h"   // LR_ASSERT
-#include "rng.h"  // lr_philox, lr_u01, LR_STREAM_DROPOUT
+#include "rng.h"  // lr_philox, LR_STREAM_DROPOUT
 
 // Features per block of the double-precision column reductions (bias and
 // LayerNorm parameter gradients): 64 doubles per accumulator on the stack.
 #define COLSUM_BLOCK 64
 
 // ---- dropout keys (shared by both precisions) -------------------------------------
-// Counter words of the Philox call that gives elements 4k..4k+3 of a row:
+// One Philox call gives the keep bits of 8 elements of a row: its counter is
 //   c0 = row_id low 32 bits, c1 = row_id high 32 bits,
 //   c2 = epoch << 8 | site   (site < 256, epoch < 2^24: distinct pairs never collide),
-//   c3 = k                   (element block; D < 2^34)
-// keyed by (seed, LR_STREAM_DROPOUT). Element 4k+i is kept iff
-// lr_u01(word i) >= p.
+//   c3 = k                   (elements 8k..8k+7; D < 2^35)
+// keyed by (seed, LR_STREAM_DROPOUT). Element 8k+i reads the 16-bit half
+// (i odd: high, even: low) of word i/2 and is kept iff it is >= thr =
+// round(p * 2^16), so P(keep) = 1 - p within 2^-17. Half words give twice the
+// elements per Philox call of full words at a precision dropout cannot see.
+#define DROPOUT_CHUNK 64 // elements whose keep bits are generated at once
+
 static uint32_t dropout_counter_c2(lr_dropout dp) {
   LR_ASSERT(dp.site < 256u);
   LR_ASSERT(dp.epoch < (1u << 24));
   return (dp.epoch << 8) | dp.site;
 }
 
-static lr_rng4 dropout_bits(lr_dropout dp, uint32_t c2, uint64_t row_id, int64_t j0) {
-  LR_ASSERT(j0 / 4 <= (int64_t)UINT32_MAX);
-  return lr_philox(dp.seed, LR_STREAM_DROPOUT, (uint32_t)row_id, (uint32_t)(row_id >> 32), c2,
-                   (uint32_t)(j0 / 4));
+static uint32_t dropout_threshold(float p) {
+  const long thr = lrintf(p * 65536.0f);
+  return thr > 65535 ? 65535u : (uint32_t)thr;
+}
+
+// keep[i] = keep bit of element j0 + i of the row, i < n <= DROPOUT_CHUNK;
+// j0 is a multiple of 8.
+static void dropout_keep(uint8_t *keep, lr_dropout dp, uint32_t c2, uint32_t thr, uint64_t row_id,
+                         int64_t j0, int64_t n) {
+  LR_ASSERT(j0 / 8 <= (int64_t)UINT32_MAX);
+  for (int64_t i0 = 0; i0 < n; i0 += 8) {
+    const lr_rng4 q = lr_philox(dp.seed, LR_STREAM_DROPOUT, (uint32_t)row_id,
+                                (uint32_t)(row_id >> 32), c2, (uint32_t)((j0 + i0) / 8));
+    const int64_t m = n - i0 < 8 ? n - i0 : 8;
+    for (int64_t i = 0; i < m; i++)
+      keep[i0 + i] = ((q.v[i >> 1] >> (16 * (i & 1))) & 0xffffu) >= thr;
+  }
 }
 
 // ---- the two instantiations ---------------------------------------------------------
 
+// The include order below is the instantiation order: keep it unsorted.
+// clang-format off
 #define LR_F64 0
 #include "real_begin.inc"
 #include "layers_impl.inc"
@@ -56,3 +75,4 @@ static lr_rng4 dropout_bits(lr_dropout dp, uint32_t c2, uint64_t row_id, int64_t
 #include "layers_impl.inc"
 #include "real_end.inc"
 #undef LR_F64
+// clang-format on

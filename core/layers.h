@@ -18,8 +18,8 @@ void embedding_forward(float *out, const int32_t *idx, const float *rows, const 
 // drows (U,D) += dout summed over positions with that idx (padding skipped);
 // dpos (N,D) += dout summed over the batch (every position, padding included,
 // because forward added pos[t] there too). drows or dpos may be NULL.
-void embedding_backward(float *drows, float *dpos, const float *dout, const int32_t *idx,
-                        int64_t B, int64_t N, int64_t D);
+void embedding_backward(float *drows, float *dpos, const float *dout, const int32_t *idx, int64_t B,
+                        int64_t N, int64_t D);
 
 // ---- LayerNorm over the last dim (biased variance, eps inside the sqrt) -----
 // out (R,D) = (in - mean) * rstd * w + b, mean (R), rstd (R) = 1/sqrt(var + eps);
@@ -28,8 +28,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *in, co
                        const float *b, int64_t R, int64_t D, float eps);
 // din (R,D) +=, dw (D) +=, db (D) += (parameter sums accumulated in double).
 void layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                        const float *w, const float *mean, const float *rstd, int64_t R,
-                        int64_t D);
+                        const float *w, const float *mean, const float *rstd, int64_t R, int64_t D);
 
 // ---- linear: out (R,OC) = in (R,C) W^T + b; W (OC,C) as PyTorch; b may be NULL
 void linear_forward(float *out, const float *in, const float *w, const float *b, int64_t R,
@@ -49,10 +48,11 @@ void gelu_backward(float *din, const float *dout, const float *in, int64_t n);
 // (seed, epoch, site, row_ids[r], j) through Philox (rng.h), so backward
 // regenerates the mask instead of storing it and the mask does not depend on
 // the number of ranks. site = layer * 8 + which dropout in the layer.
-// Philox counter of elements 4k..4k+3 of row r, keyed (seed, LR_STREAM_DROPOUT):
+// Philox counter of elements 8k..8k+7 of row r, keyed (seed, LR_STREAM_DROPOUT):
 //   (row_ids[r] & 0xffffffff, row_ids[r] >> 32, epoch << 8 | site, k)
 // with site < 256 and epoch < 2^24 (asserted), so no two (row, epoch, site,
-// block) share a counter; element 4k+i is kept iff lr_u01(word i) >= p.
+// block) share a counter. Element 8k+i is kept iff the 16-bit half i%2 (0 =
+// low) of word i/2 is >= round(p * 65536); kept elements are scaled by 1/(1-p).
 // row_ids may be NULL when p == 0.
 typedef struct {
   uint64_t seed;
@@ -62,11 +62,11 @@ typedef struct {
 } lr_dropout;
 
 // out (R,D) = in * mask / (1-p). out may equal in.
-void dropout_forward(float *out, const float *in, const uint64_t *row_ids, int64_t R,
-                     int64_t D, lr_dropout dp);
+void dropout_forward(float *out, const float *in, const uint64_t *row_ids, int64_t R, int64_t D,
+                     lr_dropout dp);
 // din (R,D) += dout * mask / (1-p).
-void dropout_backward(float *din, const float *dout, const uint64_t *row_ids, int64_t R,
-                      int64_t D, lr_dropout dp);
+void dropout_backward(float *din, const float *dout, const uint64_t *row_ids, int64_t R, int64_t D,
+                      lr_dropout dp);
 
 // ---- residual: out = a + b; da += dout, db += dout -------------------------------
 // out may equal a or b; da or db may be NULL.
@@ -76,8 +76,8 @@ void residual_backward(float *da, float *db, const float *dout, int64_t n);
 // ---- double-precision instantiation for the gradient tests ------------------------
 // The same kernels (layers_impl.inc) over double, through lr_dgemm; contracts
 // as above.
-void embedding_forward_f64(double *out, const int32_t *idx, const double *rows,
-                           const double *pos, int64_t B, int64_t N, int64_t D);
+void embedding_forward_f64(double *out, const int32_t *idx, const double *rows, const double *pos,
+                           int64_t B, int64_t N, int64_t D);
 void embedding_backward_f64(double *drows, double *dpos, const double *dout, const int32_t *idx,
                             int64_t B, int64_t N, int64_t D);
 void layernorm_forward_f64(double *out, double *mean, double *rstd, const double *in,
@@ -85,10 +85,10 @@ void layernorm_forward_f64(double *out, double *mean, double *rstd, const double
 void layernorm_backward_f64(double *din, double *dw, double *db, const double *dout,
                             const double *in, const double *w, const double *mean,
                             const double *rstd, int64_t R, int64_t D);
-void linear_forward_f64(double *out, const double *in, const double *w, const double *b,
-                        int64_t R, int64_t C, int64_t OC);
-void linear_backward_f64(double *din, double *dw, double *db, const double *dout,
-                         const double *in, const double *w, int64_t R, int64_t C, int64_t OC);
+void linear_forward_f64(double *out, const double *in, const double *w, const double *b, int64_t R,
+                        int64_t C, int64_t OC);
+void linear_backward_f64(double *din, double *dw, double *db, const double *dout, const double *in,
+                         const double *w, int64_t R, int64_t C, int64_t OC);
 void gelu_forward_f64(double *out, const double *in, int64_t n);
 void gelu_backward_f64(double *din, const double *dout, const double *in, int64_t n);
 void dropout_forward_f64(double *out, const double *in, const uint64_t *row_ids, int64_t R,

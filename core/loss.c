@@ -28,6 +28,8 @@ size_t ce_scratch_elems(int64_t M, int64_t tile) {
   return (size_t)M * (size_t)tile + 3 * (size_t)M;
 }
 
+// The include order below is the instantiation order: keep it unsorted.
+// clang-format off
 #define LR_F64 0
 #include "real_begin.inc"
 #include "loss_impl.inc"
@@ -39,3 +41,4 @@ size_t ce_scratch_elems(int64_t M, int64_t tile) {
 #include "loss_impl.inc"
 #include "real_end.inc"
 #undef LR_F64
+// clang-format on

@@ -32,8 +32,7 @@ void ce_stats(float *rmax, float *rsum, float *tlogit, const float *hs, const in
 
 // Fold the statistics of another slice (rmax2, rsum2) into (rmax, rsum):
 // the result is that of the union of the two slices (empty slices allowed).
-void ce_stats_merge(float *rmax, float *rsum, const float *rmax2, const float *rsum2,
-                    int64_t M);
+void ce_stats_merge(float *rmax, float *rsum, const float *rmax2, const float *rsum2, int64_t M);
 // lse (M) = rmax + log(rsum): the log-sum-exp ce_backward takes. lse may
 // equal rmax.
 void ce_lse(float *lse, const float *rmax, const float *rsum, int64_t M);
@@ -44,17 +43,17 @@ void ce_lse(float *lse, const float *rmax, const float *rsum, int64_t M);
 // M_total is the number of loss rows the mean is over (>= M). Row 0 of the
 // table (global id 0, when lo == 0) is skipped: drows row 0 is never written.
 // dhs or drows may be NULL. scratch: M*tile elements.
-void ce_backward(float *dhs, float *drows, const float *hs, const int32_t *tgt,
-                 const float *rows, const float *lse, int64_t lo, int64_t hi, int64_t M,
-                 int64_t M_total, int64_t D, int64_t tile, float scale, float *scratch);
+void ce_backward(float *dhs, float *drows, const float *hs, const int32_t *tgt, const float *rows,
+                 const float *lse, int64_t lo, int64_t hi, int64_t M, int64_t M_total, int64_t D,
+                 int64_t tile, float scale, float *scratch);
 
 // Single-slice convenience (the whole catalog local): returns the mean loss
 // over M rows and accumulates dhs, drows (rows = whole table incl. row 0).
 // dhs/drows may be NULL to skip gradients (evaluation). 1 <= tgt < n_rows is
 // asserted. scratch: ce_scratch_elems(M, tile) elements.
 double ce_forward_backward(float *dhs, float *drows, const float *hs, const int32_t *tgt,
-                           const float *table, int64_t n_rows, int64_t M, int64_t D,
-                           int64_t tile, float *scratch);
+                           const float *table, int64_t n_rows, int64_t M, int64_t D, int64_t tile,
+                           float *scratch);
 
 // ---- sampled objectives -----------------------------------------------------
 // Candidates per loss row: cand (M,C) indexes rows (U,D), the distinct item
@@ -72,16 +71,15 @@ typedef enum { LR_SAMPLED_SOFTMAX = 0, LR_SAMPLED_BCE = 1 } lr_sampled_kind;
 // bce: -log sigmoid(s_target) - sum_neg log(1 - sigmoid(s_neg)).
 // scratch: M*C floats.
 double sampled_forward_backward(float *dhs, float *drows, const float *hs, const int32_t *cand,
-                                const int32_t *cand_ids, const float *rows, int64_t M,
-                                int64_t C, int64_t D, lr_sampled_kind kind, float scale,
-                                float *scratch);
+                                const int32_t *cand_ids, const float *rows, int64_t M, int64_t C,
+                                int64_t D, lr_sampled_kind kind, float scale, float *scratch);
 
 // ---- double-precision instantiation for the gradient tests -------------------------
 // The same kernels (loss_impl.inc) over double, through lr_dgemm; contracts and
 // scratch sizes (in doubles) as above.
-void ce_stats_f64(double *rmax, double *rsum, double *tlogit, const double *hs,
-                  const int32_t *tgt, const double *rows, int64_t lo, int64_t hi, int64_t M,
-                  int64_t D, int64_t tile, double *scratch);
+void ce_stats_f64(double *rmax, double *rsum, double *tlogit, const double *hs, const int32_t *tgt,
+                  const double *rows, int64_t lo, int64_t hi, int64_t M, int64_t D, int64_t tile,
+                  double *scratch);
 void ce_stats_merge_f64(double *rmax, double *rsum, const double *rmax2, const double *rsum2,
                         int64_t M);
 void ce_lse_f64(double *lse, const double *rmax, const double *rsum, int64_t M);

@@ -4,13 +4,12 @@
 #include "metrics.h"
 
 #include <math.h>   // log2
-#include <string.h> // memset
 
 #include "lr.h" // LR_ASSERT
 
 void metrics_init(lr_metrics *m, const int *k, int nk) {
   LR_ASSERT(nk >= 1 && nk <= LR_MAX_K);
-  memset(m, 0, sizeof *m);
+  *m = (lr_metrics){0};
   m->nk = nk;
   for (int i = 0; i < nk; i++) {
     LR_ASSERT(k[i] >= 1);
@@ -45,9 +44,11 @@ int64_t metrics_rank(const float *s, int64_t n, int64_t target, const uint8_t *s
   int64_t r = 0;
   // !(s_j < s_t): above, tied, or a NaN on either side counts against the target
   if (!skip) {
-    for (int64_t j = 0; j < n; j++) r += !(s[j] < st);
+    for (int64_t j = 0; j < n; j++)
+      r += !(s[j] < st);
     return r - 1; // the target itself always counted (tied with itself, or NaN)
   }
-  for (int64_t j = 0; j < n; j++) r += !skip[j] && j != target && !(s[j] < st);
+  for (int64_t j = 0; j < n; j++)
+    r += !skip[j] && j != target && !(s[j] < st);
   return r;
 }

@@ -23,7 +23,11 @@ static adam_k adam_consts(lr_adam_cfg c, int64_t t) {
   LR_ASSERT(c.beta1 >= 0.0f && c.beta1 < 1.0f && c.beta2 >= 0.0f && c.beta2 < 1.0f);
   const double bc1 = 1.0 - pow((double)c.beta1, (double)t);
   const double bc2 = 1.0 - pow((double)c.beta2, (double)t);
-  adam_k k = {c.beta1, c.beta2, c.eps, (float)((double)c.lr / bc1), (float)(1.0 / sqrt(bc2)),
+  adam_k k = {c.beta1,
+              c.beta2,
+              c.eps,
+              (float)((double)c.lr / bc1),
+              (float)(1.0 / sqrt(bc2)),
               c.lr * c.weight_decay};
   return k;
 }
@@ -65,12 +69,14 @@ double grad_sumsq(const float *g, int64_t n) {
     s2 += (double)g[i + 2] * g[i + 2];
     s3 += (double)g[i + 3] * g[i + 3];
   }
-  for (; i < n; i++) s0 += (double)g[i] * g[i];
+  for (; i < n; i++)
+    s0 += (double)g[i] * g[i];
   return (s0 + s1) + (s2 + s3);
 }
 
 void grad_scale(float *g, int64_t n, float s) {
-  for (int64_t i = 0; i < n; i++) g[i] *= s;
+  for (int64_t i = 0; i < n; i++)
+    g[i] *= s;
 }
 
 float grad_clip_coef(double sumsq, double max_norm) {

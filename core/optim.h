@@ -13,8 +13,7 @@ typedef struct {
 // One Adam step at step number t (1-based) over n parameters:
 // m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 // p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + lr*wd*p.
-void adam_update(float *p, float *m, float *v, const float *g, int64_t n, lr_adam_cfg c,
-                 int64_t t);
+void adam_update(float *p, float *m, float *v, const float *g, int64_t n, lr_adam_cfg c, int64_t t);
 
 // Lazy Adam on the listed rows only: rows[i] is a local row index of the
 // table p (n_rows_total, D); grow (n,D) its gradient. Rows not listed keep

@@ -22,22 +22,26 @@ void t_fd_grad(double *fd, t_scalar_fn f, void *ctx, double *x, int64_t n, doubl
 
 double t_dot_d(const double *a, const double *b, int64_t n) {
   double s = 0;
-  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+  for (int64_t i = 0; i < n; i++)
+    s += a[i] * b[i];
   return s;
 }
 
 double t_dot_fd(const float *a, const double *b, int64_t n) {
   double s = 0;
-  for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+  for (int64_t i = 0; i < n; i++)
+    s += (double)a[i] * b[i];
   return s;
 }
 
 void t_to_f(float *dst, const double *src, int64_t n) {
-  for (int64_t i = 0; i < n; i++) dst[i] = (float)src[i];
+  for (int64_t i = 0; i < n; i++)
+    dst[i] = (float)src[i];
 }
 
 void t_to_d(double *dst, const float *src, int64_t n) {
-  for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+  for (int64_t i = 0; i < n; i++)
+    dst[i] = src[i];
 }
 
 void *t_alloc(int64_t n, int64_t elem_bytes) {

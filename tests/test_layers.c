@@ -9,11 +9,11 @@
 
 #include "layers.h"
 #include "ref_layers.h" // t_fd_grad, t_alloc, conversions
-#include "rng.h"        // lr_philox, lr_u01 (dropout keys)
+#include "rng.h"        // lr_philox (dropout keys)
 #include "test_util.h"
 
-#define TOL_FD64 1e-6 // double analytic vs double finite differences
-#define TOL_FD32 1e-4 // float analytic vs double finite differences
+#define TOL_FD64 1e-6  // double analytic vs double finite differences
+#define TOL_FD32 1e-4  // float analytic vs double finite differences
 #define TOL_FWD32 1e-5 // float forward vs double forward
 #define FD_H 1e-3
 
@@ -32,10 +32,11 @@ static void check_grad(const char *layer, const char *what, t_scalar_fn f, void 
 }
 
 // A second backward into the same buffers must double the gradient (+=).
-static void check_twice_d(const char *layer, const char *what, const double *g1,
-                          const double *g2, int64_t n) {
+static void check_twice_d(const char *layer, const char *what, const double *g1, const double *g2,
+                          int64_t n) {
   double *ref = t_alloc(n, sizeof(double));
-  for (int64_t i = 0; i < n; i++) ref[i] = 2.0 * g1[i];
+  for (int64_t i = 0; i < n; i++)
+    ref[i] = 2.0 * g1[i];
   char name[160];
   snprintf(name, sizeof name, "%s: d%s backward twice = 2x (f64)", layer, what);
   t_close_d(g2, ref, n, 1e-14, name);
@@ -45,7 +46,8 @@ static void check_twice_d(const char *layer, const char *what, const double *g1,
 static void check_twice_f(const char *layer, const char *what, const float *g1, const float *g2,
                           int64_t n) {
   double *ref = t_alloc(n, sizeof(double));
-  for (int64_t i = 0; i < n; i++) ref[i] = 2.0 * (double)g1[i];
+  for (int64_t i = 0; i < n; i++)
+    ref[i] = 2.0 * (double)g1[i];
   char name[160];
   snprintf(name, sizeof name, "%s: d%s backward twice = 2x (f32)", layer, what);
   t_close_f(g2, ref, n, 1e-6, name);
@@ -119,10 +121,12 @@ static void test_embedding(void) {
   embedding_forward_f64(out, idx, rows, NULL, B, N, D);
   ok = 1;
   for (int64_t r = 0; r < B * N; r++)
-    for (int64_t i = 0; i < D; i++) ok &= out[r * D + i] == (idx[r] >= 0 ? rows[idx[r] * D + i] : 0);
+    for (int64_t i = 0; i < D; i++)
+      ok &= out[r * D + i] == (idx[r] >= 0 ? rows[idx[r] * D + i] : 0);
   memset(dr2, 0, nr * 8);
   embedding_backward_f64(dr2, NULL, dout, idx, B, N, D);
-  for (int64_t i = 0; i < nr; i++) ok &= dr2[i] == dr[i];
+  for (int64_t i = 0; i < nr; i++)
+    ok &= dr2[i] == dr[i];
   t_check(ok, "embedding: pos = NULL / dpos = NULL");
 
   free(rows), free(pos), free(dout), free(out), free(dr), free(dp), free(dr2), free(dp2);
@@ -151,9 +155,11 @@ static void test_layernorm_case(int64_t R, int64_t D, double eps, double offset)
   double *din = t_alloc(n, 8), *dw = t_alloc(D, 8), *db = t_alloc(D, 8);
   double *din2 = t_alloc(n, 8), *dw2 = t_alloc(D, 8), *db2 = t_alloc(D, 8);
   t_fill_d(in, n, 21, 1.0);
-  for (int64_t i = 0; i < n; i++) in[i] += offset;
+  for (int64_t i = 0; i < n; i++)
+    in[i] += offset;
   t_fill_d(w, D, 22, 1.0);
-  for (int64_t i = 0; i < D; i++) w[i] += 1.0;
+  for (int64_t i = 0; i < D; i++)
+    w[i] += 1.0;
   t_fill_d(b, D, 23, 0.5);
   t_fill_d(dout, n, 24, 1.0);
   ln_ctx c = {R, D, eps, in, w, b, dout, out, mean, rstd};
@@ -163,14 +169,16 @@ static void test_layernorm_case(int64_t R, int64_t D, double eps, double offset)
   double *ref = t_alloc(n, 8);
   for (int64_t r = 0; r < R; r++) {
     double m = 0, v = 0;
-    for (int64_t i = 0; i < D; i++) m += in[r * D + i] / (double)D;
-    for (int64_t i = 0; i < D; i++) v += (in[r * D + i] - m) * (in[r * D + i] - m) / (double)D;
+    for (int64_t i = 0; i < D; i++)
+      m += in[r * D + i] / (double)D;
+    for (int64_t i = 0; i < D; i++)
+      v += (in[r * D + i] - m) * (in[r * D + i] - m) / (double)D;
     for (int64_t i = 0; i < D; i++)
       ref[r * D + i] = (in[r * D + i] - m) / sqrt(v + eps) * w[i] + b[i];
   }
   char name[120];
-  snprintf(name, sizeof name, "layernorm R=%lld D=%lld offset=%g: forward vs formula",
-           (long long)R, (long long)D, offset);
+  snprintf(name, sizeof name, "layernorm R=%lld D=%lld offset=%g: forward vs formula", (long long)R,
+           (long long)D, offset);
   t_close_d(out, ref, n, 1e-12, name);
 
   layernorm_backward_f64(din, dw, db, dout, in, w, mean, rstd, R, D);
@@ -183,8 +191,8 @@ static void test_layernorm_case(int64_t R, int64_t D, double eps, double offset)
   float *din2_f = t_alloc(n, 4), *dw2_f = t_alloc(D, 4), *db2_f = t_alloc(D, 4);
   t_to_f(in_f, in, n), t_to_f(w_f, w, D), t_to_f(b_f, b, D), t_to_f(dout_f, dout, n);
   layernorm_forward(out_f, mean_f, rstd_f, in_f, w_f, b_f, R, D, (float)eps);
-  snprintf(name, sizeof name, "layernorm R=%lld D=%lld offset=%g: forward f32 vs f64",
-           (long long)R, (long long)D, offset);
+  snprintf(name, sizeof name, "layernorm R=%lld D=%lld offset=%g: forward f32 vs f64", (long long)R,
+           (long long)D, offset);
   t_close_f(out_f, out, n, offset > 10 ? 1e-4 : TOL_FWD32, name);
   layernorm_backward(din_f, dw_f, db_f, dout_f, in_f, w_f, mean_f, rstd_f, R, D);
   memcpy(din2_f, din_f, n * 4), memcpy(dw2_f, dw_f, D * 4), memcpy(db2_f, db_f, D * 4);
@@ -211,18 +219,20 @@ static void test_layernorm_case(int64_t R, int64_t D, double eps, double offset)
 }
 
 static void test_layernorm(void) {
-  test_layernorm_case(5, 7, 1e-12, 0.0);  // the model's eps (RecBole)
-  test_layernorm_case(3, 64, 1e-5, 0.0);  // PyTorch's default eps, one full column block
-  test_layernorm_case(4, 70, 1e-12, 0.0); // D spanning two column blocks
+  test_layernorm_case(5, 7, 1e-12, 0.0);   // the model's eps (RecBole)
+  test_layernorm_case(3, 64, 1e-5, 0.0);   // PyTorch's default eps, one full column block
+  test_layernorm_case(4, 70, 1e-12, 0.0);  // D spanning two column blocks
   test_layernorm_case(4, 16, 1e-12, 50.0); // large mean: two-pass variance in float
 
   // a constant row has variance 0: with eps inside the sqrt the output is b.
   const int64_t D = 6;
-  float in[6] = {3, 3, 3, 3, 3, 3}, w[6] = {1, 2, 3, 4, 5, 6}, b[6] = {.1f, .2f, .3f, .4f, .5f, .6f};
+  float in[6] = {3, 3, 3, 3, 3, 3}, w[6] = {1, 2, 3, 4, 5, 6},
+        b[6] = {.1f, .2f, .3f, .4f, .5f, .6f};
   float out[6], mean, rstd;
   layernorm_forward(out, &mean, &rstd, in, w, b, 1, D, 1e-12f);
   int ok = isfinite(rstd);
-  for (int i = 0; i < D; i++) ok &= out[i] == b[i];
+  for (int i = 0; i < D; i++)
+    ok &= out[i] == b[i];
   t_check(ok, "layernorm: constant row -> b, finite rstd (eps 1e-12)");
 }
 
@@ -252,7 +262,8 @@ static void test_linear_case(int64_t R, int64_t C, int64_t OC) {
   for (int64_t r = 0; r < R; r++)
     for (int64_t o = 0; o < OC; o++) {
       double s = b[o];
-      for (int64_t i = 0; i < C; i++) s += in[r * C + i] * w[o * C + i];
+      for (int64_t i = 0; i < C; i++)
+        s += in[r * C + i] * w[o * C + i];
       ref[r * OC + o] = s;
     }
   char name[100];
@@ -291,7 +302,8 @@ static void test_linear_case(int64_t R, int64_t C, int64_t OC) {
   // b == NULL: out = in W^T exactly as with a zero bias; NULL gradients skipped.
   linear_forward_f64(out, in, w, NULL, R, C, OC);
   for (int64_t r = 0; r < R; r++)
-    for (int64_t o = 0; o < OC; o++) ref[r * OC + o] -= b[o];
+    for (int64_t o = 0; o < OC; o++)
+      ref[r * OC + o] -= b[o];
   snprintf(nm, sizeof nm, "%s: b = NULL forward", name);
   t_close_d(out, ref, no, 1e-14, nm);
   memset(dw2, 0, nw * 8);
@@ -338,7 +350,8 @@ static void test_gelu(void) {
   const double ys[4] = {-0.15865525393145707, 0.34573123063700656, 0.8413447460685429,
                         2.99595030590511};
   double got[4], gin[4];
-  for (int i = 0; i < 4; i++) gin[i] = xs[i];
+  for (int i = 0; i < 4; i++)
+    gin[i] = xs[i];
   gelu_forward_f64(got, gin, 4);
   t_close_d(got, ys, 4, 1e-15, "gelu: known values of x*Phi(x)");
 
@@ -389,7 +402,8 @@ static void test_residual(void) {
   memcpy(da2, da, n * 8), memcpy(db2, db, n * 8);
   residual_backward_f64(da2, db2, dout, n);
   float *a_f = t_alloc(n, 4), *b_f = t_alloc(n, 4), *dout_f = t_alloc(n, 4), *out_f = t_alloc(n, 4);
-  float *da_f = t_alloc(n, 4), *db_f = t_alloc(n, 4), *da2_f = t_alloc(n, 4), *db2_f = t_alloc(n, 4);
+  float *da_f = t_alloc(n, 4), *db_f = t_alloc(n, 4), *da2_f = t_alloc(n, 4),
+        *db2_f = t_alloc(n, 4);
   t_to_f(a_f, a, n), t_to_f(b_f, b, n), t_to_f(dout_f, dout, n);
   residual_forward(out_f, a_f, b_f, n);
   t_close_f(out_f, out, n, TOL_FWD32, "residual: forward f32 vs f64");
@@ -431,8 +445,9 @@ static double drop_f(void *p) {
 // layers.h documents (independently of layers.c).
 static int keep_ref(lr_dropout dp, uint64_t row_id, int64_t j) {
   lr_rng4 q = lr_philox(dp.seed, LR_STREAM_DROPOUT, (uint32_t)row_id, (uint32_t)(row_id >> 32),
-                        (dp.epoch << 8) | dp.site, (uint32_t)(j / 4));
-  return lr_u01(q.v[j % 4]) >= dp.p;
+                        (dp.epoch << 8) | dp.site, (uint32_t)(j / 8));
+  const uint32_t half = (q.v[(j % 8) / 2] >> (16 * (j % 2))) & 0xffffu;
+  return half >= (uint32_t)lrint(dp.p * 65536.0);
 }
 
 static void test_dropout_grad(void) {
@@ -460,16 +475,19 @@ static void test_dropout_grad(void) {
   check_twice_f("dropout", "in", din_f, din2_f, n);
   // rows 0 and 2 differ only in the high word of the id: their masks must differ
   int differ = 0;
-  for (int64_t j = 0; j < D; j++) differ |= (out[j] == 0) != (out[2 * D + j] == 0);
+  for (int64_t j = 0; j < D; j++)
+    differ |= (out[j] == 0) != (out[2 * D + j] == 0);
   t_check(differ, "dropout: row_id high word enters the key");
   free(in), free(dout), free(out), free(din), free(din2);
   free(in_f), free(dout_f), free(out_f), free(din_f), free(din2_f);
 }
 
-static void test_dropout_mask(void) {
-  const int64_t R = 64, D = 37, n = R * D;
+static void test_dropout_mask(int64_t D) {
+  const int64_t R = 64, n = R * D;
+  printf("-- dropout mask tests, D = %lld\n", (long long)D);
   uint64_t *ids = t_alloc(R, 8);
-  for (int64_t r = 0; r < R; r++) ids[r] = 1000 + 7 * (uint64_t)r;
+  for (int64_t r = 0; r < R; r++)
+    ids[r] = 1000 + 7 * (uint64_t)r;
   float *in = t_alloc(n, 4), *out = t_alloc(n, 4), *din = t_alloc(n, 4), *tmp = t_alloc(n, 4);
   t_fill_f(in, n, 71, 1.0f);
   for (int64_t i = 0; i < n; i++)
@@ -521,7 +539,8 @@ static void test_dropout_mask(void) {
   t_fill_f(dout, n, 72, 1.0f);
   dropout_backward(din, dout, ids, R, D, dp);
   ok = 1;
-  for (int64_t i = 0; i < n; i++) ok &= din[i] == (out[i] != 0.0f ? dout[i] * scale : 0.0f);
+  for (int64_t i = 0; i < n; i++)
+    ok &= din[i] == (out[i] != 0.0f ? dout[i] * scale : 0.0f);
   t_check(ok, "dropout: backward uses the forward mask");
 
   // In place, and float/double masks agree.
@@ -531,7 +550,8 @@ static void test_dropout_mask(void) {
   double *in_d = t_alloc(n, 8), *out_d = t_alloc(n, 8);
   t_to_d(in_d, in, n);
   dropout_forward_f64(out_d, in_d, ids, R, D, dp);
-  for (int64_t i = 0; i < n; i++) ok &= (out_d[i] == 0.0) == (out[i] == 0.0f);
+  for (int64_t i = 0; i < n; i++)
+    ok &= (out_d[i] == 0.0) == (out[i] == 0.0f);
   t_check(ok, "dropout: in place; f32 and f64 masks identical");
 
   // Other seed / epoch / site give other masks.
@@ -542,11 +562,12 @@ static void test_dropout_mask(void) {
     if (k == 1) d2.epoch++;
     if (k == 2) d2.site++;
     dropout_forward(tmp, in, ids, R, D, d2);
-    for (int64_t i = 0; i < n; i++) differ[k] += (tmp[i] == 0.0f) != (out[i] == 0.0f);
+    for (int64_t i = 0; i < n; i++)
+      differ[k] += (tmp[i] == 0.0f) != (out[i] == 0.0f);
   }
   t_check(differ[0] > n / 5 && differ[1] > n / 5 && differ[2] > n / 5,
-          "dropout: seed, epoch and site each change the mask (%d %d %d of %lld differ)",
-          differ[0], differ[1], differ[2], (long long)n);
+          "dropout: seed, epoch and site each change the mask (%d %d %d of %lld differ)", differ[0],
+          differ[1], differ[2], (long long)n);
 
   free(ids), free(in), free(out), free(din), free(tmp), free(ids_p), free(in_p), free(out_p);
   free(dout), free(in_d), free(out_d);
@@ -555,16 +576,19 @@ static void test_dropout_mask(void) {
 static void test_dropout_rate(void) {
   const int64_t R = 1000, D = 1000, n = R * D;
   uint64_t *ids = t_alloc(R, 8);
-  for (int64_t r = 0; r < R; r++) ids[r] = (uint64_t)r;
+  for (int64_t r = 0; r < R; r++)
+    ids[r] = (uint64_t)r;
   float *x = t_alloc(n, 4);
   const float ps[3] = {0.1f, 0.2f, 0.5f};
   for (int k = 0; k < 3; k++) {
-    for (int64_t i = 0; i < n; i++) x[i] = 1.0f;
+    for (int64_t i = 0; i < n; i++)
+      x[i] = 1.0f;
     lr_dropout dp = {.seed = 1, .epoch = 0, .site = 1, .p = ps[k]};
     dropout_forward(x, x, ids, R, D, dp);
     int64_t kept = 0;
     double sum = 0;
-    for (int64_t i = 0; i < n; i++) kept += x[i] != 0.0f, sum += x[i];
+    for (int64_t i = 0; i < n; i++)
+      kept += x[i] != 0.0f, sum += x[i];
     double frac = (double)kept / (double)n, sd = sqrt(ps[k] * (1 - ps[k]) / (double)n);
     t_check(fabs(frac - (1 - ps[k])) < 5 * sd && fabs(sum / (double)n - 1.0) < 6 * sd / (1 - ps[k]),
             "dropout p=%.1f: kept fraction %.5f (expect %.5f +- %.5f), mean %.5f", ps[k], frac,
@@ -580,7 +604,8 @@ int main(void) {
   test_gelu();
   test_residual();
   test_dropout_grad();
-  test_dropout_mask();
+  test_dropout_mask(37);  // a partial block of 8 and of the 64-element chunk
+  test_dropout_mask(150); // several chunks
   test_dropout_rate();
   return t_done();
 }

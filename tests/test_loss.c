@@ -31,12 +31,14 @@ static double ref_ce(double *dhs, double *drows, const double *hs, const int32_t
     double mx = -INFINITY;
     for (int64_t v = 1; v < n_rows; v++) {
       double s = 0;
-      for (int64_t i = 0; i < D; i++) s += hs[m * D + i] * table[v * D + i];
+      for (int64_t i = 0; i < D; i++)
+        s += hs[m * D + i] * table[v * D + i];
       lg[v] = s;
       if (s > mx) mx = s;
     }
     double sum = 0;
-    for (int64_t v = 1; v < n_rows; v++) sum += exp(lg[v] - mx);
+    for (int64_t v = 1; v < n_rows; v++)
+      sum += exp(lg[v] - mx);
     const double lse = mx + log(sum);
     total += lse - lg[tgt[m]];
     for (int64_t v = 1; v < n_rows; v++) {
@@ -62,13 +64,16 @@ static double ref_sampled(double *dhs, double *drows, const double *hs, const in
     for (int64_t j = 0; j < C; j++) {
       use[j] = j == 0 || ids[m * C + j] != ids[m * C];
       s[j] = 0;
-      for (int64_t i = 0; i < D; i++) s[j] += hs[m * D + i] * rows[cand[m * C + j] * D + i];
+      for (int64_t i = 0; i < D; i++)
+        s[j] += hs[m * D + i] * rows[cand[m * C + j] * D + i];
     }
     if (kind == LR_SAMPLED_SOFTMAX) {
       double z = 0;
-      for (int64_t j = 0; j < C; j++) z += use[j] ? exp(s[j]) : 0.0;
+      for (int64_t j = 0; j < C; j++)
+        z += use[j] ? exp(s[j]) : 0.0;
       total += log(z) - s[0];
-      for (int64_t j = 0; j < C; j++) g[j] = use[j] ? exp(s[j]) / z - (j == 0) : 0.0;
+      for (int64_t j = 0; j < C; j++)
+        g[j] = use[j] ? exp(s[j]) / z - (j == 0) : 0.0;
     } else {
       total += -log(1.0 / (1.0 + exp(-s[0])));
       g[0] = 1.0 / (1.0 + exp(-s[0])) - 1.0;
@@ -103,13 +108,15 @@ static void ce_fix_init(ce_fix *f, int64_t M, int64_t D, int64_t I, double hs_sc
                         uint64_t seed) {
   f->M = M, f->D = D, f->I = I, f->tile = I + 8;
   f->tgt = t_alloc(M, 4);
-  for (int64_t m = 0; m < M; m++) f->tgt[m] = (int32_t)(1 + (m * 7 + 3) % I);
+  for (int64_t m = 0; m < M; m++)
+    f->tgt[m] = (int32_t)(1 + (m * 7 + 3) % I);
   f->tgt[M - 1] = (int32_t)I; // the last item, at the end of the last tile
   f->hs = t_alloc(M * D, 8), f->table = t_alloc((I + 1) * D, 8);
   t_fill_d(f->hs, M * D, seed, hs_scale);
   t_fill_d(f->table, (I + 1) * D, seed + 1, 1.0);
   // padding row 0 would win every softmax if it were a candidate
-  for (int64_t i = 0; i < D; i++) f->table[i] = 40.0 * f->hs[i];
+  for (int64_t i = 0; i < D; i++)
+    f->table[i] = 40.0 * f->hs[i];
   f->scratch = t_alloc((int64_t)ce_scratch_elems(M, f->tile), 8);
   f->hs_f = t_alloc(M * D, 4), f->table_f = t_alloc((I + 1) * D, 4);
   f->scratch_f = t_alloc((int64_t)ce_scratch_elems(M, f->tile), 4);
@@ -164,8 +171,10 @@ static void test_ce_tiles(void) {
   memset(dh, 0, M * D * 8), memset(dr, 0, n * D * 8);
   ce_forward_backward_f64(dh, dr, f.hs, f.tgt, f.table, n, M, D, 7, f.scratch);
   ce_forward_backward_f64(dh, dr, f.hs, f.tgt, f.table, n, M, D, 7, f.scratch);
-  for (int64_t i = 0; i < M * D; i++) rdh[i] *= 2;
-  for (int64_t i = 0; i < n * D; i++) rdr[i] *= 2;
+  for (int64_t i = 0; i < M * D; i++)
+    rdh[i] *= 2;
+  for (int64_t i = 0; i < n * D; i++)
+    rdr[i] *= 2;
   t_close_d(dh, rdh, M * D, 1e-12, "ce: backward twice = 2x (dhs)");
   t_close_d(dr, rdr, n * D, 1e-12, "ce: backward twice = 2x (drows)");
   free(rdh), free(rdr), free(dh), free(dr), free(dh_f), free(dr_f);
@@ -189,7 +198,8 @@ static void test_ce_split(void) {
   const int64_t ks[] = {1, 2, 5, 9, n - 1, n}; // k = 1 and k = n: one slice holds no candidate
   for (size_t q = 0; q < sizeof ks / sizeof *ks; q++) {
     const int64_t k = ks[q];
-    for (int64_t i = 0; i < 3 * M; i++) a[i] = b[i] = 12345.0; // tlogit: untouched unless owned
+    for (int64_t i = 0; i < 3 * M; i++)
+      a[i] = b[i] = 12345.0; // tlogit: untouched unless owned
     ce_stats_f64(a, a + M, a + 2 * M, f.hs, f.tgt, f.table, 0, k, M, D, tile, f.scratch);
     ce_stats_f64(b, b + M, b + 2 * M, f.hs, f.tgt, f.table + k * D, k, n, M, D, tile, f.scratch);
     int owned = 1;
@@ -207,8 +217,8 @@ static void test_ce_split(void) {
     memset(dh, 0, M * D * 8), memset(dr, 0, n * D * 8);
     ce_backward_f64(dh, dr, f.hs, f.tgt, f.table, lse_ab, 0, k, M, M_total, D, tile, scale,
                     f.scratch);
-    ce_backward_f64(dh, dr + k * D, f.hs, f.tgt, f.table + k * D, lse_ab, k, n, M, M_total, D,
-                    tile, scale, f.scratch);
+    ce_backward_f64(dh, dr + k * D, f.hs, f.tgt, f.table + k * D, lse_ab, k, n, M, M_total, D, tile,
+                    scale, f.scratch);
     snprintf(name, sizeof name, "ce split k=%lld: dhs (scale, M_total) = naive", (long long)k);
     t_close_d(dh, rdh, M * D, 1e-12, name);
     snprintf(name, sizeof name, "ce split k=%lld: drows = naive", (long long)k);
@@ -223,8 +233,7 @@ static void test_ce_split(void) {
   float *lf = t_alloc(M, 4);
   const int64_t k = 7;
   ce_stats(af, af + M, af + 2 * M, f.hs_f, f.tgt, f.table_f, 0, k, M, D, tile, f.scratch_f);
-  ce_stats(bf, bf + M, bf + 2 * M, f.hs_f, f.tgt, f.table_f + k * D, k, n, M, D, tile,
-           f.scratch_f);
+  ce_stats(bf, bf + M, bf + 2 * M, f.hs_f, f.tgt, f.table_f + k * D, k, n, M, D, tile, f.scratch_f);
   ce_stats_merge(af, af + M, bf, bf + M, M);
   ce_lse(lf, af, af + M, M);
   t_close_f(lf, lse, M, 1e-6, "ce split k=7 f32: merged lse vs f64 whole");
@@ -250,7 +259,8 @@ static double ce_fd_f(void *p) {
   ce_stats_f64(st, st + M, st + 2 * M, f->hs, f->tgt, f->table, 0, f->I + 1, M, f->D, c->tile,
                f->scratch);
   double s = 0;
-  for (int64_t m = 0; m < M; m++) s += st[m] + log(st[M + m]) - st[2 * M + m];
+  for (int64_t m = 0; m < M; m++)
+    s += st[m] + log(st[M + m]) - st[2 * M + m];
   return c->scale / (double)c->M_total * s;
 }
 
@@ -269,8 +279,8 @@ static void test_ce_fd(void) {
   float *st_f = t_alloc(3 * M, 4);
   ce_stats(st_f, st_f + M, st_f + 2 * M, f.hs_f, f.tgt, f.table_f, 0, n, M, D, tile, f.scratch_f);
   ce_lse(lse_f, st_f, st_f + M, M);
-  ce_backward(dh_f, dr_f, f.hs_f, f.tgt, f.table_f, lse_f, 0, n, M, M_total, D, tile,
-              (float)scale, f.scratch_f);
+  ce_backward(dh_f, dr_f, f.hs_f, f.tgt, f.table_f, lse_f, 0, n, M, M_total, D, tile, (float)scale,
+              f.scratch_f);
 
   double *fd = t_alloc(n * D, 8);
   t_fd_grad(fd, ce_fd_f, &c, f.hs, M * D, FD_H);
@@ -280,7 +290,8 @@ static void test_ce_fd(void) {
   t_close_d(dr, fd, n * D, TOL_FD64, "ce: drows f64 vs finite differences");
   t_close_f(dr_f, fd, n * D, TOL_FD32, "ce: drows f32 vs finite differences");
   int zero = 1;
-  for (int64_t i = 0; i < D; i++) zero &= fd[i] == 0.0 && dr[i] == 0.0 && dr_f[i] == 0.0f;
+  for (int64_t i = 0; i < D; i++)
+    zero &= fd[i] == 0.0 && dr[i] == 0.0 && dr_f[i] == 0.0f;
   t_check(zero, "ce: row 0 is no candidate (finite differences and gradient are 0)");
   free(dh), free(dr), free(lse), free(st), free(dh_f), free(dr_f), free(lse_f), free(st_f);
   free(fd);
@@ -294,12 +305,14 @@ static void test_ce_large(void) {
   const int64_t M = 3, D = 4, I = 40, n = I + 1;
   ce_fix_init(&f, M, D, I, 300.0, 404);
   // make the largest logit of row 0 sit in the last tile
-  for (int64_t i = 0; i < D; i++) f.table[(I - 1) * D + i] = f.hs[i] / 150.0;
+  for (int64_t i = 0; i < D; i++)
+    f.table[(I - 1) * D + i] = f.hs[i] / 150.0;
   t_to_f(f.table_f, f.table, n * D);
   double *rdh = t_alloc(M * D, 8), *rdr = t_alloc(n * D, 8);
   const double rloss = ref_ce(rdh, rdr, f.hs, f.tgt, f.table, n, M, M, D, 1.0);
   float *dh_f = t_alloc(M * D, 4), *dr_f = t_alloc(n * D, 4);
-  double loss_f = ce_forward_backward(dh_f, dr_f, f.hs_f, f.tgt, f.table_f, n, M, D, 6, f.scratch_f);
+  double loss_f =
+      ce_forward_backward(dh_f, dr_f, f.hs_f, f.tgt, f.table_f, n, M, D, 6, f.scratch_f);
   t_check(isfinite(loss_f) && rloss > 100, "ce: large logits finite (loss %.3f)", loss_f);
   t_close_d(&loss_f, &rloss, 1, 1e-5, "ce: large logits f32 loss vs naive f64");
   t_close_f(dh_f, rdh, M * D, 1e-4, "ce: large logits f32 dhs vs naive f64");
@@ -320,26 +333,36 @@ typedef struct {
 
 static double smp_f(void *p) {
   smp_ctx *c = p;
-  return c->scale * sampled_forward_backward_f64(NULL, NULL, c->hs, c->cand, c->ids, c->rows,
-                                                 c->M, c->C, c->D, c->kind, c->scale,
-                                                 c->scratch);
+  return c->scale * sampled_forward_backward_f64(NULL, NULL, c->hs, c->cand, c->ids, c->rows, c->M,
+                                                 c->C, c->D, c->kind, c->scale, c->scratch);
 }
 
 static void test_sampled_kind(lr_sampled_kind kind) {
   const char *kn = kind == LR_SAMPLED_SOFTMAX ? "sampled softmax" : "sampled bce";
   const int64_t M = 5, C = 6, D = 4, U = 9;
-  smp_ctx c = {M, C, D, U, t_alloc(M * C, 4), t_alloc(M * C, 4), t_alloc(M * D, 8),
-               t_alloc(U * D, 8), t_alloc(M * C, 8), kind, 0.75};
+  smp_ctx c = {M,
+               C,
+               D,
+               U,
+               t_alloc(M * C, 4),
+               t_alloc(M * C, 4),
+               t_alloc(M * D, 8),
+               t_alloc(U * D, 8),
+               t_alloc(M * C, 8),
+               kind,
+               0.75};
   t_fill_d(c.hs, M * D, 501, 1.0);
   t_fill_d(c.rows, U * D, 502, 1.0);
   // cand: target first; global id = 1000 + row. Collisions: row 1 has one
   // negative equal to its target, row 3 two; row 4 repeats a negative.
   for (int64_t m = 0; m < M; m++)
-    for (int64_t j = 0; j < C; j++) c.cand[m * C + j] = (int32_t)((m * 5 + j * 3 + 1) % U);
+    for (int64_t j = 0; j < C; j++)
+      c.cand[m * C + j] = (int32_t)((m * 5 + j * 3 + 1) % U);
   c.cand[1 * C + 2] = c.cand[1 * C];
   c.cand[3 * C + 1] = c.cand[3 * C], c.cand[3 * C + 5] = c.cand[3 * C];
   c.cand[4 * C + 4] = c.cand[4 * C + 3];
-  for (int64_t i = 0; i < M * C; i++) c.ids[i] = 1000 + c.cand[i];
+  for (int64_t i = 0; i < M * C; i++)
+    c.ids[i] = 1000 + c.cand[i];
 
   double *rdh = t_alloc(M * D, 8), *rdr = t_alloc(U * D, 8);
   double rloss = ref_sampled(rdh, rdr, c.hs, c.cand, c.ids, c.rows, M, C, D, kind, c.scale);
@@ -377,8 +400,10 @@ static void test_sampled_kind(lr_sampled_kind kind) {
   // accumulation
   sampled_forward_backward_f64(dh, dr, c.hs, c.cand, c.ids, c.rows, M, C, D, kind, c.scale,
                                c.scratch);
-  for (int64_t i = 0; i < M * D; i++) rdh[i] *= 2;
-  for (int64_t i = 0; i < U * D; i++) rdr[i] *= 2;
+  for (int64_t i = 0; i < M * D; i++)
+    rdh[i] *= 2;
+  for (int64_t i = 0; i < U * D; i++)
+    rdr[i] *= 2;
   snprintf(name, sizeof name, "%s: backward twice = 2x (dhs)", kn);
   t_close_d(dh, rdh, M * D, 1e-13, name);
   snprintf(name, sizeof name, "%s: backward twice = 2x (drows)", kn);
@@ -391,10 +416,12 @@ static void test_sampled_kind(lr_sampled_kind kind) {
     const int32_t i4[4] = {7, 7, 8, 7};
     double s4[4], s2[2];
     double dh4[4] = {0}, dh2[4] = {0}, dr4[36] = {0}, dr2[36] = {0}, dr4n[36] = {0};
-    double l4 = sampled_forward_backward_f64(dh4, dr4, c.hs, c4, i4, c.rows, 1, 4, D, kind, 1.0, s4);
-    double l2 = sampled_forward_backward_f64(dh2, dr2, c.hs, c2, NULL, c.rows, 1, 2, D, kind, 1.0, s2);
-    double l4n = sampled_forward_backward_f64(NULL, dr4n, c.hs, c4, NULL, c.rows, 1, 4, D, kind,
-                                              1.0, s4);
+    double l4 =
+        sampled_forward_backward_f64(dh4, dr4, c.hs, c4, i4, c.rows, 1, 4, D, kind, 1.0, s4);
+    double l2 =
+        sampled_forward_backward_f64(dh2, dr2, c.hs, c2, NULL, c.rows, 1, 2, D, kind, 1.0, s2);
+    double l4n =
+        sampled_forward_backward_f64(NULL, dr4n, c.hs, c4, NULL, c.rows, 1, 4, D, kind, 1.0, s4);
     snprintf(name, sizeof name, "%s: collision masked (loss)", kn);
     t_close_d(&l4, &l2, 1, 1e-15, name);
     snprintf(name, sizeof name, "%s: collision masked (dhs)", kn);
@@ -421,8 +448,10 @@ static void test_sampled_extreme(void) {
       double l = sampled_forward_backward(dh, dr, hs, cands[o], NULL, rows, 1, C, D,
                                           (lr_sampled_kind)k, 1.0f, sc);
       int ok = isfinite(l) && (o == 0 ? l < 1e-6 : fabs(l - 200.0) < 1e-3);
-      for (int i = 0; i < 2; i++) ok &= isfinite(dh[i]);
-      for (int i = 0; i < 6; i++) ok &= isfinite(dr[i]);
+      for (int i = 0; i < 2; i++)
+        ok &= isfinite(dh[i]);
+      for (int i = 0; i < 6; i++)
+        ok &= isfinite(dr[i]);
       t_check(ok, "sampled %s: scores +-100, target %s: finite loss %.6g and gradients",
               k ? "bce" : "softmax", o ? "worst" : "best", l);
     }

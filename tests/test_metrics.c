@@ -29,7 +29,8 @@ static void test_values(void) {
   lr_metrics m;
   metrics_init(&m, k, 3);
   const int64_t ranks[5] = {0, 3, 9, 10, 1};
-  for (int i = 0; i < 5; i++) metrics_add(&m, ranks[i]);
+  for (int i = 0; i < 5; i++)
+    metrics_add(&m, ranks[i]);
   metrics_finish(&m);
   // hand values: ranks < 1: {0}; < 5: {0,3,1}; < 10: {0,3,9,1}
   const double l3 = 1.0 / log2(3.0), l5 = 1.0 / log2(5.0), l11 = 1.0 / log2(11.0);

@@ -24,7 +24,8 @@ static void ref_adam(double *p, double *m, double *v, const double *g, int64_t n
 static void check_delta(const float *p, const float *p0, const double *rp, const double *rp0,
                         int64_t n, double tol, const char *name) {
   double *d = t_alloc(n, 8), *rd = t_alloc(n, 8);
-  for (int64_t i = 0; i < n; i++) d[i] = (double)p[i] - (double)p0[i], rd[i] = rp[i] - rp0[i];
+  for (int64_t i = 0; i < n; i++)
+    d[i] = (double)p[i] - (double)p0[i], rd[i] = rp[i] - rp0[i];
   t_close_d(d, rd, n, tol, name);
   free(d), free(rd);
 }
@@ -46,7 +47,8 @@ static void fix_init(adam_fix *f, int64_t n, uint64_t seed, int zero_moments) {
   if (!zero_moments) {
     t_fill_f(f->m, n, seed + 2, 0.1f);
     t_fill_f(f->v, n, seed + 3, 0.1f);
-    for (int64_t i = 0; i < n; i++) f->v[i] = f->v[i] * f->v[i]; // v >= 0
+    for (int64_t i = 0; i < n; i++)
+      f->v[i] = f->v[i] * f->v[i]; // v >= 0
   }
   memcpy(f->p0, f->p, n * 4);
   t_to_d(f->rp, f->p, n), t_to_d(f->rm, f->m, n), t_to_d(f->rv, f->v, n);
@@ -59,8 +61,8 @@ static void fix_free(adam_fix *f) {
 }
 
 static void test_adam_step(void) {
-  const lr_adam_cfg c = {.lr = 0.05f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                         .weight_decay = 0.0f};
+  const lr_adam_cfg c = {
+      .lr = 0.05f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f};
   adam_fix f;
   fix_init(&f, 37, 11, 0);
   adam_update(f.p, f.m, f.v, f.g, f.n, c, 7);
@@ -87,8 +89,8 @@ static void test_adam_step(void) {
 static void test_adam_bias_correction(void) {
   // t = 1 from zero moments: m_hat = g, v_hat = g^2, so every parameter moves
   // by lr * g / (|g| + eps) ~ lr * sign(g), whatever the scale of g.
-  const lr_adam_cfg c = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                         .weight_decay = 0.0f};
+  const lr_adam_cfg c = {
+      .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f};
   const int64_t n = 8;
   float p[8] = {0}, m[8] = {0}, v[8] = {0};
   const float g[8] = {1e-3f, -2e-3f, 0.5f, -7.0f, 100.0f, -1e-2f, 3e-3f, 1.0f};
@@ -111,8 +113,8 @@ static void test_adam_bias_correction(void) {
 }
 
 static void test_adam_weight_decay(void) {
-  const lr_adam_cfg c = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                         .weight_decay = 0.5f};
+  const lr_adam_cfg c = {
+      .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.5f};
   // zero gradient, zero moments: only the decoupled decay acts, p *= 1 - lr*wd
   const int64_t n = 5;
   float p[5] = {1, -2, 3, 0.25f, 0}, m[5] = {0}, v[5] = {0}, g[5] = {0};
@@ -143,15 +145,16 @@ static void test_adam_weight_decay(void) {
 }
 
 static void test_adam_rows(void) {
-  const lr_adam_cfg c = {.lr = 0.02f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f,
-                         .weight_decay = 0.01f};
+  const lr_adam_cfg c = {
+      .lr = 0.02f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .weight_decay = 0.01f};
   const int64_t R = 7, D = 3, n = 3;
   const int64_t rows[3] = {5, 1, 2};
   float *p = t_alloc(R * D, 4), *m = t_alloc(R * D, 4), *v = t_alloc(R * D, 4);
   float *p0 = t_alloc(R * D, 4), *m0 = t_alloc(R * D, 4), *v0 = t_alloc(R * D, 4);
   float *grow = t_alloc(n * D, 4);
   t_fill_f(p, R * D, 51, 1.0f), t_fill_f(m, R * D, 52, 0.1f), t_fill_f(v, R * D, 53, 0.1f);
-  for (int64_t i = 0; i < R * D; i++) v[i] *= v[i];
+  for (int64_t i = 0; i < R * D; i++)
+    v[i] *= v[i];
   t_fill_f(grow, n * D, 54, 1.0f);
   memcpy(p0, p, R * D * 4), memcpy(m0, m, R * D * 4), memcpy(v0, v, R * D * 4);
   adam_update_rows(p, m, v, grow, rows, n, D, c, 9);
@@ -161,8 +164,10 @@ static void test_adam_rows(void) {
     int same = memcmp(p + r * D, p0 + r * D, D * 4) == 0 &&
                memcmp(m + r * D, m0 + r * D, D * 4) == 0 &&
                memcmp(v + r * D, v0 + r * D, D * 4) == 0;
-    if (listed) changed &= !same;
-    else untouched &= same;
+    if (listed)
+      changed &= !same;
+    else
+      untouched &= same;
   }
   t_check(untouched, "lazy adam: rows not listed keep p, m, v bit for bit");
   t_check(changed, "lazy adam: listed rows move");
@@ -185,7 +190,8 @@ static void test_clip(void) {
   float *g = t_alloc(n, 4);
   t_fill_f(g, n, 61, 2.0f);
   double ref = 0;
-  for (int64_t i = 0; i < n; i++) ref += (double)g[i] * (double)g[i];
+  for (int64_t i = 0; i < n; i++)
+    ref += (double)g[i] * (double)g[i];
   double s = grad_sumsq(g, n);
   t_close_d(&s, &ref, 1, 1e-12, "grad_sumsq vs double loop (other summation order)");
   t_check(grad_sumsq(g, 0) == 0.0 && grad_sumsq(g, 3) > 0.0, "grad_sumsq: n = 0 and n < 4");
