@@ -1,8 +1,10 @@
 // loss.h: next-item losses over the tied item table (DESIGN §1).
 // A loss row m is one position carrying a target: hs (M,D) its hidden state,
-// tgt[m] in 1..I its target item. The loss is the MEAN over the M rows times
-// `scale` (the trainer passes M_local/M_global so sums over ranks and
-// micro-batches give the global mean). Item 0 (padding) is never a candidate.
+// tgt[m] in 1..I its target item. The gradients accumulated are those of the
+// MEAN over the M rows times `scale` (the trainer passes M_local/M_global so
+// sums over ranks and micro-batches give the global mean); the loss values
+// returned are plain means over the M rows. Item 0 (padding) is never a
+// candidate.
 // All functions are Local and cannot fail; backward ACCUMULATES (+=).
 #ifndef LR_LOSS_H
 #define LR_LOSS_H
