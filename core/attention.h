@@ -14,6 +14,8 @@
 //   elu1           causal linear transformer, phi = elu+1, with denominator
 //   efficient      softmax_row(Q) (softmax_col(K)^T V), Shen et al.
 // Every L2 norm is sqrt(sum x^2 + LR_ATTN_EPS) so a zero row/column is safe.
+// This implementation writes 0 to the outputs at padded positions (so their
+// gradient is 0 too) and never reads padded rows of qkv.
 //
 // Causal kinds (usable with train.positions=all): softmax, linrec_causal, elu1.
 #ifndef LR_ATTENTION_H
@@ -23,6 +25,11 @@
 #include <stdint.h>
 
 #define LR_ATTN_EPS 1e-12f
+// elu1: the additive constant of the denominator (Katharopoulos et al.).
+#define LR_ATTN_ELU1_EPS 1e-6f
+// Causal linear kinds (linrec_causal, elu1) run in chunks of this many
+// positions: a masked GEMM inside a chunk plus a carried Dh x Dh state.
+#define LR_ATTN_CHUNK 64
 
 typedef enum {
   LR_ATTN_SOFTMAX = 0,
@@ -55,5 +62,15 @@ void attn_forward(float *out, float *cache, const float *qkv, const int32_t *len
 void attn_backward(float *dqkv, const float *dout, const float *qkv, const float *cache,
                    const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
                    int64_t H, float *scratch);
+
+// double-precision instantiation for the gradient tests: the same kernels and
+// contracts as attn_forward/attn_backward, with attn_cache_elems and
+// attn_scratch_elems counting doubles.
+void attn_forward_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
+                      lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H,
+                      double *scratch);
+void attn_backward_f64(double *dqkv, const double *dout, const double *qkv, const double *cache,
+                       const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
+                       int64_t H, double *scratch);
 
 #endif
