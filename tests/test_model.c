@@ -1,0 +1,439 @@
+// test_model.c: whole-model checks of core/model.c (the encoder of DESIGN §1)
+// with the full-catalog CE loss of core/loss.h on top, in float, for every
+// attention kind:
+//   (a) padding invariance: a sequence inside a right-padded batch of length N
+//       gives, at its real positions, the hidden states of the same sequence run
+//       alone in a model with max_len = its length (same parameters, the first
+//       rows of the position table);
+//   (b) finite differences: the analytic gradient of the loss with respect to a
+//       few random elements of every parameter tensor and of the item table
+//       (rows in the batch and rows only the CE touches) against a float
+//       central difference; also with dropout on (its mask is a pure function
+//       of its keys, so the loss stays a smooth deterministic function);
+//   (c) backward twice accumulates 2x (STYLE 2);
+//   (d) dropout: the same (seed, epoch, example ids) gives bitwise the same
+//       forward, another epoch or other example ids a different one, and a
+//       permuted batch gives each example the same outputs.
+// The layer and attention kernels have their own double-precision FD tests;
+// this one checks the assembly (buffer reuse, residual branches, dropout sites,
+// the item-row gradient path). The recorded PyTorch comparison is
+// test_torch_ref.c.
+#include <stdlib.h> // free
+#include <string.h> // memcpy, memset, memcmp
+
+#include "itemtab.h"    // lr_itemtab
+#include "loss.h"       // ce_forward_backward, ce_scratch_elems
+#include "lr.h"         // lr_error_msg
+#include "model.h"      // lr_model, model_*
+#include "ref_layers.h" // t_alloc
+#include "rng.h"        // lr_philox, lr_below
+#include "test_util.h"
+
+// Shapes: small enough for a fast test, with two heads, two layers, a
+// sequence of every kind of length (full, partial, 1).
+#define NI 19
+#define NN 10
+#define ND 16
+#define NH 2
+#define NL 2
+#define NF 24
+#define NB 3
+static const int32_t LENS[NB] = {NN, 6, 1};
+#define CE_TILE 7
+
+// (b): central differences in float. eps = 1e-2 against parameters of size
+// ~0.1-1: the truncation error is eps^2 |f'''| / 6 ~ 1e-5, while the float
+// rounding of the loss (~3, a few ulps ~ 1e-6 after two layers) divided by
+// 2 eps adds ~1e-4 absolute. Gradients here are ~1e-2..1 per tensor (the
+// parameters are drawn large on purpose), so the error relative to the
+// tensor's largest gradient is ~1e-3; 5e-2 leaves room for unlucky rounding
+// and still catches any real error (a missing term, a wrong site or index is
+// off by O(1)).
+#define FD_EPS 1e-2f
+#define FD_TOL 5e-2
+#define FD_PER_TENSOR 3
+#define TOL_PAD 1e-5  // (a): same arithmetic up to GEMM shape / float rounding
+#define TOL_TWICE 1e-6 // (c): g + g vs 2g up to accumulation order
+#define TOL_PERM 1e-6  // (d): a permuted batch
+
+// ---- fixture: a model, an item table and one batch ---------------------------------
+
+typedef struct {
+  lr_model m;
+  lr_itemtab tab;
+  int64_t B, N, D, M; // batch, max_len, hidden, loss rows
+  int32_t *ids, *idx, *lens; // (B,N), (B,N), (B)
+  uint64_t *row_ids;         // (B,N)
+  int64_t *lrow;             // (M) flat position b*N+t of each loss row
+  int32_t *ltgt;             // (M) targets
+  float *hs, *dhs, *dout, *dout0, *scratch;
+  lr_dropout dp;
+  const float *h; // (B,N,D) of the last forward
+} fixture;
+
+static uint64_t rnd(uint64_t key, uint64_t i, uint64_t n) {
+  lr_rng4 r = lr_philox(key, 77, (uint32_t)i, (uint32_t)(i >> 32), 0, 0);
+  return lr_below(r.v[0], r.v[1], n);
+}
+
+// Tensor i of an arena (model_param_sizes order) and its element count.
+static float *tensor(float *mem, const lr_model_cfg *c, int i, size_t *n) {
+  size_t s[LR_N_PARAM_TENSORS], off = 0;
+  model_param_sizes(c, s);
+  for (int j = 0; j < i; j++) off += s[j];
+  *n = s[i];
+  return mem + off;
+}
+
+// Parameters drawn larger than the N(0, 0.02) init so that every gradient is
+// well above the float noise of the finite differences; biases and LayerNorm
+// parameters non-trivial so their gradients are exercised.
+static void randomise(lr_model *m, lr_itemtab *tab) {
+  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+    size_t n;
+    float *t = tensor(m->params_mem, &m->cfg, i, &n);
+    const char *name = LR_PARAM_NAMES[i];
+    int ln = name[0] == 'l' && name[1] == 'n';
+    int w = name[strlen(name) - 1] == 'w';
+    float scale = i == 0 ? 0.5f : ln ? (w ? 0.2f : 0.1f) : (w ? 0.3f : 0.1f);
+    t_fill_f(t, (int64_t)n, 1000 + (uint64_t)i, scale);
+    if (ln && w)
+      for (size_t j = 0; j < n; j++) t[j] += 1.0f;
+  }
+  int64_t D = tab->D;
+  t_fill_f(tab->w + D, (tab->hi - 1) * D, 2000, 0.5f); // row 0 stays 0
+}
+
+// Batch ids (B,N): random items at valid positions, 0 (padding) after.
+static void fill_ids(int32_t *ids, const int32_t *lens, int64_t B, int64_t N, uint64_t key) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < N; t++)
+      ids[b * N + t] = t < lens[b] ? 1 + (int32_t)rnd(key, (uint64_t)(b * N + t), NI) : 0;
+}
+
+// Build a fixture for kind with max_len N and batch (ids, lens) of B
+// sequences with example ids ex (dropout keys ex * N + t); loss rows are all
+// valid positions, with random targets keyed by (example, position).
+static int fx_init(fixture *f, lr_attn_kind kind, int64_t N, int64_t B, const int32_t *ids,
+                   const int32_t *lens, const uint64_t *ex, float p) {
+  memset(f, 0, sizeof *f);
+  lr_model_cfg c = {NI, N, ND, NH, NL, NF, p, 1e-12f, kind};
+  if (model_init(&f->m, &c, B, 3) != LR_OK || itemtab_init(&f->tab, 0, NI + 1, ND, 3) != LR_OK) {
+    t_check(0, "%s: model_init/itemtab_init: %s", attn_kind_name(kind), lr_error_msg());
+    lr_error_clear();
+    return -1;
+  }
+  randomise(&f->m, &f->tab);
+  f->B = B, f->N = N, f->D = ND;
+  f->dp = (lr_dropout){11, 0, 0, p};
+  f->ids = t_alloc(B * N, sizeof(int32_t));
+  f->idx = t_alloc(B * N, sizeof(int32_t));
+  f->lens = t_alloc(B, sizeof(int32_t));
+  f->row_ids = t_alloc(B * N, sizeof(uint64_t));
+  memcpy(f->ids, ids, (size_t)(B * N) * sizeof(int32_t));
+  memcpy(f->lens, lens, (size_t)B * sizeof(int32_t));
+  for (int64_t b = 0; b < B; b++) {
+    f->M += lens[b];
+    for (int64_t t = 0; t < N; t++) {
+      f->idx[b * N + t] = ids[b * N + t] ? ids[b * N + t] : -1; // table local, as emb_lookup_local
+      f->row_ids[b * N + t] = ex[b] * (uint64_t)N + (uint64_t)t;
+    }
+  }
+  f->lrow = t_alloc(f->M, sizeof(int64_t));
+  f->ltgt = t_alloc(f->M, sizeof(int32_t));
+  int64_t m = 0;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < lens[b]; t++, m++) {
+      f->lrow[m] = b * N + t;
+      f->ltgt[m] = 1 + (int32_t)rnd(4242, ex[b] * 1000 + (uint64_t)t, NI);
+    }
+  f->hs = t_alloc(f->M * ND, sizeof(float));
+  f->dhs = t_alloc(f->M * ND, sizeof(float));
+  f->dout = t_alloc(B * N * ND, sizeof(float));
+  f->dout0 = t_alloc(B * N * ND, sizeof(float));
+  f->scratch = t_alloc((int64_t)ce_scratch_elems(f->M, CE_TILE), sizeof(float));
+  return 0;
+}
+
+static void fx_free(fixture *f) {
+  free(f->ids);
+  free(f->idx);
+  free(f->lens);
+  free(f->row_ids);
+  free(f->lrow);
+  free(f->ltgt);
+  free(f->hs);
+  free(f->dhs);
+  free(f->dout);
+  free(f->dout0);
+  free(f->scratch);
+  itemtab_free(&f->tab);
+  model_free(&f->m);
+  memset(f, 0, sizeof *f);
+}
+
+static const float *fx_forward(fixture *f) {
+  f->h = model_forward(&f->m, f->idx, f->tab.w, f->lens, f->row_ids, f->B, f->dp);
+  return f->h;
+}
+
+// Mean CE over the loss rows. With grads: zeroes the gradients, then leaves
+// the loss gradient in m.grads_mem and tab.g, and the hidden-state gradient
+// backward consumed in dout0.
+static double fx_loss(fixture *f, int grads) {
+  const int64_t D = f->D;
+  if (grads) {
+    model_zero_grad(&f->m);
+    memset(f->tab.g, 0, (size_t)((NI + 1) * D) * sizeof(float));
+  }
+  const float *h = fx_forward(f);
+  for (int64_t m = 0; m < f->M; m++)
+    memcpy(f->hs + m * D, h + f->lrow[m] * D, (size_t)D * sizeof(float));
+  if (grads) memset(f->dhs, 0, (size_t)(f->M * D) * sizeof(float));
+  double loss = ce_forward_backward(grads ? f->dhs : NULL, grads ? f->tab.g : NULL, f->hs, f->ltgt,
+                                    f->tab.w, NI + 1, f->M, D, CE_TILE, f->scratch);
+  if (grads) {
+    memset(f->dout, 0, (size_t)(f->B * f->N * D) * sizeof(float));
+    for (int64_t m = 0; m < f->M; m++)
+      memcpy(f->dout + f->lrow[m] * D, f->dhs + m * D, (size_t)D * sizeof(float));
+    memcpy(f->dout0, f->dout, (size_t)(f->B * f->N * D) * sizeof(float));
+    model_backward(&f->m, f->tab.g, f->dout, f->idx, f->row_ids, f->dp);
+  }
+  return loss;
+}
+
+static void batch_ids(int32_t *ids, uint64_t *ex) {
+  fill_ids(ids, LENS, NB, NN, 555);
+  for (int64_t b = 0; b < NB; b++) ex[b] = 100 + (uint64_t)b;
+}
+
+// ---- (a) padding invariance --------------------------------------------------------
+
+static void check_padding(lr_attn_kind kind) {
+  int32_t ids[NB * NN];
+  uint64_t ex[NB];
+  batch_ids(ids, ex);
+  fixture big;
+  if (fx_init(&big, kind, NN, NB, ids, LENS, ex, 0.0f)) return;
+  const float *hb = fx_forward(&big);
+  for (int64_t b = 0; b < NB; b++) {
+    const int32_t n = LENS[b];
+    fixture one;
+    if (fx_init(&one, kind, n, 1, ids + b * NN, &LENS[b], &ex[b], 0.0f)) break;
+    // same parameters; the position table keeps its first n rows
+    for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+      size_t n_big, n_one;
+      const float *src = tensor(big.m.params_mem, &big.m.cfg, i, &n_big);
+      float *dst = tensor(one.m.params_mem, &one.m.cfg, i, &n_one);
+      LR_ASSERT(n_one <= n_big);
+      memcpy(dst, src, n_one * sizeof(float));
+    }
+    memcpy(one.tab.w, big.tab.w, (size_t)((NI + 1) * ND) * sizeof(float));
+    const float *ho = fx_forward(&one);
+    double *ref = t_alloc(n * ND, sizeof(double));
+    for (int64_t i = 0; i < n * ND; i++) ref[i] = hb[b * NN * ND + i];
+    char name[128];
+    snprintf(name, sizeof name, "%s: (a) length-%d sequence, padded to %d vs alone",
+             attn_kind_name(kind), n, NN);
+    t_close_f(ho, ref, n * ND, TOL_PAD, name);
+    free(ref);
+    fx_free(&one);
+  }
+  fx_free(&big);
+}
+
+// ---- (b) finite differences -------------------------------------------------------
+
+// Central difference of the loss in parameter *x (restored exactly).
+static double fd_one(fixture *f, float *x) {
+  const float x0 = *x;
+  const float xp = x0 + FD_EPS, xm = x0 - FD_EPS;
+  *x = xp;
+  double lp = fx_loss(f, 0);
+  *x = xm;
+  double lm = fx_loss(f, 0);
+  *x = x0;
+  return (lp - lm) / ((double)xp - (double)xm);
+}
+
+static double maxabs(const float *g, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) m = fabs((double)g[i]) > m ? fabs((double)g[i]) : m;
+  return m;
+}
+
+// Report max |fd - analytic| over the sampled elements relative to the
+// largest analytic gradient of the tensor.
+static double fd_report(const char *kind, const char *what, double maxerr, double gmax,
+                        float p) {
+  double rel = gmax > 0 ? maxerr / gmax : maxerr;
+  t_check(rel <= FD_TOL && rel == rel, "%s%s: (b) d%s vs finite differences (rel err %.3g, "
+          "max |g| %.3g, tol %.0e)", kind, p > 0 ? " +dropout" : "", what, rel, gmax, FD_TOL);
+  return rel;
+}
+
+static void check_fd(lr_attn_kind kind, float p) {
+  int32_t ids[NB * NN];
+  uint64_t ex[NB];
+  batch_ids(ids, ex);
+  fixture f;
+  if (fx_init(&f, kind, NN, NB, ids, LENS, ex, p)) return;
+  const char *kn = attn_kind_name(kind);
+  fx_loss(&f, 1);
+  float *g = t_alloc((int64_t)f.m.n_params, sizeof(float));
+  float *gt = t_alloc((NI + 1) * ND, sizeof(float));
+  memcpy(g, f.m.grads_mem, f.m.n_params * sizeof(float));
+  memcpy(gt, f.tab.g, (size_t)((NI + 1) * ND) * sizeof(float));
+  size_t off = 0;
+  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+    size_t n;
+    float *t = tensor(f.m.params_mem, &f.m.cfg, i, &n);
+    double maxerr = 0;
+    for (int k = 0; k < FD_PER_TENSOR; k++) {
+      size_t j = (size_t)rnd(31 + (uint64_t)kind * 100 + (uint64_t)i, (uint64_t)k, n);
+      double e = fabs(fd_one(&f, t + j) - (double)g[off + j]);
+      maxerr = e > maxerr ? e : maxerr;
+    }
+    fd_report(kn, LR_PARAM_NAMES[i], maxerr, maxabs(g + off, n), p);
+    off += n;
+  }
+  // item rows: two in the batch (embedding + CE paths), two only in the CE
+  int used[NI + 1] = {0};
+  for (int64_t i = 0; i < NB * NN; i++) used[ids[i]] = 1;
+  for (int in_batch = 1; in_batch >= 0; in_batch--) {
+    double maxerr = 0, gmax = 0;
+    int found = 0;
+    for (int r = 1; r <= NI && found < 2; r++) {
+      if (used[r] != in_batch) continue;
+      found++;
+      for (int k = 0; k < 2; k++) {
+        size_t j = (size_t)r * ND + (size_t)rnd(71, (uint64_t)(r * 2 + k), ND);
+        double e = fabs(fd_one(&f, f.tab.w + j) - (double)gt[j]);
+        maxerr = e > maxerr ? e : maxerr;
+      }
+      double gm = maxabs(gt + (size_t)r * ND, ND);
+      gmax = gm > gmax ? gm : gmax;
+    }
+    t_check(found == 2, "%s: (b) two item rows %s the batch to check", kn,
+            in_batch ? "in" : "not in");
+    fd_report(kn, in_batch ? "item rows (in batch)" : "item rows (CE only)", maxerr, gmax, p);
+  }
+  t_check(maxabs(gt, ND) == 0.0, "%s: (b) padding item row 0 gets no gradient", kn);
+  free(g);
+  free(gt);
+  fx_free(&f);
+}
+
+// ---- (c) backward twice ---------------------------------------------------------------
+
+static void check_twice(lr_attn_kind kind) {
+  int32_t ids[NB * NN];
+  uint64_t ex[NB];
+  batch_ids(ids, ex);
+  fixture f;
+  if (fx_init(&f, kind, NN, NB, ids, LENS, ex, 0.1f)) return;
+  const char *kn = attn_kind_name(kind);
+  fx_loss(&f, 1);
+  const int64_t P = (int64_t)f.m.n_params, T = (NI + 1) * ND;
+  double *g2 = t_alloc(P, sizeof(double));
+  for (int64_t i = 0; i < P; i++) g2[i] = 2.0 * f.m.grads_mem[i];
+  memcpy(f.dout, f.dout0, (size_t)(f.B * f.N * ND) * sizeof(float));
+  model_backward(&f.m, f.tab.g, f.dout, f.idx, f.row_ids, f.dp);
+  char name[128];
+  snprintf(name, sizeof name, "%s: (c) dense grads after backward twice = 2x", kn);
+  t_close_f(f.m.grads_mem, g2, P, TOL_TWICE, name);
+  // the item-table gradient holds CE (once) + embedding (twice) parts: redo
+  // the expectation from a fresh run without the CE part
+  free(g2);
+  memset(f.tab.g, 0, (size_t)T * sizeof(float));
+  memcpy(f.dout, f.dout0, (size_t)(f.B * f.N * ND) * sizeof(float));
+  model_backward(&f.m, f.tab.g, f.dout, f.idx, f.row_ids, f.dp);
+  double *e2 = t_alloc(T, sizeof(double));
+  for (int64_t i = 0; i < T; i++) e2[i] = 2.0 * f.tab.g[i];
+  memcpy(f.dout, f.dout0, (size_t)(f.B * f.N * ND) * sizeof(float));
+  model_backward(&f.m, f.tab.g, f.dout, f.idx, f.row_ids, f.dp);
+  snprintf(name, sizeof name, "%s: (c) item-row grads after backward twice = 2x", kn);
+  t_close_f(f.tab.g, e2, T, TOL_TWICE, name);
+  free(e2);
+  fx_free(&f);
+}
+
+// ---- (d) dropout keys -------------------------------------------------------------
+
+// Largest |a - b| over the valid positions of a batch.
+static double valid_maxdiff(const float *a, const float *b, const int32_t *lens, int64_t B,
+                            int64_t N) {
+  double m = 0;
+  for (int64_t s = 0; s < B; s++)
+    for (int64_t i = 0; i < lens[s] * ND; i++) {
+      double d = fabs((double)a[s * N * ND + i] - (double)b[s * N * ND + i]);
+      m = d > m ? d : m;
+    }
+  return m;
+}
+
+static void check_dropout(lr_attn_kind kind) {
+  int32_t ids[NB * NN];
+  uint64_t ex[NB];
+  batch_ids(ids, ex);
+  fixture f;
+  if (fx_init(&f, kind, NN, NB, ids, LENS, ex, 0.3f)) return;
+  const char *kn = attn_kind_name(kind);
+  const size_t n = (size_t)(NB * NN * ND);
+  float *h1 = t_alloc((int64_t)n, sizeof(float)), *h0 = t_alloc((int64_t)n, sizeof(float));
+  memcpy(h1, fx_forward(&f), n * sizeof(float));
+  t_check(memcmp(h1, fx_forward(&f), n * sizeof(float)) == 0,
+          "%s: (d) same (seed, epoch, example ids): bitwise the same forward", kn);
+  f.dp.epoch = 1;
+  double d_epoch = valid_maxdiff(h1, fx_forward(&f), LENS, NB, NN);
+  t_check(d_epoch > 1e-3, "%s: (d) another epoch: another forward (max diff %.3g)", kn, d_epoch);
+  f.dp.epoch = 0;
+  for (int64_t i = 0; i < NB * NN; i++) f.row_ids[i] += 1000 * NN; // other example ids
+  double d_ex = valid_maxdiff(h1, fx_forward(&f), LENS, NB, NN);
+  t_check(d_ex > 1e-3, "%s: (d) other example ids: another forward (max diff %.3g)", kn, d_ex);
+  f.dp.p = 0.0f;
+  memcpy(h0, fx_forward(&f), n * sizeof(float));
+  double d_p = valid_maxdiff(h1, h0, LENS, NB, NN);
+  t_check(d_p > 1e-3, "%s: (d) p = 0.3 differs from p = 0 (max diff %.3g)", kn, d_p);
+  fx_free(&f);
+
+  // the batch reversed, each example with its own ids: the same rows per example
+  int32_t rids[NB * NN], rlens[NB];
+  uint64_t rex[NB];
+  for (int64_t b = 0; b < NB; b++) {
+    memcpy(rids + b * NN, ids + (NB - 1 - b) * NN, NN * sizeof(int32_t));
+    rlens[b] = LENS[NB - 1 - b];
+    rex[b] = ex[NB - 1 - b];
+  }
+  if (fx_init(&f, kind, NN, NB, rids, rlens, rex, 0.3f)) goto done;
+  const float *hr = fx_forward(&f);
+  double *ref = t_alloc((int64_t)n, sizeof(double));
+  float *got = t_alloc((int64_t)n, sizeof(float));
+  int64_t k = 0;
+  for (int64_t b = 0; b < NB; b++)
+    for (int64_t i = 0; i < LENS[b] * ND; i++, k++) {
+      ref[k] = h1[b * NN * ND + i];
+      got[k] = hr[(NB - 1 - b) * NN * ND + i];
+    }
+  char name[128];
+  snprintf(name, sizeof name, "%s: (d) reversed batch, same example ids: same outputs", kn);
+  t_close_f(got, ref, k, TOL_PERM, name);
+  free(ref);
+  free(got);
+  fx_free(&f);
+done:
+  free(h1);
+  free(h0);
+}
+
+int main(void) {
+  for (int k = 0; k < LR_ATTN_COUNT; k++) {
+    lr_attn_kind kind = (lr_attn_kind)k;
+    check_padding(kind);
+    check_fd(kind, 0.0f);
+    check_fd(kind, 0.2f);
+    check_twice(kind);
+    check_dropout(kind);
+  }
+  return t_done();
+}

@@ -1,0 +1,385 @@
+// test_torch_ref.c: replays the recorded PyTorch reference of the whole model
+// (STYLE 21b). tests/ref/make_ref.py builds the encoder of core/model.c in
+// PyTorch (float64) and dumps, per attention kind, the parameters, item table,
+// a right-padded batch, the final hidden states, the positions=last
+// full-catalog CE loss, every gradient and 10 Adam step losses. This test
+// loads each dump into an lr_model and an lr_itemtab, runs the production
+// float path (model_forward, ce_forward_backward, model_backward, adam_update
+// as dist/train.c calls them) and compares every tensor with a relative
+// tolerance (max|c - ref| / max|ref|, per tensor).
+//
+// Any mismatch, a missing dump or a malformed one makes the binary exit 1.
+// The loader itself is checked on damaged copies (truncated, bad magic, bad
+// ids): each must be rejected with a message.
+// The format is documented in tests/ref/make_ref.py (writer) and below (reader).
+#include <stdio.h>  // fopen, fread, printf
+#include <stdlib.h> // malloc, free, mkstemp
+#include <string.h> // memcpy, memset, strcmp
+#include <unistd.h> // close, unlink
+
+#include "itemtab.h"     // lr_itemtab
+#include "loss.h"        // ce_forward_backward, ce_scratch_elems
+#include "lr.h"          // LR_CORRUPT, lr_error_msg
+#include "model.h"       // lr_model, model_*
+#include "optim.h"       // adam_update
+#include "ref_layers.h"  // t_alloc
+#include "test_util.h"
+
+#define TOL 1e-4          // relative error of every compared tensor
+#define REF_VERSION 1u
+#define REF_HEADER_BYTES 128
+#define REF_MAX_DIM 4096  // sanity bound on every header dimension
+#define REF_MAX_BYTES (1 << 24)
+#define CE_TILE 8         // small, so the CE runs over several item tiles
+static const char REF_MAGIC[8] = {'L', 'R', 'T', 'R', 'E', 'F', 0, 0};
+static const char REF_TRAILER[8] = {'L', 'R', 'T', 'R', 'E', 'N', 'D', 0};
+
+// ---- the dump --------------------------------------------------------------------
+// Header (128 bytes): magic[8], u32 version, i32 attention kind, i32 I N D H L
+// F B S, f32 ln_eps lr beta1 beta2 adam_eps, char name[16], zero padding.
+// Payload: params (arena order), table (I+1,D), i32 ids (B,N), lens (B),
+// tgt (B), hidden (B,N,D), loss (1), grads (arena order), table grad (I+1,D),
+// Adam losses (S); trailer[8].
+typedef struct {
+  lr_model_cfg cfg;
+  int64_t B, S; // batch, Adam steps
+  float lr, beta1, beta2, adam_eps;
+  char name[17];
+  size_t n_params, n_table;
+  const float *params, *table, *hidden, *grads, *tgrad, *losses;
+  float loss;
+  const int32_t *ids, *lens, *tgt;
+  unsigned char *blob; // owns everything above
+} ref_dump;
+
+static void ref_free(ref_dump *r) {
+  free(r->blob);
+  memset(r, 0, sizeof *r);
+}
+
+static int32_t rd_i32(const unsigned char *p) {
+  uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+  int32_t v;
+  memcpy(&v, &u, 4);
+  return v;
+}
+
+static float rd_f32(const unsigned char *p) {
+  int32_t i = rd_i32(p);
+  float f;
+  memcpy(&f, &i, 4);
+  return f;
+}
+
+// Read a whole file into a malloc'd buffer. LR_ERR_IO if it cannot be read,
+// LR_ERR_CORRUPT if larger than REF_MAX_BYTES.
+static int read_file(const char *path, unsigned char **buf, size_t *n) {
+  *buf = NULL, *n = 0;
+  FILE *f = fopen(path, "rb");
+  LR_CHECK(f, LR_ERR_IO, "%s: cannot open (HINT: run /usr/bin/python3 tests/ref/make_ref.py)",
+           path);
+  unsigned char *b = malloc(REF_MAX_BYTES + 1);
+  if (!b) {
+    fclose(f);
+    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: no memory", path);
+  }
+  size_t got = fread(b, 1, REF_MAX_BYTES + 1, f);
+  int bad = ferror(f);
+  fclose(f);
+  if (bad || got > REF_MAX_BYTES) {
+    free(b);
+    if (bad) return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: read error", path);
+    return LR_CORRUPT(path, REF_MAX_BYTES, "larger than %d bytes", REF_MAX_BYTES);
+  }
+  *buf = b, *n = got;
+  return LR_OK;
+}
+
+// Load and validate a dump. On failure r is zeroed and the status (LR_ERR_IO,
+// LR_ERR_CORRUPT) carries a message naming the file and byte offset.
+static int ref_load(ref_dump *r, const char *path) {
+  memset(r, 0, sizeof *r);
+  const uint32_t one = 1;
+  unsigned char endian;
+  memcpy(&endian, &one, 1);
+  LR_CHECK(endian == 1, LR_ERR_ARG, "the dumps are little-endian; this host is not");
+  size_t size;
+  LR_CALL(read_file(path, &r->blob, &size));
+  const unsigned char *b = r->blob;
+  int rc = LR_OK;
+#define FAIL(off, ...)                                                                     \
+  do {                                                                                     \
+    rc = LR_CORRUPT(path, (int64_t)(off), __VA_ARGS__);                                    \
+    goto fail;                                                                             \
+  } while (0)
+  if (size < REF_HEADER_BYTES) FAIL(size, "file of %zu bytes is shorter than the header", size);
+  if (memcmp(b, REF_MAGIC, 8) != 0) FAIL(0, "bad magic (not a make_ref.py dump)");
+  if ((uint32_t)rd_i32(b + 8) != REF_VERSION)
+    FAIL(8, "version %u, expected %u", (unsigned)rd_i32(b + 8), REF_VERSION);
+  int32_t kind = rd_i32(b + 12), dim[8];
+  if (kind < 0 || kind >= LR_ATTN_COUNT) FAIL(12, "attention kind %d out of range", kind);
+  for (int i = 0; i < 8; i++) {
+    dim[i] = rd_i32(b + 16 + 4 * i);
+    if (dim[i] < 1 || dim[i] > REF_MAX_DIM)
+      FAIL(16 + 4 * i, "dimension %d out of range: %d", i, dim[i]);
+  }
+  memcpy(r->name, b + 68, 16);
+  r->name[16] = 0;
+  if (strcmp(r->name, attn_kind_name((lr_attn_kind)kind)) != 0)
+    FAIL(68, "kind name '%s' does not match kind %d (%s)", r->name, kind,
+         attn_kind_name((lr_attn_kind)kind));
+  lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, rd_f32(b + 48),
+                    (lr_attn_kind)kind};
+  if (c.d % c.heads != 0) FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads,
+                                (long long)c.d);
+  r->cfg = c;
+  r->B = dim[6], r->S = dim[7];
+  r->lr = rd_f32(b + 52), r->beta1 = rd_f32(b + 56), r->beta2 = rd_f32(b + 60);
+  r->adam_eps = rd_f32(b + 64);
+  size_t sizes[LR_N_PARAM_TENSORS];
+  const size_t P = model_param_sizes(&c, sizes), T = (size_t)(c.n_items + 1) * (size_t)c.d;
+  const size_t B = (size_t)r->B, N = (size_t)c.max_len, D = (size_t)c.d;
+  r->n_params = P, r->n_table = T;
+  const size_t want = REF_HEADER_BYTES + 4 * (P + T + B * N + 2 * B + B * N * D + 1 + P + T +
+                                              (size_t)r->S) + 8;
+  if (size != want) FAIL(size, "file has %zu bytes, the header implies %zu", size, want);
+  if (memcmp(b + size - 8, REF_TRAILER, 8) != 0) FAIL(size - 8, "bad trailer");
+  // The payload is 4-byte aligned (header 128 bytes) and little-endian = host order.
+  size_t off = REF_HEADER_BYTES;
+#define TAKE(ptr, type, n)                                                                 \
+  do {                                                                                     \
+    (ptr) = (const type *)(const void *)(b + off);                                         \
+    off += 4 * (size_t)(n);                                                                \
+  } while (0)
+  TAKE(r->params, float, P);
+  TAKE(r->table, float, T);
+  size_t off_ids = off;
+  TAKE(r->ids, int32_t, B * N);
+  TAKE(r->lens, int32_t, B);
+  TAKE(r->tgt, int32_t, B);
+  TAKE(r->hidden, float, B * N * D);
+  r->loss = rd_f32(b + off);
+  off += 4;
+  TAKE(r->grads, float, P);
+  TAKE(r->tgrad, float, T);
+  TAKE(r->losses, float, r->S);
+#undef TAKE
+  for (size_t i = 0; i < D; i++)
+    if (r->table[i] != 0.0f) FAIL(REF_HEADER_BYTES + 4 * P, "item table row 0 is not zero");
+  for (size_t bb = 0; bb < B; bb++) {
+    const int32_t n = r->lens[bb];
+    if (n < 1 || (size_t)n > N) FAIL(off_ids + 4 * (B * N + bb), "lens[%zu] = %d", bb, n);
+    const int32_t t = r->tgt[bb];
+    if (t < 1 || t > c.n_items) FAIL(off_ids + 4 * (B * N + B + bb), "target[%zu] = %d", bb, t);
+    for (size_t p = 0; p < N; p++) {
+      const int32_t id = r->ids[bb * N + p];
+      const int ok = (int64_t)p < n ? id >= 1 && id <= c.n_items : id == 0;
+      if (!ok) FAIL(off_ids + 4 * (bb * N + p), "ids[%zu,%zu] = %d with length %d", bb, p, id, n);
+    }
+  }
+  return LR_OK;
+fail:
+  ref_free(r);
+  return rc;
+#undef FAIL
+}
+
+// ---- the C side ------------------------------------------------------------------
+
+typedef struct {
+  lr_model m;
+  lr_itemtab tab;
+  int32_t *idx;       // (B,N)
+  uint64_t *row_ids;  // (B,N)
+  float *hs, *dhs;    // (B,D) loss rows
+  float *dout;        // (B,N,D)
+  float *ce_scratch;
+  const float *h;     // (B,N,D) final hidden states of the last forward
+} runner;
+
+// One training step's forward and backward on the dump's batch: zeroes the
+// gradients, then leaves them in m.grads_mem and tab.g; returns the loss.
+static double run_step(runner *x, const ref_dump *r) {
+  const int64_t B = r->B, N = r->cfg.max_len, D = r->cfg.d;
+  lr_dropout dp = {1, 0, 0, 0.0f};
+  model_zero_grad(&x->m);
+  memset(x->tab.g, 0, r->n_table * sizeof(float));
+  const float *h = x->h = model_forward(&x->m, x->idx, x->tab.w, r->lens, x->row_ids, B, dp);
+  for (int64_t b = 0; b < B; b++)
+    memcpy(x->hs + b * D, h + (b * N + r->lens[b] - 1) * D, (size_t)D * sizeof(float));
+  memset(x->dhs, 0, (size_t)(B * D) * sizeof(float));
+  double loss = ce_forward_backward(x->dhs, x->tab.g, x->hs, r->tgt, x->tab.w,
+                                    r->cfg.n_items + 1, B, D, CE_TILE, x->ce_scratch);
+  memset(x->dout, 0, (size_t)(B * N * D) * sizeof(float));
+  for (int64_t b = 0; b < B; b++)
+    memcpy(x->dout + (b * N + r->lens[b] - 1) * D, x->dhs + b * D, (size_t)D * sizeof(float));
+  model_backward(&x->m, x->tab.g, x->dout, x->idx, x->row_ids, dp);
+  return loss;
+}
+
+// Relative comparison of a float tensor with the float dump of a reference.
+static double cmp(const float *a, const float *ref, int64_t n, const char *kind,
+                  const char *what) {
+  double *rd = t_alloc(n, sizeof(double));
+  for (int64_t i = 0; i < n; i++) rd[i] = ref[i];
+  char name[160];
+  snprintf(name, sizeof name, "%s: %s vs PyTorch", kind, what);
+  double e = t_close_f(a, rd, n, TOL, name);
+  free(rd);
+  return e;
+}
+
+static void check_dump(const char *path) {
+  ref_dump r;
+  int rc = ref_load(&r, path);
+  t_check(rc == LR_OK, "%s: load%s%s", path, rc ? ": " : "", rc ? lr_error_msg() : "");
+  lr_error_clear();
+  if (rc != LR_OK) return;
+  const char *kn = r.name;
+  const int64_t B = r.B, N = r.cfg.max_len, D = r.cfg.d;
+  runner x;
+  memset(&x, 0, sizeof x);
+  if (model_init(&x.m, &r.cfg, B, 7) != LR_OK || itemtab_init(&x.tab, 0, r.cfg.n_items + 1, D, 7)) {
+    t_check(0, "%s: model_init/itemtab_init: %s", kn, lr_error_msg());
+    lr_error_clear();
+    goto done;
+  }
+  t_check(x.m.n_params == r.n_params, "%s: arena of %zu floats matches the dump's %zu", kn,
+          x.m.n_params, r.n_params);
+  memcpy(x.m.params_mem, r.params, r.n_params * sizeof(float));
+  memcpy(x.tab.w, r.table, r.n_table * sizeof(float));
+  x.idx = t_alloc(B * N, sizeof(int32_t));
+  x.row_ids = t_alloc(B * N, sizeof(uint64_t));
+  x.hs = t_alloc(B * D, sizeof(float));
+  x.dhs = t_alloc(B * D, sizeof(float));
+  x.dout = t_alloc(B * N * D, sizeof(float));
+  x.ce_scratch = t_alloc((int64_t)ce_scratch_elems(B, CE_TILE), sizeof(float));
+  for (int64_t i = 0; i < B * N; i++) {
+    x.idx[i] = r.ids[i] ? r.ids[i] : -1; // as dist/embed.c emb_lookup_local: table local
+    x.row_ids[i] = (uint64_t)i;
+  }
+  double loss = run_step(&x, &r);
+
+  // hidden states at valid positions (padded outputs are unspecified)
+  const float *h = x.h;
+  int64_t nv = 0;
+  float *hv = t_alloc(B * N * D, sizeof(float)), *rv = t_alloc(B * N * D, sizeof(float));
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t i = 0; i < r.lens[b] * D; i++, nv++) {
+      hv[nv] = h[b * N * D + i];
+      rv[nv] = r.hidden[b * N * D + i];
+    }
+  cmp(hv, rv, nv, kn, "hidden states (valid positions)");
+  free(hv);
+  free(rv);
+  float lf = (float)loss;
+  cmp(&lf, &r.loss, 1, kn, "loss");
+
+  size_t sizes[LR_N_PARAM_TENSORS], off = 0;
+  model_param_sizes(&r.cfg, sizes);
+  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+    char what[64];
+    snprintf(what, sizeof what, "d%s", LR_PARAM_NAMES[i]);
+    cmp(x.m.grads_mem + off, r.grads + off, (int64_t)sizes[i], kn, what);
+    off += sizes[i];
+  }
+  cmp(x.tab.g, r.tgrad, (int64_t)r.n_table, kn, "ditem_table");
+
+  // Adam on the same batch, as dist/train.c: dense arena, then item rows 1..I.
+  if (r.S > 0) {
+    lr_adam_cfg ac = {r.lr, r.beta1, r.beta2, r.adam_eps, 0.0f};
+    float *losses = t_alloc(r.S, sizeof(float));
+    losses[0] = (float)loss;
+    for (int64_t s = 1; s <= r.S; s++) {
+      if (s > 1) losses[s - 1] = (float)run_step(&x, &r);
+      adam_update(x.m.params_mem, x.m.m_mem, x.m.v_mem, x.m.grads_mem, (int64_t)x.m.n_params, ac,
+                  s);
+      adam_update(x.tab.w + D, x.tab.m + D, x.tab.v + D, x.tab.g + D, (int64_t)r.n_table - D, ac,
+                  s);
+    }
+    char what[64];
+    snprintf(what, sizeof what, "%lld Adam step losses", (long long)r.S);
+    cmp(losses, r.losses, r.S, kn, what);
+    free(losses);
+  }
+done:
+  free(x.idx);
+  free(x.row_ids);
+  free(x.hs);
+  free(x.dhs);
+  free(x.dout);
+  free(x.ce_scratch);
+  itemtab_free(&x.tab);
+  model_free(&x.m);
+  ref_free(&r);
+}
+
+// ---- the loader rejects damaged dumps ------------------------------------------------
+
+// Write n bytes of buf to a fresh temporary file, with one byte optionally
+// changed (at >= 0); returns its path in tmpl (caller unlinks) or 0 on failure.
+static int write_tmp(char tmpl[32], const unsigned char *buf, size_t n, long at, int val) {
+  strcpy(tmpl, "/tmp/lr_ref_XXXXXX");
+  int fd = mkstemp(tmpl);
+  if (fd < 0) return 0;
+  close(fd);
+  FILE *f = fopen(tmpl, "wb");
+  if (!f) return 0;
+  int ok = fwrite(buf, 1, n, f) == n;
+  if (ok && at >= 0) ok = fseek(f, at, SEEK_SET) == 0 && fputc(val, f) == val;
+  return fclose(f) == 0 && ok;
+}
+
+static void check_damaged(const char *path) {
+  unsigned char *buf;
+  size_t n;
+  if (read_file(path, &buf, &n) != LR_OK) {
+    lr_error_clear();
+    return; // the missing file is reported by check_dump
+  }
+  struct {
+    const char *what;
+    size_t len;
+    long at;
+    int val;
+  } cases[] = {
+      {"truncated by 4 bytes", n - 4, -1, 0},
+      {"bad magic", n, 0, 'X'},
+      {"bad version", n, 8, 9},
+      {"kind out of range", n, 12, 99},
+      {"padding id in a valid position", n, REF_HEADER_BYTES + 4 * 0, 0}, // patched below
+      {"empty file", 0, -1, 0},
+  };
+  // the first id of the dump: after params and table
+  {
+    ref_dump r;
+    if (ref_load(&r, path) == LR_OK) {
+      cases[4].at = (long)((const unsigned char *)r.ids - r.blob);
+      ref_free(&r);
+    }
+    lr_error_clear();
+  }
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char tmp[32];
+    if (!write_tmp(tmp, buf, cases[i].len, cases[i].at, cases[i].val)) {
+      t_check(0, "loader: cannot write a temporary file");
+      continue;
+    }
+    ref_dump r;
+    int rc = ref_load(&r, tmp);
+    t_check(rc == LR_ERR_CORRUPT && r.blob == NULL, "loader rejects a dump with %s (%s)",
+            cases[i].what, rc ? lr_error_msg() : "accepted");
+    lr_error_clear();
+    if (rc == LR_OK) ref_free(&r);
+    unlink(tmp);
+  }
+  free(buf);
+}
+
+int main(void) {
+  static const char *const dumps[] = {LR_TEST_DIR "/ref/model_softmax.bin",
+                                      LR_TEST_DIR "/ref/model_linrec_code.bin"};
+  for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++) check_dump(dumps[i]);
+  check_damaged(dumps[0]);
+  return t_done();
+}
