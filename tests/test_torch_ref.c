@@ -1,8 +1,10 @@
 // test_torch_ref.c: replays the recorded PyTorch reference of the whole model
 // (STYLE 21b). tests/ref/make_ref.py builds the encoder of core/model.c in
-// PyTorch (float64) and dumps, per attention kind, the parameters, item table,
-// a right-padded batch, the final hidden states, the positions=last
-// full-catalog CE loss, every gradient and 10 Adam step losses. This test
+// PyTorch (float64) and dumps, per attention kind (softmax, linrec_code) and
+// init scale (the paper's std 0.02, and 0.2 where attention is far from
+// uniform), the parameters, item table, a right-padded batch, the final
+// hidden states, the positions=last full-catalog CE loss, every gradient and
+// 10 Adam step losses. This test
 // loads each dump into an lr_model and an lr_itemtab, runs the production
 // float path (model_forward, ce_forward_backward, model_backward, adam_update
 // as dist/train.c calls them) and compares every tensor with a relative
@@ -36,15 +38,17 @@ static const char REF_TRAILER[8] = {'L', 'R', 'T', 'R', 'E', 'N', 'D', 0};
 
 // ---- the dump --------------------------------------------------------------------
 // Header (128 bytes): magic[8], u32 version, i32 attention kind, i32 I N D H L
-// F B S, f32 ln_eps lr beta1 beta2 adam_eps, char name[16], zero padding.
+// F B S, f32 ln_eps lr beta1 beta2 adam_eps, char name[16], f32 init std, zero
+// padding.
 // Payload: params (arena order), table (I+1,D), i32 ids (B,N), lens (B),
 // tgt (B), hidden (B,N,D), loss (1), grads (arena order), table grad (I+1,D),
 // Adam losses (S); trailer[8].
 typedef struct {
   lr_model_cfg cfg;
   int64_t B, S; // batch, Adam steps
-  float lr, beta1, beta2, adam_eps;
+  float lr, beta1, beta2, adam_eps, init_std;
   char name[17];
+  char label[48]; // "softmax (init std 0.02)"
   size_t n_params, n_table;
   const float *params, *table, *hidden, *grads, *tgrad, *losses;
   float loss;
@@ -136,6 +140,9 @@ static int ref_load(ref_dump *r, const char *path) {
   r->B = dim[6], r->S = dim[7];
   r->lr = rd_f32(b + 52), r->beta1 = rd_f32(b + 56), r->beta2 = rd_f32(b + 60);
   r->adam_eps = rd_f32(b + 64);
+  r->init_std = rd_f32(b + 84);
+  if (!(r->init_std > 0.0f && r->init_std < 10.0f)) FAIL(84, "init std %g", (double)r->init_std);
+  snprintf(r->label, sizeof r->label, "%s (init std %g)", r->name, (double)r->init_std);
   size_t sizes[LR_N_PARAM_TENSORS];
   const size_t P = model_param_sizes(&c, sizes), T = (size_t)(c.n_items + 1) * (size_t)c.d;
   const size_t B = (size_t)r->B, N = (size_t)c.max_len, D = (size_t)c.d;
@@ -235,7 +242,7 @@ static void check_dump(const char *path) {
   t_check(rc == LR_OK, "%s: load%s%s", path, rc ? ": " : "", rc ? lr_error_msg() : "");
   lr_error_clear();
   if (rc != LR_OK) return;
-  const char *kn = r.name;
+  const char *kn = r.label;
   const int64_t B = r.B, N = r.cfg.max_len, D = r.cfg.d;
   runner x;
   memset(&x, 0, sizeof x);
@@ -377,8 +384,9 @@ static void check_damaged(const char *path) {
 }
 
 int main(void) {
-  static const char *const dumps[] = {LR_TEST_DIR "/ref/model_softmax.bin",
-                                      LR_TEST_DIR "/ref/model_linrec_code.bin"};
+  static const char *const dumps[] = {
+      LR_TEST_DIR "/ref/model_softmax.bin", LR_TEST_DIR "/ref/model_softmax_wide.bin",
+      LR_TEST_DIR "/ref/model_linrec_code.bin", LR_TEST_DIR "/ref/model_linrec_code_wide.bin"};
   for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++) check_dump(dumps[i]);
   check_damaged(dumps[0]);
   return t_done();

@@ -2,7 +2,8 @@
 """make_ref.py: the recorded PyTorch reference of the whole encoder (STYLE 21b).
 
 Builds, in PyTorch, the model of core/model.c (DESIGN §1) with tiny shapes and
-writes one binary dump per attention kind that tests/test_torch_ref.c replays:
+writes binary dumps that tests/test_torch_ref.c replays, one per attention kind
+and initialisation scale:
 
   E   = ItemEmb[s_t] + PosEmb[t]                 (item 0 = padding, row 0 = 0)
   H^0 = LayerNorm(E)                             (dropout 0 here)
@@ -25,6 +26,11 @@ Outputs at padded query positions are unspecified in C (it writes 0), so the
 test compares hidden states at valid positions only; nothing valid depends on
 them, so loss and gradients are comparable everywhere.
 
+Two initialisations per kind: the paper's N(0, 0.02) (model_<kind>.bin), where
+attention is nearly uniform at these tiny shapes, and N(0, 0.2)
+(model_<kind>_wide.bin), where it is not, so that an error in the scores
+(scale, mask) moves the hidden states by far more than the tolerance.
+
 The forward/backward runs in float64 (parameters are generated in float32 and
 converted exactly), so the dump is the float32 rounding of the exact answer
 and the C test measures the C float error alone. Then 10 steps of
@@ -42,7 +48,8 @@ File layout (all little-endian; written by write_dump, read by test_torch_ref.c)
     16  i32 x 8  I (items), N (max_len), D, H, L, F (inner), B (batch), S (Adam steps)
     48  f32 x 5  ln_eps, adam lr, beta1, beta2, adam eps
     68  char[16] attention kind name, NUL padded
-    84  zero     reserved up to 128
+    84  f32      init std of the weights and biases (0.02 or 0.2)
+    88  zero     reserved up to 128
   payload, in this order:
     f32  the 15 parameter tensors in the arena order of core/model.h:
          pos (N,D), ln0_w (D), ln0_b (D), qkv_w (L,3D,D), qkv_b (L,3D),
@@ -72,6 +79,7 @@ LN_EPS = 1e-12
 STEPS, LR, BETA1, BETA2, ADAM_EPS = 10, 1e-3, 0.9, 0.999, 1e-8
 SEED = 20240611
 KINDS = {'softmax': 0, 'linrec_code': 2}  # lr_attn_kind values (core/attention.h)
+INITS = {'': 0.02, '_wide': 0.2}  # file suffix: init std (see above)
 LENS = [8, 5, 3, 1]  # one full-length sequence, one of length 1
 MAGIC, TRAILER, VERSION, HEADER_BYTES = b'LRTREF\0\0', b'LRTREND\0', 1, 128
 
@@ -84,9 +92,10 @@ PARAM_SHAPES = [  # arena order of core/model.h (model_param_sizes)
 ]
 
 
-def make_params(gen):
-    """Weights N(0, 0.02) as the paper; biases N(0, 0.02) and LayerNorm
-    (1 + N(0, 0.1), N(0, 0.05)) so that their gradients are exercised."""
+def make_params(gen, std):
+    """Weights, position and item rows N(0, std) (the paper: 0.02); biases
+    N(0, std) and LayerNorm (1 + N(0, 0.1), N(0, 0.05)) so that their gradients
+    are exercised."""
     P = {}
     for name, shape in PARAM_SHAPES:
         if name.endswith('_w') and name.startswith('ln'):
@@ -94,9 +103,9 @@ def make_params(gen):
         elif name.startswith('ln'):
             t = 0.05 * torch.randn(shape, generator=gen)
         else:  # pos, weights, biases
-            t = 0.02 * torch.randn(shape, generator=gen)
+            t = std * torch.randn(shape, generator=gen)
         P[name] = t.float()
-    table = (0.02 * torch.randn((I + 1, D), generator=gen)).float()
+    table = (std * torch.randn((I + 1, D), generator=gen)).float()
     table[0] = 0
     return P, table
 
@@ -153,9 +162,9 @@ def i32(t):
     return t.detach().contiguous().numpy().astype('<i4').tobytes()
 
 
-def run_kind(kind):
+def run_kind(kind, std):
     gen = torch.Generator().manual_seed(SEED)
-    P32, table32 = make_params(gen)
+    P32, table32 = make_params(gen, std)
     ids, lens, tgt = make_batch(gen)
     P = {k: v.double().requires_grad_() for k, v in P32.items()}
     table = table32.double().requires_grad_()
@@ -181,11 +190,12 @@ def run_kind(kind):
                 grads=grads, tgrad=tgrad, losses=torch.tensor(losses))
 
 
-def write_dump(path, kind, r):
+def write_dump(path, kind, std, r):
     hdr = MAGIC + struct.pack('<Ii', VERSION, KINDS[kind])
     hdr += struct.pack('<8i', I, N, D, H, L, FF, B, STEPS)
     hdr += struct.pack('<5f', LN_EPS, LR, BETA1, BETA2, ADAM_EPS)
     hdr += kind.encode().ljust(16, b'\0')
+    hdr += struct.pack('<f', std)
     hdr = hdr.ljust(HEADER_BYTES, b'\0')
     body = [f32(r['P'][name]) for name, _ in PARAM_SHAPES]
     body += [f32(r['table']), i32(r['ids']), i32(r['lens']), i32(r['tgt'])]
@@ -200,12 +210,13 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     torch.set_num_threads(1)
     for kind in KINDS:
-        r = run_kind(kind)
-        path = os.path.join(out, 'model_%s.bin' % kind)
-        write_dump(path, kind, r)
-        print('%s: loss %.6f, Adam losses %s, %d bytes' % (
-            path, float(r['loss']), ' '.join('%.5f' % x for x in r['losses'].tolist()),
-            os.path.getsize(path)))
+        for suffix, std in INITS.items():
+            r = run_kind(kind, std)
+            path = os.path.join(out, 'model_%s%s.bin' % (kind, suffix))
+            write_dump(path, kind, std, r)
+            print('%s: loss %.6f, Adam losses %s, %d bytes' % (
+                path, float(r['loss']), ' '.join('%.5f' % x for x in r['losses'].tolist()),
+                os.path.getsize(path)))
 
 
 if __name__ == '__main__':
