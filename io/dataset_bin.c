@@ -1,8 +1,9 @@
 // dataset_bin.c: the binary dataset file that `linrec prep` writes once and
 // every rank reads (its users only).
 //
-// Layout, all integers little-endian, sections at 8-byte aligned offsets
-// (zero padding between them):
+// Layout, all integers little-endian, sections back to back with no gaps,
+// so that every byte of the file is under a checksum (compressed blobs are
+// decoded into their own buffers, so aligning them would buy nothing):
 //  1. Header, 128 bytes at offset 0:
 //       0  char[8] magic "LRDATA01"
 //       8  u32 version (1)
@@ -24,7 +25,13 @@
 //  4. Maps: one zstd frame of i64 user_orig[n_users], i64 item_orig[n_items+1].
 //  5. Blocks: one zstd frame each, the i32 item ids of its users in order.
 // Every zstd frame records its content size and an XXH64 content checksum
-// (verified by libzstd); the crc32s (zlib) cover the compressed bytes. A rank
+// (verified by libzstd); the crc32s (zlib) cover the compressed bytes. The
+// reader checks, in order: size >= header, magic, version, header crc,
+// header size field, file size, flags, counts, that each section starts
+// where the previous one ends, the index crc and its user/interaction
+// ranges, then per section read: crc32, frame content size, zstd checksum,
+// lengths against the index, item ids within 1..n_items. Any failure is
+// LR_ERR_CORRUPT with the byte offset. A rank
 // reads the header, the index and the lengths (4 bytes per user), then only
 // the blocks holding its users.
 //
@@ -95,7 +102,6 @@ static uint32_t crc(const void *p, size_t n) {
   }
   return (uint32_t)c;
 }
-static uint64_t align8(uint64_t x) { return (x + 7) & ~(uint64_t)7; }
 
 static void header_encode(unsigned char *b, const bin_header *h) {
   memset(b, 0, HEADER_BYTES);
@@ -153,12 +159,12 @@ static int pwrite_all(writer *w, const void *buf, size_t n, uint64_t off) {
 
 static int scratch(writer *w, size_t raw_bytes) {
   size_t comp_bytes = ZSTD_compressBound(raw_bytes);
-  if (raw_bytes > w->raw_cap) {
+  if (!w->raw || raw_bytes > w->raw_cap) {
     free(w->raw);
     w->raw = malloc(raw_bytes ? raw_bytes : 1);
     w->raw_cap = w->raw ? raw_bytes : 0;
   }
-  if (comp_bytes > w->comp_cap) {
+  if (!w->comp || comp_bytes > w->comp_cap) {
     free(w->comp);
     w->comp = malloc(comp_bytes);
     w->comp_cap = w->comp ? comp_bytes : 0;
@@ -168,14 +174,13 @@ static int scratch(writer *w, size_t raw_bytes) {
   return LR_OK;
 }
 
-// Compress w->raw[0..raw_bytes) and write it at *pos (aligned first);
-// returns its offset, size and crc; advances *pos.
+// Compress w->raw[0..raw_bytes) and write it at *pos; returns its offset,
+// size and crc; advances *pos.
 static int put_frame(writer *w, size_t raw_bytes, uint64_t *pos, uint64_t *off, uint64_t *bytes,
                      uint32_t *crc_out) {
   size_t n = ZSTD_compress2(w->cctx, w->comp, w->comp_cap, w->raw, raw_bytes);
   LR_CHECK(!ZSTD_isError(n), LR_ERR_NOMEM, "%s: zstd compression failed: %s", w->path,
            ZSTD_getErrorName(n));
-  *pos = align8(*pos);
   LR_CALL(pwrite_all(w, w->comp, n, *pos));
   *off = *pos;
   *bytes = n;
@@ -355,14 +360,15 @@ static int pread_all(const bin_file *f, void *buf, size_t n, uint64_t off) {
   return LR_OK;
 }
 
-// A section [off, off+bytes) lies inside the file, after `floor`.
+// A section [off, off+bytes) starts at `start` (where the previous one
+// ends) and lies inside the file. `at` is where its offset is recorded.
 static int check_range(const bin_file *f, uint64_t at, const char *what, uint64_t off,
-                       uint64_t bytes, uint64_t floor) {
-  if (off < floor || off > f->size || bytes > f->size - off)
+                       uint64_t bytes, uint64_t start) {
+  if (off != start || off > f->size || bytes > f->size - off)
     return LR_CORRUPT(f->path, (int64_t)at,
-                      "%s spans bytes %llu..%llu, expected inside %llu..%llu" HINT, what,
-                      (unsigned long long)off, (unsigned long long)(off + bytes),
-                      (unsigned long long)floor, (unsigned long long)f->size);
+                      "%s spans bytes %llu..+%llu, expected to start at %llu and end by %llu" HINT,
+                      what, (unsigned long long)off, (unsigned long long)bytes,
+                      (unsigned long long)start, (unsigned long long)f->size);
   return LR_OK;
 }
 
@@ -421,7 +427,7 @@ static int header_decode(bin_file *f, const unsigned char *b) {
 
 static int index_decode(bin_file *f, const unsigned char *b) {
   const bin_header *h = &f->h;
-  uint64_t floor = h->maps_off + h->maps_bytes;
+  uint64_t end = h->maps_off + h->maps_bytes;
   int64_t next_user = 0, n_inter = 0;
   for (int64_t k = 0; k < h->n_blocks; k++) {
     const unsigned char *e = b + k * INDEX_ENTRY_BYTES;
@@ -431,8 +437,8 @@ static int index_decode(bin_file *f, const unsigned char *b) {
                      (int64_t)get_u64(e + 24), (int64_t)get_u64(e + 32), get_u32(e + 40)};
     char what[64];
     snprintf(what, sizeof what, "block %lld", (long long)k);
-    LR_CALL(check_range(f, (int64_t)at, what, x->off, x->bytes, floor));
-    floor = x->off + x->bytes;
+    LR_CALL(check_range(f, (int64_t)at, what, x->off, x->bytes, end));
+    end = x->off + x->bytes;
     if (x->first_user != next_user || x->n_users < 1 || x->n_users > h->n_users - next_user)
       return LR_CORRUPT(f->path, (int64_t)at + 16,
                         "block %lld: users %lld..+%lld, expected to start at user %lld "
@@ -447,6 +453,9 @@ static int index_decode(bin_file *f, const unsigned char *b) {
     next_user += x->n_users;
     n_inter += x->n_inter;
   }
+  if (end != f->size)
+    return LR_CORRUPT(f->path, HEADER_BYTES, "sections end at byte %llu, the file at %llu" HINT,
+                      (unsigned long long)end, (unsigned long long)f->size);
   if (next_user != h->n_users || n_inter != h->n_inter)
     return LR_CORRUPT(f->path, HEADER_BYTES,
                       "block index covers %lld users and %lld interactions, header says %lld "

@@ -1,0 +1,330 @@
+// test_io_binary.c: the binary dataset file. Round trip (whole file, user
+// ranges across block boundaries, the shape), then damage: truncation at
+// every length and a flipped byte at every position of a small file, flips
+// in the payload, header and index of a multi-block file, wrong magic and
+// version, trailing bytes, a well-formed file whose items are out of range.
+// Every damaged read must be LR_ERR_CORRUPT with the path, a byte offset and
+// a HINT, leave the dataset zeroed, and never crash (run it under ASan too).
+#define _GNU_SOURCE // nftw, mkdtemp
+#include <dirent.h> // opendir, readdir
+#include <ftw.h>    // nftw
+#include <stdio.h>  // fopen
+#include <stdlib.h> // mkdtemp, malloc
+#include <string.h> // memcmp, strstr
+#include <zlib.h>   // crc32
+#include <zstd.h>   // ZSTD_compress, ZSTD_decompress
+
+#include "dataset.h"
+#include "lr.h"
+#include "test_util.h"
+
+static char g_dir[64];
+
+static const char *path_of(const char *name) {
+  static char buf[4][256];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+  return buf[k];
+}
+
+static unsigned char *read_all(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = malloc(*n + 1);
+  *n = fread(b, 1, *n, f);
+  fclose(f);
+  return b;
+}
+
+static void write_bytes(const char *path, const void *b, size_t n) {
+  FILE *f = fopen(path, "wb");
+  fwrite(b, 1, n, f);
+  fclose(f);
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  return remove(p);
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int k = 0; k < 8; k++) v |= (uint64_t)p[k] << (8 * k);
+  return v;
+}
+static void put_u32(unsigned char *p, uint32_t v) {
+  for (int k = 0; k < 4; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+static void put_u64(unsigned char *p, uint64_t v) {
+  for (int k = 0; k < 8; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+static void fix_header_crc(unsigned char *b) { put_u32(b + 124, (uint32_t)crc32(0, b, 124)); }
+
+static int equal(const lr_dataset *a, const lr_dataset *b) {
+  return a->n_users == b->n_users && a->n_items == b->n_items && a->n_inter == b->n_inter &&
+         a->user_first == b->user_first &&
+         !memcmp(a->offsets, b->offsets, (size_t)(a->n_users + 1) * 8) &&
+         !memcmp(a->items, b->items, (size_t)a->n_inter * 4) &&
+         !memcmp(a->user_orig, b->user_orig, (size_t)a->n_users * 8) &&
+         !memcmp(a->item_orig, b->item_orig, (size_t)(a->n_items + 1) * 8);
+}
+
+// Users [lo, hi) of full as a standalone dataset equal part.
+static int equal_range(const lr_dataset *full, const lr_dataset *part, int64_t lo, int64_t hi) {
+  if (part->n_users != hi - lo || part->user_first != lo || part->n_items != full->n_items ||
+      part->n_inter != full->offsets[hi] - full->offsets[lo])
+    return 0;
+  for (int64_t u = lo; u <= hi; u++)
+    if (part->offsets[u - lo] != full->offsets[u] - full->offsets[lo]) return 0;
+  return !memcmp(part->items, full->items + full->offsets[lo], (size_t)part->n_inter * 4) &&
+         !memcmp(part->user_orig, full->user_orig + lo, (size_t)part->n_users * 8) &&
+         !memcmp(part->item_orig, full->item_orig, (size_t)(full->n_items + 1) * 8);
+}
+
+// Read `path`; 1 if LR_ERR_CORRUPT with path, "byte" and HINT in the message
+// and ds zeroed.
+static int read_is_corrupt(const char *path) {
+  lr_dataset ds;
+  lr_error_clear();
+  int rc = data_read_binary(&ds, path);
+  const char *m = lr_error_msg();
+  int ok = rc == LR_ERR_CORRUPT && strstr(m, path) && strstr(m, "byte") && strstr(m, "HINT") &&
+           ds.items == NULL && ds.offsets == NULL && ds.n_users == 0;
+  if (!ok && rc == LR_OK) dataset_free(&ds);
+  return ok;
+}
+
+// ---------------------------------------------------------------------------
+
+static void test_round_trip(lr_dataset *ds, const char *p) {
+  lr_error_clear();
+  int rc = data_write_binary(ds, p);
+  t_check(rc == LR_OK, "binary: write %lld users, %lld interactions", (long long)ds->n_users,
+          (long long)ds->n_inter);
+  lr_dataset back;
+  rc = data_read_binary(&back, p);
+  t_check(rc == LR_OK && equal(ds, &back), "binary: read back equals the dataset");
+  dataset_free(&back);
+  lr_data_opts o = {.path = p, .format = LR_FMT_BINARY};
+  rc = data_load(&back, &o);
+  t_check(rc == LR_OK && equal(ds, &back), "binary: data_load(format binary) equals too");
+  dataset_free(&back);
+  // no temp file left behind
+  DIR *d = opendir(g_dir);
+  int tmp = 0;
+  for (struct dirent *e; (e = readdir(d));) tmp += strstr(e->d_name, ".tmp.") != NULL;
+  closedir(d);
+  t_check(tmp == 0, "binary: no temp file left after the rename");
+}
+
+static void check_range_read(const lr_dataset *ds, const char *p, int64_t lo, int64_t hi) {
+  lr_dataset part;
+  lr_error_clear();
+  int rc = data_read_binary_users(&part, p, lo, hi);
+  t_check(rc == LR_OK && equal_range(ds, &part, lo, hi), "binary: users %lld..%lld",
+          (long long)lo, (long long)hi);
+  dataset_free(&part);
+}
+
+static void test_ranges(const lr_dataset *ds, const char *p) {
+  int64_t U = ds->n_users;
+  check_range_read(ds, p, 0, 0);
+  check_range_read(ds, p, 0, 10);
+  check_range_read(ds, p, U - 7, U);
+  check_range_read(ds, p, U, U);
+  check_range_read(ds, p, 1000, U - 1000);
+  // around every block boundary (read from the index)
+  size_t n;
+  unsigned char *b = read_all(p, &n);
+  int64_t nb = (int64_t)get_u64(b + 48);
+  t_check(nb >= 3, "binary: %lld blocks", (long long)nb);
+  for (int64_t k = 1; k < nb; k++) {
+    int64_t first = (int64_t)get_u64(b + 128 + 48 * k + 16);
+    check_range_read(ds, p, first - 3, first + 3);
+    check_range_read(ds, p, first - 1, first);
+    check_range_read(ds, p, first, first + 1);
+  }
+  free(b);
+  lr_dataset part;
+  lr_error_clear();
+  int rc = data_read_binary_users(&part, p, 5, U + 1);
+  t_check(rc == LR_ERR_ARG && part.items == NULL, "binary: user range past the end is an "
+                                                  "argument error");
+  lr_data_shape sh;
+  rc = data_read_binary_shape(&sh, p);
+  t_check(rc == LR_OK && sh.n_users == U && sh.n_items == ds->n_items &&
+              sh.n_inter == ds->n_inter &&
+              !memcmp(sh.offsets, ds->offsets, (size_t)(U + 1) * sizeof *sh.offsets),
+          "binary: shape (counts and offsets) without items");
+  data_shape_free(&sh);
+}
+
+// Flips in a multi-block file: each section once.
+static void test_flips(const char *p) {
+  size_t n;
+  unsigned char *b = read_all(p, &n);
+  uint64_t len_off = get_u64(b + 64), maps_off = get_u64(b + 80);
+  uint64_t n_blocks = get_u64(b + 48);
+  uint64_t last_off = get_u64(b + 128 + (n_blocks - 1) * 48);
+  struct {
+    const char *what;
+    size_t at;
+  } flips[] = {{"header n_users", 20},
+               {"header reserved", 110},
+               {"header crc", 125},
+               {"block index", 128 + 3},
+               {"lengths section", (size_t)len_off + 20},
+               {"maps section", (size_t)maps_off + 20},
+               {"first block", (size_t)get_u64(b + 128) + 40},
+               {"last block middle", (size_t)(last_off + (n - last_off) / 2)},
+               {"last byte (zstd checksum)", n - 1}};
+  const char *q = path_of("flip.lrd");
+  for (size_t k = 0; k < sizeof flips / sizeof flips[0]; k++) {
+    b[flips[k].at] ^= 0x10;
+    write_bytes(q, b, n);
+    b[flips[k].at] ^= 0x10;
+    t_check(read_is_corrupt(q), "binary: flipped byte in %s is corrupt", flips[k].what);
+  }
+  // magic and version
+  memcpy(b, "LRDATA02", 8);
+  write_bytes(q, b, n);
+  t_check(read_is_corrupt(q) && strstr(lr_error_msg(), "magic"), "binary: wrong magic");
+  memcpy(b, "LRDATA01", 8);
+  b[8] = 2;
+  write_bytes(q, b, n);
+  t_check(read_is_corrupt(q) && strstr(lr_error_msg(), "version"), "binary: wrong version");
+  fix_header_crc(b);
+  write_bytes(q, b, n);
+  t_check(read_is_corrupt(q) && strstr(lr_error_msg(), "version"),
+          "binary: wrong version with a valid header crc");
+  b[8] = 1;
+  fix_header_crc(b);
+  // trailing garbage and truncation
+  unsigned char *longer = malloc(n + 5);
+  memcpy(longer, b, n);
+  memset(longer + n, 0, 5);
+  write_bytes(q, longer, n + 5);
+  t_check(read_is_corrupt(q) && strstr(lr_error_msg(), "file size"), "binary: trailing bytes");
+  free(longer);
+  const size_t cuts[] = {0, 1, 100, 128, 200, n / 2, n - 1};
+  for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+    write_bytes(q, b, cuts[k]);
+    t_check(read_is_corrupt(q), "binary: truncated to %zu of %zu bytes", cuts[k], n);
+  }
+  lr_dataset ds;
+  lr_error_clear();
+  int rc = data_read_binary(&ds, path_of("absent.lrd"));
+  t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), "absent.lrd"), "binary: missing file is "
+                                                                   "an I/O error");
+  free(b);
+}
+
+// Every single-byte flip and every truncation of a small file is caught.
+static void test_exhaustive_small(void) {
+  static int64_t off[5] = {0, 3, 4, 8, 9}, uo[4] = {11, 12, 15, 40}, io[7] = {0, 5, 6, 7, 8, 9, 99};
+  static int32_t it[9] = {1, 2, 3, 6, 4, 5, 6, 1, 2};
+  lr_dataset ds = {.n_users = 4, .n_items = 6, .n_inter = 9, .offsets = off, .items = it,
+                   .user_orig = uo, .item_orig = io};
+  const char *p = path_of("small.lrd"), *q = path_of("small_bad.lrd");
+  int rc = data_write_binary(&ds, p);
+  lr_dataset back;
+  rc = rc ? rc : data_read_binary(&back, p);
+  t_check(rc == LR_OK && equal(&ds, &back), "binary: small dataset round trip");
+  if (rc == LR_OK) dataset_free(&back);
+  size_t n;
+  unsigned char *b = read_all(p, &n);
+  size_t missed_flip = 0, missed_cut = 0;
+  for (size_t at = 0; at < n; at++) {
+    for (int bit = 0; bit < 8; bit += 3) {
+      b[at] ^= (unsigned char)(1u << bit);
+      write_bytes(q, b, n);
+      b[at] ^= (unsigned char)(1u << bit);
+      if (!read_is_corrupt(q)) missed_flip++;
+    }
+    write_bytes(q, b, at);
+    if (!read_is_corrupt(q)) missed_cut++;
+  }
+  t_check(missed_flip == 0, "binary: all %zu bit flips of a %zu-byte file are corrupt (%zu missed)",
+          3 * n, n, missed_flip);
+  t_check(missed_cut == 0, "binary: all %zu truncations are corrupt (%zu missed)", n, missed_cut);
+  free(b);
+  // an empty dataset round-trips too
+  static int64_t off0[1] = {0}, io0[1] = {0};
+  lr_dataset empty = {.offsets = off0, .item_orig = io0};
+  rc = data_write_binary(&empty, p);
+  rc = rc ? rc : data_read_binary(&back, p);
+  t_check(rc == LR_OK && back.n_users == 0 && back.n_inter == 0, "binary: empty dataset");
+  if (rc == LR_OK) dataset_free(&back);
+  // a dataset breaking its invariants is refused, nothing written
+  it[2] = 7;
+  lr_error_clear();
+  rc = data_write_binary(&ds, path_of("never.lrd"));
+  FILE *f = fopen(path_of("never.lrd"), "rb");
+  t_check(rc == LR_ERR_ARG && !f, "binary: writing an item id above n_items is refused");
+  if (f) fclose(f);
+  it[2] = 3;
+  lr_error_clear();
+  rc = data_write_binary(&ds, "/nonexistent-dir/x.lrd");
+  t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), "/nonexistent-dir/x.lrd"),
+          "binary: write into a missing directory is an I/O error");
+}
+
+// A file with valid checksums whose block holds item n_items+1: only the
+// range check can catch it.
+static void test_item_range(void) {
+  static int64_t off[3] = {0, 2, 3}, uo[2] = {1, 2}, io[4] = {0, 1, 2, 3};
+  static int32_t it[3] = {1, 2, 3};
+  lr_dataset ds = {.n_users = 2, .n_items = 3, .n_inter = 3, .offsets = off, .items = it,
+                   .user_orig = uo, .item_orig = io};
+  const char *p = path_of("range.lrd");
+  data_write_binary(&ds, p);
+  size_t n;
+  unsigned char *b = read_all(p, &n);
+  uint64_t boff = get_u64(b + 128);
+  unsigned char raw[12];
+  for (int k = 0; k < 3; k++) put_u32(raw + 4 * k, (uint32_t)(k == 2 ? 4 : it[k]));
+  size_t cap = ZSTD_compressBound(sizeof raw);
+  unsigned char *out = malloc(boff + cap);
+  memcpy(out, b, boff);
+  ZSTD_CCtx *cc = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+  size_t z = ZSTD_compress2(cc, out + boff, cap, raw, sizeof raw);
+  ZSTD_freeCCtx(cc);
+  put_u64(out + 128 + 8, z);
+  put_u32(out + 128 + 40, (uint32_t)crc32(0, out + boff, (uInt)z));
+  put_u32(out + 96, (uint32_t)crc32(0, out + 128, 48));
+  put_u64(out + 56, boff + z);
+  fix_header_crc(out);
+  write_bytes(p, out, boff + z);
+  t_check(read_is_corrupt(p) && strstr(lr_error_msg(), "item id 4"),
+          "binary: item id above n_items with valid checksums is corrupt");
+  free(out);
+  free(b);
+}
+
+int main(void) {
+  snprintf(g_dir, sizeof g_dir, "/tmp/lr_test_io_binary_XXXXXX");
+  if (!mkdtemp(g_dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  // 140,000 users with 20 interactions on average: blocks are closed by
+  // their interaction count (2^20) before they reach 65536 users
+  lr_synth_opts so = {.users = 140000, .items = 3000, .mean_len = 20, .zipf = 1.0, .seed = 9};
+  lr_dataset ds;
+  int rc = data_synthesize(&ds, &so);
+  t_check(rc == LR_OK, "binary: synthetic dataset to write");
+  if (rc == LR_OK) {
+    const char *p = path_of("data.lrd");
+    test_round_trip(&ds, p);
+    test_ranges(&ds, p);
+    test_flips(p);
+    dataset_free(&ds);
+  }
+  test_exhaustive_small();
+  test_item_range();
+  nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  return t_done();
+}
