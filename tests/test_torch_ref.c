@@ -19,20 +19,20 @@
 #include <string.h> // memcpy, memset, strcmp
 #include <unistd.h> // close, unlink
 
-#include "itemtab.h"     // lr_itemtab
-#include "loss.h"        // ce_forward_backward, ce_scratch_elems
-#include "lr.h"          // LR_CORRUPT, lr_error_msg
-#include "model.h"       // lr_model, model_*
-#include "optim.h"       // adam_update
-#include "ref_layers.h"  // t_alloc
+#include "itemtab.h"    // lr_itemtab
+#include "loss.h"       // ce_forward_backward, ce_scratch_elems
+#include "lr.h"         // LR_CORRUPT, lr_error_msg
+#include "model.h"      // lr_model, model_*
+#include "optim.h"      // adam_update
+#include "ref_layers.h" // t_alloc
 #include "test_util.h"
 
-#define TOL 1e-4          // relative error of every compared tensor
+#define TOL 1e-4 // relative error of every compared tensor
 #define REF_VERSION 1u
 #define REF_HEADER_BYTES 128
-#define REF_MAX_DIM 4096  // sanity bound on every header dimension
+#define REF_MAX_DIM 4096 // sanity bound on every header dimension
 #define REF_MAX_BYTES (1 << 24)
-#define CE_TILE 8         // small, so the CE runs over several item tiles
+#define CE_TILE 8 // small, so the CE runs over several item tiles
 static const char REF_MAGIC[8] = {'L', 'R', 'T', 'R', 'E', 'F', 0, 0};
 static const char REF_TRAILER[8] = {'L', 'R', 'T', 'R', 'E', 'N', 'D', 0};
 
@@ -110,11 +110,11 @@ static int ref_load(ref_dump *r, const char *path) {
   size_t size;
   LR_CALL(read_file(path, &r->blob, &size));
   const unsigned char *b = r->blob;
-  int rc = LR_OK;
-#define FAIL(off, ...)                                                                     \
-  do {                                                                                     \
-    rc = LR_CORRUPT(path, (int64_t)(off), __VA_ARGS__);                                    \
-    goto fail;                                                                             \
+  int rc; // set by FAIL
+#define FAIL(off, ...)                                                                             \
+  do {                                                                                             \
+    rc = LR_CORRUPT(path, (int64_t)(off), __VA_ARGS__);                                            \
+    goto fail;                                                                                     \
   } while (0)
   if (size < REF_HEADER_BYTES) FAIL(size, "file of %zu bytes is shorter than the header", size);
   if (memcmp(b, REF_MAGIC, 8) != 0) FAIL(0, "bad magic (not a make_ref.py dump)");
@@ -132,10 +132,10 @@ static int ref_load(ref_dump *r, const char *path) {
   if (strcmp(r->name, attn_kind_name((lr_attn_kind)kind)) != 0)
     FAIL(68, "kind name '%s' does not match kind %d (%s)", r->name, kind,
          attn_kind_name((lr_attn_kind)kind));
-  lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, rd_f32(b + 48),
-                    (lr_attn_kind)kind};
-  if (c.d % c.heads != 0) FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads,
-                                (long long)c.d);
+  lr_model_cfg c = {
+      dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, rd_f32(b + 48), (lr_attn_kind)kind};
+  if (c.d % c.heads != 0)
+    FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads, (long long)c.d);
   r->cfg = c;
   r->B = dim[6], r->S = dim[7];
   r->lr = rd_f32(b + 52), r->beta1 = rd_f32(b + 56), r->beta2 = rd_f32(b + 60);
@@ -147,16 +147,16 @@ static int ref_load(ref_dump *r, const char *path) {
   const size_t P = model_param_sizes(&c, sizes), T = (size_t)(c.n_items + 1) * (size_t)c.d;
   const size_t B = (size_t)r->B, N = (size_t)c.max_len, D = (size_t)c.d;
   r->n_params = P, r->n_table = T;
-  const size_t want = REF_HEADER_BYTES + 4 * (P + T + B * N + 2 * B + B * N * D + 1 + P + T +
-                                              (size_t)r->S) + 8;
+  const size_t want =
+      REF_HEADER_BYTES + 4 * (P + T + B * N + 2 * B + B * N * D + 1 + P + T + (size_t)r->S) + 8;
   if (size != want) FAIL(size, "file has %zu bytes, the header implies %zu", size, want);
   if (memcmp(b + size - 8, REF_TRAILER, 8) != 0) FAIL(size - 8, "bad trailer");
   // The payload is 4-byte aligned (header 128 bytes) and little-endian = host order.
   size_t off = REF_HEADER_BYTES;
-#define TAKE(ptr, type, n)                                                                 \
-  do {                                                                                     \
-    (ptr) = (const type *)(const void *)(b + off);                                         \
-    off += 4 * (size_t)(n);                                                                \
+#define TAKE(ptr, type, n)                                                                         \
+  do {                                                                                             \
+    (ptr) = (const type *)(const void *)(b + off);                                                 \
+    off += 4 * (size_t)(n);                                                                        \
   } while (0)
   TAKE(r->params, float, P);
   TAKE(r->table, float, T);
@@ -164,7 +164,7 @@ static int ref_load(ref_dump *r, const char *path) {
   TAKE(r->ids, int32_t, B * N);
   TAKE(r->lens, int32_t, B);
   TAKE(r->tgt, int32_t, B);
-  TAKE(r->hidden, float, B * N * D);
+  TAKE(r->hidden, float, B *N *D);
   r->loss = rd_f32(b + off);
   off += 4;
   TAKE(r->grads, float, P);
@@ -196,12 +196,12 @@ fail:
 typedef struct {
   lr_model m;
   lr_itemtab tab;
-  int32_t *idx;       // (B,N)
-  uint64_t *row_ids;  // (B,N)
-  float *hs, *dhs;    // (B,D) loss rows
-  float *dout;        // (B,N,D)
+  int32_t *idx;      // (B,N)
+  uint64_t *row_ids; // (B,N)
+  float *hs, *dhs;   // (B,D) loss rows
+  float *dout;       // (B,N,D)
   float *ce_scratch;
-  const float *h;     // (B,N,D) final hidden states of the last forward
+  const float *h; // (B,N,D) final hidden states of the last forward
 } runner;
 
 // One training step's forward and backward on the dump's batch: zeroes the
@@ -215,8 +215,8 @@ static double run_step(runner *x, const ref_dump *r) {
   for (int64_t b = 0; b < B; b++)
     memcpy(x->hs + b * D, h + (b * N + r->lens[b] - 1) * D, (size_t)D * sizeof(float));
   memset(x->dhs, 0, (size_t)(B * D) * sizeof(float));
-  double loss = ce_forward_backward(x->dhs, x->tab.g, x->hs, r->tgt, x->tab.w,
-                                    r->cfg.n_items + 1, B, D, CE_TILE, x->ce_scratch);
+  double loss = ce_forward_backward(x->dhs, x->tab.g, x->hs, r->tgt, x->tab.w, r->cfg.n_items + 1,
+                                    B, D, CE_TILE, x->ce_scratch);
   memset(x->dout, 0, (size_t)(B * N * D) * sizeof(float));
   for (int64_t b = 0; b < B; b++)
     memcpy(x->dout + (b * N + r->lens[b] - 1) * D, x->dhs + b * D, (size_t)D * sizeof(float));
@@ -225,10 +225,10 @@ static double run_step(runner *x, const ref_dump *r) {
 }
 
 // Relative comparison of a float tensor with the float dump of a reference.
-static double cmp(const float *a, const float *ref, int64_t n, const char *kind,
-                  const char *what) {
+static double cmp(const float *a, const float *ref, int64_t n, const char *kind, const char *what) {
   double *rd = t_alloc(n, sizeof(double));
-  for (int64_t i = 0; i < n; i++) rd[i] = ref[i];
+  for (int64_t i = 0; i < n; i++)
+    rd[i] = ref[i];
   char name[160];
   snprintf(name, sizeof name, "%s: %s vs PyTorch", kind, what);
   double e = t_close_f(a, rd, n, TOL, name);
@@ -387,7 +387,8 @@ int main(void) {
   static const char *const dumps[] = {
       LR_TEST_DIR "/ref/model_softmax.bin", LR_TEST_DIR "/ref/model_softmax_wide.bin",
       LR_TEST_DIR "/ref/model_linrec_code.bin", LR_TEST_DIR "/ref/model_linrec_code_wide.bin"};
-  for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++) check_dump(dumps[i]);
+  for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++)
+    check_dump(dumps[i]);
   check_damaged(dumps[0]);
   return t_done();
 }
