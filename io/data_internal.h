@@ -22,11 +22,11 @@
 // id map: original id (>= 0) -> dense index 0..n-1 in order of first insert.
 
 typedef struct {
-  int64_t *keys;  // (cap) original id, -1 = empty slot
-  int32_t *vals;  // (cap) dense index
-  int64_t cap;    // power of two
-  int64_t n;      // dense indices handed out
-  int64_t *orig;  // (orig_cap) original id of dense index i, i < n
+  int64_t *keys; // (cap) original id, -1 = empty slot
+  int32_t *vals; // (cap) dense index
+  int64_t cap;   // power of two
+  int64_t n;     // dense indices handed out
+  int64_t *orig; // (orig_cap) original id of dense index i, i < n
   int64_t orig_cap;
 } lr_idmap_;
 
@@ -45,7 +45,7 @@ typedef struct {
   double *ts;    // (n) timestamp; NULL when the format has none (file order is time)
   int has_ts;
   lr_idmap_ users, items;
-  int has_last;       // cache of the last user looked up (files group users)
+  int has_last; // cache of the last user looked up (files group users)
   int64_t last_user;
   int32_t last_idx;
 } lr_raw_;

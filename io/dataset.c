@@ -3,15 +3,15 @@
 // Not here: parsing (readers.c), preprocessing steps (prep.c), the binary
 // file (dataset_bin.c), the generator (synth.c).
 #include <math.h>    // isfinite
-#include <strings.h> // strcasecmp
 #include <string.h>  // memset
+#include <strings.h> // strcasecmp
 
 #include "data_internal.h"
 #include "dataset.h"
 #include "lr.h"
 
-static const char *const FORMAT_NAMES[LR_FMT_COUNT] = {
-    "movielens", "csv", "recbole", "sasrec", "synthetic", "binary"};
+static const char *const FORMAT_NAMES[LR_FMT_COUNT] = {"movielens", "csv",       "recbole",
+                                                       "sasrec",    "synthetic", "binary"};
 static const char *const DEDUP_NAMES[3] = {"none", "first", "last"};
 
 const char *data_format_name(lr_data_format f) {
@@ -24,9 +24,7 @@ int data_format_parse(const char *name) {
   return -1;
 }
 
-const char *data_dedup_name(lr_dedup d) {
-  return (unsigned)d < 3 ? DEDUP_NAMES[d] : "unknown";
-}
+const char *data_dedup_name(lr_dedup d) { return (unsigned)d < 3 ? DEDUP_NAMES[d] : "unknown"; }
 
 int data_dedup_parse(const char *name) {
   for (int d = 0; name && d < 3; d++)
@@ -54,8 +52,7 @@ static int load_text(lr_dataset *ds, const lr_data_opts *o) {
 
 static int load_synthetic(lr_dataset *ds, const lr_data_opts *o) {
   LR_CHECK(o->min_rating <= 0, LR_ERR_CONFIG,
-           "synthetic data: min_rating %g given, but synthetic data has no ratings",
-           o->min_rating);
+           "synthetic data: min_rating %g given, but synthetic data has no ratings", o->min_rating);
   LR_CALL(data_synthesize(ds, &o->synth));
   if (o->dedup == LR_DEDUP_NONE && o->kcore <= 1) return LR_OK;
   lr_csr_ csr;

@@ -14,10 +14,10 @@
 
 typedef struct {
   int64_t n_users;
-  int64_t n_items;   // real items; ids 1..n_items
-  int64_t n_inter;   // total interactions = offsets[n_users]
-  int64_t *offsets;  // (n_users+1) user u's items are items[offsets[u] .. offsets[u+1])
-  int32_t *items;    // (n_inter) remapped item ids, chronological within a user
+  int64_t n_items;    // real items; ids 1..n_items
+  int64_t n_inter;    // total interactions = offsets[n_users]
+  int64_t *offsets;   // (n_users+1) user u's items are items[offsets[u] .. offsets[u+1])
+  int32_t *items;     // (n_inter) remapped item ids, chronological within a user
   int64_t *user_orig; // (n_users) original user id of each remapped user
   int64_t *item_orig; // (n_items+1) original item id of each remapped item; [0] = 0
   int64_t user_first; // global id of local user 0: 0, or user_lo of data_read_binary_users
@@ -43,11 +43,11 @@ typedef struct {
 } lr_synth_opts;
 
 typedef struct {
-  const char *path;       // input file (not for synthetic)
+  const char *path; // input file (not for synthetic)
   lr_data_format format;
-  double min_rating;      // keep ratings >= this (formats with ratings); <= 0 keeps all
-  int64_t kcore;          // iteratively drop users and items with < kcore interactions; 0 = off
-  lr_dedup dedup;         // repeated (user,item) pairs: keep all, first or last
+  double min_rating; // keep ratings >= this (formats with ratings); <= 0 keeps all
+  int64_t kcore;     // iteratively drop users and items with < kcore interactions; 0 = off
+  lr_dedup dedup;    // repeated (user,item) pairs: keep all, first or last
   lr_synth_opts synth;
 } lr_data_opts;
 
@@ -97,8 +97,7 @@ void data_shape_free(lr_data_shape *sh);
 // global user user_lo + j (ds->user_first = user_lo), n_items and item_orig
 // are global. LR_ERR_ARG when not 0 <= user_lo <= user_hi <= n_users; else
 // as data_read_binary.
-int data_read_binary_users(lr_dataset *ds, const char *path, int64_t user_lo,
-                           int64_t user_hi);
+int data_read_binary_users(lr_dataset *ds, const char *path, int64_t user_lo, int64_t user_hi);
 
 // Synthetic generator (learnable structure: drifting latent interest plus
 // item-to-item transitions; Zipf popularity). Deterministic in o->seed.

@@ -77,19 +77,23 @@ typedef struct {
 // little-endian helpers
 
 static void put_u32(unsigned char *p, uint32_t v) {
-  for (int k = 0; k < 4; k++) p[k] = (unsigned char)(v >> (8 * k));
+  for (int k = 0; k < 4; k++)
+    p[k] = (unsigned char)(v >> (8 * k));
 }
 static void put_u64(unsigned char *p, uint64_t v) {
-  for (int k = 0; k < 8; k++) p[k] = (unsigned char)(v >> (8 * k));
+  for (int k = 0; k < 8; k++)
+    p[k] = (unsigned char)(v >> (8 * k));
 }
 static uint32_t get_u32(const unsigned char *p) {
   uint32_t v = 0;
-  for (int k = 0; k < 4; k++) v |= (uint32_t)p[k] << (8 * k);
+  for (int k = 0; k < 4; k++)
+    v |= (uint32_t)p[k] << (8 * k);
   return v;
 }
 static uint64_t get_u64(const unsigned char *p) {
   uint64_t v = 0;
-  for (int k = 0; k < 8; k++) v |= (uint64_t)p[k] << (8 * k);
+  for (int k = 0; k < 8; k++)
+    v |= (uint64_t)p[k] << (8 * k);
   return v;
 }
 static uint32_t crc(const void *p, size_t n) {
@@ -169,8 +173,8 @@ static int scratch(writer *w, size_t raw_bytes) {
     w->comp = malloc(comp_bytes);
     w->comp_cap = w->comp ? comp_bytes : 0;
   }
-  LR_CHECK(w->raw && w->comp, LR_ERR_NOMEM, "%s: out of memory for a %zu-byte section",
-           w->path, raw_bytes);
+  LR_CHECK(w->raw && w->comp, LR_ERR_NOMEM, "%s: out of memory for a %zu-byte section", w->path,
+           raw_bytes);
   return LR_OK;
 }
 
@@ -200,8 +204,8 @@ static int check_dataset(const lr_dataset *ds, const char *path) {
            (long long)ds->offsets[ds->n_users], (long long)ds->n_inter);
   for (int64_t u = 0; u < ds->n_users; u++) {
     int64_t n = ds->offsets[u + 1] - ds->offsets[u];
-    LR_CHECK(n >= 0 && n <= (int64_t)UINT32_MAX, LR_ERR_ARG, "%s: user %lld has %lld items",
-             path, (long long)u, (long long)n);
+    LR_CHECK(n >= 0 && n <= (int64_t)UINT32_MAX, LR_ERR_ARG, "%s: user %lld has %lld items", path,
+             (long long)u, (long long)n);
   }
   for (int64_t k = 0; k < ds->n_inter; k++)
     LR_CHECK(ds->items[k] >= 1 && ds->items[k] <= ds->n_items, LR_ERR_ARG,
@@ -229,9 +233,12 @@ static int64_t count_blocks(const lr_dataset *ds, bin_block *out) {
 static int fsync_dir(const char *path) {
   char dir[4096];
   const char *slash = strrchr(path, '/');
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else if (slash == path) snprintf(dir, sizeof dir, "/");
-  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == path)
+    snprintf(dir, sizeof dir, "/");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   LR_CHECK(fd >= 0, LR_ERR_IO, "open directory %s: %s", dir, strerror(errno));
   int rc = fsync(fd);
@@ -242,8 +249,11 @@ static int fsync_dir(const char *path) {
 }
 
 static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, int64_t nb) {
-  bin_header h = {.version = BIN_VERSION, .n_users = ds->n_users, .n_items = ds->n_items,
-                  .n_inter = ds->n_inter, .n_blocks = nb};
+  bin_header h = {.version = BIN_VERSION,
+                  .n_users = ds->n_users,
+                  .n_items = ds->n_items,
+                  .n_inter = ds->n_inter,
+                  .n_blocks = nb};
   uint64_t pos = HEADER_BYTES + (uint64_t)nb * INDEX_ENTRY_BYTES;
   // 3. lengths
   LR_CALL(scratch(w, (size_t)ds->n_users * 4));
@@ -253,7 +263,8 @@ static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, in
   // 4. maps
   size_t maps_raw = (size_t)(ds->n_users + ds->n_items + 1) * 8;
   LR_CALL(scratch(w, maps_raw));
-  for (int64_t u = 0; u < ds->n_users; u++) put_u64(w->raw + 8 * u, (uint64_t)ds->user_orig[u]);
+  for (int64_t u = 0; u < ds->n_users; u++)
+    put_u64(w->raw + 8 * u, (uint64_t)ds->user_orig[u]);
   for (int64_t i = 0; i <= ds->n_items; i++)
     put_u64(w->raw + 8 * (ds->n_users + i), (uint64_t)ds->item_orig[i]);
   LR_CALL(put_frame(w, maps_raw, &pos, &h.maps_off, &h.maps_bytes, &h.maps_crc));
@@ -262,13 +273,15 @@ static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, in
     const int32_t *it = ds->items + ds->offsets[blocks[b].first_user];
     size_t raw = (size_t)blocks[b].n_inter * 4;
     LR_CALL(scratch(w, raw));
-    for (int64_t k = 0; k < blocks[b].n_inter; k++) put_u32(w->raw + 4 * k, (uint32_t)it[k]);
+    for (int64_t k = 0; k < blocks[b].n_inter; k++)
+      put_u32(w->raw + 4 * k, (uint32_t)it[k]);
     LR_CALL(put_frame(w, raw, &pos, &blocks[b].off, &blocks[b].bytes, &blocks[b].crc));
   }
   h.file_bytes = pos;
   // 2. index, then 1. header
   LR_CALL(scratch(w, (size_t)nb * INDEX_ENTRY_BYTES + HEADER_BYTES));
-  for (int64_t b = 0; b < nb; b++) block_encode(w->raw + HEADER_BYTES + b * INDEX_ENTRY_BYTES, &blocks[b]);
+  for (int64_t b = 0; b < nb; b++)
+    block_encode(w->raw + HEADER_BYTES + b * INDEX_ENTRY_BYTES, &blocks[b]);
   h.index_crc = crc(w->raw + HEADER_BYTES, (size_t)nb * INDEX_ENTRY_BYTES);
   header_encode(w->raw, &h);
   LR_CALL(pwrite_all(w, w->raw, HEADER_BYTES + (size_t)nb * INDEX_ENTRY_BYTES, 0));
@@ -291,7 +304,8 @@ int data_write_binary(const lr_dataset *ds, const char *path) {
     goto done;
   }
   w.cctx = ZSTD_createCCtx();
-  if (!w.cctx || ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
+  if (!w.cctx ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_checksumFlag, 1)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_contentSizeFlag, 1))) {
     rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: cannot set up zstd", path);
@@ -376,7 +390,8 @@ static int header_decode(bin_file *f, const unsigned char *b) {
   bin_header *h = &f->h;
   if (memcmp(b, BIN_MAGIC, 8)) {
     char found[9];
-    for (int k = 0; k < 8; k++) found[k] = b[k] >= 32 && b[k] < 127 ? (char)b[k] : '?';
+    for (int k = 0; k < 8; k++)
+      found[k] = b[k] >= 32 && b[k] < 127 ? (char)b[k] : '?';
     found[8] = '\0';
     return LR_CORRUPT(f->path, 0, "not a linrec dataset: magic expected '%s', found '%s'" HINT,
                       BIN_MAGIC, found);
@@ -413,15 +428,16 @@ static int header_decode(bin_file *f, const unsigned char *b) {
                       (unsigned long long)h->flags);
   if (h->n_users < 0 || h->n_items < 0 || h->n_items > INT32_MAX || h->n_inter < 0 ||
       h->n_blocks < 0 || h->n_blocks > h->n_users || (h->n_users > 0 && h->n_blocks == 0))
-    return LR_CORRUPT(f->path, 16, "counts out of range: %lld users, %lld items, %lld "
+    return LR_CORRUPT(f->path, 16,
+                      "counts out of range: %lld users, %lld items, %lld "
                       "interactions, %lld blocks" HINT,
                       (long long)h->n_users, (long long)h->n_items, (long long)h->n_inter,
                       (long long)h->n_blocks);
   uint64_t index_end = HEADER_BYTES + (uint64_t)h->n_blocks * INDEX_ENTRY_BYTES;
   LR_CALL(check_range(f, 48, "block index", HEADER_BYTES, index_end - HEADER_BYTES, HEADER_BYTES));
   LR_CALL(check_range(f, 64, "lengths section", h->len_off, h->len_bytes, index_end));
-  LR_CALL(check_range(f, 80, "maps section", h->maps_off, h->maps_bytes,
-                      h->len_off + h->len_bytes));
+  LR_CALL(
+      check_range(f, 80, "maps section", h->maps_off, h->maps_bytes, h->len_off + h->len_bytes));
   return LR_OK;
 }
 
@@ -433,8 +449,12 @@ static int index_decode(bin_file *f, const unsigned char *b) {
     const unsigned char *e = b + k * INDEX_ENTRY_BYTES;
     uint64_t at = HEADER_BYTES + (uint64_t)k * INDEX_ENTRY_BYTES;
     bin_block *x = &f->blocks[k];
-    *x = (bin_block){get_u64(e), get_u64(e + 8), (int64_t)get_u64(e + 16),
-                     (int64_t)get_u64(e + 24), (int64_t)get_u64(e + 32), get_u32(e + 40)};
+    *x = (bin_block){get_u64(e),
+                     get_u64(e + 8),
+                     (int64_t)get_u64(e + 16),
+                     (int64_t)get_u64(e + 24),
+                     (int64_t)get_u64(e + 32),
+                     get_u32(e + 40)};
     char what[64];
     snprintf(what, sizeof what, "block %lld", (long long)k);
     LR_CALL(check_range(f, (int64_t)at, what, x->off, x->bytes, end));
@@ -447,8 +467,8 @@ static int index_decode(bin_file *f, const unsigned char *b) {
                         (long long)next_user, (long long)h->n_users);
     if (x->n_inter < 0 || x->n_inter > h->n_inter - n_inter)
       return LR_CORRUPT(f->path, (int64_t)at + 32,
-                        "block %lld: %lld interactions, only %lld left of %lld" HINT,
-                        (long long)k, (long long)x->n_inter, (long long)(h->n_inter - n_inter),
+                        "block %lld: %lld interactions, only %lld left of %lld" HINT, (long long)k,
+                        (long long)x->n_inter, (long long)(h->n_inter - n_inter),
                         (long long)h->n_inter);
     next_user += x->n_users;
     n_inter += x->n_inter;
@@ -531,21 +551,23 @@ static int bin_read_lengths(bin_file *f) {
   f->lens = malloc((size_t)(U ? U : 1) * sizeof *f->lens);
   if (!raw || !f->lens) {
     free(raw);
-    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for %lld users",
-                    f->path, (long long)U);
+    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for %lld users", f->path,
+                    (long long)U);
   }
   int rc = read_frame(f, "lengths section", f->h.len_off, f->h.len_bytes, f->h.len_crc, raw,
                       (size_t)U * 4);
-  for (int64_t u = 0; rc == LR_OK && u < U; u++) f->lens[u] = get_u32(raw + 4 * u);
+  for (int64_t u = 0; rc == LR_OK && u < U; u++)
+    f->lens[u] = get_u32(raw + 4 * u);
   free(raw);
   for (int64_t k = 0; rc == LR_OK && k < f->h.n_blocks; k++) {
     const bin_block *x = &f->blocks[k];
     int64_t sum = 0;
-    for (int64_t u = x->first_user; u < x->first_user + x->n_users; u++) sum += f->lens[u];
+    for (int64_t u = x->first_user; u < x->first_user + x->n_users; u++)
+      sum += f->lens[u];
     if (sum != x->n_inter)
       rc = LR_CORRUPT(f->path, (int64_t)f->h.len_off,
-                      "lengths of block %lld users sum to %lld, index says %lld" HINT,
-                      (long long)k, (long long)sum, (long long)x->n_inter);
+                      "lengths of block %lld users sum to %lld, index says %lld" HINT, (long long)k,
+                      (long long)sum, (long long)x->n_inter);
   }
   return rc;
 }
@@ -555,19 +577,21 @@ static int read_maps(const bin_file *f, lr_dataset *ds, int64_t lo, int64_t hi) 
   size_t raw_bytes = (size_t)(U + I + 1) * 8;
   unsigned char *raw = malloc(raw_bytes);
   LR_CHECK(raw, LR_ERR_NOMEM, "%s: out of memory for the id maps", f->path);
-  int rc = read_frame(f, "maps section", f->h.maps_off, f->h.maps_bytes, f->h.maps_crc, raw,
-                      raw_bytes);
+  int rc =
+      read_frame(f, "maps section", f->h.maps_off, f->h.maps_bytes, f->h.maps_crc, raw, raw_bytes);
   if (rc == LR_OK) {
-    for (int64_t u = lo; u < hi; u++) ds->user_orig[u - lo] = (int64_t)get_u64(raw + 8 * u);
-    for (int64_t i = 0; i <= I; i++) ds->item_orig[i] = (int64_t)get_u64(raw + 8 * (U + i));
+    for (int64_t u = lo; u < hi; u++)
+      ds->user_orig[u - lo] = (int64_t)get_u64(raw + 8 * u);
+    for (int64_t i = 0; i <= I; i++)
+      ds->item_orig[i] = (int64_t)get_u64(raw + 8 * (U + i));
   }
   free(raw);
   return rc;
 }
 
 // Decompress block k and copy the items of users [lo, hi) that it holds.
-static int read_block(const bin_file *f, int64_t k, const int64_t *goff, lr_dataset *ds,
-                      int64_t lo, int64_t hi, unsigned char *raw) {
+static int read_block(const bin_file *f, int64_t k, const int64_t *goff, lr_dataset *ds, int64_t lo,
+                      int64_t hi, unsigned char *raw) {
   const bin_block *x = &f->blocks[k];
   char what[96];
   snprintf(what, sizeof what, "block %lld (users %lld..%lld)", (long long)k,
@@ -593,7 +617,8 @@ static int64_t *global_offsets(const bin_file *f) {
   int64_t *g = malloc((size_t)(f->h.n_users + 1) * sizeof *g);
   if (!g) return NULL;
   g[0] = 0;
-  for (int64_t u = 0; u < f->h.n_users; u++) g[u + 1] = g[u] + f->lens[u];
+  for (int64_t u = 0; u < f->h.n_users; u++)
+    g[u + 1] = g[u] + f->lens[u];
   return g;
 }
 
@@ -619,7 +644,8 @@ static int read_users(lr_dataset *ds, bin_file *f, int64_t lo, int64_t hi, int a
     rc = LR_ERR_NOMEM;
     goto done;
   }
-  for (int64_t u = lo; u <= hi; u++) ds->offsets[u - lo] = goff[u] - goff[lo];
+  for (int64_t u = lo; u <= hi; u++)
+    ds->offsets[u - lo] = goff[u] - goff[lo];
   if ((rc = read_maps(f, ds, lo, hi)) != LR_OK) goto done;
   int64_t biggest = 0;
   for (int64_t k = 0; k < f->h.n_blocks; k++)

@@ -42,17 +42,21 @@ int prep_group_(lr_csr_ *c, lr_raw_ *r) {
   c->offsets = calloc((size_t)U + 1, sizeof *c->offsets);
   c->items = malloc((size_t)(n ? n : 1) * sizeof *c->items);
   if (!cur || !c->offsets || !c->items) goto nomem;
-  for (int64_t k = 0; k < n; k++) c->offsets[r->user[k] + 1]++;
-  for (int64_t u = 0; u < U; u++) c->offsets[u + 1] += c->offsets[u];
+  for (int64_t k = 0; k < n; k++)
+    c->offsets[r->user[k] + 1]++;
+  for (int64_t u = 0; u < U; u++)
+    c->offsets[u + 1] += c->offsets[u];
   memcpy(cur, c->offsets, (size_t)U * sizeof *cur);
-  for (int64_t k = 0; k < n; k++) c->items[cur[r->user[k]]++] = r->item[k];
+  for (int64_t k = 0; k < n; k++)
+    c->items[cur[r->user[k]]++] = r->item[k];
   free(r->item);
   r->item = NULL;
   if (r->has_ts) {
     c->ts = malloc((size_t)(n ? n : 1) * sizeof *c->ts);
     if (!c->ts) goto nomem;
     memcpy(cur, c->offsets, (size_t)U * sizeof *cur);
-    for (int64_t k = 0; k < n; k++) c->ts[cur[r->user[k]]++] = r->ts[k];
+    for (int64_t k = 0; k < n; k++)
+      c->ts[cur[r->user[k]]++] = r->ts[k];
   }
   free(cur);
   c->n_users = U;
@@ -84,7 +88,8 @@ int prep_from_dataset_(lr_csr_ *c, lr_dataset *ds) {
                     (long long)n);
   }
   memcpy(c->offsets, ds->offsets, (size_t)(U + 1) * sizeof *c->offsets);
-  for (int64_t k = 0; k < n; k++) c->items[k] = ds->items[k] - 1;
+  for (int64_t k = 0; k < n; k++)
+    c->items[k] = ds->items[k] - 1;
   memcpy(c->user_orig, ds->user_orig, (size_t)U * sizeof *c->user_orig);
   memcpy(c->item_orig, ds->item_orig + 1, (size_t)I * sizeof *c->item_orig);
   c->n_users = U;
@@ -114,7 +119,8 @@ static void event_sort(event *a, event *tmp, int64_t n) {
     for (int64_t i = 1; i < n; i++) {
       event x = a[i];
       int64_t j = i;
-      for (; j > 0 && a[j - 1].ts > x.ts; j--) a[j] = a[j - 1];
+      for (; j > 0 && a[j - 1].ts > x.ts; j--)
+        a[j] = a[j - 1];
       a[j] = x;
     }
     return;
@@ -124,26 +130,31 @@ static void event_sort(event *a, event *tmp, int64_t n) {
   event_sort(a + h, tmp, n - h);
   if (a[h - 1].ts <= a[h].ts) return; // halves already in order
   int64_t i = 0, j = h, k = 0;
-  while (i < h && j < n) tmp[k++] = a[j].ts < a[i].ts ? a[j++] : a[i++]; // tie: left first
-  while (i < h) tmp[k++] = a[i++];
-  while (j < n) tmp[k++] = a[j++];
+  while (i < h && j < n)
+    tmp[k++] = a[j].ts < a[i].ts ? a[j++] : a[i++]; // tie: left first
+  while (i < h)
+    tmp[k++] = a[i++];
+  while (j < n)
+    tmp[k++] = a[j++];
   memcpy(a, tmp, (size_t)n * sizeof *a);
 }
 
 static int sort_chrono(lr_csr_ *c) {
   int64_t L = max_len(c);
   event *ev = malloc((size_t)(2 * L + 1) * sizeof *ev);
-  LR_CHECK(ev, LR_ERR_NOMEM, "out of memory sorting a history of %lld interactions",
-           (long long)L);
+  LR_CHECK(ev, LR_ERR_NOMEM, "out of memory sorting a history of %lld interactions", (long long)L);
   for (int64_t u = 0; u < c->n_users; u++) {
     int64_t b = c->offsets[u], n = c->offsets[u + 1] - b;
     const double *ts = c->ts + b;
     int64_t k = 1;
-    while (k < n && ts[k - 1] <= ts[k]) k++;
+    while (k < n && ts[k - 1] <= ts[k])
+      k++;
     if (k >= n) continue; // already chronological
-    for (k = 0; k < n; k++) ev[k] = (event){ts[k], c->items[b + k]};
+    for (k = 0; k < n; k++)
+      ev[k] = (event){ts[k], c->items[b + k]};
     event_sort(ev, ev + L, n);
-    for (k = 0; k < n; k++) c->items[b + k] = ev[k].item;
+    for (k = 0; k < n; k++)
+      c->items[b + k] = ev[k].item;
   }
   free(ev);
   return LR_OK;
@@ -254,7 +265,8 @@ static int remap(lr_dataset *ds, const lr_csr_ *c, const unsigned char *ualive,
   }
   qsort(ku, (size_t)nu, sizeof *ku, keyed_cmp);
   qsort(ki, (size_t)ni, sizeof *ki, keyed_cmp);
-  for (int64_t j = 0; j < ni; j++) newid[ki[j].idx] = (int32_t)(j + 1);
+  for (int64_t j = 0; j < ni; j++)
+    newid[ki[j].idx] = (int32_t)(j + 1);
   ds->n_users = nu;
   ds->n_items = ni;
   ds->n_inter = n;
@@ -266,7 +278,8 @@ static int remap(lr_dataset *ds, const lr_csr_ *c, const unsigned char *ualive,
     rc = LR_ERR_NOMEM;
     goto done;
   }
-  for (int64_t j = 0; j < ni; j++) ds->item_orig[j + 1] = ki[j].orig;
+  for (int64_t j = 0; j < ni; j++)
+    ds->item_orig[j + 1] = ki[j].orig;
   int64_t w = 0;
   for (int64_t j = 0; j < nu; j++) {
     int64_t u = ku[j].idx;

@@ -33,7 +33,8 @@ static int idmap_grow(lr_idmap_ *m) {
   for (int64_t i = 0; i < m->cap; i++) {
     if (m->keys[i] < 0) continue;
     uint64_t h = mix64((uint64_t)m->keys[i]) & (uint64_t)(cap - 1);
-    while (keys[h] >= 0) h = (h + 1) & (uint64_t)(cap - 1);
+    while (keys[h] >= 0)
+      h = (h + 1) & (uint64_t)(cap - 1);
     keys[h] = m->keys[i];
     vals[h] = m->vals[i];
   }

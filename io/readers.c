@@ -51,9 +51,11 @@ static int is_blank(const char *s) {
 
 // Trim spaces in place; returns the start.
 static char *trim(char *s) {
-  while (*s == ' ') s++;
+  while (*s == ' ')
+    s++;
   size_t n = strlen(s);
-  while (n > 0 && s[n - 1] == ' ') s[--n] = '\0';
+  while (n > 0 && s[n - 1] == ' ')
+    s[--n] = '\0';
   return s;
 }
 
@@ -77,11 +79,13 @@ static int split_ws(char *line, char **f, int maxf) {
   int n = 0;
   char *p = line;
   for (;;) {
-    while (*p == ' ' || *p == '\t') p++;
+    while (*p == ' ' || *p == '\t')
+      p++;
     if (!*p) return n;
     if (n < maxf) f[n] = p;
     n++;
-    while (*p && *p != ' ' && *p != '\t') p++;
+    while (*p && *p != ' ' && *p != '\t')
+      p++;
     if (*p) *p++ = '\0';
   }
 }
@@ -99,8 +103,10 @@ static id_err parse_id(const char *s, int64_t *out) {
   for (; *p; p++) {
     if (*p < '0' || *p > '9') return ID_NOT_INT;
     unsigned d = (unsigned)(*p - '0');
-    if (v > (UINT64_MAX - d) / 10) overflow = 1;
-    else v = v * 10 + d;
+    if (v > (UINT64_MAX - d) / 10)
+      overflow = 1;
+    else
+      v = v * 10 + d;
   }
   if (neg) return ID_NEGATIVE;
   if (overflow || v > (uint64_t)INT64_MAX) return ID_OVERFLOW;
@@ -115,8 +121,8 @@ static int bad_id(const reader *r, const char *what, const char *s, id_err e) {
                     : e == ID_NEGATIVE ? "is negative"
                     : e == ID_OVERFLOW ? "overflows a 64-bit integer"
                                        : "exceeds the largest supported id 2^53-1";
-  return lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: %s id '%.40s' %s", r->path,
-                  lineno(r), what, s, why);
+  return lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: %s id '%.40s' %s", r->path, lineno(r),
+                  what, s, why);
 }
 
 static const double POW10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
@@ -148,15 +154,16 @@ static int parse_num(const char *s, double *out) {
   errno = 0;
   double v = strtod(s, &end);
   if (end == s || !isfinite(v)) return 0;
-  while (*end == ' ') end++;
+  while (*end == ' ')
+    end++;
   if (*end) return 0;
   *out = v;
   return 1;
 }
 
 static int bad_num(const reader *r, const char *what, const char *s) {
-  return lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: %s '%.40s' is not a number",
-                  r->path, lineno(r), what, *s ? s : "(empty)");
+  return lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: %s '%.40s' is not a number", r->path,
+                  lineno(r), what, *s ? s : "(empty)");
 }
 
 // Parse and store one interaction from its field strings (rating_s and ts_s
@@ -198,10 +205,10 @@ static int read_movielens(reader *r) {
                r->path, lineno(r), line);
     }
     int n = split(line, sep, f, 5);
-    LR_CHECK(n == 4, LR_ERR_DATA, "%s:%lld: expected 4 %s fields user%sitem%srating%stimestamp, got %d",
-             r->path, lineno(r), sep == ':' ? "'::'-separated" : "tab-separated",
-             sep == ':' ? "::" : "\\t", sep == ':' ? "::" : "\\t", sep == ':' ? "::" : "\\t",
-             n);
+    LR_CHECK(n == 4, LR_ERR_DATA,
+             "%s:%lld: expected 4 %s fields user%sitem%srating%stimestamp, got %d", r->path,
+             lineno(r), sep == ':' ? "'::'-separated" : "tab-separated", sep == ':' ? "::" : "\\t",
+             sep == ':' ? "::" : "\\t", sep == ':' ? "::" : "\\t", n);
     LR_CALL(take(r, f[0], f[1], f[2], f[3]));
   }
 }
@@ -217,7 +224,8 @@ static int read_csv(reader *r) {
   snprintf(shown, sizeof shown, "%s", line);
   int n = split(line, ',', f, 5);
   int ok = n == 4;
-  for (int k = 0; ok && k < 4; k++) ok = !strcmp(trim(f[k]), want[k]);
+  for (int k = 0; ok && k < 4; k++)
+    ok = !strcmp(trim(f[k]), want[k]);
   LR_CHECK(ok, LR_ERR_DATA,
            "%s:%lld: bad header: expected 'userId,movieId,rating,timestamp', got '%s'", r->path,
            lineno(r), shown);
@@ -242,7 +250,8 @@ static int recbole_header(reader *r, char *line, int col[4], int *n_cols) {
   int n = split(line, '\t', f, MAX_COLS);
   LR_CHECK(n <= MAX_COLS, LR_ERR_DATA, "%s:1: bad header: %d columns, at most %d supported",
            r->path, n, MAX_COLS);
-  for (int k = 0; k < 4; k++) col[k] = -1;
+  for (int k = 0; k < 4; k++)
+    col[k] = -1;
   for (int c = 0; c < n; c++) {
     char *colon = strrchr(f[c], ':');
     LR_CHECK(colon && colon != f[c], LR_ERR_DATA,
@@ -282,8 +291,7 @@ static int read_recbole(reader *r) {
   LR_CALL(recbole_header(r, line, col, &n_cols));
   r->raw->has_ts = col[3] >= 0;
   LR_CHECK(col[2] >= 0 || r->min_rating <= 0, LR_ERR_CONFIG,
-           "%s: min_rating %g given, but the file has no rating column", r->path,
-           r->min_rating);
+           "%s: min_rating %g given, but the file has no rating column", r->path, r->min_rating);
   for (;;) {
     LR_CALL(linestream_next(r->ls, &line, &len));
     if (!line) return LR_OK;
@@ -337,9 +345,10 @@ int data_read_text_(lr_raw_ *raw, const lr_data_opts *o) {
     if (r.n_data_lines == 0)
       rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: no interactions: the file %s",
                     o->path, last > 0 ? last : 1,
-                    last == 0                                                   ? "is empty"
-                    : (o->format == LR_FMT_CSV || o->format == LR_FMT_RECBOLE) ? "has only a header"
-                                                                                : "has only blank lines");
+                    last == 0 ? "is empty"
+                    : (o->format == LR_FMT_CSV || o->format == LR_FMT_RECBOLE)
+                        ? "has only a header"
+                        : "has only blank lines");
     else
       rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__,
                     "%s:%lld: no interactions left: all %lld ratings are below min_rating %g",

@@ -12,13 +12,13 @@
 // Not here: random access, writing, other compressors.
 #include "stream.h"
 
-#include <errno.h>    // errno, EINTR
-#include <fcntl.h>    // open, O_RDONLY
-#include <stdlib.h>   // calloc, malloc, free
-#include <string.h>   // memchr, memmove, memcpy, strerror, strdup
-#include <unistd.h>   // read, close
-#include <zlib.h>     // inflate*, z_stream
-#include <zstd.h>     // ZSTD_decompressStream, ZSTD_DCtx
+#include <errno.h>  // errno, EINTR
+#include <fcntl.h>  // open, O_RDONLY
+#include <stdlib.h> // calloc, malloc, free
+#include <string.h> // memchr, memmove, memcpy, strerror, strdup
+#include <unistd.h> // read, close
+#include <zlib.h>   // inflate*, z_stream
+#include <zstd.h>   // ZSTD_decompressStream, ZSTD_DCtx
 
 #include "lr.h"
 
@@ -36,15 +36,15 @@ struct lr_linestream {
   int in_eof;
   // decoders
   z_stream z;
-  int z_ready;     // inflateInit2 succeeded
+  int z_ready;      // inflateInit2 succeeded
   int z_member_end; // the current gzip member ended (Z_STREAM_END)
   ZSTD_DCtx *zd;
-  size_t zd_last;  // last ZSTD_decompressStream hint (0 = at a frame boundary)
-  int zd_started;  // any zstd input consumed
+  size_t zd_last; // last ZSTD_decompressStream hint (0 = at a frame boundary)
+  int zd_started; // any zstd input consumed
   // decoded text: buf[start .. end) unread, no '\n' in buf[start .. scan)
   char *buf;
   size_t start, scan, end;
-  int text_eof;    // decoder has no more text
+  int text_eof; // decoder has no more text
   int64_t lineno;
 };
 
@@ -89,7 +89,7 @@ static int decode_gzip(lr_linestream *s, char *out, size_t room, size_t *got) {
     LR_CALL(in_refill(s));
     int have_in = s->in_pos < s->in_len;
     if (s->z_member_end) {
-      if (!have_in) return LR_OK; // clean end after a complete member
+      if (!have_in) return LR_OK;   // clean end after a complete member
       int rc = inflateReset(&s->z); // a further member follows
       if (rc != Z_OK) return LR_CORRUPT(s->path, in_offset(s), "gzip: cannot restart");
       s->z_member_end = 0;
@@ -101,7 +101,8 @@ static int decode_gzip(lr_linestream *s, char *out, size_t room, size_t *got) {
     int rc = inflate(&s->z, Z_NO_FLUSH);
     s->in_pos = s->in_len - s->z.avail_in;
     *got = room - s->z.avail_out;
-    if (rc == Z_STREAM_END) s->z_member_end = 1;
+    if (rc == Z_STREAM_END)
+      s->z_member_end = 1;
     else if (rc == Z_MEM_ERROR)
       return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: gzip: out of memory", s->path);
     else if (rc != Z_OK && rc != Z_BUF_ERROR)
@@ -158,7 +159,11 @@ static int decode(lr_linestream *s, char *out, size_t room, size_t *got) {
 // Name a compression or file type we recognise but do not read, or NULL.
 static const char *foreign_magic(const unsigned char *b, size_t n) {
   if (n >= 3 && b[0] == 'B' && b[1] == 'Z' && b[2] == 'h') return "bzip2-compressed";
-  if (n >= 6 && !memcmp(b, "\xFD" "7zXZ\x00", 6)) return "xz-compressed";
+  if (n >= 6 && !memcmp(b,
+                        "\xFD"
+                        "7zXZ\x00",
+                        6))
+    return "xz-compressed";
   if (n >= 4 && !memcmp(b, "PK\x03\x04", 4)) return "a zip archive";
   if (n >= 8 && !memcmp(b, "LRDATA01", 8)) return "a linrec binary dataset (use format binary)";
   return NULL;
@@ -273,7 +278,7 @@ int linestream_next(lr_linestream *s, char **line, size_t *len) {
     s->scan = s->end;
     if (s->text_eof) {
       if (s->start == s->end) return LR_OK; // end of file
-      emit(s, line, len, s->end, s->end);    // last line without '\n'
+      emit(s, line, len, s->end, s->end);   // last line without '\n'
       return LR_OK;
     }
     if (s->start > 0) {

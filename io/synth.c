@@ -48,11 +48,11 @@ static const double SUCC_CDF[N_SUCC] = {0.45, 0.75, 0.90, 1.0};
 
 typedef struct {
   uint64_t seed;
-  int64_t I, T, R;  // items, topics, largest topic size
-  double *rank_cdf; // (R) Zipf over ranks, unnormalised cumulative
+  int64_t I, T, R;   // items, topics, largest topic size
+  double *rank_cdf;  // (R) Zipf over ranks, unnormalised cumulative
   double *topic_cdf; // (T)
-  int32_t *item_of; // (I) item id at position p of the bijection
-  int32_t *succ;    // (I*N_SUCC) successors of item i at (i-1)*N_SUCC
+  int32_t *item_of;  // (I) item id at position p of the bijection
+  int32_t *succ;     // (I*N_SUCC) successors of item i at (i-1)*N_SUCC
 } synth_model;
 
 static lr_rng4 draw(const synth_model *m, uint32_t c0, uint32_t c1, uint32_t c2) {
@@ -64,8 +64,10 @@ static int64_t cdf_find(const double *cdf, int64_t n, double u) {
   int64_t lo = 0, hi = n - 1;
   while (lo < hi) {
     int64_t mid = (lo + hi) / 2;
-    if (u < cdf[mid]) hi = mid;
-    else lo = mid + 1;
+    if (u < cdf[mid])
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return lo;
 }
@@ -120,16 +122,19 @@ static int model_init(synth_model *m, const lr_synth_opts *o) {
                     "synthetic data: out of memory for %lld items", (long long)I);
   }
   double acc = 0;
-  for (int64_t r = 0; r < m->R; r++) m->rank_cdf[r] = acc += pow((double)(r + 1), -o->zipf);
+  for (int64_t r = 0; r < m->R; r++)
+    m->rank_cdf[r] = acc += pow((double)(r + 1), -o->zipf);
   acc = 0;
-  for (int64_t t = 0; t < m->T; t++) m->topic_cdf[t] = acc += pow((double)(t + 1), -TOPIC_ZIPF);
+  for (int64_t t = 0; t < m->T; t++)
+    m->topic_cdf[t] = acc += pow((double)(t + 1), -TOPIC_ZIPF);
   // the bijection p(i) = (a*(i-1) + b) mod I, a coprime to I
   lr_rng4 r = draw(m, 0, TAG_ITEM, 0xAB);
   int64_t a = 1 + (int64_t)lr_below(r.v[0], r.v[1], (uint64_t)(I > 1 ? I - 1 : 1));
-  while (gcd64(a, I) != 1) a = a % (I - 1) + 1;
+  while (gcd64(a, I) != 1)
+    a = a % (I - 1) + 1;
   int64_t b = (int64_t)lr_below(r.v[2], r.v[3], (uint64_t)I);
-  for (int64_t i = 1; i <= I; i++) m->item_of[((uint64_t)a * (uint64_t)(i - 1) + (uint64_t)b) %
-                                              (uint64_t)I] = (int32_t)i;
+  for (int64_t i = 1; i <= I; i++)
+    m->item_of[((uint64_t)a * (uint64_t)(i - 1) + (uint64_t)b) % (uint64_t)I] = (int32_t)i;
   // successors
   for (int64_t p = 0; p < I; p++) {
     int32_t i = m->item_of[p];
@@ -166,15 +171,15 @@ static int32_t next_item(const synth_model *m, int32_t prev, int64_t z, uint32_t
   if (lr_u01(w_kind) < P_TRANSITION) {
     float u = lr_u01(w_pick);
     int j = 0;
-    while (j < N_SUCC - 1 && u >= SUCC_CDF[j]) j++;
+    while (j < N_SUCC - 1 && u >= SUCC_CDF[j])
+      j++;
     return m->succ[(int64_t)(prev - 1) * N_SUCC + j];
   }
   return topic_item(m, z, w_pick);
 }
 
 // Fill the history of user u (n items) into out, using seen[] stamps.
-static void user_history(const synth_model *m, int64_t u, int64_t n, int32_t *out,
-                         int32_t *seen) {
+static void user_history(const synth_model *m, int64_t u, int64_t n, int32_t *out, int32_t *seen) {
   lr_rng4 r = draw(m, (uint32_t)u, 0, 0);
   int64_t z = topic_draw(m, r.v[0]);
   int32_t it = topic_item(m, z, r.v[1]);
@@ -183,7 +188,8 @@ static void user_history(const synth_model *m, int64_t u, int64_t n, int32_t *ou
       lr_rng4 ra = draw(m, (uint32_t)u, (uint32_t)t, (uint32_t)a);
       it = t == 0 ? topic_item(m, z, ra.v[1]) : next_item(m, out[t - 1], z, ra.v[0], ra.v[1]);
     }
-    while (seen[it] == (int32_t)u) it = (int32_t)(it % m->I + 1);
+    while (seen[it] == (int32_t)u)
+      it = (int32_t)(it % m->I + 1);
     seen[it] = (int32_t)u;
     out[t] = it;
     if (++t == n) return;
@@ -221,7 +227,8 @@ int data_synthesize(lr_dataset *ds, const lr_synth_opts *o) {
     ds->offsets[u + 1] = ds->offsets[u] + user_len(&m, u, o->mean_len);
     ds->user_orig[u] = u + 1;
   }
-  for (int64_t i = 0; i <= m.I; i++) ds->item_orig[i] = i;
+  for (int64_t i = 0; i <= m.I; i++)
+    ds->item_orig[i] = i;
   ds->n_users = U;
   ds->n_items = m.I;
   ds->n_inter = ds->offsets[U];
@@ -232,8 +239,8 @@ int data_synthesize(lr_dataset *ds, const lr_synth_opts *o) {
     user_history(&m, u, ds->offsets[u + 1] - ds->offsets[u], ds->items + ds->offsets[u], seen);
   goto done;
 nomem:
-  rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__,
-                "synthetic data: out of memory for %lld users", (long long)U);
+  rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "synthetic data: out of memory for %lld users",
+                (long long)U);
   dataset_free(ds);
 done:
   free(seen);

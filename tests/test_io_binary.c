@@ -51,14 +51,17 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 
 static uint64_t get_u64(const unsigned char *p) {
   uint64_t v = 0;
-  for (int k = 0; k < 8; k++) v |= (uint64_t)p[k] << (8 * k);
+  for (int k = 0; k < 8; k++)
+    v |= (uint64_t)p[k] << (8 * k);
   return v;
 }
 static void put_u32(unsigned char *p, uint32_t v) {
-  for (int k = 0; k < 4; k++) p[k] = (unsigned char)(v >> (8 * k));
+  for (int k = 0; k < 4; k++)
+    p[k] = (unsigned char)(v >> (8 * k));
 }
 static void put_u64(unsigned char *p, uint64_t v) {
-  for (int k = 0; k < 8; k++) p[k] = (unsigned char)(v >> (8 * k));
+  for (int k = 0; k < 8; k++)
+    p[k] = (unsigned char)(v >> (8 * k));
 }
 static void fix_header_crc(unsigned char *b) { put_u32(b + 124, (uint32_t)crc32(0, b, 124)); }
 
@@ -114,7 +117,8 @@ static void test_round_trip(lr_dataset *ds, const char *p) {
   // no temp file left behind
   DIR *d = opendir(g_dir);
   int tmp = 0;
-  for (struct dirent *e; (e = readdir(d));) tmp += strstr(e->d_name, ".tmp.") != NULL;
+  for (struct dirent *e; (e = readdir(d));)
+    tmp += strstr(e->d_name, ".tmp.") != NULL;
   closedir(d);
   t_check(tmp == 0, "binary: no temp file left after the rename");
 }
@@ -123,8 +127,8 @@ static void check_range_read(const lr_dataset *ds, const char *p, int64_t lo, in
   lr_dataset part;
   lr_error_clear();
   int rc = data_read_binary_users(&part, p, lo, hi);
-  t_check(rc == LR_OK && equal_range(ds, &part, lo, hi), "binary: users %lld..%lld",
-          (long long)lo, (long long)hi);
+  t_check(rc == LR_OK && equal_range(ds, &part, lo, hi), "binary: users %lld..%lld", (long long)lo,
+          (long long)hi);
   dataset_free(&part);
 }
 
@@ -225,8 +229,13 @@ static void test_flips(const char *p) {
 static void test_exhaustive_small(void) {
   static int64_t off[5] = {0, 3, 4, 8, 9}, uo[4] = {11, 12, 15, 40}, io[7] = {0, 5, 6, 7, 8, 9, 99};
   static int32_t it[9] = {1, 2, 3, 6, 4, 5, 6, 1, 2};
-  lr_dataset ds = {.n_users = 4, .n_items = 6, .n_inter = 9, .offsets = off, .items = it,
-                   .user_orig = uo, .item_orig = io};
+  lr_dataset ds = {.n_users = 4,
+                   .n_items = 6,
+                   .n_inter = 9,
+                   .offsets = off,
+                   .items = it,
+                   .user_orig = uo,
+                   .item_orig = io};
   const char *p = path_of("small.lrd"), *q = path_of("small_bad.lrd");
   int rc = data_write_binary(&ds, p);
   lr_dataset back;
@@ -276,15 +285,21 @@ static void test_exhaustive_small(void) {
 static void test_item_range(void) {
   static int64_t off[3] = {0, 2, 3}, uo[2] = {1, 2}, io[4] = {0, 1, 2, 3};
   static int32_t it[3] = {1, 2, 3};
-  lr_dataset ds = {.n_users = 2, .n_items = 3, .n_inter = 3, .offsets = off, .items = it,
-                   .user_orig = uo, .item_orig = io};
+  lr_dataset ds = {.n_users = 2,
+                   .n_items = 3,
+                   .n_inter = 3,
+                   .offsets = off,
+                   .items = it,
+                   .user_orig = uo,
+                   .item_orig = io};
   const char *p = path_of("range.lrd");
   data_write_binary(&ds, p);
   size_t n;
   unsigned char *b = read_all(p, &n);
   uint64_t boff = get_u64(b + 128);
   unsigned char raw[12];
-  for (int k = 0; k < 3; k++) put_u32(raw + 4 * k, (uint32_t)(k == 2 ? 4 : it[k]));
+  for (int k = 0; k < 3; k++)
+    put_u32(raw + 4 * k, (uint32_t)(k == 2 ? 4 : it[k]));
   size_t cap = ZSTD_compressBound(sizeof raw);
   unsigned char *out = malloc(boff + cap);
   memcpy(out, b, boff);

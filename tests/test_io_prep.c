@@ -148,7 +148,9 @@ static void test_chrono_and_remap(void) {
 }
 
 static void test_synthetic_filters(void) {
-  lr_data_opts o = {.format = LR_FMT_SYNTHETIC, .kcore = 10, .dedup = LR_DEDUP_FIRST,
+  lr_data_opts o = {.format = LR_FMT_SYNTHETIC,
+                    .kcore = 10,
+                    .dedup = LR_DEDUP_FIRST,
                     .synth = {.users = 500, .items = 400, .mean_len = 12, .zipf = 1.0, .seed = 3}};
   lr_dataset ds;
   lr_error_clear();
@@ -157,9 +159,11 @@ static void test_synthetic_filters(void) {
   int64_t *cnt = calloc((size_t)ds.n_items + 1, sizeof *cnt);
   for (int64_t u = 0; ok && u < ds.n_users; u++) {
     ok &= ds.offsets[u + 1] - ds.offsets[u] >= 10;
-    for (int64_t q = ds.offsets[u]; q < ds.offsets[u + 1]; q++) cnt[ds.items[q]]++;
+    for (int64_t q = ds.offsets[u]; q < ds.offsets[u + 1]; q++)
+      cnt[ds.items[q]]++;
   }
-  for (int64_t i = 1; ok && i <= ds.n_items; i++) ok &= cnt[i] >= 10;
+  for (int64_t i = 1; ok && i <= ds.n_items; i++)
+    ok &= cnt[i] >= 10;
   t_check(ok, "prep: synthetic data through a 10-core (%lld users, %lld items left)",
           (long long)ds.n_users, (long long)ds.n_items);
   free(cnt);
@@ -200,7 +204,8 @@ static int64_t find(const int64_t *a, int64_t n, int64_t v) {
 // data_load's result (rc, ds) matches the reference on records r.
 static int ref_matches(int rc, const lr_dataset *ds, rec *r, int64_t n, double min_rating,
                        lr_dedup dd, int64_t k) {
-  for (int64_t a = 0; a < n; a++) r[a].alive = min_rating <= 0 || r[a].r >= min_rating;
+  for (int64_t a = 0; a < n; a++)
+    r[a].alive = min_rating <= 0 || r[a].r >= min_rating;
   qsort(r, (size_t)n, sizeof *r, rec_cmp);
   for (int64_t a = 0; a < n; a++) {
     if (!r[a].alive || dd == LR_DEDUP_NONE) continue;
@@ -246,7 +251,8 @@ static int ref_matches(int rc, const lr_dataset *ds, rec *r, int64_t n, double m
     m++;
   }
   ok = ok && (U == 0 || (m == ds->n_inter && ds->item_orig[0] == 0));
-  for (int64_t j = 0; ok && j < I; j++) ok = ds->item_orig[j + 1] == is[j];
+  for (int64_t j = 0; ok && j < I; j++)
+    ok = ds->item_orig[j + 1] == is[j];
   free(us);
   free(is);
   return ok;
@@ -261,8 +267,11 @@ static void test_against_reference(void) {
     lr_rng4 w = lr_philox(77, 1, (uint32_t)a, 0, 0, 0);
     // sparse user ids, Zipf-ish items, few distinct timestamps (many ties)
     int64_t wu = w.v[0] % REF_USERS, wi = w.v[1] % REF_ITEMS;
-    r[a] = (rec){.u = wu * wu / REF_USERS * USER_STRIDE, .i = wi * wi * wi / (REF_ITEMS * REF_ITEMS),
-                 .idx = a, .r = 1 + w.v[2] % 5, .ts = (double)(w.v[3] % 20)};
+    r[a] = (rec){.u = wu * wu / REF_USERS * USER_STRIDE,
+                 .i = wi * wi * wi / (REF_ITEMS * REF_ITEMS),
+                 .idx = a,
+                 .r = 1 + w.v[2] % 5,
+                 .ts = (double)(w.v[3] % 20)};
     fprintf(f, "%lld::%lld::%g::%g\n", (long long)r[a].u, (long long)r[a].i, r[a].r, r[a].ts);
   }
   fclose(f);

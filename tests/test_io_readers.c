@@ -4,13 +4,13 @@
 // missing file; damaged and truncated compressed streams; a file large
 // enough to cross every buffer boundary.
 #define _GNU_SOURCE // nftw, mkdtemp
-#include <ftw.h>     // nftw
-#include <stdio.h>   // fopen, snprintf
-#include <stdlib.h>  // mkdtemp, malloc
-#include <string.h>  // strstr, strlen
-#include <unistd.h>  // unlink, rmdir
-#include <zlib.h>    // gzopen, gzwrite
-#include <zstd.h>    // ZSTD_compress
+#include <ftw.h>    // nftw
+#include <stdio.h>  // fopen, snprintf
+#include <stdlib.h> // mkdtemp, malloc
+#include <string.h> // strstr, strlen
+#include <unistd.h> // unlink, rmdir
+#include <zlib.h>   // gzopen, gzwrite
+#include <zstd.h>   // ZSTD_compress
 
 #include "dataset.h"
 #include "lr.h"
@@ -38,7 +38,9 @@ static void write_bytes(const char *path, const void *data, size_t n) {
   if (f) fclose(f);
 }
 
-static void write_text(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }
+static void write_text(const char *path, const char *text) {
+  write_bytes(path, text, strlen(text));
+}
 
 // gzip with `members` concatenated members (the text split between them).
 static void write_gz(const char *path, const char *text, size_t n, int members) {
@@ -183,12 +185,9 @@ static void test_bad_files(void) {
   bad_file("blank.dat", LR_FMT_MOVIELENS, "\n  \n\n", D, 3, "a file of blank lines");
   // csv
   bad_file("nohead.csv", LR_FMT_CSV, "1,2,3.5,100\n", D, 1, "a missing header");
-  bad_file("head.csv", LR_FMT_CSV, "user,item,rating,timestamp\n1,2,3,4\n", D, 1,
-           "a wrong header");
-  bad_file("head3.csv", LR_FMT_CSV, "userId,movieId,rating\n1,2,3\n", D, 1,
-           "a 3-column header");
-  bad_file("only.csv", LR_FMT_CSV, "userId,movieId,rating,timestamp\n", D, 1,
-           "a header-only file");
+  bad_file("head.csv", LR_FMT_CSV, "user,item,rating,timestamp\n1,2,3,4\n", D, 1, "a wrong header");
+  bad_file("head3.csv", LR_FMT_CSV, "userId,movieId,rating\n1,2,3\n", D, 1, "a 3-column header");
+  bad_file("only.csv", LR_FMT_CSV, "userId,movieId,rating,timestamp\n", D, 1, "a header-only file");
   bad_file("empty.csv", LR_FMT_CSV, "", D, 1, "an empty file");
   bad_file("fields.csv", LR_FMT_CSV, "userId,movieId,rating,timestamp\n1,2,3,4\n1,2,3\n", D, 3,
            "3 fields");
@@ -206,8 +205,7 @@ static void test_bad_files(void) {
   bad_file("dup.inter", LR_FMT_RECBOLE, "user_id:token\titem_id:token\tuser_id:token\n", D, 1,
            "a duplicate column");
   bad_file("fields.inter", LR_FMT_RECBOLE,
-           "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n1\t2\n", D, 3,
-           "a short line");
+           "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n1\t2\n", D, 3, "a short line");
   bad_file("ts.inter", LR_FMT_RECBOLE,
            "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n1\t2\tyesterday\n", D, 3,
            "a non-numeric timestamp");
@@ -228,7 +226,7 @@ static void test_bad_files(void) {
   lr_error_clear();
   int rc = data_load(&ds, &o);
   t_check(rc == LR_ERR_CONFIG && strstr(lr_error_msg(), p), "readers: sasrec with min_rating is "
-                                                           "a configuration error");
+                                                            "a configuration error");
 }
 
 static void test_long_line(void) {
@@ -246,8 +244,7 @@ static void test_missing_and_foreign(void) {
   lr_dataset ds;
   const char *p = path_of("does-not-exist.dat");
   int rc = load(&ds, LR_FMT_MOVIELENS, p);
-  t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), p) &&
-              strstr(lr_error_msg(), "No such file"),
+  t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), p) && strstr(lr_error_msg(), "No such file"),
           "readers: missing file is an I/O error naming path and reason");
   bad_file("x.bz2", LR_FMT_MOVIELENS, "BZh91AY&SY", LR_ERR_DATA, 1, "a bzip2 file");
   bad_file("x.lrd", LR_FMT_SASREC, "LRDATA01\x01\x00\x00\x00", LR_ERR_DATA, 1,
@@ -269,8 +266,7 @@ static void test_damaged_streams(void) {
   b[n / 2] ^= 0x55;
   write_bytes(gz, b, n);
   rc = load(&ds, LR_FMT_MOVIELENS, gz);
-  t_check(rc == LR_ERR_CORRUPT && strstr(lr_error_msg(), gz),
-          "readers: damaged gzip is corrupt");
+  t_check(rc == LR_ERR_CORRUPT && strstr(lr_error_msg(), gz), "readers: damaged gzip is corrupt");
   free(b);
   // truncated zstd
   const char *zs = path_of("t.dat.zst");
@@ -314,14 +310,17 @@ static void test_big_file(void) {
     lr_dataset ds;
     int rc = load(&ds, LR_FMT_CSV, path_of(names[v]));
     uint64_t s = 0;
-    for (int64_t k = 0; rc == LR_OK && k < ds.n_inter; k++) s += (uint64_t)ds.item_orig[ds.items[k]];
+    for (int64_t k = 0; rc == LR_OK && k < ds.n_inter; k++)
+      s += (uint64_t)ds.item_orig[ds.items[k]];
     int same = v == 0 || (ds.n_inter == ref.n_inter &&
                           !memcmp(ds.items, ref.items, (size_t)ds.n_inter * sizeof *ds.items));
     t_check(rc == LR_OK && ds.n_inter == n_lines && s == sum && same,
             "readers: %lld-line %s (%lld users)", (long long)n_lines, names[v],
             (long long)ds.n_users);
-    if (v == 0) ref = ds;
-    else dataset_free(&ds);
+    if (v == 0)
+      ref = ds;
+    else
+      dataset_free(&ds);
   }
   dataset_free(&ref);
   free(text);
@@ -329,7 +328,8 @@ static void test_big_file(void) {
 
 static void test_names(void) {
   int ok = 1;
-  for (int f = 0; f < LR_FMT_COUNT; f++) ok &= data_format_parse(data_format_name(f)) == f;
+  for (int f = 0; f < LR_FMT_COUNT; f++)
+    ok &= data_format_parse(data_format_name(f)) == f;
   ok &= data_format_parse("SASRec") == LR_FMT_SASREC && data_format_parse("parquet") == -1;
   ok &= data_dedup_parse("none") == LR_DEDUP_NONE && data_dedup_parse("first") == LR_DEDUP_FIRST &&
         data_dedup_parse("last") == LR_DEDUP_LAST && data_dedup_parse("all") == -1;

@@ -39,8 +39,8 @@ static int load_counts(lr_dataset *ds, const char *path, lr_data_format fmt, dou
   int rc = data_load(ds, &o);
   double dt = now_s() - t0;
   if (rc) printf("  %s\n", lr_error_msg());
-  int ok = rc == LR_OK && (U < 0 || ds->n_users == U) && (I < 0 || ds->n_items == I) &&
-           ds->n_inter == n;
+  int ok =
+      rc == LR_OK && (U < 0 || ds->n_users == U) && (I < 0 || ds->n_items == I) && ds->n_inter == n;
   t_check(ok, "real: %s: %lld users, %lld items, %lld interactions (%.2f s)", name,
           (long long)ds->n_users, (long long)ds->n_items, (long long)ds->n_inter, dt);
   return ok;
@@ -63,8 +63,7 @@ static void test_ml100k(void) {
     // user 1's first items in time (ties in file order), from
     // `awk -F'\t' '$1==1' u.data | sort -s -t$'\t' -k4,4n | head`
     static const int32_t first[10] = {168, 172, 165, 156, 196, 166, 187, 14, 250, 127};
-    t_check(identity_maps(&ds) && !memcmp(ds.items, first, sizeof first) &&
-                ds.offsets[1] == 272,
+    t_check(identity_maps(&ds) && !memcmp(ds.items, first, sizeof first) && ds.offsets[1] == 272,
             "real: ml-100k ids kept, user 1 chronological (272 ratings)");
   }
   dataset_free(&ds);

@@ -47,13 +47,14 @@ static void check_shape(const lr_dataset *ds, const lr_synth_opts *o, const char
       if (ok) seen[i] = (int32_t)(u + 1);
     }
   }
-  for (int64_t i = 0; ok && i <= ds->n_items; i++) ok &= ds->item_orig[i] == i;
+  for (int64_t i = 0; ok && i <= ds->n_items; i++)
+    ok &= ds->item_orig[i] == i;
   qsort(len, (size_t)ds->n_users, sizeof *len, cmp_i64);
   double mean = (double)ds->n_inter / (double)ds->n_users;
   int64_t median = len[ds->n_users / 2];
   t_check(ok, "synth: %s ids in range, lengths >= 3, no repeats, identity id maps", name);
-  t_check(fabs(mean - o->mean_len) <= 0.05 * o->mean_len,
-          "synth: %s mean length %.2f (asked %.2f)", name, mean, o->mean_len);
+  t_check(fabs(mean - o->mean_len) <= 0.05 * o->mean_len, "synth: %s mean length %.2f (asked %.2f)",
+          name, mean, o->mean_len);
   t_check(o->mean_len < 6 || (max > 4 * mean && (double)median < mean),
           "synth: %s lengths long-tailed (median %lld, mean %.1f, max %lld)", name,
           (long long)median, mean, (long long)max);
@@ -104,7 +105,8 @@ static void test_options(void) {
     ok &= rc == LR_ERR_CONFIG && ds.items == NULL && strstr(lr_error_msg(), "synthetic");
   }
   t_check(ok, "synth: options out of range are configuration errors");
-  lr_data_opts o = {.format = LR_FMT_SYNTHETIC, .min_rating = 3,
+  lr_data_opts o = {.format = LR_FMT_SYNTHETIC,
+                    .min_rating = 3,
                     .synth = {.users = 10, .items = 100, .mean_len = 10, .zipf = 1}};
   lr_dataset ds;
   lr_error_clear();
@@ -133,7 +135,8 @@ static void ndcg_pop_bigram(const lr_dataset *ds, double *ndcg_pop, double *ndcg
     int64_t b = ds->offsets[u], n = ds->offsets[u + 1] - b;
     if (n < 3) continue;
     users++;
-    for (int64_t t = 0; t < n - 1; t++) in_hist[ds->items[b + t]] = (int32_t)(u + 1);
+    for (int64_t t = 0; t < n - 1; t++)
+      in_hist[ds->items[b + t]] = (int32_t)(u + 1);
     int32_t target = ds->items[b + n - 1], last = ds->items[b + n - 2];
     const int32_t *row = bi + (int64_t)last * (I + 1);
     // rank = 1 + number of candidates scoring strictly higher (ties favour
