@@ -96,11 +96,22 @@ static void attn_layout(lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int6
                         attn_cache_layout *c, attn_scratch_layout *s) {
   LR_ASSERT(kind >= 0 && kind < LR_ATTN_COUNT);
   LR_ASSERT(B >= 0 && N >= 1 && H >= 1 && D >= H && D % H == 0);
-  attn_cache_layout c0 = {ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION,
-                          ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION, 0};
-  attn_scratch_layout s0 = {ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION,
-                            ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION,
-                            ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION, 0};
+  attn_cache_layout c0 = {ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION,
+                          ATTN_NO_REGION, ATTN_NO_REGION, ATTN_NO_REGION,
+                          ATTN_NO_REGION, ATTN_NO_REGION, 0};
+  attn_scratch_layout s0 = {ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            ATTN_NO_REGION,
+                            0};
   *c = c0;
   *s = s0;
   size_t b = (size_t)B, n = (size_t)N, dm = (size_t)D, h = (size_t)H, d = dm / h;
@@ -147,7 +158,7 @@ static void attn_layout(lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int6
     s->r = region(&s->total, d * (d + 1));
     s->vec = region(&s->total, 4 * dm);
     break;
-  default: LR_ASSERT(0 && "unknown attention kind");
+  default: break; // unreachable: kind checked above
   }
 }
 
@@ -170,9 +181,9 @@ size_t attn_scratch_elems(lr_attn_kind kind, int64_t B, int64_t N, int64_t D, in
 // lr_dgemm has no batched twin in gemm.h; the double path loops like
 // lr_sgemm_batched does.
 static void dgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64_t K,
-                          double alpha, const double *A, int64_t lda, int64_t sA,
-                          const double *B, int64_t ldb, int64_t sB, double beta, double *C,
-                          int64_t ldc, int64_t sC) {
+                          double alpha, const double *A, int64_t lda, int64_t sA, const double *B,
+                          int64_t ldb, int64_t sB, double beta, double *C, int64_t ldc,
+                          int64_t sC) {
   for (int64_t i = 0; i < batch; i++)
     lr_dgemm(ta, tb, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
 }
@@ -194,19 +205,20 @@ typedef float v4f_ __attribute__((vector_size(16)));
 typedef int32_t v4i_ __attribute__((vector_size(16)));
 enum { EXP4_ELU, EXP4_ELU_GRAD, EXP4_EXP };
 
-static inline v4f_ exp4_f32(v4f_ x, int what) {
+__attribute__((always_inline)) static inline v4f_ exp4_f32(v4f_ x, int what) {
   const v4i_ lim = (v4i_){0} + (int32_t)0xC2AE0000u; // bits of -87.0f
   v4i_ ix = (v4i_)x;
-  v4i_ xn_bits = ix & (ix >> 31);           // x if x < 0 (or -0), else +0
-  v4i_ big = (xn_bits > lim) & (xn_bits >> 31); // x < -87 (negative floats order reversed)
+  v4i_ xn_bits = ix & (ix < 0);               // x if x < 0 (or -0), else +0
+  v4i_ big = (xn_bits > lim) & (xn_bits < 0); // x < -87 (negative floats order reversed)
   xn_bits = (xn_bits & ~big) | (lim & big);
   v4f_ xn = (v4f_)xn_bits;
   v4f_ k = (xn * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
   v4f_ r = (xn - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-  v4f_ q = r + r * r *
-                   (0.5f + r * (0.16666667f +
-                                r * (0.041666668f +
-                                     r * (0.008333334f + r * (0.0013888889f + r * 0.0001984127f)))));
+  v4f_ q =
+      r + r * r *
+              (0.5f + r * (0.16666667f +
+                           r * (0.041666668f +
+                                r * (0.008333334f + r * (0.0013888889f + r * 0.0001984127f)))));
   v4f_ two_k = (v4f_)((__builtin_convertvector(k, v4i_) + 127) << 23);
   v4f_ nan_keep = 0.0f * x;
   if (what == EXP4_EXP) return two_k * q + two_k + nan_keep;
@@ -220,7 +232,9 @@ static inline v4f_ exp4_f32(v4f_ x, int what) {
   return (v4f_)((one & pos) | ((v4i_)e & ~pos));
 }
 
-static void exp4_run_f32(float *y, const float *x, int64_t n, int what) {
+// Inlined into each wrapper below so `what` is a constant there.
+__attribute__((always_inline)) static inline void exp4_run_f32(float *y, const float *x, int64_t n,
+                                                               int what) {
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
     v4f_ v;
@@ -244,13 +258,16 @@ static void exp_run_f32(float *y, const float *x, int64_t n) { exp4_run_f32(y, x
 
 // Double (the gradient-test path): libm, exact to the last bit that matters.
 static void elu_run_f64(double *y, const double *x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : expm1(x[i]);
+  for (int64_t i = 0; i < n; i++)
+    y[i] = x[i] > 0 ? x[i] : expm1(x[i]);
 }
 static void elu_grad_run_f64(double *y, const double *x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? 1.0 : exp(x[i]);
+  for (int64_t i = 0; i < n; i++)
+    y[i] = x[i] > 0 ? 1.0 : exp(x[i]);
 }
 static void exp_run_f64(double *y, const double *x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = exp(x[i]);
+  for (int64_t i = 0; i < n; i++)
+    y[i] = exp(x[i]);
 }
 
 #define real float

@@ -29,7 +29,7 @@
 #define LR_ATTN_ELU1_EPS 1e-6f
 // Causal linear kinds (linrec_causal, elu1) run in chunks of this many
 // positions: a masked GEMM inside a chunk plus a carried Dh x Dh state.
-#define LR_ATTN_CHUNK 64
+#define LR_ATTN_CHUNK 32
 
 typedef enum {
   LR_ATTN_SOFTMAX = 0,

@@ -21,6 +21,7 @@ static double at(const double *qkv, int which, int64_t b, int64_t m, int64_t j, 
 void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind, int64_t b,
                      int64_t h, int64_t N, int64_t D, int64_t H) {
   const int64_t d = D / H;
+  LR_ASSERT(kind >= 0 && kind < LR_ATTN_COUNT && n >= 0 && n <= N);
 #define Q(m, j) at(qkv, 0, b, m, j, h, N, D, H)
 #define K(m, j) at(qkv, 1, b, m, j, h, N, D, H)
   memset(W, 0, (size_t)(N * N) * sizeof(double));
@@ -28,71 +29,87 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind,
     double *w = W + i * N;
     // rho1(phi(q_i)) = phi(q_i) / (sqrt(d) ||phi(q_i)||), used by the LinRec kinds
     double qss = 0;
-    for (int64_t j = 0; j < d; j++) qss += elu(Q(i, j)) * elu(Q(i, j));
+    for (int64_t j = 0; j < d; j++)
+      qss += elu(Q(i, j)) * elu(Q(i, j));
     double qscale = 1.0 / (sqrt((double)d) * l2(qss));
     switch (kind) {
     case LR_ATTN_SOFTMAX: { // softmax_m<=i (q_i.k_m / sqrt(d))
       double mx = -INFINITY, sum = 0;
       for (int64_t m = 0; m <= i; m++) {
         double s = 0;
-        for (int64_t j = 0; j < d; j++) s += Q(i, j) * K(m, j);
+        for (int64_t j = 0; j < d; j++)
+          s += Q(i, j) * K(m, j);
         w[m] = s / sqrt((double)d);
         if (w[m] > mx) mx = w[m];
       }
-      for (int64_t m = 0; m <= i; m++) sum += (w[m] = exp(w[m] - mx));
-      for (int64_t m = 0; m <= i; m++) w[m] /= sum;
+      for (int64_t m = 0; m <= i; m++)
+        sum += (w[m] = exp(w[m] - mx));
+      for (int64_t m = 0; m <= i; m++)
+        w[m] /= sum;
       break;
     }
     case LR_ATTN_LINREC: // sum_j rho1(phi(Q))_ij rho2(phi(K))_mj, m < n (Eq. 9)
       for (int64_t j = 0; j < d; j++) {
         double kss = 0;
-        for (int64_t m = 0; m < n; m++) kss += elu(K(m, j)) * elu(K(m, j));
+        for (int64_t m = 0; m < n; m++)
+          kss += elu(K(m, j)) * elu(K(m, j));
         double kscale = 1.0 / (sqrt((double)n) * l2(kss));
-        for (int64_t m = 0; m < n; m++) w[m] += elu(Q(i, j)) * qscale * elu(K(m, j)) * kscale;
+        for (int64_t m = 0; m < n; m++)
+          w[m] += elu(Q(i, j)) * qscale * elu(K(m, j)) * kscale;
       }
       break;
     case LR_ATTN_LINREC_CODE: // rownorm(phi(q_i)) . rownorm(phi(k_m)) / sqrt(d), m < n
       for (int64_t m = 0; m < n; m++) {
         double kss = 0, dot = 0;
-        for (int64_t j = 0; j < d; j++) kss += elu(K(m, j)) * elu(K(m, j));
-        for (int64_t j = 0; j < d; j++) dot += elu(Q(i, j)) * elu(K(m, j));
+        for (int64_t j = 0; j < d; j++)
+          kss += elu(K(m, j)) * elu(K(m, j));
+        for (int64_t j = 0; j < d; j++)
+          dot += elu(Q(i, j)) * elu(K(m, j));
         w[m] = dot * qscale / l2(kss); // qscale already holds 1/(sqrt(d) ||phi(q_i)||)
       }
       break;
     case LR_ATTN_LINREC_CAUSAL: // sum_j rho1(phi(Q))_ij c_ij phi(K)_mj, m <= i
       for (int64_t j = 0; j < d; j++) {
         double kss = 0; // prefix norm over positions 0..i
-        for (int64_t m = 0; m <= i; m++) kss += elu(K(m, j)) * elu(K(m, j));
+        for (int64_t m = 0; m <= i; m++)
+          kss += elu(K(m, j)) * elu(K(m, j));
         double c = 1.0 / (sqrt((double)(i + 1)) * l2(kss));
-        for (int64_t m = 0; m <= i; m++) w[m] += elu(Q(i, j)) * qscale * c * elu(K(m, j));
+        for (int64_t m = 0; m <= i; m++)
+          w[m] += elu(Q(i, j)) * qscale * c * elu(K(m, j));
       }
       break;
     case LR_ATTN_ELU1: { // (phi+1)(q_i).(phi+1)(k_m) / (sum_m' ... + 1e-6), m <= i
       double den = 0;
       for (int64_t m = 0; m <= i; m++) {
         double s = 0;
-        for (int64_t j = 0; j < d; j++) s += (elu(Q(i, j)) + 1) * (elu(K(m, j)) + 1);
+        for (int64_t j = 0; j < d; j++)
+          s += (elu(Q(i, j)) + 1) * (elu(K(m, j)) + 1);
         w[m] = s;
         den += s;
       }
       den += (double)LR_ATTN_ELU1_EPS;
-      for (int64_t m = 0; m <= i; m++) w[m] /= den;
+      for (int64_t m = 0; m <= i; m++)
+        w[m] /= den;
       break;
     }
     case LR_ATTN_EFFICIENT: { // sum_j softmax_j(q_i)_j softmax_m(K_:j)_m, m < n
       double qmx = -INFINITY, qsum = 0;
-      for (int64_t j = 0; j < d; j++) qmx = Q(i, j) > qmx ? Q(i, j) : qmx;
-      for (int64_t j = 0; j < d; j++) qsum += exp(Q(i, j) - qmx);
+      for (int64_t j = 0; j < d; j++)
+        qmx = Q(i, j) > qmx ? Q(i, j) : qmx;
+      for (int64_t j = 0; j < d; j++)
+        qsum += exp(Q(i, j) - qmx);
       for (int64_t j = 0; j < d; j++) {
         double kmx = -INFINITY, ksum = 0;
-        for (int64_t m = 0; m < n; m++) kmx = K(m, j) > kmx ? K(m, j) : kmx;
-        for (int64_t m = 0; m < n; m++) ksum += exp(K(m, j) - kmx);
+        for (int64_t m = 0; m < n; m++)
+          kmx = K(m, j) > kmx ? K(m, j) : kmx;
+        for (int64_t m = 0; m < n; m++)
+          ksum += exp(K(m, j) - kmx);
         for (int64_t m = 0; m < n; m++)
           w[m] += exp(Q(i, j) - qmx) / qsum * exp(K(m, j) - kmx) / ksum;
       }
       break;
     }
-    default: LR_ASSERT(0 && "unknown attention kind");
+    default: break; // unreachable: kind checked above
     }
   }
 #undef Q
@@ -107,6 +124,7 @@ void ref_attn_forward(double *out, const double *qkv, const int32_t *lens, lr_at
   memset(out, 0, (size_t)(B * N * D) * sizeof(double));
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++) {
+      LR_ASSERT(lens[b] >= 0 && lens[b] <= N);
       ref_attn_matrix(W, qkv, lens[b], kind, b, h, N, D, H);
       for (int64_t i = 0; i < lens[b]; i++)
         for (int64_t m = 0; m < lens[b]; m++)

@@ -67,29 +67,31 @@ static void fwd_d(runner *r, const double *qkv) {
                    r->scratch);
 }
 static void bwd_d(runner *r, double *dqkv, const double *dout, const double *qkv) {
-  attn_backward_f64(dqkv, dout, qkv, r->cache, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D,
-                    r->s.H, r->scratch);
+  attn_backward_f64(dqkv, dout, qkv, r->cache, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
+                    r->scratch);
 }
 static void fwd_f(runner *r, const float *qkv) {
   attn_forward(r->out_f, r->cache_f, qkv, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
                r->scratch_f);
 }
 static void bwd_f(runner *r, float *dqkv, const float *dout, const float *qkv) {
-  attn_backward(dqkv, dout, qkv, r->cache_f, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D,
-                r->s.H, r->scratch_f);
+  attn_backward(dqkv, dout, qkv, r->cache_f, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
+                r->scratch_f);
 }
 
 // <out, R> after a forward.
 static double loss_d(runner *r, const double *qkv, const double *R) {
   fwd_d(r, qkv);
   double l = 0;
-  for (int64_t i = 0; i < n_out(r->s); i++) l += r->out[i] * R[i];
+  for (int64_t i = 0; i < n_out(r->s); i++)
+    l += r->out[i] * R[i];
   return l;
 }
 static double loss_f(runner *r, const float *qkv, const float *R) {
   fwd_f(r, qkv);
   double l = 0;
-  for (int64_t i = 0; i < n_out(r->s); i++) l += (double)r->out_f[i] * R[i];
+  for (int64_t i = 0; i < n_out(r->s); i++)
+    l += (double)r->out_f[i] * R[i];
   return l;
 }
 
@@ -150,8 +152,10 @@ static void test_f32(lr_attn_kind kind, shape s, int fd_check, uint64_t seed) {
   double *Rd = xcalloc((size_t)no, sizeof(double));
   t_fill_f(qf, nq, seed, 1.5f);
   t_fill_f(Rf, no, seed + 1, 1.0f);
-  for (int64_t i = 0; i < nq; i++) qd[i] = qf[i];
-  for (int64_t i = 0; i < no; i++) Rd[i] = Rf[i];
+  for (int64_t i = 0; i < nq; i++)
+    qd[i] = qf[i];
+  for (int64_t i = 0; i < no; i++)
+    Rd[i] = Rf[i];
   runner r = runner_new(kind, s);
   fwd_f(&r, qf);
   bwd_f(&r, dqf, Rf, qf);
@@ -190,7 +194,8 @@ static void test_ref(lr_attn_kind kind, shape s, uint64_t seed) {
   double *qd = xcalloc((size_t)nq, sizeof(double)), *ref = xcalloc((size_t)no, sizeof(double));
   float *qf = xcalloc((size_t)nq, sizeof(float));
   t_fill_f(qf, nq, seed, 1.5f);
-  for (int64_t i = 0; i < nq; i++) qd[i] = qf[i];
+  for (int64_t i = 0; i < nq; i++)
+    qd[i] = qf[i];
   runner r = runner_new(kind, s);
   ref_attn_forward(ref, qd, s.lens, kind, s.B, s.N, s.D, s.H);
   fwd_d(&r, qd);
@@ -229,7 +234,8 @@ static rowstats condition3_stats(lr_attn_kind kind, uint64_t seed, double lo, do
   double *qkv = xcalloc((size_t)nq, sizeof(double));
   double *W = xcalloc((size_t)(s.N * s.N), sizeof(double));
   t_fill_d(qkv, nq, seed, 1.0);
-  for (int64_t i = 0; i < nq; i++) qkv[i] = lo + (hi - lo) * (qkv[i] + 1) / 2;
+  for (int64_t i = 0; i < nq; i++)
+    qkv[i] = lo + (hi - lo) * (qkv[i] + 1) / 2;
   rowstats st = {INFINITY, -INFINITY, INFINITY, 0, 0};
   for (int64_t b = 0; b < s.B; b++)
     for (int64_t h = 0; h < s.H; h++) {
@@ -238,8 +244,10 @@ static rowstats condition3_stats(lr_attn_kind kind, uint64_t seed, double lo, do
         double pos = 0, neg = 0;
         for (int64_t m = 0; m < s.N; m++) {
           double w = W[i * s.N + m];
-          if (w > 0) pos += w;
-          else neg -= w;
+          if (w > 0)
+            pos += w;
+          else
+            neg -= w;
           st.min_entry = fmin(st.min_entry, w);
         }
         st.min_sum = fmin(st.min_sum, pos - neg);
@@ -291,7 +299,8 @@ static void test_padding(lr_attn_kind kind, uint64_t seed) {
   t_fill_d(qb, n_qkv(big), seed, 1.5);
   t_fill_d(gb, n_out(big), seed + 1, 1.0);
   for (int64_t t = n; t < big.N; t++) // garbage in the padding of sequence 0
-    for (int64_t c = 0; c < D3; c++) qb[t * D3 + c] = 40.0 * (((t + c) % 3) - 1.0);
+    for (int64_t c = 0; c < D3; c++)
+      qb[t * D3 + c] = 40.0 * (((t + c) % 3) - 1.0);
   memcpy(qs, qb, (size_t)(n * D3) * sizeof(double));
   memcpy(gs, gb, (size_t)(n * D) * sizeof(double));
   runner rb = runner_new(kind, big), rs = runner_new(kind, small);
@@ -308,11 +317,15 @@ static void test_padding(lr_attn_kind kind, uint64_t seed) {
     md = fmax(md, fabs(dqb[i] - dqs[i]));
     mr = fmax(mr, fabs(dqs[i]));
   }
-  for (int64_t i = n * D; i < big.N * D; i++) pad = fmax(pad, fabs(rb.out[i]));
-  for (int64_t i = n * D3; i < big.N * D3; i++) pad = fmax(pad, fabs(dqb[i]));
+  for (int64_t i = n * D; i < big.N * D; i++)
+    pad = fmax(pad, fabs(rb.out[i]));
+  for (int64_t i = n * D3; i < big.N * D3; i++)
+    pad = fmax(pad, fabs(dqb[i]));
   int finite = 1;
-  for (int64_t i = 0; i < n_out(big); i++) finite &= isfinite(rb.out[i]);
-  for (int64_t i = 0; i < n_qkv(big); i++) finite &= isfinite(dqb[i]);
+  for (int64_t i = 0; i < n_out(big); i++)
+    finite &= isfinite(rb.out[i]);
+  for (int64_t i = 0; i < n_qkv(big); i++)
+    finite &= isfinite(dqb[i]);
   t_check(md <= 1e-12 * mr && pad == 0 && finite,
           "padding invariance f64 %-13s (max diff %.3g, max padded |out|,|grad| %.3g)",
           attn_kind_name(kind), md, pad);
@@ -324,10 +337,14 @@ static void test_padding(lr_attn_kind kind, uint64_t seed) {
   float *qsf = xcalloc((size_t)n_qkv(small), sizeof(float));
   float *gsf = xcalloc((size_t)n_out(small), sizeof(float));
   float *dqsf = xcalloc((size_t)n_qkv(small), sizeof(float));
-  for (int64_t i = 0; i < n_qkv(big); i++) qbf[i] = (float)qb[i];
-  for (int64_t i = 0; i < n_out(big); i++) gbf[i] = (float)gb[i];
-  for (int64_t i = 0; i < n_qkv(small); i++) qsf[i] = (float)qs[i];
-  for (int64_t i = 0; i < n_out(small); i++) gsf[i] = (float)gs[i];
+  for (int64_t i = 0; i < n_qkv(big); i++)
+    qbf[i] = (float)qb[i];
+  for (int64_t i = 0; i < n_out(big); i++)
+    gbf[i] = (float)gb[i];
+  for (int64_t i = 0; i < n_qkv(small); i++)
+    qsf[i] = (float)qs[i];
+  for (int64_t i = 0; i < n_out(small); i++)
+    gsf[i] = (float)gs[i];
   fwd_f(&rb, qbf);
   bwd_f(&rb, dqbf, gbf, qbf);
   fwd_f(&rs, qsf);
@@ -341,8 +358,10 @@ static void test_padding(lr_attn_kind kind, uint64_t seed) {
     md = fmax(md, fabs((double)dqbf[i] - dqsf[i]));
     mr = fmax(mr, fabs((double)dqsf[i]));
   }
-  for (int64_t i = n * D; i < big.N * D; i++) pad = fmax(pad, fabs((double)rb.out_f[i]));
-  for (int64_t i = n * D3; i < big.N * D3; i++) pad = fmax(pad, fabs((double)dqbf[i]));
+  for (int64_t i = n * D; i < big.N * D; i++)
+    pad = fmax(pad, fabs((double)rb.out_f[i]));
+  for (int64_t i = n * D3; i < big.N * D3; i++)
+    pad = fmax(pad, fabs((double)dqbf[i]));
   t_check(md <= 1e-6 * mr && pad == 0,
           "padding invariance f32 %-13s (max diff %.3g, max padded |out|,|grad| %.3g)",
           attn_kind_name(kind), md, pad);
@@ -351,7 +370,8 @@ static void test_padding(lr_attn_kind kind, uint64_t seed) {
   free(qbf), free(gbf), free(dqbf), free(qsf), free(gsf), free(dqsf);
 }
 
-// ---- 6. backward accumulates ---------------------------------------------------------------------
+// ---- 6. backward accumulates
+// ---------------------------------------------------------------------
 
 static void test_accumulate(lr_attn_kind kind, uint64_t seed) {
   shape s = {2, 70, 8, 2, {70, 9}};
@@ -366,7 +386,8 @@ static void test_accumulate(lr_attn_kind kind, uint64_t seed) {
   bwd_f(&r, d1, g, q);
   bwd_f(&r, d2, g, q);
   bwd_f(&r, d2, g, q);
-  for (int64_t i = 0; i < nq; i++) twice[i] = 2.0 * d1[i];
+  for (int64_t i = 0; i < nq; i++)
+    twice[i] = 2.0 * d1[i];
   char name[128];
   snprintf(name, sizeof name, "backward accumulates %-13s", attn_kind_name(kind));
   t_close_f(d2, twice, nq, 1e-6, name);
@@ -374,7 +395,8 @@ static void test_accumulate(lr_attn_kind kind, uint64_t seed) {
   free(q), free(g), free(d1), free(d2), free(twice);
 }
 
-// ---- main ------------------------------------------------------------------------------------------
+// ---- main
+// ------------------------------------------------------------------------------------------
 
 int main(void) {
   t_check(attn_kind_parse("linrec_causal") == LR_ATTN_LINREC_CAUSAL &&
@@ -387,21 +409,28 @@ int main(void) {
 
   const shape tiny = {2, 7, 8, 2, {7, 4}};
   const shape chunked = {2, 150, 8, 2, {150, 83}};
+  const shape short_wide = {2, 3, 16, 2, {3, 2}}; // N < Dh
+  const shape odd = {2, 9, 5, 1, {9, 6}};         // 2D not a multiple of the float SIMD width
   const shape ref_shapes[] = {
       {2, 7, 8, 2, {7, 4}},
       {2, 150, 16, 2, {150, 97}},
-      {3, LR_ATTN_CHUNK, 16, 4, {LR_ATTN_CHUNK, 1, 33}},
+      {3, LR_ATTN_CHUNK, 16, 4, {LR_ATTN_CHUNK, 1, LR_ATTN_CHUNK / 2 + 1}},
       {1, 2 * LR_ATTN_CHUNK + 2, 8, 1, {2 * LR_ATTN_CHUNK + 1}},
+      {1, 70, 64, 2, {70}}, // Dh = 32
+      {2, 9, 5, 1, {9, 6}},
   };
   for (int k = 0; k < LR_ATTN_COUNT; k++) {
     lr_attn_kind kind = (lr_attn_kind)k;
     uint64_t seed = 1000 + 10 * (uint64_t)k;
     test_fd_f64(kind, tiny, n_qkv(tiny), seed);
     test_fd_f64(kind, chunked, 400, seed + 1);
+    test_fd_f64(kind, short_wide, n_qkv(short_wide), seed + 5);
+    test_fd_f64(kind, odd, n_qkv(odd), seed + 6);
     test_f32(kind, tiny, 1, seed + 2);
+    test_f32(kind, odd, 1, seed + 7);
     test_f32(kind, ref_shapes[1], 0, seed + 3);
     for (size_t i = 0; i < sizeof ref_shapes / sizeof ref_shapes[0]; i++)
-      test_ref(kind, ref_shapes[i], seed + 4 + i);
+      test_ref(kind, ref_shapes[i], seed + 100 + i);
     test_padding(kind, seed + 8);
     test_accumulate(kind, seed + 9);
   }
