@@ -388,7 +388,7 @@ static int check_range(const bin_file *f, uint64_t at, const char *what, uint64_
 
 static int header_decode(bin_file *f, const unsigned char *b) {
   bin_header *h = &f->h;
-  if (memcmp(b, BIN_MAGIC, 8)) {
+  if (memcmp(b, BIN_MAGIC, 8) != 0) {
     char found[9];
     for (int k = 0; k < 8; k++)
       found[k] = b[k] >= 32 && b[k] < 127 ? (char)b[k] : '?';

@@ -47,6 +47,7 @@ static int idmap_grow(lr_idmap_ *m) {
 }
 
 int idmap_get_(lr_idmap_ *m, int64_t key, int32_t *idx, const char *what) {
+  *idx = -1;
   if ((m->n + 1) * 2 > m->cap) LR_CALL(idmap_grow(m));
   uint64_t mask = (uint64_t)(m->cap - 1), h = mix64((uint64_t)key) & mask;
   while (m->keys[h] >= 0) {
@@ -106,7 +107,7 @@ nomem:
 
 int raw_push_(lr_raw_ *r, int64_t user_orig, int64_t item_orig, double ts) {
   if (r->n == r->cap) LR_CALL(raw_grow(r));
-  int32_t u, i;
+  int32_t u = -1, i = -1;
   if (r->has_last && r->last_user == user_orig) {
     u = r->last_idx;
   } else {

@@ -267,7 +267,7 @@ static int recbole_header(reader *r, char *line, int col[4], int *n_cols) {
              "token_seq or float_seq)",
              r->path, f[c], type);
     for (int k = 0; k < 4; k++) {
-      if (strcmp(f[c], names[k])) continue;
+      if (strcmp(f[c], names[k]) != 0) continue;
       LR_CHECK(col[k] < 0, LR_ERR_DATA, "%s:1: bad header: column '%s' appears twice", r->path,
                names[k]);
       LR_CHECK(scalar, LR_ERR_DATA, "%s:1: bad header: column '%s' must be token or float, not %s",
@@ -285,7 +285,7 @@ static int recbole_header(reader *r, char *line, int col[4], int *n_cols) {
 static int read_recbole(reader *r) {
   char *line, *f[MAX_COLS];
   size_t len;
-  int col[4], n_cols = 0;
+  int col[4] = {-1, -1, -1, -1}, n_cols = 0;
   LR_CALL(linestream_next(r->ls, &line, &len));
   if (!line) return LR_OK;
   LR_CALL(recbole_header(r, line, col, &n_cols));

@@ -158,12 +158,9 @@ static int decode(lr_linestream *s, char *out, size_t room, size_t *got) {
 
 // Name a compression or file type we recognise but do not read, or NULL.
 static const char *foreign_magic(const unsigned char *b, size_t n) {
+  static const unsigned char xz[6] = {0xFD, '7', 'z', 'X', 'Z', 0x00};
   if (n >= 3 && b[0] == 'B' && b[1] == 'Z' && b[2] == 'h') return "bzip2-compressed";
-  if (n >= 6 && !memcmp(b,
-                        "\xFD"
-                        "7zXZ\x00",
-                        6))
-    return "xz-compressed";
+  if (n >= 6 && !memcmp(b, xz, 6)) return "xz-compressed";
   if (n >= 4 && !memcmp(b, "PK\x03\x04", 4)) return "a zip archive";
   if (n >= 8 && !memcmp(b, "LRDATA01", 8)) return "a linrec binary dataset (use format binary)";
   return NULL;

@@ -83,6 +83,7 @@ static int64_t topic_draw(const synth_model *m, uint32_t w) {
 // Item of topic t with Zipf rank drawn from w.
 static int32_t topic_item(const synth_model *m, int64_t t, uint32_t w) {
   int64_t n = topic_size(m, t);
+  LR_ASSERT(n >= 1); // T <= I, so every topic has an item
   int64_t r = cdf_find(m->rank_cdf, n, lr_u01(w) * m->rank_cdf[n - 1]);
   return m->item_of[r * m->T + t];
 }
