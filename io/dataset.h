@@ -69,7 +69,7 @@ typedef struct {
 // min_rating > 0 with a source that has no ratings is LR_ERR_CONFIG.
 // Ratings and timestamps are finite decimal numbers; blank lines are
 // skipped; a line over 1 MiB is an error. Memory: about 24 bytes per
-// interaction at the peak (20M-line ratings.csv: ~7 s, ~0.4 GB).
+// interaction at the peak (a 20M-line ratings.csv: about 8 s, 0.5 GB).
 // Text files may be plain, gzip or zstd (detected by magic bytes) and are
 // streamed. Errors: LR_ERR_IO (missing file), LR_ERR_DATA with
 // "path:line: reason" for malformed input, LR_ERR_CORRUPT for a bad binary

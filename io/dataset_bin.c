@@ -27,7 +27,8 @@
 // Every zstd frame records its content size and an XXH64 content checksum
 // (verified by libzstd); the crc32s (zlib) cover the compressed bytes. The
 // reader checks, in order: size >= header, magic, version, header crc,
-// header size field, file size, flags, counts, that each section starts
+// header size field, file size, flags, counts (<= 2^40 users, 2^48
+// interactions, 2^31-1 items), that each section starts
 // where the previous one ends, the index crc and its user/interaction
 // ranges, then per section read: crc32, frame content size, zstd checksum,
 // lengths against the index, item ids within 1..n_items. Any failure is
@@ -58,6 +59,8 @@
 #define BLOCK_MAX_USERS 65536
 #define BLOCK_CLOSE_INTER ((int64_t)1 << 20)
 #define ZSTD_LEVEL 3
+#define MAX_USERS ((int64_t)1 << 40) // sanity bounds on header counts: sizes
+#define MAX_INTER ((int64_t)1 << 48) // computed from them cannot overflow
 #define HINT "\nHINT: the dataset file is damaged or incomplete; re-run `linrec prep` to rebuild it"
 
 typedef struct {
@@ -195,9 +198,10 @@ static int put_frame(writer *w, size_t raw_bytes, uint64_t *pos, uint64_t *off, 
 
 // Check what data_read_binary will check, so a bad dataset fails here.
 static int check_dataset(const lr_dataset *ds, const char *path) {
-  LR_CHECK(ds && ds->n_users >= 0 && ds->n_items >= 0 && ds->n_items <= INT32_MAX &&
-               ds->n_inter >= 0 && ds->offsets && ds->item_orig &&
-               (ds->n_users == 0 || ds->user_orig) && (ds->n_inter == 0 || ds->items),
+  LR_CHECK(ds && ds->n_users >= 0 && ds->n_users <= MAX_USERS && ds->n_items >= 0 &&
+               ds->n_items <= INT32_MAX && ds->n_inter >= 0 && ds->n_inter <= MAX_INTER &&
+               ds->offsets && ds->item_orig && (ds->n_users == 0 || ds->user_orig) &&
+               (ds->n_inter == 0 || ds->items),
            LR_ERR_ARG, "%s: dataset to write is incomplete (counts or arrays missing)", path);
   LR_CHECK(ds->offsets[0] == 0 && ds->offsets[ds->n_users] == ds->n_inter, LR_ERR_ARG,
            "%s: dataset offsets run 0..%lld, expected 0..%lld", path,
@@ -426,8 +430,10 @@ static int header_decode(bin_file *f, const unsigned char *b) {
   if (h->flags != 0)
     return LR_CORRUPT(f->path, 40, "flags expected 0, found %#llx" HINT,
                       (unsigned long long)h->flags);
-  if (h->n_users < 0 || h->n_items < 0 || h->n_items > INT32_MAX || h->n_inter < 0 ||
-      h->n_blocks < 0 || h->n_blocks > h->n_users || (h->n_users > 0 && h->n_blocks == 0))
+  if (h->n_users < 0 || h->n_users > MAX_USERS || h->n_items < 0 || h->n_items > INT32_MAX ||
+      h->n_inter < 0 || h->n_inter > MAX_INTER || h->n_blocks < 0 || h->n_blocks > h->n_users ||
+      (h->n_users > 0 && h->n_blocks == 0) ||
+      (uint64_t)h->n_blocks > (f->size - HEADER_BYTES) / INDEX_ENTRY_BYTES)
     return LR_CORRUPT(f->path, 16,
                       "counts out of range: %lld users, %lld items, %lld "
                       "interactions, %lld blocks" HINT,
@@ -518,9 +524,11 @@ static int bin_open(bin_file *f, const char *path) {
 }
 
 // Read the zstd frame at [off, off+bytes), check its crc32 and that it holds
-// exactly raw_bytes, decompress into out.
+// exactly raw_bytes, then decompress into *out (allocated only after those
+// checks, so a damaged size cannot ask for a huge buffer; caller frees).
 static int read_frame(const bin_file *f, const char *what, uint64_t off, uint64_t bytes,
-                      uint32_t want_crc, void *out, size_t raw_bytes) {
+                      uint32_t want_crc, size_t raw_bytes, unsigned char **out) {
+  *out = NULL;
   unsigned char *comp = malloc(bytes ? bytes : 1);
   LR_CHECK(comp, LR_ERR_NOMEM, "%s: out of memory reading %s", f->path, what);
   int rc = pread_all(f, comp, bytes, off);
@@ -534,81 +542,75 @@ static int read_frame(const bin_file *f, const char *what, uint64_t off, uint64_
       rc = LR_CORRUPT(f->path, (int64_t)off, "%s: zstd frame holds %lld bytes, expected %zu" HINT,
                       what, cs >= ZSTD_CONTENTSIZE_ERROR ? -1LL : (long long)cs, raw_bytes);
   }
+  if (rc == LR_OK && !(*out = malloc(raw_bytes ? raw_bytes : 1)))
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for %s (%zu bytes)", f->path,
+                  what, raw_bytes);
   if (rc == LR_OK) {
-    size_t n = ZSTD_decompress(out, raw_bytes, comp, bytes);
+    size_t n = ZSTD_decompress(*out, raw_bytes, comp, bytes);
     if (ZSTD_isError(n) || n != raw_bytes)
       rc = LR_CORRUPT(f->path, (int64_t)off, "%s: zstd: %s" HINT, what,
                       ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame");
   }
   free(comp);
+  if (rc != LR_OK) {
+    free(*out);
+    *out = NULL;
+  }
   return rc;
 }
 
 // Read the per-user lengths; check them against the index.
 static int bin_read_lengths(bin_file *f) {
   int64_t U = f->h.n_users;
-  unsigned char *raw = malloc((size_t)(U ? U : 1) * 4);
+  unsigned char *raw;
+  LR_CALL(read_frame(f, "lengths section", f->h.len_off, f->h.len_bytes, f->h.len_crc,
+                     (size_t)U * 4, &raw));
   f->lens = malloc((size_t)(U ? U : 1) * sizeof *f->lens);
-  if (!raw || !f->lens) {
+  if (!f->lens) {
     free(raw);
     return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for %lld users", f->path,
                     (long long)U);
   }
-  int rc = read_frame(f, "lengths section", f->h.len_off, f->h.len_bytes, f->h.len_crc, raw,
-                      (size_t)U * 4);
-  for (int64_t u = 0; rc == LR_OK && u < U; u++)
+  for (int64_t u = 0; u < U; u++)
     f->lens[u] = get_u32(raw + 4 * u);
   free(raw);
-  for (int64_t k = 0; rc == LR_OK && k < f->h.n_blocks; k++) {
+  for (int64_t k = 0; k < f->h.n_blocks; k++) {
     const bin_block *x = &f->blocks[k];
     int64_t sum = 0;
     for (int64_t u = x->first_user; u < x->first_user + x->n_users; u++)
       sum += f->lens[u];
     if (sum != x->n_inter)
-      rc = LR_CORRUPT(f->path, (int64_t)f->h.len_off,
-                      "lengths of block %lld users sum to %lld, index says %lld" HINT, (long long)k,
-                      (long long)sum, (long long)x->n_inter);
+      return LR_CORRUPT(f->path, (int64_t)f->h.len_off,
+                        "lengths of block %lld users sum to %lld, index says %lld" HINT,
+                        (long long)k, (long long)sum, (long long)x->n_inter);
   }
-  return rc;
-}
-
-static int read_maps(const bin_file *f, lr_dataset *ds, int64_t lo, int64_t hi) {
-  int64_t U = f->h.n_users, I = f->h.n_items;
-  size_t raw_bytes = (size_t)(U + I + 1) * 8;
-  unsigned char *raw = malloc(raw_bytes);
-  LR_CHECK(raw, LR_ERR_NOMEM, "%s: out of memory for the id maps", f->path);
-  int rc =
-      read_frame(f, "maps section", f->h.maps_off, f->h.maps_bytes, f->h.maps_crc, raw, raw_bytes);
-  if (rc == LR_OK) {
-    for (int64_t u = lo; u < hi; u++)
-      ds->user_orig[u - lo] = (int64_t)get_u64(raw + 8 * u);
-    for (int64_t i = 0; i <= I; i++)
-      ds->item_orig[i] = (int64_t)get_u64(raw + 8 * (U + i));
-  }
-  free(raw);
-  return rc;
+  return LR_OK;
 }
 
 // Decompress block k and copy the items of users [lo, hi) that it holds.
 static int read_block(const bin_file *f, int64_t k, const int64_t *goff, lr_dataset *ds, int64_t lo,
-                      int64_t hi, unsigned char *raw) {
+                      int64_t hi) {
   const bin_block *x = &f->blocks[k];
   char what[96];
   snprintf(what, sizeof what, "block %lld (users %lld..%lld)", (long long)k,
            (long long)x->first_user, (long long)(x->first_user + x->n_users - 1));
-  LR_CALL(read_frame(f, what, x->off, x->bytes, x->crc, raw, (size_t)x->n_inter * 4));
+  unsigned char *raw;
+  LR_CALL(read_frame(f, what, x->off, x->bytes, x->crc, (size_t)x->n_inter * 4, &raw));
   for (int64_t p = 0; p < x->n_inter; p++) {
     uint32_t v = get_u32(raw + 4 * p);
-    if (v < 1 || v > (uint64_t)f->h.n_items)
+    if (v < 1 || v > (uint64_t)f->h.n_items) {
+      free(raw);
       return LR_CORRUPT(f->path, (int64_t)x->off,
                         "%s: item id %u at position %lld, expected 1..%lld" HINT, what, v,
                         (long long)p, (long long)f->h.n_items);
+    }
   }
   int64_t u0 = x->first_user > lo ? x->first_user : lo;
   int64_t u1 = x->first_user + x->n_users < hi ? x->first_user + x->n_users : hi;
   int64_t base = goff[x->first_user];
   for (int64_t p = goff[u0]; p < goff[u1]; p++)
     ds->items[p - goff[lo]] = (int32_t)get_u32(raw + 4 * (p - base));
+  free(raw);
   return LR_OK;
 }
 
@@ -623,45 +625,45 @@ static int64_t *global_offsets(const bin_file *f) {
 }
 
 static int read_users(lr_dataset *ds, bin_file *f, int64_t lo, int64_t hi, int all) {
-  if (all) lo = 0, hi = f->h.n_users;
-  LR_CHECK(0 <= lo && lo <= hi && hi <= f->h.n_users, LR_ERR_ARG,
-           "%s: user range %lld..%lld outside 0..%lld", f->path, (long long)lo, (long long)hi,
-           (long long)f->h.n_users);
+  int64_t U = f->h.n_users, I = f->h.n_items;
+  if (all) lo = 0, hi = U;
+  LR_CHECK(0 <= lo && lo <= hi && hi <= U, LR_ERR_ARG, "%s: user range %lld..%lld outside 0..%lld",
+           f->path, (long long)lo, (long long)hi, (long long)U);
   LR_CALL(bin_read_lengths(f));
-  int64_t *goff = global_offsets(f);
-  LR_CHECK(goff, LR_ERR_NOMEM, "%s: out of memory for offsets", f->path);
-  int rc = LR_OK;
-  unsigned char *raw = NULL;
+  unsigned char *maps = NULL;
+  int64_t *goff = NULL;
+  int rc = read_frame(f, "maps section", f->h.maps_off, f->h.maps_bytes, f->h.maps_crc,
+                      (size_t)(U + I + 1) * 8, &maps);
+  if (rc != LR_OK) goto done;
+  if (!(goff = global_offsets(f))) {
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for offsets", f->path);
+    goto done;
+  }
   ds->n_users = hi - lo;
-  ds->n_items = f->h.n_items;
+  ds->n_items = I;
   ds->n_inter = goff[hi] - goff[lo];
   ds->user_first = lo;
   ds->offsets = lr_calloc((size_t)ds->n_users + 1, sizeof *ds->offsets, "dataset offsets");
   ds->items = lr_calloc((size_t)ds->n_inter, sizeof *ds->items, "dataset items");
   ds->user_orig = lr_calloc((size_t)ds->n_users, sizeof *ds->user_orig, "dataset user ids");
-  ds->item_orig = lr_calloc((size_t)ds->n_items + 1, sizeof *ds->item_orig, "dataset item ids");
+  ds->item_orig = lr_calloc((size_t)I + 1, sizeof *ds->item_orig, "dataset item ids");
   if (!ds->offsets || !ds->items || !ds->user_orig || !ds->item_orig) {
     rc = LR_ERR_NOMEM;
     goto done;
   }
   for (int64_t u = lo; u <= hi; u++)
     ds->offsets[u - lo] = goff[u] - goff[lo];
-  if ((rc = read_maps(f, ds, lo, hi)) != LR_OK) goto done;
-  int64_t biggest = 0;
-  for (int64_t k = 0; k < f->h.n_blocks; k++)
-    if (f->blocks[k].n_inter > biggest) biggest = f->blocks[k].n_inter;
-  raw = malloc((size_t)(biggest ? biggest : 1) * 4);
-  if (!raw) {
-    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for a block", f->path);
-    goto done;
-  }
+  for (int64_t u = lo; u < hi; u++)
+    ds->user_orig[u - lo] = (int64_t)get_u64(maps + 8 * u);
+  for (int64_t i = 0; i <= I; i++)
+    ds->item_orig[i] = (int64_t)get_u64(maps + 8 * (U + i));
   for (int64_t k = 0; k < f->h.n_blocks && rc == LR_OK; k++) {
     const bin_block *x = &f->blocks[k];
     if (x->first_user + x->n_users <= lo || x->first_user >= hi) continue;
-    rc = read_block(f, k, goff, ds, lo, hi, raw);
+    rc = read_block(f, k, goff, ds, lo, hi);
   }
 done:
-  free(raw);
+  free(maps);
   free(goff);
   if (rc != LR_OK) dataset_free(ds);
   return rc;

@@ -35,7 +35,6 @@ typedef struct {
   lr_raw_ *raw;
   double min_rating;    // > 0: drop ratings below
   int64_t n_data_lines; // non-blank lines after any header
-  int64_t n_dropped;    // lines dropped by min_rating
 } reader;
 
 static long long lineno(const reader *r) { return (long long)linestream_lineno(r->ls); }
@@ -178,10 +177,7 @@ static int take(reader *r, const char *user_s, const char *item_s, const char *r
   if (rating_s && !parse_num(rating_s, &rating)) return bad_num(r, "rating", rating_s);
   if (ts_s && !parse_num(ts_s, &ts)) return bad_num(r, "timestamp", ts_s);
   r->n_data_lines++;
-  if (rating_s && r->min_rating > 0 && rating < r->min_rating) {
-    r->n_dropped++;
-    return LR_OK;
-  }
+  if (rating_s && r->min_rating > 0 && rating < r->min_rating) return LR_OK;
   return raw_push_(r->raw, u, i, ts);
 }
 
