@@ -43,7 +43,7 @@ want=$(grep '"split":"test"' "$m" | grep -o '"ndcg@10":[0-9.]*')
 got=$(grep -o '"ndcg@10":[0-9.]*' "$tmp/model.json")
 check "eval of the saved model reproduces train's test ndcg@10 ($want vs $got)" test "$want" = "$got"
 
-"$bin" recommend --model "$tmp/run/model.lrm" --users 0,5 --k 5 > "$tmp/rec.json"
+"$bin" recommend --model "$tmp/run/model.lrm" --users 1,6 --k 5 > "$tmp/rec.json"
 check "recommend exits 0" test $? -eq 0
 check "recommend prints one line per user with 5 items" \
   test "$(grep -c '"items":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*,[0-9]*\]' "$tmp/rec.json")" -eq 2
