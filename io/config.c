@@ -430,8 +430,11 @@ void config_print_keys(FILE *f, int markdown) {
   for (size_t i = 0; i < N_KEYS; i++) {
     const key_def *k = &KEYS[i];
     if (markdown) {
+      char choices[256] = ""; // '|' would split the Markdown cell
+      for (const char *p = k->choices; p && *p && strlen(choices) < sizeof choices - 3; p++)
+        strncat(choices, *p == '|' ? ", " : (char[]){*p, 0}, sizeof choices - strlen(choices) - 1);
       fprintf(f, "| `%s` | %s%s%s%s | `%s` | %s |\n", k->name, type_name(k),
-              k->choices ? " (" : "", k->choices ? k->choices : "", k->choices ? ")" : "",
+              k->choices ? " (" : "", choices, k->choices ? ")" : "",
               k->def[0] ? k->def : "\"\"", k->help);
     } else {
       fprintf(f, "  %-26s %-7s default %-10s %s%s%s%s\n", k->name, type_name(k),

@@ -26,7 +26,7 @@ typedef struct {
   const char *cmd;
   const char *config_path, *out, *model, *users, *split;
   const char *sets[256];
-  int n_sets, k, include_history, help;
+  int n_sets, k, include_history, help, markdown;
 } cli;
 
 // ---- help -----------------------------------------------------------------------------
@@ -67,7 +67,8 @@ static void usage_cmd(FILE *f, const char *cmd) {
   fprintf(f, "\ncommon options:\n"
              "  --config FILE      JSON config (nested objects or dotted keys)\n"
              "  --set key=value    override one key (repeatable)\n"
-             "  --out PATH         output directory (train) or file (prep)\n\n"
+             "  --out PATH         output directory (train) or file (prep)\n"
+             "  --help [--markdown]  this text (--markdown: the key table as Markdown)\n\n"
              "config keys:\n");
   config_print_keys(f, 0);
 }
@@ -86,6 +87,7 @@ static int parse_args(cli *a, int argc, char **argv) {
   if (i + 1 >= argc) return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "%s needs a value", o);
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) a->help = 1;
     else if (!strcmp(o, "--include-history")) a->include_history = 1;
+    else if (!strcmp(o, "--markdown")) a->markdown = 1;
     else if (!strcmp(o, "--config")) { NEED_VALUE a->config_path = argv[++i]; }
     else if (!strcmp(o, "--out")) { NEED_VALUE a->out = argv[++i]; }
     else if (!strcmp(o, "--model")) { NEED_VALUE a->model = argv[++i]; }
@@ -321,6 +323,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "linrec: unknown command '%s'\n\n", a.cmd ? a.cmd : "");
     usage_main(stderr);
     return EXIT_USAGE;
+  }
+  if (rc == LR_OK && a.help && a.markdown) { // the README's key table
+    config_print_keys(stdout, 1);
+    return 0;
   }
   if (rc == LR_OK && a.help) {
     usage_cmd(stdout, a.cmd);
