@@ -5,6 +5,7 @@
 #include <stdarg.h> // va_list
 #include <stdio.h>  // vprintf
 #include <stdlib.h> // exit (only in dist_abort's fallback)
+#include <string.h> // memmove
 #include <time.h>   // clock_gettime
 
 #include "lr.h"
@@ -40,7 +41,11 @@ int dist_init(int *argc, char ***argv) {
   return LR_OK;
 }
 
+static int *g_iws; // see iws_get
+
 void dist_finalize(void) {
+  lr_free(g_iws);
+  g_iws = NULL;
   if (g_comm != MPI_COMM_NULL) MPI_Comm_free(&g_comm);
   if (g_we_initialised) MPI_Finalize();
   g_we_initialised = 0;
@@ -98,4 +103,164 @@ void dist_log0(const char *fmt, ...) {
   vprintf(fmt, ap);
   va_end(ap);
   fflush(stdout);
+}
+
+// ---- generic collectives -------------------------------------------------------------
+
+size_t dist_dtype_bytes(lr_dtype t) {
+  switch (t) {
+  case LR_DTYPE_BYTE: return 1;
+  case LR_DTYPE_I32: return 4;
+  case LR_DTYPE_I64: return 8;
+  case LR_DTYPE_F32: return 4;
+  case LR_DTYPE_F64: return 8;
+  }
+  LR_ASSERT(0 && "bad lr_dtype");
+  return 0;
+}
+
+static MPI_Datatype mpi_type(lr_dtype t) {
+  switch (t) {
+  case LR_DTYPE_BYTE: return MPI_BYTE;
+  case LR_DTYPE_I32: return MPI_INT32_T;
+  case LR_DTYPE_I64: return MPI_INT64_T;
+  case LR_DTYPE_F32: return MPI_FLOAT;
+  case LR_DTYPE_F64: return MPI_DOUBLE;
+  }
+  LR_ASSERT(0 && "bad lr_dtype");
+  return MPI_DATATYPE_NULL;
+}
+
+// int copies of count/displacement arrays for MPI: 4 arrays of P ints,
+// allocated on first use (once per process), freed by dist_finalize.
+
+static int iws_get(int **out, const char *call) {
+  if (!g_iws) g_iws = lr_calloc((size_t)4 * (size_t)g_size, sizeof(int), "MPI count arrays");
+  *out = g_iws;
+  if (!g_iws)
+    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "[rank %d/%d] %s: no memory for counts",
+                    g_rank, g_size, call);
+  return LR_OK;
+}
+
+// out[q] = (int)in[q] for q < P, or LR_ERR_MPI naming the call and the array.
+static int to_int(int *out, const int64_t *in, const char *call, const char *what) {
+  for (int q = 0; q < g_size; q++) {
+    if (in[q] < 0 || in[q] > INT32_MAX)
+      return lr_error(LR_ERR_MPI, __FILE__, __LINE__,
+                      "[rank %d/%d] %s: %s %lld for rank %d does not fit an int", g_rank, g_size,
+                      call, what, (long long)in[q], q);
+    out[q] = (int)in[q];
+  }
+  return LR_OK;
+}
+
+static int fits_int(int64_t x, const char *call, const char *what) {
+  if (x >= 0 && x <= INT32_MAX) return LR_OK;
+  return lr_error(LR_ERR_MPI, __FILE__, __LINE__, "[rank %d/%d] %s: %s %lld does not fit an int",
+                  g_rank, g_size, call, what, (long long)x);
+}
+
+static void local_copy(void *dst, const void *src, int64_t n, lr_dtype t) {
+  if (n > 0) memmove(dst, src, (size_t)n * dist_dtype_bytes(t));
+}
+
+int dist_alltoall(void *recv, const void *send, int64_t count, lr_dtype t) {
+  if (g_size == 1) {
+    local_copy(recv, send, count, t);
+    return LR_OK;
+  }
+  LR_CALL(fits_int(count, "MPI_Alltoall", "count"));
+  LR_CALL(fits_int(count * g_size, "MPI_Alltoall", "total count"));
+  LR_MPI_CALL(MPI_Alltoall(send, (int)count, mpi_type(t), recv, (int)count, mpi_type(t), g_comm));
+  return LR_OK;
+}
+
+int dist_alltoallv(void *recv, const int64_t *rcounts, const int64_t *rdispls, const void *send,
+                   const int64_t *scounts, const int64_t *sdispls, lr_dtype t) {
+  const size_t es = dist_dtype_bytes(t);
+  if (g_size == 1) {
+    if (rcounts[0] != scounts[0])
+      return lr_error(LR_ERR_MPI, __FILE__, __LINE__,
+                      "[rank 0/1] MPI_Alltoallv: receive count %lld != send count %lld",
+                      (long long)rcounts[0], (long long)scounts[0]);
+    local_copy((char *)recv + (size_t)rdispls[0] * es, (const char *)send + (size_t)sdispls[0] * es,
+               scounts[0], t);
+    return LR_OK;
+  }
+  int *w;
+  LR_CALL(iws_get(&w, "MPI_Alltoallv"));
+  int *sc = w, *sd = w + g_size, *rc = w + 2 * g_size, *rd = w + 3 * g_size;
+  LR_CALL(to_int(sc, scounts, "MPI_Alltoallv", "send count"));
+  LR_CALL(to_int(sd, sdispls, "MPI_Alltoallv", "send displacement"));
+  LR_CALL(to_int(rc, rcounts, "MPI_Alltoallv", "receive count"));
+  LR_CALL(to_int(rd, rdispls, "MPI_Alltoallv", "receive displacement"));
+  LR_MPI_CALL(MPI_Alltoallv(send, sc, sd, mpi_type(t), recv, rc, rd, mpi_type(t), g_comm));
+  return LR_OK;
+}
+
+int dist_allgather(void *recv, const void *send, int64_t count, lr_dtype t) {
+  if (g_size == 1) {
+    local_copy(recv, send, count, t);
+    return LR_OK;
+  }
+  LR_CALL(fits_int(count, "MPI_Allgather", "count"));
+  LR_CALL(fits_int(count * g_size, "MPI_Allgather", "total count"));
+  LR_MPI_CALL(MPI_Allgather(send, (int)count, mpi_type(t), recv, (int)count, mpi_type(t), g_comm));
+  return LR_OK;
+}
+
+int dist_allgatherv(void *recv, const int64_t *rcounts, const int64_t *rdispls, const void *send,
+                    int64_t scount, lr_dtype t) {
+  if (g_size == 1) {
+    local_copy((char *)recv + (size_t)rdispls[0] * dist_dtype_bytes(t), send, scount, t);
+    return LR_OK;
+  }
+  int *w;
+  LR_CALL(iws_get(&w, "MPI_Allgatherv"));
+  int *rc = w, *rd = w + g_size;
+  LR_CALL(fits_int(scount, "MPI_Allgatherv", "send count"));
+  LR_CALL(to_int(rc, rcounts, "MPI_Allgatherv", "receive count"));
+  LR_CALL(to_int(rd, rdispls, "MPI_Allgatherv", "receive displacement"));
+  LR_MPI_CALL(MPI_Allgatherv(send, (int)scount, mpi_type(t), recv, rc, rd, mpi_type(t), g_comm));
+  return LR_OK;
+}
+
+int dist_reduce_scatter_sum_f(float *recv, const float *send, const int64_t *rcounts) {
+  if (g_size == 1) {
+    local_copy(recv, send, rcounts[0], LR_DTYPE_F32);
+    return LR_OK;
+  }
+  int *w;
+  LR_CALL(iws_get(&w, "MPI_Reduce_scatter"));
+  LR_CALL(to_int(w, rcounts, "MPI_Reduce_scatter", "receive count"));
+  int64_t total = 0;
+  for (int q = 0; q < g_size; q++) total += rcounts[q];
+  LR_CALL(fits_int(total, "MPI_Reduce_scatter", "total count"));
+  LR_MPI_CALL(MPI_Reduce_scatter(send, recv, w, MPI_FLOAT, MPI_SUM, g_comm));
+  return LR_OK;
+}
+
+int dist_allreduce_max_f(float *buf, int64_t n) {
+  return allreduce(buf, n, MPI_FLOAT, sizeof(float), MPI_MAX);
+}
+int dist_allreduce_sum_i64(int64_t *buf, int64_t n) {
+  return allreduce(buf, n, MPI_INT64_T, sizeof(int64_t), MPI_SUM);
+}
+int dist_allreduce_max_i64(int64_t *buf, int64_t n) {
+  return allreduce(buf, n, MPI_INT64_T, sizeof(int64_t), MPI_MAX);
+}
+
+int dist_check_same_i64(const int64_t *x, int n, const char *what) {
+  LR_ASSERT(n >= 0 && n <= 16);
+  if (g_size == 1) return LR_OK;
+  int64_t b[32];
+  for (int i = 0; i < n; i++) b[i] = -x[i], b[n + i] = x[i];
+  LR_CALL(dist_allreduce_max_i64(b, 2 * n));
+  for (int i = 0; i < n; i++)
+    if (-b[i] != b[n + i])
+      return lr_error(LR_ERR_ARG, __FILE__, __LINE__,
+                      "[rank %d/%d] %s[%d] differs across ranks: min %lld, max %lld", g_rank,
+                      g_size, what, i, (long long)-b[i], (long long)b[n + i]);
+  return LR_OK;
 }

@@ -6,6 +6,7 @@
 #ifndef LR_COMM_H
 #define LR_COMM_H
 
+#include <stddef.h> // size_t
 #include <stdint.h>
 
 // Initialise MPI (or use it if already initialised), duplicate the world
@@ -30,5 +31,64 @@ double dist_wtime(void);
 
 // printf on rank 0 only (stdout). Local.
 void dist_log0(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// ---- generic collectives (embedding exchange, vocab-parallel loss) -------------
+// Element types of the wrappers below (mpi.h stays out of this header).
+typedef enum {
+  LR_DTYPE_BYTE = 0,
+  LR_DTYPE_I32 = 1,
+  LR_DTYPE_I64 = 2,
+  LR_DTYPE_F32 = 3,
+  LR_DTYPE_F64 = 4,
+} lr_dtype;
+
+// Traffic and time of a dist/ operation, summed over its calls. Bytes count
+// the payload of the direct (pairwise) algorithm with this rank's own block
+// excluded: what this rank hands to / takes from the other P-1 ranks (0 at
+// P = 1); an allreduce of n bytes counts 2n(P-1)/P each way (reduce-scatter
+// plus allgather). seconds is wall time inside the operation (communication
+// and the local work between its collectives).
+typedef struct {
+  int64_t calls;
+  int64_t bytes_sent, bytes_recv;
+  double seconds;
+} dist_stats;
+
+// Counts and displacements below are in elements of the given type and
+// int64_t; each must fit an MPI int (and so must the totals), else the call
+// returns LR_ERR_MPI "[rank r/P] MPI_X: ... does not fit an int" WITHOUT
+// entering the collective (the caller's error then aborts the job, STYLE 14).
+// Arrays of counts/displacements have P entries. recv and send must not
+// overlap. All are Collective (comm) and return LR_OK or LR_ERR_MPI; at
+// P = 1 they copy locally without calling MPI.
+
+// recv (P*count) block q = send block `rank` of rank q; send (P*count).
+int dist_alltoall(void *recv, const void *send, int64_t count, lr_dtype t);
+// recv[rdispls[q] .. +rcounts[q]) = what rank q sends this rank from its
+// send[sdispls[rank] .. +scounts[rank]). rcounts[q] must equal rank q's
+// scounts[rank] (exchange counts first with dist_alltoall).
+int dist_alltoallv(void *recv, const int64_t *rcounts, const int64_t *rdispls, const void *send,
+                   const int64_t *scounts, const int64_t *sdispls, lr_dtype t);
+// recv (P*count) block q = rank q's send (count).
+int dist_allgather(void *recv, const void *send, int64_t count, lr_dtype t);
+// recv[rdispls[q] .. +rcounts[q]) = rank q's send (scount = rcounts[rank]).
+int dist_allgatherv(void *recv, const int64_t *rcounts, const int64_t *rdispls, const void *send,
+                    int64_t scount, lr_dtype t);
+// recv (rcounts[rank]) = sum over ranks of their send block `rank`, where
+// send (sum of rcounts) holds the blocks of ranks 0..P-1 back to back.
+int dist_reduce_scatter_sum_f(float *recv, const float *send, const int64_t *rcounts);
+// In-place element-wise max / sum over all ranks.
+int dist_allreduce_max_f(float *buf, int64_t n);
+int dist_allreduce_sum_i64(int64_t *buf, int64_t n);
+int dist_allreduce_max_i64(int64_t *buf, int64_t n);
+
+// Verify a logically collective argument (STYLE 15): x (n <= 16) must be the
+// same on every rank (one MPI_Allreduce MAX over {-x, x}). Collective.
+// Returns LR_ERR_ARG on EVERY rank if any rank differs ("<what>[i] differs
+// across ranks: min a, max b"), LR_ERR_MPI if the reduction fails.
+int dist_check_same_i64(const int64_t *x, int n, const char *what);
+
+// Bytes of one element of t. Local; cannot fail.
+size_t dist_dtype_bytes(lr_dtype t);
 
 #endif

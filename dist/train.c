@@ -335,10 +335,21 @@ static void restore_best(trainer *t) {
   memcpy(t->tab.w, t->best_items, (size_t)itemtab_rows(&t->tab) * (size_t)t->D * sizeof(float));
 }
 
+// mkdir -p: create dir and its missing parents.
 static int make_dir(const char *dir) {
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-    return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot create directory: %s", dir,
-                    strerror(errno));
+  char path[LR_PATH_MAX];
+  LR_CHECK(strlen(dir) < sizeof path, LR_ERR_CONFIG, "--out: path too long: %.60s...", dir);
+  strcpy(path, dir);
+  for (char *p = path + 1;; p++) {
+    if (*p != '/' && *p != 0) continue;
+    char saved = *p;
+    *p = 0;
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+      return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot create directory: %s", path,
+                      strerror(errno));
+    *p = saved;
+    if (!saved) break;
+  }
   return LR_OK;
 }
 

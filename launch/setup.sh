@@ -17,4 +17,4 @@ if [ -n "$missing" ]; then
   apt-get install -y -qq $missing >/dev/null
 fi
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-cmake --build "$build" -j "$(nproc)"
+cmake --build "$build" -j "$(nproc)" ${LINREC_TARGET:+--target "$LINREC_TARGET"}
