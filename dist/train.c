@@ -379,7 +379,10 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, lr_train_res
             "steps\n",
             (long long)t->ex.n_examples, (long long)G, (long long)t->Bm, dist_size(),
             (long long)steps_per_epoch, (long long)total_steps);
-  progress pg = {c->log_progress == 0 ? (isatty(1) ? 0 : 1) : c->log_progress, dist_wtime(), 0};
+  // Open MPI gives ranks a pseudo-terminal even when mpirun's output goes to a
+  // file, so under mpirun "auto" prints plain lines.
+  int redraw = isatty(1) && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK");
+  progress pg = {c->log_progress == 0 ? (redraw ? 0 : 1) : c->log_progress, dist_wtime(), 0};
   double best = -1, t_start = dist_wtime();
   int since_best = 0;
   int64_t step = 0;

@@ -103,7 +103,7 @@ static const key_def KEYS[] = {
     {"log.every_steps", T_INT, OFF(log_every_steps), "0", 0, 1e15, NULL,
      "write a step event to metrics.jsonl every this many steps; 0 = none"},
     {"log.progress", T_ENUM, OFF(log_progress), "auto", 0, 0, "auto|plain|off",
-     "progress line: redraw on a terminal (auto), plain lines, or none"},
+     "progress line: auto redraws on a terminal (plain lines under mpirun or into a file), plain, or off"},
 };
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
 
