@@ -161,6 +161,27 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
   return LR_OK;
 }
 
+void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx) {
+  m->hook = fn;
+  m->hook_ctx = ctx;
+}
+
+int model_layer_slices(const lr_model_cfg *cfg, int64_t l, size_t *off, size_t *cnt) {
+  size_t s[LR_N_PARAM_TENSORS], base = 0;
+  model_param_sizes(cfg, s);
+  int n = 0;
+  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+    int per_layer = i >= 3; // pos, ln0_w, ln0_b are the embedding part
+    if (l < 0 && !per_layer) off[n] = base, cnt[n++] = s[i];
+    if (l >= 0 && per_layer) {
+      size_t each = s[i] / (size_t)cfg->layers;
+      off[n] = base + (size_t)l * each, cnt[n++] = each;
+    }
+    base += s[i];
+  }
+  return n;
+}
+
 void model_zero_grad(lr_model *m) { memset(m->grads_mem, 0, m->n_params * sizeof(float)); }
 
 static lr_dropout site(lr_dropout dp, uint32_t s) {
@@ -265,6 +286,7 @@ void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
     linear_backward(dhin, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + (size_t)l * 3 * D,
                     a->d_qkv, hin, p->qkv_w + (size_t)l * 3 * D * D, R, D, 3 * D);
     dh = dhin;
+    if (m->hook) m->hook(m->hook_ctx, l);
   }
   // H^0 = Dropout(LN0(E)), E = rows[idx] + pos
   float *dln = a->d_a, *demb = a->d_b;
@@ -274,4 +296,5 @@ void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
   layernorm_backward(demb, g->ln0_w, g->ln0_b, dln, a->emb, p->ln0_w, a->ln0_mean, a->ln0_rstd,
                      R, D);
   embedding_backward(drows, g->pos, demb, idx, B, N, D);
+  if (m->hook) m->hook(m->hook_ctx, -1);
 }

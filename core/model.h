@@ -71,8 +71,16 @@ typedef struct {
   float *attn_scratch;    // attn_scratch_elems
 } lr_acts;
 
+// Called by model_backward when the gradients of layer l are complete for
+// this backward (l = layers-1 .. 0), and with l = -1 after the embedding
+// part (pos, ln0); lets dist/ start reducing a layer while the next one is
+// still being computed.
+typedef void (*lr_backward_hook)(void *ctx, int64_t layer);
+
 typedef struct {
   lr_model_cfg cfg;
+  lr_backward_hook hook; // NULL: none (model_set_backward_hook)
+  void *hook_ctx;
   int64_t max_B;     // activation capacity in sequences
   size_t n_params;   // floats in each of params/grads/m/v
   float *params_mem, *grads_mem, *m_mem, *v_mem;
@@ -109,6 +117,15 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
 // dense grads m->g and into drows (U,D), the gradient of the distinct rows.
 void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
                     const uint64_t *row_ids, lr_dropout dp);
+
+// Install (or, with fn = NULL, remove) the backward hook. Cannot fail.
+void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx);
+
+// The slice of the dense arena holding the parameters of layer l (0..L-1),
+// or of the embedding part (pos, ln0) for l = -1: n_slices (offset, count)
+// pairs in floats, written to off/cnt (room for LR_N_PARAM_TENSORS each).
+// Returns n_slices. Cannot fail.
+int model_layer_slices(const lr_model_cfg *cfg, int64_t l, size_t *off, size_t *cnt);
 
 // Zero the dense gradient arena. Cannot fail.
 void model_zero_grad(lr_model *m);

@@ -8,6 +8,7 @@
 #include <string.h> // memmove
 #include <time.h>   // clock_gettime
 
+#include "comm_internal.h"
 #include "lr.h"
 
 static MPI_Comm g_comm = MPI_COMM_NULL;
@@ -264,3 +265,5 @@ int dist_check_same_i64(const int64_t *x, int n, const char *what) {
                       g_size, what, i, (long long)-b[i], (long long)b[n + i]);
   return LR_OK;
 }
+
+MPI_Comm dist_comm_(void) { return g_comm; }

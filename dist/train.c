@@ -20,6 +20,7 @@
 #include "dataset.h"
 #include "embed.h"
 #include "eval.h"
+#include "gradsync.h"
 #include "examples.h"
 #include "itemtab.h"
 #include "loss.h"
@@ -43,6 +44,7 @@ typedef struct {
   lr_examples ex;
   lr_model model;
   lr_itemtab tab;
+  lr_gradsync *gsync; // dense gradient allreduce
   float *pop;     // (I+1) training counts
   double *pop_cdf; // (I+1) for the pop negative sampler
   int64_t Bm;     // micro-batch
@@ -67,6 +69,7 @@ static void trainer_free(trainer *t) {
   examples_free(&t->ex);
   model_free(&t->model);
   itemtab_free(&t->tab);
+  gradsync_free(t->gsync);
   void *bufs[] = {t->pop,    t->pop_cdf, t->ids,    t->lens,   t->tgt,        t->idx,
                   t->ex_ids, t->row_ids, t->hs,     t->dhs,    t->dout,       t->ltgt,
                   t->lrow,   t->rmax,    t->rsum,   t->tlogit, t->ce_scratch, t->cand,
@@ -251,9 +254,10 @@ static int train_step(trainer *t, int64_t start, int64_t G, uint32_t epoch, int6
   double loss_sum = 0;
   for (int64_t off = 0; off < cnt; off += t->Bm) {
     int64_t nb = cnt - off < t->Bm ? cnt - off : t->Bm;
+    if (off + nb == cnt) gradsync_arm(t->gsync); // the last micro-batch starts the buckets
     loss_sum += micro_step(t, start + lo + off, nb, M_total, epoch);
   }
-  LR_CALL(dist_allreduce_sum_f(t->model.grads_mem, (int64_t)t->model.n_params));
+  LR_CALL(gradsync_finish(t->gsync));
   LR_CALL(dist_allreduce_sum_f(t->tab.g, (int64_t)tab_elems));
   LR_CALL(dist_allreduce_sum_d(&loss_sum, 1));
   *loss_out = loss_sum / (double)M_total;
@@ -305,6 +309,7 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir) {
   int64_t max_B = t->Bm > c->eval_batch_size ? t->Bm : c->eval_batch_size;
   LR_CALL(model_init(&t->model, &mc, max_B, (uint64_t)c->train_seed));
   LR_CALL(itemtab_init(&t->tab, 0, t->ds.n_items + 1, t->D, (uint64_t)c->train_seed));
+  LR_CALL(gradsync_init(&t->gsync, &t->model));
   t->pop = eval_popularity(&t->ds);
   t->pop_cdf = lr_calloc((size_t)t->ds.n_items + 1, sizeof(double), "popularity cdf");
   if (!t->pop || !t->pop_cdf) return LR_ERR_NOMEM;
