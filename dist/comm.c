@@ -236,7 +236,8 @@ int dist_reduce_scatter_sum_f(float *recv, const float *send, const int64_t *rco
   LR_CALL(iws_get(&w, "MPI_Reduce_scatter"));
   LR_CALL(to_int(w, rcounts, "MPI_Reduce_scatter", "receive count"));
   int64_t total = 0;
-  for (int q = 0; q < g_size; q++) total += rcounts[q];
+  for (int q = 0; q < g_size; q++)
+    total += rcounts[q];
   LR_CALL(fits_int(total, "MPI_Reduce_scatter", "total count"));
   LR_MPI_CALL(MPI_Reduce_scatter(send, recv, w, MPI_FLOAT, MPI_SUM, g_comm));
   return LR_OK;
@@ -256,7 +257,8 @@ int dist_check_same_i64(const int64_t *x, int n, const char *what) {
   LR_ASSERT(n >= 0 && n <= 16);
   if (g_size == 1) return LR_OK;
   int64_t b[32];
-  for (int i = 0; i < n; i++) b[i] = -x[i], b[n + i] = x[i];
+  for (int i = 0; i < n; i++)
+    b[i] = -x[i], b[n + i] = x[i];
   LR_CALL(dist_allreduce_max_i64(b, 2 * n));
   for (int i = 0; i < n; i++)
     if (-b[i] != b[n + i])

@@ -14,10 +14,11 @@
 // ---- set-up ---------------------------------------------------------------------------
 
 void emb_shard_free(emb_shard_plan *p) {
-  void *bufs[] = {p->scnt, p->sdsp,   p->rcnt, p->rdsp,  p->scnt_f, p->sdsp_f, p->rcnt_f,
-                  p->rdsp_f, p->uniq, p->served, p->sbuf, p->hkey,   p->hval,   p->slot,
-                  p->first, p->owner, p->pos,    p->touched, p->mark};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lr_free(bufs[i]);
+  void *bufs[] = {p->scnt,   p->sdsp,  p->rcnt,   p->rdsp,    p->scnt_f, p->sdsp_f, p->rcnt_f,
+                  p->rdsp_f, p->uniq,  p->served, p->sbuf,    p->hkey,   p->hval,   p->slot,
+                  p->first,  p->owner, p->pos,    p->touched, p->mark};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    lr_free(bufs[i]);
   memset(p, 0, sizeof *p);
 }
 
@@ -34,9 +35,10 @@ int emb_shard_init(emb_shard_plan *p, int64_t n_rows, int64_t D, int64_t max_ids
   p->lo = s.offset, p->hi = s.offset + s.count;
   p->serve_cap = (int64_t)p->P * (max_ids < s.count ? max_ids : s.count);
   p->hcap = 1;
-  while (p->hcap < 2 * max_ids) p->hcap *= 2;
+  while (p->hcap < 2 * max_ids)
+    p->hcap *= 2;
   const size_t P = (size_t)p->P, mi = (size_t)max_ids, I_r = (size_t)s.count;
-#define ALLOC(ptr, n, what)                                                                  \
+#define ALLOC(ptr, n, what)                                                                        \
   if (!((ptr) = lr_calloc((n), sizeof *(ptr), what))) goto nomem;
   ALLOC(p->scnt, P, "emb_shard counts");
   ALLOC(p->sdsp, P, "emb_shard counts");
@@ -82,7 +84,8 @@ static int64_t dedup(emb_shard_plan *p, int32_t *tmp, const int32_t *ids, int64_
       continue;
     }
     uint64_t h = hash_id(id) >> shift; // hcap >= 2: shift <= 63
-    while (p->hkey[h] != 0 && p->hkey[h] != id) h = (h + 1) & mask;
+    while (p->hkey[h] != 0 && p->hkey[h] != id)
+      h = (h + 1) & mask;
     if (p->hkey[h] == 0) {
       p->hkey[h] = id;
       p->hval[h] = (int32_t)U;
@@ -106,11 +109,13 @@ static int ids_valid(const emb_shard_plan *p, const int32_t *ids, int64_t n, con
 
 static void prefix(int64_t *dsp, const int64_t *cnt, int P) {
   int64_t acc = 0;
-  for (int q = 0; q < P; q++) dsp[q] = acc, acc += cnt[q];
+  for (int q = 0; q < P; q++)
+    dsp[q] = acc, acc += cnt[q];
 }
 
 static void to_floats(int64_t *out, const int64_t *in, int P, int64_t D) {
-  for (int q = 0; q < P; q++) out[q] = in[q] * D;
+  for (int q = 0; q < P; q++)
+    out[q] = in[q] * D;
 }
 
 // Distinct ids of ids/ids2 grouped by owner: fills uniq, scnt, sdsp and
@@ -145,8 +150,10 @@ static int64_t plan_requests(emb_shard_plan *p, int32_t *idx, int32_t *idx2, con
 // and adds nothing.
 static void exchange_clear(emb_shard_plan *p) {
   const size_t bytes = (size_t)p->P * sizeof(int64_t);
-  int64_t *arrs[] = {p->scnt, p->sdsp, p->rcnt, p->rdsp, p->scnt_f, p->sdsp_f, p->rcnt_f, p->rdsp_f};
-  for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) memset(arrs[i], 0, bytes);
+  int64_t *arrs[] = {p->scnt,   p->sdsp,   p->rcnt,   p->rdsp,
+                     p->scnt_f, p->sdsp_f, p->rcnt_f, p->rdsp_f};
+  for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++)
+    memset(arrs[i], 0, bytes);
   p->n_distinct = p->n_served = 0;
 }
 
@@ -168,9 +175,11 @@ int emb_shard_lookup(emb_shard_plan *p, float *rows, int32_t *idx, int32_t *idx2
   if (bad == LR_OK) bad = ids_valid(p, ids, n, "ids");
   if (bad == LR_OK) bad = ids_valid(p, ids2, n2, "ids2");
   int64_t nu = 0;
-  if (bad == LR_OK) nu = plan_requests(p, idx, idx2, ids, n, ids2, n2);
+  if (bad == LR_OK)
+    nu = plan_requests(p, idx, idx2, ids, n, ids2, n2);
   else
-    for (int q = 0; q < P; q++) p->scnt[q] = -1;
+    for (int q = 0; q < P; q++)
+      p->scnt[q] = -1;
   p->n_distinct = nu;
   if (U) *U = nu;
   // 1. counts
@@ -226,7 +235,8 @@ int emb_shard_push_grad(emb_shard_plan *p, lr_itemtab *tab, const float *drows) 
     }
     float *g = tab->g + (size_t)l * (size_t)D;
     const float *s = p->sbuf + (size_t)k * (size_t)D;
-    for (int64_t j = 0; j < D; j++) g[j] += s[j];
+    for (int64_t j = 0; j < D; j++)
+      g[j] += s[j];
   }
   const int64_t req_o = others(p->scnt, p->n_distinct, p->rank);
   const int64_t srv_o = others(p->rcnt, p->n_served, p->rank);

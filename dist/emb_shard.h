@@ -56,19 +56,19 @@ typedef struct {
   int64_t serve_cap; // capacity: ids this rank serves per lookup, P*min(max_ids, hi-lo)
   int P, rank;
   // the last lookup (push_grad sends its transpose)
-  int64_t n_distinct;                  // U
-  int64_t n_served;                    // ids this rank served
-  int64_t *scnt, *sdsp, *rcnt, *rdsp;  // (P) ids requested from / served to each rank
+  int64_t n_distinct;                         // U
+  int64_t n_served;                           // ids this rank served
+  int64_t *scnt, *sdsp, *rcnt, *rdsp;         // (P) ids requested from / served to each rank
   int64_t *scnt_f, *sdsp_f, *rcnt_f, *rdsp_f; // (P) the same in floats (x D)
   int32_t *uniq;   // (max_ids) distinct ids in row order (grouped by owner)
   int32_t *served; // (serve_cap) ids served, by source rank
   float *sbuf;     // (serve_cap, D) rows served / gradients received
   // dedup: open-addressing hash id -> first-seen number (key 0 = empty)
-  int64_t hcap;              // power of two >= 2*max_ids
-  int32_t *hkey, *hval;      // (hcap)
-  int32_t *slot;             // (max_ids) hash slot of each distinct id (to clear)
-  int32_t *first, *owner;    // (max_ids) distinct ids in first-seen order, their owners
-  int32_t *pos;              // (max_ids) first-seen number -> row position
+  int64_t hcap;           // power of two >= 2*max_ids
+  int32_t *hkey, *hval;   // (hcap)
+  int32_t *slot;          // (max_ids) hash slot of each distinct id (to clear)
+  int32_t *first, *owner; // (max_ids) distinct ids in first-seen order, their owners
+  int32_t *pos;           // (max_ids) first-seen number -> row position
   // rows of tab->g holding gradient since the last emb_shard_zero_grad
   int64_t n_touched;
   int64_t *touched; // (hi-lo) local row indices (global id - lo), first-touch order

@@ -28,7 +28,8 @@ void shard_users_by_inter(int64_t *user_lo, const int64_t *offsets, int64_t n_us
   user_lo[0] = 0;
   user_lo[P] = n_users;
   if (T == 0) {
-    for (int r = 1; r < P; r++) user_lo[r] = shard_range(n_users, r, P).offset;
+    for (int r = 1; r < P; r++)
+      user_lo[r] = shard_range(n_users, r, P).offset;
     return;
   }
   // user_lo[r] = first u with mid_u >= r*T/P, i.e. P*(2 mid_u) >= 2 r T (exact in 128 bits)
@@ -37,8 +38,10 @@ void shard_users_by_inter(int64_t *user_lo, const int64_t *offsets, int64_t n_us
     int64_t a = user_lo[r - 1], b = n_users; // answer in [a, b]
     while (a < b) {
       const int64_t m = a + (b - a) / 2;
-      if ((__int128)P * mid2(offsets, m) >= bound) b = m;
-      else a = m + 1;
+      if ((__int128)P * mid2(offsets, m) >= bound)
+        b = m;
+      else
+        a = m + 1;
     }
     user_lo[r] = a;
   }

@@ -12,9 +12,10 @@
 // ---- set-up ---------------------------------------------------------------------------
 
 void vocab_ce_free(vocab_ce_plan *p) {
-  void *bufs[] = {p->info, p->cnt, p->dsp,  p->cnt_f, p->dsp_f,    p->hs_all, p->dhs_all,
-                  p->tgt_all, p->rmax, p->lse, p->sums, p->dhs_mine, p->scratch};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lr_free(bufs[i]);
+  void *bufs[] = {p->info,    p->cnt,  p->dsp, p->cnt_f, p->dsp_f,    p->hs_all, p->dhs_all,
+                  p->tgt_all, p->rmax, p->lse, p->sums,  p->dhs_mine, p->scratch};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    lr_free(bufs[i]);
   memset(p, 0, sizeof *p);
 }
 
@@ -34,7 +35,7 @@ int vocab_ce_init(vocab_ce_plan *p, int64_t n_rows, int64_t D, int64_t max_rows,
   const size_t P = (size_t)p->P, Ma = P * (size_t)max_rows, Dz = (size_t)D;
   p->tile = tile < n_rows ? tile : n_rows;
   p->tile_rows = tile_rows == 0 || tile_rows > (int64_t)Ma ? (int64_t)Ma : tile_rows;
-#define ALLOC(ptr, n, what)                                                                  \
+#define ALLOC(ptr, n, what)                                                                        \
   if (!((ptr) = lr_calloc((n), sizeof *(ptr), what))) goto nomem;
   ALLOC(p->info, 3 * P, "vocab_ce row counts");
   ALLOC(p->cnt, P, "vocab_ce row counts");
@@ -111,7 +112,7 @@ static int global_lse(vocab_ce_plan *p, double *loss_sum, const float *rows, int
   }
   memcpy(p->lse, p->rmax, (size_t)Ma * sizeof(float));
   LR_CALL(dist_allreduce_max_f(p->lse, Ma)); // lse holds the global max for now
-  for (int64_t m = 0; m < Ma; m++) // an empty slice (rsum 0, rmax -inf) adds 0
+  for (int64_t m = 0; m < Ma; m++)           // an empty slice (rsum 0, rmax -inf) adds 0
     rsum[m] = rsum[m] > 0 ? rsum[m] * expf(p->rmax[m] - p->lse[m]) : 0.0f;
   LR_CALL(dist_allreduce_sum_f(p->sums, 2 * Ma));
   double acc = 0;
@@ -157,7 +158,8 @@ int vocab_ce_forward_backward(vocab_ce_plan *p, double *loss, float *dhs, float 
                   p->scratch);
     }
     LR_CALL(dist_reduce_scatter_sum_f(p->dhs_mine, p->dhs_all, p->cnt_f));
-    for (int64_t i = 0; i < M * D; i++) dhs[i] += p->dhs_mine[i];
+    for (int64_t i = 0; i < M * D; i++)
+      dhs[i] += p->dhs_mine[i];
   }
   *loss = loss_sum / (double)M_total;
   // accounting (own block excluded; allreduce as 2n(P-1)/P each way)

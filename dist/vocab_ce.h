@@ -41,9 +41,9 @@
 #include "comm.h" // dist_stats
 
 typedef struct {
-  int64_t n_rows, D;      // global table (n_rows = I+1, D)
-  int64_t lo, hi;         // own item rows: shard_range(n_rows, rank, P)
-  int64_t max_rows;       // capacity: loss rows per rank per call
+  int64_t n_rows, D;       // global table (n_rows = I+1, D)
+  int64_t lo, hi;          // own item rows: shard_range(n_rows, rank, P)
+  int64_t max_rows;        // capacity: loss rows per rank per call
   int64_t tile, tile_rows; // logits tile: items x loss rows
   int P, rank;
   int64_t *info;           // (3P) gathered (M_r, M_total, wants-gradient)

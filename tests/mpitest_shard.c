@@ -19,16 +19,13 @@
 
 // ---- collective checks ------------------------------------------------------------------
 
-static int g_fail; // failed checks seen by this rank (same on every rank)
+static int g_fail; // failed checks (the same count on every rank)
 
-static void mcheck(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mcheck(int ok, const char *fmt, ...) {
-  char name[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  if (!ok) printf("[rank %d] FAILED %s\n", dist_rank(), name);
+// Collective: every rank passes its own verdict ok; rank 0 prints
+// "name: PASSED/FAILED" for all ranks, a failing rank adds
+// "[rank r] FAILED name: detail".
+static void mreport(int ok, const char *detail, const char *name) {
+  if (!ok) printf("[rank %d] FAILED %s%s%s\n", dist_rank(), name, *detail ? ": " : "", detail);
   int64_t bad = !ok;
   if (dist_allreduce_sum_i64(&bad, 1) != LR_OK) {
     printf("[rank %d] FAILED %s: %s\n", dist_rank(), name, lr_error_msg());
@@ -37,6 +34,16 @@ static void mcheck(int ok, const char *fmt, ...) {
   if (bad) g_fail++;
   dist_log0("%s: %s\n", name, bad ? "FAILED" : "PASSED");
   fflush(stdout);
+}
+
+static void mcheck(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void mcheck(int ok, const char *fmt, ...) {
+  char name[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(name, sizeof name, fmt, ap);
+  va_end(ap);
+  mreport(ok, "", name);
 }
 
 // ---- shard_range / shard_owner -------------------------------------------------------------
@@ -67,14 +74,18 @@ static void test_range(void) {
   const int64_t ns[] = {0, 1, 2, 3, 7, 1000};
   for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
     int ok = 1;
-    for (int P = 1; P <= 5; P++) ok &= check_cut(ns[k], P);
-    mcheck(ok, "shard_range n=%lld, P=1..5: exact contiguous cover, owner agrees", (long long)ns[k]);
+    for (int P = 1; P <= 5; P++)
+      ok &= check_cut(ns[k], P);
+    mcheck(ok, "shard_range n=%lld, P=1..5: exact contiguous cover, owner agrees",
+           (long long)ns[k]);
   }
   int ok = 1;
   const int64_t big[] = {(int64_t)1 << 40, ((int64_t)1 << 40) + 3, 1000000007};
   for (size_t k = 0; k < 3; k++)
-    for (int P = 1; P <= 7; P++) ok &= check_cut(big[k], P);
-  for (int P = 1; P <= 64; P++) ok &= check_cut(997, P);
+    for (int P = 1; P <= 7; P++)
+      ok &= check_cut(big[k], P);
+  for (int P = 1; P <= 64; P++)
+    ok &= check_cut(997, P);
   mcheck(ok, "shard_range huge n (2^40, 2^40+3, 1e9+7) and P up to 64 (n=997)");
 
   // the ranks of this run, together
@@ -91,8 +102,8 @@ static void test_range(void) {
     }
     good &= next == ns[k];
     free(all);
-    mcheck(good, "shard_range n=%lld across the %d ranks of this run (allgather)",
-           (long long)ns[k], P);
+    mcheck(good, "shard_range n=%lld across the %d ranks of this run (allgather)", (long long)ns[k],
+           P);
   }
 }
 
@@ -114,7 +125,8 @@ static int check_users(const int64_t *off, int64_t n_users, int P) {
     }
   }
   if (T == 0)
-    for (int r = 0; r <= P; r++) ok &= lo[r] == (r == P ? n_users : shard_range(n_users, r, P).offset);
+    for (int r = 0; r <= P; r++)
+      ok &= lo[r] == (r == P ? n_users : shard_range(n_users, r, P).offset);
   // imbalance: by definition, and bounded by (T/P + longest user) / (T/P)
   int64_t mx = 0, maxlen = 0;
   for (int r = 0; r < P; r++)
@@ -141,14 +153,16 @@ static void test_users(void) {
     off[u + 1] = off[u] + (u % 10 == 9 ? 0 : 1 + 2000 / (u + 1));
   int ok = 1;
   const int Ps[] = {1, 2, 3, 4, 5, 8, 17, 299, 300, 301, 1000};
-  for (size_t k = 0; k < sizeof Ps / sizeof Ps[0]; k++) ok &= check_users(off, n_users, Ps[k]);
+  for (size_t k = 0; k < sizeof Ps / sizeof Ps[0]; k++)
+    ok &= check_users(off, n_users, Ps[k]);
   mcheck(ok, "shard_users_by_inter: rule and imbalance bound, skewed lengths, P up to 1000");
 
   // against a cut by user count, at this run's P and at 4
   const int P = dist_size() > 1 ? dist_size() : 4;
   int64_t *lo = calloc((size_t)P + 1, sizeof *lo), *lc = calloc((size_t)P + 1, sizeof *lc);
   shard_users_by_inter(lo, off, n_users, P);
-  for (int r = 0; r <= P; r++) lc[r] = r == P ? n_users : shard_range(n_users, r, P).offset;
+  for (int r = 0; r <= P; r++)
+    lc[r] = r == P ? n_users : shard_range(n_users, r, P).offset;
   const double ib = shard_imbalance(lo, off, P), ic = shard_imbalance(lc, off, P);
   mcheck(ib < ic && ib < 1.6, "shard_users_by_inter P=%d: imbalance %.3f (by user count %.3f)", P,
          ib, ic);
@@ -176,7 +190,7 @@ static void test_users(void) {
   ok = check_users(g, 4, 2) && check_users(g, 4, 3) && check_users(g, 4, 8);
   int64_t lo2[3];
   shard_users_by_inter(lo2, g, 4, 2);
-  ok &= lo2[1] == 1; // the giant user alone on rank 0 (mid 500 < T/2 = 501.5)
+  ok &= lo2[1] == 1;                 // the giant user alone on rank 0 (mid 500 < T/2 = 501.5)
   int64_t z[6] = {0, 0, 0, 0, 0, 0}; // 5 users, T = 0
   ok &= check_users(z, 5, 1) && check_users(z, 5, 3) && check_users(z, 5, 7);
   int64_t e[1] = {0}; // no users
@@ -185,7 +199,8 @@ static void test_users(void) {
   int64_t lo5[6];
   shard_users_by_inter(lo5, two, 2, 5);
   int empty = 0;
-  for (int r = 0; r < 5; r++) empty += lo5[r + 1] == lo5[r];
+  for (int r = 0; r < 5; r++)
+    empty += lo5[r + 1] == lo5[r];
   ok &= check_users(two, 2, 5) && empty == 3;
   mcheck(ok, "shard_users_by_inter: giant user, zero-user ranks, T = 0, no users");
 }

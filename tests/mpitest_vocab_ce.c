@@ -1,0 +1,327 @@
+// mpitest_vocab_ce.c: dist/vocab_ce.h on every world size against the
+// single-process double-precision ce_forward_backward_f64 on the gathered
+// problem. Every rank regenerates every rank's loss rows and the whole table
+// from the shared seeds, so every rank computes the reference of the whole
+// problem and checks its own part: the loss (the same on every rank), dhs of
+// its own loss rows (ACCUMULATED onto prefilled values) and the gradient of
+// its own item rows (likewise), to 1e-5 relative.
+// Cases: uneven M_r including 0; every M_r = 0; 3 items (P = 4: rank 0 owns
+// only padding) and 2 items (P = 4: rank 3 owns no row); a logits tile
+// smaller than a shard and row blocks smaller than M_all; M_total above
+// M_all with scale != 1 (micro-batch use); large logits; evaluation
+// (dhs NULL). Bad arguments on one rank (target out of range, differing
+// M_total, mixed dhs NULL) fail every rank with LR_ERR_ARG. Byte counts
+// balance across ranks.
+#include <math.h>   // fabs
+#include <stdarg.h> // va_list
+#include <stdio.h>  // printf
+#include <stdlib.h> // calloc, free
+#include <string.h> // memset
+
+#include "comm.h"
+#include "loss.h" // ce_forward_backward_f64, ce_scratch_elems
+#include "lr.h"
+#include "rng.h"
+#include "shard.h"
+#include "test_util.h" // t_fill_f
+#include "vocab_ce.h"
+
+// ---- collective checks ------------------------------------------------------------------
+
+static int g_fail;
+
+// Collective: every rank passes its own verdict ok; rank 0 prints
+// "name: PASSED/FAILED" for all ranks, a failing rank adds
+// "[rank r] FAILED name: detail".
+static void mreport(int ok, const char *detail, const char *name) {
+  if (!ok) printf("[rank %d] FAILED %s%s%s\n", dist_rank(), name, *detail ? ": " : "", detail);
+  int64_t bad = !ok;
+  if (dist_allreduce_sum_i64(&bad, 1) != LR_OK) {
+    printf("[rank %d] FAILED %s: %s\n", dist_rank(), name, lr_error_msg());
+    bad = 1;
+  }
+  if (bad) g_fail++;
+  dist_log0("%s: %s\n", name, bad ? "FAILED" : "PASSED");
+  fflush(stdout);
+}
+
+static void mcheck(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void mcheck(int ok, const char *fmt, ...) {
+  char name[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(name, sizeof name, fmt, ap);
+  va_end(ap);
+  mreport(ok, "", name);
+}
+
+// Collective: passes if every rank's relative error err is <= tol (NaN fails).
+static void mclose(double err, double tol, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void mclose(double err, double tol, const char *fmt, ...) {
+  char what[400], name[512], detail[64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  double e = err == err ? err : 1e300;
+  if (dist_allreduce_max_d(&e, 1) != LR_OK) e = 1e300;
+  snprintf(name, sizeof name, "%s (max rel err %.3g, tol %.1g)", what, e, tol);
+  snprintf(detail, sizeof detail, "rel err %.3g on this rank", err);
+  mreport(err <= tol, detail, name);
+}
+
+// max |a - b| over n, divided by max |ref| over the whole reference (nref).
+static double rel_err(const float *a, const double *b, int64_t n, const double *ref, int64_t nref) {
+  double md = 0, mr = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double d = fabs((double)a[i] - b[i]);
+    if (!(d <= md)) md = d;
+  }
+  for (int64_t i = 0; i < nref; i++)
+    if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+  return mr > 0 ? md / mr : md;
+}
+
+// ---- the problem of every rank, from shared seeds ----------------------------------------
+
+#define SEED 777u
+// Gradients are accumulated onto this value and it is subtracted before the
+// comparison: small, so the float rounding of (PREFILL + g) stays far below
+// the tolerance, yet large enough that "=" instead of "+=" fails.
+#define PREFILL 1e-4f
+
+typedef struct {
+  const char *name;
+  int64_t I, D, tile, tile_rows;
+  int64_t m[4];   // M_q = m[q % 4]
+  int64_t extra;  // M_total = M_all + extra
+  float scale;    // gradient scale
+  float hs_scale; // hidden-state magnitude (logit size)
+} ce_case;
+
+static int64_t rows_of(const ce_case *c, int q) { return c->m[q % 4]; }
+
+static void gen_rows(float *hs, int32_t *tgt, const ce_case *c, int q) {
+  const int64_t M = rows_of(c, q);
+  t_fill_f(hs, M * c->D, SEED * 1000u + (uint64_t)q, c->hs_scale);
+  for (int64_t m = 0; m < M; m++) {
+    lr_rng4 r = lr_philox(SEED, 300, (uint32_t)q, (uint32_t)m, 0, 0);
+    tgt[m] = (int32_t)(1 + lr_below(r.v[0], r.v[1], (uint64_t)c->I));
+  }
+}
+
+static void test_case(const ce_case *c) {
+  const int P = dist_size(), me = dist_rank();
+  const int64_t n_rows = c->I + 1, D = c->D;
+  int64_t M_all = 0, off_me = 0, max_rows = 0;
+  for (int q = 0; q < P; q++) {
+    if (q == me) off_me = M_all;
+    M_all += rows_of(c, q);
+    if (rows_of(c, q) > max_rows) max_rows = rows_of(c, q);
+  }
+  const int64_t M = rows_of(c, me), M_total = M_all + c->extra;
+  // the whole problem, on every rank
+  float *table = calloc((size_t)(n_rows * D), 4);
+  t_fill_f(table, n_rows * D, SEED + 1, 0.5f);
+  memset(table, 0, (size_t)D * 4); // padding row
+  float *hs_all = calloc((size_t)(M_all * D + 1), 4);
+  int32_t *tgt_all = calloc((size_t)M_all + 1, 4);
+  for (int q = 0, o = 0; q < P; o += (int)rows_of(c, q), q++)
+    gen_rows(hs_all + o * D, tgt_all + o, c, q);
+  // the reference: one process, double, mean over M_all, then rescaled to M_total and scale
+  double *dt = calloc((size_t)(n_rows * D), 8), *dh = calloc((size_t)(M_all * D + 1), 8);
+  double *rdhs = calloc((size_t)(M_all * D + 1), 8), *rdrows = calloc((size_t)(n_rows * D), 8);
+  double *scr = calloc(ce_scratch_elems(M_all, c->tile) + 1, 8);
+  for (int64_t i = 0; i < n_rows * D; i++)
+    dt[i] = table[i];
+  for (int64_t i = 0; i < M_all * D; i++)
+    dh[i] = hs_all[i];
+  double ref_loss = 0;
+  if (M_all > 0) {
+    ref_loss =
+        ce_forward_backward_f64(rdhs, rdrows, dh, tgt_all, dt, n_rows, M_all, D, c->tile, scr);
+    const double k = (double)M_all / (double)M_total;
+    ref_loss *= k;
+    for (int64_t i = 0; i < M_all * D; i++)
+      rdhs[i] *= k * c->scale;
+    for (int64_t i = 0; i < n_rows * D; i++)
+      rdrows[i] *= k * c->scale;
+  }
+
+  vocab_ce_plan p;
+  int rc = vocab_ce_init(&p, n_rows, D, max_rows, c->tile, c->tile_rows);
+  mcheck(rc == LR_OK, "%s: vocab_ce_init (M=%lld here, M_all=%lld, rows [%lld, %lld))", c->name,
+         (long long)M, (long long)M_all, (long long)p.lo, (long long)p.hi);
+  if (rc != LR_OK) goto out;
+  {
+    const int64_t nr = p.hi - p.lo;
+    const float *hs = hs_all + off_me * D, *rows = table + p.lo * D;
+    const int32_t *tgt = tgt_all + off_me;
+    float *dhs = calloc((size_t)(M * D + 1), 4), *drows = calloc((size_t)(nr * D + 1), 4);
+    for (int64_t i = 0; i < M * D; i++)
+      dhs[i] = PREFILL;
+    for (int64_t i = 0; i < nr * D; i++)
+      drows[i] = PREFILL;
+    double loss = -1;
+    rc = vocab_ce_forward_backward(&p, &loss, dhs, drows, M ? hs : NULL, M ? tgt : NULL, rows, M,
+                                   M_total, c->scale);
+    if (rc != LR_OK) printf("[rank %d] vocab_ce: %s\n", me, lr_error_msg());
+    mcheck(rc == LR_OK, "%s: vocab_ce_forward_backward returns LR_OK", c->name);
+    for (int64_t i = 0; i < M * D; i++)
+      dhs[i] -= PREFILL;
+    for (int64_t i = 0; i < nr * D; i++)
+      drows[i] -= PREFILL;
+    double lerr = fabs(loss - ref_loss) / (fabs(ref_loss) > 1e-30 ? fabs(ref_loss) : 1.0);
+    mclose(lerr, 1e-5, "%s: loss %.6f vs reference %.6f", c->name, loss, ref_loss);
+    double lo_hi[2] = {-loss, loss};
+    rc = dist_allreduce_max_d(lo_hi, 2);
+    mcheck(rc == LR_OK && -lo_hi[0] == lo_hi[1], "%s: the loss is the same on every rank", c->name);
+    mclose(rel_err(dhs, rdhs + off_me * D, M * D, rdhs, M_all * D), 1e-5,
+           "%s: dhs of own loss rows (accumulated)", c->name);
+    mclose(rel_err(drows, rdrows + p.lo * D, nr * D, rdrows, n_rows * D), 1e-5,
+           "%s: gradient of own item rows (accumulated)", c->name);
+    int pad = 1;
+    if (p.lo == 0 && nr > 0)
+      for (int64_t j = 0; j < D; j++)
+        pad &= drows[j] == 0.0f;
+    mcheck(pad, "%s: padding row gets no gradient", c->name);
+
+    // evaluation: dhs NULL, same loss, drows ignored
+    double eloss = -1;
+    for (int64_t i = 0; i < nr * D; i++)
+      drows[i] = PREFILL;
+    rc = vocab_ce_forward_backward(&p, &eloss, NULL, drows, M ? hs : NULL, M ? tgt : NULL, rows, M,
+                                   M_total, c->scale);
+    int same = rc == LR_OK && eloss == loss;
+    for (int64_t i = 0; i < nr * D; i++)
+      same &= drows[i] == PREFILL;
+    mcheck(same, "%s: evaluation (dhs NULL): same loss, no gradient", c->name);
+
+    // bytes balance over ranks
+    int64_t b[2] = {p.stats.bytes_sent, p.stats.bytes_recv};
+    rc = dist_allreduce_sum_i64(b, 2);
+    mcheck(rc == LR_OK && b[0] == b[1] && p.stats.calls == 2 && (P > 1 || b[0] == 0),
+           "%s: bytes sent == received over all ranks (%lld)", c->name, (long long)b[0]);
+    free(dhs);
+    free(drows);
+  }
+  vocab_ce_free(&p);
+out:
+  free(table), free(hs_all), free(tgt_all), free(dt), free(dh), free(rdhs), free(rdrows);
+  free(scr);
+}
+
+// ---- bad arguments on one rank ---------------------------------------------------------------
+
+static void test_errors(void) {
+  const int P = dist_size(), me = dist_rank();
+  const int64_t I = 10, D = 4, M = 3;
+  vocab_ce_plan p;
+  int rc = vocab_ce_init(&p, I + 1, D, M, 4, 0);
+  mcheck(rc == LR_OK, "errors: vocab_ce_init");
+  if (rc != LR_OK) return;
+  float hs[12], dhs[12], drows[(I + 1) * 4], table[(I + 1) * 4];
+  t_fill_f(hs, 12, 5, 1.0f);
+  t_fill_f(table, (I + 1) * D, 6, 1.0f);
+  const float *rows = table + p.lo * D;
+  int32_t tgt[3] = {1, 2, 3};
+  double loss = 0;
+  // a target out of range on the last rank
+  if (me == P - 1) tgt[1] = (int32_t)(I + 1);
+  rc = vocab_ce_forward_backward(&p, &loss, dhs, drows, hs, tgt, rows, M, (int64_t)P * M, 1.0f);
+  int ok = rc == LR_ERR_ARG && loss == 0;
+  if (me == P - 1) ok &= strstr(lr_error_msg(), "target[1]") != NULL;
+  lr_error_clear();
+  mcheck(ok, "errors: a bad target on rank %d fails every rank with LR_ERR_ARG", P - 1);
+  tgt[1] = 2;
+  // M above max_rows on rank 0
+  rc = vocab_ce_forward_backward(&p, &loss, dhs, drows, hs, tgt, rows, me == 0 ? M + 1 : M,
+                                 (int64_t)P * (M + 1), 1.0f);
+  lr_error_clear();
+  mcheck(rc == LR_ERR_ARG, "errors: M > max_rows on rank 0 fails every rank");
+  if (P > 1) {
+    rc = vocab_ce_forward_backward(&p, &loss, dhs, drows, hs, tgt, rows, M,
+                                   (int64_t)P * M + (me == 0), 1.0f);
+    lr_error_clear();
+    mcheck(rc == LR_ERR_ARG, "errors: M_total differing on rank 0 fails every rank");
+    rc = vocab_ce_forward_backward(&p, &loss, me == 0 ? NULL : dhs, drows, hs, tgt, rows, M,
+                                   (int64_t)P * M, 1.0f);
+    lr_error_clear();
+    mcheck(rc == LR_ERR_ARG, "errors: dhs NULL on rank 0 only fails every rank");
+  }
+  rc = vocab_ce_forward_backward(&p, &loss, dhs, drows, hs, tgt, rows, M, (int64_t)P * M - 1, 1.0f);
+  lr_error_clear();
+  mcheck(rc == LR_ERR_ARG, "errors: M_total below M_all fails every rank");
+  rc = vocab_ce_forward_backward(&p, &loss, dhs, drows, hs, tgt, rows, M, (int64_t)P * M, 1.0f);
+  mcheck(rc == LR_OK && loss > 0, "errors: the plan works after the failures");
+  vocab_ce_free(&p);
+  // differing plan arguments
+  rc = vocab_ce_init(&p, I + 1, D, M + (P > 1 && me == 1), 4, 0);
+  lr_error_clear();
+  mcheck(P == 1 ? rc == LR_OK : rc == LR_ERR_ARG,
+         "errors: vocab_ce_init with max_rows differing on rank 1 fails every rank");
+  vocab_ce_free(&p);
+}
+
+// ---- traffic of a sample configuration ----------------------------------------------------------
+
+static void sample_traffic(void) {
+  const int P = dist_size(), me = dist_rank();
+  const int64_t I = 3706, D = 64, M = 512; // ML-1M items, 512 loss rows per rank
+  vocab_ce_plan p;
+  int rc = vocab_ce_init(&p, I + 1, D, M, 1024, 512);
+  const lr_shard s = shard_range(I + 1, me, P);
+  float *hs = calloc((size_t)(M * D), 4), *dhs = calloc((size_t)(M * D), 4);
+  float *rows = calloc((size_t)(s.count * D + 1), 4), *drows = calloc((size_t)(s.count * D + 1), 4);
+  int32_t *tgt = calloc((size_t)M, 4);
+  t_fill_f(hs, M * D, 11 + (uint64_t)me, 1.0f);
+  t_fill_f(rows, s.count * D, 12 + (uint64_t)me, 0.1f);
+  for (int64_t m = 0; m < M; m++)
+    tgt[m] = (int32_t)(1 + (m * 37 + me) % I);
+  double loss = 0;
+  if (rc == LR_OK)
+    rc = vocab_ce_forward_backward(&p, &loss, dhs, drows, hs, tgt, rows, M, M * P, 1.0f);
+  double v[3] = {(double)p.stats.bytes_sent, (double)p.stats.bytes_recv, p.stats.seconds};
+  rc |= dist_allreduce_max_d(v, 3);
+  dist_log0("sample I=%lld D=%lld, %lld loss rows/rank, P=%d: max over ranks sent %.0f recv %.0f "
+            "bytes, %.1f ms\n",
+            (long long)I, (long long)D, (long long)M, P, v[0], v[1], v[2] * 1e3);
+  mcheck(rc == LR_OK, "sample traffic run");
+  free(hs), free(dhs), free(rows), free(drows), free(tgt);
+  vocab_ce_free(&p);
+}
+
+int main(int argc, char **argv) {
+  if (dist_init(&argc, &argv) != LR_OK) {
+    fprintf(stderr, "dist_init: %s\n", lr_error_msg());
+    return 1;
+  }
+  const ce_case cases[] = {
+      // name, I, D, tile, tile_rows, M per rank, extra, scale, hs scale
+      {"I=60 uneven M (5,0,9,3), tile 7 < shard, row blocks 4",
+       60,
+       16,
+       7,
+       4,
+       {5, 0, 9, 3},
+       0,
+       1.0f,
+       1.0f},
+      {"I=60 M_total > M_all, scale 0.5", 60, 16, 64, 0, {4, 6, 0, 2}, 11, 0.5f, 1.0f},
+      {"I=60 large logits", 60, 8, 5, 3, {3, 3, 3, 3}, 0, 1.0f, 12.0f},
+      {"I=3 (P=4: rank 0 owns only padding), tile 1", 3, 8, 1, 0, {2, 3, 1, 4}, 0, 1.0f, 1.0f},
+      {"I=2 (P=4: rank 3 owns no row)", 2, 5, 2, 2, {1, 0, 2, 3}, 0, 1.0f, 1.0f},
+      {"every M_r = 0", 60, 8, 7, 0, {0, 0, 0, 0}, 3, 1.0f, 1.0f},
+      {"I=1000 D=32 M=40..70, tile 64", 1000, 32, 64, 0, {40, 70, 55, 61}, 0, 1.0f, 1.0f},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    test_case(&cases[i]);
+  test_errors();
+  sample_traffic();
+  int64_t fails = g_fail;
+  if (dist_allreduce_max_i64(&fails, 1) != LR_OK) fails = 1;
+  dist_log0("mpitest_vocab_ce (%d ranks): %s\n", dist_size(), fails ? "FAILED" : "PASSED");
+  dist_finalize();
+  return fails ? 1 : 0;
+}
