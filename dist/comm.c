@@ -116,8 +116,7 @@ size_t dist_dtype_bytes(lr_dtype t) {
   case LR_DTYPE_F32: return 4;
   case LR_DTYPE_F64: return 8;
   }
-  LR_ASSERT(0 && "bad lr_dtype");
-  return 0;
+  lr_assert_fail(__FILE__, __LINE__, "bad lr_dtype");
 }
 
 static MPI_Datatype mpi_type(lr_dtype t) {
@@ -128,8 +127,7 @@ static MPI_Datatype mpi_type(lr_dtype t) {
   case LR_DTYPE_F32: return MPI_FLOAT;
   case LR_DTYPE_F64: return MPI_DOUBLE;
   }
-  LR_ASSERT(0 && "bad lr_dtype");
-  return MPI_DATATYPE_NULL;
+  lr_assert_fail(__FILE__, __LINE__, "bad lr_dtype");
 }
 
 // int copies of count/displacement arrays for MPI: 4 arrays of P ints,

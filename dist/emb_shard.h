@@ -36,11 +36,17 @@
 // the second id array of emb_shard_lookup (ids2/idx2); the distinct rows
 // cover both arrays and idx2 indexes the same rows.
 //
-// Memory (per rank, allocated once by emb_shard_init): about
-// 33*max_ids bytes of dedup/ordering state, P*min(max_ids, I_r)*(D+1)*4
-// bytes for the rows this rank serves (I_r = rows owned), 9*I_r bytes for
-// the touched-row list, 64*P bytes of counts. The caller owns rows
-// (max_ids, D), idx and drows.
+// For sampled objectives put the targets there too (ids2 = the (M,C)
+// candidate ids, target first): idx2 is then the cand array of
+// sampled_forward_backward. With objective=ce every own row gets gradient
+// from vocab_ce.h (dense over own rows), so the touched list matters for
+// sampled objectives and the encoder-input rows.
+//
+// Memory (per rank, allocated once by emb_shard_init, nothing in the step):
+// 36..52 bytes per max_ids of dedup/ordering state (hash at load <= 1/2),
+// P*min(max_ids, I_r)*(D+1)*4 bytes for the rows this rank serves
+// (I_r = rows owned), 9*I_r bytes for the touched-row list, 64*P bytes of
+// counts. The caller owns rows (max_ids, D), idx, idx2 and drows.
 #ifndef LR_EMB_SHARD_H
 #define LR_EMB_SHARD_H
 
@@ -116,7 +122,9 @@ int emb_shard_push_grad(emb_shard_plan *p, lr_itemtab *tab, const float *drows);
 const int64_t *emb_shard_touched(const emb_shard_plan *p, int64_t *n);
 // Zero tab->g on the touched rows (all of tab->g that is nonzero, when tab->g
 // only ever receives gradient through push_grad) and empty the list.
-// O(touched x D), not O(I_r x D). Local; cannot fail.
+// O(touched x D), not O(I_r x D). When tab->g also takes dense gradient
+// (vocab_ce_forward_backward's drows), memset all of tab->g as well.
+// Local; cannot fail.
 void emb_shard_zero_grad(emb_shard_plan *p, lr_itemtab *tab);
 
 #endif

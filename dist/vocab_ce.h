@@ -14,8 +14,8 @@
 //   1. MPI_Allgather of (M_r, M_total, wants-gradient) as 3 int64: every rank
 //      learns M_all = sum_r M_r and the displacements, and every rank sees a
 //      bad argument on any rank (then all return LR_ERR_ARG, none hangs).
-//   2. MPI_Allgatherv of hs (M_r*D floats) and tgt (M_r int32) into
-//      hs_all (M_all,D), tgt_all (M_all).
+//   2. Two MPI_Allgatherv: hs (M_r*D floats) into hs_all (M_all,D), tgt
+//      (M_r int32) into tgt_all (M_all), blocks in rank order.
 //   3. ce_stats over own rows [lo,hi), logits in (tile_rows x tile) tiles only
 //      (never M x I): row max, sum exp, and the target logit when this rank
 //      owns the target (0 otherwise).
