@@ -45,6 +45,7 @@ static int ws_init(eval_ws *w, const lr_scorer *sc, const lr_dataset *ds, const 
   if (sc->model && w->Bu > sc->model->max_B) w->Bu = sc->model->max_B;
   int64_t rows = ds->n_items + 1;
   w->T = MAX_TILE_FLOATS / w->Bu;
+  if (w->T < 1) w->T = 1; // eval.batch_size > MAX_TILE_FLOATS: 0 would never advance
   if (w->T > rows) w->T = rows;
   int64_t maxlen = 1;
   for (int64_t u = 0; u < ds->n_users; u++)
