@@ -88,6 +88,11 @@ int dist_allreduce_max_i64(int64_t *buf, int64_t n);
 // across ranks: min a, max b"), LR_ERR_MPI if the reduction fails.
 int dist_check_same_i64(const int64_t *x, int n, const char *what);
 
+// recv (sum of rcounts, rank 0 only; may be NULL elsewhere) block q = rank
+// q's send (scount floats = rcounts[rank]). Collective. LR_ERR_MPI.
+int dist_gatherv0_f(float *recv, const int64_t *rcounts, const int64_t *rdispls, const float *send,
+                    int64_t scount);
+
 // Bytes of one element of t. Local; cannot fail.
 size_t dist_dtype_bytes(lr_dtype t);
 

@@ -16,28 +16,34 @@
 #include "config.h"
 #include "dataset.h"
 #include "examples.h"
-#include "itemtab.h"
 #include "metrics.h"
 #include "model.h"
+#include "table.h"
 
 typedef struct {
-  lr_model *model;       // the encoder, or NULL for the popularity baseline
-  const lr_itemtab *tab; // item rows (with model)
-  const float *pop;      // (I+1) training interaction counts (always set)
+  lr_model *model;         // the encoder, or NULL for the popularity baseline
+  lr_table *table;         // item rows (with model): sharded or replicated
+  const float *pop;        // (I+1) training interaction counts (always set)
+  int64_t user_lo, user_hi; // users this rank evaluates (user_hi clamped to n_users);
+                            // all ranks together: every user once
 } lr_scorer;
 
 // Training interaction counts per item (I+1 floats, [0] = 0) for the pop
 // baseline and pop100 sampling; caller frees with lr_free. NULL on OOM.
 float *eval_popularity(const lr_dataset *ds);
 
-// Metrics of split over all evaluable users of ds; each rank ranks a share
-// of the users and the sums are reduced. Collective. LR_ERR_NOMEM/LR_ERR_MPI.
+// Metrics of split over all evaluable users of ds; each rank ranks its users
+// [user_lo, user_hi) and the sums are reduced. With a sharded table the
+// hidden states of every rank's batch are gathered, each rank scores them
+// against its own rows, and the counts of better-scored items are summed, so
+// the result equals the single-rank one. Collective. LR_ERR_NOMEM/LR_ERR_MPI.
 int eval_split(lr_metrics *out, const lr_scorer *sc, const lr_dataset *ds, lr_split split,
                const lr_config *c);
 
 // Top-K items for each of n users given their whole history (predicting the
 // next interaction): items (n,K) remapped ids best first, scores (n,K).
-// History items are skipped when exclude_history. LR_ERR_NOMEM on failure.
+// History items are skipped when exclude_history. Needs a replicated (or
+// single-rank) table. LR_ERR_NOMEM on failure. Local.
 int eval_topk(int32_t *items, float *scores, const lr_scorer *sc, const lr_dataset *ds,
               const int64_t *users, int64_t n, int K, int exclude_history, const lr_config *c);
 

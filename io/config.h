@@ -46,6 +46,8 @@ typedef struct {
   int eval_nk;
   int eval_exclude_history;
   int64_t eval_batch_size;
+  // dist.*
+  int dist_item_table; // 0 auto, 1 sharded, 2 replicated
   // log.*
   int64_t log_every_steps;
   int log_progress; // 0 auto, 1 plain, 2 off

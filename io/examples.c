@@ -57,7 +57,7 @@ void examples_shuffle(lr_examples *ex, uint64_t seed, uint32_t epoch) {
 }
 
 // User owning example e (binary search in cum).
-static int64_t example_user(const lr_examples *ex, int64_t e) {
+int64_t examples_user(const lr_examples *ex, int64_t e) {
   int64_t lo = 0, hi = ex->ds->n_users; // cum[lo] <= e < cum[hi]
   while (hi - lo > 1) {
     int64_t mid = lo + (hi - lo) / 2;
@@ -69,13 +69,18 @@ static int64_t example_user(const lr_examples *ex, int64_t e) {
 
 void examples_batch(const lr_examples *ex, int64_t start, int64_t B, int32_t *ids,
                     int32_t *lens, int32_t *tgt, uint64_t *ex_ids) {
+  examples_fill(ex, ex->perm + start, B, ids, lens, tgt, ex_ids);
+}
+
+void examples_fill(const lr_examples *ex, const int64_t *exs, int64_t B, int32_t *ids,
+                   int32_t *lens, int32_t *tgt, uint64_t *ex_ids) {
   const lr_dataset *ds = ex->ds;
   const int64_t N = ex->N;
   memset(ids, 0, (size_t)(B * N) * sizeof *ids);
   if (ex->all) memset(tgt, 0, (size_t)(B * N) * sizeof *tgt);
   for (int64_t b = 0; b < B; b++) {
-    int64_t e = ex->perm[start + b];
-    int64_t u = example_user(ex, e);
+    int64_t e = exs[b];
+    int64_t u = examples_user(ex, e);
     const int32_t *seq = ds->items + ds->offsets[u];
     int64_t t; // position of the (last) target in the user's sequence
     if (ex->all) t = examples_train_len(ds, u) - 1;
@@ -107,7 +112,7 @@ int64_t examples_loss_rows(const lr_examples *ex, int64_t start, int64_t n) {
   if (!ex->all) return n;
   int64_t rows = 0;
   for (int64_t b = 0; b < n; b++) {
-    int64_t u = example_user(ex, ex->perm[start + b]);
+    int64_t u = examples_user(ex, ex->perm[start + b]);
     int64_t t = examples_train_len(ex->ds, u) - 1;
     rows += t > ex->N ? ex->N : t;
   }

@@ -39,6 +39,13 @@ void examples_shuffle(lr_examples *ex, uint64_t seed, uint32_t epoch);
 void examples_batch(const lr_examples *ex, int64_t start, int64_t B, int32_t *ids,
                     int32_t *lens, int32_t *tgt, uint64_t *ex_ids);
 
+// The same for the B example ids exs (B) (any order). Cannot fail.
+void examples_fill(const lr_examples *ex, const int64_t *exs, int64_t B, int32_t *ids,
+                   int32_t *lens, int32_t *tgt, uint64_t *ex_ids);
+
+// The user of example e (0 <= e < n_examples). Cannot fail.
+int64_t examples_user(const lr_examples *ex, int64_t e);
+
 typedef enum { LR_SPLIT_VALID = 0, LR_SPLIT_TEST = 1 } lr_split;
 
 // 1 if user u is evaluated (n >= 3). Cannot fail.
@@ -48,8 +55,6 @@ int examples_has_eval(const lr_dataset *ds, int64_t u);
 // items[offsets[u] .. offsets[u] + hist_len). Returns hist_len.
 int64_t examples_eval_input(const lr_dataset *ds, int64_t u, lr_split split, int64_t N,
                             int32_t *ids, int32_t *len, int32_t *target);
-
-
 
 // Loss rows of examples perm[start .. start+n): n for positions=last, the sum
 // of input lengths for positions=all. Cannot fail.

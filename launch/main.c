@@ -13,7 +13,8 @@
 #include "dataset.h"
 #include "eval.h"
 #include "examples.h"
-#include "itemtab.h"
+#include "shard.h"
+#include "table.h"
 #include "lr.h"
 #include "model.h"
 #include "modelfile.h"
@@ -191,7 +192,7 @@ typedef struct {
   lr_config c;
   lr_dataset ds;
   lr_model model;
-  lr_itemtab tab;
+  lr_table table;
   float *pop;
   lr_scorer sc;
 } loaded;
@@ -199,7 +200,7 @@ typedef struct {
 static void loaded_free(loaded *l) {
   dataset_free(&l->ds);
   model_free(&l->model);
-  itemtab_free(&l->tab);
+  table_free(&l->table);
   lr_free(l->pop);
 }
 
@@ -215,17 +216,22 @@ static int load_scorer(loaded *l, const cli *a) {
   l->pop = eval_popularity(&l->ds);
   if (!l->pop) return LR_ERR_NOMEM;
   l->sc.pop = l->pop;
+  lr_shard users = shard_range(l->ds.n_users, dist_rank(), dist_size());
+  l->sc.user_lo = users.offset;
+  l->sc.user_hi = users.offset + users.count;
   if (pop) return LR_OK;
   const lr_config *c = &l->c;
   lr_model_cfg mc = {l->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
                      c->model_layers, c->model_inner, 0.0f, (float)c->model_ln_eps,
                      (lr_attn_kind)c->model_attention};
   LR_CALL(model_init(&l->model, &mc, c->eval_batch_size, 0));
-  LR_CALL(itemtab_init(&l->tab, 0, l->ds.n_items + 1, c->model_d, 0));
-  LR_CALL(modelfile_read(path, l->model.params_mem, l->model.n_params, l->tab.w,
+  // The model file holds the whole table: every rank keeps it (replicated).
+  LR_CALL(table_init(&l->table, LR_TABLE_REPLICATED, l->ds.n_items + 1, c->model_d,
+                     c->eval_batch_size * (c->model_max_len + 101), 0, c->train_loss_tile, 0));
+  LR_CALL(modelfile_read(path, l->model.params_mem, l->model.n_params, l->table.tab.w,
                          l->ds.n_items + 1, c->model_d));
   l->sc.model = &l->model;
-  l->sc.tab = &l->tab;
+  l->sc.table = &l->table;
   return LR_OK;
 }
 

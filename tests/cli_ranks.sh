@@ -31,7 +31,7 @@ print("max rel diff %.3g" % worst)
 sys.exit(0 if worst < 1e-4 else 1)
 PY
 }
-for obj in "ce linrec last" "sampled softmax all" "bce linrec_causal all"; do
+for obj in "ce linrec last" "ce linrec_causal all" "sampled softmax all" "bce elu1 all"; do
   set -- $obj
   name=$1-$2-$3
   extra=(--set train.objective=$1 --set model.attention=$2 --set train.positions=$3

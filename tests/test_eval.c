@@ -49,7 +49,7 @@
 #include "dataset.h"  // lr_dataset, dataset_free
 #include "eval.h"     // eval_split, eval_topk, eval_popularity, lr_scorer
 #include "examples.h" // lr_split
-#include "itemtab.h"  // lr_itemtab
+#include "table.h"    // lr_table (replicated)
 #include "lr.h"       // lr_calloc, lr_error_msg
 #include "model.h"    // lr_model, model_init, model_forward
 #include "rng.h"      // lr_philox, lr_below
@@ -195,7 +195,7 @@ static int ref_init(ref_ctx *r, const lr_scorer *sc, int64_t N, int64_t I, int64
   for (int64_t v = 0; sc->model && v <= I; v++) {
     r->zero_row[v] = 1;
     for (int64_t j = 0; j < D; j++) {
-      float x = sc->tab->w[v * D + j];
+      float x = sc->table->tab.w[v * D + j];
       if (fabsf(x) > r->max_abs_row) r->max_abs_row = fabsf(x);
       if (x != 0.0f) r->zero_row[v] = 0;
     }
@@ -226,13 +226,13 @@ static double ref_scores(double *s, ref_ctx *r, const lr_dataset *ds, int64_t u,
   }
   int32_t l = (int32_t)(len > 0 ? len : 1);
   lr_dropout dp = {0};
-  const float *h = model_forward(sc->model, r->idx, sc->tab->w, &l, r->row_ids, 1, dp);
+  const float *h = model_forward(sc->model, r->idx, sc->table->tab.w, &l, r->row_ids, 1, dp);
   h += (int64_t)(l - 1) * r->D;
   double habs = 0;
   for (int64_t j = 0; j < r->D; j++)
     habs += fabs((double)h[j]);
   for (int64_t v = 0; v <= r->I; v++) {
-    const float *e = sc->tab->w + v * r->D;
+    const float *e = sc->table->tab.w + v * r->D;
     double acc = 0;
     for (int64_t j = 0; j < r->D; j++)
       acc += (double)h[j] * e[j];
@@ -508,7 +508,8 @@ static void check_popularity(const lr_dataset *ds, const float *pop, const char 
 
 typedef struct {
   lr_model m;
-  lr_itemtab tab;
+  lr_table table;
+  lr_itemtab *tab; // = &table.tab
 } model_fx;
 
 static int model_fx_init(model_fx *f, int64_t I, int64_t N, int64_t D, int64_t max_B,
@@ -524,13 +525,16 @@ static int model_fx_init(model_fx *f, int64_t I, int64_t N, int64_t D, int64_t m
                       .ln_eps = 1e-12f,
                       .attn = LR_ATTN_LINREC};
   if (model_init(&f->m, &cfg, max_B, seed) != LR_OK) return -1;
-  if (itemtab_init(&f->tab, 0, I + 1, D, seed + 1) != LR_OK) return -1;
+  if (table_init(&f->table, LR_TABLE_REPLICATED, I + 1, D, max_B * (N + 101), 0, 4096,
+                 seed + 1) != LR_OK)
+    return -1;
+  f->tab = &f->table.tab;
   return 0;
 }
 
 static void model_fx_free(model_fx *f) {
   model_free(&f->m);
-  itemtab_free(&f->tab);
+  table_free(&f->table);
 }
 
 // ---- cases ---------------------------------------------------------------------------
@@ -549,7 +553,7 @@ static void case_a(void) {
   t_check(!memcmp(pop, want_pop, sizeof want_pop), "A: popularity by hand");
 
   const int64_t N = 4, D = 8;
-  lr_scorer pop_sc = {.model = NULL, .tab = NULL, .pop = pop};
+  lr_scorer pop_sc = {.model = NULL, .table = NULL, .pop = pop, .user_hi = INT64_MAX};
   check_split_modes(&pop_sc, &ds, N, D, 3, 1, "A pop");
   check_split_modes(&pop_sc, &ds, N, D, 1000, 1, "A pop, one batch");
 
@@ -592,7 +596,7 @@ static void case_a(void) {
     t_check(0, "A: model init: %s", lr_error_msg());
     goto done;
   }
-  lr_scorer msc = {.model = &f.m, .tab = &f.tab, .pop = pop};
+  lr_scorer msc = {.model = &f.m, .table = &f.table, .pop = pop, .user_hi = INT64_MAX};
   check_split_modes(&msc, &ds, N, D, 3, 1, "A model");
   check_split_modes(&msc, &ds, N, D, 100, 1, "A model, batch capped at max_B 4");
   for (int ex = 0; ex < 2; ex++)
@@ -602,9 +606,9 @@ static void case_a(void) {
   // the padding row) score exactly 0 in any GEMM: u6's test target 9 and u7's
   // test target 13 tie with the other two, which counts against them, while
   // the padding row is not a candidate.
-  memset(f.tab.w + 9 * D, 0, (size_t)D * sizeof(float));
-  memset(f.tab.w + 13 * D, 0, (size_t)D * sizeof(float));
-  memset(f.tab.w + 14 * D, 0, (size_t)D * sizeof(float));
+  memset(f.tab->w + 9 * D, 0, (size_t)D * sizeof(float));
+  memset(f.tab->w + 13 * D, 0, (size_t)D * sizeof(float));
+  memset(f.tab->w + 14 * D, 0, (size_t)D * sizeof(float));
   check_split_modes(&msc, &ds, N, D, 3, 1, "A model, zero rows tie");
 
 done:
@@ -637,7 +641,7 @@ static void case_b(void) {
           "B: %lld evaluable users in batches of %lld, %lld items in tiles of %lld (3 tiles)",
           (long long)n_eval, (long long)BATCH, (long long)I, (long long)T);
 
-  lr_scorer pop_sc = {.model = NULL, .tab = NULL, .pop = pop};
+  lr_scorer pop_sc = {.model = NULL, .table = NULL, .pop = pop, .user_hi = INT64_MAX};
   check_split_modes(&pop_sc, &ds, N, D, BATCH, 0, "B pop, multi-tile");
 
   check_sampled(&pop_sc, &ds, N, D, BATCH, n_eval, "B pop");
@@ -681,7 +685,7 @@ static void case_b2(void) {
   }
   t_check(T < I + 1 && (I + 1 + T - 1) / T == 3, "B2: %lld items in tiles of %lld (3 tiles)",
           (long long)I, (long long)T);
-  lr_scorer msc = {.model = &f.m, .tab = &f.tab, .pop = pop};
+  lr_scorer msc = {.model = &f.m, .table = &f.table, .pop = pop, .user_hi = INT64_MAX};
   check_split_modes(&msc, &ds, N, D, BATCH, 0, "B2 model, multi-tile");
   int64_t n_eval = 0;
   for (int64_t u = 0; u < U; u++)
@@ -710,7 +714,7 @@ static void case_cd(int with_top) {
   t_check(pop[1] == (with_top ? 120.0f : 0.0f) && pop[2] == 50.0f && pop[3] == 50.0f &&
               pop[4] == 1.0f,
           "%s: popularity of items 1, 2, 3, 4", tag);
-  lr_scorer sc = {.model = NULL, .tab = NULL, .pop = pop};
+  lr_scorer sc = {.model = NULL, .table = NULL, .pop = pop, .user_hi = INT64_MAX};
   double r1_uni[2] = {0, 0};
   for (int s = 0; s < 2; s++) {
     lr_split split = s ? LR_SPLIT_TEST : LR_SPLIT_VALID;

@@ -1,0 +1,81 @@
+// table.h: the item table as the trainer sees it, in one of two layouts
+// (DESIGN §2, `dist.item_table`):
+//   sharded     rank r owns rows shard_range(I+1, r, P) and their Adam
+//               moments; batch rows travel by emb_shard.h, the full
+//               cross-entropy is vocab-parallel (vocab_ce.h); no rank holds
+//               the whole table.
+//   replicated  every rank holds the whole table; its gradient is summed over
+//               ranks at the end of each step like the dense parameters.
+// At P = 1 both are one local table. The functions below hide the layout
+// from the training step and the evaluation.
+#ifndef LR_TABLE_H
+#define LR_TABLE_H
+
+#include <stdint.h>
+
+#include "comm.h"
+#include "emb_shard.h"
+#include "itemtab.h"
+#include "optim.h"
+#include "vocab_ce.h"
+
+typedef enum { LR_TABLE_SHARDED = 0, LR_TABLE_REPLICATED = 1 } lr_table_mode;
+
+typedef struct {
+  lr_table_mode mode;
+  int64_t n_rows, D;   // global (I+1, D)
+  lr_itemtab tab;      // sharded: own rows [lo,hi); replicated: all rows
+  emb_shard_plan emb;  // sharded
+  vocab_ce_plan ce;    // sharded with full cross-entropy
+  float *rows, *drows; // sharded: (max_ids, D) the last lookup's rows and their gradient
+  int64_t tile;        // replicated CE: items per logits tile
+  float *ce_scratch, *rmax, *rsum, *tlogit; // replicated CE (max_loss_rows)
+  dist_stats allreduce; // replicated: the table-gradient allreduce
+  dist_stats loss;      // replicated: the CE has no communication (sharded: ce.stats)
+} lr_table;
+
+// Set up a table of n_rows x D in `mode` for lookups of at most max_ids ids
+// and at most max_loss_rows CE rows per call per rank (0: no CE). Rows are
+// initialised by global row id (itemtab_init), so every mode and P start
+// from the same values. Collective. LR_ERR_NOMEM/LR_ERR_MPI/LR_ERR_ARG.
+int table_init(lr_table *t, lr_table_mode mode, int64_t n_rows, int64_t D, int64_t max_ids,
+               int64_t max_loss_rows, int64_t tile, uint64_t seed);
+void table_free(lr_table *t);
+
+// The rows of ids (n) and ids2 (n2): *rows (U,D) with idx (n)/idx2 (n2)
+// indexing them (-1 for id 0), and *drows (U,D), zeroed, where the caller
+// accumulates their gradient before table_push. idx2/ids2 may be NULL when
+// n2 = 0. Collective in sharded mode (every rank calls, n = 0 allowed).
+int table_lookup(lr_table *t, const float **rows, float **drows, int32_t *idx,
+                 const int32_t *ids, int64_t n, int32_t *idx2, const int32_t *ids2, int64_t n2);
+// Route the last lookup's drows to the rows' owners (sharded; replicated
+// drows already is the table gradient). Collective in sharded mode.
+int table_push(lr_table *t);
+
+// Full cross-entropy of this rank's loss rows hs (M,D), tgt (M), as the mean
+// over M_total rows: dhs (M,D) += gradient (NULL: no backward, evaluation),
+// item-row gradients into the table. *loss_local += the loss of this rank's
+// rows; *loss_global += the loss of all ranks' rows this call (sharded: the
+// vocab-parallel loss is already reduced). The caller sums loss_local over
+// ranks once per step. Collective in sharded mode.
+int table_ce(lr_table *t, double *loss_local, double *loss_global, float *dhs, const float *hs,
+             const int32_t *tgt, int64_t M, int64_t M_total);
+
+// End of step: replicated sums the table gradient over ranks. Collective.
+int table_sync(lr_table *t);
+// Adam on the table rows that have gradient: all own rows but the padding
+// row for full CE (dense), the touched rows for sampled objectives in
+// sharded mode (lazy Adam). Local.
+void table_adam(lr_table *t, lr_adam_cfg c, int64_t step, int dense);
+// Clip support: sum of squares of the table gradient over this rank's rows
+// (sharded: the caller sums over ranks; replicated: identical everywhere).
+double table_grad_sumsq(const lr_table *t);
+void table_grad_scale(lr_table *t, float s);
+// Zero the gradient (dense: all own rows; lazy: the touched rows). Local.
+void table_zero_grad(lr_table *t, int dense);
+
+// Traffic of the table by kind since the start: lookup, push, loss, allreduce.
+void table_stats(const lr_table *t, dist_stats *lookup, dist_stats *push, dist_stats *loss,
+                 dist_stats *allreduce);
+
+#endif
