@@ -28,6 +28,7 @@ typedef enum {
   LR_ERR_MPI = -6,     // an MPI call failed
   LR_ERR_ARG = -7,     // a caller passed arguments outside a function's contract
   LR_ERR_STATE = -8,   // an operation is impossible in the current state
+  LR_ERR_PEER = -9,    // another rank failed (and reported it); this rank stops too
 } lr_status;
 
 // Name of a status ("io error", ...). Cannot fail.

@@ -302,3 +302,36 @@ int dist_gatherv0_f(float *recv, const int64_t *rcounts, const int64_t *rdispls,
   if (mrc != MPI_SUCCESS) return mpi_error(mrc, "MPI_Gatherv", __FILE__, __LINE__);
   return LR_OK;
 }
+
+static int g_agreed_status; // the first failing rank's status, once agreed
+
+int dist_first_failure(int rc) {
+  if (g_size == 1) {
+    g_agreed_status = rc;
+    return rc == LR_OK ? -1 : 0;
+  }
+  // rank * 64 + (-status) carries both the lowest failing rank and its status.
+  int mine = rc == LR_OK ? INT_MAX : g_rank * 64 + (-rc & 63), first = INT_MAX;
+  int mrc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, g_comm);
+  if (mrc != MPI_SUCCESS) {
+    if (rc == LR_OK) mpi_error(mrc, "MPI_Allreduce", __FILE__, __LINE__);
+    g_agreed_status = rc != LR_OK ? rc : LR_ERR_MPI;
+    return g_rank;
+  }
+  if (first == INT_MAX) return -1;
+  g_agreed_status = -(first % 64);
+  return first / 64;
+}
+
+static int g_agreed;
+
+int dist_agree(int rc) {
+  int first = dist_first_failure(rc);
+  if (first < 0) return LR_OK;
+  g_agreed = 1;
+  if (first == g_rank) return rc != LR_OK ? rc : LR_ERR_MPI;
+  return lr_error(LR_ERR_PEER, __FILE__, __LINE__, "rank %d failed", first);
+}
+
+int dist_failure_agreed(void) { return g_agreed; }
+int dist_failure_status(void) { return g_agreed_status; }

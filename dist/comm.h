@@ -93,6 +93,22 @@ int dist_check_same_i64(const int64_t *x, int n, const char *what);
 int dist_gatherv0_f(float *recv, const int64_t *rcounts, const int64_t *rdispls, const float *send,
                     int64_t scount);
 
+// Agreement point for errors every rank may detect alike (config, data):
+// returns the lowest rank whose rc is not LR_OK, or -1 when all are OK.
+// Collective; call it where no rank can be inside another collective. When
+// the reduction itself fails it returns the caller's rank (and the MPI
+// error is recorded if rc was OK).
+int dist_first_failure(int rc);
+
+// dist_first_failure as a status: LR_OK when every rank passed LR_OK; the
+// lowest failing rank gets its own rc back (to report), every other rank
+// LR_ERR_PEER (to stop quietly), and dist_failure_agreed() becomes true on
+// all of them: the job can end without MPI_Abort, reporting the error once.
+// Collective.
+int dist_agree(int rc);
+int dist_failure_agreed(void); // Local.
+int dist_failure_status(void); // Local: the agreed failing rank's status.
+
 // Bytes of one element of t. Local; cannot fail.
 size_t dist_dtype_bytes(lr_dtype t);
 

@@ -342,10 +342,9 @@ static lr_table_mode choose_table(const trainer *t, int64_t rows_per_step) {
   return m;
 }
 
-static int trainer_init(trainer *t, const lr_config *c, const char *out_dir) {
-  memset(t, 0, sizeof *t);
-  t->c = c;
-  const int P = dist_size(), me = dist_rank();
+// Everything before the first collective: data, examples, user ranges, model.
+static int trainer_init_local(trainer *t, const lr_config *c) {
+  const int P = dist_size();
   lr_data_opts dopt = config_data_opts(c);
   double t0 = dist_wtime();
   LR_CALL(data_load(&t->ds, &dopt));
@@ -377,6 +376,15 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir) {
   int64_t max_B = t->Bm > c->eval_batch_size ? t->Bm : c->eval_batch_size;
   LR_CALL(model_init(&t->model, &mc, max_B, (uint64_t)c->train_seed));
   LR_CALL(gradsync_init(&t->gsync, &t->model));
+  return LR_OK;
+}
+
+static int trainer_init(trainer *t, const lr_config *c, const char *out_dir) {
+  memset(t, 0, sizeof *t);
+  t->c = c;
+  const int P = dist_size();
+  // Data and config errors are alike on every rank: agree, report once.
+  LR_CALL(dist_agree(trainer_init_local(t, c)));
   int64_t loss_rows = t->Bm * (t->ex.all ? t->N : 1);
   int64_t eval_ids = c->eval_batch_size * (t->N + 101);
   int64_t max_ids = t->Bm * t->N + loss_rows * t->C;
@@ -402,12 +410,12 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir) {
   LR_CALL(trainer_alloc(t));
   dist_log0("model: %s, d=%lld heads=%lld layers=%lld inner=%lld N=%lld; %zu dense + %lld item "
             "parameters (%s table); activations %.1f MiB for micro-batch %lld\n",
-            attn_kind_name(mc.attn), (long long)mc.d, (long long)mc.heads, (long long)mc.layers,
-            (long long)mc.inner, (long long)mc.max_len, t->model.n_params,
+            attn_kind_name(t->model.cfg.attn), (long long)t->model.cfg.d,
+            (long long)t->model.cfg.heads, (long long)t->model.cfg.layers,
+            (long long)t->model.cfg.inner, (long long)t->model.cfg.max_len, t->model.n_params,
             (long long)((t->ds.n_items + 1) * t->D),
             mode == LR_TABLE_SHARDED ? "sharded" : "replicated",
             (double)t->model.acts_elems * 4.0 / (1 << 20), (long long)t->Bm);
-  (void)me;
   if (dist_rank() == 0) {
     char path[LR_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);

@@ -165,7 +165,7 @@ static int cmd_prep(const cli *a) {
 
 static int cmd_train(const cli *a) {
   lr_config c;
-  LR_CALL(build_config(&c, a, NULL));
+  LR_CALL(dist_agree(build_config(&c, a, NULL)));
   lr_train_result r;
   LR_CALL(train_run(&c, a->out ? a->out : "out", &r));
   for (int i = 0; i < r.test.nk; i++)
@@ -353,12 +353,17 @@ int main(int argc, char **argv) {
     dist_finalize();
     return 0;
   }
-  int code = rc == LR_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
-  if (dist_size() > 1) fprintf(stderr, "[rank %d/%d] ", dist_rank(), dist_size());
-  fprintf(stderr, "linrec %s: %s: %s\n", a.cmd, lr_status_str(rc), lr_error_msg());
-  if (getenv("LINREC_TRACEBACK")) fprintf(stderr, "traceback:\n%s", lr_error_traceback());
-  fflush(stderr);
-  if (dist_size() > 1) dist_abort(code);
+  int status = rc == LR_ERR_PEER ? dist_failure_status() : rc;
+  int code = status == LR_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+  if (rc != LR_ERR_PEER) { // the failing rank reports; the others stop quietly
+    if (dist_size() > 1) fprintf(stderr, "[rank %d/%d] ", dist_rank(), dist_size());
+    fprintf(stderr, "linrec %s: %s: %s\n", a.cmd, lr_status_str(rc), lr_error_msg());
+    if (getenv("LINREC_TRACEBACK")) fprintf(stderr, "traceback:\n%s", lr_error_traceback());
+    fflush(stderr);
+  }
+  // An error every rank agreed on ends the job cleanly; any other error may
+  // leave ranks waiting in a collective: abort them.
+  if (dist_size() > 1 && !dist_failure_agreed()) dist_abort(code);
   dist_finalize();
   return code;
 }
