@@ -38,8 +38,8 @@ int ckpt_name_ok_(const char *name) {
   if (n < 1 || n >= CKPT_NAME_MAX || name[0] == '.' || strstr(name, "..")) return 0;
   for (size_t k = 0; k < n; k++) {
     char c = name[k];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
       return 0;
   }
   return 1;
@@ -65,6 +65,10 @@ int ckpt_fsync_dir_(const char *dir) {
   return LR_OK;
 }
 
+const char *ckpt_write_hint_(int e) {
+  return e == ENOSPC || e == EDQUOT || e == EFBIG ? CKPT_HINT_SPACE : "";
+}
+
 double ckpt_now_(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -76,7 +80,8 @@ static int write_fd(int fd, const void *buf, size_t n, const char *path) {
   while (n > 0) {
     ssize_t k = lr_fault_write(fd, p, n);
     if (k < 0 && errno == EINTR) continue;
-    LR_CHECK(k > 0, LR_ERR_IO, "write %s: %s", path, k < 0 ? strerror(errno) : "no space");
+    int e = k < 0 ? errno : ENOSPC; // a zero-byte write means no room
+    LR_CHECK(k > 0, LR_ERR_IO, "write %s: %s%s", path, strerror(e), ckpt_write_hint_(e));
     p += k, n -= (size_t)k;
   }
   return LR_OK;
@@ -106,8 +111,7 @@ int ckpt_commit_file_(const char *dir, const char *name, const void *buf, size_t
     goto done;
   }
   if (lr_fault_rename(tmp, path) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", tmp, path,
-                  strerror(errno));
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", tmp, path, strerror(errno));
     goto done;
   }
   renamed = 1;
@@ -131,8 +135,7 @@ static void report_reset(ckpt_report *r) {
 
 // Add a line (only up to the first newline of the formatted text: HINTs stay
 // in the error message).
-__attribute__((format(printf, 2, 3))) static void report_add(ckpt_report *r, const char *fmt,
-                                                             ...) {
+__attribute__((format(printf, 2, 3))) static void report_add(ckpt_report *r, const char *fmt, ...) {
   if (!r) return;
   if (r->n == CKPT_REPORT_LINES) {
     r->n_dropped++;
@@ -154,9 +157,7 @@ void ckpt_step_name(char *buf, size_t size, int64_t step) {
   snprintf(buf, size, "step-%08lld", (long long)step);
 }
 
-void ckpt_items_name(char *buf, int rank) {
-  snprintf(buf, CKPT_NAME_MAX, "items-r%04d.zst", rank);
-}
+void ckpt_items_name(char *buf, int rank) { snprintf(buf, CKPT_NAME_MAX, "items-r%04d.zst", rank); }
 
 // The step of a directory named like ckpt_step_name (8 to 18 digits), or -1.
 static int64_t parse_step(const char *name) {
@@ -177,6 +178,11 @@ static int is_dir(const char *path) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+static int is_real_dir(const char *path) { // not a symlink to one
+  struct stat st;
+  return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static int exists(const char *path) {
   struct stat st;
   return lstat(path, &st) == 0;
@@ -195,9 +201,12 @@ static int make_dirs(const char *path) {
     if (mkdir(p, 0755) == 0) {
       char parent[4096];
       const char *slash = strrchr(p, '/');
-      if (!slash) snprintf(parent, sizeof parent, ".");
-      else if (slash == p) snprintf(parent, sizeof parent, "/");
-      else snprintf(parent, sizeof parent, "%.*s", (int)(slash - p), p);
+      if (!slash)
+        snprintf(parent, sizeof parent, ".");
+      else if (slash == p)
+        snprintf(parent, sizeof parent, "/");
+      else
+        snprintf(parent, sizeof parent, "%.*s", (int)(slash - p), p);
       LR_CALL(ckpt_fsync_dir_(parent));
     } else {
       LR_CHECK(errno == EEXIST && is_dir(p), LR_ERR_IO, "mkdir %s: %s", p,
@@ -215,7 +224,8 @@ static int empty_stale(const char *dir) {
   int rc = LR_OK;
   for (struct dirent *e; rc == LR_OK && (e = readdir(d));) {
     size_t n = strlen(e->d_name);
-    if (n < 4 || (strcmp(e->d_name + n - 4, ".zst") && strcmp(e->d_name + n - 4, ".tmp"))) continue;
+    if (n < 4 || (strcmp(e->d_name + n - 4, ".zst") != 0 && strcmp(e->d_name + n - 4, ".tmp") != 0))
+      continue;
     char p[4096];
     rc = ckpt_path_(p, sizeof p, dir, e->d_name);
     if (rc == LR_OK && unlink(p) != 0)
@@ -273,7 +283,7 @@ static int list_steps(const char *root, step_dir **out, int *n_out) {
   for (struct dirent *e; (e = readdir(d));) {
     int64_t s = parse_step(e->d_name);
     char p[4096];
-    if (s < 0 || ckpt_path_(p, sizeof p, root, e->d_name) != LR_OK || !is_dir(p)) {
+    if (s < 0 || ckpt_path_(p, sizeof p, root, e->d_name) != LR_OK || !is_real_dir(p)) {
       lr_error_clear(); // an overlong name is simply not ours
       continue;
     }
@@ -355,7 +365,8 @@ static int shard_present(const char *dir, const ckpt_shard_entry *e) {
     return lr_error(LR_ERR_IO, __FILE__, __LINE__, "stat %s: %s", p, strerror(errno));
   }
   if ((uint64_t)st.st_size != e->bytes)
-    return LR_CORRUPT(p, (int64_t)st.st_size, "file is %lld bytes, manifest says %llu%s" CKPT_HINT_DAMAGED,
+    return LR_CORRUPT(p, (int64_t)st.st_size,
+                      "file is %lld bytes, manifest says %llu%s" CKPT_HINT_DAMAGED,
                       (long long)st.st_size, (unsigned long long)e->bytes,
                       (uint64_t)st.st_size < e->bytes ? " (truncated)" : "");
   return LR_OK;
@@ -425,15 +436,19 @@ int ckpt_find_latest_valid(const char *root, char *dir, size_t size, ckpt_report
     }
     const char *tag = strcmp(v[i].name, latest) ? "" : " (named by `latest`)";
     if (!exists(man)) {
-      report_add(skipped, "skipped %s%s: incomplete (no manifest.json: interrupted before its commit)",
+      report_add(skipped,
+                 "skipped %s%s: incomplete (no manifest.json: interrupted before its commit)",
                  v[i].name, tag);
       continue;
     }
     ckpt_report problems;
     if (ckpt_verify(p, 1, &problems) == LR_OK) {
-      LR_CHECK(strlen(p) < size, LR_ERR_ARG, "%s: path longer than the buffer", p);
+      if (strlen(p) >= size) {
+        rc = LR_ERR_ARG;
+        break;
+      }
       memcpy(dir, p, strlen(p) + 1);
-      if (latest[0] && strcmp(latest, v[i].name))
+      if (latest[0] && strcmp(latest, v[i].name) != 0)
         report_add(skipped, "`latest` names %s, but %s is the newest valid checkpoint", latest,
                    v[i].name);
       free(v);
@@ -460,8 +475,10 @@ static int remove_ckpt_dir(const char *root, const char *name) {
   char dir[4096], p[4096];
   LR_CALL(ckpt_path_(dir, sizeof dir, root, name));
   LR_CALL(ckpt_path_(p, sizeof p, dir, CKPT_MANIFEST_NAME));
-  if (unlink(p) == 0) LR_CALL(ckpt_fsync_dir_(dir));
-  else LR_CHECK(errno == ENOENT, LR_ERR_IO, "remove %s: %s", p, strerror(errno));
+  if (unlink(p) == 0)
+    LR_CALL(ckpt_fsync_dir_(dir));
+  else
+    LR_CHECK(errno == ENOENT, LR_ERR_IO, "remove %s: %s", p, strerror(errno));
   DIR *d = opendir(dir);
   LR_CHECK(d, LR_ERR_IO, "open directory %s: %s", dir, strerror(errno));
   int rc = LR_OK;
@@ -497,7 +514,7 @@ int ckpt_prune(const char *root, int keep_last, ckpt_report *removed) {
     lr_error_clear(); // keep_last still protects the newest ones
     latest[0] = '\0';
   }
-  int *state = malloc((size_t)(n ? n : 1) * sizeof *state);
+  int *state = calloc((size_t)(n ? n : 1), sizeof *state);
   if (!state) {
     free(v);
     return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", root);
@@ -508,15 +525,18 @@ int ckpt_prune(const char *root, int keep_last, ckpt_report *removed) {
     rc = ckpt_path_(p, sizeof p, root, v[i].name);
     if (rc == LR_OK) rc = ckpt_path_(man, sizeof man, p, CKPT_MANIFEST_NAME);
     if (rc != LR_OK) break;
-    if (!exists(man)) state[i] = ST_INCOMPLETE;
-    else if (ckpt_verify(p, 0, NULL) == LR_OK) state[i] = ST_GOOD, newest_good = i;
-    else state[i] = ST_DAMAGED, lr_error_clear();
+    if (!exists(man))
+      state[i] = ST_INCOMPLETE;
+    else if (ckpt_verify(p, 0, NULL) == LR_OK)
+      state[i] = ST_GOOD, newest_good = i;
+    else
+      state[i] = ST_DAMAGED, lr_error_clear();
   }
   int kept_good = 0;
   for (int i = n - 1; i >= 0 && rc == LR_OK; i--) {
     const char *why = NULL;
-    if (!strcmp(v[i].name, latest)) continue;
     if (state[i] == ST_GOOD && ++kept_good > keep_last) why = "older than the newest kept";
+    if (!strcmp(v[i].name, latest)) continue;
     if (state[i] == ST_INCOMPLETE && i < newest_good) why = "incomplete (never committed)";
     if (state[i] == ST_DAMAGED && i < newest_good) why = "damaged (files missing or resized)";
     if (!why) continue;

@@ -61,9 +61,11 @@
 //    ckpt_load_rows for its own (possibly re-cut) row range.
 //
 // Durability: each file is written to NAME.tmp, fsync'ed, closed, renamed to
-// NAME and the directory fsync'ed. A write that fails removes NAME.tmp and,
-// if the rename already happened, NAME (best effort): after an error no file
-// of that name is left for a reader to mistake for a good one.
+// NAME and the directory fsync'ed. A shard or manifest write that fails
+// removes NAME.tmp and, if only the directory fsync failed, NAME too (best
+// effort): after an error no file of that name is left to be trusted, and a
+// failed manifest write means "not committed". (`latest` is the exception:
+// once renamed it stays, since it names a committed checkpoint either way.)
 //
 // Every function is Local; writers go through the io/fault.h hooks.
 // Not here: MPI, what the arrays mean (dist/ and core/ decide), the model file
@@ -106,8 +108,8 @@ typedef struct {
 // What ckpt_shard_write reports.
 typedef struct {
   ckpt_shard_entry entry;
-  uint64_t raw_bytes;     // uncompressed payload
-  double seconds;         // wall time from open to the directory fsync
+  uint64_t raw_bytes;      // uncompressed payload
+  double seconds;          // wall time from open to the directory fsync
   double compress_seconds; // of which in zstd
 } ckpt_file_info;
 

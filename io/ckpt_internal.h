@@ -13,8 +13,14 @@
 #endif
 
 #define CKPT_HINT_DAMAGED                                                                          \
-  "\nHINT: this checkpoint is damaged or incomplete; resume falls back to an older one "          \
+  "\nHINT: this checkpoint is damaged or incomplete; resume falls back to an older one "           \
   "(`linrec ckpt verify` lists which), or start afresh"
+
+#define CKPT_HINT_SPACE "\nHINT: free space (or quota) where checkpoints are written, or keep fewer"
+
+// The HINT for a failed write with errno e: CKPT_HINT_SPACE when the disk
+// or a quota or file-size limit is full, else "". Cannot fail.
+const char *ckpt_write_hint_(int e);
 
 // dir + "/" + name into out[size]. LR_ERR_ARG if it does not fit.
 int ckpt_path_(char *out, size_t size, const char *dir, const char *name);

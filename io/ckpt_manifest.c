@@ -107,8 +107,8 @@ __attribute__((format(printf, 4, 5))) static int bad(const vctx *v, const char *
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
   if (!v->text)
-    return lr_error(LR_ERR_ARG, __FILE__, __LINE__, "%s: refusing to write: %s" HINT_WRITE,
-                    v->path, what);
+    return lr_error(LR_ERR_ARG, __FILE__, __LINE__, "%s: refusing to write: %s" HINT_WRITE, v->path,
+                    what);
   return lr_corrupt_error(__FILE__, __LINE__, v->path, key_offset(v, key, nth),
                           "%s" CKPT_HINT_DAMAGED, what);
 }
@@ -131,8 +131,8 @@ static int check_entry(const vctx *v, const ckpt_manifest *m, int k) {
   if (!memchr(e->file, 0, sizeof e->file) || !ckpt_name_ok_(e->file) ||
       !strcmp(e->file, CKPT_MANIFEST_NAME))
     return bad(v, "file", k,
-               "shard %d: file name '%.*s' is not a plain name inside the checkpoint directory",
-               k, CKPT_NAME_MAX - 1, e->file);
+               "shard %d: file name '%.*s' is not a plain name inside the checkpoint directory", k,
+               CKPT_NAME_MAX - 1, e->file);
   if (d->kind != CKPT_KIND_ITEMS && d->kind != CKPT_KIND_DENSE)
     return bad(v, "file", k, "shard %s: kind %d is neither items nor dense", e->file, d->kind);
   if (d->n_arrays < 1 || d->n_arrays > CKPT_MAX_ARRAYS)
@@ -158,14 +158,13 @@ static int check_cover(const vctx *v, ckpt_shard_entry **s, int n, int kind, int
   for (int k = 0; k < n; k++) {
     if (s[k]->desc.kind != kind) continue;
     if (s[k]->desc.lo != next)
-      return bad(v, "shards", 0,
-                 "%s shards: %s starts at row %lld, expected %lld (%s)", kind_str(kind),
-                 s[k]->file, (long long)s[k]->desc.lo, (long long)next,
+      return bad(v, "shards", 0, "%s shards: %s starts at row %lld, expected %lld (%s)",
+                 kind_str(kind), s[k]->file, (long long)s[k]->desc.lo, (long long)next,
                  s[k]->desc.lo > next ? "a gap: rows missing" : "an overlap");
     if (n_arrays && (s[k]->desc.n_arrays != n_arrays || s[k]->desc.D != D))
       return bad(v, "shards", 0, "%s shards: %s has %d arrays of width %lld, the others %d of %lld",
-                 kind_str(kind), s[k]->file, s[k]->desc.n_arrays, (long long)s[k]->desc.D,
-                 n_arrays, (long long)D);
+                 kind_str(kind), s[k]->file, s[k]->desc.n_arrays, (long long)s[k]->desc.D, n_arrays,
+                 (long long)D);
     n_arrays = s[k]->desc.n_arrays;
     D = s[k]->desc.D;
     next = s[k]->desc.hi;
@@ -185,8 +184,8 @@ static int check_shards(const vctx *v, const ckpt_manifest *m) {
     n_items += m->shards[k].desc.kind == CKPT_KIND_ITEMS;
   }
   if (n_items != m->world_size)
-    return bad(v, "world_size", 0, "%d items shards for a world size of %d (one per rank)",
-               n_items, m->world_size);
+    return bad(v, "world_size", 0, "%d items shards for a world size of %d (one per rank)", n_items,
+               m->world_size);
   ckpt_shard_entry **s = malloc((size_t)m->n_shards * sizeof *s);
   LR_CHECK(s, LR_ERR_NOMEM, "%s: out of memory", v->path);
   for (int k = 0; k < m->n_shards; k++)
@@ -373,13 +372,29 @@ static int read_text(const char *path, char **out, size_t *n_out) {
   return LR_OK;
 }
 
-enum { M_FORMAT, M_VERSION, M_STEP, M_EPOCH, M_CURSOR, M_RNG_SEED, M_RNG_COUNTERS,
-       M_WORLD, M_N_ROWS, M_D, M_N_DENSE, M_TIME, M_SHARDS, M_CONFIG_HASH, M_CONFIG,
-       M_CHECKSUM, M_COUNT };
-static const char *const top_keys[M_COUNT] = {
-    "format", "version", "step",   "epoch",   "cursor",    "rng_seed",    "rng_counters",
-    "world_size", "n_rows", "D",   "n_dense", "time_unix", "shards",      "config_hash",
-    "config", "checksum"};
+enum {
+  M_FORMAT,
+  M_VERSION,
+  M_STEP,
+  M_EPOCH,
+  M_CURSOR,
+  M_RNG_SEED,
+  M_RNG_COUNTERS,
+  M_WORLD,
+  M_N_ROWS,
+  M_D,
+  M_N_DENSE,
+  M_TIME,
+  M_SHARDS,
+  M_CONFIG_HASH,
+  M_CONFIG,
+  M_CHECKSUM,
+  M_COUNT
+};
+static const char *const top_keys[M_COUNT] = {"format", "version",     "step",         "epoch",
+                                              "cursor", "rng_seed",    "rng_counters", "world_size",
+                                              "n_rows", "D",           "n_dense",      "time_unix",
+                                              "shards", "config_hash", "config",       "checksum"};
 enum { S_FILE, S_KIND, S_LO, S_HI, S_D, S_ARRAYS, S_AUX, S_BYTES, S_CRC, S_COUNT };
 static const char *const shard_keys[S_COUNT] = {"file",   "kind", "lo",    "hi",   "D",
                                                 "arrays", "aux",  "bytes", "crc32"};
@@ -395,7 +410,8 @@ static int members(const vctx *v, const cJSON *o, const char *const keys[], int 
     while (k < n && strcmp(c->string, keys[k]) != 0)
       k++;
     if (k == n) return bad(v, c->string, 0, "%s: unknown member \"%s\"", where, c->string);
-    if (found[k]) return bad(v, keys[k], nth + 1, "%s: member \"%s\" appears twice", where, keys[k]);
+    if (found[k])
+      return bad(v, keys[k], nth + 1, "%s: member \"%s\" appears twice", where, keys[k]);
     found[k] = c;
   }
   for (int k = 0; k < n; k++)
@@ -420,7 +436,8 @@ static int get_hex(const vctx *v, const cJSON *x, const char *key, int nth, int 
   int ok = s && (int)strlen(s) == digits;
   for (int k = 0; ok && k < digits; k++)
     ok = (s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f');
-  if (!ok) return bad(v, key, nth, "\"%s\" must be a string of %d lowercase hex digits", key, digits);
+  if (!ok)
+    return bad(v, key, nth, "\"%s\" must be a string of %d lowercase hex digits", key, digits);
   *out = strtoull(s, NULL, 16);
   return LR_OK;
 }
@@ -437,10 +454,13 @@ static int get_shard(const vctx *v, const cJSON *o, int k, ckpt_shard_entry *e) 
     return bad(v, "file", k, "shard %d: \"file\" must be a string of < %d bytes", k, CKPT_NAME_MAX);
   memcpy(e->file, name, strlen(name) + 1);
   const char *kind = cJSON_IsString(f[S_KIND]) ? f[S_KIND]->valuestring : "";
-  e->desc.kind = !strcmp(kind, "items") ? CKPT_KIND_ITEMS : !strcmp(kind, "dense") ? CKPT_KIND_DENSE : 0;
-  if (!e->desc.kind) return bad(v, "kind", k, "shard %d: \"kind\" must be \"items\" or \"dense\"", k);
-  int64_t arrays, bytes;
-  uint64_t crc;
+  e->desc.kind = !strcmp(kind, "items")   ? CKPT_KIND_ITEMS
+                 : !strcmp(kind, "dense") ? CKPT_KIND_DENSE
+                                          : 0;
+  if (!e->desc.kind)
+    return bad(v, "kind", k, "shard %d: \"kind\" must be \"items\" or \"dense\"", k);
+  int64_t arrays = 0, bytes = 0;
+  uint64_t crc = 0;
   LR_CALL(get_int(v, f[S_LO], "lo", k, 0, MAX_JSON_INT - 1, &e->desc.lo));
   LR_CALL(get_int(v, f[S_HI], "hi", k, 0, MAX_JSON_INT - 1, &e->desc.hi));
   LR_CALL(get_int(v, f[S_D], "D", k + 1, 1, MAX_JSON_INT - 1, &e->desc.D));
@@ -502,7 +522,8 @@ static int parse_manifest(const vctx *v, size_t n, ckpt_manifest *m) {
   const cJSON *f[M_COUNT];
   if (!cJSON_IsObject(o)) rc = bad(v, "format", 0, "the manifest is not a JSON object");
   if (rc == LR_OK) rc = members(v, o, top_keys, M_COUNT, f, "manifest", 0);
-  if (rc == LR_OK && !(cJSON_IsString(f[M_FORMAT]) && !strcmp(f[M_FORMAT]->valuestring, FORMAT_NAME)))
+  if (rc == LR_OK &&
+      !(cJSON_IsString(f[M_FORMAT]) && !strcmp(f[M_FORMAT]->valuestring, FORMAT_NAME)))
     rc = bad(v, "format", 0, "\"format\" must be \"%s\"", FORMAT_NAME);
   int64_t version = 0;
   if (rc == LR_OK) rc = get_int(v, f[M_VERSION], "version", 0, 0, 1 << 30, &version);
@@ -517,9 +538,10 @@ static int parse_manifest(const vctx *v, size_t n, ckpt_manifest *m) {
     if (!canonical_checksum(o, want))
       rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", v->path);
     else if (!cJSON_IsString(sum) || strcmp(sum->valuestring, want) != 0)
-      rc = bad(v, "checksum", 0, "checksum expected \"%s\" (computed), found \"%s\": the "
-               "manifest was edited or damaged", want,
-               cJSON_IsString(sum) ? sum->valuestring : "(not a string)");
+      rc = bad(v, "checksum", 0,
+               "checksum expected \"%s\" (computed), found \"%s\": the "
+               "manifest was edited or damaged",
+               want, cJSON_IsString(sum) ? sum->valuestring : "(not a string)");
     cJSON_Delete(sum);
   }
   if (rc == LR_OK) {
@@ -597,17 +619,22 @@ int ckpt_manifest_check_config(const ckpt_manifest *m, const char *dir, uint64_t
 }
 
 static void print_bytes(FILE *f, double b) {
-  if (b >= 1e9) fprintf(f, "%.2f GB", b / 1e9);
-  else if (b >= 1e6) fprintf(f, "%.2f MB", b / 1e6);
-  else if (b >= 1e3) fprintf(f, "%.1f kB", b / 1e3);
-  else fprintf(f, "%.0f B", b);
+  if (b >= 1e9)
+    fprintf(f, "%.2f GB", b / 1e9);
+  else if (b >= 1e6)
+    fprintf(f, "%.2f MB", b / 1e6);
+  else if (b >= 1e3)
+    fprintf(f, "%.1f kB", b / 1e3);
+  else
+    fprintf(f, "%.0f B", b);
 }
 
 void ckpt_inspect_print(FILE *f, const ckpt_manifest *m) {
   char when[64] = "unknown";
   time_t t = (time_t)m->time_unix;
   struct tm tm;
-  if (m->time_unix > 0 && gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  if (m->time_unix > 0 && gmtime_r(&t, &tm))
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
   fprintf(f, "checkpoint   step %lld (epoch %lld, step %lld of the epoch), format version %d\n",
           (long long)m->step, (long long)m->epoch, (long long)m->cursor, m->version);
   fprintf(f, "written      %s by %d rank%s\n", when, m->world_size, m->world_size == 1 ? "" : "s");

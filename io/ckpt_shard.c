@@ -21,10 +21,9 @@
 #define SHARD_VERSION 1u
 #define HDR_BYTES 128
 #define CHUNK_BYTES ((size_t)1 << 20)
-#define MAX_ROWS ((int64_t)1 << 48)   // sanity bounds on header fields: sizes
-#define MAX_D ((int64_t)1 << 24)      // computed from them cannot overflow
-#define MAX_WINDOW_LOG 24             // zstd levels <= 19 need at most 2^23
-#define HINT_SPACE "\nHINT: free space (or quota) where checkpoints are written, or keep fewer"
+#define MAX_ROWS ((int64_t)1 << 48) // sanity bounds on header fields: sizes
+#define MAX_D ((int64_t)1 << 24)    // computed from them cannot overflow
+#define MAX_WINDOW_LOG 24           // zstd levels <= 19 need at most 2^23
 
 // ---------------------------------------------------------------------------
 // little-endian fields
@@ -65,8 +64,8 @@ static const char *desc_problem(const ckpt_shard_desc *d, uint64_t *raw_bytes) {
   return NULL;
 }
 
-static void header_encode(unsigned char *b, const ckpt_shard_desc *d, uint64_t raw,
-                          uint64_t comp, uint32_t payload_crc, int level) {
+static void header_encode(unsigned char *b, const ckpt_shard_desc *d, uint64_t raw, uint64_t comp,
+                          uint32_t payload_crc, int level) {
   memset(b, 0, HDR_BYTES);
   memcpy(b, SHARD_MAGIC, 8);
   put_u32(b + 8, SHARD_VERSION);
@@ -95,8 +94,7 @@ static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const cha
     if (k <= 0) {
       int e = k < 0 ? errno : ENOSPC; // a zero-byte write means no room
       return lr_error(LR_ERR_IO, __FILE__, __LINE__, "write %s (at byte %llu): %s%s", path,
-                      (unsigned long long)off, strerror(e),
-                      e == ENOSPC || e == EDQUOT || e == EFBIG ? HINT_SPACE : "");
+                      (unsigned long long)off, strerror(e), ckpt_write_hint_(e));
     }
     p += k, n -= (size_t)k, off += (uint64_t)k;
   }
@@ -107,8 +105,8 @@ typedef struct {
   const char *tmp; // path being written
   int fd;
   ZSTD_CCtx *cctx;
-  unsigned char *buf; // (CHUNK_BYTES) compressed output
-  uint64_t pos;       // next file offset
+  unsigned char *buf;   // (CHUNK_BYTES) compressed output
+  uint64_t pos;         // next file offset
   uint32_t payload_crc; // of the compressed bytes, as they are written
   uint32_t file_crc;    // of the whole file, once complete
   double zstd_seconds;
@@ -197,14 +195,13 @@ int ckpt_shard_write(const char *dir, const char *name, const ckpt_shard_desc *d
   int rc = LR_OK, renamed = 0;
   w.buf = lr_fault_malloc(CHUNK_BYTES);
   if (!w.buf) {
-    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for a %zu-byte buffer",
-                  tmp, CHUNK_BYTES);
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for a %zu-byte buffer", tmp,
+                  CHUNK_BYTES);
     goto done;
   }
   if ((rc = write_body(&w, desc, arrays, raw, zstd_level)) != LR_OK) goto done;
   if (lr_fault_rename(tmp, path) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", tmp, path,
-                  strerror(errno));
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", tmp, path, strerror(errno));
     goto done;
   }
   renamed = 1;
@@ -236,11 +233,11 @@ typedef struct {
   const char *path;
   const ckpt_shard_entry *e;
   int fd;
-  uint64_t size;               // actual file bytes
-  uint64_t raw, comp;          // header: payload bytes
-  uint32_t payload_crc;        // header
-  unsigned char h[HDR_BYTES];  // the header as read
-  unsigned char *in, *out;     // (CHUNK_BYTES) each
+  uint64_t size;              // actual file bytes
+  uint64_t raw, comp;         // header: payload bytes
+  uint32_t payload_crc;       // header
+  unsigned char h[HDR_BYTES]; // the header as read
+  unsigned char *in, *out;    // (CHUNK_BYTES) each
   ZSTD_DCtx *dctx;
 } shard_reader;
 
@@ -250,7 +247,8 @@ static int pread_all(const shard_reader *r, void *buf, size_t n, uint64_t off) {
     ssize_t k = pread(r->fd, p, n, (off_t)off);
     if (k < 0 && errno == EINTR) continue;
     LR_CHECK(k >= 0, LR_ERR_IO, "read %s: %s", r->path, strerror(errno));
-    if (k == 0) return LR_CORRUPT(r->path, (int64_t)off, "unexpected end of file" CKPT_HINT_DAMAGED);
+    if (k == 0)
+      return LR_CORRUPT(r->path, (int64_t)off, "unexpected end of file" CKPT_HINT_DAMAGED);
     p += k, n -= (size_t)k, off += (uint64_t)k;
   }
   return LR_OK;
@@ -271,9 +269,10 @@ static int header_check(shard_reader *r) {
     for (int k = 0; k < 8; k++)
       found[k] = b[k] >= 32 && b[k] < 127 ? (char)b[k] : '?';
     found[8] = '\0';
-    return LR_CORRUPT(r->path, 0,
-                      "not a linrec checkpoint shard: magic expected '%s', found '%s'" CKPT_HINT_DAMAGED,
-                      SHARD_MAGIC, found);
+    return LR_CORRUPT(
+        r->path, 0,
+        "not a linrec checkpoint shard: magic expected '%s', found '%s'" CKPT_HINT_DAMAGED,
+        SHARD_MAGIC, found);
   }
   uint32_t want = get_u32(b + 124), got = ckpt_crc32_(0, b, 124);
   if (want != got)
@@ -288,7 +287,9 @@ static int header_check(shard_reader *r) {
     return LR_CORRUPT(r->path, 12, "header size expected %d, found %u" CKPT_HINT_DAMAGED, HDR_BYTES,
                       get_u32(b + 12));
   for (int k = 80; k < 124; k++)
-    if (b[k]) return LR_CORRUPT(r->path, k, "reserved header byte is %u, expected 0" CKPT_HINT_DAMAGED, b[k]);
+    if (b[k])
+      return LR_CORRUPT(r->path, k, "reserved header byte is %u, expected 0" CKPT_HINT_DAMAGED,
+                        b[k]);
   ckpt_shard_desc d = {.kind = (int)get_u32(b + 16),
                        .n_arrays = (int)get_u32(b + 20),
                        .lo = (int64_t)get_u64(b + 24),
@@ -302,7 +303,8 @@ static int header_check(shard_reader *r) {
   r->comp = get_u64(b + 64);
   r->payload_crc = get_u32(b + 72);
   if (r->raw != raw)
-    return LR_CORRUPT(r->path, 56, "raw size expected %llu (from the shape), found %llu" CKPT_HINT_DAMAGED,
+    return LR_CORRUPT(r->path, 56,
+                      "raw size expected %llu (from the shape), found %llu" CKPT_HINT_DAMAGED,
                       (unsigned long long)raw, (unsigned long long)r->raw);
   if (r->comp != r->size - HDR_BYTES)
     return LR_CORRUPT(r->path, 64, "file is %llu bytes, header says %llu%s" CKPT_HINT_DAMAGED,
@@ -323,9 +325,9 @@ static int header_check(shard_reader *r) {
 typedef struct {
   float *const *arrays;
   int n_arrays;
-  uint64_t arr_bytes;       // per array
+  uint64_t arr_bytes;        // per array
   uint64_t want_lo, want_hi; // byte range wanted within each array
-  uint64_t dst_off;         // byte offset of row olo in the destination
+  uint64_t dst_off;          // byte offset of row olo in the destination
 } copy_plan;
 
 static void copy_out(const copy_plan *c, uint64_t p0, const unsigned char *src, size_t n) {
@@ -356,11 +358,11 @@ static int stream_payload(shard_reader *r, const copy_plan *plan) {
     if (off == HDR_BYTES) {
       unsigned long long cs = ZSTD_getFrameContentSize(r->in, n);
       if (cs != (unsigned long long)r->raw)
-        return LR_CORRUPT(r->path, HDR_BYTES,
-                          "zstd frame header: content size expected %llu, found %s%lld" CKPT_HINT_DAMAGED,
-                          (unsigned long long)r->raw,
-                          cs == ZSTD_CONTENTSIZE_ERROR ? "no valid frame, " : "",
-                          cs >= ZSTD_CONTENTSIZE_ERROR ? -1LL : (long long)cs);
+        return LR_CORRUPT(
+            r->path, HDR_BYTES,
+            "zstd frame header: content size expected %llu, found %s%lld" CKPT_HINT_DAMAGED,
+            (unsigned long long)r->raw, cs == ZSTD_CONTENTSIZE_ERROR ? "no valid frame, " : "",
+            cs >= ZSTD_CONTENTSIZE_ERROR ? -1LL : (long long)cs);
     }
     ZSTD_inBuffer in = {r->in, n, 0};
     for (;;) {
@@ -376,9 +378,10 @@ static int stream_payload(shard_reader *r, const copy_plan *plan) {
         return LR_CORRUPT(r->path, (int64_t)(off + in.pos), "zstd: %s" CKPT_HINT_DAMAGED,
                           ZSTD_getErrorName(left));
       if (out.pos > r->raw - produced)
-        return LR_CORRUPT(r->path, (int64_t)(off + in.pos),
-                          "zstd frame decodes to more than the %llu bytes recorded" CKPT_HINT_DAMAGED,
-                          (unsigned long long)r->raw);
+        return LR_CORRUPT(
+            r->path, (int64_t)(off + in.pos),
+            "zstd frame decodes to more than the %llu bytes recorded" CKPT_HINT_DAMAGED,
+            (unsigned long long)r->raw);
       copy_out(plan, produced, r->out, out.pos);
       produced += out.pos;
       if (left != 0 && in.pos == in.size && out.pos < out.size) break; // needs input
@@ -386,19 +389,23 @@ static int stream_payload(shard_reader *r, const copy_plan *plan) {
     off += n;
   }
   if (left != 0 || produced != r->raw)
-    return LR_CORRUPT(r->path, (int64_t)r->size,
-                      "zstd frame ends early: %llu of %llu bytes decoded (truncated?)" CKPT_HINT_DAMAGED,
-                      (unsigned long long)produced, (unsigned long long)r->raw);
+    return LR_CORRUPT(
+        r->path, (int64_t)r->size,
+        "zstd frame ends early: %llu of %llu bytes decoded (truncated?)" CKPT_HINT_DAMAGED,
+        (unsigned long long)produced, (unsigned long long)r->raw);
   if (crc != r->payload_crc)
-    return LR_CORRUPT(r->path, HDR_BYTES, "payload crc32 expected %08x (header), computed %08x" CKPT_HINT_DAMAGED,
+    return LR_CORRUPT(r->path, HDR_BYTES,
+                      "payload crc32 expected %08x (header), computed %08x" CKPT_HINT_DAMAGED,
                       r->payload_crc, crc);
-  uint32_t whole = (uint32_t)crc32_combine(ckpt_crc32_(0, r->h, HDR_BYTES), crc,
-                                           (z_off_t)(r->size - HDR_BYTES));
+  uint32_t whole =
+      (uint32_t)crc32_combine(ckpt_crc32_(0, r->h, HDR_BYTES), crc, (z_off_t)(r->size - HDR_BYTES));
   if (whole != r->e->crc32)
-    return LR_CORRUPT(r->path, 0,
-                      "file crc32 expected %08x (manifest), computed %08x: a self-consistent shard, "
-                      "but not the one this manifest recorded (copied from another checkpoint?)" CKPT_HINT_DAMAGED,
-                      r->e->crc32, whole);
+    return LR_CORRUPT(
+        r->path, 0,
+        "file crc32 expected %08x (manifest), computed %08x: a self-consistent shard, "
+        "but not the one this manifest recorded (copied from another "
+        "checkpoint?)" CKPT_HINT_DAMAGED,
+        r->e->crc32, whole);
   return LR_OK;
 }
 
@@ -411,11 +418,13 @@ static int open_checked(shard_reader *r) {
   LR_CHECK(fstat(r->fd, &st) == 0, LR_ERR_IO, "stat %s: %s", r->path, strerror(errno));
   r->size = (uint64_t)st.st_size;
   if (r->size != r->e->bytes)
-    return LR_CORRUPT(r->path, (int64_t)r->size, "file is %llu bytes, manifest says %llu%s" CKPT_HINT_DAMAGED,
+    return LR_CORRUPT(r->path, (int64_t)r->size,
+                      "file is %llu bytes, manifest says %llu%s" CKPT_HINT_DAMAGED,
                       (unsigned long long)r->size, (unsigned long long)r->e->bytes,
                       r->size < r->e->bytes ? " (truncated)" : "");
   if (r->size < HDR_BYTES)
-    return LR_CORRUPT(r->path, 0, "file is %llu bytes, shorter than the %d-byte header" CKPT_HINT_DAMAGED,
+    return LR_CORRUPT(r->path, 0,
+                      "file is %llu bytes, shorter than the %d-byte header" CKPT_HINT_DAMAGED,
                       (unsigned long long)r->size, HDR_BYTES);
   LR_CALL(pread_all(r, r->h, HDR_BYTES, 0));
   LR_CALL(header_check(r));
@@ -441,8 +450,8 @@ int ckpt_shard_read(const char *dir, const ckpt_shard_entry *e, int64_t lo, int6
     const ckpt_shard_desc *d = &e->desc;
     uint64_t rb = (uint64_t)d->D * 4u;
     int64_t olo = lo > d->lo ? lo : d->lo, ohi = hi < d->hi ? hi : d->hi;
-    copy_plan plan = {.arrays = arrays, .n_arrays = d->n_arrays,
-                      .arr_bytes = (uint64_t)(d->hi - d->lo) * rb};
+    copy_plan plan = {
+        .arrays = arrays, .n_arrays = d->n_arrays, .arr_bytes = (uint64_t)(d->hi - d->lo) * rb};
     if (olo < ohi) {
       plan.want_lo = (uint64_t)(olo - d->lo) * rb;
       plan.want_hi = (uint64_t)(ohi - d->lo) * rb;

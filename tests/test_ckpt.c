@@ -8,23 +8,23 @@
 // Every damaged read must be a clean status with a message naming the file
 // (and for corruption a byte offset and a HINT), never a crash (run under
 // ASan too), and the previous checkpoint must always still verify.
-#define _GNU_SOURCE          // nftw, mkdtemp, unshare, open_memstream
-#include <cjson/cJSON.h>     // rewriting manifests
-#include <dirent.h>          // opendir
-#include <errno.h>           // errno
-#include <ftw.h>             // nftw
-#include <sched.h>           // unshare, CLONE_NEWNS
-#include <signal.h>          // signal, SIGXFSZ
-#include <stdarg.h>          // va_list
-#include <stdio.h>           // fopen, rename
-#include <stdlib.h>          // mkdtemp, malloc, setenv
-#include <string.h>          // strstr, memcmp
-#include <sys/mount.h>       // mount
-#include <sys/resource.h>    // setrlimit
-#include <sys/stat.h>        // mkdir, stat
-#include <sys/wait.h>        // waitpid
-#include <unistd.h>          // fork, truncate, _exit
-#include <zlib.h>            // crc32
+#define _GNU_SOURCE       // nftw, mkdtemp, unshare, open_memstream
+#include <cjson/cJSON.h>  // rewriting manifests
+#include <dirent.h>       // opendir
+#include <errno.h>        // errno
+#include <ftw.h>          // nftw
+#include <sched.h>        // unshare, CLONE_NEWNS
+#include <signal.h>       // signal, SIGXFSZ
+#include <stdarg.h>       // va_list
+#include <stdio.h>        // fopen, rename
+#include <stdlib.h>       // mkdtemp, malloc, setenv
+#include <string.h>       // strstr, memcmp
+#include <sys/mount.h>    // mount
+#include <sys/resource.h> // setrlimit
+#include <sys/stat.h>     // mkdir, stat
+#include <sys/wait.h>     // waitpid
+#include <unistd.h>       // fork, truncate, _exit
+#include <zlib.h>         // crc32
 
 #include "ckpt.h"
 #include "config.h"
@@ -34,6 +34,7 @@
 #include "test_util.h"
 
 static char g_tmp[64];
+static int g_show; // print the messages of single damage checks (not of loops)
 
 // ---------------------------------------------------------------------------
 // helpers: files
@@ -108,9 +109,12 @@ static int is_error(int rc, int want, const char *needle) {
 // Corruption reported as ckpt.h promises: file, byte offset, HINT.
 static int is_corrupt(int rc, const char *file, const char *needle) {
   const char *m = lr_error_msg();
-  int ok = rc == LR_ERR_CORRUPT && strstr(m, file) && strstr(m, ": byte ") &&
-           strstr(m, "HINT") && (!needle || strstr(m, needle));
-  if (!ok) printf("  (status %d, message: %s)\n", rc, m);
+  int ok = rc == LR_ERR_CORRUPT && strstr(m, file) && strstr(m, ": byte ") && strstr(m, "HINT") &&
+           (!needle || strstr(m, needle));
+  if (!ok)
+    printf("  (status %d, message: %s)\n", rc, m);
+  else if (g_show)
+    printf("  > %s\n", m);
   lr_error_clear();
   return ok;
 }
@@ -248,8 +252,8 @@ static void reseal_manifest(const char *dir, void (*edit)(cJSON *)) {
   cJSON_DeleteItemFromObjectCaseSensitive(o, "checksum");
   edit(o);
   char *canon = cJSON_PrintUnformatted(o), sum[32];
-  snprintf(sum, sizeof sum, "crc32:%08x", (unsigned)crc32(0, (const Bytef *)canon,
-                                                          (uInt)strlen(canon)));
+  snprintf(sum, sizeof sum, "crc32:%08x",
+           (unsigned)crc32(0, (const Bytef *)canon, (uInt)strlen(canon)));
   cJSON_free(canon);
   cJSON_AddStringToObject(o, "checksum", sum);
   char *out = cJSON_Print(o);
@@ -278,7 +282,8 @@ static void ed_traversal(cJSON *o) {
                                          cJSON_CreateString("../step-00000100/items-r0000.zst"));
 }
 static void ed_absolute(cJSON *o) {
-  cJSON_ReplaceItemInObjectCaseSensitive(shard_obj(o, 0), "file", cJSON_CreateString("/etc/passwd"));
+  cJSON_ReplaceItemInObjectCaseSensitive(shard_obj(o, 0), "file",
+                                         cJSON_CreateString("/etc/passwd"));
 }
 static void ed_twice(cJSON *o) {
   cJSON_ReplaceItemInObjectCaseSensitive(shard_obj(o, 1), "file",
@@ -302,22 +307,25 @@ static void ed_crc(cJSON *o) {
 // tests
 
 static void test_round_trip(void) {
-  const char *root = pathf("%s/rt", g_tmp);
+  char root[4096];
+  snprintf(root, sizeof root, "%s", pathf("%s/rt", g_tmp));
   state s;
   state_init(&s, 1001, 16, 777, 1);
   written w;
   int rc = write_ckpt(root, 100, 3, &s, 3, &w);
-  t_check(rc == LR_OK, "round trip: write 3 item shards + dense + manifest%s%s",
-          rc ? ": " : "", rc ? lr_error_msg() : "");
+  t_check(rc == LR_OK, "round trip: write 3 item shards + dense + manifest%s%s", rc ? ": " : "",
+          rc ? lr_error_msg() : "");
   lr_error_clear();
-  const char *dir = step_dir(root, 100);
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", step_dir(root, 100));
   t_check(exists(pathf("%s/items-r0000.zst", dir)) && exists(pathf("%s/items-r0002.zst", dir)) &&
               exists(pathf("%s/dense.zst", dir)) && exists(pathf("%s/manifest.json", dir)) &&
               count_suffix(dir, ".tmp") == 0,
           "round trip: layout step-00000100/{items-rRRRR.zst, dense.zst, manifest.json}, no temp");
   char latest[32];
   rc = ckpt_read_latest(root, latest, sizeof latest);
-  t_check(rc == LR_OK && !strcmp(latest, "step-00000100"), "round trip: latest names step-00000100");
+  t_check(rc == LR_OK && !strcmp(latest, "step-00000100"),
+          "round trip: latest names step-00000100");
 
   ckpt_manifest m;
   rc = ckpt_manifest_read(dir, &m);
@@ -364,7 +372,8 @@ static void test_round_trip(void) {
   float *arr[3] = {only_w, NULL, NULL};
   rc = ckpt_shard_read(dir, &m.shards[1], 330, 340, arr);
   int64_t lo1 = m.shards[1].desc.lo; // 334: rows 334..339 land at 4..9
-  t_check(rc == LR_OK && !memcmp(only_w + (lo1 - 330) * 16, s.w + lo1 * 16, (size_t)(340 - lo1) * 64),
+  t_check(rc == LR_OK &&
+              !memcmp(only_w + (lo1 - 330) * 16, s.w + lo1 * 16, (size_t)(340 - lo1) * 64),
           "re-cut: ckpt_shard_read copies the overlap only, NULL arrays skipped");
   free(only_w);
   rc = ckpt_load_rows(dir, &m, CKPT_KIND_ITEMS, 0, 1002, arr, 3);
@@ -420,27 +429,45 @@ static void test_round_trip(void) {
   rc = ckpt_shard_write(dir, "x.zst", &dd, a3, 42, &info);
   t_check(is_error(rc, LR_ERR_ARG, "level"), "shard_write: level 42 is LR_ERR_ARG");
   rc = ckpt_update_latest(root, "step-00000999");
-  t_check(is_error(rc, LR_ERR_ARG, "not a directory"), "update_latest: a missing step is LR_ERR_ARG");
+  t_check(is_error(rc, LR_ERR_ARG, "not a directory"),
+          "update_latest: a missing step is LR_ERR_ARG");
   ckpt_manifest bad = {0};
   rc = ckpt_manifest_write(d2, &bad);
   t_check(is_error(rc, LR_ERR_ARG, "refusing to write") && !exists(pathf("%s/manifest.json", d2)),
           "manifest_write: an invalid manifest is refused, nothing written");
   ckpt_manifest_free(&m);
   state_free(&s);
+
+  // more ranks than rows: empty shards are normal
+  state t;
+  state_init(&t, 2, 8, 3, 9);
+  char root2[4096];
+  snprintf(root2, sizeof root2, "%s/tiny-rt", g_tmp);
+  rc = write_ckpt(root2, 5, 4, &t, 1, NULL);
+  rc |= ckpt_manifest_read(step_dir(root2, 5), &m);
+  t_check(rc == LR_OK && m.n_shards == 5 && ckpt_verify(step_dir(root2, 5), 1, NULL) == LR_OK &&
+              rows_equal(step_dir(root2, 5), &m, &t, 0, 2) &&
+              rows_equal(step_dir(root2, 5), &m, &t, 1, 2),
+          "round trip: 2 rows over 4 ranks (empty shards) write, verify and load");
+  ckpt_manifest_free(&m);
+  state_free(&t);
 }
 
 // A flipped byte anywhere in a small shard is caught; so is truncation.
 static void test_shard_damage(void) {
-  const char *root = pathf("%s/dmg", g_tmp);
+  char root[4096];
+  snprintf(root, sizeof root, "%s", pathf("%s/dmg", g_tmp));
   state s;
   state_init(&s, 9, 4, 5, 2);
   int rc = write_ckpt(root, 1, 2, &s, 3, NULL);
-  const char *dir = step_dir(root, 1);
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", step_dir(root, 1));
   ckpt_manifest m;
   rc |= ckpt_manifest_read(dir, &m);
   t_check(rc == LR_OK, "damage: small checkpoint written");
   if (rc) return;
-  const char *file = pathf("%s/items-r0001.zst", dir);
+  char file[4096];
+  snprintf(file, sizeof file, "%s", pathf("%s/items-r0001.zst", dir));
   size_t n;
   unsigned char *orig = read_all(file, &n), *b = malloc(n);
   int flips_ok = 1, bad_at = -1;
@@ -454,8 +481,10 @@ static void test_shard_damage(void) {
       if (!ok && bad_at < 0) bad_at = (int)i;
       flips_ok &= ok;
     }
-  t_check(flips_ok, "damage: each of %zu bytes flipped (^0x01, ^0xff) is LR_ERR_CORRUPT with "
-          "file, offset, HINT (first miss at %d)", n, bad_at);
+  t_check(flips_ok,
+          "damage: each of %zu bytes flipped (^0x01, ^0xff) is LR_ERR_CORRUPT with "
+          "file, offset, HINT (first miss at %d)",
+          n, bad_at);
   int trunc_ok = 1;
   for (size_t len = 0; len < n; len++) {
     write_bytes(file, orig, len);
@@ -463,6 +492,15 @@ static void test_shard_damage(void) {
     trunc_ok &= is_corrupt(rc, file, "truncated");
   }
   t_check(trunc_ok, "damage: truncation to every length 0..%zu is caught as truncated", n - 1);
+  g_show = 1;
+  write_bytes(file, orig, n - 7);
+  rc = ckpt_shard_read(dir, &m.shards[1], 0, 9, NULL);
+  t_check(is_corrupt(rc, file, "truncated"), "damage: e.g. 7 bytes short");
+  memcpy(b, orig, n);
+  b[n - 20] ^= 0x04;
+  write_bytes(file, b, n);
+  rc = ckpt_shard_read(dir, &m.shards[1], 0, 9, NULL);
+  t_check(is_corrupt(rc, file, NULL), "damage: e.g. one bit flipped in the payload");
   // trailing garbage (manifest updated to match the size): still caught
   memcpy(b, orig, n);
   write_bytes(file, orig, n);
@@ -496,7 +534,7 @@ static void test_shard_damage(void) {
   // a valid shard of another checkpoint in its place
   state s2;
   state_init(&s2, 9, 4, 5, 3);
-  rc = write_ckpt(root, 2, 2, &s2, 3, NULL);
+  t_check(write_ckpt(root, 2, 2, &s2, 3, NULL) == LR_OK, "damage: second checkpoint written");
   size_t n2;
   unsigned char *other = read_all(pathf("%s/items-r0001.zst", step_dir(root, 2)), &n2);
   write_bytes(file, other, n2);
@@ -505,7 +543,8 @@ static void test_shard_damage(void) {
           "damage: a shard copied from another checkpoint is caught");
   write_bytes(file, orig, n);
   // two damaged shards: verify reports both
-  const char *file0 = pathf("%s/items-r0000.zst", dir);
+  char file0[4096];
+  snprintf(file0, sizeof file0, "%s", pathf("%s/items-r0000.zst", dir));
   size_t n0;
   unsigned char *orig0 = read_all(file0, &n0);
   write_bytes(file0, orig0, n0 / 2);
@@ -515,6 +554,7 @@ static void test_shard_damage(void) {
           "damage: verify lists every damaged shard");
   write_bytes(file0, orig0, n0);
   write_bytes(file, orig, n);
+  g_show = 0;
   t_check(ckpt_verify(dir, 1, NULL) == LR_OK, "damage: restored checkpoint verifies again");
   free(orig0);
   free(other);
@@ -528,12 +568,15 @@ static void test_shard_damage(void) {
 static int is_json_space(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
 static void test_manifest_damage(void) {
-  const char *root = pathf("%s/man", g_tmp);
+  char root[4096];
+  snprintf(root, sizeof root, "%s", pathf("%s/man", g_tmp));
   state s;
   state_init(&s, 9, 4, 5, 4);
   int rc = write_ckpt(root, 1, 3, &s, 3, NULL);
-  const char *dir = step_dir(root, 1);
-  const char *file = pathf("%s/manifest.json", dir);
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", step_dir(root, 1));
+  char file[4096];
+  snprintf(file, sizeof file, "%s", pathf("%s/manifest.json", dir));
   ckpt_manifest m0, m;
   rc |= ckpt_manifest_read(dir, &m0);
   t_check(rc == LR_OK, "manifest: small checkpoint written");
@@ -558,8 +601,10 @@ static void test_manifest_damage(void) {
       all_ok &= ok;
       ckpt_manifest_free(&m);
     }
-  t_check(all_ok, "manifest: each of %zu bytes flipped is caught, or harmless whitespace "
-          "(%d harmless; first miss at %d)", n, harmless, bad_at);
+  t_check(all_ok,
+          "manifest: each of %zu bytes flipped is caught, or harmless whitespace "
+          "(%d harmless; first miss at %d)",
+          n, harmless, bad_at);
   int trunc_ok = 1;
   for (size_t len = 0; len + 1 < n; len++) { // the last byte is a newline
     write_bytes(file, orig, len);
@@ -568,6 +613,13 @@ static void test_manifest_damage(void) {
     ckpt_manifest_free(&m);
   }
   t_check(trunc_ok, "manifest: truncation at every length is caught");
+  g_show = 1;
+  memcpy(b, orig, n);
+  char *at = strstr((char *)b, "\"step\":");
+  at[strlen("\"step\":") + 1] ^= 0x01; // 1 -> 0
+  write_bytes(file, b, n);
+  rc = ckpt_manifest_read(dir, &m);
+  t_check(is_corrupt(rc, file, "checksum"), "manifest: e.g. the step changed by one bit");
 
   struct {
     void (*edit)(cJSON *);
@@ -597,12 +649,15 @@ static void test_manifest_damage(void) {
   write_bytes(file, orig, n);
   reseal_manifest(dir, ed_crc);
   rc = ckpt_verify(dir, 1, NULL);
-  t_check(is_corrupt(rc, "items-r0000.zst", "manifest"), "manifest: a wrong shard crc32 fails verify");
+  t_check(is_corrupt(rc, "items-r0000.zst", "manifest"),
+          "manifest: a wrong shard crc32 fails verify");
   write_bytes(file, orig, n);
   unlink(file);
   rc = ckpt_verify(dir, 1, NULL);
-  t_check(is_error(rc, LR_ERR_IO, "never committed"), "manifest: a missing manifest means not committed");
+  t_check(is_error(rc, LR_ERR_IO, "never committed"),
+          "manifest: a missing manifest means not committed");
   write_bytes(file, orig, n);
+  g_show = 0;
   t_check(ckpt_verify(dir, 1, NULL) == LR_OK, "manifest: restored checkpoint verifies again");
   free(orig);
   free(b);
@@ -617,7 +672,8 @@ static int report_has(const ckpt_report *r, const char *a, const char *b) {
 }
 
 static void test_latest_and_prune(void) {
-  const char *root = pathf("%s/lat", g_tmp);
+  char root[4096];
+  snprintf(root, sizeof root, "%s", pathf("%s/lat", g_tmp));
   char dir[4096];
   ckpt_report rep;
   int rc = ckpt_find_latest_valid(root, dir, sizeof dir, &rep);
@@ -631,7 +687,8 @@ static void test_latest_and_prune(void) {
   t_check(rc == LR_OK && !strcmp(dir, step_dir(root, 500)) && rep.n == 0,
           "latest: the newest valid is step 500, nothing skipped");
   // damage 500 (latest), leave 600 incomplete
-  const char *f500 = pathf("%s/dense.zst", step_dir(root, 500));
+  char f500[4096];
+  snprintf(f500, sizeof f500, "%s", pathf("%s/dense.zst", step_dir(root, 500)));
   size_t n;
   unsigned char *b = read_all(f500, &n);
   b[n / 2] ^= 0x10;
@@ -650,7 +707,8 @@ static void test_latest_and_prune(void) {
   // latest file damaged: ignored with a message
   write_bytes(pathf("%s/latest", root), "garbage", 7);
   rc = ckpt_find_latest_valid(root, dir, sizeof dir, &rep);
-  t_check(rc == LR_OK && !strcmp(dir, step_dir(root, 400)) && report_has(&rep, "ignoring `latest`", NULL),
+  t_check(rc == LR_OK && !strcmp(dir, step_dir(root, 400)) &&
+              report_has(&rep, "ignoring `latest`", NULL),
           "latest: an unreadable latest file is ignored, loudly");
   char nm[32];
   rc = ckpt_read_latest(root, nm, sizeof nm);
@@ -680,12 +738,15 @@ static void test_latest_and_prune(void) {
   unlink(pathf("%s/items-r0000.zst", step_dir(root, 500)));
   rc = write_ckpt(root, 700, 2, &s, 1, NULL);
   rc |= ckpt_prune(root, 1, &rep);
+  for (int k = 0; k < rep.n; k++)
+    printf("  | %s\n", rep.line[k]);
   t_check(rc == LR_OK && !exists(step_dir(root, 500)) && !exists(step_dir(root, 600)) &&
               !exists(step_dir(root, 400)) && exists(step_dir(root, 700)) &&
               report_has(&rep, "step-00000500", "damaged"),
           "prune: damaged and incomplete directories older than a good one go");
   // every checkpoint damaged: LR_ERR_CORRUPT
-  const char *f700 = pathf("%s/manifest.json", step_dir(root, 700));
+  char f700[4096];
+  snprintf(f700, sizeof f700, "%s", pathf("%s/manifest.json", step_dir(root, 700)));
   b = read_all(f700, &n);
   b[n / 2] ^= 0x01;
   write_bytes(f700, b, n);
@@ -700,14 +761,16 @@ static void test_latest_and_prune(void) {
 // verifies and is found; no temp file is left (fail) and every final-named
 // file in step 200 is complete (its entry from a clean write reads back).
 static int after_failure_ok(const char *root, const written *ref, int crashed) {
-  const char *a = step_dir(root, 100), *b = step_dir(root, 200);
+  char a[4096], b[4096];
+  snprintf(a, sizeof a, "%s", step_dir(root, 100));
+  snprintf(b, sizeof b, "%s", step_dir(root, 200));
   int ok = ckpt_verify(a, 1, NULL) == LR_OK;
   char dir[4096], latest[32];
   ckpt_report rep;
   int b_valid = exists(pathf("%s/manifest.json", b)) && ckpt_verify(b, 1, NULL) == LR_OK;
   lr_error_clear();
-  ok &= ckpt_find_latest_valid(root, dir, sizeof dir, &rep) == LR_OK &&
-        !strcmp(dir, b_valid ? b : a);
+  ok &=
+      ckpt_find_latest_valid(root, dir, sizeof dir, &rep) == LR_OK && !strcmp(dir, b_valid ? b : a);
   ok &= ckpt_read_latest(root, latest, sizeof latest) == LR_OK &&
         (!strcmp(latest, "step-00000100") || (b_valid && !strcmp(latest, "step-00000200")));
   if (!crashed) ok &= count_suffix(b, ".tmp") == 0 && count_suffix(root, ".tmp") == 0;
@@ -725,7 +788,8 @@ static void reset_to_a(const char *root) {
 }
 
 static void test_faults(void) {
-  const char *root = pathf("%s/flt", g_tmp);
+  char root[4096];
+  snprintf(root, sizeof root, "%s", pathf("%s/flt", g_tmp));
   state s;
   state_init(&s, 50, 4, 9, 6);
   int rc = write_ckpt(root, 100, 3, &s, 3, NULL);
@@ -753,12 +817,12 @@ static void test_faults(void) {
       int fired = lr_fault_fired();
       lr_fault_set(LR_FAULT_NONE, 0);
       const char *msg = lr_error_msg();
-      int clean = rc != LR_OK && fired &&
-                  (loops[l].kind == LR_FAULT_MALLOC
-                       ? rc == LR_ERR_NOMEM && strstr(msg, "out of memory")
-                       : rc == LR_ERR_IO && strstr(msg, "Input/output error") &&
-                             (strstr(msg, "write ") || strstr(msg, "fsync ") ||
-                              strstr(msg, "rename ")));
+      int clean =
+          rc != LR_OK && fired &&
+          (loops[l].kind == LR_FAULT_MALLOC
+               ? rc == LR_ERR_NOMEM && strstr(msg, "out of memory")
+               : rc == LR_ERR_IO && strstr(msg, "Input/output error") &&
+                     (strstr(msg, "write ") || strstr(msg, "fsync ") || strstr(msg, "rename ")));
       if (!clean) printf("  (k=%lld: status %d, fired %d: %s)\n", (long long)k, rc, fired, msg);
       lr_error_clear();
       int after = after_failure_ok(root, &ref, 0);
@@ -766,8 +830,10 @@ static void test_faults(void) {
       ok &= clean && after;
       reset_to_a(root);
     }
-    t_check(ok, "faults: failing %s call k = 1..%lld: clean error, no temp or partial file, "
-            "step 100 still verifies and is found", loops[l].name, (long long)loops[l].n);
+    t_check(ok,
+            "faults: failing %s call k = 1..%lld: clean error, no temp or partial file, "
+            "step 100 still verifies and is found",
+            loops[l].name, (long long)loops[l].n);
   }
 
   // crash at each write/fsync/rename, in a child process
@@ -791,8 +857,10 @@ static void test_faults(void) {
     ok &= died && after;
     reset_to_a(root);
   }
-  t_check(ok, "faults: crash at call k = 1..%lld (%d children died as planned): step 100 "
-          "or a complete step 200 is found and verifies", (long long)n_io, n_exit);
+  t_check(ok,
+          "faults: crash at call k = 1..%lld (%d children died as planned): step 100 "
+          "or a complete step 200 is found and verifies",
+          (long long)n_io, n_exit);
 
   // the environment variable arms the same faults
   setenv("LINREC_FAULT", "fsync:2", 1);
@@ -827,12 +895,14 @@ static int full_disk_child(const char *root, int write_a, const char *needle) {
   ok &= clean && after_failure_ok(root, &ref, 0);
   state_free(&small);
   state_free(&big);
+  fflush(stdout);
   return ok ? 0 : 1;
 }
 
 static void test_full_disk(void) {
   // (a) a 64 kB tmpfs in a private mount namespace (needs root)
-  const char *mnt = pathf("%s/tiny", g_tmp);
+  char mnt[4096];
+  snprintf(mnt, sizeof mnt, "%s", pathf("%s/tiny", g_tmp));
   mkdir(mnt, 0755);
   fflush(stdout);
   pid_t pid = fork();
@@ -851,7 +921,8 @@ static void test_full_disk(void) {
             "full disk (64 kB tmpfs): ENOSPC is a clean LR_ERR_IO with a HINT; step 100 intact");
 
   // (b) a file-size limit in a child (works unprivileged)
-  const char *root = pathf("%s/fsz", g_tmp);
+  char root[4096];
+  snprintf(root, sizeof root, "%s", pathf("%s/fsz", g_tmp));
   state small;
   state_init(&small, 40, 4, 8, 7);
   int rc = write_ckpt(root, 100, 2, &small, 3, NULL);
@@ -872,7 +943,13 @@ static void test_full_disk(void) {
 }
 
 int main(void) {
-  snprintf(g_tmp, sizeof g_tmp, "/tmp/lr_ckpt_XXXXXX");
+  // /dev/shm when there is one: the fault loops fsync about a thousand
+  // times, which costs seconds on a disk and nothing on tmpfs (the logic
+  // under test does not depend on the file system; LINREC_TEST_TMP overrides)
+  const char *base = getenv("LINREC_TEST_TMP");
+  struct stat st;
+  if (!base) base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+  snprintf(g_tmp, sizeof g_tmp, "%.40s/lr_ckpt_XXXXXX", base);
   if (!mkdtemp(g_tmp)) {
     perror("mkdtemp");
     return 1;
