@@ -23,7 +23,7 @@
 #define CHUNK_BYTES ((size_t)1 << 20)
 #define MAX_ROWS ((int64_t)1 << 48) // sanity bounds on header fields: sizes
 #define MAX_D ((int64_t)1 << 24)    // computed from them cannot overflow
-#define MAX_WINDOW_LOG 24           // zstd levels <= 19 need at most 2^23
+#define MAX_WINDOW_LOG 27           // = ZSTD_WINDOWLOG_LIMIT_DEFAULT; levels <= 19 use <= 2^23
 
 // ---------------------------------------------------------------------------
 // little-endian fields
