@@ -1,0 +1,247 @@
+# cluster_lib.sh: helpers for the cluster_*.sh tests (sourced, not run):
+# private munged, Slurm daemons started by hand (one node, or one slurmd per
+# network namespace), "hosts" made of network namespaces on a bridge that
+# lives in its own namespace, an rsh agent that enters them, and teardown of
+# all of it. Nothing is configured in the root network namespace; every
+# daemon, namespace and file belongs to this test run ($CL_TMP, prefix
+# $CL_P) and is removed by cl_teardown (install it with `trap cl_teardown EXIT`).
+#
+# Before sourcing: CL_TMP (a fresh temp dir). Uses: ip, nsenter, unshare,
+# munged, mungekey, slurmctld, slurmd, sinfo.
+
+CL_P=${CL_P:-lr$$}       # namespace / host name prefix, unique per run
+CL_SUB=10.77.0           # addresses only inside our namespaces
+CL_HOSTS=()              # names of the namespace hosts made by cl_ns_up
+CL_PIDFILES=()           # daemons to stop at teardown
+CL_T0=$(date +%s.%N)
+
+cl_el() { printf '%6.1fs' "$(echo "$(date +%s.%N) - $CL_T0" | bc)"; }
+cl_log() { echo "[$(cl_el)] $*"; }
+
+# Skip (exit 0 with a reason) unless we are root and the kernel lets us make
+# network namespaces and veths; fail for anything else that is missing.
+cl_require() {
+  local need_ns=$1
+  shift
+  if [ "$(id -u)" != 0 ]; then echo "SKIPPED: needs root"; exit 0; fi
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "FAILED: $t not installed (bash tests/run.sh installs it)"; exit 1; }
+  done
+  if [ "$need_ns" = 1 ]; then
+    local probe=${CL_P}-probe
+    if ! ip netns add "$probe" 2>"$CL_TMP/ns-probe.err"; then
+      echo "SKIPPED: the kernel refuses network namespaces: $(cat "$CL_TMP/ns-probe.err")"; exit 0
+    fi
+    if ! ip -n "$probe" link add a type veth peer name b 2>"$CL_TMP/ns-probe.err" ||
+       ! ip -n "$probe" link add br0 type bridge 2>>"$CL_TMP/ns-probe.err"; then
+      ip netns del "$probe"
+      echo "SKIPPED: the kernel refuses veth/bridge devices: $(cat "$CL_TMP/ns-probe.err")"; exit 0
+    fi
+    ip netns del "$probe"
+  fi
+}
+
+# nsrun HOST PROG ARGS...: run PROG "on" HOST (its netns, its own UTS namespace
+# with hostname HOST, its own /etc/hosts). nsagent HOST CMD...: the same for
+# Open MPI's rsh launcher (plm_rsh_agent), which passes a shell command line.
+cl_make_tools() {
+  cat > "$CL_TMP/nsrun" <<'EOF'
+#!/bin/sh
+host=$1; shift
+exec nsenter --net=/run/netns/"$host" unshare --uts --mount /bin/sh -c \
+  'mount --bind /etc/netns/"$0"/hosts /etc/hosts && hostname "$0" && shift && exec "$@"' "$host" _ "$@"
+EOF
+  cat > "$CL_TMP/nsagent" <<'EOF'
+#!/bin/sh
+host=$1; shift
+exec nsenter --net=/run/netns/"$host" unshare --uts --mount /bin/sh -c \
+  'mount --bind /etc/netns/"$0"/hosts /etc/hosts && hostname "$0" && exec /bin/sh -c "$1"' "$host" "$*"
+EOF
+  chmod +x "$CL_TMP/nsrun" "$CL_TMP/nsagent"
+  NSRUN=$CL_TMP/nsrun NSAGENT=$CL_TMP/nsagent
+}
+
+# cl_ns_up N: hosts ${CL_P}-h0..N-1 at $CL_SUB.10+i on bridge br0 in ${CL_P}-br.
+cl_ns_up() {
+  local n=$1 i h hosts="127.0.0.1 localhost"
+  cl_make_tools
+  ip netns add "$CL_P-br" || return 1
+  ip -n "$CL_P-br" link add br0 type bridge && ip -n "$CL_P-br" link set br0 up &&
+    ip -n "$CL_P-br" link set lo up || return 1
+  for i in $(seq 0 $((n - 1))); do hosts+=$'\n'"$CL_SUB.$((10 + i)) $CL_P-h$i"; done
+  for i in $(seq 0 $((n - 1))); do
+    h=$CL_P-h$i
+    ip netns add "$h" || return 1
+    CL_HOSTS+=("$h")
+    ip link add eth0 netns "$h" type veth peer name "v$i" netns "$CL_P-br" || return 1
+    ip -n "$CL_P-br" link set "v$i" master br0 && ip -n "$CL_P-br" link set "v$i" up &&
+      ip -n "$h" link set lo up && ip -n "$h" addr add "$CL_SUB.$((10 + i))/24" dev eth0 &&
+      ip -n "$h" link set eth0 up || return 1
+    mkdir -p "/etc/netns/$h" && printf '%s\n' "$hosts" > "/etc/netns/$h/hosts"
+  done
+}
+
+cl_ns_down() {
+  local ns pid
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$CL_P-"); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+    rm -rf "/etc/netns/$ns"
+  done
+  rmdir /etc/netns 2>/dev/null
+  # `ip netns add` bind-mounts /run/netns on first use; undo if none is left
+  if [ -z "$(ip netns list 2>/dev/null)" ] && mountpoint -q /run/netns 2>/dev/null; then
+    umount /run/netns 2>/dev/null && rmdir /run/netns 2>/dev/null
+  fi
+  true
+}
+
+# A private munged: own key, socket, pid and log files under $CL_TMP/munge.
+cl_munge_up() {
+  local m=$CL_TMP/munge
+  chmod 711 "$CL_TMP"
+  mkdir -p "$m/key" && chown -R munge:munge "$m" && chmod 711 "$m" && chmod 700 "$m/key" || return 1
+  mungekey --create --keyfile "$m/key/munge.key" 2>/dev/null || return 1
+  chown munge:munge "$m/key/munge.key" && chmod 600 "$m/key/munge.key"
+  CL_MUNGE_SOCKET=$m/munge.socket
+  runuser -u munge -- /usr/sbin/munged --socket "$CL_MUNGE_SOCKET" --key-file "$m/key/munge.key" \
+    --pid-file "$m/key/munged.pid" --log-file "$m/key/munged.log" --seed-file "$m/key/munged.seed" || return 1
+  CL_PIDFILES+=("$m/key/munged.pid")
+}
+
+# cl_slurm_conf DIR CTLHOST NODELINE: write DIR/slurm.conf, export SLURM_CONF.
+# Our own ports, so a Slurm already on the machine is never in the way.
+cl_slurm_conf() {
+  local d=$1 ctl=$2 nodes=$3
+  mkdir -p "$d"/{state,log}
+  cat > "$d/slurm.conf" <<CONF
+ClusterName=lrtest
+SlurmctldHost=$ctl
+SlurmctldPort=${CL_CTLPORT:-16817}
+SlurmdPort=${CL_DPORT:-16818}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$CL_MUNGE_SOCKET,cred_expire=10
+CredType=cred/munge
+MailProg=/bin/true
+StateSaveLocation=$d/state
+SlurmdSpoolDir=$d/spool-%n
+TmpFS=$d/tmp-%n
+SlurmctldPidFile=$d/slurmctld.pid
+SlurmdPidFile=$d/slurmd-%n.pid
+SlurmctldLogFile=$d/log/slurmctld.log
+SlurmdLogFile=$d/log/slurmd-%n.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=1,sched_min_interval=100000
+ReturnToService=2
+JobRequeue=1
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+SlurmctldTimeout=30
+SlurmdTimeout=30
+InactiveLimit=0
+KillWait=20
+$nodes
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+  export SLURM_CONF=$d/slurm.conf
+  CL_SLURM_DIR=$d
+}
+
+# cl_slurm_up_single DIR: slurmctld + slurmd on this host.
+cl_slurm_up_single() {
+  local d=$1 h
+  h=$(hostname -s)
+  cl_slurm_conf "$d" "$h" "NodeName=$h CPUs=$(nproc) State=UNKNOWN" || return 1
+  mkdir -p "$d/spool-$h" "$d/tmp-$h"
+  CL_PIDFILES+=("$d/slurmd-$h.pid" "$d/slurmctld.pid")
+  slurmctld -f "$d/slurm.conf" || return 1
+  slurmd -f "$d/slurm.conf" || return 1
+  cl_wait_idle 1
+}
+
+# cl_slurm_up_ns DIR: slurmctld on host 0, one slurmd per namespace host.
+cl_slurm_up_ns() {
+  local d=$1 h n=${#CL_HOSTS[@]}
+  cl_slurm_conf "$d" "${CL_HOSTS[0]}" "NodeName=$CL_P-h[0-$((n - 1))] CPUs=$(nproc) State=UNKNOWN" || return 1
+  CL_PIDFILES+=("$d/slurmctld.pid")
+  "$NSRUN" "${CL_HOSTS[0]}" slurmctld -f "$d/slurm.conf" || return 1
+  for h in "${CL_HOSTS[@]}"; do
+    mkdir -p "$d/spool-$h" "$d/tmp-$h"
+    CL_PIDFILES+=("$d/slurmd-$h.pid")
+    "$NSRUN" "$h" slurmd -f "$d/slurm.conf" || return 1
+  done
+  CL_SLURM_HOST=${CL_HOSTS[0]}
+  cl_wait_idle "$n"
+}
+
+# Slurm client commands run where slurmctld can be reached.
+cl_sl() { if [ -n "${CL_SLURM_HOST:-}" ]; then "$NSRUN" "$CL_SLURM_HOST" "$@"; else "$@"; fi; }
+
+cl_wait_idle() {
+  local want=$1 i n
+  for i in $(seq 1 80); do
+    n=$(cl_sl sinfo -h -N -o %T 2>/dev/null | grep -cx idle || true)
+    [ "$n" = "$want" ] && return 0
+    sleep 0.25
+  done
+  echo "slurm did not become idle:"; cl_sl sinfo -N; tail -n 20 "$CL_SLURM_DIR"/log/*.log
+  return 1
+}
+
+# Job state (empty once the job is gone).
+cl_job_state() { cl_sl scontrol show job "$1" 2>/dev/null | grep -oE 'JobState=[A-Z_]+' | cut -d= -f2; }
+
+# SIGKILL what is left of our jobs: processes whose environment names our
+# SLURM_CONF (sbatch exports it to the job), except this shell and its children.
+cl_kill_marked() {
+  [ -n "${SLURM_CONF:-}" ] || return 0
+  local e pid ppid
+  for e in /proc/[0-9]*/environ; do
+    pid=${e#/proc/}
+    pid=${pid%/environ}
+    case " $$ $BASHPID " in *" $pid "*) continue ;; esac
+    grep -qzxF "SLURM_CONF=$SLURM_CONF" "$e" 2>/dev/null || continue
+    ppid=$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')
+    case " $$ $BASHPID " in *" $ppid "*) continue ;; esac
+    kill -9 "$pid" 2>/dev/null
+  done
+  true
+}
+
+# Stop every daemon we started (SIGTERM in parallel, SIGKILL after 10 s),
+# remove the namespaces and our files. Safe to call twice.
+cl_teardown() {
+  local p pid pids=() i alive
+  if [ -n "${CL_SLURM_DIR:-}" ] && [ -s "$CL_SLURM_DIR/slurmctld.pid" ] &&
+     kill -0 "$(cat "$CL_SLURM_DIR/slurmctld.pid")" 2>/dev/null; then
+    cl_sl timeout 5 scancel --full -u root >/dev/null 2>&1 || true
+  fi
+  for p in "${CL_PIDFILES[@]}"; do
+    [ -s "$p" ] && pid=$(cat "$p") || continue
+    # only our own daemons: their command line names our temp dir
+    tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -qF "$CL_TMP" || continue
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  done
+  for i in $(seq 1 100); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
+  CL_PIDFILES=()
+  cl_kill_marked
+  cl_ns_down
+  [ -n "${CL_KEEP:-}" ] || rm -rf "$CL_TMP"
+}
