@@ -6,6 +6,19 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 jobs=$(nproc)
 bash "$here/launch/setup.sh" "$here/build"
+# The cluster tests (ctest label `cluster`) start Slurm, munge and network
+# namespaces themselves; install the packages when missing, without letting
+# their install scripts start any daemon.
+missing=""
+for p in slurm-wlm munge nftables iproute2; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "run.sh: installing$missing"
+  prc=""
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; prc=1; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  [ -z "$prc" ] || rm -f /usr/sbin/policy-rc.d
+fi
 (cd "$here/build" && ctest --output-on-failure -j "$jobs")
 bash "$here/launch/setup.sh" "$here/build-asan" -DLINREC_SANITIZE=ON
 # Open MPI's own allocations are not ours to leak-check; UBSan stays strict.

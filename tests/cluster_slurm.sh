@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# cluster_slurm.sh: launch/slurm/linrec.sbatch on a real single-node Slurm
+# cluster that this test starts by hand (a private munged, slurmctld and
+# slurmd with a slurm.conf made here, on ports of their own) and tears down.
+#  1. the quickstart job with 2 tasks (srun --mpi=pmix) is preempted mid-run
+#     (SIGUSR1 to the batch shell, as the time-limit warning
+#     --signal=B:USR1@N delivers it); it checkpoints, exits 75, requeues
+#     itself, resumes from `latest` and finishes: per-step losses, evaluations
+#     and test metrics equal an uninterrupted run's; logs of both attempts and
+#     one metrics.jsonl in the output directory;
+#  2. Slurm's own time-limit warning (-t 1, --signal=B:USR1@50) reaches the
+#     trainer: checkpoint, exit 75 (restarts capped at 0: not requeued);
+#  3. a job failing for another reason (an injected fault) is retried
+#     LINREC_MAX_RETRIES=1 time, then not requeued, and the log says so.
+# Needs root. Usage: cluster_slurm.sh LINREC_BINARY SOURCE_DIR
+set -u
+bin=$1
+src=$2
+CL_TMP=$(mktemp -d /tmp/lrtest-slurm.XXXXXX)
+source "$src/tests/cluster_lib.sh"
+trap cl_teardown EXIT
+trap 'exit 130' INT TERM
+cl_require 0 munged mungekey slurmctld slurmd sbatch srun scontrol mpirun python3
+pass=0 fail=0 skip=0
+ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
+bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
+skipped() { cl_log "$1: SKIPPED"; skip=$((skip + 1)); }
+resume=1
+cl_have_resume "$bin" || resume=0
+export LINREC_BIN=$bin OPENBLAS_NUM_THREADS=1
+nsteps() { local n; n=$(grep -c '"event":"step"' "$1/metrics.jsonl" 2>/dev/null); echo "${n:-0}"; }
+jobinfo() { [ -n "$1" ] || return 0; cl_sl scontrol show job "$1" 2>/dev/null | grep -oE '(JobState|Restarts|ExitCode)=[^ ]+' | tr '\n' ' '; }
+
+cl_munge_up || { echo "FAILED: munged did not start"; cat "$CL_TMP"/munge/key/munged.log; exit 1; }
+# 4 CPUs in Slurm's view (config_overrides) so that jobs 2 and 3 run side by side.
+CL_CPUS=4 cl_slurm_up_single "$CL_TMP/slurm" || { echo "FAILED: Slurm did not come up"; exit 1; }
+cl_log "munged, slurmctld and slurmd up: $(sinfo -h -o '%N %T %c CPUs')"
+
+qs=(--config "$src/configs/quickstart.json" --set train.epochs=6 --set log.every_steps=1
+    --set log.progress=plain)
+tiny=(--config "$src/configs/quickstart.json" --set data.synthetic.users=1000
+      --set data.synthetic.items=300 --set data.synthetic.mean_len=20 --set model.d=32
+      --set model.inner=64 --set model.max_len=20 --set train.batch_size=64 --set train.patience=0
+      --set log.every_steps=1 --set log.progress=plain)
+sub() { sbatch --parsable --chdir="$CL_TMP" -o "$CL_TMP/slurm-%j.out" "$@"; }
+
+if [ $resume = 0 ]; then
+  skipped "preempt/requeue/resume (this linrec has no --resume yet: issue 4)"
+else
+# Reference: the same training uninterrupted, 2 ranks x 1 thread, linrec-run.
+t=$(date +%s.%N)
+"$src/launch/linrec-run" -n 2 --threads 1 --bin "$bin" -- train "${qs[@]}" --out "$CL_TMP/ref" \
+  > "$CL_TMP/ref.log" 2>&1
+rc=$?
+ref_s=$(cl_since "$t")
+total=$(nsteps "$CL_TMP/ref")
+if [ $rc != 0 ] || [ "$total" -lt 20 ]; then
+  echo "FAILED: reference run (rc=$rc)"; tail -n 20 "$CL_TMP/ref.log"; exit 1
+fi
+cl_log "reference run: $total steps in ${ref_s}s"
+
+# 1. preempt, requeue, resume, finish
+out=$CL_TMP/job1
+t=$(date +%s.%N)
+jid=$(sub -J qs -N 1 --ntasks-per-node=2 -c 1 -t 10 "$src/launch/slurm/linrec.sbatch" train "${qs[@]}" --out "$out")
+cl_log "job 1 ($jid) submitted"
+at=0
+for i in $(seq 1 1200); do
+  at=$(nsteps "$out")
+  [ "$at" -ge $((total * 2 / 5)) ] && break
+  [ -n "$(cl_job_state "$jid")" ] && [ "$(cl_job_state "$jid")" != RUNNING ] && [ "$(cl_job_state "$jid")" != PENDING ] && break
+  sleep 0.1
+done
+cl_log "job 1 at step $at of $total: scancel --batch --signal=USR1 (what --signal=B:USR1@N sends)"
+tp=$(date +%s.%N)
+scancel --batch --signal=USR1 "$jid"
+seen="" last=""
+for i in $(seq 1 2400); do
+  s="$(cl_job_state "$jid")/$(cl_sl scontrol show job "$jid" | grep -oE 'Restarts=[0-9]+' | cut -d= -f2)"
+  if [ "$s" != "$last" ]; then seen+="$s@$(cl_since "$tp")s "; last=$s; fi
+  case $s in COMPLETED/*|FAILED/*|CANCELLED/*|TIMEOUT/*|NODE_FAIL/*) break ;; esac
+  sleep 0.25
+done
+job_s=$(cl_since "$t")
+cl_log "job 1 states after the signal: $seen(total ${job_s}s)"
+tsv=$(cut -f 5,7 "$out/logs/attempts.tsv" 2>/dev/null | tr '\t\n' ' ,')
+cmp=$(cl_compare "$CL_TMP/ref" "$out")
+cmp_rc=$?
+logs=$(ls "$out/logs" | grep -c '^attempt-')
+if [[ $seen == *PENDING/1* ]] && [[ $last == COMPLETED/1 ]] && [ "$tsv" = "exit=75 preempted,exit=0 done," ] &&
+   [ "$logs" = 2 ] && grep -q 'resuming from the newest valid checkpoint' "$out"/logs/attempt-02.*.log &&
+   compgen -G "$out/checkpoints/step-*/manifest.json" >/dev/null && [ $cmp_rc = 0 ]; then
+  ok "preempted at step $at -> exit 75 -> requeued -> resumed -> finished; $cmp"
+else
+  bad "preempt/requeue/resume (states: $seen; attempts: $tsv; $logs attempt logs; compare: $cmp)"
+  cat "$CL_TMP"/slurm-"$jid".out | tail -n 40
+fi
+
+fi
+
+# 2. Slurm's time-limit warning (3.) and a failing job, side by side
+t2=$(date +%s.%N)
+j2=""
+[ $resume = 1 ] && j2=$(LINREC_MAX_RESTARTS=0 sub -J tl -N 1 --ntasks-per-node=2 -c 1 -t 1 --signal=B:USR1@50 \
+     "$src/launch/slurm/linrec.sbatch" "${tiny[@]}" --set train.epochs=1000 --out "$CL_TMP/job2")
+j3=$(LINREC_MAX_RETRIES=1 LINREC_INJECT_FAULT=1:5 sub -J fault -N 1 --ntasks-per-node=2 -c 1 -t 5 \
+     "$src/launch/slurm/linrec.sbatch" "${tiny[@]}" --set train.epochs=2 --out "$CL_TMP/job3")
+cl_log "job 2 (${j2:-not submitted}, -t 1 --signal=B:USR1@50) and job 3 ($j3, fault at step 5, LINREC_MAX_RETRIES=1) submitted"
+for i in $(seq 1 1200); do
+  s2=$(cl_job_state "$j2") s3=$(cl_job_state "$j3")
+  case "$s2 $s3" in *PENDING*|*RUNNING*|*CONFIGURING*|*COMPLETING*|*REQUEUE*) sleep 0.25 ;; *) break ;; esac
+done
+cl_log "job 2: $(jobinfo "$j2"); job 3: $(jobinfo "$j3")"
+log2=$(cat "$CL_TMP"/job2/logs/attempt-*.log 2>/dev/null)
+start2=$(grep -m1 -oE '^linrec.sbatch \[[^]]*\] attempt 1' <<< "$log2" | grep -oE '[0-9]{2}:[0-9]{2}:[0-9]{2}')
+sig2=$(grep -m1 -oE '^linrec.sbatch \[[^]]*\] got SIGUSR1' <<< "$log2" | grep -oE '[0-9]{2}:[0-9]{2}:[0-9]{2}')
+if [ $resume = 0 ]; then
+  skipped "time-limit warning -> checkpoint and exit 75 (this linrec has no checkpoints yet: issue 4)"
+elif [ -n "$sig2" ] && grep -q 'exit=75' "$CL_TMP/job2/logs/attempts.tsv" 2>/dev/null &&
+   grep -q 'not requeued' <<< "$log2" && compgen -G "$CL_TMP/job2/checkpoints/step-*/manifest.json" >/dev/null; then
+  ok "time-limit warning: job started $start2, SIGUSR1 at $sig2 (limit 60 s, warning 50 s before), checkpoint written, exit 75"
+else
+  bad "time-limit warning (started ${start2:-?}, signal ${sig2:-none}; $(jobinfo "$j2"))"
+  tail -n 30 "$CL_TMP/slurm-$j2.out"
+fi
+tsv3=$(cut -f 5,7 "$CL_TMP/job3/logs/attempts.tsv" 2>/dev/null | tr '\t\n' ' ,')
+if [ "$tsv3" = "exit=1 failed,exit=1 failed-final," ] && [ "$(cl_job_state "$j3")" = FAILED ] &&
+   grep -q 'retries already used (LINREC_MAX_RETRIES=1): not requeued' "$CL_TMP/slurm-$j3.out"; then
+  ok "failing job: retried once, then not requeued: $(grep -m1 'not requeued' "$CL_TMP/slurm-$j3.out" | sed 's/^linrec.sbatch \[[^]]*\] //')"
+else
+  bad "failing job: attempts '$tsv3', $(jobinfo "$j3")"
+  tail -n 30 "$CL_TMP/slurm-$j3.out"
+fi
+cl_log "jobs 2 and 3 took $(cl_since "$t2")s"
+
+cl_log "$pass passed, $fail failed, $skip skipped"
+[ $fail = 0 ] || exit 1
+[ $skip = 0 ] || exit 77
