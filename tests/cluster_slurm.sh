@@ -100,9 +100,19 @@ fi
 
 # 2. Slurm's time-limit warning (3.) and a failing job, side by side
 t2=$(date +%s.%N)
+# Job 2 is the README's example: a job file with its own #SBATCH lines that
+# execs linrec.sbatch.
+{
+  printf '%s\n' '#!/bin/bash' '#SBATCH --job-name=tl' '#SBATCH --nodes=1' '#SBATCH --ntasks-per-node=2' \
+    '#SBATCH --cpus-per-task=1' '#SBATCH --time=1' '#SBATCH --signal=B:USR1@50' '#SBATCH --requeue' \
+    '#SBATCH --open-mode=append' "#SBATCH --output=$CL_TMP/slurm-%j.out" \
+    "export LINREC_BIN=$bin LINREC_MAX_RESTARTS=0"
+  printf 'exec bash %q' "$src/launch/slurm/linrec.sbatch"
+  printf ' %q' "${tiny[@]}" --set train.epochs=1000 --out "$CL_TMP/job2"
+  echo
+} > "$CL_TMP/tl.sbatch"
 j2=""
-[ $resume = 1 ] && j2=$(LINREC_MAX_RESTARTS=0 sub -J tl -N 1 --ntasks-per-node=2 -c 1 -t 1 --signal=B:USR1@50 \
-     "$src/launch/slurm/linrec.sbatch" "${tiny[@]}" --set train.epochs=1000 --out "$CL_TMP/job2")
+[ $resume = 1 ] && j2=$(sbatch --parsable --chdir="$CL_TMP" "$CL_TMP/tl.sbatch")
 j3=$(LINREC_MAX_RETRIES=1 LINREC_INJECT_FAULT=1:5 sub -J fault -N 1 --ntasks-per-node=2 -c 1 -t 5 \
      "$src/launch/slurm/linrec.sbatch" "${tiny[@]}" --set train.epochs=2 --out "$CL_TMP/job3")
 cl_log "job 2 (${j2:-not submitted}, -t 1 --signal=B:USR1@50) and job 3 ($j3, fault at step 5, LINREC_MAX_RETRIES=1) submitted"
