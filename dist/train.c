@@ -6,6 +6,25 @@
 // (dense arena and item table) are summed over ranks, so the trajectory is
 // that of one rank at the same global batch. The loss is the mean over the
 // global batch's loss rows, so every rank scales by 1 / M_total.
+//
+// Checkpoints (DESIGN §4; the collective protocol is ckpt_writer.h's). What
+// one holds:
+//   items shard of rank r: rows shard_range(I+1, r, P) of the table's
+//     w, m, v (Adam moments) and of the best model's table (4 arrays);
+//   dense shard: the dense parameters followed by the loop-state block
+//     (ckpt_resume.h: epoch loss so far, best score, patience counter, best
+//     epoch), their m, v, and the best model's dense parameters (4 arrays
+//     of n_params + 16 floats); aux = the Adam step (= the step);
+//   manifest: step, epoch, cursor (steps done in that epoch), rng seed =
+//     train.seed, rng counters = (epoch, step, 0, 0): every random stream is
+//     counter-based on (seed, epoch, example id, ...), so this is the whole
+//     RNG state; the trajectory config (config_to_json_trajectory).
+// Checkpoints are taken at step boundaries: every train.checkpoint.every_steps
+// steps, at the last step of every every_epochs-th epoch (before its
+// validation, which a resumed run redoes), and when a stop is requested.
+// Resuming recomputes the epoch's permutation from (seed, epoch) and skips
+// the first `cursor` steps, so the resumed run computes exactly what the
+// uninterrupted one would have (bit for bit at the same P).
 #include "train.h"
 
 #include <errno.h>    // errno
@@ -16,6 +35,9 @@
 #include <sys/stat.h> // mkdir
 #include <unistd.h>   // isatty
 
+#include "ckpt.h"
+#include "ckpt_resume.h"
+#include "ckpt_writer.h"
 #include "comm.h"
 #include "dataset.h"
 #include "embed.h"
@@ -60,9 +82,28 @@ typedef struct {
   float *best_dense, *best_items;
   FILE *metrics;
   double t_model, t_loss_local; // seconds in forward/backward; local loss work
+  // checkpoints
+  char ckpt_root[LR_PATH_MAX + 32]; // train.checkpoint.dir or OUT/checkpoints
+  char *traj_json;                  // config_to_json_trajectory (free())
+  ckpt_manifest resume_from;        // the manifest resumed from
+  ckpt_writer *ckw;
+  int64_t n_dense;          // floats per dense checkpoint array (n_params + loop block)
+  float *dense_stage;       // (CK_DENSE_ARRAYS, n_dense) packed dense arrays
+  int64_t item_lo, item_hi; // this rank's item shard in checkpoints
+  int64_t ckpt_last;        // step of the last committed or resumed checkpoint, -1
+  const char *ck_reason;    // of the pending checkpoint: "steps", "epochs", "signal"
+  int64_t ck_epoch, ck_cursor;
+  double ck_start_s;        // its start on this thread (pack, snapshot; fg: the write)
 } trainer;
 
+#define CK_ITEM_ARRAYS 4  // w, m, v, best w
+#define CK_DENSE_ARRAYS 4 // params + loop block, m, v, best params
+
 static void trainer_free(trainer *t) {
+  ckpt_writer_free(t->ckw); // first: joins a writer thread still reading the arrays below
+  ckpt_manifest_free(&t->resume_from);
+  free(t->traj_json);
+  lr_free(t->dense_stage);
   dataset_free(&t->ds);
   examples_free(&t->ex);
   model_free(&t->model);
@@ -379,8 +420,7 @@ static int trainer_init_local(trainer *t, const lr_config *c) {
   return LR_OK;
 }
 
-static int trainer_init(trainer *t, const lr_config *c, const char *out_dir) {
-  memset(t, 0, sizeof *t);
+static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int append) {
   t->c = c;
   const int P = dist_size();
   // Data and config errors are alike on every rank: agree, report once.
@@ -419,7 +459,7 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir) {
   if (dist_rank() == 0) {
     char path[LR_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
-    t->metrics = fopen(path, "w");
+    t->metrics = fopen(path, append ? "a" : "w");
     LR_CHECK(t->metrics, LR_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
   }
   return LR_OK;
@@ -532,12 +572,189 @@ static void comm_report(const dist_stats a[N_COMM], const dist_stats b[N_COMM], 
   if (jn < jcap) snprintf(json + jn, jcap - jn, "}");
 }
 
+// ---- checkpoints ---------------------------------------------------------------------
+
+// train.checkpoint.dir, or OUT/checkpoints.
+static int ckpt_root_path(char *root, size_t size, const lr_config *c, const char *out_dir) {
+  int n = c->ckpt_dir[0] ? snprintf(root, size, "%s", c->ckpt_dir)
+                         : snprintf(root, size, "%s/checkpoints", out_dir);
+  LR_CHECK(n > 0 && (size_t)n < size, LR_ERR_CONFIG, "train.checkpoint.dir: path too long");
+  return LR_OK;
+}
+
+// The staging buffer of the dense arrays and the writer (with snapshot
+// buffers when periodic checkpoints are on). Collective.
+static int ckpt_setup(trainer *t) {
+  const lr_config *c = t->c;
+  const int64_t n_rows = t->ds.n_items + 1;
+  t->n_dense = (int64_t)t->model.n_params + CKPT_LOOP_STATE_FLOATS;
+  lr_shard s = shard_range(n_rows, dist_rank(), dist_size());
+  t->item_lo = s.offset, t->item_hi = s.offset + s.count;
+  t->ckpt_last = -1;
+  int periodic = c->ckpt_every_steps > 0 || c->ckpt_every_epochs > 0;
+  ckpt_writer_cfg wc = {t->ckpt_root,    t->traj_json,          (int)c->ckpt_keep_last,
+                        (int)c->ckpt_zstd_level, n_rows,        t->D,
+                        t->item_lo,      t->item_hi,            CK_ITEM_ARRAYS,
+                        periodic ? 3 : 0, t->n_dense,           CK_DENSE_ARRAYS};
+  t->dense_stage = lr_calloc((size_t)(CK_DENSE_ARRAYS * t->n_dense), sizeof(float),
+                             "checkpoint dense arrays");
+  int rc = t->dense_stage ? ckpt_writer_init(&t->ckw, &wc) : LR_ERR_NOMEM;
+  return dist_agree(rc);
+}
+
+// The arrays of a checkpoint; rank 0 packs the dense ones (with the loop
+// state) into dense_stage. Local.
+static void ckpt_source_fill(trainer *t, ckpt_source *src, const ckpt_loop_state *ls) {
+  memset(src, 0, sizeof *src);
+  const lr_itemtab *tb = &t->table.tab;
+  size_t off = (size_t)(t->item_lo - tb->lo) * (size_t)t->D;
+  src->items[0] = tb->w + off;
+  src->items[1] = tb->m + off;
+  src->items[2] = tb->v + off;
+  src->items[3] = t->best_items + off;
+  if (dist_rank() != 0) return;
+  const size_t n = t->model.n_params, nd = (size_t)t->n_dense, tail = nd - n;
+  const float *from[CK_DENSE_ARRAYS] = {t->model.params_mem, t->model.m_mem, t->model.v_mem,
+                                        t->best_dense};
+  for (int a = 0; a < CK_DENSE_ARRAYS; a++) {
+    float *d = t->dense_stage + (size_t)a * nd;
+    memcpy(d, from[a], n * sizeof(float));
+    memset(d + n, 0, tail * sizeof(float));
+    src->dense[a] = d;
+  }
+  ckpt_loop_state_pack(t->dense_stage + n, ls);
+}
+
+// Start the checkpoint of `step` (cursor steps of `epoch` done), in the
+// background or on this thread. Collective.
+static int ckpt_start(trainer *t, int64_t step, int epoch, int64_t cursor,
+                      const ckpt_loop_state *ls, const char *reason, int background) {
+  double t0 = dist_wtime();
+  ckpt_source src;
+  ckpt_source_fill(t, &src, ls);
+  ckpt_point pt = {step, epoch, cursor, (uint64_t)t->c->train_seed, {(uint64_t)epoch, (uint64_t)step, 0, 0},
+                   step};
+  t->ck_reason = reason, t->ck_epoch = epoch, t->ck_cursor = cursor;
+  LR_CALL(ckpt_writer_start(t->ckw, &pt, &src, background));
+  t->ck_start_s = dist_wtime() - t0;
+  return LR_OK;
+}
+
+// Commit the pending checkpoint, if any; report it (log line, metrics event).
+// Collective.
+static int ckpt_commit(trainer *t, lr_train_result *res) {
+  if (!ckpt_writer_pending(t->ckw)) return LR_OK;
+  ckpt_stats st;
+  LR_CALL(ckpt_writer_commit(t->ckw, &st));
+  t->ckpt_last = st.step;
+  snprintf(res->checkpoint, sizeof res->checkpoint, "%s/%s", t->ckpt_root, st.name);
+  double stall = t->ck_start_s + st.wait_s + st.commit_s;
+  dist_log0("checkpoint %s (%s): %.2f MB (raw %.2f MB), written in %.3f s%s; training stalled "
+            "%.1f ms\n",
+            st.name, t->ck_reason, st.bytes / 1e6, st.raw_bytes / 1e6, st.write_s,
+            st.background ? " in the background" : "", 1e3 * stall);
+  if (t->metrics) {
+    fprintf(t->metrics,
+            "{\"event\":\"checkpoint\",\"step\":%lld,\"epoch\":%lld,\"cursor\":%lld,"
+            "\"reason\":\"%s\",\"dir\":\"%s\",\"ranks\":%d,\"background\":%s,\"bytes\":%.0f,"
+            "\"raw_bytes\":%.0f,\"stall_ms\":%.3f,\"start_ms\":%.3f,\"snapshot_ms\":%.3f,"
+            "\"wait_ms\":%.3f,\"commit_ms\":%.3f,\"write_ms\":%.3f,\"compress_ms\":%.3f,"
+            "\"write_mb_s\":%.1f,\"pruned\":%d}\n",
+            (long long)st.step, (long long)t->ck_epoch, (long long)t->ck_cursor, t->ck_reason,
+            st.name, dist_size(), st.background ? "true" : "false", st.bytes, st.raw_bytes,
+            1e3 * stall, 1e3 * st.start_s, 1e3 * st.snapshot_s, 1e3 * st.wait_s,
+            1e3 * st.commit_s, 1e3 * st.write_s, 1e3 * st.compress_s,
+            st.write_s > 0 ? st.raw_bytes / 1e6 / st.write_s : 0.0, st.n_pruned);
+    fflush(t->metrics);
+  }
+  return LR_OK;
+}
+
+// The step boundary after `step` (cursor of spe steps of `epoch` done): agree
+// on a stop request (one allreduce, so every rank stops at the same step);
+// commit a pending checkpoint once every writer is done (waiting for it when
+// the next one is due or the run stops); start the one due now. On a stop
+// request the checkpoint is written and committed before returning, with
+// *stop_sig = the signal. Collective.
+static int ckpt_boundary(trainer *t, const lr_train_opts *o, int64_t step, int epoch,
+                         int64_t cursor, int64_t spe, const ckpt_loop_state *ls,
+                         lr_train_result *res, int *stop_sig) {
+  const lr_config *c = t->c;
+  *stop_sig = 0;
+  int64_t f[2] = {o && o->stop ? (int64_t)*o->stop : 0, ckpt_writer_busy(t->ckw)};
+  LR_CALL(dist_allreduce_max_i64(f, 2));
+  int by_steps = c->ckpt_every_steps > 0 && step % c->ckpt_every_steps == 0;
+  int by_epochs = c->ckpt_every_epochs > 0 && cursor == spe && epoch % c->ckpt_every_epochs == 0;
+  int due = (by_steps || by_epochs) && step != t->ckpt_last;
+  if (ckpt_writer_pending(t->ckw) && (!f[1] || f[0] || due)) LR_CALL(ckpt_commit(t, res));
+  if (f[0]) {
+    *stop_sig = (int)f[0];
+    dist_log0("stop requested (signal %d): checkpointing step %lld\n", *stop_sig, (long long)step);
+    if (step != t->ckpt_last) {
+      LR_CALL(ckpt_start(t, step, epoch, cursor, ls, "signal", 0));
+      LR_CALL(ckpt_commit(t, res));
+    }
+    return LR_OK;
+  }
+  if (due) LR_CALL(ckpt_start(t, step, epoch, cursor, ls, by_steps ? "steps" : "epochs", 1));
+  return LR_OK;
+}
+
+// Load the checkpoint resumed from into the model, the table, the best model
+// and *ls. Collective.
+static int ckpt_restore(trainer *t, const char *dir, int64_t steps_per_epoch,
+                        ckpt_loop_state *ls) {
+  const ckpt_manifest *m = &t->resume_from;
+  lr_itemtab *tb = &t->table.tab;
+  const size_t n = t->model.n_params, nd = (size_t)t->n_dense;
+  float *items[CK_ITEM_ARRAYS] = {tb->w, tb->m, tb->v, t->best_items};
+  float *dense[CK_DENSE_ARRAYS];
+  for (int a = 0; a < CK_DENSE_ARRAYS; a++) dense[a] = t->dense_stage + (size_t)a * nd;
+  ckpt_resume_shape sh = {t->ds.n_items + 1, t->D, CK_ITEM_ARRAYS, t->n_dense, CK_DENSE_ARRAYS};
+  LR_CALL(ckpt_resume_load(dir, m, &sh, tb->lo, tb->hi, items, dense));
+  memcpy(t->model.params_mem, dense[0], n * sizeof(float));
+  memcpy(t->model.m_mem, dense[1], n * sizeof(float));
+  memcpy(t->model.v_mem, dense[2], n * sizeof(float));
+  memcpy(t->best_dense, dense[3], n * sizeof(float));
+  int rc = ckpt_loop_state_unpack(ls, dense[0] + n, dir);
+  if (rc == LR_OK && (m->epoch < 1 || m->epoch > INT32_MAX || m->cursor < 0 ||
+                      m->cursor > steps_per_epoch || m->step < 0))
+    rc = lr_error(LR_ERR_CORRUPT, __FILE__, __LINE__,
+                  "%s: epoch %lld, cursor %lld do not fit this run's %lld steps per epoch", dir,
+                  (long long)m->epoch, (long long)m->cursor, (long long)steps_per_epoch);
+  return dist_agree(rc);
+}
+
 // ---- the run -------------------------------------------------------------------------
 
-static int run(trainer *t, const lr_config *c, const char *out_dir, lr_train_result *res) {
+static void metrics_event_resume(trainer *t, const char *dir) {
+  const ckpt_manifest *m = &t->resume_from;
+  if (!t->metrics) return;
+  fprintf(t->metrics,
+          "{\"event\":\"resume\",\"step\":%lld,\"epoch\":%lld,\"cursor\":%lld,\"from\":\"%s\","
+          "\"written_by_ranks\":%d,\"ranks\":%d}\n",
+          (long long)m->step, (long long)m->epoch, (long long)m->cursor, dir, m->world_size,
+          dist_size());
+  fflush(t->metrics);
+}
+
+static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_train_opts *o,
+               lr_train_result *res) {
   const int P = dist_size();
   LR_CALL(make_dir(out_dir));
-  LR_CALL(trainer_init(t, c, out_dir));
+  // Which checkpoint, if any: before the data, so a damaged or mismatching
+  // one fails fast.
+  t->c = c;
+  LR_CALL(ckpt_root_path(t->ckpt_root, sizeof t->ckpt_root, c, out_dir));
+  t->traj_json = config_to_json_trajectory(c);
+  LR_CALL(dist_agree(t->traj_json ? LR_OK : LR_ERR_NOMEM));
+  char from[LR_PATH_MAX + 64] = "";
+  if (o && o->resume) LR_CALL(ckpt_resume_find(t->ckpt_root, o->resume, from, sizeof from));
+  else LR_CALL(ckpt_resume_check_fresh(t->ckpt_root));
+  const int resuming = from[0] != 0;
+  if (resuming) LR_CALL(ckpt_resume_open(from, t->traj_json, &t->resume_from));
+  LR_CALL(trainer_init(t, c, out_dir, resuming));
+  LR_CALL(ckpt_setup(t));
   lr_scorer sc = {&t->model, &t->table, t->pop, t->user_lo[dist_rank()],
                   t->user_lo[dist_rank() + 1]};
   int64_t G = c->train_batch_size;
@@ -552,64 +769,93 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, lr_train_res
   // file, so under mpirun "auto" prints plain lines.
   int redraw = isatty(1) && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK");
   progress pg = {c->log_progress == 0 ? (redraw ? 0 : 1) : c->log_progress, dist_wtime(), 0};
-  double best = -1, t_start = dist_wtime();
-  int since_best = 0;
-  int64_t step = 0;
-  snapshot_best(t);
-  for (int epoch = 1; epoch <= c->train_epochs && step < total_steps; epoch++) {
+  double t_start = dist_wtime();
+  ckpt_loop_state ls = {0, -1, 0, 0};
+  int valid_known = 0, epoch0 = 1, stop_sig = 0;
+  int64_t step = 0, cursor0 = 0;
+  if (resuming) {
+    LR_CALL(ckpt_restore(t, from, steps_per_epoch, &ls));
+    const ckpt_manifest *m = &t->resume_from;
+    step = m->step, epoch0 = (int)m->epoch, cursor0 = m->cursor;
+    LR_CALL(ckpt_resume_adopt(t->ckpt_root, from, step));
+    t->ckpt_last = step;
+    res->resumed_step = step;
+    res->best_epoch = (int)ls.best_epoch;
+    snprintf(res->checkpoint, sizeof res->checkpoint, "%s", from);
+    dist_log0("resume: step %lld (epoch %d, %lld of its %lld steps done) from %s, written by %d "
+              "rank%s%s\n",
+              (long long)step, epoch0, (long long)cursor0, (long long)steps_per_epoch, from,
+              m->world_size, m->world_size == 1 ? "" : "s",
+              m->world_size != P ? ": item rows re-cut for this run's ranks" : "");
+    metrics_event_resume(t, from);
+  } else {
+    snapshot_best(t);
+  }
+  for (int epoch = epoch0; epoch <= c->train_epochs; epoch++) {
+    // A resumed epoch (cursor > 0) is finished even when no step is left:
+    // its validation is still due.
+    int64_t s0 = epoch == epoch0 ? cursor0 : 0;
+    if (s0 == 0 && step >= total_steps) break;
     examples_shuffle(&t->ex, (uint64_t)c->train_seed, (uint32_t)epoch);
     dist_stats comm0[N_COMM], comm1[N_COMM];
     comm_take(t, comm0);
-    double ep_loss = 0, ep_t0 = dist_wtime();
-    int64_t ep_steps = 0, ep_seqs = 0;
-    for (int64_t s = 0; s < steps_per_epoch && step < total_steps; s++) {
+    double ep_t0 = dist_wtime();
+    if (s0 == 0) ls.epoch_loss = 0; // else: the loss sum of the steps before the cursor
+    int64_t ep_steps = s0, new_steps = 0, new_seqs = 0;
+    for (int64_t s = s0; s < steps_per_epoch && step < total_steps; s++) {
       int64_t start = s * G, g = t->ex.n_examples - start < G ? t->ex.n_examples - start : G;
       double loss;
       LR_CALL(train_step(t, start, g, (uint32_t)epoch, step + 1, &loss));
-      step++, ep_steps++, ep_seqs += g;
-      ep_loss += loss;
+      step++, ep_steps++, new_steps++, new_seqs += g;
+      ls.epoch_loss += loss;
       if (c->log_every_steps && step % c->log_every_steps == 0 && t->metrics) {
         fprintf(t->metrics, "{\"event\":\"step\",\"step\":%lld,\"epoch\":%d,\"loss\":%.7g}\n",
                 (long long)step, epoch, loss);
         fflush(t->metrics);
       }
       double el = dist_wtime() - ep_t0;
-      progress_show(&pg, epoch, c->train_epochs, step, total_steps, ep_loss / (double)ep_steps,
-                    (double)ep_seqs / el, total_steps - step, el / (double)ep_steps, 0);
+      progress_show(&pg, epoch, c->train_epochs, step, total_steps,
+                    ls.epoch_loss / (double)ep_steps, (double)new_seqs / el, total_steps - step,
+                    el / (double)new_steps, 0);
+      LR_CALL(ckpt_boundary(t, o, step, epoch, s + 1, steps_per_epoch, &ls, res, &stop_sig));
+      if (stop_sig) goto stopped;
     }
-    double ep_s = dist_wtime() - ep_t0, seq_s = (double)ep_seqs / ep_s;
-    progress_show(&pg, epoch, c->train_epochs, step, total_steps, ep_loss / (double)ep_steps,
-                  seq_s, total_steps - step, ep_s / (double)ep_steps, 1);
+    double ep_s = dist_wtime() - ep_t0, seq_s = new_steps ? (double)new_seqs / ep_s : 0.0;
+    double ep_mean = ep_steps ? ls.epoch_loss / (double)ep_steps : 0.0;
+    progress_show(&pg, epoch, c->train_epochs, step, total_steps, ep_mean, seq_s,
+                  total_steps - step, new_steps ? ep_s / (double)new_steps : 0.0, 1);
     comm_take(t, comm1);
     char cjson[1024], cline[512];
-    comm_report(comm0, comm1, ep_steps, cjson, sizeof cjson, cline, sizeof cline);
+    comm_report(comm0, comm1, new_steps, cjson, sizeof cjson, cline, sizeof cline);
     if (P > 1) dist_log0("%s\n", cline);
     if (t->metrics) {
       fprintf(t->metrics,
               "{\"event\":\"epoch\",\"epoch\":%d,\"step\":%lld,\"loss\":%.7g,\"seq_per_s\":%.1f,"
               "\"seconds\":%.3f,%s}\n",
-              epoch, (long long)step, ep_loss / (double)ep_steps, seq_s, ep_s, cjson);
+              epoch, (long long)step, ep_mean, seq_s, ep_s, cjson);
       fflush(t->metrics);
     }
     lr_metrics vm;
     LR_CALL(eval_split(&vm, &sc, &t->ds, LR_SPLIT_VALID, c));
     metrics_event_eval(t->metrics, "valid", epoch, &vm);
     double score = stop_metric(&vm);
-    dist_log0("epoch %d: loss %.4f, valid ndcg@%d %.4f recall@%d %.4f%s\n", epoch,
-              ep_loss / (double)ep_steps, vm.k[0], vm.ndcg[0], vm.k[0], vm.recall[0],
-              score > best ? " (best)" : "");
-    if (score > best) {
-      best = score, since_best = 0;
-      res->valid = vm;
+    dist_log0("epoch %d: loss %.4f, valid ndcg@%d %.4f recall@%d %.4f%s\n", epoch, ep_mean,
+              vm.k[0], vm.ndcg[0], vm.k[0], vm.recall[0], score > ls.best_score ? " (best)" : "");
+    if (score > ls.best_score) {
+      ls.best_score = score, ls.since_best = 0, ls.best_epoch = epoch;
+      res->valid = vm, valid_known = 1;
       res->best_epoch = epoch;
+      LR_CALL(ckpt_commit(t, res)); // a writer may still be reading the best rows
       snapshot_best(t);
-    } else if (c->train_patience && ++since_best >= c->train_patience) {
-      dist_log0("early stop: no better validation NDCG for %d evaluations\n", since_best);
+    } else if (c->train_patience && ++ls.since_best >= c->train_patience) {
+      dist_log0("early stop: no better validation NDCG for %lld evaluations\n",
+                (long long)ls.since_best);
       break;
     }
   }
+  LR_CALL(ckpt_commit(t, res));
   restore_best(t);
-  if (res->best_epoch == 0) LR_CALL(eval_split(&res->valid, &sc, &t->ds, LR_SPLIT_VALID, c));
+  if (!valid_known) LR_CALL(eval_split(&res->valid, &sc, &t->ds, LR_SPLIT_VALID, c));
   LR_CALL(eval_split(&res->test, &sc, &t->ds, LR_SPLIT_TEST, c));
   metrics_event_eval(t->metrics, "test", res->best_epoch, &res->test);
   res->steps = step;
@@ -626,13 +872,28 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, lr_train_res
   }
   LR_CALL(save_model(t, out_dir));
   return LR_OK;
+stopped:
+  // The checkpoint is committed; no final evaluation, no model file (the
+  // run is not finished).
+  res->stop_signal = stop_sig;
+  res->steps = step;
+  res->seconds = dist_wtime() - t_start;
+  if (t->metrics) {
+    fprintf(t->metrics,
+            "{\"event\":\"stopped\",\"signal\":%d,\"step\":%lld,\"checkpoint\":\"%s\","
+            "\"seconds\":%.3f}\n",
+            stop_sig, (long long)step, res->checkpoint, res->seconds);
+    fflush(t->metrics);
+  }
+  return LR_OK;
 }
 
-int train_run(const lr_config *c, const char *out_dir, lr_train_result *res) {
+int train_run(const lr_config *c, const char *out_dir, const lr_train_opts *opts,
+              lr_train_result *res) {
   memset(res, 0, sizeof *res);
   trainer t;
   memset(&t, 0, sizeof t);
-  int rc = run(&t, c, out_dir, res);
+  int rc = run(&t, c, out_dir, opts, res);
   trainer_free(&t);
   return rc;
 }

@@ -2,24 +2,47 @@
 // examples, the global batch split across ranks, forward/backward in
 // micro-batches, gradients summed over ranks, Adam, per-epoch validation
 // with early stopping and best-model tracking, test metrics of the best
-// model, metrics.jsonl and the progress line.
+// model, metrics.jsonl and the progress line; checkpoints (DESIGN §4):
+// periodic ones written in the background, one on a stop request
+// (SIGTERM/SIGUSR1, caught in launch/), and resuming from one.
 #ifndef LR_TRAIN_H
 #define LR_TRAIN_H
 
+#include <signal.h> // sig_atomic_t
+
 #include "config.h"
 #include "metrics.h"
+
+// How to run beyond the config.
+typedef struct {
+  // NULL: a fresh run (refused if the checkpoint directory already holds
+  // checkpoints). "latest": the newest valid checkpoint under
+  // train.checkpoint.dir (none: a fresh start). Else a checkpoint directory,
+  // which must verify.
+  const char *resume;
+  // NULL, or a flag an asynchronous signal handler sets to its signal number:
+  // at the next step boundary all ranks agree on it, write a checkpoint and
+  // return with lr_train_result.stop_signal set.
+  const volatile sig_atomic_t *stop;
+} lr_train_opts;
 
 typedef struct {
   lr_metrics valid; // best validation metrics
   lr_metrics test;  // test metrics of the best model
   int best_epoch;   // 0 when no epoch ran
-  int64_t steps;
-  double seconds;
+  int64_t steps;    // optimizer steps done in all (resumed ones included)
+  double seconds;   // of this process
+  int64_t resumed_step; // the step resumed from (0: a fresh run)
+  int stop_signal;  // != 0: stopped on this signal after a checkpoint; no
+                    // test metrics, no model file
+  char checkpoint[LR_PATH_MAX + 128]; // the last committed checkpoint ("" none)
 } lr_train_result;
 
-// Train as c says, writing out_dir/metrics.jsonl and out_dir/model.lrm (the
-// best model). Collective: every rank calls it with the same config.
-// Errors: data/config/IO/NOMEM/MPI statuses with messages.
-int train_run(const lr_config *c, const char *out_dir, lr_train_result *res);
+// Train as c says, writing out_dir/metrics.jsonl (appended to when
+// resuming) and out_dir/model.lrm (the best model). opts may be NULL.
+// Collective: every rank calls it with the same config and opts.
+// Errors: data/config/IO/NOMEM/MPI/CORRUPT statuses with messages.
+int train_run(const lr_config *c, const char *out_dir, const lr_train_opts *opts,
+              lr_train_result *res);
 
 #endif

@@ -92,6 +92,17 @@ static const key_def KEYS[] = {
      "BLAS threads per process; 0 = OPENBLAS_NUM_THREADS or all cores"},
     {"train.loss_tile", T_INT, OFF(train_loss_tile), "4096", 16, 1e8, NULL,
      "items per logits tile of the full cross-entropy"},
+    {"train.checkpoint.every_steps", T_INT, OFF(ckpt_every_steps), "0", 0, 1e15, NULL,
+     "write a checkpoint every this many optimizer steps (in the background); 0 = off"},
+    {"train.checkpoint.every_epochs", T_INT, OFF(ckpt_every_epochs), "0", 0, 1e9, NULL,
+     "write a checkpoint at the last step of every this many epochs; 0 = off"},
+    {"train.checkpoint.keep_last", T_INT, OFF(ckpt_keep_last), "3", 1, 1e6, NULL,
+     "complete checkpoints kept; older ones are deleted after each new one"},
+    {"train.checkpoint.zstd_level", T_INT, OFF(ckpt_zstd_level), "1", 1, 19, NULL,
+     "zstd level of checkpoint shards (1 is the fastest and compresses float state about "
+     "as well as 9)"},
+    {"train.checkpoint.dir", T_STRING, OFF(ckpt_dir), "", 0, 0, NULL,
+     "checkpoint directory (shared by all ranks); \"\" = OUT/checkpoints, OUT = train --out"},
     {"eval.mode", T_ENUM, OFF(eval_mode), "full", 0, 0, "full|uni100|pop100",
      "rank the target against the whole catalog or 100 sampled negatives"},
     {"eval.k", T_INTLIST, OFF(eval_k), "10", 1, 100000, NULL,
@@ -387,10 +398,11 @@ static cJSON *key_json(const lr_config *c, const key_def *k) {
   return NULL;
 }
 
-char *config_to_json(const lr_config *c) {
+static char *to_json(const lr_config *c, int trajectory_only) {
   cJSON *root = cJSON_CreateObject();
   if (!root) goto nomem;
   for (size_t i = 0; i < N_KEYS; i++) {
+    if (trajectory_only && config_key_resume_free(KEYS[i].name)) continue;
     cJSON *v = key_json(c, &KEYS[i]);
     if (!v || !cJSON_AddItemToObject(root, KEYS[i].name, v)) {
       cJSON_Delete(v);
@@ -407,12 +419,34 @@ nomem:
   return NULL;
 }
 
+char *config_to_json(const lr_config *c) { return to_json(c, 0); }
+char *config_to_json_trajectory(const lr_config *c) { return to_json(c, 1); }
+
+uint64_t config_hash_text(const char *text) {
+  uint64_t h = 1469598103934665603ull;
+  for (const char *p = text ? text : ""; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  return h;
+}
+
 uint64_t config_hash(const lr_config *c) {
   char *s = config_to_json(c);
-  uint64_t h = 1469598103934665603ull;
-  for (const char *p = s ? s : ""; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  uint64_t h = config_hash_text(s);
   free(s);
   return h;
+}
+
+// Prefixes (ending in '.') or whole names of the resume-free keys (config.h).
+static const char *const RESUME_FREE[] = {"log.",           "train.checkpoint.", "train.epochs",
+                                          "train.max_steps", "train.threads",     "eval.batch_size",
+                                          "dist.item_table"};
+
+int config_key_resume_free(const char *key) {
+  for (size_t i = 0; i < sizeof RESUME_FREE / sizeof RESUME_FREE[0]; i++) {
+    const char *f = RESUME_FREE[i];
+    size_t n = strlen(f);
+    if (f[n - 1] == '.' ? !strncmp(key, f, n) : !strcmp(key, f)) return 1;
+  }
+  return 0;
 }
 
 static const char *type_name(const key_def *k) {
@@ -439,7 +473,7 @@ void config_print_keys(FILE *f, int markdown) {
               k->choices ? " (" : "", choices, k->choices ? ")" : "",
               k->def[0] ? k->def : "\"\"", k->help);
     } else {
-      fprintf(f, "  %-26s %-7s default %-10s %s%s%s%s\n", k->name, type_name(k),
+      fprintf(f, "  %-30s %-7s default %-10s %s%s%s%s\n", k->name, type_name(k),
               k->def[0] ? k->def : "\"\"", k->help, k->choices ? " [" : "",
               k->choices ? k->choices : "", k->choices ? "]" : "");
     }

@@ -40,6 +40,9 @@ typedef struct {
   int64_t train_negatives;
   int train_sampler; // lr_sampler
   int64_t train_seed, train_patience, train_threads, train_loss_tile;
+  // train.checkpoint.*
+  int64_t ckpt_every_steps, ckpt_every_epochs, ckpt_keep_last, ckpt_zstd_level;
+  char ckpt_dir[LR_PATH_MAX]; // "" = OUT/checkpoints
   // eval.*
   int eval_mode; // lr_eval_mode
   int eval_k[LR_MAX_K_CFG];
@@ -76,8 +79,22 @@ int config_validate(const lr_config *c);
 // The whole config as a JSON object string (canonical key order; caller frees
 // with free()). NULL and LR_ERR_NOMEM on allocation failure.
 char *config_to_json(const lr_config *c);
-// FNV-1a 64 of config_to_json's text: identifies a config in checkpoints.
+// FNV-1a 64 of config_to_json's text. Cannot fail.
 uint64_t config_hash(const lr_config *c);
+// FNV-1a 64 of any text (the hash checkpoints record of their config). Cannot fail.
+uint64_t config_hash_text(const char *text);
+
+// Keys that may differ between a checkpoint and the run resuming from it,
+// because they change how long to train, where to write and what to log,
+// or only the floating-point summation order (as a different number of
+// ranks does), never what is computed: log.*, train.checkpoint.*,
+// train.epochs, train.max_steps, train.threads, eval.batch_size,
+// dist.item_table. 1 if `key` is one of them. Cannot fail.
+int config_key_resume_free(const char *key);
+// config_to_json without the resume-free keys: the config a checkpoint
+// records and checks on resume. Caller frees with free(); NULL and
+// LR_ERR_NOMEM on allocation failure.
+char *config_to_json_trajectory(const lr_config *c);
 
 // Print the key table (name, type, default, meaning) for --help, or as a
 // Markdown table for the README when markdown != 0. Cannot fail.

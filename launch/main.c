@@ -1,13 +1,20 @@
 // main.c: the `linrec` command line (DESIGN §5). Parses arguments, builds and
 // validates the config, hands it to dist/, and is the only place that turns
 // an error status into a message and an exit code:
-//   0 success; 1 runtime failure (I/O, data, MPI, memory); 2 usage or
-//   configuration error. With several ranks a failing rank aborts the job.
-#include <errno.h>  // errno
-#include <stdio.h>  // printf
-#include <stdlib.h> // free, strtoll
-#include <string.h> // strcmp
+//   0 success; 1 runtime failure (I/O, data, MPI, memory, a damaged
+//   checkpoint); 2 usage or configuration error; 75 (EX_TEMPFAIL) training
+//   stopped on SIGTERM/SIGUSR1 after writing a checkpoint: resume it with
+//   `--resume latest` (the Slurm script requeues on 75). With several ranks a
+//   failing rank aborts the job.
+#include <errno.h>    // errno
+#include <signal.h>   // sigaction, SIGTERM, SIGUSR1, sig_atomic_t
+#include <stdio.h>    // printf
+#include <stdlib.h>   // free, strtoll
+#include <string.h>   // strcmp
+#include <sys/stat.h> // stat
 
+#include "ckpt.h"
+#include "ckpt_resume.h"
 #include "comm.h"
 #include "config.h"
 #include "dataset.h"
@@ -22,10 +29,11 @@
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
+#define EXIT_PREEMPTED 75 // EX_TEMPFAIL: checkpointed on a signal, resume to continue
 
 typedef struct {
   const char *cmd;
-  const char *config_path, *out, *model, *users, *split;
+  const char *config_path, *out, *model, *users, *split, *resume;
   const char *sets[256];
   int n_sets, k, include_history, help, markdown;
 } cli;
@@ -39,9 +47,11 @@ static void usage_main(FILE *f) {
           "  prep       read and preprocess a dataset, write the binary dataset file\n"
           "  train      train a model (under mpirun for several ranks)\n"
           "  eval       evaluate a trained model or the popularity baseline\n"
-          "  recommend  print top-K items for users\n\n"
-          "`linrec <command> --help` describes each; exit codes: 0 ok, 1 runtime error,\n"
-          "2 usage or configuration error.\n");
+          "  recommend  print top-K items for users\n"
+          "  ckpt       inspect or verify a training checkpoint\n\n"
+          "`linrec <command> --help` describes each; exit codes: 0 ok, 1 runtime error\n"
+          "(also: a damaged checkpoint), 2 usage or configuration error, 75 training\n"
+          "stopped on SIGTERM/SIGUSR1 after writing a checkpoint (resume it).\n");
 }
 
 static void usage_cmd(FILE *f, const char *cmd) {
@@ -51,9 +61,21 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  data.kcore, and writes the binary dataset (use it with data.format=binary).\n");
   else if (!strcmp(cmd, "train"))
     fprintf(f, "usage: [mpirun -np P] linrec train [--config FILE] [--set key=value]... "
-               "[--out DIR]\n"
+               "[--out DIR] [--resume latest|CKPT]\n"
                "  Trains, validating every epoch with early stopping; writes DIR/metrics.jsonl\n"
-               "  and DIR/model.lrm (the best model). DIR defaults to ./out.\n");
+               "  and DIR/model.lrm (the best model). DIR defaults to ./out.\n"
+               "  Checkpoints (train.checkpoint.*) go to DIR/checkpoints; --resume latest\n"
+               "  continues from the newest valid one (none: starts from scratch), --resume\n"
+               "  CKPT from that checkpoint directory. SIGTERM or SIGUSR1: checkpoint at the\n"
+               "  next step boundary and exit 75.\n");
+  else if (!strcmp(cmd, "ckpt")) {
+    fprintf(f, "usage: linrec ckpt inspect|verify DIR\n"
+               "  DIR is a checkpoint (step-NNNNNNNN) or a checkpoint directory (then the one\n"
+               "  its `latest` names). inspect prints the manifest, the training state and\n"
+               "  the config; verify checks every checksum: exit 0 valid, 1 damaged (each\n"
+               "  problem is printed with the file and the reason).\n");
+    return;
+  }
   else if (!strcmp(cmd, "eval"))
     fprintf(f, "usage: linrec eval [--config FILE] [--set key=value]... --model pop|FILE|DIR "
                "[--split valid|test|both]\n"
@@ -94,6 +116,7 @@ static int parse_args(cli *a, int argc, char **argv) {
     else if (!strcmp(o, "--model")) { NEED_VALUE a->model = argv[++i]; }
     else if (!strcmp(o, "--users")) { NEED_VALUE a->users = argv[++i]; }
     else if (!strcmp(o, "--split")) { NEED_VALUE a->split = argv[++i]; }
+    else if (!strcmp(o, "--resume")) { NEED_VALUE a->resume = argv[++i]; }
     else if (!strcmp(o, "--k")) {
       NEED_VALUE
       char *end;
@@ -163,11 +186,40 @@ static int cmd_prep(const cli *a) {
   return rc;
 }
 
-static int cmd_train(const cli *a) {
+// Set by SIGTERM/SIGUSR1 (train checkpoints and stops at the next step
+// boundary). Another signal while the checkpoint is written only sets it
+// again: nothing is interrupted, and an uncommitted checkpoint is never
+// trusted anyway (io/ckpt.h), so even SIGKILL cannot damage a committed one.
+static volatile sig_atomic_t g_stop;
+
+static void on_stop_signal(int sig) { g_stop = sig; }
+
+static int install_stop_handlers(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  LR_CHECK(sigaction(SIGTERM, &sa, NULL) == 0 && sigaction(SIGUSR1, &sa, NULL) == 0, LR_ERR_IO,
+           "sigaction: %s", strerror(errno));
+  return LR_OK;
+}
+
+static int cmd_train(const cli *a, int *exit_code) {
   lr_config c;
   LR_CALL(dist_agree(build_config(&c, a, NULL)));
+  LR_CALL(install_stop_handlers());
   lr_train_result r;
-  LR_CALL(train_run(&c, a->out ? a->out : "out", &r));
+  lr_train_opts o = {a->resume, &g_stop};
+  LR_CALL(train_run(&c, a->out ? a->out : "out", &o, &r));
+  if (r.stop_signal) {
+    dist_log0("stopped on signal %d after step %lld; checkpoint %s\n"
+              "continue with: linrec train ... --resume latest (exit code %d)\n",
+              r.stop_signal, (long long)r.steps, r.checkpoint[0] ? r.checkpoint : "(none)",
+              EXIT_PREEMPTED);
+    *exit_code = EXIT_PREEMPTED;
+    return LR_OK;
+  }
   for (int i = 0; i < r.test.nk; i++)
     dist_log0("test: recall@%d %.4f  mrr@%d %.4f  ndcg@%d %.4f  (best epoch %d, %lld steps, "
               "%.1f s)\n",
@@ -310,9 +362,100 @@ out:
   return rc;
 }
 
+// ---- ckpt -----------------------------------------------------------------------------
+
+// A checkpoint directory: arg itself, or the one arg/latest names.
+static int ckpt_resolve(const char *arg, char *dir, size_t size) {
+  char p[LR_PATH_MAX + 64];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/%s", arg, CKPT_MANIFEST_NAME);
+  const char *base = strrchr(arg, '/');
+  base = base && base[1] ? base + 1 : arg;
+  if (stat(p, &st) == 0 || !strncmp(base, "step-", 5) || stat(arg, &st) != 0) {
+    LR_CHECK(strlen(arg) < size, LR_ERR_CONFIG, "ckpt: path too long: %.60s...", arg);
+    memcpy(dir, arg, strlen(arg) + 1);
+    return LR_OK;
+  }
+  char name[64];
+  LR_CALL(ckpt_read_latest(arg, name, sizeof name));
+  LR_CHECK(name[0], LR_ERR_IO,
+           "%s: neither a checkpoint (no manifest.json) nor a directory of checkpoints (no "
+           "`latest`)",
+           arg);
+  LR_CHECK(snprintf(dir, size, "%s/%s", arg, name) < (int)size, LR_ERR_CONFIG,
+           "ckpt: path too long: %.60s...", arg);
+  printf("%s: `latest` names %s\n", arg, name);
+  return LR_OK;
+}
+
+static int ckpt_inspect(const char *dir) {
+  ckpt_manifest m;
+  LR_CALL(ckpt_manifest_read(dir, &m));
+  printf("%s\n", dir);
+  ckpt_inspect_print(stdout, &m);
+  ckpt_loop_state ls;
+  if (ckpt_loop_state_read(dir, &m, &ls) == LR_OK) {
+    if (ls.best_epoch > 0)
+      printf("training     best epoch %lld (validation NDCG@10 %.6f), %lld evaluation%s since",
+             (long long)ls.best_epoch, ls.best_score, (long long)ls.since_best,
+             ls.since_best == 1 ? "" : "s");
+    else
+      printf("training     no validation yet");
+    printf("; loss sum of the epoch's %lld steps so far %.7g\n", (long long)m.cursor,
+           ls.epoch_loss);
+  } else {
+    printf("training     state unreadable: %s\n", lr_error_msg());
+    lr_error_clear();
+  }
+  printf("config       %s\n", m.config_json);
+  ckpt_manifest_free(&m);
+  return LR_OK;
+}
+
+static int ckpt_verify_cmd(const char *dir) {
+  ckpt_report r;
+  int rc = ckpt_verify(dir, 1, &r);
+  if (rc != LR_OK) {
+    printf("%s: DAMAGED\n", dir);
+    for (int k = 0; k < r.n; k++) printf("  %s\n", r.line[k]);
+    if (r.n_dropped) printf("  (%d more problems)\n", r.n_dropped);
+    return rc;
+  }
+  ckpt_manifest m;
+  LR_CALL(ckpt_manifest_read(dir, &m));
+  double bytes = 0;
+  for (int k = 0; k < m.n_shards; k++) bytes += (double)m.shards[k].bytes;
+  printf("%s: OK (step %lld, %d shard files, %.0f bytes: manifest and every checksum verify)\n",
+         dir, (long long)m.step, m.n_shards, bytes);
+  ckpt_manifest_free(&m);
+  return LR_OK;
+}
+
+// linrec ckpt inspect|verify DIR. Local (no MPI); returns the exit code.
+static int cmd_ckpt(int argc, char **argv) {
+  if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+    usage_cmd(stdout, "ckpt");
+    return 0;
+  }
+  if (argc != 4 || (strcmp(argv[2], "inspect") && strcmp(argv[2], "verify"))) {
+    fprintf(stderr, "linrec ckpt: expected `inspect DIR` or `verify DIR`\n");
+    usage_cmd(stderr, "ckpt");
+    return EXIT_USAGE;
+  }
+  char dir[LR_PATH_MAX + 64];
+  int rc = ckpt_resolve(argv[3], dir, sizeof dir);
+  if (rc == LR_OK) rc = !strcmp(argv[2], "inspect") ? ckpt_inspect(dir) : ckpt_verify_cmd(dir);
+  fflush(stdout);
+  if (rc == LR_OK) return 0;
+  fprintf(stderr, "linrec ckpt %s: %s: %s\n", argv[2], lr_status_str(rc), lr_error_msg());
+  if (getenv("LINREC_TRACEBACK")) fprintf(stderr, "traceback:\n%s", lr_error_traceback());
+  return rc == LR_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
 // ---- main -----------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "ckpt")) return cmd_ckpt(argc, argv);
   cli a;
   int rc = parse_args(&a, argc, argv);
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
@@ -342,16 +485,21 @@ int main(int argc, char **argv) {
     fprintf(stderr, "linrec: %s\n", lr_error_msg());
     return EXIT_USAGE;
   }
+  if (rc == LR_OK && a.resume && strcmp(a.cmd, "train")) {
+    fprintf(stderr, "linrec %s: --resume is an option of train\n", a.cmd);
+    return EXIT_USAGE;
+  }
+  int ok_code = 0;
   rc = dist_init(&argc, &argv);
   if (rc == LR_OK) {
     if (!strcmp(a.cmd, "prep")) rc = cmd_prep(&a);
-    else if (!strcmp(a.cmd, "train")) rc = cmd_train(&a);
+    else if (!strcmp(a.cmd, "train")) rc = cmd_train(&a, &ok_code);
     else if (!strcmp(a.cmd, "eval")) rc = cmd_eval(&a);
     else rc = cmd_recommend(&a);
   }
   if (rc == LR_OK) {
     dist_finalize();
-    return 0;
+    return ok_code;
   }
   int status = rc == LR_ERR_PEER ? dist_failure_status() : rc;
   int code = status == LR_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;

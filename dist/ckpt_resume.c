@@ -1,0 +1,298 @@
+// ckpt_resume.c: choosing, checking and loading a checkpoint to resume from
+// (ckpt_resume.h), and the loop-state block of the dense arrays.
+#include "ckpt_resume.h"
+
+#include <dirent.h>   // opendir, readdir
+#include <errno.h>    // errno, ENOENT
+#include <stdio.h>    // fprintf, snprintf, rename
+#include <string.h>   // memcpy, strcmp, strlen, strrchr
+#include <sys/stat.h> // stat
+#include <time.h>     // time
+
+#include "comm.h"   // dist_agree, dist_allgather, dist_rank, dist_size
+#include "config.h" // config_hash_text
+#include "lr.h"
+
+#define LOOP_MAGIC 0x5354524cu // "LRTS" little-endian
+#define LOOP_VERSION 1u
+
+// ---- the loop state -------------------------------------------------------------------
+
+static void put_u32(float *f, uint32_t x) { memcpy(f, &x, sizeof x); }
+static uint32_t get_u32(const float *f) {
+  uint32_t x;
+  memcpy(&x, f, sizeof x);
+  return x;
+}
+static void put_u64(float *f, uint64_t x) {
+  put_u32(f, (uint32_t)x);
+  put_u32(f + 1, (uint32_t)(x >> 32));
+}
+static uint64_t get_u64(const float *f) { return (uint64_t)get_u32(f) | (uint64_t)get_u32(f + 1) << 32; }
+static void put_f64(float *f, double d) {
+  uint64_t x;
+  memcpy(&x, &d, sizeof x);
+  put_u64(f, x);
+}
+static double get_f64(const float *f) {
+  uint64_t x = get_u64(f);
+  double d;
+  memcpy(&d, &x, sizeof d);
+  return d;
+}
+
+void ckpt_loop_state_pack(float out[CKPT_LOOP_STATE_FLOATS], const ckpt_loop_state *s) {
+  memset(out, 0, CKPT_LOOP_STATE_FLOATS * sizeof(float));
+  put_u32(out + 0, LOOP_MAGIC);
+  put_u32(out + 1, LOOP_VERSION);
+  put_f64(out + 2, s->epoch_loss);
+  put_f64(out + 4, s->best_score);
+  put_u64(out + 6, (uint64_t)s->since_best);
+  put_u64(out + 8, (uint64_t)s->best_epoch);
+}
+
+int ckpt_loop_state_unpack(ckpt_loop_state *s, const float in[CKPT_LOOP_STATE_FLOATS],
+                           const char *where) {
+  memset(s, 0, sizeof *s);
+  uint32_t magic = get_u32(in + 0), version = get_u32(in + 1);
+  LR_CHECK(magic == LOOP_MAGIC && version == LOOP_VERSION, LR_ERR_CORRUPT,
+           "%s: the dense shard's training-loop block has magic %08x version %u, expected "
+           "%08x version %u\nHINT: the checkpoint was not written by this version of linrec train",
+           where, magic, version, LOOP_MAGIC, LOOP_VERSION);
+  s->epoch_loss = get_f64(in + 2);
+  s->best_score = get_f64(in + 4);
+  s->since_best = (int64_t)get_u64(in + 6);
+  s->best_epoch = (int64_t)get_u64(in + 8);
+  return LR_OK;
+}
+
+// Arrays per shard of a kind (the manifest checks they agree), 0 if none.
+static int shard_arrays(const ckpt_manifest *m, int kind) {
+  for (int k = 0; k < m->n_shards; k++)
+    if (m->shards[k].desc.kind == kind) return m->shards[k].desc.n_arrays;
+  return 0;
+}
+
+int ckpt_loop_state_read(const char *dir, const ckpt_manifest *m, ckpt_loop_state *s) {
+  memset(s, 0, sizeof *s);
+  int n = shard_arrays(m, CKPT_KIND_DENSE);
+  LR_CHECK(n >= 1 && m->n_dense >= CKPT_LOOP_STATE_FLOATS, LR_ERR_CORRUPT,
+           "%s: no dense shard with a training-loop block (%lld dense rows)", dir,
+           (long long)m->n_dense);
+  float tail[CKPT_LOOP_STATE_FLOATS];
+  float *arrays[CKPT_MAX_ARRAYS] = {tail};
+  LR_CALL(ckpt_load_rows(dir, m, CKPT_KIND_DENSE, m->n_dense - CKPT_LOOP_STATE_FLOATS, m->n_dense,
+                         arrays, n));
+  return ckpt_loop_state_unpack(s, tail, dir);
+}
+
+// ---- small helpers --------------------------------------------------------------------
+
+// The step of a directory name "step-" + 8..18 digits, or -1 (as io/ckpt.c).
+static int64_t step_of(const char *name) {
+  if (strncmp(name, "step-", 5) != 0) return -1;
+  size_t n = strlen(name + 5);
+  if (n < 8 || n > 18) return -1;
+  int64_t s = 0;
+  for (const char *p = name + 5; *p; p++) {
+    if (*p < '0' || *p > '9') return -1;
+    s = 10 * s + (*p - '0');
+  }
+  return s;
+}
+
+static int has_manifest(const char *root, const char *name) {
+  char p[4096 + 64];
+  snprintf(p, sizeof p, "%s/%s/%s", root, name, CKPT_MANIFEST_NAME);
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+// Rank 0's string str[size] to every rank. Collective. LR_ERR_NOMEM, LR_ERR_MPI.
+static int bcast0_str(char *str, size_t size) {
+  const int P = dist_size();
+  if (P == 1) return LR_OK;
+  char *all = lr_calloc((size_t)P * size, 1, "broadcast buffer");
+  int rc = dist_agree(all ? LR_OK : LR_ERR_NOMEM);
+  if (rc == LR_OK) rc = dist_allgather(all, str, (int64_t)size, LR_DTYPE_BYTE);
+  if (rc == LR_OK) memcpy(str, all, size), str[size - 1] = '\0';
+  lr_free(all);
+  return rc;
+}
+
+// ---- find -----------------------------------------------------------------------------
+
+static void print_report(const ckpt_report *r, const char *prefix) {
+  for (int k = 0; k < r->n; k++) fprintf(stderr, "linrec: %s%s\n", prefix, r->line[k]);
+  if (r->n_dropped) fprintf(stderr, "linrec: %s(%d more lines)\n", prefix, r->n_dropped);
+  fflush(stderr);
+}
+
+static int find0(const char *root, const char *arg, char *out, size_t size) {
+  out[0] = '\0';
+  if (!strcmp(arg, "latest")) {
+    ckpt_report skipped;
+    int rc = ckpt_find_latest_valid(root, out, size, &skipped);
+    print_report(&skipped, "resume: ");
+    if (rc != LR_OK) {
+      lr_error_trace(__FILE__, __LINE__, __func__);
+      return rc;
+    }
+    if (!out[0])
+      printf("resume: no complete checkpoint in %s: starting from scratch\n", root);
+    else if (skipped.n)
+      fprintf(stderr, "linrec: resume: falling back to %s, the newest checkpoint that verifies\n",
+              out);
+    fflush(stdout);
+    fflush(stderr);
+    return LR_OK;
+  }
+  struct stat st;
+  char p[4096 + 64];
+  snprintf(p, sizeof p, "%s/%s", arg, CKPT_MANIFEST_NAME);
+  if (stat(p, &st) != 0) {
+    snprintf(p, sizeof p, "%s/%s", arg, CKPT_LATEST_NAME);
+    LR_CHECK(stat(p, &st) != 0, LR_ERR_CONFIG,
+             "--resume %s: a directory of checkpoints, not a checkpoint\nHINT: --resume latest "
+             "--set train.checkpoint.dir=%s, or --resume %s/step-NNNNNNNN",
+             arg, arg, arg);
+  }
+  ckpt_report problems;
+  int rc = ckpt_verify(arg, 1, &problems);
+  if (rc != LR_OK) {
+    fprintf(stderr, "linrec: --resume %s: the checkpoint does not verify:\n", arg);
+    print_report(&problems, "  ");
+    lr_error_trace(__FILE__, __LINE__, __func__);
+    return rc;
+  }
+  LR_CHECK(strlen(arg) < size, LR_ERR_CONFIG, "--resume: path too long: %.60s...", arg);
+  memcpy(out, arg, strlen(arg) + 1);
+  return LR_OK;
+}
+
+int ckpt_resume_find(const char *root, const char *arg, char *dir, size_t size) {
+  char buf[4096] = "";
+  int rc = dist_rank() == 0 ? find0(root, arg, buf, sizeof buf) : LR_OK;
+  LR_CALL(dist_agree(rc));
+  LR_CALL(bcast0_str(buf, sizeof buf));
+  LR_CHECK(strlen(buf) < size, LR_ERR_CONFIG, "--resume: path too long: %.60s...", buf);
+  memcpy(dir, buf, strlen(buf) + 1);
+  return LR_OK;
+}
+
+// ---- fresh start and adoption ---------------------------------------------------------
+
+// The newest complete step directory under root into name[32] ("" if none).
+static int newest_complete(const char *root, char *name) {
+  name[0] = '\0';
+  DIR *d = opendir(root);
+  if (!d && errno == ENOENT) return LR_OK;
+  LR_CHECK(d, LR_ERR_IO, "open directory %s: %s", root, strerror(errno));
+  int64_t best = -1;
+  for (struct dirent *e; (e = readdir(d));) {
+    int64_t s = step_of(e->d_name);
+    if (s > best && has_manifest(root, e->d_name)) // step_of: at most 23 bytes
+      best = s, memcpy(name, e->d_name, strlen(e->d_name) + 1);
+  }
+  closedir(d);
+  return LR_OK;
+}
+
+static int check_fresh0(const char *root) {
+  char name[32];
+  LR_CALL(newest_complete(root, name));
+  LR_CHECK(!name[0], LR_ERR_CONFIG,
+           "%s already holds checkpoints of an earlier run (newest: %s); a new run does not mix "
+           "its checkpoints with them\nHINT: continue that run with --resume latest, or give this "
+           "one another --out or train.checkpoint.dir (or remove the old checkpoints)",
+           root, name);
+  return LR_OK;
+}
+
+int ckpt_resume_check_fresh(const char *root) {
+  return dist_agree(dist_rank() == 0 ? check_fresh0(root) : LR_OK);
+}
+
+static int adopt0(const char *root, const char *dir, int64_t step) {
+  DIR *d = opendir(root);
+  if (!d && errno == ENOENT) return LR_OK;
+  LR_CHECK(d, LR_ERR_IO, "open directory %s: %s", root, strerror(errno));
+  char names[64][32];
+  int n = 0, rc = LR_OK, more = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    int64_t s = step_of(e->d_name);
+    if (s <= step || !has_manifest(root, e->d_name)) continue;
+    if (n < 64) memcpy(names[n++], e->d_name, strlen(e->d_name) + 1); // <= 23 bytes
+    else more = 1;
+  }
+  closedir(d);
+  long long now = (long long)time(NULL);
+  for (int k = 0; k < n && rc == LR_OK; k++) {
+    char from[4096 + 64], to[4096 + 128];
+    snprintf(from, sizeof from, "%s/%s", root, names[k]);
+    snprintf(to, sizeof to, "%s.abandoned-%lld", from, now);
+    if (rename(from, to) != 0)
+      rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", from, to, strerror(errno));
+    else
+      fprintf(stderr,
+              "linrec: resume: set aside %s (newer than the resumed step %lld) as %s; the run "
+              "writes its own checkpoint of that step\n",
+              names[k], (long long)step, to);
+  }
+  if (rc != LR_OK) return rc;
+  LR_CHECK(!more, LR_ERR_STATE,
+           "%s: more than 64 checkpoints newer than step %lld: set them aside by hand", root,
+           (long long)step);
+  // `latest` -> dir when dir is a step directory of root.
+  const char *base = strrchr(dir, '/');
+  base = base ? base + 1 : dir;
+  char here[4096 + 64];
+  snprintf(here, sizeof here, "%s/%s", root, base);
+  struct stat a, b;
+  if (step_of(base) >= 0 && stat(dir, &a) == 0 && stat(here, &b) == 0 && a.st_dev == b.st_dev &&
+      a.st_ino == b.st_ino)
+    LR_CALL(ckpt_update_latest(root, base));
+  return LR_OK;
+}
+
+int ckpt_resume_adopt(const char *root, const char *dir, int64_t step) {
+  return dist_agree(dist_rank() == 0 ? adopt0(root, dir, step) : LR_OK);
+}
+
+// ---- open and load --------------------------------------------------------------------
+
+int ckpt_resume_open(const char *dir, const char *config_json, ckpt_manifest *m) {
+  int rc = ckpt_manifest_read(dir, m);
+  if (rc == LR_OK)
+    rc = ckpt_manifest_check_config(m, dir, config_hash_text(config_json), config_json);
+  if (rc != LR_OK) ckpt_manifest_free(m);
+  return dist_agree(rc);
+}
+
+static int load_local(const char *dir, const ckpt_manifest *m, const ckpt_resume_shape *sh,
+                      int64_t lo, int64_t hi, float *const items[], float *const dense[]) {
+  LR_CHECK(m->n_rows == sh->n_rows && m->D == sh->D, LR_ERR_CONFIG,
+           "%s: the checkpoint's item table is %lld x %lld, this run's %lld x %lld\nHINT: the "
+           "data behind data.path changed since the checkpoint was written",
+           dir, (long long)m->n_rows, (long long)m->D, (long long)sh->n_rows, (long long)sh->D);
+  int ia = shard_arrays(m, CKPT_KIND_ITEMS), da = shard_arrays(m, CKPT_KIND_DENSE);
+  LR_CHECK(m->n_dense == sh->n_dense && ia == sh->n_items_arrays && da == sh->n_dense_arrays,
+           LR_ERR_CONFIG,
+           "%s: the checkpoint holds %lld dense floats in %d arrays and %d arrays per item row, "
+           "this trainer expects %lld, %d and %d\nHINT: it was written by another version of "
+           "linrec train",
+           dir, (long long)m->n_dense, da, ia, (long long)sh->n_dense, sh->n_dense_arrays,
+           sh->n_items_arrays);
+  LR_CALL(ckpt_load_rows(dir, m, CKPT_KIND_ITEMS, lo, hi, items, ia));
+  LR_CALL(ckpt_load_rows(dir, m, CKPT_KIND_DENSE, 0, m->n_dense, dense, da));
+  int64_t t = ckpt_manifest_dense_step(m);
+  LR_CHECK(t == m->step, LR_ERR_CORRUPT,
+           "%s: the dense shard's Adam step is %lld, the manifest's step %lld", dir, (long long)t,
+           (long long)m->step);
+  return LR_OK;
+}
+
+int ckpt_resume_load(const char *dir, const ckpt_manifest *m, const ckpt_resume_shape *shape,
+                     int64_t lo, int64_t hi, float *const items[], float *const dense[]) {
+  return dist_agree(load_local(dir, m, shape, lo, hi, items, dense));
+}
