@@ -68,7 +68,7 @@ at=0
 for i in $(seq 1 1200); do
   at=$(nsteps "$out")
   [ "$at" -ge $((total * 2 / 5)) ] && break
-  [ -n "$(cl_job_state "$jid")" ] && [ "$(cl_job_state "$jid")" != RUNNING ] && [ "$(cl_job_state "$jid")" != PENDING ] && break
+  case $(cl_job_state "$jid") in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL) break ;; esac
   sleep 0.1
 done
 cl_log "job 1 at step $at of $total: scancel --batch --signal=USR1 (what --signal=B:USR1@N sends)"
