@@ -14,6 +14,10 @@ CL_SUB=10.77.0           # addresses only inside our namespaces
 CL_HOSTS=()              # names of the namespace hosts made by cl_ns_up
 CL_PIDFILES=()           # daemons to stop at teardown
 CL_T0=$(date +%s.%N)
+# Open MPI's session directories (of mpirun, orted and srun-started ranks)
+# under our temp dir, not /tmp: sbatch and mpirun pass the variable on.
+mkdir -p "$CL_TMP/ompi"
+export OMPI_MCA_orte_tmpdir_base=$CL_TMP/ompi
 
 # seconds since the time stamp $1 (date +%s.%N)
 cl_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
