@@ -5,6 +5,7 @@
 #include <dirent.h>   // opendir, readdir
 #include <errno.h>    // errno, ENOENT
 #include <stdio.h>    // fprintf, snprintf, rename
+#include <stdlib.h>   // free
 #include <string.h>   // memcpy, strcmp, strlen, strrchr
 #include <sys/stat.h> // stat
 #include <time.h>     // time
@@ -261,10 +262,35 @@ int ckpt_resume_adopt(const char *root, const char *dir, int64_t step) {
 
 // ---- open and load --------------------------------------------------------------------
 
-int ckpt_resume_open(const char *dir, const char *config_json, ckpt_manifest *m) {
+// The config check of ckpt_resume_open. Local.
+static int check_config(const char *dir, const lr_config *c, const ckpt_manifest *m) {
+  char *json = config_to_json_trajectory(c);
+  LR_CHECK(json, LR_ERR_NOMEM, "%s: config check: out of memory", dir);
+  uint64_t want = config_hash_text(json);
+  free(json);
+  if (m->config_hash == want) return LR_OK;
+  char diff[1024] = "";
+  lr_config saved;
+  config_defaults(&saved);
+  if (config_load_json(&saved, m->config_json, "the checkpoint's config") != LR_OK) {
+    snprintf(diff, sizeof diff, "it was written by a linrec with other config keys (%.300s)",
+             lr_error_msg());
+    lr_error_clear();
+  } else if (!config_diff(&saved, c, 1, "checkpoint", "this run", 6, diff, sizeof diff)) {
+    snprintf(diff, sizeof diff, "no key differs in value: the config text differs in form "
+                                "(another linrec version?)");
+  }
+  return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
+                  "%s: checkpoint written by another config (hash %016llx, this run's "
+                  "%016llx): %s\nHINT: resume with the config that wrote it (`linrec ckpt "
+                  "inspect` prints it); these keys may differ: log.*, train.checkpoint.*, "
+                  "train.epochs, train.max_steps, train.threads, eval.batch_size, dist.item_table",
+                  dir, (unsigned long long)m->config_hash, (unsigned long long)want, diff);
+}
+
+int ckpt_resume_open(const char *dir, const lr_config *c, ckpt_manifest *m) {
   int rc = ckpt_manifest_read(dir, m);
-  if (rc == LR_OK)
-    rc = ckpt_manifest_check_config(m, dir, config_hash_text(config_json), config_json);
+  if (rc == LR_OK) rc = check_config(dir, c, m);
   if (rc != LR_OK) ckpt_manifest_free(m);
   return dist_agree(rc);
 }

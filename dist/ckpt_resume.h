@@ -21,7 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ckpt.h" // ckpt_manifest
+#include "ckpt.h"   // ckpt_manifest
+#include "config.h" // lr_config
 
 // ---- the training loop's state --------------------------------------------------------
 
@@ -76,10 +77,11 @@ int ckpt_resume_adopt(const char *root, const char *dir, int64_t step);
 
 // Read dir's manifest into *m on every rank (caller frees with
 // ckpt_manifest_free; zeroed on failure) and check that it was written by
-// this run's config: config_json is config_to_json_trajectory's text, so
-// the resume-free keys may differ (io/config.h). LR_ERR_CONFIG naming the
-// differing keys, the statuses of ckpt_manifest_read. Collective.
-int ckpt_resume_open(const char *dir, const char *config_json, ckpt_manifest *m);
+// config c: the manifest records config_to_json_trajectory's text, so the
+// resume-free keys may differ (io/config.h). LR_ERR_CONFIG naming the keys
+// that differ with both values, LR_ERR_NOMEM, the statuses of
+// ckpt_manifest_read. Collective.
+int ckpt_resume_open(const char *dir, const lr_config *c, ckpt_manifest *m);
 
 // The shapes the trainer expects, checked by ckpt_resume_load.
 typedef struct {

@@ -752,7 +752,7 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
   if (o && o->resume) LR_CALL(ckpt_resume_find(t->ckpt_root, o->resume, from, sizeof from));
   else LR_CALL(ckpt_resume_check_fresh(t->ckpt_root));
   const int resuming = from[0] != 0;
-  if (resuming) LR_CALL(ckpt_resume_open(from, t->traj_json, &t->resume_from));
+  if (resuming) LR_CALL(ckpt_resume_open(from, c, &t->resume_from));
   LR_CALL(trainer_init(t, c, out_dir, resuming));
   LR_CALL(ckpt_setup(t));
   lr_scorer sc = {&t->model, &t->table, t->pop, t->user_lo[dist_rank()],

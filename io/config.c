@@ -420,6 +420,31 @@ nomem:
 }
 
 char *config_to_json(const lr_config *c) { return to_json(c, 0); }
+
+int config_diff(const lr_config *a, const lr_config *b, int trajectory_only, const char *a_name,
+                const char *b_name, int max_keys, char *out, size_t size) {
+  int n = 0;
+  size_t len = 0;
+  if (size) out[0] = '\0';
+  for (size_t i = 0; i < N_KEYS; i++) {
+    if (trajectory_only && config_key_resume_free(KEYS[i].name)) continue;
+    cJSON *x = key_json(a, &KEYS[i]), *y = key_json(b, &KEYS[i]);
+    if (x && y && !cJSON_Compare(x, y, 1)) {
+      if (n++ < max_keys && len < size) {
+        char *vx = cJSON_PrintUnformatted(x), *vy = cJSON_PrintUnformatted(y);
+        int k = snprintf(out + len, size - len, "%s%s (%s %.60s, %s %.60s)", len ? "; " : "",
+                         KEYS[i].name, a_name, vx ? vx : "?", b_name, vy ? vy : "?");
+        len += k > 0 ? (size_t)k : 0;
+        cJSON_free(vx);
+        cJSON_free(vy);
+      }
+    }
+    cJSON_Delete(x);
+    cJSON_Delete(y);
+  }
+  if (n > max_keys && len < size) snprintf(out + len, size - len, "; and %d more", n - max_keys);
+  return n;
+}
 char *config_to_json_trajectory(const lr_config *c) { return to_json(c, 1); }
 
 uint64_t config_hash_text(const char *text) {

@@ -95,6 +95,12 @@ int config_key_resume_free(const char *key);
 // records and checks on resume. Caller frees with free(); NULL and
 // LR_ERR_NOMEM on allocation failure.
 char *config_to_json_trajectory(const lr_config *c);
+// Write "key (A x, B y); ..." for the keys whose values differ between a and
+// b (only the trajectory keys when trajectory_only; A and B are a_name and
+// b_name) into out[size], at most max_keys of them. Returns how many keys
+// differ. Cannot fail (the text is cut short if out is too small).
+int config_diff(const lr_config *a, const lr_config *b, int trajectory_only, const char *a_name,
+                const char *b_name, int max_keys, char *out, size_t size);
 
 // Print the key table (name, type, default, meaning) for --help, or as a
 // Markdown table for the README when markdown != 0. Cannot fail.

@@ -72,7 +72,8 @@ exec nsenter --net=/run/netns/"$host" unshare --uts --mount /bin/sh -c \
   'mount --bind /etc/netns/"$0"/hosts /etc/hosts && hostname "$0" && exec /bin/sh -c "$1"' "$host" "$*"
 EOF
   chmod +x "$CL_TMP/nsrun" "$CL_TMP/nsagent"
-  NSRUN=$CL_TMP/nsrun NSAGENT=$CL_TMP/nsagent
+  NSRUN=$CL_TMP/nsrun
+  export NSAGENT=$CL_TMP/nsagent
 }
 
 # cl_ns_up N: hosts ${CL_P}-h0..N-1 at $CL_SUB.10+i on bridge br0 in ${CL_P}-br.

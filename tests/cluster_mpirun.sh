@@ -160,10 +160,9 @@ else
   wait $job
   rc=$?
   secs=$(cl_since "$t")
-  sigs=$(grep -c -iE 'signal|SIGUSR1' "$CL_TMP/stopped.log")
-  ck=$(cat "$CL_TMP/stopped/checkpoints/latest" 2>/dev/null)
-  if [ -n "$lr" ] && [ $rc = 75 ] && [ -n "$ck" ]; then
-    ok "SIGTERM to linrec-run at step ~$at: exit 75 after ${secs}s, checkpoint $ck"
+  latest=$(cat "$CL_TMP/stopped/checkpoints/latest" 2>/dev/null)
+  if [ -n "$lr" ] && [ $rc = 75 ] && [ -n "$latest" ]; then
+    ok "SIGTERM to linrec-run at step ~$at: exit 75 after ${secs}s, checkpoint $latest"
     run3 stopped 300 --resume latest
     rc=$?
     cmp=$(cl_compare "$CL_TMP/clean" "$CL_TMP/stopped")
@@ -174,7 +173,7 @@ else
       tail -n 30 "$CL_TMP/stopped.log"
     fi
   else
-    bad "SIGTERM to linrec-run (pid '${lr}'): rc=$rc after ${secs}s, latest '${ck}'"
+    bad "SIGTERM to linrec-run (pid '${lr}'): rc=$rc after ${secs}s, latest '${latest}'"
     tail -n 30 "$CL_TMP/stopped.log"
   fi
 fi

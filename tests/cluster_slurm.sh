@@ -86,7 +86,7 @@ cl_log "job 1 states after the signal: $seen(total ${job_s}s)"
 tsv=$(cut -f 5,7 "$out/logs/attempts.tsv" 2>/dev/null | tr '\t\n' ' ,')
 cmp=$(cl_compare "$CL_TMP/ref" "$out")
 cmp_rc=$?
-logs=$(ls "$out/logs" | grep -c '^attempt-')
+logs=$(find "$out/logs" -name 'attempt-*.log' 2>/dev/null | wc -l)
 if [[ $seen == *PENDING/1* ]] && [[ $last == COMPLETED/1 ]] && [ "$tsv" = "exit=75 preempted,exit=0 done," ] &&
    [ "$logs" = 2 ] && grep -q 'resuming from the newest valid checkpoint' "$out"/logs/attempt-02.*.log &&
    compgen -G "$out/checkpoints/step-*/manifest.json" >/dev/null && [ $cmp_rc = 0 ]; then

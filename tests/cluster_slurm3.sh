@@ -59,7 +59,7 @@ jb=$(LINREC_LAUNCH=mpirun sub -J mpirun3 "$src/launch/slurm/linrec.sbatch" "${cf
 cl_log "job A ($ja, srun) and job B ($jb, mpirun) submitted"
 
 declare -A sig=([$ja]="--signal=TERM" [$jb]="--batch --signal=USR1") dir=([$ja]=jobA [$jb]=jobB)
-declare -A sent=() seen=() last=() at=() tp=()
+declare -A sent=() seen=() last=()
 for i in $(seq 1 2400); do
   busy=0
   for j in $ja $jb; do
@@ -71,7 +71,7 @@ for i in $(seq 1 2400); do
     n=$(nsteps "$CL_TMP/${dir[$j]}")
     if [ $resume = 1 ] && [ -z "${sent[$j]:-}" ] && [ "$n" -ge $((total * 2 / 5)) ]; then
       cl_sl scancel ${sig[$j]} "$j"
-      sent[$j]=1 at[$j]=$n
+      sent[$j]=1
       seen[$j]+="(scancel ${sig[$j]} at step $n) "
     fi
     case $s in COMPLETED/*|FAILED/*|CANCELLED/*|TIMEOUT/*|NODE_FAIL/*|/*) ;; *) busy=1 ;; esac
