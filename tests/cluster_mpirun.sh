@@ -26,7 +26,7 @@ ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
 bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 skipped() { cl_log "$1: SKIPPED"; skip=$((skip + 1)); }
 resume=1
-cl_have_resume "$bin" || resume=0
+cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 
 cl_ns_up 3 || { echo "FAILED: could not create the namespace hosts"; exit 1; }
 hf=$CL_TMP/hostfile

@@ -26,7 +26,7 @@ ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
 bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 skipped() { cl_log "$1: SKIPPED"; skip=$((skip + 1)); }
 resume=1
-cl_have_resume "$bin" || resume=0
+cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 export LINREC_BIN=$bin OPENBLAS_NUM_THREADS=1
 nsteps() { local n; n=$(grep -c '"event":"step"' "$1/metrics.jsonl" 2>/dev/null); echo "${n:-0}"; }
 jobinfo() { [ -n "$1" ] || return 0; cl_sl scontrol show job "$1" 2>/dev/null | grep -oE '(JobState|Restarts|ExitCode)=[^ ]+' | tr '\n' ' '; }
