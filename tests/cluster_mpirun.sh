@@ -25,7 +25,6 @@ pass=0 fail=0 skip=0
 ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
 bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 skipped() { cl_log "$1: SKIPPED"; skip=$((skip + 1)); }
-resume=1
 cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 
 cl_ns_up 3 || { echo "FAILED: could not create the namespace hosts"; exit 1; }
@@ -90,7 +89,6 @@ fi
 
 # 3. SIGKILL of the rank on host 2 after a checkpoint, then resume
 ck=(--set train.checkpoint.every_steps=5)
-[ $resume = 1 ] || ck=()
 run3 killed 300 "${ck[@]}" &
 job=$!
 victim=""
@@ -100,7 +98,7 @@ for i in $(seq 1 600); do
              awk '$2 == "linrec" {print $1}')
   fi
   [ -n "$victim" ] && [ "$(nsteps killed)" -ge 12 ] &&
-    { [ $resume = 0 ] || compgen -G "$CL_TMP/killed/checkpoints/step-*/manifest.json" >/dev/null; } && break
+    compgen -G "$CL_TMP/killed/checkpoints/step-*/manifest.json" >/dev/null && break
   kill -0 $job 2>/dev/null || break
   sleep 0.05
 done
@@ -123,59 +121,51 @@ else
     bad "kill -9 of rank 2: rc=$rc after ${secs}s, message '${named}', ${left} processes left"
     tail -n 30 "$CL_TMP/killed.log"
   fi
-  if [ $resume = 0 ]; then
-    skipped "resume from latest after the kill (this linrec has no --resume yet: issue 4)"
+  run3 killed 300 "${ck[@]}" --resume latest
+  rc=$?
+  cmp=$(cl_compare "$CL_TMP/clean" "$CL_TMP/killed")
+  if [ $rc = 0 ] && cl_compare "$CL_TMP/clean" "$CL_TMP/killed" >/dev/null; then
+    ok "resume from latest after the kill: $cmp"
   else
-    run3 killed 300 "${ck[@]}" --resume latest
-    rc=$?
-    cmp=$(cl_compare "$CL_TMP/clean" "$CL_TMP/killed")
-    if [ $rc = 0 ] && cl_compare "$CL_TMP/clean" "$CL_TMP/killed" >/dev/null; then
-      ok "resume from latest after the kill: $cmp"
-    else
-      bad "resume from latest after the kill (rc=$rc): $cmp"
-      tail -n 30 "$CL_TMP/killed.log"
-    fi
+    bad "resume from latest after the kill (rc=$rc): $cmp"
+    tail -n 30 "$CL_TMP/killed.log"
   fi
 fi
 
 # 4. SIGTERM to linrec-run on host 0 mid-run: it becomes SIGUSR1 for every
 #    rank on every host; all checkpoint, linrec-run exits 75; a resume
 #    finishes with the clean run's metrics.
-if [ $resume = 0 ]; then
-  skipped "SIGTERM to linrec-run -> checkpoint, exit 75, resume (this linrec has no checkpoints yet: issue 4)"
-else
-  run3 stopped 300 &
-  job=$!
-  for i in $(seq 1 600); do
-    [ "$(nsteps stopped)" -ge 30 ] && break
-    kill -0 $job 2>/dev/null || break
-    sleep 0.05
-  done
-  # the job's linrec-run: the bash process in host 0 whose command line names our output dir
-  lr=$(ip netns pids "${CL_HOSTS[0]}" | xargs -r ps -o pid=,args= -p 2>/dev/null |
-       awk -v d="$CL_TMP/stopped" '$2 ~ /bash$/ && $3 ~ /linrec-run$/ && index($0, d) {print $1}' | head -n 1)
-  at=$(nsteps stopped)
-  t=$(date +%s.%N)
-  [ -n "$lr" ] && kill -TERM "$lr"
-  wait $job
+run3 stopped 300 &
+job=$!
+for i in $(seq 1 600); do
+  [ "$(nsteps stopped)" -ge 30 ] && break
+  kill -0 $job 2>/dev/null || break
+  sleep 0.05
+done
+# the job's linrec-run: the bash process in host 0 whose command line names our output dir
+lr=$(ip netns pids "${CL_HOSTS[0]}" | xargs -r ps -o pid=,args= -p 2>/dev/null |
+     awk -v d="$CL_TMP/stopped" '$2 ~ /bash$/ && $3 ~ /linrec-run$/ && index($0, d) {print $1}' | head -n 1)
+at=$(nsteps stopped)
+t=$(date +%s.%N)
+[ -n "$lr" ] && kill -TERM "$lr"
+wait $job
+rc=$?
+secs=$(cl_since "$t")
+latest=$(cat "$CL_TMP/stopped/checkpoints/latest" 2>/dev/null)
+if [ -n "$lr" ] && [ $rc = 75 ] && [ -n "$latest" ]; then
+  ok "SIGTERM to linrec-run at step ~$at: exit 75 after ${secs}s, checkpoint $latest"
+  run3 stopped 300 --resume latest
   rc=$?
-  secs=$(cl_since "$t")
-  latest=$(cat "$CL_TMP/stopped/checkpoints/latest" 2>/dev/null)
-  if [ -n "$lr" ] && [ $rc = 75 ] && [ -n "$latest" ]; then
-    ok "SIGTERM to linrec-run at step ~$at: exit 75 after ${secs}s, checkpoint $latest"
-    run3 stopped 300 --resume latest
-    rc=$?
-    cmp=$(cl_compare "$CL_TMP/clean" "$CL_TMP/stopped")
-    if [ $rc = 0 ] && cl_compare "$CL_TMP/clean" "$CL_TMP/stopped" >/dev/null; then
-      ok "resume after SIGTERM: $cmp"
-    else
-      bad "resume after SIGTERM (rc=$rc): $cmp"
-      tail -n 30 "$CL_TMP/stopped.log"
-    fi
+  cmp=$(cl_compare "$CL_TMP/clean" "$CL_TMP/stopped")
+  if [ $rc = 0 ] && cl_compare "$CL_TMP/clean" "$CL_TMP/stopped" >/dev/null; then
+    ok "resume after SIGTERM: $cmp"
   else
-    bad "SIGTERM to linrec-run (pid '${lr}'): rc=$rc after ${secs}s, latest '${latest}'"
+    bad "resume after SIGTERM (rc=$rc): $cmp"
     tail -n 30 "$CL_TMP/stopped.log"
   fi
+else
+  bad "SIGTERM to linrec-run (pid '${lr}'): rc=$rc after ${secs}s, latest '${latest}'"
+  tail -n 30 "$CL_TMP/stopped.log"
 fi
 
 cl_log "$pass passed, $fail failed, $skip skipped"

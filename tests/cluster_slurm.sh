@@ -25,7 +25,6 @@ pass=0 fail=0 skip=0
 ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
 bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 skipped() { cl_log "$1: SKIPPED"; skip=$((skip + 1)); }
-resume=1
 cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 export LINREC_BIN=$bin OPENBLAS_NUM_THREADS=1
 nsteps() { local n; n=$(grep -c '"event":"step"' "$1/metrics.jsonl" 2>/dev/null); echo "${n:-0}"; }
@@ -44,9 +43,6 @@ tiny=(--config "$src/configs/quickstart.json" --set data.synthetic.users=1000
       --set log.every_steps=1 --set log.progress=plain)
 sub() { sbatch --parsable --chdir="$CL_TMP" -o "$CL_TMP/slurm-%j.out" "$@"; }
 
-if [ $resume = 0 ]; then
-  skipped "preempt/requeue/resume (this linrec has no --resume yet: issue 4)"
-else
 # Reference: the same training uninterrupted, 2 ranks x 1 thread, linrec-run.
 t=$(date +%s.%N)
 "$src/launch/linrec-run" -n 2 --threads 1 --bin "$bin" -- train "${qs[@]}" --out "$CL_TMP/ref" \
@@ -96,8 +92,6 @@ else
   cat "$CL_TMP"/slurm-"$jid".out | tail -n 40
 fi
 
-fi
-
 # 2. Slurm's time-limit warning (3.) and a failing job, side by side
 t2=$(date +%s.%N)
 # Job 2 is the README's example: a job file with its own #SBATCH lines that
@@ -111,8 +105,7 @@ t2=$(date +%s.%N)
   printf ' %q' "${tiny[@]}" --set train.epochs=1000 --out "$CL_TMP/job2"
   echo
 } > "$CL_TMP/tl.sbatch"
-j2=""
-[ $resume = 1 ] && j2=$(sbatch --parsable --chdir="$CL_TMP" "$CL_TMP/tl.sbatch")
+j2=$(sbatch --parsable --chdir="$CL_TMP" "$CL_TMP/tl.sbatch")
 j3=$(LINREC_MAX_RETRIES=1 LINREC_INJECT_FAULT=1:5 sub -J fault -N 1 --ntasks-per-node=2 -c 1 -t 5 \
      "$src/launch/slurm/linrec.sbatch" "${tiny[@]}" --set train.epochs=2 --out "$CL_TMP/job3")
 cl_log "job 2 (${j2:-not submitted}, -t 1 --signal=B:USR1@50) and job 3 ($j3, fault at step 5, LINREC_MAX_RETRIES=1) submitted"
@@ -124,9 +117,7 @@ cl_log "job 2: $(jobinfo "$j2"); job 3: $(jobinfo "$j3")"
 log2=$(cat "$CL_TMP"/job2/logs/attempt-*.log 2>/dev/null)
 start2=$(grep -m1 -oE '^linrec.sbatch \[[^]]*\] attempt 1' <<< "$log2" | grep -oE '[0-9]{2}:[0-9]{2}:[0-9]{2}')
 sig2=$(grep -m1 -oE '^linrec.sbatch \[[^]]*\] got SIGUSR1' <<< "$log2" | grep -oE '[0-9]{2}:[0-9]{2}:[0-9]{2}')
-if [ $resume = 0 ]; then
-  skipped "time-limit warning -> checkpoint and exit 75 (this linrec has no checkpoints yet: issue 4)"
-elif [ -n "$sig2" ] && grep -q 'exit=75' "$CL_TMP/job2/logs/attempts.tsv" 2>/dev/null &&
+if [ -n "$sig2" ] && grep -q 'exit=75' "$CL_TMP/job2/logs/attempts.tsv" 2>/dev/null &&
    grep -q 'not requeued' <<< "$log2" && compgen -G "$CL_TMP/job2/checkpoints/step-*/manifest.json" >/dev/null; then
   ok "time-limit warning: job started $start2, SIGUSR1 at $sig2 (limit 60 s, warning 50 s before), checkpoint written, exit 75"
 else
