@@ -19,17 +19,8 @@
 #     checkpoint write) and SIGUSR1 to mpirun: exit 75, a checkpoint, and the
 #     resumed run ends with the uninterrupted run's losses and model.
 # Usage: cli_ckpt.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
-set -u
-bin=$1
-src=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-pass=0 fail=0
-ok() { echo "$1: PASSED"; pass=$((pass + 1)); }
-bad() { echo "$1: FAILED"; fail=$((fail + 1)); }
+source "$(dirname "$0")/lib_cli.sh"
 section() { echo "-- $1 (at ${SECONDS}s)"; }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; return 1; fi; }
 
 # 300 users, 60 items: 5 steps per epoch of 64 examples; 4 epochs.
 tiny=(--config "$src/configs/quickstart.json" --set data.synthetic.users=300

@@ -7,15 +7,7 @@
 #  - uneven shapes: 3 items on 4 ranks, a rank with no users;
 #  - a failing rank ends the whole job within 10 s with a message naming it.
 # Usage: cli_dist.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
-set -u
-bin=$1
-src=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-pass=0 fail=0
-ok() { echo "$1: PASSED"; pass=$((pass + 1)); }
-bad() { echo "$1: FAILED"; fail=$((fail + 1)); }
+source "$(dirname "$0")/lib_cli.sh"
 tiny=(--set data.synthetic.users=150 --set data.synthetic.items=41 --set data.synthetic.mean_len=10
       --set model.d=16 --set model.heads=2 --set model.layers=1 --set model.inner=32
       --set model.max_len=8 --set train.batch_size=32 --set train.micro_batch=8

@@ -3,13 +3,7 @@
 # follows the same trajectory: per-step losses agree to a relative 1e-4, for
 # the full cross-entropy and the sampled objectives.
 # Usage: cli_ranks.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
-set -u
-bin=$1
-src=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-pass=0 fail=0
+source "$(dirname "$0")/lib_cli.sh"
 tiny=(--set data.synthetic.users=200 --set data.synthetic.items=50 --set data.synthetic.mean_len=12
       --set model.d=16 --set model.heads=2 --set model.layers=2 --set model.inner=32
       --set model.max_len=10 --set train.batch_size=48 --set train.micro_batch=8

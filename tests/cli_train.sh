@@ -4,15 +4,7 @@
 # recommend, prep + binary round trip, and clear errors with the documented
 # exit codes for bad config keys, types, ranges and options.
 # Usage: cli_train.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
-set -u
-bin=$1
-src=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { echo "$1: PASSED"; pass=$((pass + 1)); }
-bad() { echo "$1: FAILED"; fail=$((fail + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+source "$(dirname "$0")/lib_cli.sh"
 
 tiny=(--set data.synthetic.users=300 --set data.synthetic.items=60 --set data.synthetic.mean_len=12
       --set model.d=16 --set model.heads=2 --set model.layers=1 --set model.inner=32
