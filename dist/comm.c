@@ -269,37 +269,22 @@ int dist_check_same_i64(const int64_t *x, int n, const char *what) {
 
 MPI_Comm dist_comm_(void) { return g_comm; }
 
-int dist_gatherv0_f(float *recv, const int64_t *rcounts, const int64_t *rdispls, const float *send,
-                    int64_t scount) {
-  if (g_size == 1) {
-    memcpy(recv + rdispls[0], send, (size_t)scount * sizeof(float));
-    return LR_OK;
-  }
-  int *rc = NULL, *rd = NULL;
-  if (g_rank == 0) {
-    rc = calloc((size_t)g_size, sizeof *rc);
-    rd = calloc((size_t)g_size, sizeof *rd);
-    if (!rc || !rd) {
-      free(rc);
-      free(rd);
-      return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "[rank 0/%d] MPI_Gatherv: out of memory",
-                      g_size);
-    }
-    for (int q = 0; q < g_size; q++) {
-      if (rcounts[q] > INT_MAX || rdispls[q] > INT_MAX) {
-        free(rc);
-        free(rd);
-        return lr_error(LR_ERR_MPI, __FILE__, __LINE__,
-                        "[rank 0/%d] MPI_Gatherv: count does not fit an int", g_size);
-      }
-      rc[q] = (int)rcounts[q], rd[q] = (int)rdispls[q];
-    }
-  }
-  LR_ASSERT(scount <= INT_MAX);
-  int mrc = MPI_Gatherv(send, (int)scount, MPI_FLOAT, recv, rc, rd, MPI_FLOAT, 0, g_comm);
-  free(rc);
-  free(rd);
-  if (mrc != MPI_SUCCESS) return mpi_error(mrc, "MPI_Gatherv", __FILE__, __LINE__);
+int dist_send_f(const float *buf, int64_t n, int dest) {
+  LR_ASSERT(n >= 0 && n <= INT_MAX && dest >= 0 && dest < g_size && dest != g_rank);
+  LR_MPI_CALL(MPI_Send(buf, (int)n, MPI_FLOAT, dest, 0, g_comm));
+  return LR_OK;
+}
+
+int dist_recv_f(float *buf, int64_t n, int src) {
+  LR_ASSERT(n >= 0 && n <= INT_MAX && src >= 0 && src < g_size && src != g_rank);
+  MPI_Status st;
+  LR_MPI_CALL(MPI_Recv(buf, (int)n, MPI_FLOAT, src, 0, g_comm, &st));
+  int got = 0;
+  LR_MPI_CALL(MPI_Get_count(&st, MPI_FLOAT, &got));
+  if (got != (int)n)
+    return lr_error(LR_ERR_MPI, __FILE__, __LINE__,
+                    "[rank %d/%d] MPI_Recv from rank %d: %d floats, expected %lld", g_rank,
+                    g_size, src, got, (long long)n);
   return LR_OK;
 }
 

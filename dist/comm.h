@@ -88,10 +88,10 @@ int dist_allreduce_max_i64(int64_t *buf, int64_t n);
 // across ranks: min a, max b"), LR_ERR_MPI if the reduction fails.
 int dist_check_same_i64(const int64_t *x, int n, const char *what);
 
-// recv (sum of rcounts, rank 0 only; may be NULL elsewhere) block q = rank
-// q's send (scount floats = rcounts[rank]). Collective. LR_ERR_MPI.
-int dist_gatherv0_f(float *recv, const int64_t *rcounts, const int64_t *rdispls, const float *send,
-                    int64_t scount);
+// Point to point, blocking, tag 0: n floats (n <= INT_MAX) to / from another
+// rank; the receiver checks the count. LR_ERR_MPI.
+int dist_send_f(const float *buf, int64_t n, int dest);
+int dist_recv_f(float *buf, int64_t n, int src);
 
 // Agreement point for errors every rank may detect alike (config, data):
 // returns the lowest rank whose rc is not LR_OK, or -1 when all are OK.

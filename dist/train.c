@@ -495,50 +495,57 @@ static int make_dir(const char *dir) {
   return LR_OK;
 }
 
-// out_dir/model.lrm, written by rank 0. With a sharded table rank 0 gathers
-// the rows for this one file (the sharded checkpoints never do).
-// Collective.
+// Floats per message when the shards of a sharded table travel to rank 0
+// for model.lrm (16 MiB).
+#define SAVE_CHUNK ((int64_t)1 << 22)
+
+// out_dir/model.lrm, written by rank 0 as a stream: the dense parameters, its
+// own rows, then every other rank's rows in rank order, SAVE_CHUNK floats at
+// a time, so no rank ever holds more of the table than its shard plus one
+// chunk. Collective; the outcome is agreed (dist_agree).
 static int save_model(trainer *t, const char *out_dir) {
   const int P = dist_size(), me = dist_rank();
   const lr_itemtab *tb = &t->table.tab;
   const int64_t n_rows = t->ds.n_items + 1, D = t->D;
-  float *all = NULL;
-  int64_t *cnt = NULL, *dsp = NULL;
+  const int sharded = t->table.mode == LR_TABLE_SHARDED && P > 1;
+  lr_modelfile_writer *w = NULL;
+  float *chunk = NULL;
   int rc = LR_OK;
-  const float *items = tb->w;
-  if (t->table.mode == LR_TABLE_SHARDED && P > 1) {
-    cnt = lr_calloc((size_t)P, sizeof *cnt, "gather counts");
-    dsp = lr_calloc((size_t)P, sizeof *dsp, "gather displacements");
-    if (me == 0) all = lr_calloc((size_t)(n_rows * D), sizeof *all, "model file item table");
-    int ok = cnt && dsp && (me != 0 || all);
-    int64_t ok_all = ok;
-    // every rank must know whether rank 0 can receive before the gather
-    if ((rc = dist_allreduce_max_i64(&ok_all, 1)) == LR_OK) {
-      int64_t bad = !ok;
-      if ((rc = dist_allreduce_sum_i64(&bad, 1)) == LR_OK && bad)
-        rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "saving the model: out of memory");
-    }
-    if (rc == LR_OK) {
-      for (int q = 0; q < P; q++) {
-        lr_shard s = shard_range(n_rows, q, P);
-        cnt[q] = s.count * D, dsp[q] = s.offset * D;
-      }
-      rc = dist_gatherv0_f(all, cnt, dsp, tb->w, itemtab_rows(tb) * D);
-    }
-    items = all;
-  }
-  if (rc == LR_OK && me == 0) {
+  if (me == 0) {
     char path[LR_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/model.lrm", out_dir);
     char *json = config_to_json(t->c);
     if (!json) rc = LR_ERR_NOMEM;
-    else rc = modelfile_write(path, json, t->model.params_mem, t->model.n_params, items, n_rows, D);
+    else rc = modelfile_begin(&w, path, json, t->model.n_params, n_rows, D);
     free(json);
+    if (rc == LR_OK) rc = modelfile_append(w, t->model.params_mem, t->model.n_params);
+    if (rc == LR_OK) rc = modelfile_append(w, tb->w, (size_t)(itemtab_rows(tb) * D));
+    if (rc == LR_OK && sharded &&
+        !(chunk = lr_calloc((size_t)SAVE_CHUNK, sizeof *chunk, "model file chunk")))
+      rc = LR_ERR_NOMEM;
   }
-  lr_free(all);
-  lr_free(cnt);
-  lr_free(dsp);
-  return rc;
+  // The other ranks send only to a rank 0 that can receive; a write error on
+  // rank 0 after that is remembered (wrc) while the transfer completes, so
+  // no sender is left blocked. An MPI error ends the loop (it aborts the job).
+  int wrc = rc;
+  if (sharded && (rc = dist_agree(rc)) == LR_OK) {
+    for (int q = 1; q < P && rc == LR_OK; q++) {
+      int64_t n = shard_range(n_rows, q, P).count * D;
+      for (int64_t off = 0; off < n && rc == LR_OK; off += SAVE_CHUNK) {
+        int64_t k = n - off < SAVE_CHUNK ? n - off : SAVE_CHUNK;
+        if (me == q) rc = dist_send_f(tb->w + off, k, 0);
+        if (me == 0 && (rc = dist_recv_f(chunk, k, q)) == LR_OK && wrc == LR_OK)
+          wrc = modelfile_append(w, chunk, (size_t)k);
+      }
+    }
+  }
+  if (rc == LR_OK) rc = wrc;
+  if (me == 0) {
+    if (rc == LR_OK) rc = modelfile_commit(w);
+    else modelfile_abandon(w);
+  }
+  lr_free(chunk);
+  return P > 1 ? dist_agree(rc) : rc;
 }
 
 // Communication by kind: lookup, gradient push, loss collectives, dense

@@ -112,7 +112,7 @@ static const key_def KEYS[] = {
     {"eval.batch_size", T_INT, OFF(eval_batch_size), "256", 1, 1e8, NULL,
      "users per evaluation forward pass"},
     {"dist.item_table", T_ENUM, OFF(dist_item_table), "auto", 0, 0, "auto|sharded|replicated",
-     "item table layout across ranks: row-sharded, replicated, or auto (fewer bytes per step)"},
+     "item table layout across ranks: row-sharded, replicated, or auto (train: fewer bytes per step; eval/recommend --model: sharded above 256 MiB on several ranks)"},
     {"log.every_steps", T_INT, OFF(log_every_steps), "0", 0, 1e15, NULL,
      "write a step event to metrics.jsonl every this many steps; 0 = none"},
     {"log.progress", T_ENUM, OFF(log_progress), "auto", 0, 0, "auto|plain|off",

@@ -36,73 +36,117 @@ static uint64_t get_u64(const unsigned char *p) {
   return v;
 }
 
-int modelfile_write(const char *path, const char *config_json, const float *dense,
-                    size_t n_dense, const float *items, int64_t n_rows, int64_t D) {
-  size_t raw_bytes = (n_dense + (size_t)n_rows * (size_t)D) * sizeof(float);
-  unsigned char *raw = malloc(raw_bytes ? raw_bytes : 1);
-  size_t cap = ZSTD_compressBound(raw_bytes);
-  unsigned char *z = malloc(cap ? cap : 1);
-  char tmp[4096];
-  FILE *f = NULL;
-  int rc = LR_OK;
-  if (!raw || !z) {
-    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
-    goto out;
-  }
-  memcpy(raw, dense, n_dense * sizeof(float));
-  memcpy(raw + n_dense * sizeof(float), items, (size_t)n_rows * (size_t)D * sizeof(float));
-  ZSTD_CCtx *cctx = ZSTD_createCCtx();
-  if (!cctx) {
-    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: zstd context", path);
-    goto out;
-  }
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 3);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-  size_t zn = ZSTD_compress2(cctx, z, cap, raw, raw_bytes);
-  ZSTD_freeCCtx(cctx);
-  if (ZSTD_isError(zn)) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: compress: %s", path, ZSTD_getErrorName(zn));
-    goto out;
-  }
-  unsigned char h[HDR_BYTES] = {0};
-  size_t jn = strlen(config_json);
-  memcpy(h, MAGIC, 8);
-  put_u32(h + 8, VERSION);
-  put_u64(h + 16, jn);
-  put_u64(h + 24, n_dense);
-  put_u64(h + 32, (uint64_t)n_rows);
-  put_u64(h + 40, (uint64_t)D);
-  put_u64(h + 48, zn);
-  put_u32(h + 60, (uint32_t)crc32(0, h, 60));
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  f = fopen(tmp, "wb");
-  if (!f) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot create: %s", tmp, strerror(errno));
-    goto out;
-  }
-  if (fwrite(h, 1, HDR_BYTES, f) != HDR_BYTES || fwrite(config_json, 1, jn, f) != jn ||
-      fwrite(z, 1, zn, f) != zn || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", tmp, strerror(errno));
-    fclose(f);
-    f = NULL;
-    remove(tmp);
-    goto out;
-  }
-  if (fclose(f) != 0) {
-    f = NULL;
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: close failed: %s", tmp, strerror(errno));
-    remove(tmp);
-    goto out;
-  }
-  f = NULL;
-  if (rename(tmp, path) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: rename failed: %s", path, strerror(errno));
-    remove(tmp);
-  }
-out:
-  free(raw);
-  free(z);
+struct lr_modelfile_writer {
+  char path[4096], tmp[4096 + 8];
+  FILE *f;
+  ZSTD_CCtx *cctx;
+  unsigned char *z;           // compressed output chunk (ZSTD_CStreamOutSize)
+  size_t zcap;
+  uint64_t payload_bytes;     // compressed bytes written so far
+  uint64_t want, got;         // floats expected / appended
+  unsigned char h[HDR_BYTES]; // header, payload size filled in by commit
+};
+
+static int mw_fail(lr_modelfile_writer *w, int rc) {
+  modelfile_abandon(w);
   return rc;
+}
+
+int modelfile_begin(lr_modelfile_writer **out, const char *path, const char *config_json,
+                    size_t n_dense, int64_t n_rows, int64_t D) {
+  *out = NULL;
+  LR_CHECK(strlen(path) < 4096, LR_ERR_IO, "%.60s...: path too long", path);
+  lr_modelfile_writer *w = calloc(1, sizeof *w);
+  if (!w) return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
+  strcpy(w->path, path);
+  snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
+  w->want = n_dense + (uint64_t)n_rows * (uint64_t)D;
+  w->zcap = ZSTD_CStreamOutSize();
+  w->z = malloc(w->zcap);
+  w->cctx = ZSTD_createCCtx();
+  if (!w->z || !w->cctx)
+    return mw_fail(w, lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path));
+  if (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, 3)) ||
+      ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1)) ||
+      ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(w->cctx, w->want * sizeof(float))))
+    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: zstd parameters", path));
+  size_t jn = strlen(config_json);
+  memcpy(w->h, MAGIC, 8);
+  put_u32(w->h + 8, VERSION);
+  put_u64(w->h + 16, jn);
+  put_u64(w->h + 24, n_dense);
+  put_u64(w->h + 32, (uint64_t)n_rows);
+  put_u64(w->h + 40, (uint64_t)D);
+  w->f = fopen(w->tmp, "wb");
+  if (!w->f)
+    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot create: %s", w->tmp,
+                               strerror(errno)));
+  // the header is rewritten by commit once the payload size is known
+  if (fwrite(w->h, 1, HDR_BYTES, w->f) != HDR_BYTES || fwrite(config_json, 1, jn, w->f) != jn)
+    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", w->tmp,
+                               strerror(errno)));
+  *out = w;
+  return LR_OK;
+}
+
+// Feed in (n bytes) to the compressor, or finish the frame (end = 1), and
+// write what comes out.
+static int mw_pump(lr_modelfile_writer *w, const void *in, size_t n, int end) {
+  ZSTD_inBuffer ib = {in, n, 0};
+  for (;;) {
+    ZSTD_outBuffer ob = {w->z, w->zcap, 0};
+    size_t r = ZSTD_compressStream2(w->cctx, &ob, &ib, end ? ZSTD_e_end : ZSTD_e_continue);
+    if (ZSTD_isError(r))
+      return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: compress: %s", w->tmp,
+                      ZSTD_getErrorName(r));
+    if (ob.pos && fwrite(w->z, 1, ob.pos, w->f) != ob.pos)
+      return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", w->tmp,
+                      strerror(errno));
+    w->payload_bytes += ob.pos;
+    if (end ? r == 0 : ib.pos == ib.size) return LR_OK;
+  }
+}
+
+int modelfile_append(lr_modelfile_writer *w, const float *x, size_t n) {
+  LR_CHECK(w->got + n <= w->want, LR_ERR_ARG, "%s: %llu floats appended, the header says %llu",
+           w->path, (unsigned long long)(w->got + n), (unsigned long long)w->want);
+  w->got += n;
+  return mw_pump(w, x, n * sizeof(float), 0);
+}
+
+int modelfile_commit(lr_modelfile_writer *w) {
+  int rc = LR_OK;
+  if (w->got != w->want)
+    return mw_fail(w, lr_error(LR_ERR_ARG, __FILE__, __LINE__,
+                               "%s: %llu floats appended, the header says %llu", w->path,
+                               (unsigned long long)w->got, (unsigned long long)w->want));
+  if ((rc = mw_pump(w, NULL, 0, 1)) != LR_OK) return mw_fail(w, rc);
+  put_u64(w->h + 48, w->payload_bytes);
+  put_u32(w->h + 60, (uint32_t)crc32(0, w->h, 60));
+  if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(w->h, 1, HDR_BYTES, w->f) != HDR_BYTES ||
+      fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
+    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", w->tmp,
+                               strerror(errno)));
+  FILE *f = w->f;
+  w->f = NULL;
+  if (fclose(f) != 0)
+    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: close failed: %s", w->tmp,
+                               strerror(errno)));
+  if (rename(w->tmp, w->path) != 0)
+    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: rename failed: %s", w->path,
+                               strerror(errno)));
+  w->tmp[0] = 0; // nothing left to remove
+  modelfile_abandon(w);
+  return LR_OK;
+}
+
+void modelfile_abandon(lr_modelfile_writer *w) {
+  if (!w) return;
+  if (w->f) fclose(w->f);
+  if (w->tmp[0]) remove(w->tmp);
+  ZSTD_freeCCtx(w->cctx);
+  free(w->z);
+  free(w);
 }
 
 // Open path, read and check the header. On success *fp is positioned at the
@@ -175,8 +219,17 @@ int modelfile_read_config(const char *path, char **config_json) {
   return LR_OK;
 }
 
-int modelfile_read(const char *path, float *dense, size_t n_dense, float *items, int64_t n_rows,
-                   int64_t D) {
+// Copy the part of the decompressed payload bytes [pos, pos+n) that falls in
+// [lo, hi) to dst (which holds the bytes from lo).
+static void take(unsigned char *dst, uint64_t lo, uint64_t hi, const unsigned char *src,
+                 uint64_t pos, uint64_t n) {
+  uint64_t a = pos > lo ? pos : lo, b = pos + n < hi ? pos + n : hi;
+  if (a < b) memcpy(dst + (a - lo), src + (a - pos), b - a);
+}
+
+int modelfile_read(const char *path, float *dense, size_t n_dense, float *items, int64_t row_lo,
+                   int64_t row_count, int64_t n_rows, int64_t D) {
+  LR_ASSERT(row_lo >= 0 && row_count >= 0 && row_lo + row_count <= n_rows);
   FILE *f;
   hdr h;
   LR_CALL(read_header(path, &f, &h));
@@ -188,30 +241,61 @@ int modelfile_read(const char *path, float *dense, size_t n_dense, float *items,
                       (unsigned long long)h.n_dense, (unsigned long long)h.n_rows,
                       (unsigned long long)h.D, n_dense, (long long)n_rows, (long long)D);
   }
-  size_t raw_bytes = (n_dense + (size_t)n_rows * (size_t)D) * sizeof(float);
-  unsigned char *z = malloc(h.payload_bytes ? h.payload_bytes : 1);
-  unsigned char *raw = malloc(raw_bytes ? raw_bytes : 1);
+  const int64_t at = (int64_t)(HDR_BYTES + h.json_bytes);
+  const uint64_t raw_bytes = (n_dense + (uint64_t)n_rows * (uint64_t)D) * sizeof(float);
+  const uint64_t dense_hi = n_dense * sizeof(float);
+  const uint64_t rows_lo = dense_hi + (uint64_t)row_lo * (uint64_t)D * sizeof(float);
+  const uint64_t rows_hi = rows_lo + (uint64_t)row_count * (uint64_t)D * sizeof(float);
+  size_t icap = ZSTD_DStreamInSize(), ocap = ZSTD_DStreamOutSize();
+  unsigned char *zin = malloc(icap), *out = malloc(ocap);
+  ZSTD_DCtx *dctx = ZSTD_createDCtx();
   int rc = LR_OK;
-  if (!z || !raw) {
+  if (!zin || !out || !dctx) {
     rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
     goto out;
   }
-  fseek(f, (long)(HDR_BYTES + h.json_bytes), SEEK_SET);
-  if (fread(z, 1, h.payload_bytes, f) != h.payload_bytes) {
-    rc = LR_CORRUPT(path, (int64_t)(HDR_BYTES + h.json_bytes), "cannot read the payload");
+  if (fseek(f, (long)at, SEEK_SET) != 0) {
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: seek: %s", path, strerror(errno));
     goto out;
   }
-  size_t got = ZSTD_decompress(raw, raw_bytes, z, h.payload_bytes);
-  if (ZSTD_isError(got) || got != raw_bytes) {
-    rc = LR_CORRUPT(path, (int64_t)(HDR_BYTES + h.json_bytes), "payload: %s",
-                    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong decompressed size");
-    goto out;
+  uint64_t left = h.payload_bytes, pos = 0;
+  size_t r = 1; // ZSTD_decompressStream's last return: 0 once the frame is complete
+  while (left > 0 && rc == LR_OK) {
+    size_t n = left < icap ? (size_t)left : icap;
+    if (fread(zin, 1, n, f) != n) {
+      rc = LR_CORRUPT(path, at, "cannot read the payload");
+      break;
+    }
+    left -= n;
+    ZSTD_inBuffer ib = {zin, n, 0};
+    while (ib.pos < ib.size) {
+      ZSTD_outBuffer ob = {out, ocap, 0};
+      r = ZSTD_decompressStream(dctx, &ob, &ib);
+      if (ZSTD_isError(r)) {
+        rc = LR_CORRUPT(path, at, "payload: %s", ZSTD_getErrorName(r));
+        break;
+      }
+      if (pos + ob.pos > raw_bytes) {
+        rc = LR_CORRUPT(path, at, "payload decompresses to more than the %llu bytes expected",
+                        (unsigned long long)raw_bytes);
+        break;
+      }
+      take((unsigned char *)dense, 0, dense_hi, out, pos, ob.pos);
+      take((unsigned char *)items, rows_lo, rows_hi, out, pos, ob.pos);
+      pos += ob.pos;
+      if (r == 0 && ib.pos < ib.size) {
+        rc = LR_CORRUPT(path, at, "data after the end of the payload frame");
+        break;
+      }
+    }
   }
-  memcpy(dense, raw, n_dense * sizeof(float));
-  memcpy(items, raw + n_dense * sizeof(float), (size_t)n_rows * (size_t)D * sizeof(float));
+  if (rc == LR_OK && (r != 0 || pos != raw_bytes))
+    rc = LR_CORRUPT(path, at, "payload: %s",
+                    r != 0 ? "truncated frame" : "wrong decompressed size");
 out:
-  free(z);
-  free(raw);
+  ZSTD_freeDCtx(dctx);
+  free(zin);
+  free(out);
   fclose(f);
   return rc;
 }

@@ -14,16 +14,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int modelfile_write(const char *path, const char *config_json, const float *dense,
-                    size_t n_dense, const float *items, int64_t n_rows, int64_t D);
+// Streaming writer: begin creates path.tmp with the header and config;
+// append takes the payload in order (the n_dense dense floats, then the
+// n_rows x D item rows), compressing as it goes, so no whole-table buffer is
+// needed; commit checks the count, fills in the header, fsyncs and renames
+// to path (w freed either way); abandon removes path.tmp and frees w
+// (accepts NULL). LR_ERR_IO/LR_ERR_NOMEM/LR_ERR_ARG with the path. Local.
+typedef struct lr_modelfile_writer lr_modelfile_writer;
+int modelfile_begin(lr_modelfile_writer **w, const char *path, const char *config_json,
+                    size_t n_dense, int64_t n_rows, int64_t D);
+int modelfile_append(lr_modelfile_writer *w, const float *x, size_t n);
+int modelfile_commit(lr_modelfile_writer *w);
+void modelfile_abandon(lr_modelfile_writer *w);
 
 // Read the header and config JSON (caller frees *config_json with free()).
 // LR_ERR_IO / LR_ERR_CORRUPT with the path and reason.
 int modelfile_read_config(const char *path, char **config_json);
 
-// Read the parameters into caller buffers whose sizes must match the file's
-// (LR_ERR_CORRUPT naming expected vs found otherwise).
-int modelfile_read(const char *path, float *dense, size_t n_dense, float *items, int64_t n_rows,
-                   int64_t D);
+// Read the dense parameters (n_dense floats) and item rows
+// [row_lo, row_lo + row_count) (into items, (row_count, D)) of a file whose
+// shape must be n_dense, n_rows x D (LR_ERR_CORRUPT naming expected vs found
+// otherwise). Streams the payload: memory beyond the caller's buffers is a
+// few hundred KiB. The frame's checksum is verified. Local.
+int modelfile_read(const char *path, float *dense, size_t n_dense, float *items, int64_t row_lo,
+                   int64_t row_count, int64_t n_rows, int64_t D);
 
 #endif

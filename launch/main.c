@@ -277,11 +277,20 @@ static int load_scorer(loaded *l, const cli *a) {
                      c->model_layers, c->model_inner, 0.0f, (float)c->model_ln_eps,
                      (lr_attn_kind)c->model_attention};
   LR_CALL(model_init(&l->model, &mc, c->eval_batch_size, 0));
-  // The model file holds the whole table: every rank keeps it (replicated).
-  LR_CALL(table_init(&l->table, LR_TABLE_REPLICATED, l->ds.n_items + 1, c->model_d,
+  // Scoring moves no gradients: a replicated table costs only memory, so
+  // auto shards it only when there is more than one rank and the table is
+  // larger than 256 MiB.
+  const int64_t n_rows = l->ds.n_items + 1;
+  const double bytes = (double)n_rows * (double)c->model_d * sizeof(float);
+  lr_table_mode mode = c->dist_item_table == 1   ? LR_TABLE_SHARDED
+                       : c->dist_item_table == 2 ? LR_TABLE_REPLICATED
+                       : dist_size() > 1 && bytes > 256.0 * (1 << 20) ? LR_TABLE_SHARDED
+                                                                      : LR_TABLE_REPLICATED;
+  LR_CALL(table_init(&l->table, mode, n_rows, c->model_d,
                      c->eval_batch_size * (c->model_max_len + 101), 0, c->train_loss_tile, 0));
-  LR_CALL(modelfile_read(path, l->model.params_mem, l->model.n_params, l->table.tab.w,
-                         l->ds.n_items + 1, c->model_d));
+  const lr_itemtab *tb = &l->table.tab;
+  LR_CALL(modelfile_read(path, l->model.params_mem, l->model.n_params, tb->w, tb->lo,
+                         itemtab_rows(tb), n_rows, c->model_d));
   l->sc.model = &l->model;
   l->sc.table = &l->table;
   return LR_OK;
