@@ -3,6 +3,7 @@
 
 #include <cblas.h>  // cblas_sgemm
 #include <limits.h> // INT_MAX
+#include <time.h>   // clock_gettime
 
 #include "lr.h"
 
@@ -51,6 +52,33 @@ void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64
                       int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC) {
   for (int64_t i = 0; i < batch; i++)
     lr_sgemm(ta, tb, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+}
+
+double lr_sgemm_peak_gflops(int64_t n, double seconds) {
+  size_t nn = (size_t)(n * n);
+  float *a = lr_calloc(nn, sizeof(float), "sgemm peak A");
+  float *b = lr_calloc(nn, sizeof(float), "sgemm peak B");
+  float *c = lr_calloc(nn, sizeof(float), "sgemm peak C");
+  double rate = -1;
+  if (a && b && c) {
+    for (size_t i = 0; i < nn; i++) a[i] = (float)(i % 7) * 0.01f, b[i] = (float)(i % 5) * 0.01f;
+    lr_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double el = 0;
+    int64_t reps = 0;
+    do {
+      lr_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+      reps++;
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      el = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    } while (el < seconds);
+    rate = 2.0 * (double)n * (double)n * (double)n * (double)reps / el / 1e9;
+  }
+  lr_free(a);
+  lr_free(b);
+  lr_free(c);
+  return rate;
 }
 
 int lr_blas_threads(void) { return openblas_get_num_threads(); }

@@ -23,6 +23,11 @@ void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64
 void lr_dgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A,
               int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc);
 
+// This process's sgemm rate in GFLOP/s: square (n,n) products with the
+// current BLAS threads, repeated for at least `seconds` after one untimed
+// product. LR_ERR_NOMEM -> returns a negative value (message set).
+double lr_sgemm_peak_gflops(int64_t n, double seconds);
+
 // Number of threads OpenBLAS uses / set it (0 = leave as is). Cannot fail.
 int lr_blas_threads(void);
 void lr_blas_set_threads(int n);

@@ -6,6 +6,7 @@
 
 #include <math.h>   // sqrt
 #include <string.h> // memset, memcpy
+#include <time.h>   // clock_gettime
 
 #include "lr.h"
 #include "rng.h"
@@ -184,6 +185,41 @@ int model_layer_slices(const lr_model_cfg *cfg, int64_t l, size_t *off, size_t *
 
 void model_zero_grad(lr_model *m) { memset(m->grads_mem, 0, m->n_params * sizeof(float)); }
 
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Charge the time since *t0 to phase ph and restart the clock.
+static void lap(lr_model *m, lr_model_phase ph, double *t0) {
+  double t = now_s();
+  m->phase_s[ph] += t - *t0;
+  *t0 = t;
+}
+
+double model_train_flops(const lr_model_cfg *c, int64_t loss_rows, int64_t cands) {
+  const double N = (double)c->max_len, D = (double)c->d, F = (double)c->inner;
+  const double dh = D / (double)c->heads, H = (double)c->heads;
+  // forward multiply-adds of one layer: QKV 3 N D^2, output N D^2, FFN 2 N D F
+  double layer = 3 * N * D * D + N * D * D + 2 * N * D * F;
+  double chunk = (double)LR_ATTN_CHUNK < N ? (double)LR_ATTN_CHUNK : N;
+  switch (c->attn) {
+  case LR_ATTN_SOFTMAX: // Q K^T and P V over the full (N,N) score matrix
+    layer += 2 * N * N * D;
+    break;
+  case LR_ATTN_LINREC_CAUSAL:
+  case LR_ATTN_ELU1: // chunked: per chunk a masked (C,C) score block and the
+                     // carried (dh,dh) state: C^2 dh x 2 + 2 C dh^2 per chunk
+    layer += H * (2 * N * chunk * dh + 2 * N * dh * dh);
+    break;
+  default: // K^T V and Q (K^T V): 2 N dh^2 per head
+    layer += H * 2 * N * dh * dh;
+  }
+  double fwd = (double)c->layers * layer + (double)loss_rows * (double)cands * D;
+  return 2.0 * 3.0 * fwd;
+}
+
 static lr_dropout site(lr_dropout dp, uint32_t s) {
   dp.site = s;
   return dp;
@@ -202,11 +238,13 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
   const lr_params *p = &m->p;
   m->B = B;
   m->lens = lens;
+  double t0 = now_s();
 
   embedding_forward(a->emb, idx, rows, p->pos, B, N, D);
   layernorm_forward(a->ln0, a->ln0_mean, a->ln0_rstd, a->emb, p->ln0_w, p->ln0_b, R, D,
                     c->ln_eps);
   dropout_forward(a->h0, a->ln0, row_ids, R, D, site(dp, SITE_EMB));
+  lap(m, LR_PHASE_EMBED, &t0);
   const float *h = a->h0;
   for (int64_t l = 0; l < L; l++) {
     float *qkv = a->qkv + (size_t)l * RD * 3, *ctx = a->ctx + (size_t)l * RD;
@@ -217,12 +255,15 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
     // S = LayerNorm(H + Dropout(MultiHead(H) W_O + b_O))
     linear_forward(qkv, h, p->qkv_w + (size_t)l * 3 * D * D, p->qkv_b + (size_t)l * 3 * D, R, D,
                    3 * D);
+    lap(m, LR_PHASE_PROJ, &t0);
     attn_forward(ctx, cache, qkv, lens, c->attn, B, N, D, H, a->attn_scratch);
+    lap(m, LR_PHASE_ATTN, &t0);
     linear_forward(res1, ctx, p->o_w + (size_t)l * D * D, p->o_b + (size_t)l * D, R, D, D);
     dropout_forward(res1, res1, row_ids, R, D, site(dp, SITE_ATTN(l)));
     residual_forward(res1, h, res1, (int64_t)RD);
     layernorm_forward(s, a->ln1_mean + (size_t)l * R, a->ln1_rstd + (size_t)l * R, res1,
                       p->ln1_w + (size_t)l * D, p->ln1_b + (size_t)l * D, R, D, c->ln_eps);
+    lap(m, LR_PHASE_PROJ, &t0);
     // H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
     linear_forward(fc1, s, p->fc1_w + (size_t)l * F * D, p->fc1_b + (size_t)l * F, R, D, F);
     gelu_forward(gelu, fc1, (int64_t)RF);
@@ -231,6 +272,7 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
     residual_forward(res2, s, res2, (int64_t)RD);
     layernorm_forward(hout, a->ln2_mean + (size_t)l * R, a->ln2_rstd + (size_t)l * R, res2,
                       p->ln2_w + (size_t)l * D, p->ln2_b + (size_t)l * D, R, D, c->ln_eps);
+    lap(m, LR_PHASE_FFN, &t0);
     h = hout;
   }
   return h;
@@ -246,6 +288,7 @@ void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
   const lr_params *p = &m->p;
   lr_params *g = &m->g;
   float *dh = dout; // gradient w.r.t. the current layer's output
+  double t0 = now_s();
   for (int64_t l = c->layers - 1; l >= 0; l--) {
     const float *hin = l ? a->h + (size_t)(l - 1) * RD : a->h0;
     const float *qkv = a->qkv + (size_t)l * RD * 3, *ctx = a->ctx + (size_t)l * RD;
@@ -270,6 +313,7 @@ void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
     gelu_backward(a->d_f1, a->d_f2, fc1, (int64_t)RF);
     linear_backward(ds, g->fc1_w + (size_t)l * F * D, g->fc1_b + (size_t)l * F, a->d_f1, s,
                     p->fc1_w + (size_t)l * F * D, R, D, F);
+    lap(m, LR_PHASE_FFN, &t0);
     // S = LN1(res1), res1 = H_in + Dropout(ctx W_O^T + b_O)
     memset(dres, 0, RD * sizeof(float));
     layernorm_backward(dres, g->ln1_w + (size_t)l * D, g->ln1_b + (size_t)l * D, ds, res1,
@@ -282,11 +326,15 @@ void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
     linear_backward(dh, g->o_w + (size_t)l * D * D, g->o_b + (size_t)l * D, ds, ctx,
                     p->o_w + (size_t)l * D * D, R, D, D);
     memset(a->d_qkv, 0, RD * 3 * sizeof(float));
+    lap(m, LR_PHASE_PROJ, &t0);
     attn_backward(a->d_qkv, dh, qkv, cache, m->lens, c->attn, B, N, D, H, a->attn_scratch);
+    lap(m, LR_PHASE_ATTN, &t0);
     linear_backward(dhin, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + (size_t)l * 3 * D,
                     a->d_qkv, hin, p->qkv_w + (size_t)l * 3 * D * D, R, D, 3 * D);
     dh = dhin;
+    lap(m, LR_PHASE_PROJ, &t0);
     if (m->hook) m->hook(m->hook_ctx, l);
+    t0 = now_s(); // the hook's time (starting a reduction) is the caller's
   }
   // H^0 = Dropout(LN0(E)), E = rows[idx] + pos
   float *dln = a->d_a, *demb = a->d_b;
@@ -296,5 +344,6 @@ void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
   layernorm_backward(demb, g->ln0_w, g->ln0_b, dln, a->emb, p->ln0_w, a->ln0_mean, a->ln0_rstd,
                      R, D);
   embedding_backward(drows, g->pos, demb, idx, B, N, D);
+  lap(m, LR_PHASE_EMBED, &t0);
   if (m->hook) m->hook(m->hook_ctx, -1);
 }

@@ -77,8 +77,18 @@ typedef struct {
 // still being computed.
 typedef void (*lr_backward_hook)(void *ctx, int64_t layer);
 
+// Where forward + backward time goes (lr_model.phase_s, seconds accumulated
+// over every forward and backward since model_init or the caller's reset):
+//   EMBED  embedding lookup, LayerNorm and dropout of layer 0's input
+//   ATTN   the attention kernel (maps, scores or states, its backward)
+//   PROJ   the Q/K/V and output projections with their dropout, residual
+//          and LayerNorm
+//   FFN    both FFN linears, GELU, dropout, residual and LayerNorm
+typedef enum { LR_PHASE_EMBED = 0, LR_PHASE_ATTN, LR_PHASE_PROJ, LR_PHASE_FFN, LR_MODEL_PHASES } lr_model_phase;
+
 typedef struct {
   lr_model_cfg cfg;
+  double phase_s[LR_MODEL_PHASES];
   lr_backward_hook hook; // NULL: none (model_set_backward_hook)
   void *hook_ctx;
   int64_t max_B;     // activation capacity in sequences
@@ -126,6 +136,13 @@ void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx);
 // pairs in floats, written to off/cnt (room for LR_N_PARAM_TENSORS each).
 // Returns n_slices. Cannot fail.
 int model_layer_slices(const lr_model_cfg *cfg, int64_t l, size_t *off, size_t *cnt);
+
+// Analytic floating-point operations of one training sequence (forward and
+// backward, every position real): the matrix products of the projections,
+// the FFN and the attention kind, plus the output scores of loss_rows rows
+// against `cands` item rows (each multiply-add counts 2; backward = 2 x
+// forward). The README's performance section gives the formula. Cannot fail.
+double model_train_flops(const lr_model_cfg *cfg, int64_t loss_rows, int64_t cands);
 
 // Zero the dense gradient arena. Cannot fail.
 void model_zero_grad(lr_model *m);

@@ -98,13 +98,28 @@ double dist_wtime(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static FILE *g_log; // NULL: stdout
+
 void dist_log0(const char *fmt, ...) {
   if (g_rank != 0) return;
+  FILE *f = g_log ? g_log : stdout;
   va_list ap;
   va_start(ap, fmt);
-  vprintf(fmt, ap);
+  vfprintf(f, fmt, ap);
   va_end(ap);
-  fflush(stdout);
+  fflush(f);
+}
+
+void dist_log0_stream(FILE *f) { g_log = f; }
+
+int dist_node_ranks(void) {
+  if (g_size == 1) return 1;
+  MPI_Comm node;
+  LR_MPI_CALL(MPI_Comm_split_type(g_comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int n = 0, rc = MPI_Comm_size(node, &n);
+  MPI_Comm_free(&node);
+  if (rc != MPI_SUCCESS) return mpi_error(rc, "MPI_Comm_size", __FILE__, __LINE__);
+  return n;
 }
 
 // ---- generic collectives -------------------------------------------------------------

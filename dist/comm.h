@@ -8,6 +8,7 @@
 
 #include <stddef.h> // size_t
 #include <stdint.h>
+#include <stdio.h> // FILE
 
 // Initialise MPI (or use it if already initialised), duplicate the world
 // communicator and make MPI errors return codes. Collective (world).
@@ -31,6 +32,12 @@ double dist_wtime(void);
 
 // printf on rank 0 only (stdout). Local.
 void dist_log0(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Send dist_log0's lines to f instead (NULL: back to stdout). Local.
+void dist_log0_stream(FILE *f);
+
+// Ranks of this job on this node (>= 1), or a negative status (LR_ERR_MPI).
+// Collective.
+int dist_node_ranks(void);
 
 // ---- generic collectives (embedding exchange, vocab-parallel loss) -------------
 // Element types of the wrappers below (mpi.h stays out of this header).

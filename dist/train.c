@@ -32,6 +32,7 @@
 #include <stdio.h>    // FILE
 #include <stdlib.h>   // free
 #include <string.h>   // memset, memcpy
+#include <sys/resource.h> // getrusage
 #include <sys/stat.h> // mkdir
 #include <unistd.h>   // isatty
 
@@ -44,6 +45,7 @@
 #include "eval.h"
 #include "gradsync.h"
 #include "examples.h"
+#include "gemm.h"
 #include "itemtab.h"
 #include "loss.h"
 #include "lr.h"
@@ -81,7 +83,11 @@ typedef struct {
   // best model (this rank's table rows)
   float *best_dense, *best_items;
   FILE *metrics;
-  double t_model, t_loss_local; // seconds in forward/backward; local loss work
+  // seconds of this rank in the step's phases outside the model (the model's
+  // own are in model.phase_s): loss (with the sharded CE's collectives),
+  // optimizer (clipping, Adam), communication (row exchange, gradient
+  // reductions: the time spent waiting in them)
+  double ph_loss, ph_opt, ph_comm;
   // checkpoints
   char ckpt_root[LR_PATH_MAX + 32]; // train.checkpoint.dir or OUT/checkpoints
   char *traj_json;                  // config_to_json_trajectory (free())
@@ -233,7 +239,6 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, int64_t M_tota
                       uint32_t epoch, double *loss_local, double *loss_global) {
   const lr_config *c = t->c;
   const int64_t N = t->N, D = t->D, C = t->C;
-  double t0 = dist_wtime();
   int64_t M = 0;
   if (nb > 0) {
     examples_fill(&t->ex, exs, nb, t->ids, t->lens, t->tgt, t->ex_ids);
@@ -263,37 +268,42 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, int64_t M_tota
   }
   const float *rows;
   float *drows;
+  double t0 = dist_wtime();
   LR_CALL(table_lookup(&t->table, &rows, &drows, t->idx, t->ids, nb * N, t->cand, t->cand_ids,
                        sampled ? M * C : 0));
+  t->ph_comm += dist_wtime() - t0;
   lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout};
+  const float *h = nb > 0 ? model_forward(&t->model, t->idx, rows, t->lens, t->row_ids, nb, dp)
+                          : NULL;
+  double t1 = dist_wtime();
   if (nb > 0) {
-    const float *h = model_forward(&t->model, t->idx, rows, t->lens, t->row_ids, nb, dp);
     for (int64_t m = 0; m < M; m++)
       memcpy(t->hs + m * D, h + t->lrow[m] * D, (size_t)D * sizeof(float));
     memset(t->dhs, 0, (size_t)(M * D) * sizeof(float));
   }
-  t->t_model += dist_wtime() - t0;
   if (!sampled) {
     LR_CALL(table_ce(&t->table, loss_local, loss_global, t->dhs, t->hs, t->ltgt, M, M_total));
   } else if (M > 0) {
-    double t1 = dist_wtime();
     lr_sampled_kind kind = c->train_objective == LR_OBJ_BCE ? LR_SAMPLED_BCE : LR_SAMPLED_SOFTMAX;
     double mean = sampled_forward_backward(t->dhs, drows, t->hs, t->cand, t->cand_ids, rows, M,
                                            C, D, kind, (float)((double)M / (double)M_total),
                                            t->s_scratch);
     *loss_local += mean * (double)M / (double)M_total;
-    t->t_loss_local += dist_wtime() - t1;
   }
   if (nb > 0) {
-    double t2 = dist_wtime();
     // Scatter the loss-row gradients into the output gradient and backprop.
     memset(t->dout, 0, (size_t)(nb * N * D) * sizeof(float));
     for (int64_t m = 0; m < M; m++)
       for (int64_t j = 0; j < D; j++) t->dout[t->lrow[m] * D + j] += t->dhs[m * D + j];
+    t->ph_loss += dist_wtime() - t1;
     model_backward(&t->model, drows, t->dout, t->idx, t->row_ids, dp);
-    t->t_model += dist_wtime() - t2;
+  } else {
+    t->ph_loss += dist_wtime() - t1;
   }
-  return table_push(&t->table);
+  double t2 = dist_wtime();
+  int rc = table_push(&t->table);
+  t->ph_comm += dist_wtime() - t2;
+  return rc;
 }
 
 // Injected failure for the fault tests: LINREC_INJECT_FAULT=RANK:STEP makes
@@ -336,10 +346,13 @@ static int train_step(trainer *t, int64_t start, int64_t G, uint32_t epoch, int6
     if (k == n_micro - 1) gradsync_arm(t->gsync); // the last micro-batch starts the buckets
     LR_CALL(micro_step(t, t->local_ex + off, nb, M_total, epoch, &loss_local, &loss_global));
   }
+  double t0 = dist_wtime();
   LR_CALL(gradsync_finish(t->gsync));
   LR_CALL(table_sync(&t->table));
   LR_CALL(dist_allreduce_sum_d(&loss_local, 1));
   *loss_out = loss_local + loss_global;
+  double t1 = dist_wtime();
+  t->ph_comm += t1 - t0;
   if (c->train_clip_norm > 0) {
     double tab_sq = table_grad_sumsq(&t->table);
     if (t->table.mode == LR_TABLE_SHARDED) LR_CALL(dist_allreduce_sum_d(&tab_sq, 1));
@@ -355,6 +368,7 @@ static int train_step(trainer *t, int64_t start, int64_t G, uint32_t epoch, int6
   adam_update(t->model.params_mem, t->model.m_mem, t->model.v_mem, t->model.grads_mem,
               (int64_t)t->model.n_params, ac, step_no);
   table_adam(&t->table, ac, step_no, t->dense_table);
+  t->ph_opt += dist_wtime() - t1;
   return LR_OK;
 }
 
@@ -456,7 +470,7 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int
             (long long)((t->ds.n_items + 1) * t->D),
             mode == LR_TABLE_SHARDED ? "sharded" : "replicated",
             (double)t->model.acts_elems * 4.0 / (1 << 20), (long long)t->Bm);
-  if (dist_rank() == 0) {
+  if (dist_rank() == 0 && out_dir) { // (no files for bench)
     char path[LR_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
     t->metrics = fopen(path, append ? "a" : "w");
@@ -901,6 +915,97 @@ int train_run(const lr_config *c, const char *out_dir, const lr_train_opts *opts
   trainer t;
   memset(&t, 0, sizeof t);
   int rc = run(&t, c, out_dir, opts, res);
+  trainer_free(&t);
+  return rc;
+}
+
+// ---- bench ---------------------------------------------------------------------------
+
+const char *const LR_BENCH_PHASE_NAMES[LR_BENCH_PHASES] = {
+    "embedding", "attention", "projections", "ffn", "loss", "optimizer", "communication", "other"};
+
+// This rank's phase seconds so far: the model's four, then the trainer's.
+static void phases_now(const trainer *t, double ph[LR_BENCH_PHASES]) {
+  for (int k = 0; k < LR_MODEL_PHASES; k++) ph[k] = t->model.phase_s[k];
+  ph[4] = t->ph_loss, ph[5] = t->ph_opt, ph[6] = t->ph_comm, ph[7] = 0;
+}
+
+static int bench(trainer *t, const lr_config *c, lr_bench_result *r) {
+  const int P = dist_size();
+  LR_CALL(trainer_init(t, c, NULL, 0));
+  const int64_t G = c->train_batch_size;
+  // Keep the examples whose N positions are all real, in shuffled order.
+  lr_examples *ex = &t->ex;
+  examples_shuffle(ex, (uint64_t)c->train_seed, 1);
+  int64_t n_full = 0;
+  for (int64_t i = 0; i < ex->n_examples; i++)
+    if (examples_input_len(ex, ex->perm[i]) == t->N) ex->perm[n_full++] = ex->perm[i];
+  // (alike on every rank: agreed, reported once)
+  LR_CALL(dist_agree(
+      n_full >= G ? LR_OK
+                  : lr_error(LR_ERR_DATA, __FILE__, __LINE__,
+                             "bench: %lld of %lld training examples have all model.max_len=%lld "
+                             "positions real, fewer than train.batch_size=%lld: raise "
+                             "data.synthetic.mean_len or data.synthetic.users",
+                             (long long)n_full, (long long)ex->n_examples, (long long)t->N,
+                             (long long)G)));
+  r->steps = c->bench_steps, r->warmup = c->bench_warmup, r->batch = G, r->full_examples = n_full;
+  r->table_sharded = t->table.mode == LR_TABLE_SHARDED;
+  r->blas_threads = lr_blas_threads();
+  int64_t loss_rows = t->ex.all ? t->N : 1;
+  int64_t cands = c->train_objective == LR_OBJ_CE ? t->ds.n_items + 1 : t->C;
+  r->flops_per_seq = model_train_flops(&t->model.cfg, loss_rows, cands);
+  dist_log0("bench: %lld warm-up + %lld timed steps of %lld sequences, %lld full-length "
+            "examples, %d rank%s x %d BLAS thread%s\n",
+            (long long)r->warmup, (long long)r->steps, (long long)G, (long long)n_full, P,
+            P == 1 ? "" : "s", r->blas_threads, r->blas_threads == 1 ? "" : "s");
+  double ph0[LR_BENCH_PHASES], ph1[LR_BENCH_PHASES], t0 = 0, loss;
+  int64_t start = 0;
+  for (int64_t s = 0; s < r->warmup + r->steps; s++) {
+    if (s == r->warmup) {
+      LR_CALL(dist_barrier());
+      phases_now(t, ph0);
+      t0 = dist_wtime();
+    }
+    if (start + G > n_full) start = 0;
+    LR_CALL(train_step(t, start, G, 1, s + 1, &loss));
+    start += G;
+  }
+  double el = dist_wtime() - t0;
+  LR_CALL(dist_barrier());
+  phases_now(t, ph1);
+  double wall[1] = {el};
+  LR_CALL(dist_allreduce_max_d(wall, 1));
+  r->step_s = wall[0] / (double)r->steps;
+  r->seq_per_s = (double)G / r->step_s;
+  r->gflops = r->flops_per_seq * r->seq_per_s / 1e9;
+  double sum = 0;
+  for (int k = 0; k < LR_BENCH_PHASES - 1; k++) {
+    r->phase_s[k] = (ph1[k] - ph0[k]) / (double)r->steps;
+    sum += r->phase_s[k];
+  }
+  r->phase_s[LR_BENCH_PHASES - 1] = el / (double)r->steps - sum;
+  LR_CALL(dist_allreduce_sum_d(r->phase_s, LR_BENCH_PHASES));
+  for (int k = 0; k < LR_BENCH_PHASES; k++) r->phase_s[k] /= P;
+  // The sgemm peak of the same ranks and threads, all at once.
+  LR_CALL(dist_barrier());
+  double peak[1] = {lr_sgemm_peak_gflops(1536, 1.0)};
+  int ok = peak[0] > 0;
+  LR_CALL(dist_agree(ok ? LR_OK : LR_ERR_NOMEM));
+  LR_CALL(dist_allreduce_sum_d(peak, 1));
+  r->sgemm_peak_gflops = peak[0];
+  struct rusage ru;
+  double rss[1] = {getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0};
+  LR_CALL(dist_allreduce_max_d(rss, 1));
+  r->peak_rss_mib = rss[0];
+  return LR_OK;
+}
+
+int train_bench(const lr_config *c, lr_bench_result *r) {
+  memset(r, 0, sizeof *r);
+  trainer t;
+  memset(&t, 0, sizeof t);
+  int rc = bench(&t, c, r);
   trainer_free(&t);
   return rc;
 }

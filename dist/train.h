@@ -45,4 +45,29 @@ typedef struct {
 int train_run(const lr_config *c, const char *out_dir, const lr_train_opts *opts,
               lr_train_result *res);
 
+// `linrec bench`: the phases of bench.phase_s, in this order.
+#define LR_BENCH_PHASES 8
+extern const char *const LR_BENCH_PHASE_NAMES[LR_BENCH_PHASES];
+
+typedef struct {
+  int64_t steps, warmup, batch; // timed steps, untimed ones before, global batch
+  int64_t full_examples;        // training examples with all N positions real
+  double step_s;                // wall seconds per timed step (slowest rank)
+  double seq_per_s;             // batch / step_s
+  double flops_per_seq;         // model_train_flops of the config
+  double gflops;                // flops_per_seq * seq_per_s / 1e9
+  double sgemm_peak_gflops;     // measured in this run, summed over ranks
+  double peak_rss_mib;          // largest rank's peak resident set
+  double phase_s[LR_BENCH_PHASES]; // seconds per step, mean over ranks
+  int table_sharded;            // the item table layout used
+  int blas_threads;             // per rank
+} lr_bench_result;
+
+// Train c's model on c's data for bench.warmup + bench.steps optimizer steps
+// without evaluation, checkpoints or files, on examples whose N positions
+// are all real (so the FLOP count is exact; LR_ERR_DATA when fewer than one
+// batch exist), then measure the sgemm peak of the same ranks and threads.
+// Collective.
+int train_bench(const lr_config *c, lr_bench_result *r);
+
 #endif

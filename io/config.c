@@ -89,7 +89,7 @@ static const key_def KEYS[] = {
     {"train.patience", T_INT, OFF(train_patience), "5", 0, 1e9, NULL,
      "stop after this many evaluations without a better validation NDCG@10; 0 = never"},
     {"train.threads", T_INT, OFF(train_threads), "0", 0, 1024, NULL,
-     "BLAS threads per process; 0 = OPENBLAS_NUM_THREADS or all cores"},
+     "BLAS threads per process; 0 = OPENBLAS_NUM_THREADS when set, else the node's cores shared by its ranks"},
     {"train.loss_tile", T_INT, OFF(train_loss_tile), "4096", 16, 1e8, NULL,
      "items per logits tile of the full cross-entropy"},
     {"train.checkpoint.every_steps", T_INT, OFF(ckpt_every_steps), "0", 0, 1e15, NULL,
@@ -115,6 +115,10 @@ static const key_def KEYS[] = {
      "item table layout across ranks: row-sharded, replicated, or auto (train: fewer bytes per step; eval/recommend --model: sharded above 256 MiB on several ranks)"},
     {"log.every_steps", T_INT, OFF(log_every_steps), "0", 0, 1e15, NULL,
      "write a step event to metrics.jsonl every this many steps; 0 = none"},
+    {"bench.steps", T_INT, OFF(bench_steps), "20", 1, 1e9, NULL,
+     "linrec bench: timed optimizer steps"},
+    {"bench.warmup", T_INT, OFF(bench_warmup), "3", 0, 1e9, NULL,
+     "linrec bench: untimed steps before them"},
     {"log.progress", T_ENUM, OFF(log_progress), "auto", 0, 0, "auto|plain|off",
      "progress line: auto redraws on a terminal (plain lines under mpirun or into a file), plain, or off"},
 };
@@ -463,7 +467,7 @@ uint64_t config_hash(const lr_config *c) {
 // Prefixes (ending in '.') or whole names of the resume-free keys (config.h).
 static const char *const RESUME_FREE[] = {"log.",           "train.checkpoint.", "train.epochs",
                                           "train.max_steps", "train.threads",     "eval.batch_size",
-                                          "dist.item_table"};
+                                          "dist.item_table", "bench."};
 
 int config_key_resume_free(const char *key) {
   for (size_t i = 0; i < sizeof RESUME_FREE / sizeof RESUME_FREE[0]; i++) {

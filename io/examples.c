@@ -72,6 +72,17 @@ void examples_batch(const lr_examples *ex, int64_t start, int64_t B, int32_t *id
   examples_fill(ex, ex->perm + start, B, ids, lens, tgt, ex_ids);
 }
 
+// Position of the (last) target of example e (of user u) in u's sequence;
+// the input is the up to N items before it.
+static int64_t target_pos(const lr_examples *ex, int64_t e, int64_t u) {
+  return ex->all ? examples_train_len(ex->ds, u) - 1 : e - ex->cum[u] + 1;
+}
+
+int64_t examples_input_len(const lr_examples *ex, int64_t e) {
+  int64_t t = target_pos(ex, e, examples_user(ex, e));
+  return t < ex->N ? t : ex->N;
+}
+
 void examples_fill(const lr_examples *ex, const int64_t *exs, int64_t B, int32_t *ids,
                    int32_t *lens, int32_t *tgt, uint64_t *ex_ids) {
   const lr_dataset *ds = ex->ds;
@@ -82,10 +93,7 @@ void examples_fill(const lr_examples *ex, const int64_t *exs, int64_t B, int32_t
     int64_t e = exs[b];
     int64_t u = examples_user(ex, e);
     const int32_t *seq = ds->items + ds->offsets[u];
-    int64_t t; // position of the (last) target in the user's sequence
-    if (ex->all) t = examples_train_len(ds, u) - 1;
-    else t = e - ex->cum[u] + 1;
-    int64_t from = t > N ? t - N : 0, len = t - from;
+    int64_t t = target_pos(ex, e, u), len = t < N ? t : N, from = t - len;
     for (int64_t i = 0; i < len; i++) ids[b * N + i] = seq[from + i];
     if (ex->all)
       for (int64_t i = 0; i < len; i++) tgt[b * N + i] = seq[from + i + 1];

@@ -43,6 +43,8 @@ void examples_batch(const lr_examples *ex, int64_t start, int64_t B, int32_t *id
 void examples_fill(const lr_examples *ex, const int64_t *exs, int64_t B, int32_t *ids,
                    int32_t *lens, int32_t *tgt, uint64_t *ex_ids);
 
+// Input length of example e (1..N: its real positions). Cannot fail.
+int64_t examples_input_len(const lr_examples *ex, int64_t e);
 // The user of example e (0 <= e < n_examples). Cannot fail.
 int64_t examples_user(const lr_examples *ex, int64_t e);
 

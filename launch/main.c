@@ -12,6 +12,7 @@
 #include <stdlib.h>   // free, strtoll
 #include <string.h>   // strcmp
 #include <sys/stat.h> // stat
+#include <unistd.h>   // sysconf
 
 #include "ckpt.h"
 #include "ckpt_resume.h"
@@ -20,6 +21,7 @@
 #include "dataset.h"
 #include "eval.h"
 #include "examples.h"
+#include "gemm.h"
 #include "shard.h"
 #include "table.h"
 #include "lr.h"
@@ -46,6 +48,7 @@ static void usage_main(FILE *f) {
           "commands:\n"
           "  prep       read and preprocess a dataset, write the binary dataset file\n"
           "  train      train a model (under mpirun for several ranks)\n"
+          "  bench      measure training speed on synthetic data (one JSON line)\n"
           "  eval       evaluate a trained model or the popularity baseline\n"
           "  recommend  print top-K items for users\n"
           "  ckpt       inspect or verify a training checkpoint\n\n"
@@ -68,6 +71,14 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  continues from the newest valid one (none: starts from scratch), --resume\n"
                "  CKPT from that checkpoint directory. SIGTERM or SIGUSR1: checkpoint at the\n"
                "  next step boundary and exit 75.\n");
+  else if (!strcmp(cmd, "bench"))
+    fprintf(f, "usage: [mpirun -np P] linrec bench [--config FILE] [--set key=value]...\n"
+               "  Trains the configured model on its data (normally data.format=synthetic)\n"
+               "  for bench.warmup + bench.steps optimizer steps on examples with all\n"
+               "  model.max_len positions real, without evaluation or files, then measures\n"
+               "  the sgemm peak of the same ranks and threads. Prints one JSON line on\n"
+               "  stdout: seq_per_s, gflops (analytic FLOPs x seq/s), sgemm_peak_gflops,\n"
+               "  peak_rss_mib (largest rank) and phases (seconds per step by phase).\n");
   else if (!strcmp(cmd, "ckpt")) {
     fprintf(f, "usage: linrec ckpt inspect|verify DIR\n"
                "  DIR is a checkpoint (step-NNNNNNNN) or a checkpoint directory (then the one\n"
@@ -205,9 +216,25 @@ static int install_stop_handlers(void) {
   return LR_OK;
 }
 
+// BLAS threads per rank: train.threads; 0 = OPENBLAS_NUM_THREADS (or
+// OMP_NUM_THREADS) when set, else the node's cores shared by its ranks.
+// Collective.
+static int set_threads(const lr_config *c) {
+  int ranks = dist_node_ranks();
+  if (ranks < 0) return ranks;
+  int n = (int)c->train_threads;
+  if (n == 0 && !getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    n = cores > ranks ? (int)(cores / ranks) : 1;
+  }
+  lr_blas_set_threads(n);
+  return LR_OK;
+}
+
 static int cmd_train(const cli *a, int *exit_code) {
   lr_config c;
   LR_CALL(dist_agree(build_config(&c, a, NULL)));
+  LR_CALL(set_threads(&c));
   LR_CALL(install_stop_handlers());
   lr_train_result r;
   lr_train_opts o = {a->resume, &g_stop};
@@ -225,6 +252,36 @@ static int cmd_train(const cli *a, int *exit_code) {
               "%.1f s)\n",
               r.test.k[i], r.test.recall[i], r.test.k[i], r.test.mrr[i], r.test.k[i],
               r.test.ndcg[i], r.best_epoch, (long long)r.steps, r.seconds);
+  return LR_OK;
+}
+
+// linrec bench: progress lines to stderr, one JSON line on stdout.
+static int cmd_bench(const cli *a) {
+  lr_config c;
+  LR_CALL(dist_agree(build_config(&c, a, NULL)));
+  LR_CALL(set_threads(&c));
+  dist_log0_stream(stderr);
+  lr_bench_result r;
+  LR_CALL(train_bench(&c, &r));
+  if (dist_rank() != 0) return LR_OK;
+  printf("{\"event\":\"bench\",\"attention\":\"%s\",\"positions\":\"%s\",\"objective\":"
+         "\"%s\",\"d\":%lld,\"heads\":%lld,\"layers\":%lld,\"inner\":%lld,\"N\":%lld,"
+         "\"items\":%lld,\"batch\":%lld,\"ranks\":%d,\"threads\":%d,\"table\":\"%s\","
+         "\"warmup\":%lld,\"steps\":%lld,\"step_s\":%.5f,\"seq_per_s\":%.1f,"
+         "\"flops_per_seq\":%.0f,\"gflops\":%.2f,\"sgemm_peak_gflops\":%.2f,"
+         "\"peak_frac\":%.3f,\"peak_rss_mib\":%.1f,\"phases\":{",
+         attn_kind_name((lr_attn_kind)c.model_attention),
+         c.train_positions == LR_POS_ALL ? "all" : "last",
+         c.train_objective == LR_OBJ_CE ? "ce" : c.train_objective == LR_OBJ_BCE ? "bce" : "sampled",
+         (long long)c.model_d, (long long)c.model_heads, (long long)c.model_layers,
+         (long long)c.model_inner, (long long)c.model_max_len, (long long)c.syn_items,
+         (long long)r.batch, dist_size(), r.blas_threads, r.table_sharded ? "sharded" : "replicated",
+         (long long)r.warmup, (long long)r.steps, r.step_s, r.seq_per_s, r.flops_per_seq,
+         r.gflops, r.sgemm_peak_gflops, r.gflops / r.sgemm_peak_gflops, r.peak_rss_mib);
+  for (int k = 0; k < LR_BENCH_PHASES; k++)
+    printf("%s\"%s\":%.5f", k ? "," : "", LR_BENCH_PHASE_NAMES[k], r.phase_s[k]);
+  printf("},\"phases_unit\":\"seconds per step, mean over ranks\"}\n");
+  fflush(stdout);
   return LR_OK;
 }
 
@@ -476,6 +533,7 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   int known = a.cmd && (!strcmp(a.cmd, "prep") || !strcmp(a.cmd, "train") ||
+                        !strcmp(a.cmd, "bench") ||
                         !strcmp(a.cmd, "eval") || !strcmp(a.cmd, "recommend"));
   if (!known) {
     fprintf(stderr, "linrec: unknown command '%s'\n\n", a.cmd ? a.cmd : "");
@@ -504,6 +562,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a.cmd, "prep")) rc = cmd_prep(&a);
     else if (!strcmp(a.cmd, "train")) rc = cmd_train(&a, &ok_code);
     else if (!strcmp(a.cmd, "eval")) rc = cmd_eval(&a);
+    else if (!strcmp(a.cmd, "bench")) rc = cmd_bench(&a);
     else rc = cmd_recommend(&a);
   }
   if (rc == LR_OK) {

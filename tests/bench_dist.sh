@@ -34,7 +34,9 @@ bytes)
       "$(field "$m" "['comm_per_step']['table_allreduce_bytes']")"
   done ;;
 rss)
-  printf '%-4s %14s %s\n' P peak_rss_MiB "(max over ranks)"
+  # table state per rank: weights, gradient, two Adam moments and the
+  # best-model copy, 5 x (10^7 + 1) x 64 floats / P
+  printf '%-4s %14s %16s %12s\n' P peak_rss_MiB table_state_MiB rest_MiB
   for np in 1 2 4; do
     mpi "$np" /usr/bin/time -f "rss_kib %M" "$bin" train --config "$src/configs/quickstart.json" \
       --set data.synthetic.items=10000000 --set data.synthetic.users=2000 \
@@ -42,7 +44,8 @@ rss)
       --set train.objective=sampled --set train.negatives=64 --set dist.item_table=sharded \
       --set train.batch_size=128 --set train.max_steps=3 --set train.epochs=1 \
       --set log.progress=off --set eval.mode=uni100 --out "$tmp/r$np" > "$tmp/r$np.log" 2>&1
-    printf '%-4s %14.0f\n' $np "$(grep -o 'rss_kib [0-9]*' "$tmp/r$np.log" | awk '{if ($2 > m) m = $2} END {print m / 1024}')"
+    grep -o 'rss_kib [0-9]*' "$tmp/r$np.log" | awk -v np=$np '{if ($2 > m) m = $2}
+      END {t = 5 * 10000001 * 64 * 4 / np / 1048576; printf "%-4s %14.0f %16.0f %12.0f\n", np, m / 1024, t, m / 1024 - t}' 
   done ;;
 speed)
   cfg=${4:-$src/configs/ml-1m-causal.json}
