@@ -25,6 +25,7 @@
 // Features per block of the double-precision column reductions (bias and
 // LayerNorm parameter gradients): 64 doubles per accumulator on the stack.
 #define COLSUM_BLOCK 64
+#define COLSUM_ROWS 32 // rows summed in the working precision before the double add
 
 // ---- dropout keys (shared by both precisions) -------------------------------------
 // One Philox call gives the keep bits of 8 elements of a row: its counter is
@@ -35,7 +36,8 @@
 // (i odd: high, even: low) of word i/2 and is kept iff it is >= thr =
 // round(p * 2^16), so P(keep) = 1 - p within 2^-17. Half words give twice the
 // elements per Philox call of full words at a precision dropout cannot see.
-#define DROPOUT_CHUNK 64 // elements whose keep bits are generated at once
+#define DROPOUT_CHUNK 256 // elements whose keep bits are generated at once
+#define DROPOUT_LANES (DROPOUT_CHUNK / 8)
 
 static uint32_t dropout_counter_c2(lr_dropout dp) {
   LR_ASSERT(dp.site < 256u);
@@ -49,16 +51,78 @@ static uint32_t dropout_threshold(float p) {
 }
 
 // keep[i] = keep bit of element j0 + i of the row, i < n <= DROPOUT_CHUNK;
-// j0 is a multiple of 8.
-static void dropout_keep(uint8_t *keep, lr_dropout dp, uint32_t c2, uint32_t thr, uint64_t row_id,
-                         int64_t j0, int64_t n) {
-  LR_ASSERT(j0 / 8 <= (int64_t)UINT32_MAX);
-  for (int64_t i0 = 0; i0 < n; i0 += 8) {
-    const lr_rng4 q = lr_philox(dp.seed, LR_STREAM_DROPOUT, (uint32_t)row_id,
-                                (uint32_t)(row_id >> 32), c2, (uint32_t)((j0 + i0) / 8));
-    const int64_t m = n - i0 < 8 ? n - i0 : 8;
-    for (int64_t i = 0; i < m; i++)
-      keep[i0 + i] = ((q.v[i >> 1] >> (16 * (i & 1))) & 0xffffu) >= thr;
+// j0 is a multiple of 8. The Philox calls of the chunk's 8-element groups
+// run side by side (lane k: counter c3 = j0/8 + k): the same rounds as
+// lr_philox, written over arrays so the compiler vectorises them.
+LR_HOT_CLONES static void dropout_keep(uint8_t *keep, lr_dropout dp, uint32_t c2, uint32_t thr,
+                                       uint64_t row_id, int64_t j0, int64_t n) {
+  LR_ASSERT(j0 / 8 + DROPOUT_LANES <= (int64_t)UINT32_MAX);
+  const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
+  const uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  const uint32_t stream = LR_STREAM_DROPOUT;
+  const int64_t lanes = (n + 7) / 8;
+  uint32_t x0[DROPOUT_LANES], x1[DROPOUT_LANES], x2[DROPOUT_LANES], x3[DROPOUT_LANES];
+  for (int64_t k = 0; k < lanes; k++) {
+    x0[k] = (uint32_t)row_id, x1[k] = (uint32_t)(row_id >> 32), x2[k] = c2;
+    x3[k] = (uint32_t)(j0 / 8 + k);
+  }
+  uint32_t k0 = (uint32_t)dp.seed ^ (stream * 0x85EBCA6Bu);
+  uint32_t k1 = (uint32_t)(dp.seed >> 32) ^ (stream * 0xC2B2AE35u);
+  for (int round = 0; round < 10; round++) {
+    for (int64_t k = 0; k < lanes; k++) {
+      uint64_t p0 = (uint64_t)M0 * x0[k], p1 = (uint64_t)M1 * x2[k];
+      uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1[k] ^ k0;
+      uint32_t y2 = (uint32_t)(p0 >> 32) ^ x3[k] ^ k1;
+      x1[k] = (uint32_t)p1, x3[k] = (uint32_t)p0;
+      x0[k] = y0, x2[k] = y2;
+    }
+    k0 += W0, k1 += W1;
+  }
+  for (int64_t k = 0; k < lanes; k++) {
+    const uint32_t w[4] = {x0[k], x1[k], x2[k], x3[k]};
+    const int64_t m = n - 8 * k < 8 ? n - 8 * k : 8;
+    for (int64_t i = 0; i < m; i++) keep[8 * k + i] = ((w[i >> 1] >> (16 * (i & 1))) & 0xffffu) >= thr;
+  }
+}
+
+// ---- float GELU, LR_VL lanes at a time (vmath.h) ---------------------------------------
+
+LR_HOT_CLONES static void gelu_forward_f32v(float *out, const float *in, int64_t n) {
+  int64_t i = 0;
+  for (; i + LR_VL <= n; i += LR_VL) {
+    lr_vf x;
+    memcpy(&x, in + i, sizeof x);
+    x = lr_gelu_v(x);
+    memcpy(out + i, &x, sizeof x);
+  }
+  if (i < n) {
+    lr_vf x = {0};
+    memcpy(&x, in + i, (size_t)(n - i) * sizeof(float));
+    x = lr_gelu_v(x);
+    memcpy(out + i, &x, (size_t)(n - i) * sizeof(float));
+  }
+}
+
+// din (n) += dout * gelu'(in).
+LR_HOT_CLONES static void gelu_backward_f32v(float *din, const float *dout, const float *in,
+                                             int64_t n) {
+  int64_t i = 0;
+  for (; i + LR_VL <= n; i += LR_VL) {
+    lr_vf x, g, d;
+    memcpy(&x, in + i, sizeof x);
+    memcpy(&g, dout + i, sizeof g);
+    memcpy(&d, din + i, sizeof d);
+    d += g * lr_gelu_grad_v(x);
+    memcpy(din + i, &d, sizeof d);
+  }
+  if (i < n) {
+    lr_vf x = {0}, g = {0}, d = {0};
+    size_t m = (size_t)(n - i) * sizeof(float);
+    memcpy(&x, in + i, m);
+    memcpy(&g, dout + i, m);
+    memcpy(&d, din + i, m);
+    d += g * lr_gelu_grad_v(x);
+    memcpy(din + i, &d, m);
   }
 }
 

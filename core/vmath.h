@@ -1,5 +1,7 @@
-// vmath.h: float exp and erf evaluated four lanes at a time with GCC/Clang
-// vector extensions (no -ffast-math, no ISA flags; glibc's expf/erff are
+// vmath.h: float exp and erf evaluated LR_VL = 16 lanes at a time with
+// GCC/Clang vector extensions (no -ffast-math, no ISA flags: the compiler
+// lowers a 16-lane vector to whatever the target has, and the GELU loops are
+// built for AVX-512 and AVX2 too, picked at load time; glibc's expf/erff are
 // scalar calls here), for the GELU of the float training path. The double
 // instantiation keeps libm.
 //
@@ -17,18 +19,32 @@
 #include <stdint.h>
 #include <string.h> // memcpy
 
-typedef float lr_v4f __attribute__((vector_size(16)));
-typedef int32_t lr_v4i __attribute__((vector_size(16)));
+// The 16-lane helpers below are static inline, so no vector crosses a
+// translation unit's ABI: GCC's note about AVX-512 argument passing is moot.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define LR_VL 16
+typedef float lr_vf __attribute__((vector_size(4 * LR_VL)));
+typedef int32_t lr_vi __attribute__((vector_size(4 * LR_VL)));
+
+// Hot float loops are compiled for these targets and the best one the CPU
+// has is chosen at load time (GCC function multi-versioning, x86-64 only;
+// LR_NO_CLONES turns it off).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(LR_NO_CLONES) && defined(__x86_64__)
+#define LR_HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LR_HOT_CLONES
+#endif
 
 // e^x for x <= 0 (larger x are treated as 0). Cannot fail.
-static inline lr_v4f lr_exp4_neg(lr_v4f x) {
-  lr_v4f lo = (lr_v4f){0} - 87.0f;
-  lr_v4i below = x < lo, above = x > 0.0f;                   // comparison masks: -1 / 0
-  x = (lr_v4f)(((lr_v4i)x & ~below) | ((lr_v4i)lo & below)); // max(x, -87)
-  x = (lr_v4f)((lr_v4i)x & ~above);                          // min(x, 0)
-  lr_v4f k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
-  lr_v4f r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-  lr_v4f p = 1.0f / 5040.0f + r * 0.0f;
+static inline lr_vf lr_expv_neg(lr_vf x) {
+  lr_vf lo = (lr_vf){0} - 87.0f;
+  lr_vi below = x < lo, above = x > 0.0f;                   // comparison masks: -1 / 0
+  x = (lr_vf)(((lr_vi)x & ~below) | ((lr_vi)lo & below)); // max(x, -87)
+  x = (lr_vf)((lr_vi)x & ~above);                          // min(x, 0)
+  lr_vf k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
+  lr_vf r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+  lr_vf p = 1.0f / 5040.0f + r * 0.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
@@ -36,59 +52,45 @@ static inline lr_v4f lr_exp4_neg(lr_v4f x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  lr_v4f two_k = (lr_v4f)((__builtin_convertvector(k, lr_v4i) + 127) << 23);
+  lr_vf two_k = (lr_vf)((__builtin_convertvector(k, lr_vi) + 127) << 23);
   return p * two_k;
 }
 
 // erf(x). Cannot fail.
-static inline lr_v4f lr_erf4(lr_v4f x) {
-  lr_v4i sign = (lr_v4i)x & (int32_t)0x80000000u;
-  lr_v4f a = (lr_v4f)((lr_v4i)x & 0x7fffffff);
-  lr_v4f t = 1.0f / (1.0f + 0.3275911f * a);
-  lr_v4f p = 1.061405429f + t * 0.0f;
+static inline lr_vf lr_erfv(lr_vf x) {
+  lr_vi sign = (lr_vi)x & (int32_t)0x80000000u;
+  lr_vf a = (lr_vf)((lr_vi)x & 0x7fffffff);
+  lr_vf t = 1.0f / (1.0f + 0.3275911f * a);
+  lr_vf p = 1.061405429f + t * 0.0f;
   p = p * t - 1.453152027f;
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  lr_v4f y = 1.0f - p * t * lr_exp4_neg(-(a * a));
-  return (lr_v4f)((lr_v4i)y | sign);
+  lr_vf y = 1.0f - p * t * lr_expv_neg(-(a * a));
+  return (lr_vf)((lr_vi)y | sign);
 }
 
 // Scalar forms (one lane used), for tests and odd ends.
-static inline float lr_erff_fast(float x) { return lr_erf4((lr_v4f){x, 0, 0, 0})[0]; }
+static inline float lr_erff_fast(float x) { return lr_erfv((lr_vf){x})[0]; }
 static inline float lr_expf_fast(float x) {
   // e^x = (e^{x/2})^2 extends the x <= 0 kernel to x <= 87 without overflow
   // handling of its own; exact enough for tests of the kernel.
-  if (x <= 0.0f) return lr_exp4_neg((lr_v4f){x, 0, 0, 0})[0];
+  if (x <= 0.0f) return lr_expv_neg((lr_vf){x})[0];
   x = x > 87.0f ? 87.0f : x;
-  float h = 1.0f / lr_exp4_neg((lr_v4f){-x * 0.5f, 0, 0, 0})[0];
+  float h = 1.0f / lr_expv_neg((lr_vf){-x * 0.5f})[0];
   return h * h;
 }
 
 // out (n) = gelu(in) = 0.5 x (1 + erf(x / sqrt 2)). Cannot fail.
-static inline void lr_gelu4_forward(float *out, const float *in, int64_t n) {
-  for (int64_t i = 0; i < n; i += 4) {
-    lr_v4f x = {0, 0, 0, 0};
-    int64_t m = n - i < 4 ? n - i : 4;
-    memcpy(&x, in + i, (size_t)m * sizeof(float));
-    lr_v4f y = 0.5f * x * (1.0f + lr_erf4(x * 0.70710678118654752f));
-    memcpy(out + i, &y, (size_t)m * sizeof(float));
-  }
+static inline lr_vf lr_gelu_v(lr_vf x) {
+  return 0.5f * x * (1.0f + lr_erfv(x * 0.70710678118654752f));
 }
 
-// din (n) += dout * gelu'(in), gelu'(x) = Phi(x) + x phi(x). Cannot fail.
-static inline void lr_gelu4_backward(float *din, const float *dout, const float *in, int64_t n) {
-  for (int64_t i = 0; i < n; i += 4) {
-    lr_v4f x = {0, 0, 0, 0}, g = {0, 0, 0, 0}, d = {0, 0, 0, 0};
-    int64_t m = n - i < 4 ? n - i : 4;
-    memcpy(&x, in + i, (size_t)m * sizeof(float));
-    memcpy(&g, dout + i, (size_t)m * sizeof(float));
-    memcpy(&d, din + i, (size_t)m * sizeof(float));
-    lr_v4f cdf = 0.5f * (1.0f + lr_erf4(x * 0.70710678118654752f));
-    lr_v4f pdf = 0.3989422804014327f * lr_exp4_neg(-0.5f * x * x);
-    d += g * (cdf + x * pdf);
-    memcpy(din + i, &d, (size_t)m * sizeof(float));
-  }
+// gelu'(x) = Phi(x) + x phi(x). Cannot fail.
+static inline lr_vf lr_gelu_grad_v(lr_vf x) {
+  lr_vf cdf = 0.5f * (1.0f + lr_erfv(x * 0.70710678118654752f));
+  lr_vf pdf = 0.3989422804014327f * lr_expv_neg(-0.5f * x * x);
+  return cdf + x * pdf;
 }
 
 #endif

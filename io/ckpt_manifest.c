@@ -475,8 +475,8 @@ static int get_shard(const vctx *v, const cJSON *o, int k, ckpt_shard_entry *e) 
 }
 
 static int get_all(const vctx *v, const cJSON *const f[], ckpt_manifest *m) {
-  int64_t x;
-  uint64_t u;
+  int64_t x = 0;
+  uint64_t u = 0;
   LR_CALL(get_int(v, f[M_STEP], "step", 0, 0, MAX_JSON_INT - 1, &m->step));
   LR_CALL(get_int(v, f[M_EPOCH], "epoch", 0, 0, MAX_JSON_INT - 1, &m->epoch));
   LR_CALL(get_int(v, f[M_CURSOR], "cursor", 0, 0, MAX_JSON_INT - 1, &m->cursor));

@@ -604,8 +604,9 @@ int main(void) {
   test_gelu();
   test_residual();
   test_dropout_grad();
-  test_dropout_mask(37);  // a partial block of 8 and of the 64-element chunk
-  test_dropout_mask(150); // several chunks
+  test_dropout_mask(37);  // a partial group of 8 and a partial chunk
+  test_dropout_mask(150); // one partial 256-element chunk
+  test_dropout_mask(600); // several chunks, the last partial
   test_dropout_rate();
   return t_done();
 }
