@@ -102,6 +102,9 @@ typedef struct {
   double ck_start_s;        // its start on this thread (pack, snapshot; fg: the write)
 } trainer;
 
+// Activation memory the default micro-batch aims at (train.micro_batch = 0).
+#define ACTS_BUDGET_BYTES ((size_t)256 << 20)
+
 #define CK_ITEM_ARRAYS 4  // w, m, v, best w
 #define CK_DENSE_ARRAYS 4 // params + loop block, m, v, best params
 
@@ -422,14 +425,20 @@ static int trainer_init_local(trainer *t, const lr_config *c) {
   if (P > 1)
     dist_log0("users: %d ranks, interaction imbalance %.3f (max/mean)\n", P,
               shard_imbalance(t->user_lo, t->ds.offsets, P));
-  // Micro-batch: bounded by the global batch and by what one rank can get.
-  t->Bm = c->train_micro_batch ? c->train_micro_batch
-                               : (c->train_batch_size < 256 ? c->train_batch_size : 256);
   lr_model_cfg mc = {t->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
                      c->model_layers, c->model_inner, (float)c->model_dropout,
                      (float)c->model_ln_eps, (lr_attn_kind)c->model_attention};
-  int64_t max_B = t->Bm > c->eval_batch_size ? t->Bm : c->eval_batch_size;
-  LR_CALL(model_init(&t->model, &mc, max_B, (uint64_t)c->train_seed));
+  // Micro-batch: train.micro_batch, else as many sequences as fit the
+  // activation budget, at most 256 and the global batch. Evaluation runs in
+  // chunks of the same size, so the activation arena is sized once for it.
+  if (c->train_micro_batch) {
+    t->Bm = c->train_micro_batch;
+  } else {
+    int64_t fit = (int64_t)(ACTS_BUDGET_BYTES / (model_acts_elems(&mc, 1) * sizeof(float)));
+    t->Bm = fit < 1 ? 1 : fit > 256 ? 256 : fit;
+    if (t->Bm > c->train_batch_size) t->Bm = c->train_batch_size;
+  }
+  LR_CALL(model_init(&t->model, &mc, t->Bm, (uint64_t)c->train_seed));
   LR_CALL(gradsync_init(&t->gsync, &t->model));
   return LR_OK;
 }
@@ -440,11 +449,13 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int
   // Data and config errors are alike on every rank: agree, report once.
   LR_CALL(dist_agree(trainer_init_local(t, c)));
   int64_t loss_rows = t->Bm * (t->ex.all ? t->N : 1);
-  int64_t eval_ids = c->eval_batch_size * (t->N + 101);
+  // evaluation passes: at most Bm users (dist/eval.c)
+  int64_t Be = c->eval_batch_size < t->Bm ? c->eval_batch_size : t->Bm;
+  int64_t eval_ids = Be * (t->N + 101);
   int64_t max_ids = t->Bm * t->N + loss_rows * t->C;
   if (max_ids < eval_ids) max_ids = eval_ids;
   int64_t ce_rows = c->train_objective == LR_OBJ_CE ? loss_rows : 0;
-  if (ce_rows < c->eval_batch_size) ce_rows = c->eval_batch_size;
+  if (ce_rows < Be) ce_rows = Be;
   lr_table_mode mode = choose_table(t, c->train_batch_size * (t->ex.all ? t->N : 1));
   LR_CALL(table_init(&t->table, mode, t->ds.n_items + 1, t->D, max_ids, ce_rows,
                      c->train_loss_tile, (uint64_t)c->train_seed));

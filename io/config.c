@@ -67,7 +67,7 @@ static const key_def KEYS[] = {
     {"train.batch_size", T_INT, OFF(train_batch_size), "256", 1, 1e8, NULL,
      "global batch (examples per optimizer step)"},
     {"train.micro_batch", T_INT, OFF(train_micro_batch), "0", 0, 1e8, NULL,
-     "examples per forward/backward chunk (bounds activation memory); 0 = min(batch, 256)"},
+     "examples per forward/backward chunk and per evaluation pass (bounds activation memory); 0 = as many as fit 256 MiB of activations, at most min(batch, 256)"},
     {"train.lr", T_FLOAT, OFF(train_lr), "1e-3", 0, 10, NULL, "Adam learning rate"},
     {"train.beta1", T_FLOAT, OFF(train_beta1), "0.9", 0, 0.999999, NULL, "Adam beta1"},
     {"train.beta2", T_FLOAT, OFF(train_beta2), "0.999", 0, 0.999999999, NULL, "Adam beta2"},

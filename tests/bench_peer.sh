@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# bench_peer.sh: linrec against the PyTorch peer (../shared/bench/torch_peer.py)
+# on this machine, back to back A B A B, and the ratios of issue 6's targets.
+# A benchmark, not a test: it prints figures. Needs Debian's python3-torch
+# for the peer (`apt-get install python3-torch`; only for benchmarking,
+# linrec does not depend on it).
+#
+# Usage: bench_peer.sh LINREC_BINARY SOURCE_DIR [what...]
+#   what: last (paper config, linrec, last position: 2 ranks x 1 thread and
+#         1 rank x 2 threads vs the peer with 2 threads), causal (linrec_causal,
+#         all positions), scaling (linrec at N = 200 and 3200, softmax at
+#         3200), smoke (a tiny run of every linrec path and, when torch is
+#         there, of the peer; what ctest runs). Default: last causal scaling.
+# Environment: PEER (path of torch_peer.py), STEPS (timed steps, default 8).
+set -euo pipefail
+bin=$1
+src=$2
+shift 2
+whats=${*:-last causal scaling}
+peer=${PEER:-$src/../shared/bench/torch_peer.py}
+steps=${STEPS:-8}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cores=$(nproc)
+have_torch=0
+/usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=1
+
+# linrec NAME RANKS THREADS [--set k=v]...: one `linrec bench` JSON line into $tmp/NAME.json
+linrec() {
+  local name=$1 np=$2 th=$3
+  shift 3
+  OPENBLAS_NUM_THREADS=$th mpirun -np "$np" --oversubscribe --mca mpi_yield_when_idle 1 \
+    -x OPENBLAS_NUM_THREADS "$bin" bench --config "$src/configs/bench.json" \
+    --set bench.steps="$steps" --set train.threads="$th" "$@" > "$tmp/$name.json" 2> "$tmp/$name.log" ||
+    { cat "$tmp/$name.log" >&2; return 1; }
+  line "linrec $name" "$tmp/$name.json"
+}
+# peer NAME [args...]: one torch_peer.py JSON line into $tmp/NAME.json
+peer() {
+  local name=$1
+  shift
+  /usr/bin/python3 "$peer" --steps "$steps" "$@" > "$tmp/$name.json"
+  line "peer   $name" "$tmp/$name.json"
+}
+line() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+d = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+extra = ""
+if "gflops" in d:
+    extra = "  %.1f GFLOP/s = %.0f%% of sgemm peak %.1f" % (d["gflops"], 100 * d["peak_frac"], d["sgemm_peak_gflops"])
+print("%-34s %8.1f seq/s  peak RSS %7.1f MiB%s" % (sys.argv[1], d["seq_per_s"], d["peak_rss_mib"], extra))
+PY
+}
+# ratio A B LABEL TARGET: best of A's runs over best of B's runs (seq/s)
+ratio() {
+  python3 - "$tmp" "$1" "$2" "$3" "$4" <<'PY'
+import glob, json, sys
+tmp, a, b, label, target = sys.argv[1:]
+def best(n):
+    return max(json.loads(open(f).read().strip().splitlines()[-1])["seq_per_s"]
+               for f in glob.glob("%s/%s.*.json" % (tmp, n)))
+r = best(a) / best(b)
+print("  %-58s %6.2f  (target %s)" % (label, r, target))
+PY
+}
+rss_ratio() {
+  python3 - "$tmp" "$1" "$2" <<'PY'
+import glob, json, sys
+tmp, a, b = sys.argv[1:]
+def rss(n):
+    return max(json.loads(open(f).read().strip().splitlines()[-1])["peak_rss_mib"]
+               for f in glob.glob("%s/%s.*.json" % (tmp, n)))
+print("  %-58s %6.2f  (target <= 0.33)" % ("peak RSS linrec (largest rank) / peer", rss(a) / rss(b)))
+PY
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(date -u +%F)"
+for what in $whats; do
+  case $what in
+  last)
+    echo "== linrec, last position, paper config (d=128, 8 heads, 2 layers, inner 256, N=200, 3416 items, batch 256)"
+    [ $have_torch = 1 ] || { echo "python3-torch is not installed: no peer" >&2; exit 1; }
+    for rep in 1 2; do
+      linrec "r2t1.$rep" 2 1
+      linrec "r1t2.$rep" 1 2
+      peer "peer_last.$rep" --attention linrec --positions last --threads "$cores"
+    done
+    ratio r2t1 peer_last "seq/s linrec 2 ranks x 1 thread / peer" ">= 2"
+    ratio r1t2 peer_last "seq/s linrec 1 rank x 2 threads / peer" ">= 2"
+    rss_ratio r2t1 peer_last
+    python3 - "$tmp" <<'PY'
+import glob, json, sys
+for n in ("r2t1", "r1t2"):
+    d = max((json.loads(open(f).read()) for f in glob.glob("%s/%s.*.json" % (sys.argv[1], n))),
+            key=lambda d: d["seq_per_s"])
+    print("  %-58s %6.2f  (target >= 0.50)" % ("GFLOP/s / sgemm peak, " + n, d["peak_frac"]))
+    print("    phases (s/step): " + ", ".join("%s %.3f" % kv for kv in d["phases"].items()))
+PY
+    ;;
+  causal)
+    echo "== linrec_causal, all positions, paper config"
+    [ $have_torch = 1 ] || { echo "python3-torch is not installed: no peer" >&2; exit 1; }
+    for rep in 1 2; do
+      linrec "causal.$rep" 2 1 --set model.attention=linrec_causal --set train.positions=all
+      peer "peer_causal.$rep" --attention linrec_causal --positions all --threads "$cores"
+    done
+    ratio causal peer_causal "seq/s linrec_causal all positions / peer" ">= 3"
+    ;;
+  scaling)
+    echo "== linear in N: linrec at N=200 and N=3200, softmax at N=3200 (batch 16, 2 ranks x 1 thread)"
+    long=(--set data.synthetic.users=40 --set data.synthetic.mean_len=8000 --set train.batch_size=16)
+    for rep in 1 2; do
+      linrec "n200.$rep" 2 1 "${long[@]}" --set model.max_len=200
+      linrec "n3200.$rep" 2 1 "${long[@]}" --set model.max_len=3200
+    done
+    STEPS=2 steps=2 linrec "soft3200.1" 2 1 "${long[@]}" --set model.max_len=3200 \
+      --set model.attention=softmax --set bench.warmup=1
+    python3 - "$tmp" <<'PY'
+import glob, json, sys
+def best(n):
+    return max(json.loads(open(f).read())["seq_per_s"] for f in glob.glob("%s/%s.*.json" % (sys.argv[1], n)))
+a, b, s = best("n200") * 200, best("n3200") * 3200, best("soft3200")
+print("  %-58s %6.2f  (target <= 1.5)" % ("(seq/s x N) at N=200 / at N=3200, linrec", a / b))
+print("  %-58s %6.1f  (target >= 10)" % ("seq/s linrec / softmax at N=3200", best("n3200") / s))
+PY
+    ;;
+  smoke)
+    tiny=(--set data.synthetic.users=60 --set data.synthetic.items=50 --set data.synthetic.mean_len=40
+          --set model.d=16 --set model.heads=2 --set model.inner=32 --set model.max_len=16
+          --set train.batch_size=8 --set bench.warmup=1)
+    steps=2
+    linrec smoke_last 2 1 "${tiny[@]}"
+    linrec smoke_causal 1 1 "${tiny[@]}" --set model.attention=linrec_causal --set train.positions=all
+    linrec smoke_soft 2 1 "${tiny[@]}" --set model.attention=softmax --set train.objective=sampled \
+      --set train.negatives=4
+    python3 - "$tmp" <<'PY'
+import json, sys
+keys = ("seq_per_s", "gflops", "sgemm_peak_gflops", "peak_rss_mib", "phases", "flops_per_seq")
+phases = ("embedding", "attention", "projections", "ffn", "loss", "optimizer", "communication")
+for n in ("smoke_last", "smoke_causal", "smoke_soft"):
+    d = json.loads(open("%s/%s.json" % (sys.argv[1], n)).read())
+    assert all(k in d for k in keys), (n, d)
+    assert all(p in d["phases"] for p in phases), (n, d["phases"])
+    assert d["seq_per_s"] > 0 and d["gflops"] > 0 and d["sgemm_peak_gflops"] > 0 and d["peak_rss_mib"] > 0, d
+print("smoke: every bench line has its fields")
+PY
+    if [ $have_torch = 1 ]; then
+      peer smoke_peer --d 16 --heads 2 --inner 32 --N 16 --items 50 --batch 8 --steps 2 --warmup 1 --threads 1
+    else
+      echo "smoke: python3-torch not installed, peer not run"
+    fi
+    ;;
+  *) echo "bench_peer.sh: unknown '$what' (last, causal, scaling, smoke)" >&2; exit 2 ;;
+  esac
+done
