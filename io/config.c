@@ -46,6 +46,8 @@ static const key_def KEYS[] = {
      "synthetic dataset: number of items"},
     {"data.synthetic.mean_len", T_FLOAT, OFF(syn_mean_len), "40", 3, 1e6, NULL,
      "synthetic dataset: mean interactions per user (long-tailed)"},
+    {"data.synthetic.interactions", T_INT, OFF(syn_inter), "0", 0, 1e12, NULL,
+     "synthetic dataset: exact total interactions (lengths adjusted by one at a time over users, keeping their long tail); 0 = as drawn"},
     {"data.synthetic.zipf", T_FLOAT, OFF(syn_zipf), "1.0", 0, 5, NULL,
      "synthetic dataset: Zipf exponent of item popularity"},
     {"data.synthetic.seed", T_INT, OFF(syn_seed), "1", 0, 9e18, NULL,
@@ -519,6 +521,7 @@ lr_data_opts config_data_opts(const lr_config *c) {
   o.synth.users = c->syn_users;
   o.synth.items = c->syn_items;
   o.synth.mean_len = c->syn_mean_len;
+  o.synth.interactions = c->syn_inter;
   o.synth.zipf = c->syn_zipf;
   o.synth.seed = (uint64_t)c->syn_seed;
   return o;

@@ -25,7 +25,7 @@ typedef struct {
   double data_min_rating;
   int64_t data_kcore;
   int data_dedup; // lr_dedup
-  int64_t syn_users, syn_items;
+  int64_t syn_users, syn_items, syn_inter;
   double syn_mean_len, syn_zipf;
   int64_t syn_seed;
   // model.*

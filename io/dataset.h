@@ -38,6 +38,7 @@ typedef enum { LR_DEDUP_NONE = 0, LR_DEDUP_FIRST, LR_DEDUP_LAST } lr_dedup;
 typedef struct {
   int64_t users, items; // catalog size
   double mean_len;      // mean interactions per user (long-tailed lengths)
+  int64_t interactions; // > 0: exact total (lengths adjusted to it), 0: as drawn
   double zipf;          // item popularity exponent
   uint64_t seed;
 } lr_synth_opts;

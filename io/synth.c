@@ -11,7 +11,9 @@
 //   probability 0.85, else from a topic drawn by topic popularity; the
 //   successors are followed with probabilities 0.45, 0.30, 0.15, 0.10.
 //   Users. Length n = 3 + round(X), X lognormal (sigma 1) with mean
-//   mean_len - 3, capped at min(I, 3 + 50 (mean_len - 3)). Step 0 draws a
+//   mean_len - 3, capped at min(I, 3 + 50 (mean_len - 3)); with
+//   `interactions` set, lengths are then moved by one at a time, user by
+//   user, until they sum to it exactly (fit_total). Step 0 draws a
 //   topic z (by topic popularity) and an item of z (Zipf). Each later step
 //   first switches z to a fresh topic with probability 0.05 (interest
 //   drift), then takes a successor of the previous item with probability
@@ -154,6 +156,11 @@ static int model_init(synth_model *m, const lr_synth_opts *o) {
   return LR_OK;
 }
 
+// Longest history for mean_len.
+static int64_t len_cap(const synth_model *m, double mean_len) {
+  return (int64_t)fmin((double)m->I, 3.0 + 50.0 * fmax(mean_len - 3.0, 0.0));
+}
+
 // History length of user u.
 static int64_t user_len(const synth_model *m, int64_t u, double mean_len) {
   double extra = mean_len - 3.0;
@@ -161,9 +168,25 @@ static int64_t user_len(const synth_model *m, int64_t u, double mean_len) {
   lr_rng4 r = draw(m, (uint32_t)u, TAG_LEN, 0);
   double mu = log(extra) - 0.5 * LEN_SIGMA * LEN_SIGMA;
   double x = exp(mu + LEN_SIGMA * lr_normal(r));
-  double cap = fmin((double)m->I, 3.0 + 50.0 * extra);
+  double cap = (double)len_cap(m, mean_len);
   double n = 3.0 + floor(x + 0.5);
   return (int64_t)(n < cap ? n : cap);
+}
+
+// Make the lengths len (U) sum to `total` exactly: sweep the users in order,
+// moving each length by one toward the target while it stays in [3, cap],
+// until the sum is reached; the shape of the distribution is kept (every
+// length moves by at most ceil(|difference| / U)).
+static void fit_total(int64_t *len, int64_t U, int64_t total, int64_t cap) {
+  int64_t sum = 0;
+  for (int64_t u = 0; u < U; u++) sum += len[u];
+  while (sum != total) {
+    const int64_t step = sum < total ? 1 : -1;
+    for (int64_t u = 0; u < U && sum != total; u++) {
+      const int64_t n = len[u] + step;
+      if (n >= 3 && n <= cap) len[u] = n, sum += step;
+    }
+  }
 }
 
 // One candidate next item from two words: transition test and choice.
@@ -217,6 +240,16 @@ int data_synthesize(lr_dataset *ds, const lr_synth_opts *o) {
            "synthetic data: zipf must be in [0, 5], got %g", o->zipf);
   synth_model m;
   LR_CALL(model_init(&m, o));
+  const int64_t cap = len_cap(&m, o->mean_len);
+  if (o->interactions &&
+      (o->interactions < 3 * o->users || o->interactions > cap * o->users)) {
+    model_free(&m);
+    return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
+                    "synthetic data: interactions=%lld cannot be reached by %lld users with "
+                    "lengths in [3, %lld] (mean_len=%g)",
+                    (long long)o->interactions, (long long)o->users, (long long)cap,
+                    o->mean_len);
+  }
   int rc = LR_OK;
   int64_t U = o->users;
   int32_t *seen = malloc((size_t)(m.I + 1) * sizeof *seen);
@@ -224,10 +257,13 @@ int data_synthesize(lr_dataset *ds, const lr_synth_opts *o) {
   ds->user_orig = lr_calloc((size_t)U, sizeof *ds->user_orig, "synthetic user ids");
   ds->item_orig = lr_calloc((size_t)m.I + 1, sizeof *ds->item_orig, "synthetic item ids");
   if (!seen || !ds->offsets || !ds->user_orig || !ds->item_orig) goto nomem;
+  // lengths first (in offsets[1..U]), then their prefix sums
   for (int64_t u = 0; u < U; u++) {
-    ds->offsets[u + 1] = ds->offsets[u] + user_len(&m, u, o->mean_len);
+    ds->offsets[u + 1] = user_len(&m, u, o->mean_len);
     ds->user_orig[u] = u + 1;
   }
+  if (o->interactions) fit_total(ds->offsets + 1, U, o->interactions, cap);
+  for (int64_t u = 0; u < U; u++) ds->offsets[u + 1] += ds->offsets[u];
   for (int64_t i = 0; i <= m.I; i++)
     ds->item_orig[i] = i;
   ds->n_users = U;

@@ -170,13 +170,13 @@ static void test_learnable(void) {
 }
 
 static void test_ml20m_shape(void) {
-  lr_synth_opts o = {.users = 138493, .items = 26744, .mean_len = 144.41, .zipf = 1.0, .seed = 1};
+  lr_synth_opts o = {.users = 138493, .items = 26744, .mean_len = 144.41, .zipf = 1.0, .seed = 1,
+                     .interactions = 20000263};
   lr_dataset ds;
   double t0 = now_s();
   int rc = data_synthesize(&ds, &o);
   double dt = now_s() - t0;
-  t_check(rc == LR_OK && ds.n_users == 138493 && ds.n_items == 26744 &&
-              fabs((double)ds.n_inter - 2e7) < 0.02 * 2e7,
+  t_check(rc == LR_OK && ds.n_users == 138493 && ds.n_items == 26744 && ds.n_inter == 20000263,
           "synth: ML-20M shape: %lld users, %lld items, %lld interactions in %.2f s",
           (long long)ds.n_users, (long long)ds.n_items, (long long)ds.n_inter, dt);
   if (rc == LR_OK) check_shape(&ds, &o, "ML-20M shape");
@@ -184,8 +184,34 @@ static void test_ml20m_shape(void) {
   dataset_free(&ds);
 }
 
+// data.synthetic.interactions: the exact total, up or down from the drawn
+// one, and an unreachable total refused.
+static void test_exact_total(void) {
+  lr_synth_opts o = {.users = 500, .items = 300, .mean_len = 20, .zipf = 1.0, .seed = 3};
+  lr_dataset ds;
+  int ok = data_synthesize(&ds, &o) == LR_OK;
+  int64_t drawn = ok ? ds.n_inter : 0;
+  if (ok) dataset_free(&ds);
+  for (int64_t want = drawn - 777; ok && want <= drawn + 777; want += 777) {
+    o.interactions = want;
+    ok &= data_synthesize(&ds, &o) == LR_OK && ds.n_inter == want;
+    lr_synth_opts asked = o; // check_shape compares the mean with mean_len
+    asked.mean_len = (double)want / (double)o.users;
+    if (ok) check_shape(&ds, &asked, "exact total");
+    if (ok) dataset_free(&ds);
+  }
+  t_check(ok, "synth: interactions = drawn -777, +0, +777 reached exactly (drawn %lld)",
+          (long long)drawn);
+  o.interactions = 2 * 500; // below 3 per user
+  int rc = data_synthesize(&ds, &o);
+  t_check(rc == LR_ERR_CONFIG && strstr(lr_error_msg(), "interactions=1000"),
+          "synth: unreachable interactions refused: %s", lr_error_msg());
+  lr_error_clear();
+}
+
 int main(void) {
   test_determinism();
+  test_exact_total();
   test_options();
   test_learnable();
   test_ml20m_shape();
