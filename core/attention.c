@@ -22,6 +22,7 @@
 
 #include "gemm.h" // lr_sgemm, lr_sgemm_batched, lr_dgemm
 #include "lr.h"   // LR_ASSERT
+#include "vmath.h" // LR_VL, LR_HOT_CLONES
 
 // ---- kind names ----------------------------------------------------------------
 
@@ -194,67 +195,72 @@ static void dgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, i
 //
 // Float: libm's expm1f/expf are scalar and cost ~10 ns each, more than all
 // the GEMMs of the linear kinds together, so the float path evaluates them
-// four lanes at a time with GCC/Clang vector extensions (no -ffast-math, no
-// ISA flags): x = k ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2),
+// LR_VL lanes at a time with GCC/Clang vector extensions (no -ffast-math, no
+// ISA flags; the kernels are cloned for AVX-512 and AVX2): x = k ln2 + r with
+// |r| <= ln2/2 (Cody-Waite split of ln2),
 // e^x = 2^k (1 + q), q = expm1(r) by its degree-7 Taylor polynomial
 // (truncation < 2e-8 relative), 2^k built in the exponent bits; x is clamped
 // to [-87, 0]. Measured error over [-80, 1]: < 9e-8 relative (1.5 ulp) for
 // elu, elu' and exp. Selections are done on the bit patterns, and 0*x is
 // added so a NaN input stays NaN.
-typedef float v4f_ __attribute__((vector_size(16)));
-typedef int32_t v4i_ __attribute__((vector_size(16)));
-enum { EXP4_ELU, EXP4_ELU_GRAD, EXP4_EXP };
+typedef float vf_ __attribute__((vector_size(4 * LR_VL))); // LR_VL lanes (vmath.h)
+typedef int32_t vi_ __attribute__((vector_size(4 * LR_VL)));
+enum { EXPV_ELU, EXPV_ELU_GRAD, EXPV_EXP };
 
-__attribute__((always_inline)) static inline v4f_ exp4_f32(v4f_ x, int what) {
-  const v4i_ lim = (v4i_){0} + (int32_t)0xC2AE0000u; // bits of -87.0f
-  v4i_ ix = (v4i_)x;
-  v4i_ xn_bits = ix & (ix < 0);               // x if x < 0 (or -0), else +0
-  v4i_ big = (xn_bits > lim) & (xn_bits < 0); // x < -87 (negative floats order reversed)
+__attribute__((always_inline)) static inline vf_ expv_f32(vf_ x, int what) {
+  const vi_ lim = (vi_){0} + (int32_t)0xC2AE0000u; // bits of -87.0f
+  vi_ ix = (vi_)x;
+  vi_ xn_bits = ix & (ix < 0);               // x if x < 0 (or -0), else +0
+  vi_ big = (xn_bits > lim) & (xn_bits < 0); // x < -87 (negative floats order reversed)
   xn_bits = (xn_bits & ~big) | (lim & big);
-  v4f_ xn = (v4f_)xn_bits;
-  v4f_ k = (xn * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
-  v4f_ r = (xn - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-  v4f_ q =
+  vf_ xn = (vf_)xn_bits;
+  vf_ k = (xn * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
+  vf_ r = (xn - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+  vf_ q =
       r + r * r *
               (0.5f + r * (0.16666667f +
                            r * (0.041666668f +
                                 r * (0.008333334f + r * (0.0013888889f + r * 0.0001984127f)))));
-  v4f_ two_k = (v4f_)((__builtin_convertvector(k, v4i_) + 127) << 23);
-  v4f_ nan_keep = 0.0f * x;
-  if (what == EXP4_EXP) return two_k * q + two_k + nan_keep;
-  v4i_ pos = ix > 0; // x > 0 (or a positive NaN)
-  if (what == EXP4_ELU) {
-    v4f_ e = two_k * q + (two_k - 1.0f) + nan_keep; // 2^k q + (2^k - 1): exact near 0
-    return (v4f_)((ix & pos) | ((v4i_)e & ~pos));
+  vf_ two_k = (vf_)((__builtin_convertvector(k, vi_) + 127) << 23);
+  vf_ nan_keep = 0.0f * x;
+  if (what == EXPV_EXP) return two_k * q + two_k + nan_keep;
+  vi_ pos = ix > 0; // x > 0 (or a positive NaN)
+  if (what == EXPV_ELU) {
+    vf_ e = two_k * q + (two_k - 1.0f) + nan_keep; // 2^k q + (2^k - 1): exact near 0
+    return (vf_)((ix & pos) | ((vi_)e & ~pos));
   }
-  v4f_ e = two_k * q + two_k + nan_keep;
-  v4i_ one = (v4i_){0} + 0x3f800000;
-  return (v4f_)((one & pos) | ((v4i_)e & ~pos));
+  vf_ e = two_k * q + two_k + nan_keep;
+  vi_ one = (vi_){0} + 0x3f800000;
+  return (vf_)((one & pos) | ((vi_)e & ~pos));
 }
 
 // Inlined into each wrapper below so `what` is a constant there.
-__attribute__((always_inline)) static inline void exp4_run_f32(float *y, const float *x, int64_t n,
+__attribute__((always_inline)) static inline void expv_run_f32(float *y, const float *x, int64_t n,
                                                                int what) {
   int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    v4f_ v;
+  for (; i + LR_VL <= n; i += LR_VL) {
+    vf_ v;
     memcpy(&v, x + i, sizeof v);
-    v = exp4_f32(v, what);
+    v = expv_f32(v, what);
     memcpy(y + i, &v, sizeof v);
   }
   if (i < n) { // tail through a zero-padded vector, so every element sees the same code
-    v4f_ v = {0, 0, 0, 0};
+    vf_ v = {0};
     memcpy(&v, x + i, (size_t)(n - i) * sizeof(float));
-    v = exp4_f32(v, what);
+    v = expv_f32(v, what);
     memcpy(y + i, &v, (size_t)(n - i) * sizeof(float));
   }
 }
 
-static void elu_run_f32(float *y, const float *x, int64_t n) { exp4_run_f32(y, x, n, EXP4_ELU); }
-static void elu_grad_run_f32(float *y, const float *x, int64_t n) {
-  exp4_run_f32(y, x, n, EXP4_ELU_GRAD);
+LR_HOT_CLONES static void elu_run_f32(float *y, const float *x, int64_t n) {
+  expv_run_f32(y, x, n, EXPV_ELU);
 }
-static void exp_run_f32(float *y, const float *x, int64_t n) { exp4_run_f32(y, x, n, EXP4_EXP); }
+LR_HOT_CLONES static void elu_grad_run_f32(float *y, const float *x, int64_t n) {
+  expv_run_f32(y, x, n, EXPV_ELU_GRAD);
+}
+LR_HOT_CLONES static void exp_run_f32(float *y, const float *x, int64_t n) {
+  expv_run_f32(y, x, n, EXPV_EXP);
+}
 
 // Double (the gradient-test path): libm, exact to the last bit that matters.
 static void elu_run_f64(double *y, const double *x, int64_t n) {

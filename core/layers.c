@@ -50,11 +50,11 @@ static uint32_t dropout_threshold(float p) {
   return thr > 65535 ? 65535u : (uint32_t)thr;
 }
 
-// keep[i] = keep bit of element j0 + i of the row, i < n <= DROPOUT_CHUNK;
+// keep[i] = keep bit (1.0f or 0.0f) of element j0 + i of the row, i < n <= DROPOUT_CHUNK;
 // j0 is a multiple of 8. The Philox calls of the chunk's 8-element groups
 // run side by side (lane k: counter c3 = j0/8 + k): the same rounds as
 // lr_philox, written over arrays so the compiler vectorises them.
-LR_HOT_CLONES static void dropout_keep(uint8_t *keep, lr_dropout dp, uint32_t c2, uint32_t thr,
+LR_HOT_CLONES static void dropout_keep(float *keep, lr_dropout dp, uint32_t c2, uint32_t thr,
                                        uint64_t row_id, int64_t j0, int64_t n) {
   LR_ASSERT(j0 / 8 + DROPOUT_LANES <= (int64_t)UINT32_MAX);
   const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
@@ -78,11 +78,16 @@ LR_HOT_CLONES static void dropout_keep(uint8_t *keep, lr_dropout dp, uint32_t c2
     }
     k0 += W0, k1 += W1;
   }
+  // element 8k+i <- half i%2 of word i/2 of lane k (full groups, vectorised)
+  float full[DROPOUT_CHUNK];
   for (int64_t k = 0; k < lanes; k++) {
-    const uint32_t w[4] = {x0[k], x1[k], x2[k], x3[k]};
-    const int64_t m = n - 8 * k < 8 ? n - 8 * k : 8;
-    for (int64_t i = 0; i < m; i++) keep[8 * k + i] = ((w[i >> 1] >> (16 * (i & 1))) & 0xffffu) >= thr;
+    float *o = full + 8 * k;
+    o[0] = (x0[k] & 0xffffu) >= thr ? 1.0f : 0.0f, o[1] = (x0[k] >> 16) >= thr ? 1.0f : 0.0f;
+    o[2] = (x1[k] & 0xffffu) >= thr ? 1.0f : 0.0f, o[3] = (x1[k] >> 16) >= thr ? 1.0f : 0.0f;
+    o[4] = (x2[k] & 0xffffu) >= thr ? 1.0f : 0.0f, o[5] = (x2[k] >> 16) >= thr ? 1.0f : 0.0f;
+    o[6] = (x3[k] & 0xffffu) >= thr ? 1.0f : 0.0f, o[7] = (x3[k] >> 16) >= thr ? 1.0f : 0.0f;
   }
+  memcpy(keep, full, (size_t)n * sizeof(float));
 }
 
 // ---- float GELU, LR_VL lanes at a time (vmath.h) ---------------------------------------
