@@ -56,8 +56,8 @@
 //      rank 0:    if all succeeded: ckpt_manifest_add_shard for each entry,
 //                 ckpt_manifest_write (the commit), ckpt_update_latest,
 //                 ckpt_prune; broadcast status
-//    Resume: rank 0 runs ckpt_find_latest_valid and ckpt_manifest_check_config
-//    and broadcasts the directory; every rank then ckpt_manifest_read and
+//    Resume: rank 0 runs ckpt_find_latest_valid, dist/ckpt_resume.c checks
+//    the manifest's config against the run's and broadcasts the directory; every rank then ckpt_manifest_read and
 //    ckpt_load_rows for its own (possibly re-cut) row range.
 //
 // Durability: each file is written to NAME.tmp, fsync'ed, closed, renamed to
@@ -202,13 +202,6 @@ int ckpt_manifest_write(const char *dir, const ckpt_manifest *m);
 // opened (errno ENOENT: the checkpoint is incomplete), LR_ERR_CORRUPT naming
 // the byte offset and what is wrong, LR_ERR_NOMEM.
 int ckpt_manifest_read(const char *dir, ckpt_manifest *m);
-
-// Check that the checkpoint in `dir` was written by the config with hash
-// expected_hash. LR_OK, or LR_ERR_CONFIG naming both hashes and, when
-// expected_json (config_to_json text) is given, the first keys whose values
-// differ, with a HINT. Cannot otherwise fail.
-int ckpt_manifest_check_config(const ckpt_manifest *m, const char *dir, uint64_t expected_hash,
-                               const char *expected_json);
 
 // Print a human-readable summary (step, config hash, shards, sizes). Cannot fail.
 void ckpt_inspect_print(FILE *f, const ckpt_manifest *m);

@@ -572,51 +572,7 @@ int ckpt_manifest_read(const char *dir, ckpt_manifest *m) {
 }
 
 // ---------------------------------------------------------------------------
-// config comparison and printing
-
-// Append to out the dotted names of members whose values differ between a
-// and b (recursing into objects), at most *budget of them.
-static void diff_keys(const cJSON *a, const cJSON *b, const char *prefix, char *out, size_t size,
-                      int *budget) {
-  for (const cJSON *x = a ? a->child : NULL; x && *budget > 0; x = x->next) {
-    char name[256];
-    snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", x->string ? x->string : "");
-    const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
-    if (cJSON_IsObject(x) && cJSON_IsObject(y)) {
-      diff_keys(x, y, name, out, size, budget);
-      continue;
-    }
-    if (y && cJSON_Compare(x, y, 1)) continue;
-    char *vx = cJSON_PrintUnformatted(x), *vy = y ? cJSON_PrintUnformatted(y) : NULL;
-    size_t n = strlen(out);
-    snprintf(out + n, size - n, "%s%s (checkpoint %.40s, this run %.40s)", n ? "; " : "", name,
-             vx ? vx : "?", y ? (vy ? vy : "?") : "absent");
-    cJSON_free(vx);
-    cJSON_free(vy);
-    --*budget;
-  }
-}
-
-int ckpt_manifest_check_config(const ckpt_manifest *m, const char *dir, uint64_t expected_hash,
-                               const char *expected_json) {
-  LR_CHECK(m, LR_ERR_ARG, "ckpt_manifest_check_config: NULL manifest");
-  if (m->config_hash == expected_hash) return LR_OK;
-  char diff[700] = "";
-  if (expected_json && m->config_json) {
-    cJSON *a = cJSON_Parse(m->config_json), *b = cJSON_Parse(expected_json);
-    int budget = 4;
-    if (a && b) diff_keys(a, b, "", diff, sizeof diff, &budget);
-    if (a && b && budget > 0) diff_keys(b, a, "", diff, sizeof diff, &budget); // keys only in b
-    cJSON_Delete(a);
-    cJSON_Delete(b);
-  }
-  return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
-                  "%s: checkpoint written by another config (hash %016" PRIx64
-                  ", this run's %016" PRIx64 ")%s%s\nHINT: resume with the config that wrote it "
-                  "(`linrec ckpt inspect` prints it), or write checkpoints to a fresh directory",
-                  dir ? dir : "checkpoint", m->config_hash, expected_hash,
-                  diff[0] ? "; differing keys: " : "", diff);
-}
+// printing
 
 static void print_bytes(FILE *f, double b) {
   if (b >= 1e9)
