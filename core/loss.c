@@ -18,14 +18,80 @@
 // Nothing here allocates: callers pass the scratch.
 #include "loss.h"
 
-#include <math.h> // exp, log, log1p and float twins, INFINITY
+#include <math.h>   // exp, log, log1p and float twins, INFINITY
+#include <string.h> // memcpy
 
-#include "gemm.h" // lr_sgemm, lr_dgemm
-#include "lr.h"   // LR_ASSERT
+#include "gemm.h"  // lr_sgemm, lr_dgemm
+#include "lr.h"    // LR_ASSERT
+#include "vmath.h" // lr_expv_neg, LR_VL, LR_HOT_CLONES
 
 size_t ce_scratch_elems(int64_t M, int64_t tile) {
   LR_ASSERT(M >= 0 && tile >= 1);
   return (size_t)M * (size_t)tile + 3 * (size_t)M;
+}
+
+// ---- float rows of the cross-entropy, LR_VL lanes at a time ------------------------
+// The float path's exponentials are vmath.h's (relative error < 3e-7; every
+// argument here is <= 0), its sums of them are kept in double lanes.
+
+typedef double vd8_ __attribute__((vector_size(64)));
+
+// max over s (n >= 1). Exact (a max has no rounding).
+LR_HOT_CLONES static float row_max_f32(const float *s, int64_t n) {
+  float mx = s[0];
+  int64_t j = 0;
+  if (n >= LR_VL) {
+    lr_vf m;
+    memcpy(&m, s, sizeof m);
+    for (j = LR_VL; j + LR_VL <= n; j += LR_VL) {
+      lr_vf x;
+      memcpy(&x, s + j, sizeof x);
+      lr_vi gt = x > m; // lanes: -1 where x > m
+      m = (lr_vf)(((lr_vi)x & gt) | ((lr_vi)m & ~gt));
+    }
+    for (int k = 0; k < LR_VL; k++) mx = m[k] > mx ? m[k] : mx;
+  }
+  for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+  return mx;
+}
+
+// sum_j exp(s_j - mx) for s_j <= mx, in double.
+LR_HOT_CLONES static double row_sumexp_f32(const float *s, int64_t n, float mx) {
+  vd8_ a = {0}, b = {0};
+  int64_t j = 0;
+  for (; j + LR_VL <= n; j += LR_VL) {
+    lr_vf x;
+    memcpy(&x, s + j, sizeof x);
+    lr_vf e = lr_expv_neg(x - mx);
+    a += __builtin_convertvector(__builtin_shufflevector(e, e, 0, 1, 2, 3, 4, 5, 6, 7), vd8_);
+    b += __builtin_convertvector(__builtin_shufflevector(e, e, 8, 9, 10, 11, 12, 13, 14, 15), vd8_);
+  }
+  double acc = 0;
+  for (int k = 0; k < 8; k++) acc += a[k] + b[k];
+  if (j < n) {
+    lr_vf x = {0};
+    memcpy(&x, s + j, (size_t)(n - j) * sizeof(float));
+    lr_vf e = lr_expv_neg(x - mx);
+    for (int64_t k = 0; k < n - j; k++) acc += (double)e[k];
+  }
+  return acc;
+}
+
+// s_j = coef * exp(s_j - l) in place, for s_j <= l.
+LR_HOT_CLONES static void row_softmax_scaled_f32(float *s, int64_t n, float l, float coef) {
+  int64_t j = 0;
+  for (; j + LR_VL <= n; j += LR_VL) {
+    lr_vf x;
+    memcpy(&x, s + j, sizeof x);
+    x = coef * lr_expv_neg(x - l);
+    memcpy(s + j, &x, sizeof x);
+  }
+  if (j < n) {
+    lr_vf x = {0};
+    memcpy(&x, s + j, (size_t)(n - j) * sizeof(float));
+    x = coef * lr_expv_neg(x - l);
+    memcpy(s + j, &x, (size_t)(n - j) * sizeof(float));
+  }
 }
 
 // The include order below is the instantiation order: keep it unsorted.

@@ -44,10 +44,14 @@ void ce_lse(float *lse, const float *rmax, const float *rsum, int64_t M);
 // drows ((hi-lo),D) += scale/M_total * sum_m (softmax_mv - [v==tgt_m]) hs_m.
 // M_total is the number of loss rows the mean is over (>= M). Row 0 of the
 // table (global id 0, when lo == 0) is skipped: drows row 0 is never written.
-// dhs or drows may be NULL. scratch: M*tile elements.
+// dhs or drows may be NULL. scratch: M*tile elements. reuse = 1 promises
+// that scratch still holds the logits of the ce_stats call on the same hs,
+// rows and slice: when the slice is one tile (hi - max(lo, 1) <= tile) they
+// are not computed again (a quarter of the loss's FLOPs); otherwise, and
+// with reuse = 0, every tile is recomputed.
 void ce_backward(float *dhs, float *drows, const float *hs, const int32_t *tgt, const float *rows,
                  const float *lse, int64_t lo, int64_t hi, int64_t M, int64_t M_total, int64_t D,
-                 int64_t tile, float scale, float *scratch);
+                 int64_t tile, float scale, float *scratch, int reuse);
 
 // Single-slice convenience (the whole catalog local): returns the mean loss
 // over M rows and accumulates dhs, drows (rows = whole table incl. row 0).
@@ -87,7 +91,8 @@ void ce_stats_merge_f64(double *rmax, double *rsum, const double *rmax2, const d
 void ce_lse_f64(double *lse, const double *rmax, const double *rsum, int64_t M);
 void ce_backward_f64(double *dhs, double *drows, const double *hs, const int32_t *tgt,
                      const double *rows, const double *lse, int64_t lo, int64_t hi, int64_t M,
-                     int64_t M_total, int64_t D, int64_t tile, double scale, double *scratch);
+                     int64_t M_total, int64_t D, int64_t tile, double scale, double *scratch,
+                     int reuse);
 double ce_forward_backward_f64(double *dhs, double *drows, const double *hs, const int32_t *tgt,
                                const double *table, int64_t n_rows, int64_t M, int64_t D,
                                int64_t tile, double *scratch);

@@ -106,7 +106,7 @@ int table_ce(lr_table *t, double *loss_local, double *loss_global, float *dhs, c
   *loss_local += sum / (double)M_total;
   if (dhs)
     ce_backward(dhs, t->tab.g, hs, tgt, t->tab.w, t->rmax, 0, t->n_rows, M, M_total, D, t->tile,
-                1.0f, t->ce_scratch);
+                1.0f, t->ce_scratch, 1); // the logits of ce_stats just above
   t->loss.calls++;
   t->loss.seconds += dist_wtime() - t0;
   return LR_OK;

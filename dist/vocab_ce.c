@@ -155,7 +155,7 @@ int vocab_ce_forward_backward(vocab_ce_plan *p, double *loss, float *dhs, float 
       const int64_t mb = Ma - b < tr ? Ma - b : tr;
       ce_backward(p->dhs_all + (size_t)b * (size_t)D, drows, p->hs_all + (size_t)b * (size_t)D,
                   p->tgt_all + b, rows, p->lse + b, p->lo, p->hi, mb, M_total, D, p->tile, scale,
-                  p->scratch);
+                  p->scratch, Ma <= tr); // one block: scratch holds its logits from global_lse
     }
     LR_CALL(dist_reduce_scatter_sum_f(p->dhs_mine, p->dhs_all, p->cnt_f));
     for (int64_t i = 0; i < M * D; i++)

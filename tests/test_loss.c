@@ -216,9 +216,9 @@ static void test_ce_split(void) {
     // backward per slice with the global lse sums to the whole gradient
     memset(dh, 0, M * D * 8), memset(dr, 0, n * D * 8);
     ce_backward_f64(dh, dr, f.hs, f.tgt, f.table, lse_ab, 0, k, M, M_total, D, tile, scale,
-                    f.scratch);
+                    f.scratch, 0);
     ce_backward_f64(dh, dr + k * D, f.hs, f.tgt, f.table + k * D, lse_ab, k, n, M, M_total, D, tile,
-                    scale, f.scratch);
+                    scale, f.scratch, 0);
     snprintf(name, sizeof name, "ce split k=%lld: dhs (scale, M_total) = naive", (long long)k);
     t_close_d(dh, rdh, M * D, 1e-12, name);
     snprintf(name, sizeof name, "ce split k=%lld: drows = naive", (long long)k);
@@ -274,13 +274,29 @@ static void test_ce_fd(void) {
   double *st = t_alloc(3 * M, 8);
   ce_stats_f64(st, st + M, st + 2 * M, f.hs, f.tgt, f.table, 0, n, M, D, tile, f.scratch);
   ce_lse_f64(lse, st, st + M, M);
-  ce_backward_f64(dh, dr, f.hs, f.tgt, f.table, lse, 0, n, M, M_total, D, tile, scale, f.scratch);
+  ce_backward_f64(dh, dr, f.hs, f.tgt, f.table, lse, 0, n, M, M_total, D, tile, scale, f.scratch,
+                  0);
   float *dh_f = t_alloc(M * D, 4), *dr_f = t_alloc(n * D, 4), *lse_f = t_alloc(M, 4);
   float *st_f = t_alloc(3 * M, 4);
   ce_stats(st_f, st_f + M, st_f + 2 * M, f.hs_f, f.tgt, f.table_f, 0, n, M, D, tile, f.scratch_f);
   ce_lse(lse_f, st_f, st_f + M, M);
   ce_backward(dh_f, dr_f, f.hs_f, f.tgt, f.table_f, lse_f, 0, n, M, M_total, D, tile, (float)scale,
-              f.scratch_f);
+              f.scratch_f, 0);
+  // One tile (tile >= I): backward may take ce_stats's logits from scratch.
+  {
+    float *a = t_alloc(M * D, 4), *ar = t_alloc(n * D, 4), *b = t_alloc(M * D, 4);
+    float *br = t_alloc(n * D, 4);
+    ce_stats(st_f, st_f + M, st_f + 2 * M, f.hs_f, f.tgt, f.table_f, 0, n, M, D, n, f.scratch_f);
+    ce_lse(lse_f, st_f, st_f + M, M);
+    ce_backward(a, ar, f.hs_f, f.tgt, f.table_f, lse_f, 0, n, M, M_total, D, n, (float)scale,
+                f.scratch_f, 0);
+    ce_stats(st_f, st_f + M, st_f + 2 * M, f.hs_f, f.tgt, f.table_f, 0, n, M, D, n, f.scratch_f);
+    ce_backward(b, br, f.hs_f, f.tgt, f.table_f, lse_f, 0, n, M, M_total, D, n, (float)scale,
+                f.scratch_f, 1);
+    t_check(!memcmp(a, b, M * D * 4) && !memcmp(ar, br, n * D * 4),
+            "ce: one tile, backward on ce_stats's logits = recomputed (bitwise)");
+    free(a), free(ar), free(b), free(br);
+  }
 
   double *fd = t_alloc(n * D, 8);
   t_fd_grad(fd, ce_fd_f, &c, f.hs, M * D, FD_H);
