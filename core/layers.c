@@ -19,6 +19,7 @@
 
 #include "gemm.h" // lr_sgemm, lr_dgemm
 #include "lr.h"   // LR_ASSERT
+#include "par.h"  // lr_par_for
 #include "rng.h"  // lr_philox, LR_STREAM_DROPOUT
 #include "vmath.h" // lr_erff_fast, lr_expf_fast (float GELU)
 
@@ -129,6 +130,22 @@ LR_HOT_CLONES static void gelu_backward_f32v(float *din, const float *dout, cons
     d += g * lr_gelu_grad_v(x);
     memcpy(din + i, &d, m);
   }
+}
+
+// The element ranges of the threaded float GELU.
+typedef struct {
+  float *out, *din;
+  const float *in, *dout;
+} gelu_par;
+
+static void gelu_forward_part(void *vc, int64_t lo, int64_t hi) {
+  const gelu_par *c = vc;
+  gelu_forward_f32v(c->out + lo, c->in + lo, hi - lo);
+}
+
+static void gelu_backward_part(void *vc, int64_t lo, int64_t hi) {
+  const gelu_par *c = vc;
+  gelu_backward_f32v(c->din + lo, c->dout + lo, c->in + lo, hi - lo);
 }
 
 // ---- the two instantiations ---------------------------------------------------------

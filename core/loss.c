@@ -23,6 +23,7 @@
 
 #include "gemm.h"  // lr_sgemm, lr_dgemm
 #include "lr.h"    // LR_ASSERT
+#include "par.h"   // lr_par_for
 #include "vmath.h" // lr_expv_neg, LR_VL, LR_HOT_CLONES
 
 size_t ce_scratch_elems(int64_t M, int64_t tile) {

@@ -27,6 +27,7 @@
 #include "lr.h"
 #include "model.h"
 #include "modelfile.h"
+#include "par.h"
 #include "train.h"
 
 #define EXIT_RUNTIME 1
@@ -228,7 +229,7 @@ static int set_threads(const lr_config *c) {
     n = cores > ranks ? (int)(cores / ranks) : 1;
   }
   lr_blas_set_threads(n);
-  return LR_OK;
+  return lr_par_set_threads(lr_blas_threads()); // the non-BLAS work gets as many
 }
 
 static int cmd_train(const cli *a, int *exit_code) {

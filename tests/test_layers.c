@@ -8,6 +8,8 @@
 #include <string.h> // memcpy, memset
 
 #include "layers.h"
+#include "lr.h"             // LR_OK
+#include "par.h"            // lr_par_set_threads
 #include "ref_layers.h" // t_fd_grad, t_alloc, conversions
 #include "rng.h"        // lr_philox (dropout keys)
 #include "test_util.h"
@@ -597,7 +599,43 @@ static void test_dropout_rate(void) {
   free(ids), free(x);
 }
 
+// The threaded kernels (par.h) give bitwise the serial results: LayerNorm
+// forward/backward, dropout, GELU and the bias column sums of linear_backward,
+// on shapes that do not divide evenly among 3 threads.
+static void run_kernels(float *o[8], const float *x, const float *g, const float *w,
+                        const uint64_t *ids, int64_t R, int64_t D) {
+  const int64_t n = R * D;
+  lr_dropout dp = {.seed = 5, .epoch = 2, .site = 3, .p = 0.2f};
+  for (int k = 0; k < 8; k++) memset(o[k], 0, (size_t)n * 4);
+  layernorm_forward(o[0], o[1], o[2], x, w, w + D, R, D, 1e-5f);
+  layernorm_backward(o[3], o[4], o[4] + D, g, x, w, o[1], o[2], R, D);
+  dropout_forward(o[5], x, ids, R, D, dp);
+  dropout_backward(o[5] + n / 2, g, ids, R / 2, D, dp);
+  gelu_forward(o[6], x, n);
+  gelu_backward(o[6], g, x, n);
+  linear_backward(NULL, NULL, o[7], g, x, w, R, D, D); // db only: colsum
+}
+
+static void test_threads(void) {
+  const int64_t R = 1001, D = 200, n = R * D;
+  float *x = t_alloc(n, 4), *g = t_alloc(n, 4), *w = t_alloc(2 * D, 4);
+  uint64_t *ids = t_alloc(R, 8);
+  float *a[8], *b[8];
+  for (int k = 0; k < 8; k++) a[k] = t_alloc(n, 4), b[k] = t_alloc(n, 4);
+  t_fill_f(x, n, 81, 1.0f), t_fill_f(g, n, 82, 1.0f), t_fill_f(w, 2 * D, 83, 1.0f);
+  for (int64_t r = 0; r < R; r++) ids[r] = 77 * (uint64_t)r + 1;
+  run_kernels(a, x, g, w, ids, R, D);
+  int ok = lr_par_set_threads(3) == LR_OK && lr_par_threads() == 3;
+  run_kernels(b, x, g, w, ids, R, D);
+  ok &= lr_par_set_threads(1) == LR_OK && lr_par_threads() == 1;
+  for (int k = 0; k < 8; k++) ok &= !memcmp(a[k], b[k], (size_t)n * 4);
+  t_check(ok, "threads: 3 threads give bitwise the 1-thread LayerNorm, dropout, GELU, bias sums");
+  for (int k = 0; k < 8; k++) free(a[k]), free(b[k]);
+  free(x), free(g), free(w), free(ids);
+}
+
 int main(void) {
+  test_threads();
   test_embedding();
   test_layernorm();
   test_linear();

@@ -1,0 +1,106 @@
+// par.c: the thread team of par.h, on pthreads.
+#include "par.h"
+
+#include <pthread.h> // pthread_*
+#include <stdlib.h>  // calloc, free
+
+#include "lr.h"
+
+static struct {
+  int n;           // threads, caller included
+  pthread_t *tid;  // (n-1) workers
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  uint64_t gen;    // bumped per job
+  uint64_t gen0;   // gen when the workers were started
+  int pending;     // workers still running the current job
+  int stop;
+  lr_par_fn fn;
+  void *ctx;
+  int64_t items, align;
+} g = {1, NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+       0, 0, 0, 0, NULL, NULL, 0, 1};
+
+static _Thread_local int t_inside; // in a parallel range: nested calls run inline
+
+// Range k of n parts of [0, items), bounds on multiples of align.
+static void run_part(int k, int n) {
+  const int64_t blocks = (g.items + g.align - 1) / g.align;
+  int64_t lo = blocks * k / n * g.align, hi = blocks * (k + 1) / n * g.align;
+  if (hi > g.items) hi = g.items;
+  if (lo < hi) g.fn(g.ctx, lo, hi);
+}
+
+static void *worker(void *arg) {
+  const int k = (int)(intptr_t)arg;
+  t_inside = 1;
+  uint64_t seen = g.gen0; // not g.gen: a job may be posted before this thread runs
+  pthread_mutex_lock(&g.mu);
+  for (;;) {
+    while (g.gen == seen && !g.stop) pthread_cond_wait(&g.go, &g.mu);
+    if (g.stop) break;
+    seen = g.gen;
+    const int n = g.n;
+    pthread_mutex_unlock(&g.mu);
+    run_part(k, n);
+    pthread_mutex_lock(&g.mu);
+    if (--g.pending == 0) pthread_cond_signal(&g.done);
+  }
+  pthread_mutex_unlock(&g.mu);
+  return NULL;
+}
+
+static void stop_workers(void) {
+  pthread_mutex_lock(&g.mu);
+  g.stop = 1;
+  pthread_cond_broadcast(&g.go);
+  pthread_mutex_unlock(&g.mu);
+  for (int k = 1; k < g.n; k++) pthread_join(g.tid[k - 1], NULL);
+  free(g.tid);
+  g.tid = NULL;
+  g.n = 1;
+  g.stop = 0;
+}
+
+int lr_par_set_threads(int n) {
+  if (n < 1) n = 1;
+  if (n == g.n) return LR_OK;
+  stop_workers();
+  if (n == 1) return LR_OK;
+  g.tid = calloc((size_t)(n - 1), sizeof *g.tid);
+  if (!g.tid) return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "thread team: out of memory");
+  // the workers read g.n for the job's part count: set it before they start
+  g.n = n;
+  g.gen0 = g.gen;
+  for (int k = 1; k < n; k++) {
+    if (pthread_create(&g.tid[k - 1], NULL, worker, (void *)(intptr_t)k) != 0) {
+      g.n = k; // join the ones that started
+      stop_workers();
+      return lr_error(LR_ERR_STATE, __FILE__, __LINE__,
+                      "thread team: cannot start thread %d of %d", k, n);
+    }
+  }
+  return LR_OK;
+}
+
+int lr_par_threads(void) { return g.n; }
+
+void lr_par_for(int64_t n, int64_t align, lr_par_fn fn, void *ctx) {
+  if (align < 1) align = 1;
+  if (g.n <= 1 || t_inside || n < 2 * align) {
+    if (n > 0) fn(ctx, 0, n);
+    return;
+  }
+  pthread_mutex_lock(&g.mu);
+  g.fn = fn, g.ctx = ctx, g.items = n, g.align = align;
+  g.pending = g.n - 1;
+  g.gen++;
+  pthread_cond_broadcast(&g.go);
+  pthread_mutex_unlock(&g.mu);
+  t_inside = 1;
+  run_part(0, g.n);
+  t_inside = 0;
+  pthread_mutex_lock(&g.mu);
+  while (g.pending > 0) pthread_cond_wait(&g.done, &g.mu);
+  pthread_mutex_unlock(&g.mu);
+}
