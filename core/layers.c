@@ -26,7 +26,6 @@
 // Features per block of the double-precision column reductions (bias and
 // LayerNorm parameter gradients): 64 doubles per accumulator on the stack.
 #define COLSUM_BLOCK 64
-#define COLSUM_ROWS 32 // rows summed in the working precision before the double add
 
 // ---- dropout keys (shared by both precisions) -------------------------------------
 // One Philox call gives the keep bits of 8 elements of a row: its counter is
