@@ -6,7 +6,7 @@
 #   rss      peak RSS per rank for a 10^7-item, d=64 catalog, sampled objective,
 #            at P = 1, 2, 4: the table's share shrinks as 1/P.
 #   speed    sequences/s at P=1 and P=2 (one BLAS thread per rank) on a config
-#            (default configs/ml-1m-causal.json), and the P=2/P=1 ratio.
+#            (default configs/ml-1m-causal.json) at batch 128, and the P=2/P=1 ratio.
 # Usage: bench_dist.sh LINREC_BINARY SOURCE_DIR {bytes|rss|speed} [CONFIG]
 set -eu
 bin=$1
@@ -51,7 +51,7 @@ speed)
   cfg=${4:-$src/configs/ml-1m-causal.json}
   for np in 1 2 1 2; do # A B A B
     mpi "$np" "$bin" train --config "$cfg" --set train.epochs=1 --set log.progress=off \
-      --set train.patience=0 --out "$tmp/s$np" > "$tmp/s$np.log" 2>&1
+      --set train.patience=0 --set train.batch_size=128 --out "$tmp/s$np" > "$tmp/s$np.log" 2>&1
     echo "P=$np seq_per_s $(field "$tmp/s$np/metrics.jsonl" "['seq_per_s']")"
   done | tee "$tmp/speed.txt"
   python3 - "$tmp/speed.txt" <<'PY'
