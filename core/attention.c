@@ -22,6 +22,7 @@
 
 #include "gemm.h" // lr_sgemm, lr_sgemm_batched, lr_dgemm
 #include "lr.h"   // LR_ASSERT
+#include "par.h"  // lr_par_for, lr_par_part
 #include "vmath.h" // LR_VL, LR_HOT_CLONES
 
 // ---- kind names ----------------------------------------------------------------
@@ -305,24 +306,25 @@ static void exp_run_f64(double *y, const double *x, int64_t n) {
 #undef R_LOG
 
 void attn_forward(float *out, float *cache, const float *qkv, const int32_t *lens,
-                  lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H, float *scratch) {
-  attn_forward_impl_f32(out, cache, qkv, lens, kind, B, N, D, H, scratch);
+                  lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H, float *scratch,
+                  int64_t parts) {
+  attn_forward_impl_f32(out, cache, qkv, lens, kind, B, N, D, H, scratch, parts);
 }
 
 void attn_backward(float *dqkv, const float *dout, const float *qkv, const float *cache,
                    const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
-                   int64_t H, float *scratch) {
-  attn_backward_impl_f32(dqkv, dout, qkv, cache, lens, kind, B, N, D, H, scratch);
+                   int64_t H, float *scratch, int64_t parts) {
+  attn_backward_impl_f32(dqkv, dout, qkv, cache, lens, kind, B, N, D, H, scratch, parts);
 }
 
 void attn_forward_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
                       lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H,
-                      double *scratch) {
-  attn_forward_impl_f64(out, cache, qkv, lens, kind, B, N, D, H, scratch);
+                      double *scratch, int64_t parts) {
+  attn_forward_impl_f64(out, cache, qkv, lens, kind, B, N, D, H, scratch, parts);
 }
 
 void attn_backward_f64(double *dqkv, const double *dout, const double *qkv, const double *cache,
                        const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
-                       int64_t H, double *scratch) {
-  attn_backward_impl_f64(dqkv, dout, qkv, cache, lens, kind, B, N, D, H, scratch);
+                       int64_t H, double *scratch, int64_t parts) {
+  attn_backward_impl_f64(dqkv, dout, qkv, cache, lens, kind, B, N, D, H, scratch, parts);
 }

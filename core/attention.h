@@ -55,22 +55,26 @@ size_t attn_cache_elems(lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int6
 size_t attn_scratch_elems(lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H);
 
 // out (B,N,D): the heads' outputs concatenated (head h at columns h*Dh..).
-// cache: attn_cache_elems floats; scratch: attn_scratch_elems floats.
+// cache: attn_cache_elems floats; scratch: parts x attn_scratch_elems floats.
+// With parts >= lr_par_threads() the sequences are shared out over the
+// thread team (core/par.h), each range on its own scratch copy; the result
+// is bitwise the same for any split.
 void attn_forward(float *out, float *cache, const float *qkv, const int32_t *lens,
-                  lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H, float *scratch);
+                  lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H, float *scratch,
+                  int64_t parts);
 // dqkv (B,N,3D) += gradient of <dout, out> with respect to qkv.
 void attn_backward(float *dqkv, const float *dout, const float *qkv, const float *cache,
                    const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
-                   int64_t H, float *scratch);
+                   int64_t H, float *scratch, int64_t parts);
 
 // double-precision instantiation for the gradient tests: the same kernels and
 // contracts as attn_forward/attn_backward, with attn_cache_elems and
 // attn_scratch_elems counting doubles.
 void attn_forward_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
                       lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H,
-                      double *scratch);
+                      double *scratch, int64_t parts);
 void attn_backward_f64(double *dqkv, const double *dout, const double *qkv, const double *cache,
                        const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
-                       int64_t H, double *scratch);
+                       int64_t H, double *scratch, int64_t parts);
 
 #endif

@@ -9,6 +9,7 @@
 #include <time.h>   // clock_gettime
 
 #include "lr.h"
+#include "par.h" // lr_par_threads
 #include "rng.h"
 
 const char *const LR_PARAM_NAMES[LR_N_PARAM_TENSORS] = {
@@ -52,7 +53,8 @@ static size_t acts_sizes(const lr_model_cfg *c, int64_t B, size_t s[N_ACTS]) {
   size_t R = (size_t)B * (size_t)c->max_len, D = (size_t)c->d, L = (size_t)c->layers,
          F = (size_t)c->inner;
   size_t ac = attn_cache_elems(c->attn, B, c->max_len, c->d, c->heads);
-  size_t as = attn_scratch_elems(c->attn, B, c->max_len, c->d, c->heads);
+  // one attention scratch per thread of the team (core/par.h)
+  size_t as = attn_scratch_elems(c->attn, B, c->max_len, c->d, c->heads) * (size_t)lr_par_threads();
   size_t v[N_ACTS] = {R * D,         R * D,     R,         R,         R * D,     // emb..h0
                       L * R * 3 * D, L * ac,    L * R * D, L * R * D,            // qkv..res1
                       L * R * D,     L * R,     L * R,                           // s, ln1
@@ -131,6 +133,7 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
            "model: layers, max_len, inner and batch must be positive");
   m->cfg = *cfg;
   m->max_B = max_B;
+  m->attn_parts = lr_par_threads(); // as acts_sizes counts them
   size_t s[LR_N_PARAM_TENSORS];
   m->n_params = model_param_sizes(cfg, s);
   m->attn_cache_elems = attn_cache_elems(cfg->attn, max_B, cfg->max_len, cfg->d, cfg->heads);
@@ -256,7 +259,7 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
     linear_forward(qkv, h, p->qkv_w + (size_t)l * 3 * D * D, p->qkv_b + (size_t)l * 3 * D, R, D,
                    3 * D);
     lap(m, LR_PHASE_PROJ, &t0);
-    attn_forward(ctx, cache, qkv, lens, c->attn, B, N, D, H, a->attn_scratch);
+    attn_forward(ctx, cache, qkv, lens, c->attn, B, N, D, H, a->attn_scratch, m->attn_parts);
     lap(m, LR_PHASE_ATTN, &t0);
     linear_forward(res1, ctx, p->o_w + (size_t)l * D * D, p->o_b + (size_t)l * D, R, D, D);
     dropout_forward(res1, res1, row_ids, R, D, site(dp, SITE_ATTN(l)));
@@ -327,7 +330,8 @@ void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
                     p->o_w + (size_t)l * D * D, R, D, D);
     memset(a->d_qkv, 0, RD * 3 * sizeof(float));
     lap(m, LR_PHASE_PROJ, &t0);
-    attn_backward(a->d_qkv, dh, qkv, cache, m->lens, c->attn, B, N, D, H, a->attn_scratch);
+    attn_backward(a->d_qkv, dh, qkv, cache, m->lens, c->attn, B, N, D, H, a->attn_scratch,
+                  m->attn_parts);
     lap(m, LR_PHASE_ATTN, &t0);
     linear_backward(dhin, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + (size_t)l * 3 * D,
                     a->d_qkv, hin, p->qkv_w + (size_t)l * 3 * D * D, R, D, 3 * D);

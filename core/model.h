@@ -96,6 +96,7 @@ typedef struct {
   float *params_mem, *grads_mem, *m_mem, *v_mem;
   lr_params p, g;
   size_t attn_cache_elems; // per layer
+  int64_t attn_parts;      // attention scratch copies (threads at model_init)
   float *acts_mem;
   size_t acts_elems;
   lr_acts a;
@@ -110,7 +111,9 @@ typedef struct {
 int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t seed);
 // Free; accepts a zeroed or half-initialised model.
 void model_free(lr_model *m);
-// Activation floats for max_B sequences (to report memory). Cannot fail.
+// Activation floats for max_B sequences (to report memory), with one
+// attention scratch per thread of the team (lr_par_threads() now; set the
+// threads before model_init). Cannot fail.
 size_t model_acts_elems(const lr_model_cfg *cfg, int64_t max_B);
 
 // Forward for B <= max_B sequences. idx (B,N): row of each position in rows

@@ -22,13 +22,16 @@ static struct {
        0, 0, 0, 0, NULL, NULL, 0, 1};
 
 static _Thread_local int t_inside; // in a parallel range: nested calls run inline
+static _Thread_local int t_part;   // the range index being run
 
 // Range k of n parts of [0, items), bounds on multiples of align.
 static void run_part(int k, int n) {
   const int64_t blocks = (g.items + g.align - 1) / g.align;
   int64_t lo = blocks * k / n * g.align, hi = blocks * (k + 1) / n * g.align;
   if (hi > g.items) hi = g.items;
+  t_part = k;
   if (lo < hi) g.fn(g.ctx, lo, hi);
+  t_part = 0;
 }
 
 static void *worker(void *arg) {
@@ -84,6 +87,8 @@ int lr_par_set_threads(int n) {
 }
 
 int lr_par_threads(void) { return g.n; }
+
+int lr_par_part(void) { return t_part; }
 
 void lr_par_for(int64_t n, int64_t align, lr_par_fn fn, void *ctx) {
   if (align < 1) align = 1;

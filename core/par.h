@@ -25,4 +25,9 @@ int lr_par_threads(void); // Local. 1 before lr_par_set_threads.
 // (< 2 * align) or when called from inside a parallel range. Cannot fail.
 void lr_par_for(int64_t n, int64_t align, lr_par_fn fn, void *ctx);
 
+// Inside fn: the index of the range being run (0 .. lr_par_threads()-1; 0
+// for the caller and outside lr_par_for), e.g. to pick per-thread scratch.
+// Local; cannot fail.
+int lr_par_part(void);
+
 #endif

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "attention.h"
+#include "lr.h"  // LR_OK
+#include "par.h" // lr_par_set_threads
 #include "ref_attention.h"
 #include "rng.h"
 #include "test_util.h"
@@ -64,19 +66,19 @@ static void runner_free(runner *r) {
 
 static void fwd_d(runner *r, const double *qkv) {
   attn_forward_f64(r->out, r->cache, qkv, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
-                   r->scratch);
+                   r->scratch, 1);
 }
 static void bwd_d(runner *r, double *dqkv, const double *dout, const double *qkv) {
   attn_backward_f64(dqkv, dout, qkv, r->cache, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
-                    r->scratch);
+                    r->scratch, 1);
 }
 static void fwd_f(runner *r, const float *qkv) {
   attn_forward(r->out_f, r->cache_f, qkv, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
-               r->scratch_f);
+               r->scratch_f, 1);
 }
 static void bwd_f(runner *r, float *dqkv, const float *dout, const float *qkv) {
   attn_backward(dqkv, dout, qkv, r->cache_f, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
-                r->scratch_f);
+                r->scratch_f, 1);
 }
 
 // <out, R> after a forward.
@@ -398,7 +400,35 @@ static void test_accumulate(lr_attn_kind kind, uint64_t seed) {
 // ---- main
 // ------------------------------------------------------------------------------------------
 
+// Sequences shared out over 3 threads (3 scratch copies) give bitwise the
+// one-thread outputs and gradients, for every kind; 4 sequences of unequal
+// lengths, so the ranges differ in work.
+static void test_threads(lr_attn_kind kind) {
+  const shape s = {4, 40, 16, 2, {40, 17, 1, 33}};
+  const size_t nq = (size_t)n_qkv(s), no = (size_t)n_out(s);
+  const size_t nc = attn_cache_elems(kind, s.B, s.N, s.D, s.H);
+  const size_t ns = attn_scratch_elems(kind, s.B, s.N, s.D, s.H);
+  float *qkv = xcalloc(nq, 4), *dout = xcalloc(no, 4), *scratch = xcalloc(3 * ns, 4);
+  float *out[2], *cache[2], *dqkv[2];
+  for (size_t i = 0; i < nq; i++) qkv[i] = (float)sin(0.37 * (double)i);
+  for (size_t i = 0; i < no; i++) dout[i] = (float)cos(0.11 * (double)i);
+  int ok = 1;
+  for (int k = 0; k < 2; k++) {
+    ok &= lr_par_set_threads(k ? 3 : 1) == LR_OK;
+    out[k] = xcalloc(no, 4), cache[k] = xcalloc(nc, 4), dqkv[k] = xcalloc(nq, 4);
+    attn_forward(out[k], cache[k], qkv, s.lens, kind, s.B, s.N, s.D, s.H, scratch, k ? 3 : 1);
+    attn_backward(dqkv[k], dout, qkv, cache[k], s.lens, kind, s.B, s.N, s.D, s.H, scratch,
+                  k ? 3 : 1);
+  }
+  ok &= lr_par_set_threads(1) == LR_OK;
+  ok &= !memcmp(out[0], out[1], no * 4) && !memcmp(dqkv[0], dqkv[1], nq * 4);
+  t_check(ok, "%s: 3 threads give bitwise the 1-thread output and gradient", attn_kind_name(kind));
+  for (int k = 0; k < 2; k++) free(out[k]), free(cache[k]), free(dqkv[k]);
+  free(qkv), free(dout), free(scratch);
+}
+
 int main(void) {
+  for (int k = 0; k < LR_ATTN_COUNT; k++) test_threads((lr_attn_kind)k);
   t_check(attn_kind_parse("linrec_causal") == LR_ATTN_LINREC_CAUSAL &&
               attn_kind_parse("nope") == -1 && attn_kind_is_causal(LR_ATTN_ELU1) &&
               !attn_kind_is_causal(LR_ATTN_LINREC),
