@@ -6,10 +6,38 @@
 #include <time.h>   // clock_gettime
 
 #include "lr.h"
+#include "par.h" // lr_par_for
+
+// Products of at least this many multiply-adds are split over the thread
+// team, in blocks of rows or columns that are multiples of GEMM_SPLIT_ALIGN.
+#define GEMM_SPLIT_MACS (1 << 21)
+#define GEMM_SPLIT_ALIGN 16
 
 // Declared by OpenBLAS's cblas.h; repeated here for clarity of what we use.
 extern void openblas_set_num_threads(int);
 extern int openblas_get_num_threads(void);
+
+// One GEMM cut into row (M) or column (N) blocks over the thread team.
+typedef struct {
+  int ta, tb, by_rows;
+  int64_t M, N, K, lda, ldb, ldc;
+  float alpha, beta;
+  const float *A, *B;
+  float *C;
+} gemm_job;
+
+static void gemm_part(void *vj, int64_t lo, int64_t hi) {
+  const gemm_job *j = vj;
+  if (j->by_rows) // C rows lo..hi: A rows lo..hi of op(A)
+    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans,
+                (int)(hi - lo), (int)j->N, (int)j->K, j->alpha,
+                j->A + (j->ta ? lo : lo * j->lda), (int)j->lda, j->B, (int)j->ldb, j->beta,
+                j->C + lo * j->ldc, (int)j->ldc);
+  else // C columns lo..hi: columns lo..hi of op(B)
+    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans,
+                (int)j->M, (int)(hi - lo), (int)j->K, j->alpha, j->A, (int)j->lda,
+                j->B + (j->tb ? lo * j->ldb : lo), (int)j->ldb, j->beta, j->C + lo, (int)j->ldc);
+}
 
 void lr_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -25,8 +53,14 @@ void lr_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, cons
       for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+  gemm_job j = {ta, tb, M >= N, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+  // Large products go over the thread team (OpenBLAS itself runs one thread
+  // per call, see lr_blas_set_threads); small ones, and those made inside a
+  // parallel range, run here.
+  if (lr_par_threads() > 1 && (double)M * (double)N * (double)K >= GEMM_SPLIT_MACS)
+    lr_par_for(j.by_rows ? M : N, GEMM_SPLIT_ALIGN, gemm_part, &j);
+  else
+    gemm_part(&j, 0, j.by_rows ? M : N);
 }
 
 void lr_dgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A,
@@ -84,4 +118,10 @@ double lr_sgemm_peak_gflops(int64_t n, double seconds) {
 int lr_blas_threads(void) { return openblas_get_num_threads(); }
 void lr_blas_set_threads(int n) {
   if (n > 0) openblas_set_num_threads(n);
+}
+
+int lr_set_threads(int n) {
+  if (n < 1) n = 1;
+  openblas_set_num_threads(1);
+  return lr_par_set_threads(n);
 }

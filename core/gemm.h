@@ -28,6 +28,13 @@ void lr_dgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, con
 // product. LR_ERR_NOMEM -> returns a negative value (message set).
 double lr_sgemm_peak_gflops(int64_t n, double seconds);
 
+// The threads of this process: n threads of the team (core/par.h) share
+// out the large GEMMs by blocks of rows or columns and the element-wise
+// work, while OpenBLAS runs one thread per call (its own threads would
+// busy-wait between calls and take the team's cores). n < 1 counts as 1.
+// Call it before model_init. LR_ERR_NOMEM / LR_ERR_STATE (thread start).
+int lr_set_threads(int n);
+
 // Number of threads OpenBLAS uses / set it (0 = leave as is). Cannot fail.
 int lr_blas_threads(void);
 void lr_blas_set_threads(int n);

@@ -46,6 +46,7 @@
 #include "gradsync.h"
 #include "examples.h"
 #include "gemm.h"
+#include "par.h"
 #include "itemtab.h"
 #include "loss.h"
 #include "lr.h"
@@ -962,7 +963,7 @@ static int bench(trainer *t, const lr_config *c, lr_bench_result *r) {
                              (long long)G)));
   r->steps = c->bench_steps, r->warmup = c->bench_warmup, r->batch = G, r->full_examples = n_full;
   r->table_sharded = t->table.mode == LR_TABLE_SHARDED;
-  r->blas_threads = lr_blas_threads();
+  r->blas_threads = lr_par_threads();
   int64_t loss_rows = t->ex.all ? t->N : 1;
   int64_t cands = c->train_objective == LR_OBJ_CE ? t->ds.n_items + 1 : t->C;
   r->flops_per_seq = model_train_flops(&t->model.cfg, loss_rows, cands);

@@ -60,7 +60,7 @@ typedef struct {
   double peak_rss_mib;          // largest rank's peak resident set
   double phase_s[LR_BENCH_PHASES]; // seconds per step, mean over ranks
   int table_sharded;            // the item table layout used
-  int blas_threads;             // per rank
+  int blas_threads;             // threads per rank (core/par.h team)
 } lr_bench_result;
 
 // Train c's model on c's data for bench.warmup + bench.steps optimizer steps

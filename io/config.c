@@ -91,7 +91,7 @@ static const key_def KEYS[] = {
     {"train.patience", T_INT, OFF(train_patience), "5", 0, 1e9, NULL,
      "stop after this many evaluations without a better validation NDCG@10; 0 = never"},
     {"train.threads", T_INT, OFF(train_threads), "0", 0, 1024, NULL,
-     "BLAS threads per process; 0 = OPENBLAS_NUM_THREADS when set, else the node's cores shared by its ranks"},
+     "threads per process (GEMMs split by blocks, element-wise work, attention); 0 = OPENBLAS_NUM_THREADS when set, else the node's cores shared by its ranks"},
     {"train.loss_tile", T_INT, OFF(train_loss_tile), "4096", 16, 1e8, NULL,
      "items per logits tile of the full cross-entropy"},
     {"train.checkpoint.every_steps", T_INT, OFF(ckpt_every_steps), "0", 0, 1e15, NULL,

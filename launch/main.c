@@ -27,7 +27,6 @@
 #include "lr.h"
 #include "model.h"
 #include "modelfile.h"
-#include "par.h"
 #include "train.h"
 
 #define EXIT_RUNTIME 1
@@ -217,19 +216,19 @@ static int install_stop_handlers(void) {
   return LR_OK;
 }
 
-// BLAS threads per rank: train.threads; 0 = OPENBLAS_NUM_THREADS (or
-// OMP_NUM_THREADS) when set, else the node's cores shared by its ranks.
-// Collective.
+// Threads per rank (lr_set_threads): train.threads; 0 = OPENBLAS_NUM_THREADS
+// when set, else the node's cores shared by its ranks. Collective.
 static int set_threads(const lr_config *c) {
   int ranks = dist_node_ranks();
   if (ranks < 0) return ranks;
   int n = (int)c->train_threads;
-  if (n == 0 && !getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) {
+  const char *env = getenv("OPENBLAS_NUM_THREADS");
+  if (n == 0 && env) n = atoi(env);
+  if (n <= 0) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     n = cores > ranks ? (int)(cores / ranks) : 1;
   }
-  lr_blas_set_threads(n);
-  return lr_par_set_threads(lr_blas_threads()); // the non-BLAS work gets as many
+  return lr_set_threads(n);
 }
 
 static int cmd_train(const cli *a, int *exit_code) {

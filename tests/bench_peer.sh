@@ -30,7 +30,11 @@ have_torch=0
 linrec() {
   local name=$1 np=$2 th=$3
   shift 3
-  OPENBLAS_NUM_THREADS=$th mpirun -np "$np" --oversubscribe --mca mpi_yield_when_idle 1 \
+  # Open MPI binds each of up to 2 ranks to one core: a rank with several
+  # threads needs --bind-to none to use more than that core.
+  local bind=()
+  [ "$th" -gt 1 ] && bind=(--bind-to none)
+  OPENBLAS_NUM_THREADS=$th mpirun -np "$np" "${bind[@]}" --oversubscribe --mca mpi_yield_when_idle 1 \
     -x OPENBLAS_NUM_THREADS "$bin" bench --config "$src/configs/bench.json" \
     --set bench.steps="$steps" --set train.threads="$th" "$@" > "$tmp/$name.json" 2> "$tmp/$name.log" ||
     { cat "$tmp/$name.log" >&2; return 1; }
