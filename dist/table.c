@@ -32,8 +32,10 @@ int table_init(lr_table *t, lr_table_mode mode, int64_t n_rows, int64_t D, int64
     if (max_loss_rows > 0 &&
         (rc = vocab_ce_init(&t->ce, n_rows, D, max_loss_rows, t->tile, 1024)))
       goto fail;
-    t->rows = lr_calloc((size_t)max_ids * (size_t)D, sizeof(float), "looked-up item rows");
-    t->drows = lr_calloc((size_t)max_ids * (size_t)D, sizeof(float), "item row gradients");
+    // a lookup returns its distinct rows: at most min(max_ids, n_rows)
+    const size_t U = (size_t)(max_ids < n_rows ? max_ids : n_rows);
+    t->rows = lr_calloc(U * (size_t)D, sizeof(float), "looked-up item rows");
+    t->drows = lr_calloc(U * (size_t)D, sizeof(float), "item row gradients");
     if (!t->rows || !t->drows) goto nomem;
   } else {
     if ((rc = itemtab_init(&t->tab, 0, n_rows, D, seed))) goto fail;

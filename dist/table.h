@@ -27,7 +27,7 @@ typedef struct {
   lr_itemtab tab;      // sharded: own rows [lo,hi); replicated: all rows
   emb_shard_plan emb;  // sharded
   vocab_ce_plan ce;    // sharded with full cross-entropy
-  float *rows, *drows; // sharded: (max_ids, D) the last lookup's rows and their gradient
+  float *rows, *drows; // sharded: (min(max_ids, n_rows), D) the last lookup's distinct rows and their gradient
   int64_t tile;        // replicated CE: items per logits tile
   float *ce_scratch, *rmax, *rsum, *tlogit; // replicated CE (max_loss_rows)
   dist_stats allreduce; // replicated: the table-gradient allreduce
