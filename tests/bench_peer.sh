@@ -113,8 +113,9 @@ PY
     ratio causal peer_causal "seq/s linrec_causal all positions / peer" ">= 3"
     ;;
   scaling)
-    echo "== linear in N: linrec at N=200 and N=3200, softmax at N=3200 (batch 16, 2 ranks x 1 thread)"
-    long=(--set data.synthetic.users=40 --set data.synthetic.mean_len=8000 --set train.batch_size=16)
+    echo "== linear in N: linrec at N=200 and N=3200, softmax at N=3200 (20,000 items, batch 16, 2 ranks x 1 thread)"
+    long=(--set data.synthetic.users=40 --set data.synthetic.items=20000 --set data.synthetic.mean_len=8000
+          --set train.batch_size=16)
     for rep in 1 2; do
       linrec "n200.$rep" 2 1 "${long[@]}" --set model.max_len=200
       linrec "n3200.$rep" 2 1 "${long[@]}" --set model.max_len=3200
