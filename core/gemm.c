@@ -15,7 +15,6 @@
 
 // Declared by OpenBLAS's cblas.h; repeated here for clarity of what we use.
 extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
 
 // One GEMM cut into row (M) or column (N) blocks over the thread team.
 typedef struct {
@@ -55,7 +54,7 @@ void lr_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, cons
   }
   gemm_job j = {ta, tb, M >= N, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
   // Large products go over the thread team (OpenBLAS itself runs one thread
-  // per call, see lr_blas_set_threads); small ones, and those made inside a
+  // per call, see lr_set_threads); small ones, and those made inside a
   // parallel range, run here.
   if (lr_par_threads() > 1 && (double)M * (double)N * (double)K >= GEMM_SPLIT_MACS)
     lr_par_for(j.by_rows ? M : N, GEMM_SPLIT_ALIGN, gemm_part, &j);
@@ -113,11 +112,6 @@ double lr_sgemm_peak_gflops(int64_t n, double seconds) {
   lr_free(b);
   lr_free(c);
   return rate;
-}
-
-int lr_blas_threads(void) { return openblas_get_num_threads(); }
-void lr_blas_set_threads(int n) {
-  if (n > 0) openblas_set_num_threads(n);
 }
 
 int lr_set_threads(int n) {

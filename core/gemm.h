@@ -23,9 +23,10 @@ void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64
 void lr_dgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A,
               int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc);
 
-// This process's sgemm rate in GFLOP/s: square (n,n) products with the
-// current BLAS threads, repeated for at least `seconds` after one untimed
-// product. LR_ERR_NOMEM -> returns a negative value (message set).
+// This process's sgemm rate in GFLOP/s: square (n,n) products through
+// lr_sgemm with the current threads (lr_set_threads), repeated for at least
+// `seconds` after one untimed product. Out of memory: returns a negative
+// value (message set).
 double lr_sgemm_peak_gflops(int64_t n, double seconds);
 
 // The threads of this process: n threads of the team (core/par.h) share
@@ -34,9 +35,5 @@ double lr_sgemm_peak_gflops(int64_t n, double seconds);
 // busy-wait between calls and take the team's cores). n < 1 counts as 1.
 // Call it before model_init. LR_ERR_NOMEM / LR_ERR_STATE (thread start).
 int lr_set_threads(int n);
-
-// Number of threads OpenBLAS uses / set it (0 = leave as is). Cannot fail.
-int lr_blas_threads(void);
-void lr_blas_set_threads(int n);
 
 #endif

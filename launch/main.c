@@ -565,6 +565,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a.cmd, "bench")) rc = cmd_bench(&a);
     else rc = cmd_recommend(&a);
   }
+  lr_set_threads(1); // join the thread team's workers
   if (rc == LR_OK) {
     dist_finalize();
     return ok_code;
