@@ -317,6 +317,19 @@ void attn_backward(float *dqkv, const float *dout, const float *qkv, const float
   attn_backward_impl_f32(dqkv, dout, qkv, cache, lens, kind, B, N, D, H, scratch, parts);
 }
 
+void attn_forward_range(float *out, float *cache, const float *qkv, const int32_t *lens,
+                        lr_attn_kind kind, int64_t B, int64_t b0, int64_t b1, int64_t N, int64_t D,
+                        int64_t H, float *scratch) {
+  attn_range_impl_f32(out, cache, qkv, NULL, lens, kind, B, b0, b1, N, D, H, scratch, 1);
+}
+
+void attn_backward_range(float *dqkv, const float *dout, const float *qkv, const float *cache,
+                         const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t b0, int64_t b1,
+                         int64_t N, int64_t D, int64_t H, float *scratch) {
+  // The cache is read-only here; the job (shared with forward) holds it non-const.
+  attn_range_impl_f32(dqkv, (float *)cache, qkv, dout, lens, kind, B, b0, b1, N, D, H, scratch, 0);
+}
+
 void attn_forward_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
                       lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H,
                       double *scratch, int64_t parts) {

@@ -122,6 +122,8 @@ void model_free(lr_model *m) {
   lr_free(m->m_mem);
   lr_free(m->v_mem);
   lr_free(m->acts_mem);
+  lr_free(m->lane_grads_mem);
+  lr_free(m->lane_g);
   memset(m, 0, sizeof *m);
 }
 
@@ -133,7 +135,7 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
            "model: layers, max_len, inner and batch must be positive");
   m->cfg = *cfg;
   m->max_B = max_B;
-  m->attn_parts = lr_par_threads(); // as acts_sizes counts them
+  m->lanes = lr_par_threads(); // as acts_sizes counts the attention scratch
   size_t s[LR_N_PARAM_TENSORS];
   m->n_params = model_param_sizes(cfg, s);
   m->attn_cache_elems = attn_cache_elems(cfg->attn, max_B, cfg->max_len, cfg->d, cfg->heads);
@@ -143,13 +145,21 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
   m->m_mem = lr_calloc(m->n_params, sizeof(float), "Adam first moments");
   m->v_mem = lr_calloc(m->n_params, sizeof(float), "Adam second moments");
   m->acts_mem = lr_calloc(m->acts_elems, sizeof(float), "activations");
-  if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem) {
+  m->lane_g = lr_calloc((size_t)m->lanes, sizeof(lr_params), "lane gradient views");
+  if (m->lanes > 1)
+    m->lane_grads_mem =
+        lr_calloc((size_t)(m->lanes - 1) * m->n_params, sizeof(float), "lane gradients");
+  if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem || !m->lane_g ||
+      (m->lanes > 1 && !m->lane_grads_mem)) {
     model_free(m);
     lr_error_trace(__FILE__, __LINE__, __func__);
     return LR_ERR_NOMEM;
   }
   model_point_params(&m->p, m->params_mem, cfg);
   model_point_params(&m->g, m->grads_mem, cfg);
+  m->lane_g[0] = m->g;
+  for (int64_t k = 1; k < m->lanes; k++)
+    model_point_params(&m->lane_g[k], m->lane_grads_mem + (size_t)(k - 1) * m->n_params, cfg);
   point_acts(&m->a, m->acts_mem, cfg, max_B);
   // Initialisation as the paper: Linear and embedding weights N(0, 0.02),
   // biases 0, LayerNorm (1, 0).
@@ -194,8 +204,10 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// Charge the time since *t0 to phase ph and restart the clock.
+// Charge the time since *t0 to phase ph and restart the clock. Lane 0 (the
+// calling thread) keeps the books; the other lanes do the same work.
 static void lap(lr_model *m, lr_model_phase ph, double *t0) {
+  if (lr_par_part() != 0) return;
   double t = now_s();
   m->phase_s[ph] += t - *t0;
   *t0 = t;
@@ -228,126 +240,261 @@ static lr_dropout site(lr_dropout dp, uint32_t s) {
   return dp;
 }
 
-const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
-                           const int32_t *lens, const uint64_t *row_ids, int64_t B,
-                           lr_dropout dp) {
+// ---- lanes ------------------------------------------------------------------------------
+// A lane runs sequences b0..b1-1 of the batch: rows r0 = b0*N .. of every
+// (B*N, ...) activation, at the same place in the arena as a one-lane run
+// (each layer's block stays B*N rows), so lanes only differ in which rows
+// they touch and which gradient arena they add to.
+
+// Run fn over the B sequences, one contiguous range per lane; on this thread
+// alone when the team has grown past the lanes sized at model_init.
+static void run_lanes(const lr_model *m, int64_t B, lr_par_fn fn, void *job) {
+  if (lr_par_threads() <= m->lanes)
+    lr_par_for(B, 1, fn, job);
+  else
+    fn(job, 0, B);
+}
+
+// The gradient arena of the calling lane.
+static lr_params *lane_grads(const lr_model *m) {
+  int k = lr_par_part();
+  LR_ASSERT(k < m->lanes);
+  return &m->lane_g[k];
+}
+
+// Add the lane arenas' slices of layer l (-1: embedding part) into g, in
+// lane order, and zero them again.
+typedef struct {
+  lr_model *m;
+  int n;
+  size_t off[LR_N_PARAM_TENSORS], cnt[LR_N_PARAM_TENSORS];
+} reduce_job;
+
+static void reduce_part(void *vj, int64_t lo, int64_t hi) {
+  const reduce_job *j = vj;
+  const lr_model *m = j->m;
+  size_t base = 0; // index of slice i's first element in [0, total)
+  for (int i = 0; i < j->n; base += j->cnt[i], i++) {
+    size_t a = (size_t)lo > base ? (size_t)lo - base : 0;
+    size_t b = (size_t)hi - base < j->cnt[i] ? (size_t)hi - base : j->cnt[i];
+    if ((size_t)hi <= base || a >= b) continue;
+    float *dst = m->grads_mem + j->off[i];
+    for (int64_t k = 1; k < m->lanes; k++) {
+      float *src = m->lane_grads_mem + (size_t)(k - 1) * m->n_params + j->off[i];
+      for (size_t e = a; e < b; e++) {
+        dst[e] += src[e];
+        src[e] = 0;
+      }
+    }
+  }
+}
+
+static void reduce_lanes(lr_model *m, int64_t l) {
+  if (m->lanes < 2) return;
+  reduce_job j = {.m = m};
+  j.n = model_layer_slices(&m->cfg, l, j.off, j.cnt);
+  size_t total = 0;
+  for (int i = 0; i < j.n; i++)
+    total += j.cnt[i];
+  lr_par_for((int64_t)total, 1024, reduce_part, &j);
+}
+
+// Rows of a lane: sequences b0..b1-1 of the batch of m->B are rows
+// r0 .. r0+nr-1 of each (R = B*N)-row block; RD, RF the block sizes (D and
+// F columns), oD, oF the lane's offsets in them, nD, nF its element counts.
+typedef struct {
+  int64_t R, r0, nr;
+  size_t RD, RF, oD, oF, nD, nF;
+} lane_rows;
+
+static lane_rows lane_at(const lr_model *m, int64_t b0, int64_t b1) {
+  const size_t N = (size_t)m->cfg.max_len, D = (size_t)m->cfg.d, F = (size_t)m->cfg.inner;
+  const size_t R = (size_t)m->B * N, r0 = (size_t)b0 * N, nr = (size_t)(b1 - b0) * N;
+  return (lane_rows){(int64_t)R, (int64_t)r0, (int64_t)nr, R * D, R * F,
+                     r0 * D,     r0 * F,      nr * D,      nr * F};
+}
+
+// What the lanes of one forward or backward pass share: forward reads idx,
+// rows; backward layer l reads dh and writes dhin (whole-batch buffers).
+typedef struct {
+  lr_model *m;
+  const int32_t *idx;
+  const float *rows;
+  const uint64_t *row_ids;
+  lr_dropout dp;
+  int64_t l;
+  float *dh, *dhin;
+} lane_job;
+
+// ---- forward --------------------------------------------------------------------------
+
+static void forward_seqs(void *vj, int64_t b0, int64_t b1) {
+  const lane_job *j = vj;
+  lr_model *m = j->m;
+  const lane_rows z = lane_at(m, b0, b1);
   const lr_model_cfg *c = &m->cfg;
-  LR_ASSERT(B >= 1 && B <= m->max_B);
-  const int64_t N = c->max_len, D = c->d, F = c->inner, H = c->heads, L = c->layers;
-  const int64_t R = B * N;
-  const size_t RD = (size_t)R * (size_t)D, RF = (size_t)R * (size_t)F;
-  for (int64_t b = 0; b < B; b++) LR_ASSERT(lens[b] >= 1 && lens[b] <= N);
+  const int64_t B = m->B, N = c->max_len, D = c->d, F = c->inner, H = c->heads, L = c->layers;
+  const uint64_t *rid = j->row_ids ? j->row_ids + z.r0 : NULL;
   lr_acts *a = &m->a;
   const lr_params *p = &m->p;
-  m->B = B;
-  m->lens = lens;
+  const lr_dropout dp = j->dp;
   double t0 = now_s();
 
-  embedding_forward(a->emb, idx, rows, p->pos, B, N, D);
-  layernorm_forward(a->ln0, a->ln0_mean, a->ln0_rstd, a->emb, p->ln0_w, p->ln0_b, R, D,
-                    c->ln_eps);
-  dropout_forward(a->h0, a->ln0, row_ids, R, D, site(dp, SITE_EMB));
+  embedding_forward(a->emb + z.oD, j->idx + z.r0, j->rows, p->pos, b1 - b0, N, D);
+  layernorm_forward(a->ln0 + z.oD, a->ln0_mean + z.r0, a->ln0_rstd + z.r0, a->emb + z.oD, p->ln0_w,
+                    p->ln0_b, z.nr, D, c->ln_eps);
+  dropout_forward(a->h0 + z.oD, a->ln0 + z.oD, rid, z.nr, D, site(dp, SITE_EMB));
   lap(m, LR_PHASE_EMBED, &t0);
   const float *h = a->h0;
   for (int64_t l = 0; l < L; l++) {
-    float *qkv = a->qkv + (size_t)l * RD * 3, *ctx = a->ctx + (size_t)l * RD;
-    float *res1 = a->res1 + (size_t)l * RD, *s = a->s + (size_t)l * RD;
-    float *fc1 = a->fc1 + (size_t)l * RF, *gelu = a->gelu + (size_t)l * RF;
-    float *res2 = a->res2 + (size_t)l * RD, *hout = a->h + (size_t)l * RD;
+    float *qkv = a->qkv + (size_t)l * z.RD * 3, *ctx = a->ctx + (size_t)l * z.RD;
+    float *res1 = a->res1 + (size_t)l * z.RD + z.oD, *s = a->s + (size_t)l * z.RD + z.oD;
+    float *fc1 = a->fc1 + (size_t)l * z.RF + z.oF, *gelu = a->gelu + (size_t)l * z.RF + z.oF;
+    float *res2 = a->res2 + (size_t)l * z.RD + z.oD, *hout = a->h + (size_t)l * z.RD;
     float *cache = a->attn_cache + (size_t)l * m->attn_cache_elems;
+    const size_t lR = (size_t)l * (size_t)z.R + (size_t)z.r0; // per-row statistics
     // S = LayerNorm(H + Dropout(MultiHead(H) W_O + b_O))
-    linear_forward(qkv, h, p->qkv_w + (size_t)l * 3 * D * D, p->qkv_b + (size_t)l * 3 * D, R, D,
-                   3 * D);
+    linear_forward(qkv + 3 * z.oD, h + z.oD, p->qkv_w + (size_t)l * 3 * D * D,
+                   p->qkv_b + (size_t)l * 3 * D, z.nr, D, 3 * D);
     lap(m, LR_PHASE_PROJ, &t0);
-    attn_forward(ctx, cache, qkv, lens, c->attn, B, N, D, H, a->attn_scratch, m->attn_parts);
+    attn_forward_range(ctx, cache, qkv, m->lens, c->attn, B, b0, b1, N, D, H, a->attn_scratch);
     lap(m, LR_PHASE_ATTN, &t0);
-    linear_forward(res1, ctx, p->o_w + (size_t)l * D * D, p->o_b + (size_t)l * D, R, D, D);
-    dropout_forward(res1, res1, row_ids, R, D, site(dp, SITE_ATTN(l)));
-    residual_forward(res1, h, res1, (int64_t)RD);
-    layernorm_forward(s, a->ln1_mean + (size_t)l * R, a->ln1_rstd + (size_t)l * R, res1,
-                      p->ln1_w + (size_t)l * D, p->ln1_b + (size_t)l * D, R, D, c->ln_eps);
+    linear_forward(res1, ctx + z.oD, p->o_w + (size_t)l * D * D, p->o_b + (size_t)l * D, z.nr, D,
+                   D);
+    dropout_forward(res1, res1, rid, z.nr, D, site(dp, SITE_ATTN(l)));
+    residual_forward(res1, h + z.oD, res1, (int64_t)z.nD);
+    layernorm_forward(s, a->ln1_mean + lR, a->ln1_rstd + lR, res1, p->ln1_w + (size_t)l * D,
+                      p->ln1_b + (size_t)l * D, z.nr, D, c->ln_eps);
     lap(m, LR_PHASE_PROJ, &t0);
     // H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
-    linear_forward(fc1, s, p->fc1_w + (size_t)l * F * D, p->fc1_b + (size_t)l * F, R, D, F);
-    gelu_forward(gelu, fc1, (int64_t)RF);
-    linear_forward(res2, gelu, p->fc2_w + (size_t)l * D * F, p->fc2_b + (size_t)l * D, R, F, D);
-    dropout_forward(res2, res2, row_ids, R, D, site(dp, SITE_FFN(l)));
-    residual_forward(res2, s, res2, (int64_t)RD);
-    layernorm_forward(hout, a->ln2_mean + (size_t)l * R, a->ln2_rstd + (size_t)l * R, res2,
-                      p->ln2_w + (size_t)l * D, p->ln2_b + (size_t)l * D, R, D, c->ln_eps);
+    linear_forward(fc1, s, p->fc1_w + (size_t)l * F * D, p->fc1_b + (size_t)l * F, z.nr, D, F);
+    gelu_forward(gelu, fc1, (int64_t)z.nF);
+    linear_forward(res2, gelu, p->fc2_w + (size_t)l * D * F, p->fc2_b + (size_t)l * D, z.nr, F, D);
+    dropout_forward(res2, res2, rid, z.nr, D, site(dp, SITE_FFN(l)));
+    residual_forward(res2, s, res2, (int64_t)z.nD);
+    layernorm_forward(hout + z.oD, a->ln2_mean + lR, a->ln2_rstd + lR, res2,
+                      p->ln2_w + (size_t)l * D, p->ln2_b + (size_t)l * D, z.nr, D, c->ln_eps);
     lap(m, LR_PHASE_FFN, &t0);
     h = hout;
   }
-  return h;
+}
+
+const float *model_forward(lr_model *m, const int32_t *idx, const float *rows, const int32_t *lens,
+                           const uint64_t *row_ids, int64_t B, lr_dropout dp) {
+  const lr_model_cfg *c = &m->cfg;
+  LR_ASSERT(B >= 1 && B <= m->max_B);
+  for (int64_t b = 0; b < B; b++)
+    LR_ASSERT(lens[b] >= 1 && lens[b] <= c->max_len);
+  m->B = B;
+  m->lens = lens;
+  lane_job j = {.m = m, .idx = idx, .rows = rows, .row_ids = row_ids, .dp = dp};
+  run_lanes(m, B, forward_seqs, &j);
+  return m->a.h + (size_t)(c->layers - 1) * (size_t)(B * c->max_len) * (size_t)c->d;
+}
+
+// ---- backward -------------------------------------------------------------------------
+
+// Layer l of the backward: dh (B*N,D) is the gradient w.r.t. its output
+// (overwritten as scratch), dhin receives the gradient w.r.t. its input.
+static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
+  const lane_job *j = vj;
+  lr_model *m = j->m;
+  const lane_rows z = lane_at(m, b0, b1);
+  const lr_model_cfg *c = &m->cfg;
+  const int64_t B = m->B, N = c->max_len, D = c->d, F = c->inner, H = c->heads, l = j->l;
+  const size_t lR = (size_t)l * (size_t)z.R + (size_t)z.r0;
+  const uint64_t *rid = j->row_ids ? j->row_ids + z.r0 : NULL;
+  const lr_acts *a = &m->a;
+  const lr_params *p = &m->p;
+  lr_params *g = lane_grads(m);
+  const float *hin = (l ? a->h + (size_t)(l - 1) * z.RD : a->h0) + z.oD;
+  const float *qkv = a->qkv + (size_t)l * z.RD * 3, *ctx = a->ctx + (size_t)l * z.RD + z.oD;
+  const float *res1 = a->res1 + (size_t)l * z.RD + z.oD, *s = a->s + (size_t)l * z.RD + z.oD;
+  const float *fc1 = a->fc1 + (size_t)l * z.RF + z.oF, *gelu = a->gelu + (size_t)l * z.RF + z.oF;
+  const float *res2 = a->res2 + (size_t)l * z.RD + z.oD;
+  const float *cache = a->attn_cache + (size_t)l * m->attn_cache_elems;
+  float *dres = a->d_a + z.oD, *ds = a->d_b + z.oD, *dh = j->dh + z.oD, *dhin = j->dhin + z.oD;
+  float *d_f1 = a->d_f1 + z.oF, *d_f2 = a->d_f2 + z.oF, *d_qkv = a->d_qkv + 3 * z.oD;
+  double t0 = now_s();
+  // H = LN2(res2), res2 = S + Dropout(FFN(S))
+  memset(dres, 0, z.nD * sizeof(float));
+  layernorm_backward(dres, g->ln2_w + (size_t)l * D, g->ln2_b + (size_t)l * D, dh, res2,
+                     p->ln2_w + (size_t)l * D, a->ln2_mean + lR, a->ln2_rstd + lR, z.nr, D);
+  memcpy(ds, dres, z.nD * sizeof(float)); // residual branch: dS += dres
+  memset(dh, 0, z.nD * sizeof(float));    // dh is free now: reuse for dFFN
+  dropout_backward(dh, dres, rid, z.nr, D, site(j->dp, SITE_FFN(l)));
+  memset(d_f2, 0, z.nF * sizeof(float));
+  linear_backward(d_f2, g->fc2_w + (size_t)l * D * F, g->fc2_b + (size_t)l * D, dh, gelu,
+                  p->fc2_w + (size_t)l * D * F, z.nr, F, D);
+  memset(d_f1, 0, z.nF * sizeof(float));
+  gelu_backward(d_f1, d_f2, fc1, (int64_t)z.nF);
+  linear_backward(ds, g->fc1_w + (size_t)l * F * D, g->fc1_b + (size_t)l * F, d_f1, s,
+                  p->fc1_w + (size_t)l * F * D, z.nr, D, F);
+  lap(m, LR_PHASE_FFN, &t0);
+  // S = LN1(res1), res1 = H_in + Dropout(ctx W_O^T + b_O)
+  memset(dres, 0, z.nD * sizeof(float));
+  layernorm_backward(dres, g->ln1_w + (size_t)l * D, g->ln1_b + (size_t)l * D, ds, res1,
+                     p->ln1_w + (size_t)l * D, a->ln1_mean + lR, a->ln1_rstd + lR, z.nr, D);
+  memcpy(dhin, dres, z.nD * sizeof(float)); // residual branch
+  memset(ds, 0, z.nD * sizeof(float));      // ds is free: reuse for dproj
+  dropout_backward(ds, dres, rid, z.nr, D, site(j->dp, SITE_ATTN(l)));
+  memset(dh, 0, z.nD * sizeof(float)); // reuse for dctx
+  linear_backward(dh, g->o_w + (size_t)l * D * D, g->o_b + (size_t)l * D, ds, ctx,
+                  p->o_w + (size_t)l * D * D, z.nr, D, D);
+  memset(d_qkv, 0, z.nD * 3 * sizeof(float));
+  lap(m, LR_PHASE_PROJ, &t0);
+  attn_backward_range(a->d_qkv, j->dh, qkv, cache, m->lens, c->attn, B, b0, b1, N, D, H,
+                      a->attn_scratch);
+  lap(m, LR_PHASE_ATTN, &t0);
+  linear_backward(dhin, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + (size_t)l * 3 * D, d_qkv, hin,
+                  p->qkv_w + (size_t)l * 3 * D * D, z.nr, D, 3 * D);
+  lap(m, LR_PHASE_PROJ, &t0);
+}
+
+// H^0 = Dropout(LN0(E)): dh (B*N,D) in, dE to d_b.
+static void backward_embed_seqs(void *vj, int64_t b0, int64_t b1) {
+  const lane_job *j = vj;
+  lr_model *m = j->m;
+  const lane_rows z = lane_at(m, b0, b1);
+  const int64_t D = m->cfg.d;
+  const lr_acts *a = &m->a;
+  lr_params *g = lane_grads(m);
+  float *dln = a->d_a + z.oD, *demb = a->d_b + z.oD;
+  double t0 = now_s();
+  memset(dln, 0, z.nD * sizeof(float));
+  dropout_backward(dln, j->dh + z.oD, j->row_ids ? j->row_ids + z.r0 : NULL, z.nr, D,
+                   site(j->dp, SITE_EMB));
+  memset(demb, 0, z.nD * sizeof(float));
+  layernorm_backward(demb, g->ln0_w, g->ln0_b, dln, a->emb + z.oD, m->p.ln0_w, a->ln0_mean + z.r0,
+                     a->ln0_rstd + z.r0, z.nr, D);
+  lap(m, LR_PHASE_EMBED, &t0);
 }
 
 void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
                     const uint64_t *row_ids, lr_dropout dp) {
   const lr_model_cfg *c = &m->cfg;
-  const int64_t B = m->B, N = c->max_len, D = c->d, F = c->inner, H = c->heads;
-  const int64_t R = B * N;
-  const size_t RD = (size_t)R * (size_t)D, RF = (size_t)R * (size_t)F;
+  const int64_t B = m->B, N = c->max_len, D = c->d;
   lr_acts *a = &m->a;
-  const lr_params *p = &m->p;
-  lr_params *g = &m->g;
   float *dh = dout; // gradient w.r.t. the current layer's output
-  double t0 = now_s();
   for (int64_t l = c->layers - 1; l >= 0; l--) {
-    const float *hin = l ? a->h + (size_t)(l - 1) * RD : a->h0;
-    const float *qkv = a->qkv + (size_t)l * RD * 3, *ctx = a->ctx + (size_t)l * RD;
-    const float *res1 = a->res1 + (size_t)l * RD, *s = a->s + (size_t)l * RD;
-    const float *fc1 = a->fc1 + (size_t)l * RF, *gelu = a->gelu + (size_t)l * RF;
-    const float *res2 = a->res2 + (size_t)l * RD;
-    const float *cache = a->attn_cache + (size_t)l * m->attn_cache_elems;
-    // Buffers: dres = d_a, ds = d_b, dhin = d_c; dh is dout or the previous d_c.
-    float *dres = a->d_a, *ds = a->d_b, *dhin = dh == a->d_c ? dout : a->d_c;
-    // H = LN2(res2), res2 = S + Dropout(FFN(S))
-    memset(dres, 0, RD * sizeof(float));
-    layernorm_backward(dres, g->ln2_w + (size_t)l * D, g->ln2_b + (size_t)l * D, dh, res2,
-                       p->ln2_w + (size_t)l * D, a->ln2_mean + (size_t)l * R,
-                       a->ln2_rstd + (size_t)l * R, R, D);
-    memcpy(ds, dres, RD * sizeof(float)); // residual branch: dS += dres
-    memset(dh, 0, RD * sizeof(float));     // dh is free now: reuse for dFFN
-    dropout_backward(dh, dres, row_ids, R, D, site(dp, SITE_FFN(l)));
-    memset(a->d_f2, 0, RF * sizeof(float));
-    linear_backward(a->d_f2, g->fc2_w + (size_t)l * D * F, g->fc2_b + (size_t)l * D, dh, gelu,
-                    p->fc2_w + (size_t)l * D * F, R, F, D);
-    memset(a->d_f1, 0, RF * sizeof(float));
-    gelu_backward(a->d_f1, a->d_f2, fc1, (int64_t)RF);
-    linear_backward(ds, g->fc1_w + (size_t)l * F * D, g->fc1_b + (size_t)l * F, a->d_f1, s,
-                    p->fc1_w + (size_t)l * F * D, R, D, F);
-    lap(m, LR_PHASE_FFN, &t0);
-    // S = LN1(res1), res1 = H_in + Dropout(ctx W_O^T + b_O)
-    memset(dres, 0, RD * sizeof(float));
-    layernorm_backward(dres, g->ln1_w + (size_t)l * D, g->ln1_b + (size_t)l * D, ds, res1,
-                       p->ln1_w + (size_t)l * D, a->ln1_mean + (size_t)l * R,
-                       a->ln1_rstd + (size_t)l * R, R, D);
-    memcpy(dhin, dres, RD * sizeof(float)); // residual branch
-    memset(ds, 0, RD * sizeof(float));      // ds is free: reuse for dproj
-    dropout_backward(ds, dres, row_ids, R, D, site(dp, SITE_ATTN(l)));
-    memset(dh, 0, RD * sizeof(float)); // reuse for dctx
-    linear_backward(dh, g->o_w + (size_t)l * D * D, g->o_b + (size_t)l * D, ds, ctx,
-                    p->o_w + (size_t)l * D * D, R, D, D);
-    memset(a->d_qkv, 0, RD * 3 * sizeof(float));
-    lap(m, LR_PHASE_PROJ, &t0);
-    attn_backward(a->d_qkv, dh, qkv, cache, m->lens, c->attn, B, N, D, H, a->attn_scratch,
-                  m->attn_parts);
-    lap(m, LR_PHASE_ATTN, &t0);
-    linear_backward(dhin, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + (size_t)l * 3 * D,
-                    a->d_qkv, hin, p->qkv_w + (size_t)l * 3 * D * D, R, D, 3 * D);
-    dh = dhin;
-    lap(m, LR_PHASE_PROJ, &t0);
-    if (m->hook) m->hook(m->hook_ctx, l);
-    t0 = now_s(); // the hook's time (starting a reduction) is the caller's
+    // dh is dout or the previous d_c; the input gradient goes to the other
+    lane_job j = {.m = m,
+                  .row_ids = row_ids,
+                  .dp = dp,
+                  .l = l,
+                  .dh = dh,
+                  .dhin = dh == a->d_c ? dout : a->d_c};
+    run_lanes(m, B, backward_layer_seqs, &j);
+    reduce_lanes(m, l);
+    dh = j.dhin;
+    if (m->hook) m->hook(m->hook_ctx, l); // its time (starting a reduction) is the caller's
   }
-  // H^0 = Dropout(LN0(E)), E = rows[idx] + pos
-  float *dln = a->d_a, *demb = a->d_b;
-  memset(dln, 0, RD * sizeof(float));
-  dropout_backward(dln, dh, row_ids, R, D, site(dp, SITE_EMB));
-  memset(demb, 0, RD * sizeof(float));
-  layernorm_backward(demb, g->ln0_w, g->ln0_b, dln, a->emb, p->ln0_w, a->ln0_mean, a->ln0_rstd,
-                     R, D);
-  embedding_backward(drows, g->pos, demb, idx, B, N, D);
+  lane_job j = {.m = m, .row_ids = row_ids, .dp = dp, .l = -1, .dh = dh};
+  run_lanes(m, B, backward_embed_seqs, &j);
+  reduce_lanes(m, -1);
+  double t0 = now_s();
+  // E = rows[idx] + pos: rows repeat across lanes, so one thread scatters
+  embedding_backward(drows, m->g.pos, a->d_b, idx, B, N, D);
   lap(m, LR_PHASE_EMBED, &t0);
   if (m->hook) m->hook(m->hook_ctx, -1);
 }

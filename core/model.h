@@ -96,7 +96,14 @@ typedef struct {
   float *params_mem, *grads_mem, *m_mem, *v_mem;
   lr_params p, g;
   size_t attn_cache_elems; // per layer
-  int64_t attn_parts;      // attention scratch copies (threads at model_init)
+  // Lanes: with T threads (at model_init) a batch's sequences are cut into T
+  // contiguous ranges, each run through forward and backward by one thread
+  // on single-threaded kernels (data parallel inside the process: no team
+  // synchronisation inside a layer). Lane k > 0 accumulates its parameter
+  // gradients in its own arena, added to g in lane order after each layer.
+  int64_t lanes;           // = attention scratch copies
+  float *lane_grads_mem;   // (lanes-1) x n_params; all zero outside model_backward
+  lr_params *lane_g;       // (lanes) views: lane_g[0] = g, lane_g[k] into lane_grads_mem
   float *acts_mem;
   size_t acts_elems;
   lr_acts a;
@@ -116,7 +123,7 @@ void model_free(lr_model *m);
 // threads before model_init). Cannot fail.
 size_t model_acts_elems(const lr_model_cfg *cfg, int64_t max_B);
 
-// Forward for B <= max_B sequences. idx (B,N): row of each position in rows
+// Forward for B <= max_B sequences (shared out over the lanes). idx (B,N): row of each position in rows
 // (U,D), the batch's distinct item rows, -1 at padding; lens (B) valid
 // lengths (right padding, 1 <= lens <= N); row_ids (B*N) dropout keys
 // (example id * N + position); dp: seed/epoch, p (0 in evaluation).

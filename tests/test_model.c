@@ -13,7 +13,11 @@
 //   (c) backward twice accumulates 2x (STYLE 2);
 //   (d) dropout: the same (seed, epoch, example ids) gives bitwise the same
 //       forward, another epoch or other example ids a different one, and a
-//       permuted batch gives each example the same outputs.
+//       permuted batch gives each example the same outputs;
+//   (e) lanes: with 2 and 3 threads (the batch's sequences shared out, one
+//       lane per thread, unequal ranges) the forward, the dense gradients
+//       and the item-table gradient equal the one-thread run up to the
+//       summation order of the per-lane gradient arenas.
 // The layer and attention kernels have their own double-precision FD tests;
 // this one checks the assembly (buffer reuse, residual branches, dropout sites,
 // the item-row gradient path). The recorded PyTorch comparison is
@@ -25,6 +29,7 @@
 #include "loss.h"       // ce_forward_backward, ce_scratch_elems
 #include "lr.h"         // lr_error_msg
 #include "model.h"      // lr_model, model_*
+#include "par.h"        // lr_par_set_threads
 #include "ref_layers.h" // t_alloc
 #include "rng.h"        // lr_philox, lr_below
 #include "test_util.h"
@@ -56,6 +61,7 @@ static const int32_t LENS[NB] = {NN, 6, 1};
 #define TOL_PAD 1e-5   // (a): same arithmetic up to GEMM shape / float rounding
 #define TOL_TWICE 1e-6 // (c): g + g vs 2g up to accumulation order
 #define TOL_PERM 1e-6  // (d): a permuted batch
+#define TOL_LANES 1e-5 // (e): per-lane GEMM shapes and gradient sums
 
 // ---- fixture: a model, an item table and one batch ---------------------------------
 
@@ -437,6 +443,56 @@ done:
   free(h0);
 }
 
+// ---- (e) lanes ------------------------------------------------------------------
+
+static void check_lanes(lr_attn_kind kind) {
+  int32_t ids[NB * NN];
+  uint64_t ex[NB];
+  batch_ids(ids, ex);
+  const char *kn = attn_kind_name(kind);
+  const int64_t T = (NI + 1) * ND, n = NB * NN * ND;
+  double *ref = NULL;
+  int64_t P = 0;
+  for (int th = 1; th <= 3; th++) {
+    fixture f;
+    if (lr_par_set_threads(th) != LR_OK) {
+      t_check(0, "%s: (e) %d threads: %s", kn, th, lr_error_msg());
+      lr_error_clear();
+      break;
+    }
+    if (fx_init(&f, kind, NN, NB, ids, LENS, ex, 0.2f)) break;
+    t_check(f.m.lanes == th, "%s: (e) model_init with %d threads has %d lanes", kn, th,
+            (int)f.m.lanes);
+    fx_loss(&f, 1);
+    P = (int64_t)f.m.n_params;
+    float *got = t_alloc(n + P + T, sizeof(float));
+    memcpy(got, f.h, (size_t)n * sizeof(float));
+    memcpy(got + n, f.m.grads_mem, (size_t)P * sizeof(float));
+    memcpy(got + n + P, f.tab.g, (size_t)T * sizeof(float));
+    if (th == 1) {
+      ref = t_alloc(n + P + T, sizeof(double));
+      for (int64_t i = 0; i < n + P + T; i++)
+        ref[i] = got[i];
+    } else {
+      char name[128];
+      snprintf(name, sizeof name, "%s: (e) %d lanes: forward as 1 thread", kn, th);
+      t_close_f(got, ref, n, TOL_LANES, name);
+      snprintf(name, sizeof name, "%s: (e) %d lanes: dense gradients as 1 thread", kn, th);
+      t_close_f(got + n, ref + n, P, TOL_LANES, name);
+      snprintf(name, sizeof name, "%s: (e) %d lanes: item-table gradient as 1 thread", kn, th);
+      t_close_f(got + n + P, ref + n + P, T, TOL_LANES, name);
+      // the lane arenas are left zero for the next backward
+      double lane_max = maxabs(f.m.lane_grads_mem, (size_t)(th - 1) * (size_t)P);
+      t_check(lane_max == 0.0, "%s: (e) %d lanes: lane arenas zero after backward (max %.3g)", kn,
+              th, lane_max);
+    }
+    free(got);
+    fx_free(&f);
+  }
+  free(ref);
+  lr_par_set_threads(1);
+}
+
 int main(void) {
   for (int k = 0; k < LR_ATTN_COUNT; k++) {
     lr_attn_kind kind = (lr_attn_kind)k;
@@ -445,6 +501,7 @@ int main(void) {
     check_fd(kind, 0.2f);
     check_twice(kind);
     check_dropout(kind);
+    check_lanes(kind);
   }
   return t_done();
 }
