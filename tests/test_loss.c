@@ -357,7 +357,7 @@ static double smp_f(void *p) {
 
 static void test_sampled_kind(lr_sampled_kind kind) {
   const char *kn = kind == LR_SAMPLED_SOFTMAX ? "sampled softmax" : "sampled bce";
-  const int64_t M = 5, C = 6, D = 4, U = 9;
+  const int64_t M = 5, C = 37, D = 4, U = 9; // C: two 16-lane blocks and a tail
   smp_ctx c = {M,
                C,
                D,
