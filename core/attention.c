@@ -211,11 +211,12 @@ enum { EXPV_ELU, EXPV_ELU_GRAD, EXPV_EXP };
 __attribute__((always_inline)) static inline vf_ expv_f32(vf_ x, int what) {
   const vi_ lim = (vi_){0} + (int32_t)0xC2AE0000u; // bits of -87.0f
   vi_ ix = (vi_)x;
-  // The tests are float comparisons: integer tests on the bits (a range
-  // test for x < -87, a sign test for x < 0) made GCC 12 leave the vector
-  // and select lane by lane.
-  vi_ xn_bits = ix & (x < 0.0f); // x if x < 0, else +0 (a NaN: +0, nan_keep restores it)
-  vi_ big = (vf_)xn_bits < -87.0f;
+  // The tests are float comparisons through lr_vlt (vmath.h): GCC 12 left
+  // the vector for integer tests on the bits and for 16-lane comparisons
+  // on targets without 512-bit vectors.
+  const vf_ zero = {0};
+  vi_ xn_bits = ix & lr_vlt(x, zero); // x if x < 0, else +0 (a NaN: +0, nan_keep restores it)
+  vi_ big = lr_vlt((vf_)xn_bits, zero - 87.0f);
   xn_bits = (xn_bits & ~big) | (lim & big);
   vf_ xn = (vf_)xn_bits;
   vf_ k = (xn * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
@@ -228,7 +229,7 @@ __attribute__((always_inline)) static inline vf_ expv_f32(vf_ x, int what) {
   vf_ two_k = (vf_)((__builtin_convertvector(k, vi_) + 127) << 23);
   vf_ nan_keep = 0.0f * x;
   if (what == EXPV_EXP) return two_k * q + two_k + nan_keep;
-  vi_ pos = x > 0.0f; // x > 0 (a NaN is not: it takes e, which is NaN)
+  vi_ pos = lr_vlt(zero, x); // x > 0 (a NaN is not: it takes e, which is NaN)
   if (what == EXPV_ELU) {
     vf_ e = two_k * q + (two_k - 1.0f) + nan_keep; // 2^k q + (2^k - 1): exact near 0
     return (vf_)((ix & pos) | ((vi_)e & ~pos));

@@ -47,7 +47,7 @@ LR_HOT_CLONES static float row_max_f32(const float *s, int64_t n) {
     for (j = LR_VL; j + LR_VL <= n; j += LR_VL) {
       lr_vf x;
       memcpy(&x, s + j, sizeof x);
-      lr_vi gt = x > m; // lanes: -1 where x > m
+      lr_vi gt = lr_vlt(m, x); // lanes: -1 where x > m
       m = (lr_vf)(((lr_vi)x & gt) | ((lr_vi)m & ~gt));
     }
     for (int k = 0; k < LR_VL; k++) mx = m[k] > mx ? m[k] : mx;

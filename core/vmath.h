@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h> // memcpy
 
-// The 16-lane helpers below are static inline, so no vector crosses a
+// The 16-lane helpers below are always inlined, so no vector crosses a
 // translation unit's ABI: GCC's note about AVX-512 argument passing is moot.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
@@ -36,10 +36,26 @@ typedef int32_t lr_vi __attribute__((vector_size(4 * LR_VL)));
 #define LR_HOT_CLONES
 #endif
 
+// Lane masks (-1 where true, else 0) of a < b. Compared as two 8-lane
+// halves: GCC 12 evaluates a 16-lane comparison lane by lane in scalar code
+// when the target has no 512-bit vectors (the AVX2 and baseline clones);
+// halves stay in vector registers there and fuse back into one compare
+// with AVX-512. Every vector comparison of the hot loops goes through here.
+typedef float lr_vf8_ __attribute__((vector_size(32)));
+typedef int32_t lr_vi8_ __attribute__((vector_size(32)));
+__attribute__((always_inline)) static inline lr_vi lr_vlt(lr_vf a, lr_vf b) {
+  lr_vf8_ al = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7);
+  lr_vf8_ ah = __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
+  lr_vf8_ bl = __builtin_shufflevector(b, b, 0, 1, 2, 3, 4, 5, 6, 7);
+  lr_vf8_ bh = __builtin_shufflevector(b, b, 8, 9, 10, 11, 12, 13, 14, 15);
+  lr_vi8_ l = al < bl, h = ah < bh;
+  return __builtin_shufflevector(l, h, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
 // e^x for x <= 0 (larger x are treated as 0). Cannot fail.
-static inline lr_vf lr_expv_neg(lr_vf x) {
+__attribute__((always_inline)) static inline lr_vf lr_expv_neg(lr_vf x) {
   lr_vf lo = (lr_vf){0} - 87.0f;
-  lr_vi below = x < lo, above = x > 0.0f;                   // comparison masks: -1 / 0
+  lr_vi below = lr_vlt(x, lo), above = lr_vlt((lr_vf){0}, x); // comparison masks: -1 / 0
   x = (lr_vf)(((lr_vi)x & ~below) | ((lr_vi)lo & below)); // max(x, -87)
   x = (lr_vf)((lr_vi)x & ~above);                          // min(x, 0)
   lr_vf k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
@@ -57,7 +73,7 @@ static inline lr_vf lr_expv_neg(lr_vf x) {
 }
 
 // erf(x). Cannot fail.
-static inline lr_vf lr_erfv(lr_vf x) {
+__attribute__((always_inline)) static inline lr_vf lr_erfv(lr_vf x) {
   lr_vi sign = (lr_vi)x & (int32_t)0x80000000u;
   lr_vf a = (lr_vf)((lr_vi)x & 0x7fffffff);
   lr_vf t = 1.0f / (1.0f + 0.3275911f * a);
@@ -82,12 +98,12 @@ static inline float lr_expf_fast(float x) {
 }
 
 // out (n) = gelu(in) = 0.5 x (1 + erf(x / sqrt 2)). Cannot fail.
-static inline lr_vf lr_gelu_v(lr_vf x) {
+__attribute__((always_inline)) static inline lr_vf lr_gelu_v(lr_vf x) {
   return 0.5f * x * (1.0f + lr_erfv(x * 0.70710678118654752f));
 }
 
 // gelu'(x) = Phi(x) + x phi(x). Cannot fail.
-static inline lr_vf lr_gelu_grad_v(lr_vf x) {
+__attribute__((always_inline)) static inline lr_vf lr_gelu_grad_v(lr_vf x) {
   lr_vf cdf = 0.5f * (1.0f + lr_erfv(x * 0.70710678118654752f));
   lr_vf pdf = 0.3989422804014327f * lr_expv_neg(-0.5f * x * x);
   return cdf + x * pdf;
