@@ -196,43 +196,22 @@ static void dgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, i
 //
 // Float: libm's expm1f/expf are scalar and cost ~10 ns each, more than all
 // the GEMMs of the linear kinds together, so the float path evaluates them
-// LR_VL lanes at a time with GCC/Clang vector extensions (no -ffast-math, no
-// ISA flags; the kernels are cloned for AVX-512 and AVX2): x = k ln2 + r with
-// |r| <= ln2/2 (Cody-Waite split of ln2),
-// e^x = 2^k (1 + q), q = expm1(r) by its degree-7 Taylor polynomial
-// (truncation < 2e-8 relative), 2^k built in the exponent bits; x is clamped
-// to [-87, 0]. Measured error over [-80, 1]: < 9e-8 relative (1.5 ulp) for
-// elu, elu' and exp. Selections are done on the bit patterns, and 0*x is
-// added so a NaN input stays NaN.
+// LR_VL lanes at a time through vmath.h's lr_exp_parts (the kernels are
+// cloned for AVX-512 and AVX2). Measured error over [-80, 1]: < 9e-8
+// relative (1.5 ulp) for elu, elu' and exp. Selections are done on the bit
+// patterns, and 0*x is added so a NaN input stays NaN.
 typedef float vf_ __attribute__((vector_size(4 * LR_VL))); // LR_VL lanes (vmath.h)
 typedef int32_t vi_ __attribute__((vector_size(4 * LR_VL)));
 enum { EXPV_ELU, EXPV_ELU_GRAD, EXPV_EXP };
 
 __attribute__((always_inline)) static inline vf_ expv_f32(vf_ x, int what) {
-  const vi_ lim = (vi_){0} + (int32_t)0xC2AE0000u; // bits of -87.0f
-  vi_ ix = (vi_)x;
-  // The tests are float comparisons through lr_vlt (vmath.h): GCC 12 left
-  // the vector for integer tests on the bits and for 16-lane comparisons
-  // on targets without 512-bit vectors.
-  const vf_ zero = {0};
-  vi_ xn_bits = ix & lr_vlt(x, zero); // x if x < 0, else +0 (a NaN: +0, nan_keep restores it)
-  vi_ big = lr_vlt((vf_)xn_bits, zero - 87.0f);
-  xn_bits = (xn_bits & ~big) | (lim & big);
-  vf_ xn = (vf_)xn_bits;
-  vf_ k = (xn * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
-  vf_ r = (xn - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-  vf_ q =
-      r + r * r *
-              (0.5f + r * (0.16666667f +
-                           r * (0.041666668f +
-                                r * (0.008333334f + r * (0.0013888889f + r * 0.0001984127f)))));
-  vf_ two_k = (vf_)((__builtin_convertvector(k, vi_) + 127) << 23);
+  vf_ two_k, q = lr_exp_parts(x, &two_k);
   vf_ nan_keep = 0.0f * x;
   if (what == EXPV_EXP) return two_k * q + two_k + nan_keep;
-  vi_ pos = lr_vlt(zero, x); // x > 0 (a NaN is not: it takes e, which is NaN)
+  vi_ pos = lr_vlt((vf_){0}, x); // x > 0 (a NaN is not: it takes e, which is NaN)
   if (what == EXPV_ELU) {
     vf_ e = two_k * q + (two_k - 1.0f) + nan_keep; // 2^k q + (2^k - 1): exact near 0
-    return (vf_)((ix & pos) | ((vi_)e & ~pos));
+    return (vf_)(((vi_)x & pos) | ((vi_)e & ~pos));
   }
   vf_ e = two_k * q + two_k + nan_keep;
   vi_ one = (vi_){0} + 0x3f800000;

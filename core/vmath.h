@@ -6,8 +6,9 @@
 // instantiation keeps libm.
 //
 //   exp (x <= 0): Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, degree-7
-//                 Taylor polynomial of e^r (truncation < 5e-9), 2^k built in
-//                 the exponent bits; x clamped to [-87, 0] (e^-87 ~ 1.6e-38).
+//                 Taylor polynomial of e^r - 1 (truncation < 2e-8), 2^k built
+//                 in the exponent bits; x clamped to [-87, 0] (e^-87 ~ 1.6e-38).
+//                 The attention's elu maps use the same kernel (lr_exp_parts).
 //   erf:          Abramowitz & Stegun 7.1.26: erf(x) = 1 - (a1 t + ... + a5 t^5)
 //                 e^{-x^2}, t = 1 / (1 + p|x|), odd extension; absolute error
 //                 < 1.5e-7 in exact arithmetic, < 7e-7 measured in float
@@ -52,24 +53,34 @@ __attribute__((always_inline)) static inline lr_vi lr_vlt(lr_vf a, lr_vf b) {
   return __builtin_shufflevector(l, h, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
-// e^x for x <= 0 (larger x are treated as 0). Cannot fail.
-__attribute__((always_inline)) static inline lr_vf lr_expv_neg(lr_vf x) {
-  lr_vf lo = (lr_vf){0} - 87.0f;
-  lr_vi below = lr_vlt(x, lo), above = lr_vlt((lr_vf){0}, x); // comparison masks: -1 / 0
+// e^x = 2^k (1 + q) for x clamped to [-87, 0] (a NaN gives q = 0, k = 0:
+// callers that must keep NaN add 0*x): x = k ln2 + r, |r| <= ln2/2
+// (Cody-Waite split of ln2), q = expm1(r) by its degree-7 Taylor polynomial
+// (truncation < 2e-8 relative), 2^k built in the exponent bits. Returns q,
+// 2^k in *two_k. Keeping q apart lets elu's e^x - 1 = 2^k q + (2^k - 1)
+// stay exact near 0. Cannot fail.
+__attribute__((always_inline)) static inline lr_vf lr_exp_parts(lr_vf x, lr_vf *two_k) {
+  const lr_vf zero = {0}, lo = zero - 87.0f;
+  lr_vi neg = lr_vlt(x, zero), below = lr_vlt(x, lo);
+  x = (lr_vf)((lr_vi)x & neg);                             // min(x, 0); a NaN: 0
   x = (lr_vf)(((lr_vi)x & ~below) | ((lr_vi)lo & below)); // max(x, -87)
-  x = (lr_vf)((lr_vi)x & ~above);                          // min(x, 0)
   lr_vf k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; // round to nearest integer
   lr_vf r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-  lr_vf p = 1.0f / 5040.0f + r * 0.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  lr_vf two_k = (lr_vf)((__builtin_convertvector(k, lr_vi) + 127) << 23);
-  return p * two_k;
+  lr_vf q = 0.0001984127f + r * 0.0f;
+  q = q * r + 0.0013888889f;
+  q = q * r + 0.008333334f;
+  q = q * r + 0.041666668f;
+  q = q * r + 0.16666667f;
+  q = q * r + 0.5f;
+  q = r + r * r * q;
+  *two_k = (lr_vf)((__builtin_convertvector(k, lr_vi) + 127) << 23);
+  return q;
+}
+
+// e^x for x <= 0 (larger x are treated as 0). Cannot fail.
+__attribute__((always_inline)) static inline lr_vf lr_expv_neg(lr_vf x) {
+  lr_vf two_k, q = lr_exp_parts(x, &two_k);
+  return two_k * q + two_k;
 }
 
 // erf(x). Cannot fail.
