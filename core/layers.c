@@ -131,6 +131,32 @@ LR_HOT_CLONES static void gelu_backward_f32v(float *din, const float *dout, cons
   }
 }
 
+// out (n) = gelu(x), x (n) := gelu'(x).
+LR_HOT_CLONES static void gelu_train_f32v(float *out, float *x_grad, int64_t n) {
+  int64_t i = 0;
+  for (; i + LR_VL <= n; i += LR_VL) {
+    lr_vf x, g;
+    memcpy(&x, x_grad + i, sizeof x);
+    x = lr_gelu_pair_v(x, &g);
+    memcpy(out + i, &x, sizeof x);
+    memcpy(x_grad + i, &g, sizeof g);
+  }
+  if (i < n) {
+    lr_vf x = {0}, g;
+    size_t m = (size_t)(n - i) * sizeof(float);
+    memcpy(&x, x_grad + i, m);
+    x = lr_gelu_pair_v(x, &g);
+    memcpy(out + i, &x, m);
+    memcpy(x_grad + i, &g, m);
+  }
+}
+
+// d (n) *= g.
+LR_HOT_CLONES static void mul_inplace_f32v(float *d, const float *g, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    d[i] *= g[i];
+}
+
 // The element ranges of the threaded float GELU.
 typedef struct {
   float *out, *din;
@@ -140,6 +166,16 @@ typedef struct {
 static void gelu_forward_part(void *vc, int64_t lo, int64_t hi) {
   const gelu_par *c = vc;
   gelu_forward_f32v(c->out + lo, c->in + lo, hi - lo);
+}
+
+static void gelu_train_part(void *vc, int64_t lo, int64_t hi) {
+  const gelu_par *c = vc;
+  gelu_train_f32v(c->out + lo, c->din + lo, hi - lo);
+}
+
+static void gelu_stored_part(void *vc, int64_t lo, int64_t hi) {
+  const gelu_par *c = vc;
+  mul_inplace_f32v(c->out + lo, c->in + lo, hi - lo);
 }
 
 static void gelu_backward_part(void *vc, int64_t lo, int64_t hi) {

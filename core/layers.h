@@ -42,6 +42,12 @@ void linear_backward(float *din, float *dw, float *db, const float *dout, const 
 // out = 0.5 in (1 + erf(in/sqrt 2)); din += dout * gelu'(in). out may equal in.
 void gelu_forward(float *out, const float *in, int64_t n);
 void gelu_backward(float *din, const float *dout, const float *in, int64_t n);
+// The training pair: forward writes out = gelu(x) and overwrites x (in_grad)
+// with gelu'(x), which is all backward needs of the pre-activation; backward
+// turns the output gradient d into the input gradient in place, d *= grad
+// (no transcendental left for backward). out and in_grad must not overlap.
+void gelu_forward_train(float *out, float *in_grad, int64_t n);
+void gelu_backward_stored(float *d, const float *grad, int64_t n);
 
 // ---- dropout with a regenerated mask -------------------------------------------
 // The keep/drop decision of element j of row r is a pure function of
@@ -91,6 +97,8 @@ void linear_backward_f64(double *din, double *dw, double *db, const double *dout
                          const double *w, int64_t R, int64_t C, int64_t OC);
 void gelu_forward_f64(double *out, const double *in, int64_t n);
 void gelu_backward_f64(double *din, const double *dout, const double *in, int64_t n);
+void gelu_forward_train_f64(double *out, double *in_grad, int64_t n);
+void gelu_backward_stored_f64(double *d, const double *grad, int64_t n);
 void dropout_forward_f64(double *out, const double *in, const uint64_t *row_ids, int64_t R,
                          int64_t D, lr_dropout dp);
 void dropout_backward_f64(double *din, const double *dout, const uint64_t *row_ids, int64_t R,

@@ -48,7 +48,7 @@ void model_point_params(lr_params *p, float *mem, const lr_model_cfg *cfg) {
 
 // Sizes of the activation tensors in lr_acts order (one table so that the
 // pointer set-up and the total cannot disagree).
-#define N_ACTS 23
+#define N_ACTS 22
 static size_t acts_sizes(const lr_model_cfg *c, int64_t B, size_t s[N_ACTS]) {
   size_t R = (size_t)B * (size_t)c->max_len, D = (size_t)c->d, L = (size_t)c->layers,
          F = (size_t)c->inner;
@@ -60,7 +60,7 @@ static size_t acts_sizes(const lr_model_cfg *c, int64_t B, size_t s[N_ACTS]) {
                       L * R * D,     L * R,     L * R,                           // s, ln1
                       L * R * F,     L * R * F, L * R * D,                       // fc1, gelu, res2
                       L * R * D,     L * R,     L * R,                           // h, ln2
-                      R * D,         R * D,     R * D,     R * F,     R * F};    // d_a..d_f2
+                      R * D,         R * D,     R * D,     R * F};               // d_a..d_f2
   size_t total = 0;
   for (int i = 0; i < N_ACTS; i++) s[i] = v[i], total += v[i];
   total += R * 3 * D + as; // d_qkv, attn_scratch
@@ -79,7 +79,7 @@ static void point_acts(lr_acts *a, float *mem, const lr_model_cfg *c, int64_t B)
                           &a->qkv,  &a->attn_cache, &a->ctx,    &a->res1,     &a->s,
                           &a->ln1_mean, &a->ln1_rstd, &a->fc1,  &a->gelu,     &a->res2,
                           &a->h,    &a->ln2_mean, &a->ln2_rstd, &a->d_a,      &a->d_b,
-                          &a->d_c,  &a->d_f1,     &a->d_f2};
+                          &a->d_c,  &a->d_f2};
   for (int i = 0; i < N_ACTS; i++) {
     *ptrs[i] = mem;
     mem += s[i];
@@ -368,7 +368,7 @@ static void forward_seqs(void *vj, int64_t b0, int64_t b1) {
     lap(m, LR_PHASE_PROJ, &t0);
     // H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
     linear_forward(fc1, s, p->fc1_w + (size_t)l * F * D, p->fc1_b + (size_t)l * F, z.nr, D, F);
-    gelu_forward(gelu, fc1, (int64_t)z.nF);
+    gelu_forward_train(gelu, fc1, (int64_t)z.nF); // fc1 now holds gelu' for backward
     linear_forward(res2, gelu, p->fc2_w + (size_t)l * D * F, p->fc2_b + (size_t)l * D, z.nr, F, D);
     dropout_forward(res2, res2, rid, z.nr, D, site(dp, SITE_FFN(l)));
     residual_forward(res2, s, res2, (int64_t)z.nD);
@@ -414,7 +414,7 @@ static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
   const float *res2 = a->res2 + (size_t)l * z.RD + z.oD;
   const float *cache = a->attn_cache + (size_t)l * m->attn_cache_elems;
   float *ds = a->d_b + z.oD, *dh = j->dh + z.oD, *dhin = j->dhin + z.oD;
-  float *d_f1 = a->d_f1 + z.oF, *d_f2 = a->d_f2 + z.oF, *d_qkv = a->d_qkv + 3 * z.oD;
+  float *d_f2 = a->d_f2 + z.oF, *d_qkv = a->d_qkv + 3 * z.oD;
   double t0 = now_s();
   // H = LN2(res2), res2 = S + Dropout(FFN(S)): the LayerNorm's input
   // gradient is dS's residual part, and through the dropout the FFN's
@@ -426,9 +426,8 @@ static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
   memset(d_f2, 0, z.nF * sizeof(float));
   linear_backward(d_f2, g->fc2_w + (size_t)l * D * F, g->fc2_b + (size_t)l * D, dh, gelu,
                   p->fc2_w + (size_t)l * D * F, z.nr, F, D);
-  memset(d_f1, 0, z.nF * sizeof(float));
-  gelu_backward(d_f1, d_f2, fc1, (int64_t)z.nF);
-  linear_backward(ds, g->fc1_w + (size_t)l * F * D, g->fc1_b + (size_t)l * F, d_f1, s,
+  gelu_backward_stored(d_f2, fc1, (int64_t)z.nF); // d_f2 is now the gradient of fc1's output
+  linear_backward(ds, g->fc1_w + (size_t)l * F * D, g->fc1_b + (size_t)l * F, d_f2, s,
                   p->fc1_w + (size_t)l * F * D, z.nr, D, F);
   lap(m, LR_PHASE_FFN, &t0);
   // S = LN1(res1), res1 = H_in + Dropout(ctx W_O^T + b_O): likewise into

@@ -61,12 +61,12 @@ typedef struct {
   float *ctx;           // (L,B,N,D) attention output (heads concatenated)
   float *res1;          // (L,B,N,D) H + Dropout(ctx W_O^T + b_O)
   float *s, *ln1_mean, *ln1_rstd; // (L,B,N,D), (L,B,N), (L,B,N)
-  float *fc1, *gelu;    // (L,B,N,F)
+  float *fc1, *gelu;    // (L,B,N,F); after forward fc1 holds gelu'(fc1) (backward's only use)
   float *res2;          // (L,B,N,D) S + Dropout(FFN(S))
   float *h, *ln2_mean, *ln2_rstd; // (L,B,N,D) layer outputs, (L,B,N)
   // backward temporaries (one set, reused by every layer)
   float *d_a, *d_b, *d_c; // (B,N,D)
-  float *d_f1, *d_f2;     // (B,N,F)
+  float *d_f2;            // (B,N,F)
   float *d_qkv;           // (B,N,3D)
   float *attn_scratch;    // attn_scratch_elems
 } lr_acts;

@@ -83,8 +83,8 @@ __attribute__((always_inline)) static inline lr_vf lr_expv_neg(lr_vf x) {
   return two_k * q + two_k;
 }
 
-// erf(x). Cannot fail.
-__attribute__((always_inline)) static inline lr_vf lr_erfv(lr_vf x) {
+// erf(x), with e^{-x^2} (its exponential) in *e. Cannot fail.
+__attribute__((always_inline)) static inline lr_vf lr_erfv_e(lr_vf x, lr_vf *e) {
   lr_vi sign = (lr_vi)x & (int32_t)0x80000000u;
   lr_vf a = (lr_vf)((lr_vi)x & 0x7fffffff);
   lr_vf t = 1.0f / (1.0f + 0.3275911f * a);
@@ -93,8 +93,15 @@ __attribute__((always_inline)) static inline lr_vf lr_erfv(lr_vf x) {
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  lr_vf y = 1.0f - p * t * lr_expv_neg(-(a * a));
+  *e = lr_expv_neg(-(a * a));
+  lr_vf y = 1.0f - p * t * *e;
   return (lr_vf)((lr_vi)y | sign);
+}
+
+// erf(x). Cannot fail.
+__attribute__((always_inline)) static inline lr_vf lr_erfv(lr_vf x) {
+  lr_vf e;
+  return lr_erfv_e(x, &e);
 }
 
 // Scalar forms (one lane used), for tests and odd ends.
@@ -111,6 +118,13 @@ static inline float lr_expf_fast(float x) {
 // out (n) = gelu(in) = 0.5 x (1 + erf(x / sqrt 2)). Cannot fail.
 __attribute__((always_inline)) static inline lr_vf lr_gelu_v(lr_vf x) {
   return 0.5f * x * (1.0f + lr_erfv(x * 0.70710678118654752f));
+}
+
+// gelu(x), and gelu'(x) in *grad: erf's e^{-x^2/2} is phi's too. Cannot fail.
+__attribute__((always_inline)) static inline lr_vf lr_gelu_pair_v(lr_vf x, lr_vf *grad) {
+  lr_vf e, cdf = 0.5f * (1.0f + lr_erfv_e(x * 0.70710678118654752f, &e));
+  *grad = cdf + x * (0.3989422804014327f * e);
+  return x * cdf;
 }
 
 // gelu'(x) = Phi(x) + x phi(x). Cannot fail.

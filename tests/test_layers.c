@@ -376,6 +376,26 @@ static void test_gelu(void) {
   memcpy(out_f, in_f, n * 4);
   gelu_forward(out_f, out_f, n);
   t_close_f(out_f, out, n, TOL_FWD32, "gelu: in place");
+  // the training pair: the forward's stored derivative, backward from it
+  {
+    double *g = t_alloc(n, 8), *x = t_alloc(n, 8), *dref = t_alloc(n, 8), *d = t_alloc(n, 8);
+    float *gf = t_alloc(n, 4), *of = t_alloc(n, 4), *df = t_alloc(n, 4);
+    memcpy(x, in, n * 8);
+    gelu_forward_train_f64(g, x, n); // g = gelu(in), x = gelu'(in)
+    t_close_d(g, out, n, 1e-15, "gelu train f64: forward as gelu_forward");
+    memset(dref, 0, n * 8);
+    gelu_backward_f64(dref, dout, in, n);
+    memcpy(d, dout, n * 8);
+    gelu_backward_stored_f64(d, x, n);
+    t_close_d(d, dref, n, 1e-14, "gelu train f64: stored backward as gelu_backward");
+    memcpy(gf, in_f, n * 4);
+    gelu_forward_train(of, gf, n);
+    t_close_f(of, out, n, TOL_FWD32, "gelu train f32: forward vs f64");
+    memcpy(df, dout_f, n * 4);
+    gelu_backward_stored(df, gf, n);
+    t_close_f(df, dref, n, TOL_FWD32, "gelu train f32: stored backward vs f64");
+    free(g), free(x), free(dref), free(d), free(gf), free(of), free(df);
+  }
   free(in), free(dout), free(out), free(din), free(din2);
   free(in_f), free(dout_f), free(out_f), free(din_f), free(din2_f);
 }
