@@ -131,21 +131,24 @@ LR_HOT_CLONES static void gelu_backward_f32v(float *din, const float *dout, cons
   }
 }
 
-// out (n) = gelu(x), x (n) := gelu'(x).
-LR_HOT_CLONES static void gelu_train_f32v(float *out, float *x_grad, int64_t n) {
+// out (n) = gelu(x), x_grad (n) := gelu'(x), x = x_grad + bias (bias may be NULL).
+LR_HOT_CLONES static void gelu_train_f32v(float *out, float *x_grad, const float *bias,
+                                          int64_t n) {
   int64_t i = 0;
   for (; i + LR_VL <= n; i += LR_VL) {
-    lr_vf x, g;
+    lr_vf x, b = {0}, g;
     memcpy(&x, x_grad + i, sizeof x);
-    x = lr_gelu_pair_v(x, &g);
+    if (bias) memcpy(&b, bias + i, sizeof b);
+    x = lr_gelu_pair_v(x + b, &g);
     memcpy(out + i, &x, sizeof x);
     memcpy(x_grad + i, &g, sizeof g);
   }
   if (i < n) {
-    lr_vf x = {0}, g;
+    lr_vf x = {0}, b = {0}, g;
     size_t m = (size_t)(n - i) * sizeof(float);
     memcpy(&x, x_grad + i, m);
-    x = lr_gelu_pair_v(x, &g);
+    if (bias) memcpy(&b, bias + i, m);
+    x = lr_gelu_pair_v(x + b, &g);
     memcpy(out + i, &x, m);
     memcpy(x_grad + i, &g, m);
   }
@@ -168,9 +171,17 @@ static void gelu_forward_part(void *vc, int64_t lo, int64_t hi) {
   gelu_forward_f32v(c->out + lo, c->in + lo, hi - lo);
 }
 
-static void gelu_train_part(void *vc, int64_t lo, int64_t hi) {
-  const gelu_par *c = vc;
-  gelu_train_f32v(c->out + lo, c->din + lo, hi - lo);
+// The row ranges of the threaded float training GELU: rows of C.
+typedef struct {
+  float *out, *x_grad;
+  const float *bias;
+  int64_t C;
+} gelu_rows_par;
+
+static void gelu_train_rows(void *vc, int64_t r0, int64_t r1) {
+  const gelu_rows_par *c = vc;
+  for (int64_t r = r0; r < r1; r++)
+    gelu_train_f32v(c->out + r * c->C, c->x_grad + r * c->C, c->bias, c->C);
 }
 
 static void gelu_stored_part(void *vc, int64_t lo, int64_t hi) {

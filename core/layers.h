@@ -42,11 +42,13 @@ void linear_backward(float *din, float *dw, float *db, const float *dout, const 
 // out = 0.5 in (1 + erf(in/sqrt 2)); din += dout * gelu'(in). out may equal in.
 void gelu_forward(float *out, const float *in, int64_t n);
 void gelu_backward(float *din, const float *dout, const float *in, int64_t n);
-// The training pair: forward writes out = gelu(x) and overwrites x (in_grad)
-// with gelu'(x), which is all backward needs of the pre-activation; backward
-// turns the output gradient d into the input gradient in place, d *= grad
-// (no transcendental left for backward). out and in_grad must not overlap.
-void gelu_forward_train(float *out, float *in_grad, int64_t n);
+// The training pair, with the bias of the linear before it: over R rows of
+// C, x = in_grad + bias (bias (C) may be NULL), forward writes out =
+// gelu(x) and overwrites in_grad with gelu'(x), all backward needs of the
+// pre-activation; backward turns the output gradient d (n = R*C) into the
+// input gradient in place, d *= grad (no transcendental left for
+// backward). out and in_grad must not overlap.
+void gelu_forward_train(float *out, float *in_grad, const float *bias, int64_t R, int64_t C);
 void gelu_backward_stored(float *d, const float *grad, int64_t n);
 
 // ---- dropout with a regenerated mask -------------------------------------------
@@ -77,6 +79,11 @@ void dropout_backward(float *din, const float *dout, const uint64_t *row_ids, in
 // ---- residual: out = a + b; da += dout, db += dout -------------------------------
 // out may equal a or b; da or db may be NULL.
 void residual_forward(float *out, const float *a, const float *b, int64_t n);
+// The post-LN block's sum in one pass: out (R,D) = resid + Dropout(x + bias),
+// bias (D) (may be NULL), the dropout as dropout_forward (row_ids keys). out
+// may equal x. Its backward is dropout_backward plus the residual's dS += dout.
+void dropout_residual_forward(float *out, const float *x, const float *bias, const float *resid,
+                              const uint64_t *row_ids, int64_t R, int64_t D, lr_dropout dp);
 void residual_backward(float *da, float *db, const float *dout, int64_t n);
 
 // ---- double-precision instantiation for the gradient tests ------------------------
@@ -97,13 +104,17 @@ void linear_backward_f64(double *din, double *dw, double *db, const double *dout
                          const double *w, int64_t R, int64_t C, int64_t OC);
 void gelu_forward_f64(double *out, const double *in, int64_t n);
 void gelu_backward_f64(double *din, const double *dout, const double *in, int64_t n);
-void gelu_forward_train_f64(double *out, double *in_grad, int64_t n);
+void gelu_forward_train_f64(double *out, double *in_grad, const double *bias, int64_t R,
+                            int64_t C);
 void gelu_backward_stored_f64(double *d, const double *grad, int64_t n);
 void dropout_forward_f64(double *out, const double *in, const uint64_t *row_ids, int64_t R,
                          int64_t D, lr_dropout dp);
 void dropout_backward_f64(double *din, const double *dout, const uint64_t *row_ids, int64_t R,
                           int64_t D, lr_dropout dp);
 void residual_forward_f64(double *out, const double *a, const double *b, int64_t n);
+void dropout_residual_forward_f64(double *out, const double *x, const double *bias,
+                                  const double *resid, const uint64_t *row_ids, int64_t R,
+                                  int64_t D, lr_dropout dp);
 void residual_backward_f64(double *da, double *db, const double *dout, int64_t n);
 
 #endif

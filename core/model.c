@@ -359,19 +359,19 @@ static void forward_seqs(void *vj, int64_t b0, int64_t b1) {
     lap(m, LR_PHASE_PROJ, &t0);
     attn_forward_range(ctx, cache, qkv, m->lens, c->attn, B, b0, b1, N, D, H, a->attn_scratch);
     lap(m, LR_PHASE_ATTN, &t0);
-    linear_forward(res1, ctx + z.oD, p->o_w + (size_t)l * D * D, p->o_b + (size_t)l * D, z.nr, D,
-                   D);
-    dropout_forward(res1, res1, rid, z.nr, D, site(dp, SITE_ATTN(l)));
-    residual_forward(res1, h + z.oD, res1, (int64_t)z.nD);
+    // the biases of W_O, W1 and W2 ride in the pass after their GEMM
+    linear_forward(res1, ctx + z.oD, p->o_w + (size_t)l * D * D, NULL, z.nr, D, D);
+    dropout_residual_forward(res1, res1, p->o_b + (size_t)l * D, h + z.oD, rid, z.nr, D,
+                             site(dp, SITE_ATTN(l)));
     layernorm_forward(s, a->ln1_mean + lR, a->ln1_rstd + lR, res1, p->ln1_w + (size_t)l * D,
                       p->ln1_b + (size_t)l * D, z.nr, D, c->ln_eps);
     lap(m, LR_PHASE_PROJ, &t0);
     // H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
-    linear_forward(fc1, s, p->fc1_w + (size_t)l * F * D, p->fc1_b + (size_t)l * F, z.nr, D, F);
-    gelu_forward_train(gelu, fc1, (int64_t)z.nF); // fc1 now holds gelu' for backward
-    linear_forward(res2, gelu, p->fc2_w + (size_t)l * D * F, p->fc2_b + (size_t)l * D, z.nr, F, D);
-    dropout_forward(res2, res2, rid, z.nr, D, site(dp, SITE_FFN(l)));
-    residual_forward(res2, s, res2, (int64_t)z.nD);
+    linear_forward(fc1, s, p->fc1_w + (size_t)l * F * D, NULL, z.nr, D, F);
+    gelu_forward_train(gelu, fc1, p->fc1_b + (size_t)l * F, z.nr, F); // fc1 := gelu'
+    linear_forward(res2, gelu, p->fc2_w + (size_t)l * D * F, NULL, z.nr, F, D);
+    dropout_residual_forward(res2, res2, p->fc2_b + (size_t)l * D, s, rid, z.nr, D,
+                             site(dp, SITE_FFN(l)));
     layernorm_forward(hout + z.oD, a->ln2_mean + lR, a->ln2_rstd + lR, res2,
                       p->ln2_w + (size_t)l * D, p->ln2_b + (size_t)l * D, z.nr, D, c->ln_eps);
     lap(m, LR_PHASE_FFN, &t0);

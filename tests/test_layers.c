@@ -381,7 +381,7 @@ static void test_gelu(void) {
     double *g = t_alloc(n, 8), *x = t_alloc(n, 8), *dref = t_alloc(n, 8), *d = t_alloc(n, 8);
     float *gf = t_alloc(n, 4), *of = t_alloc(n, 4), *df = t_alloc(n, 4);
     memcpy(x, in, n * 8);
-    gelu_forward_train_f64(g, x, n); // g = gelu(in), x = gelu'(in)
+    gelu_forward_train_f64(g, x, NULL, 1, n); // g = gelu(in), x = gelu'(in)
     t_close_d(g, out, n, 1e-15, "gelu train f64: forward as gelu_forward");
     memset(dref, 0, n * 8);
     gelu_backward_f64(dref, dout, in, n);
@@ -389,7 +389,7 @@ static void test_gelu(void) {
     gelu_backward_stored_f64(d, x, n);
     t_close_d(d, dref, n, 1e-14, "gelu train f64: stored backward as gelu_backward");
     memcpy(gf, in_f, n * 4);
-    gelu_forward_train(of, gf, n);
+    gelu_forward_train(of, gf, NULL, 1, n);
     t_close_f(of, out, n, TOL_FWD32, "gelu train f32: forward vs f64");
     memcpy(df, dout_f, n * 4);
     gelu_backward_stored(df, gf, n);
@@ -654,8 +654,56 @@ static void test_threads(void) {
   free(x), free(g), free(w), free(ids);
 }
 
+// The fused passes of the training forward against the layers they fuse:
+// out = resid + Dropout(x + bias) (dropout on and off, bias or none, in
+// place) and the training GELU of x + bias per column (f64 exactly the
+// composition up to rounding, f32 against the f64 composition).
+static void test_fused(void) {
+  const int64_t R = 5, D = 37, n = R * D; // a partial group of 8 in each row
+  const uint64_t ids[5] = {3, 4, 5, (1ull << 32) + 9, 77};
+  double *x = t_alloc(n, 8), *b = t_alloc(D, 8), *h = t_alloc(n, 8), *xb = t_alloc(n, 8);
+  double *ref = t_alloc(n, 8), *got = t_alloc(n, 8), *g = t_alloc(n, 8), *gref = t_alloc(n, 8);
+  float *xf = t_alloc(n, 4), *bf = t_alloc(D, 4), *hf = t_alloc(n, 4), *of = t_alloc(n, 4);
+  t_fill_d(x, n, 91, 2.0), t_fill_d(b, D, 92, 1.0), t_fill_d(h, n, 93, 1.0);
+  t_to_f(xf, x, n), t_to_f(bf, b, D), t_to_f(hf, h, n);
+  for (int64_t i = 0; i < n; i++)
+    xb[i] = x[i] + b[i % D];
+  char name[128];
+  for (int k = 0; k < 3; k++) {
+    lr_dropout dp = {.seed = 5, .epoch = 2, .site = 3, .p = k == 1 ? 0.0f : 0.3f};
+    const int with_bias = k != 2;
+    const double *in = with_bias ? xb : x;
+    dropout_forward_f64(ref, in, ids, R, D, dp);
+    residual_forward_f64(ref, h, ref, n);
+    memcpy(got, x, n * 8); // in place: out = x
+    dropout_residual_forward_f64(got, got, with_bias ? b : NULL, h, ids, R, D, dp);
+    snprintf(name, sizeof name, "dropout+residual f64 (p %.1f, bias %d) = the two layers", dp.p,
+             with_bias);
+    t_close_d(got, ref, n, 1e-15, name);
+    dropout_residual_forward(of, xf, with_bias ? bf : NULL, hf, ids, R, D, dp);
+    snprintf(name, sizeof name, "dropout+residual f32 (p %.1f, bias %d) vs f64", dp.p, with_bias);
+    t_close_f(of, ref, n, TOL_FWD32, name);
+  }
+  gelu_forward_f64(ref, xb, n);
+  memset(gref, 0, n * 8);
+  double *ones = t_alloc(n, 8);
+  for (int64_t i = 0; i < n; i++)
+    ones[i] = 1.0;
+  gelu_backward_f64(gref, ones, xb, n); // gelu'(x + b)
+  memcpy(g, x, n * 8);
+  gelu_forward_train_f64(got, g, b, R, D);
+  t_close_d(got, ref, n, 1e-15, "gelu train f64 with bias: forward");
+  t_close_d(g, gref, n, 1e-14, "gelu train f64 with bias: stored derivative");
+  gelu_forward_train(of, xf, bf, R, D);
+  t_close_f(of, ref, n, TOL_FWD32, "gelu train f32 with bias: forward vs f64");
+  t_close_f(xf, gref, n, TOL_FWD32, "gelu train f32 with bias: stored derivative vs f64");
+  free(x), free(b), free(h), free(xb), free(ref), free(got), free(g), free(gref), free(ones);
+  free(xf), free(bf), free(hf), free(of);
+}
+
 int main(void) {
   test_threads();
+  test_fused();
   test_embedding();
   test_layernorm();
   test_linear();
