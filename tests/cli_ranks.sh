@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # cli_ranks.sh: the same training at 1, 2 and 3 ranks (same global batch)
-# follows the same trajectory: per-step losses agree to a relative 1e-4, for
-# the full cross-entropy and the sampled objectives.
+# follows the same trajectory, for the full cross-entropy and the sampled
+# objectives: the first 10 per-step losses agree to a relative 1e-5 (before
+# rounding differences have grown), all 30 to 1e-3. The
+# ranks sum gradients in another order than one process, and such a
+# last-bit difference, once it appears, grows through the Adam steps
+# (measured: bitwise equal for 21 steps, then 3e-7 growing to 2.5e-4 by
+# step 30 for linrec_causal in the sanitizer build).
 # Usage: cli_ranks.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
 source "$(dirname "$0")/lib_cli.sh"
 tiny=(--set data.synthetic.users=200 --set data.synthetic.items=50 --set data.synthetic.mean_len=12
@@ -20,9 +25,10 @@ def steps(p):
     return [json.loads(l)["loss"] for l in open(p) if '"event":"step"' in l]
 a, b = steps(sys.argv[1]), steps(sys.argv[2])
 assert len(a) == len(b) == 30, (len(a), len(b))
-worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
-print("max rel diff %.3g" % worst)
-sys.exit(0 if worst < 1e-4 else 1)
+rel = [abs(x - y) / abs(x) for x, y in zip(a, b)]
+early, worst = max(rel[:10]), max(rel)
+print("max rel diff %.3g in the first 10 steps, %.3g in 30" % (early, worst))
+sys.exit(0 if early < 1e-5 and worst < 1e-3 else 1)
 PY
 }
 for obj in "ce linrec last" "ce linrec_causal all" "sampled softmax all" "bce elu1 all"; do
