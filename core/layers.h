@@ -84,6 +84,17 @@ void residual_forward(float *out, const float *a, const float *b, int64_t n);
 // may equal x. Its backward is dropout_backward plus the residual's dS += dout.
 void dropout_residual_forward(float *out, const float *x, const float *bias, const float *resid,
                               const uint64_t *row_ids, int64_t R, int64_t D, lr_dropout dp);
+// The backward of y = LN(resid + Dropout(x + bias)) (dropout_residual_forward,
+// then layernorm_forward with in = its output): from dout (R,D) WRITES dres
+// (R,D), the gradient w.r.t. the LayerNorm's input (= resid's), and dx
+// (R,D), w.r.t. x (the dropout applied to dres); ADDS the LayerNorm's dw, db
+// (D) and dbias (D, may be NULL) += the column sums of dx. No output may
+// overlap dout or in; dres and dx must not overlap each other.
+void ln_dropout_backward(float *dres, float *dx, float *dw, float *db, float *dbias,
+                         const float *dout, const float *in, const float *w, const float *mean,
+                         const float *rstd, const uint64_t *row_ids, int64_t R, int64_t D,
+                         lr_dropout dp);
+
 void residual_backward(float *da, float *db, const float *dout, int64_t n);
 
 // ---- double-precision instantiation for the gradient tests ------------------------
@@ -112,6 +123,10 @@ void dropout_forward_f64(double *out, const double *in, const uint64_t *row_ids,
 void dropout_backward_f64(double *din, const double *dout, const uint64_t *row_ids, int64_t R,
                           int64_t D, lr_dropout dp);
 void residual_forward_f64(double *out, const double *a, const double *b, int64_t n);
+void ln_dropout_backward_f64(double *dres, double *dx, double *dw, double *db, double *dbias,
+                             const double *dout, const double *in, const double *w,
+                             const double *mean, const double *rstd, const uint64_t *row_ids,
+                             int64_t R, int64_t D, lr_dropout dp);
 void dropout_residual_forward_f64(double *out, const double *x, const double *bias,
                                   const double *resid, const uint64_t *row_ids, int64_t R,
                                   int64_t D, lr_dropout dp);

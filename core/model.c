@@ -414,32 +414,30 @@ static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
   const float *res2 = a->res2 + (size_t)l * z.RD + z.oD;
   const float *cache = a->attn_cache + (size_t)l * m->attn_cache_elems;
   float *ds = a->d_b + z.oD, *dh = j->dh + z.oD, *dhin = j->dhin + z.oD;
+  float *dx = a->d_a + z.oD; // a dropout's input gradient (= a linear's output gradient)
   float *d_f2 = a->d_f2 + z.oF, *d_qkv = a->d_qkv + 3 * z.oD;
   double t0 = now_s();
-  // H = LN2(res2), res2 = S + Dropout(FFN(S)): the LayerNorm's input
-  // gradient is dS's residual part, and through the dropout the FFN's
-  memset(ds, 0, z.nD * sizeof(float));
-  layernorm_backward(ds, g->ln2_w + (size_t)l * D, g->ln2_b + (size_t)l * D, dh, res2,
-                     p->ln2_w + (size_t)l * D, a->ln2_mean + lR, a->ln2_rstd + lR, z.nr, D);
-  memset(dh, 0, z.nD * sizeof(float)); // dh is free now: reuse for dFFN
-  dropout_backward(dh, ds, rid, z.nr, D, site(j->dp, SITE_FFN(l)));
+  // H = LN2(res2), res2 = S + Dropout(FFN(S) + b2): in one pass dS's residual
+  // part and, through the dropout, the FFN output's gradient dx (b2's sum)
+  ln_dropout_backward(ds, dx, g->ln2_w + (size_t)l * D, g->ln2_b + (size_t)l * D,
+                      g->fc2_b + (size_t)l * D, dh, res2, p->ln2_w + (size_t)l * D,
+                      a->ln2_mean + lR, a->ln2_rstd + lR, rid, z.nr, D, site(j->dp, SITE_FFN(l)));
   memset(d_f2, 0, z.nF * sizeof(float));
-  linear_backward(d_f2, g->fc2_w + (size_t)l * D * F, g->fc2_b + (size_t)l * D, dh, gelu,
-                  p->fc2_w + (size_t)l * D * F, z.nr, F, D);
+  linear_backward(d_f2, g->fc2_w + (size_t)l * D * F, NULL, dx, gelu, p->fc2_w + (size_t)l * D * F,
+                  z.nr, F, D);
   gelu_backward_stored(d_f2, fc1, (int64_t)z.nF); // d_f2 is now the gradient of fc1's output
   linear_backward(ds, g->fc1_w + (size_t)l * F * D, g->fc1_b + (size_t)l * F, d_f2, s,
                   p->fc1_w + (size_t)l * F * D, z.nr, D, F);
   lap(m, LR_PHASE_FFN, &t0);
-  // S = LN1(res1), res1 = H_in + Dropout(ctx W_O^T + b_O): likewise into
-  // dhin (the residual part) and through the dropout to the projection
-  memset(dhin, 0, z.nD * sizeof(float));
-  layernorm_backward(dhin, g->ln1_w + (size_t)l * D, g->ln1_b + (size_t)l * D, ds, res1,
-                     p->ln1_w + (size_t)l * D, a->ln1_mean + lR, a->ln1_rstd + lR, z.nr, D);
-  memset(ds, 0, z.nD * sizeof(float)); // ds is free: reuse for dproj
-  dropout_backward(ds, dhin, rid, z.nr, D, site(j->dp, SITE_ATTN(l)));
-  memset(dh, 0, z.nD * sizeof(float)); // reuse for dctx
-  linear_backward(dh, g->o_w + (size_t)l * D * D, g->o_b + (size_t)l * D, ds, ctx,
-                  p->o_w + (size_t)l * D * D, z.nr, D, D);
+  // S = LN1(res1), res1 = H_in + Dropout(ctx W_O^T + b_O): likewise, dhin
+  // the residual part, dx the projection's output gradient
+  ln_dropout_backward(dhin, dx, g->ln1_w + (size_t)l * D, g->ln1_b + (size_t)l * D,
+                      g->o_b + (size_t)l * D, ds, res1, p->ln1_w + (size_t)l * D,
+                      a->ln1_mean + lR, a->ln1_rstd + lR, rid, z.nr, D,
+                      site(j->dp, SITE_ATTN(l)));
+  memset(dh, 0, z.nD * sizeof(float)); // dh is free: reuse for dctx
+  linear_backward(dh, g->o_w + (size_t)l * D * D, NULL, dx, ctx, p->o_w + (size_t)l * D * D, z.nr,
+                  D, D);
   memset(d_qkv, 0, z.nD * 3 * sizeof(float));
   lap(m, LR_PHASE_PROJ, &t0);
   attn_backward_range(a->d_qkv, j->dh, qkv, cache, m->lens, c->attn, B, b0, b1, N, D, H,

@@ -697,6 +697,44 @@ static void test_fused(void) {
   gelu_forward_train(of, xf, bf, R, D);
   t_close_f(of, ref, n, TOL_FWD32, "gelu train f32 with bias: forward vs f64");
   t_close_f(xf, gref, n, TOL_FWD32, "gelu train f32 with bias: stored derivative vs f64");
+  // ln_dropout_backward against layernorm_backward, dropout_backward and the bias sum
+  {
+    double *mean = t_alloc(R, 8), *rstd = t_alloc(R, 8), *y = t_alloc(n, 8), *dy = t_alloc(n, 8);
+    double *w = t_alloc(D, 8), *lb = t_alloc(D, 8), *dr = t_alloc(n, 8), *dxr = t_alloc(n, 8);
+    double *dres = t_alloc(n, 8), *dx = t_alloc(n, 8), *p3 = t_alloc(3 * D, 8), *q3 = t_alloc(3 * D, 8);
+    float *mf = t_alloc(R, 4), *sf = t_alloc(R, 4), *dyf = t_alloc(n, 4), *wf = t_alloc(D, 4);
+    float *drf = t_alloc(n, 4), *dxf = t_alloc(n, 4), *p3f = t_alloc(3 * D, 4);
+    t_fill_d(dy, n, 94, 1.0), t_fill_d(w, D, 95, 1.0), t_fill_d(lb, D, 96, 1.0);
+    for (int k = 0; k < 2; k++) {
+      lr_dropout dp = {.seed = 8, .epoch = 1, .site = 2, .p = k ? 0.3f : 0.0f};
+      layernorm_forward_f64(y, mean, rstd, x, w, lb, R, D, 1e-12);
+      memset(dr, 0, n * 8), memset(dxr, 0, n * 8), memset(q3, 0, 3 * D * 8);
+      layernorm_backward_f64(dr, q3, q3 + D, dy, x, w, mean, rstd, R, D);
+      dropout_backward_f64(dxr, dr, ids, R, D, dp);
+      for (int64_t i = 0; i < n; i++)
+        q3[2 * D + i % D] += dxr[i];
+      memset(p3, 0, 3 * D * 8);
+      ln_dropout_backward_f64(dres, dx, p3, p3 + D, p3 + 2 * D, dy, x, w, mean, rstd, ids, R, D,
+                              dp);
+      snprintf(name, sizeof name, "ln+dropout backward f64 (p %.1f): dres = LN backward", dp.p);
+      t_close_d(dres, dr, n, 1e-15, name);
+      snprintf(name, sizeof name, "ln+dropout backward f64 (p %.1f): dx = dropout of it", dp.p);
+      t_close_d(dx, dxr, n, 1e-15, name);
+      snprintf(name, sizeof name, "ln+dropout backward f64 (p %.1f): dw, db, dbias", dp.p);
+      t_close_d(p3, q3, 3 * D, 1e-13, name);
+      t_to_f(mf, mean, R), t_to_f(sf, rstd, R), t_to_f(dyf, dy, n), t_to_f(wf, w, D);
+      t_to_f(xf, x, n); // the training GELU above left gelu' in xf
+      memset(p3f, 0, 3 * D * 4);
+      ln_dropout_backward(drf, dxf, p3f, p3f + D, p3f + 2 * D, dyf, xf, wf, mf, sf, ids, R, D, dp);
+      snprintf(name, sizeof name, "ln+dropout backward f32 (p %.1f) vs f64", dp.p);
+      t_close_f(drf, dr, n, TOL_FD32, name);
+      t_close_f(dxf, dxr, n, TOL_FD32, name);
+      t_close_f(p3f, q3, 3 * D, TOL_FD32, name);
+    }
+    free(mean), free(rstd), free(y), free(dy), free(w), free(lb), free(dr), free(dxr), free(dres);
+    free(dx), free(p3), free(q3), free(mf), free(sf), free(dyf), free(wf), free(drf), free(dxf);
+    free(p3f);
+  }
   free(x), free(b), free(h), free(xb), free(ref), free(got), free(g), free(gref), free(ones);
   free(xf), free(bf), free(hf), free(of);
 }
