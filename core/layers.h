@@ -2,6 +2,8 @@
 // each a forward/backward pair in llm.c's argument order: written buffers,
 // then read buffers, then parameters, then sizes. Every _backward ACCUMULATES
 // (+=) into its input and parameter gradients; the training step zeroes them.
+// The fused training passes say where they write instead (gelu_backward_stored
+// works in place, ln_dropout_backward writes its two input gradients).
 // Shapes: R rows (= B*N), D features. All functions are Local and cannot fail
 // (shape errors are bugs and hit LR_ASSERT).
 #ifndef LR_LAYERS_H
