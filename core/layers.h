@@ -3,7 +3,8 @@
 // then read buffers, then parameters, then sizes. Every _backward ACCUMULATES
 // (+=) into its input and parameter gradients; the training step zeroes them.
 // The fused training passes say where they write instead (gelu_backward_stored
-// works in place, ln_dropout_backward writes its two input gradients).
+// works in place, ln_dropout_backward writes its two input gradients, and
+// linear_backward_to its din).
 // Shapes: R rows (= B*N), D features. All functions are Local and cannot fail
 // (shape errors are bugs and hit LR_ASSERT).
 #ifndef LR_LAYERS_H
@@ -39,6 +40,9 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
 // the input needs no gradient).
 void linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                      const float *w, int64_t R, int64_t C, int64_t OC);
+// The same with din (R,C) WRITTEN, not accumulated (no zeroing pass first).
+void linear_backward_to(float *din, float *dw, float *db, const float *dout, const float *in,
+                        const float *w, int64_t R, int64_t C, int64_t OC);
 
 // ---- GELU, exact erf form (PyTorch's F.gelu default) --------------------------
 // out = 0.5 in (1 + erf(in/sqrt 2)); din += dout * gelu'(in). out may equal in.
@@ -115,6 +119,8 @@ void linear_forward_f64(double *out, const double *in, const double *w, const do
                         int64_t C, int64_t OC);
 void linear_backward_f64(double *din, double *dw, double *db, const double *dout, const double *in,
                          const double *w, int64_t R, int64_t C, int64_t OC);
+void linear_backward_to_f64(double *din, double *dw, double *db, const double *dout,
+                            const double *in, const double *w, int64_t R, int64_t C, int64_t OC);
 void gelu_forward_f64(double *out, const double *in, int64_t n);
 void gelu_backward_f64(double *din, const double *dout, const double *in, int64_t n);
 void gelu_forward_train_f64(double *out, double *in_grad, const double *bias, int64_t R,

@@ -422,9 +422,8 @@ static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
   ln_dropout_backward(ds, dx, g->ln2_w + (size_t)l * D, g->ln2_b + (size_t)l * D,
                       g->fc2_b + (size_t)l * D, dh, res2, p->ln2_w + (size_t)l * D,
                       a->ln2_mean + lR, a->ln2_rstd + lR, rid, z.nr, D, site(j->dp, SITE_FFN(l)));
-  memset(d_f2, 0, z.nF * sizeof(float));
-  linear_backward(d_f2, g->fc2_w + (size_t)l * D * F, NULL, dx, gelu, p->fc2_w + (size_t)l * D * F,
-                  z.nr, F, D);
+  linear_backward_to(d_f2, g->fc2_w + (size_t)l * D * F, NULL, dx, gelu,
+                     p->fc2_w + (size_t)l * D * F, z.nr, F, D);
   gelu_backward_stored(d_f2, fc1, (int64_t)z.nF); // d_f2 is now the gradient of fc1's output
   linear_backward(ds, g->fc1_w + (size_t)l * F * D, g->fc1_b + (size_t)l * F, d_f2, s,
                   p->fc1_w + (size_t)l * F * D, z.nr, D, F);
@@ -435,9 +434,9 @@ static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
                       g->o_b + (size_t)l * D, ds, res1, p->ln1_w + (size_t)l * D,
                       a->ln1_mean + lR, a->ln1_rstd + lR, rid, z.nr, D,
                       site(j->dp, SITE_ATTN(l)));
-  memset(dh, 0, z.nD * sizeof(float)); // dh is free: reuse for dctx
-  linear_backward(dh, g->o_w + (size_t)l * D * D, NULL, dx, ctx, p->o_w + (size_t)l * D * D, z.nr,
-                  D, D);
+  // dh is free: reuse for dctx
+  linear_backward_to(dh, g->o_w + (size_t)l * D * D, NULL, dx, ctx, p->o_w + (size_t)l * D * D,
+                     z.nr, D, D);
   memset(d_qkv, 0, z.nD * 3 * sizeof(float));
   lap(m, LR_PHASE_PROJ, &t0);
   attn_backward_range(a->d_qkv, j->dh, qkv, cache, m->lens, c->attn, B, b0, b1, N, D, H,

@@ -312,6 +312,18 @@ static void test_linear_case(int64_t R, int64_t C, int64_t OC) {
   linear_backward_f64(NULL, dw2, NULL, dout, in, w, R, C, OC);
   snprintf(nm, sizeof nm, "%s: din = db = NULL backward", name);
   t_close_d(dw2, dw, nw, 0.0, nm);
+  // linear_backward_to writes din over whatever it held (NaN here)
+  for (int64_t i = 0; i < ni; i++)
+    din2[i] = NAN;
+  memset(dw2, 0, nw * 8);
+  linear_backward_to_f64(din2, dw2, NULL, dout, in, w, R, C, OC);
+  snprintf(nm, sizeof nm, "%s: linear_backward_to overwrites din", name);
+  t_close_d(din2, din, ni, 0.0, nm);
+  for (int64_t i = 0; i < ni; i++)
+    din2_f[i] = NAN;
+  linear_backward_to(din2_f, NULL, NULL, dout_f, in_f, w_f, R, C, OC);
+  snprintf(nm, sizeof nm, "%s: linear_backward_to f32 overwrites din", name);
+  t_close_f(din2_f, din, ni, TOL_FD32, nm);
 
   free(in), free(w), free(b), free(dout), free(out), free(din), free(dw), free(db), free(din2);
   free(dw2), free(db2), free(ref);
