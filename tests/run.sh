@@ -23,3 +23,12 @@ fi
 bash "$here/launch/setup.sh" "$here/build-asan" -DLINREC_SANITIZE=ON
 # Open MPI's own allocations are not ours to leak-check; UBSan stays strict.
 (cd "$here/build-asan" && ASAN_OPTIONS=detect_leaks=0 LINREC_SANITIZED=1 ctest --output-on-failure -j "$jobs")
+# The unit tests once more on each single-ISA path of the float kernels (the
+# builds above take the best clone this CPU has): AVX2 when the CPU has it,
+# and baseline x86-64.
+isas="baseline"
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && isas="avx2 $isas"
+for isa in $isas; do
+  LINREC_TARGET= bash "$here/launch/setup.sh" "$here/build-$isa" -DLINREC_KERNEL_ISA="$isa"
+  (cd "$here/build-$isa" && ctest --output-on-failure -j "$jobs" -R '^test_')
+done
