@@ -115,23 +115,25 @@ static inline float lr_expf_fast(float x) {
   return h * h;
 }
 
-// out (n) = gelu(in) = 0.5 x (1 + erf(x / sqrt 2)). Cannot fail.
-__attribute__((always_inline)) static inline lr_vf lr_gelu_v(lr_vf x) {
-  return 0.5f * x * (1.0f + lr_erfv(x * 0.70710678118654752f));
-}
-
-// gelu(x), and gelu'(x) in *grad: erf's e^{-x^2/2} is phi's too. Cannot fail.
+// gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), and gelu'(x) = Phi(x) +
+// x phi(x) in *grad: erf's e^{-x^2/2} is phi's too. Cannot fail.
 __attribute__((always_inline)) static inline lr_vf lr_gelu_pair_v(lr_vf x, lr_vf *grad) {
   lr_vf e, cdf = 0.5f * (1.0f + lr_erfv_e(x * 0.70710678118654752f, &e));
   *grad = cdf + x * (0.3989422804014327f * e);
   return x * cdf;
 }
 
-// gelu'(x) = Phi(x) + x phi(x). Cannot fail.
+// gelu(x) alone (the unused derivative folds away). Cannot fail.
+__attribute__((always_inline)) static inline lr_vf lr_gelu_v(lr_vf x) {
+  lr_vf g;
+  return lr_gelu_pair_v(x, &g);
+}
+
+// gelu'(x) alone. Cannot fail.
 __attribute__((always_inline)) static inline lr_vf lr_gelu_grad_v(lr_vf x) {
-  lr_vf cdf = 0.5f * (1.0f + lr_erfv(x * 0.70710678118654752f));
-  lr_vf pdf = 0.3989422804014327f * lr_expv_neg(-0.5f * x * x);
-  return cdf + x * pdf;
+  lr_vf g;
+  lr_gelu_pair_v(x, &g);
+  return g;
 }
 
 #endif
