@@ -67,10 +67,11 @@ void attn_backward(float *dqkv, const float *dout, const float *qkv, const float
                    const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
                    int64_t H, float *scratch, int64_t parts);
 
-// The same for sequences b0..b1-1 of the B only (the cache laid out for B),
-// on the calling thread with scratch copy lr_par_part() (inside a
-// lr_par_for range: that range's copy). For callers that share a batch
-// out themselves (the model's per-thread lanes); bitwise as above.
+// The same for sequences b0..b1-1 of the B only (qkv and the cache laid out
+// for B; out, dqkv and dout start at sequence b0's rows), on the calling
+// thread with scratch copy lr_par_part() (inside a lr_par_for range: that
+// range's copy). For callers that share a batch out themselves (the model's
+// per-thread lanes and chunks); bitwise as above.
 void attn_forward_range(float *out, float *cache, const float *qkv, const int32_t *lens,
                         lr_attn_kind kind, int64_t B, int64_t b0, int64_t b1, int64_t N, int64_t D,
                         int64_t H, float *scratch);

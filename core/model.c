@@ -48,10 +48,23 @@ void model_point_params(lr_params *p, float *mem, const lr_model_cfg *cfg) {
 
 // Sizes of the activation tensors in lr_acts order (one table so that the
 // pointer set-up and the total cannot disagree).
-#define N_ACTS 22
+#define N_ACTS 25
+
+int64_t model_chunk_seqs(const lr_model_cfg *c) {
+  return LR_CHUNK_ROWS / c->max_len < 1 ? 1 : LR_CHUNK_ROWS / c->max_len;
+}
+
+// Sequences per chunk (lr_model.chunk) for a capacity of max_B.
+static int64_t chunk_seqs(const lr_model_cfg *c, int64_t max_B) {
+  int64_t k = model_chunk_seqs(c);
+  return k > max_B ? max_B : k;
+}
+
 static size_t acts_sizes(const lr_model_cfg *c, int64_t B, size_t s[N_ACTS]) {
   size_t R = (size_t)B * (size_t)c->max_len, D = (size_t)c->d, L = (size_t)c->layers,
          F = (size_t)c->inner;
+  // the backward's chunk temporaries: one chunk's rows per lane
+  size_t T = (size_t)lr_par_threads() * (size_t)chunk_seqs(c, B) * (size_t)c->max_len;
   size_t ac = attn_cache_elems(c->attn, B, c->max_len, c->d, c->heads);
   // one attention scratch per thread of the team (core/par.h)
   size_t as = attn_scratch_elems(c->attn, B, c->max_len, c->d, c->heads) * (size_t)lr_par_threads();
@@ -60,10 +73,11 @@ static size_t acts_sizes(const lr_model_cfg *c, int64_t B, size_t s[N_ACTS]) {
                       L * R * D,     L * R,     L * R,                           // s, ln1
                       L * R * F,     L * R * F, L * R * D,                       // fc1, gelu, res2
                       L * R * D,     L * R,     L * R,                           // h, ln2
-                      R * D,         R * D,     R * D,     R * F};               // d_a..d_f2
+                      R * D,         R * D,                                      // d_b, d_c
+                      T * D,         T * D,     T * F,     T * 3 * D,            // d_a..d_qkv
+                      as};
   size_t total = 0;
   for (int i = 0; i < N_ACTS; i++) s[i] = v[i], total += v[i];
-  total += R * 3 * D + as; // d_qkv, attn_scratch
   return total;
 }
 
@@ -78,15 +92,12 @@ static void point_acts(lr_acts *a, float *mem, const lr_model_cfg *c, int64_t B)
   float **ptrs[N_ACTS] = {&a->emb,  &a->ln0,      &a->ln0_mean, &a->ln0_rstd, &a->h0,
                           &a->qkv,  &a->attn_cache, &a->ctx,    &a->res1,     &a->s,
                           &a->ln1_mean, &a->ln1_rstd, &a->fc1,  &a->gelu,     &a->res2,
-                          &a->h,    &a->ln2_mean, &a->ln2_rstd, &a->d_a,      &a->d_b,
-                          &a->d_c,  &a->d_f2};
+                          &a->h,    &a->ln2_mean, &a->ln2_rstd, &a->d_b,      &a->d_c,
+                          &a->d_a,  &a->d_s,      &a->d_f2,     &a->d_qkv,    &a->attn_scratch};
   for (int i = 0; i < N_ACTS; i++) {
     *ptrs[i] = mem;
     mem += s[i];
   }
-  a->d_qkv = mem;
-  mem += (size_t)B * (size_t)c->max_len * 3 * (size_t)c->d;
-  a->attn_scratch = mem;
 }
 
 static void init_normal(float *x, size_t n, uint64_t seed, uint32_t tensor) {
@@ -136,6 +147,7 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
   m->cfg = *cfg;
   m->max_B = max_B;
   m->lanes = lr_par_threads(); // as acts_sizes counts the attention scratch
+  m->chunk = chunk_seqs(cfg, max_B);
   size_t s[LR_N_PARAM_TENSORS];
   m->n_params = model_param_sizes(cfg, s);
   m->attn_cache_elems = attn_cache_elems(cfg->attn, max_B, cfg->max_len, cfg->d, cfg->heads);
@@ -307,6 +319,11 @@ typedef struct {
   size_t RD, RF, oD, oF, nD, nF;
 } lane_rows;
 
+// First row of the calling lane's chunk temporaries (d_a, d_s, d_f2, d_qkv).
+static size_t lane_tmp_row(const lr_model *m) {
+  return (size_t)lr_par_part() * (size_t)m->chunk * (size_t)m->cfg.max_len;
+}
+
 static lane_rows lane_at(const lr_model *m, int64_t b0, int64_t b1) {
   const size_t N = (size_t)m->cfg.max_len, D = (size_t)m->cfg.d, F = (size_t)m->cfg.inner;
   const size_t R = (size_t)m->B * N, r0 = (size_t)b0 * N, nr = (size_t)(b1 - b0) * N;
@@ -328,8 +345,7 @@ typedef struct {
 
 // ---- forward --------------------------------------------------------------------------
 
-static void forward_seqs(void *vj, int64_t b0, int64_t b1) {
-  const lane_job *j = vj;
+static void forward_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   lr_model *m = j->m;
   const lane_rows z = lane_at(m, b0, b1);
   const lr_model_cfg *c = &m->cfg;
@@ -357,7 +373,8 @@ static void forward_seqs(void *vj, int64_t b0, int64_t b1) {
     linear_forward(qkv + 3 * z.oD, h + z.oD, p->qkv_w + (size_t)l * 3 * D * D,
                    p->qkv_b + (size_t)l * 3 * D, z.nr, D, 3 * D);
     lap(m, LR_PHASE_PROJ, &t0);
-    attn_forward_range(ctx, cache, qkv, m->lens, c->attn, B, b0, b1, N, D, H, a->attn_scratch);
+    attn_forward_range(ctx + z.oD, cache, qkv, m->lens, c->attn, B, b0, b1, N, D, H,
+                       a->attn_scratch);
     lap(m, LR_PHASE_ATTN, &t0);
     // the biases of W_O, W1 and W2 ride in the pass after their GEMM
     linear_forward(res1, ctx + z.oD, p->o_w + (size_t)l * D * D, NULL, z.nr, D, D);
@@ -379,6 +396,16 @@ static void forward_seqs(void *vj, int64_t b0, int64_t b1) {
   }
 }
 
+// A lane's sequences in chunks of m->chunk: each chunk runs the whole stack
+// (forward) or the whole layer (backward) while its rows are in cache.
+static void for_chunks(const lane_job *j, int64_t b0, int64_t b1,
+                       void (*fn)(const lane_job *, int64_t, int64_t)) {
+  for (int64_t b = b0; b < b1; b += j->m->chunk)
+    fn(j, b, b1 - b > j->m->chunk ? b + j->m->chunk : b1);
+}
+
+static void forward_seqs(void *vj, int64_t b0, int64_t b1) { for_chunks(vj, b0, b1, forward_chunk); }
+
 const float *model_forward(lr_model *m, const int32_t *idx, const float *rows, const int32_t *lens,
                            const uint64_t *row_ids, int64_t B, lr_dropout dp) {
   const lr_model_cfg *c = &m->cfg;
@@ -396,8 +423,7 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows, c
 
 // Layer l of the backward: dh (B*N,D) is the gradient w.r.t. its output
 // (overwritten as scratch), dhin receives the gradient w.r.t. its input.
-static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
-  const lane_job *j = vj;
+static void backward_layer_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   lr_model *m = j->m;
   const lane_rows z = lane_at(m, b0, b1);
   const lr_model_cfg *c = &m->cfg;
@@ -413,9 +439,11 @@ static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
   const float *fc1 = a->fc1 + (size_t)l * z.RF + z.oF, *gelu = a->gelu + (size_t)l * z.RF + z.oF;
   const float *res2 = a->res2 + (size_t)l * z.RD + z.oD;
   const float *cache = a->attn_cache + (size_t)l * m->attn_cache_elems;
-  float *ds = a->d_b + z.oD, *dh = j->dh + z.oD, *dhin = j->dhin + z.oD;
-  float *dx = a->d_a + z.oD; // a dropout's input gradient (= a linear's output gradient)
-  float *d_f2 = a->d_f2 + z.oF, *d_qkv = a->d_qkv + 3 * z.oD;
+  float *dh = j->dh + z.oD, *dhin = j->dhin + z.oD;
+  const size_t t = lane_tmp_row(m);
+  float *ds = a->d_s + t * (size_t)D;
+  float *dx = a->d_a + t * (size_t)D; // a dropout's input gradient (= a linear's output gradient)
+  float *d_f2 = a->d_f2 + t * (size_t)F, *d_qkv = a->d_qkv + t * 3 * (size_t)D;
   double t0 = now_s();
   // H = LN2(res2), res2 = S + Dropout(FFN(S) + b2): in one pass dS's residual
   // part and, through the dropout, the FFN output's gradient dx (b2's sum)
@@ -439,7 +467,7 @@ static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
                      z.nr, D, D);
   memset(d_qkv, 0, z.nD * 3 * sizeof(float));
   lap(m, LR_PHASE_PROJ, &t0);
-  attn_backward_range(a->d_qkv, j->dh, qkv, cache, m->lens, c->attn, B, b0, b1, N, D, H,
+  attn_backward_range(d_qkv, dh, qkv, cache, m->lens, c->attn, B, b0, b1, N, D, H,
                       a->attn_scratch);
   lap(m, LR_PHASE_ATTN, &t0);
   linear_backward(dhin, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + (size_t)l * 3 * D, d_qkv, hin,
@@ -447,15 +475,18 @@ static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
   lap(m, LR_PHASE_PROJ, &t0);
 }
 
+static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
+  for_chunks(vj, b0, b1, backward_layer_chunk);
+}
+
 // H^0 = Dropout(LN0(E)): dh (B*N,D) in, dE to d_b.
-static void backward_embed_seqs(void *vj, int64_t b0, int64_t b1) {
-  const lane_job *j = vj;
+static void backward_embed_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   lr_model *m = j->m;
   const lane_rows z = lane_at(m, b0, b1);
   const int64_t D = m->cfg.d;
   const lr_acts *a = &m->a;
   lr_params *g = lane_grads(m);
-  float *dln = a->d_a + z.oD, *demb = a->d_b + z.oD;
+  float *dln = a->d_a + lane_tmp_row(m) * (size_t)D, *demb = a->d_b + z.oD;
   double t0 = now_s();
   memset(dln, 0, z.nD * sizeof(float));
   dropout_backward(dln, j->dh + z.oD, j->row_ids ? j->row_ids + z.r0 : NULL, z.nr, D,
@@ -464,6 +495,10 @@ static void backward_embed_seqs(void *vj, int64_t b0, int64_t b1) {
   layernorm_backward(demb, g->ln0_w, g->ln0_b, dln, a->emb + z.oD, m->p.ln0_w, a->ln0_mean + z.r0,
                      a->ln0_rstd + z.r0, z.nr, D);
   lap(m, LR_PHASE_EMBED, &t0);
+}
+
+static void backward_embed_seqs(void *vj, int64_t b0, int64_t b1) {
+  for_chunks(vj, b0, b1, backward_embed_chunk);
 }
 
 void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,

@@ -64,10 +64,14 @@ typedef struct {
   float *fc1, *gelu;    // (L,B,N,F); after forward fc1 holds gelu'(fc1) (backward's only use)
   float *res2;          // (L,B,N,D) S + Dropout(FFN(S))
   float *h, *ln2_mean, *ln2_rstd; // (L,B,N,D) layer outputs, (L,B,N)
-  // backward temporaries (one set, reused by every layer)
-  float *d_a, *d_b, *d_c; // (B,N,D)
-  float *d_f2;            // (B,N,F)
-  float *d_qkv;           // (B,N,3D)
+  // backward temporaries, reused by every layer: whole-batch dh ping-pong
+  // (d_b, d_c; d_b also dE), then per lane one chunk's rows (T = lanes x
+  // chunk x N): a dropout's or LayerNorm's input gradient d_a, dS d_s, the
+  // FFN's inner gradient d_f2, the attention input's d_qkv
+  float *d_b, *d_c;       // (B,N,D)
+  float *d_a, *d_s;       // (T,D)
+  float *d_f2;            // (T,F)
+  float *d_qkv;           // (T,3D)
   float *attn_scratch;    // attn_scratch_elems
 } lr_acts;
 
@@ -86,6 +90,10 @@ typedef void (*lr_backward_hook)(void *ctx, int64_t layer);
 //   FFN    both FFN linears, GELU, dropout, residual and LayerNorm
 typedef enum { LR_PHASE_EMBED = 0, LR_PHASE_ATTN, LR_PHASE_PROJ, LR_PHASE_FFN, LR_MODEL_PHASES } lr_model_phase;
 
+#ifndef LR_CHUNK_ROWS
+#define LR_CHUNK_ROWS 512
+#endif
+
 typedef struct {
   lr_model_cfg cfg;
   double phase_s[LR_MODEL_PHASES];
@@ -101,7 +109,12 @@ typedef struct {
   // on single-threaded kernels (data parallel inside the process: no team
   // synchronisation inside a layer). Lane k > 0 accumulates its parameter
   // gradients in its own arena, added to g in lane order after each layer.
+  // A lane runs its sequences in chunks of about LR_CHUNK_ROWS rows (whole
+  // sequences, at least one): forward takes a chunk through every layer,
+  // backward through one layer, so a layer's outputs are read back from cache
+  // by the next kernel rather than from memory.
   int64_t lanes;           // = attention scratch copies
+  int64_t chunk;           // sequences per chunk
   float *lane_grads_mem;   // (lanes-1) x n_params; all zero outside model_backward
   lr_params *lane_g;       // (lanes) views: lane_g[0] = g, lane_g[k] into lane_grads_mem
   float *acts_mem;
@@ -122,6 +135,9 @@ void model_free(lr_model *m);
 // attention scratch per thread of the team (lr_par_threads() now; set the
 // threads before model_init). Cannot fail.
 size_t model_acts_elems(const lr_model_cfg *cfg, int64_t max_B);
+// Sequences of one chunk (about LR_CHUNK_ROWS rows, at least one sequence;
+// the capacity caps it). Cannot fail.
+int64_t model_chunk_seqs(const lr_model_cfg *cfg);
 
 // Forward for B <= max_B sequences (shared out over the lanes). idx (B,N): row of each position in rows
 // (U,D), the batch's distinct item rows, -1 at padding; lens (B) valid

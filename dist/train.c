@@ -103,7 +103,7 @@ typedef struct {
   double ck_start_s;        // its start on this thread (pack, snapshot; fg: the write)
 } trainer;
 
-// Activation memory the default micro-batch aims at (train.micro_batch = 0).
+// Activation memory the default evaluation passes aim at (train.micro_batch = 0).
 #define ACTS_BUDGET_BYTES ((size_t)256 << 20)
 
 #define CK_ITEM_ARRAYS 4  // w, m, v, best w
@@ -429,17 +429,23 @@ static int trainer_init_local(trainer *t, const lr_config *c) {
   lr_model_cfg mc = {t->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
                      c->model_layers, c->model_inner, (float)c->model_dropout,
                      (float)c->model_ln_eps, (lr_attn_kind)c->model_attention};
-  // Micro-batch: train.micro_batch, else as many sequences as fit the
-  // activation budget, at most 256 and the global batch. Evaluation runs in
-  // chunks of the same size, so the activation arena is sized once for it.
+  // Micro-batch: train.micro_batch, which also bounds the evaluation passes;
+  // else one model chunk per lane (core/model.h: forward, loss and backward
+  // of a few sequences at a time keep their activations in cache), with
+  // evaluation passes of up to eval.batch_size users within the activation
+  // budget. The activation arena is sized once for the larger of the two.
+  int64_t max_B;
   if (c->train_micro_batch) {
-    t->Bm = c->train_micro_batch;
+    t->Bm = max_B = c->train_micro_batch;
   } else {
-    int64_t fit = (int64_t)(ACTS_BUDGET_BYTES / (model_acts_elems(&mc, 1) * sizeof(float)));
-    t->Bm = fit < 1 ? 1 : fit > 256 ? 256 : fit;
+    t->Bm = (int64_t)lr_par_threads() * model_chunk_seqs(&mc);
     if (t->Bm > c->train_batch_size) t->Bm = c->train_batch_size;
+    int64_t fit = (int64_t)(ACTS_BUDGET_BYTES / (model_acts_elems(&mc, 1) * sizeof(float)));
+    fit = fit < 1 ? 1 : fit > 256 ? 256 : fit;
+    max_B = c->eval_batch_size < fit ? c->eval_batch_size : fit;
+    if (max_B < t->Bm) max_B = t->Bm;
   }
-  LR_CALL(model_init(&t->model, &mc, t->Bm, (uint64_t)c->train_seed));
+  LR_CALL(model_init(&t->model, &mc, max_B, (uint64_t)c->train_seed));
   LR_CALL(gradsync_init(&t->gsync, &t->model));
   return LR_OK;
 }
@@ -450,8 +456,8 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int
   // Data and config errors are alike on every rank: agree, report once.
   LR_CALL(dist_agree(trainer_init_local(t, c)));
   int64_t loss_rows = t->Bm * (t->ex.all ? t->N : 1);
-  // evaluation passes: at most Bm users (dist/eval.c)
-  int64_t Be = c->eval_batch_size < t->Bm ? c->eval_batch_size : t->Bm;
+  // evaluation passes: at most the model's capacity (dist/eval.c)
+  int64_t Be = c->eval_batch_size < t->model.max_B ? c->eval_batch_size : t->model.max_B;
   int64_t eval_ids = Be * (t->N + 101);
   int64_t max_ids = t->Bm * t->N + loss_rows * t->C;
   if (max_ids < eval_ids) max_ids = eval_ids;
