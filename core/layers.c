@@ -90,6 +90,52 @@ LR_HOT_CLONES static void dropout_keep(float *keep, lr_dropout dp, uint32_t c2, 
   memcpy(keep, full, (size_t)n * sizeof(float));
 }
 
+// Row r's keep bits in dp.bits: word w of the row holds elements 32w..32w+31
+// (bit b = element 32w+b), lr_dropout_words(D) words per row.
+static uint32_t *keep_bits_at(lr_dropout dp, int64_t r, int64_t D, int64_t j0) {
+  return dp.bits + (size_t)r * (size_t)lr_dropout_words(D) + (size_t)(j0 / 32);
+}
+
+// A forward's keep[0..n) of elements j0.. of call row r (key row_ids[r]),
+// written to dp.bits as well when it is set (j0 is a multiple of 32).
+LR_HOT_CLONES static void keep_forward(float *keep, lr_dropout dp, uint32_t c2, uint32_t thr,
+                                       const uint64_t *row_ids, int64_t r, int64_t D, int64_t j0,
+                                       int64_t n) {
+  dropout_keep(keep, dp, c2, thr, row_ids[r], j0, n);
+  if (!dp.bits) return;
+  uint32_t *w = keep_bits_at(dp, r, D, j0);
+  for (int64_t k = 0; k < n; k += 32) {
+    uint32_t word = 0;
+    if (n - k >= 32) // a full word: a fixed-trip loop the compiler vectorises
+      for (int b = 0; b < 32; b++)
+        word |= (uint32_t)(keep[k + b] != 0.0f) << b;
+    else
+      for (int64_t b = 0; k + b < n; b++)
+        word |= (uint32_t)(keep[k + b] != 0.0f) << b;
+    w[k / 32] = word;
+  }
+}
+
+// A backward's keep: from dp.bits when set (the forward's), else regenerated.
+LR_HOT_CLONES static void keep_backward(float *keep, lr_dropout dp, uint32_t c2, uint32_t thr,
+                                        const uint64_t *row_ids, int64_t r, int64_t D, int64_t j0,
+                                        int64_t n) {
+  if (!dp.bits) {
+    dropout_keep(keep, dp, c2, thr, row_ids[r], j0, n);
+    return;
+  }
+  const uint32_t *w = keep_bits_at(dp, r, D, j0);
+  for (int64_t k = 0; k < n; k += 32) {
+    const uint32_t word = w[k / 32];
+    if (n - k >= 32)
+      for (int b = 0; b < 32; b++)
+        keep[k + b] = (float)((word >> b) & 1u);
+    else
+      for (int64_t b = 0; k + b < n; b++)
+        keep[k + b] = (float)((word >> b) & 1u);
+  }
+}
+
 // ---- float GELU, LR_VL lanes at a time (vmath.h) ---------------------------------------
 
 LR_HOT_CLONES static void gelu_forward_f32v(float *out, const float *in, int64_t n) {

@@ -68,12 +68,20 @@ void gelu_backward_stored(float *d, const float *grad, int64_t n);
 // block) share a counter. Element 8k+i is kept iff the 16-bit half i%2 (0 =
 // low) of word i/2 is >= round(p * 65536); kept elements are scaled by 1/(1-p).
 // row_ids may be NULL when p == 0.
+// bits (optional) keeps the mask between the passes: the forward functions
+// write it, the backward ones read it instead of regenerating (the same
+// bits; a bit per element, lr_dropout_words(D) 32-bit words per row, row r
+// of the call at bits + r * words). NULL: nothing stored, backward regenerates.
 typedef struct {
   uint64_t seed;
   uint32_t epoch;
   uint32_t site;
   float p; // drop probability; p == 0 or !training makes dropout the identity
+  uint32_t *bits;
 } lr_dropout;
+
+// 32-bit words of one row's keep bits. Cannot fail.
+static inline int64_t lr_dropout_words(int64_t D) { return (D + 31) / 32; }
 
 // out (R,D) = in * mask / (1-p). out may equal in.
 void dropout_forward(float *out, const float *in, const uint64_t *row_ids, int64_t R, int64_t D,

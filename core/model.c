@@ -133,6 +133,7 @@ void model_free(lr_model *m) {
   lr_free(m->m_mem);
   lr_free(m->v_mem);
   lr_free(m->acts_mem);
+  lr_free(m->keep_bits);
   lr_free(m->lane_grads_mem);
   lr_free(m->lane_g);
   memset(m, 0, sizeof *m);
@@ -157,11 +158,15 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
   m->m_mem = lr_calloc(m->n_params, sizeof(float), "Adam first moments");
   m->v_mem = lr_calloc(m->n_params, sizeof(float), "Adam second moments");
   m->acts_mem = lr_calloc(m->acts_elems, sizeof(float), "activations");
+  m->keep_bits = lr_calloc((size_t)(1 + 2 * cfg->layers) * (size_t)max_B * (size_t)cfg->max_len *
+                               (size_t)lr_dropout_words(cfg->d),
+                           sizeof(uint32_t), "dropout masks");
   m->lane_g = lr_calloc((size_t)m->lanes, sizeof(lr_params), "lane gradient views");
   if (m->lanes > 1)
     m->lane_grads_mem =
         lr_calloc((size_t)(m->lanes - 1) * m->n_params, sizeof(float), "lane gradients");
-  if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem || !m->lane_g ||
+  if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem ||
+      !m->keep_bits || !m->lane_g ||
       (m->lanes > 1 && !m->lane_grads_mem)) {
     model_free(m);
     lr_error_trace(__FILE__, __LINE__, __func__);
@@ -247,8 +252,15 @@ double model_train_flops(const lr_model_cfg *c, int64_t loss_rows, int64_t cands
   return 2.0 * 3.0 * fwd;
 }
 
-static lr_dropout site(lr_dropout dp, uint32_t s) {
+// Dropout site s (key) of a chunk starting at row r0 of the batch; with
+// p > 0 its mask bits are kept between forward and backward in keep_bits
+// block k (the embedding 0, layer l's attention 1 + 2l, its FFN 2 + 2l).
+static lr_dropout site(const lr_model *m, lr_dropout dp, uint32_t s, int64_t k, int64_t r0) {
   dp.site = s;
+  const size_t rows = (size_t)m->max_B * (size_t)m->cfg.max_len;
+  dp.bits = dp.p > 0.0f ? m->keep_bits + ((size_t)k * rows + (size_t)r0) *
+                                            (size_t)lr_dropout_words(m->cfg.d)
+                        : NULL;
   return dp;
 }
 
@@ -359,7 +371,7 @@ static void forward_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   embedding_forward(a->emb + z.oD, j->idx + z.r0, j->rows, p->pos, b1 - b0, N, D);
   layernorm_forward(a->ln0 + z.oD, a->ln0_mean + z.r0, a->ln0_rstd + z.r0, a->emb + z.oD, p->ln0_w,
                     p->ln0_b, z.nr, D, c->ln_eps);
-  dropout_forward(a->h0 + z.oD, a->ln0 + z.oD, rid, z.nr, D, site(dp, SITE_EMB));
+  dropout_forward(a->h0 + z.oD, a->ln0 + z.oD, rid, z.nr, D, site(m, dp, SITE_EMB, 0, z.r0));
   lap(m, LR_PHASE_EMBED, &t0);
   const float *h = a->h0;
   for (int64_t l = 0; l < L; l++) {
@@ -379,7 +391,7 @@ static void forward_chunk(const lane_job *j, int64_t b0, int64_t b1) {
     // the biases of W_O, W1 and W2 ride in the pass after their GEMM
     linear_forward(res1, ctx + z.oD, p->o_w + (size_t)l * D * D, NULL, z.nr, D, D);
     dropout_residual_forward(res1, res1, p->o_b + (size_t)l * D, h + z.oD, rid, z.nr, D,
-                             site(dp, SITE_ATTN(l)));
+                             site(m, dp, SITE_ATTN(l), 1 + 2 * l, z.r0));
     layernorm_forward(s, a->ln1_mean + lR, a->ln1_rstd + lR, res1, p->ln1_w + (size_t)l * D,
                       p->ln1_b + (size_t)l * D, z.nr, D, c->ln_eps);
     lap(m, LR_PHASE_PROJ, &t0);
@@ -388,7 +400,7 @@ static void forward_chunk(const lane_job *j, int64_t b0, int64_t b1) {
     gelu_forward_train(gelu, fc1, p->fc1_b + (size_t)l * F, z.nr, F); // fc1 := gelu'
     linear_forward(res2, gelu, p->fc2_w + (size_t)l * D * F, NULL, z.nr, F, D);
     dropout_residual_forward(res2, res2, p->fc2_b + (size_t)l * D, s, rid, z.nr, D,
-                             site(dp, SITE_FFN(l)));
+                             site(m, dp, SITE_FFN(l), 2 + 2 * l, z.r0));
     layernorm_forward(hout + z.oD, a->ln2_mean + lR, a->ln2_rstd + lR, res2,
                       p->ln2_w + (size_t)l * D, p->ln2_b + (size_t)l * D, z.nr, D, c->ln_eps);
     lap(m, LR_PHASE_FFN, &t0);
@@ -449,7 +461,8 @@ static void backward_layer_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   // part and, through the dropout, the FFN output's gradient dx (b2's sum)
   ln_dropout_backward(ds, dx, g->ln2_w + (size_t)l * D, g->ln2_b + (size_t)l * D,
                       g->fc2_b + (size_t)l * D, dh, res2, p->ln2_w + (size_t)l * D,
-                      a->ln2_mean + lR, a->ln2_rstd + lR, rid, z.nr, D, site(j->dp, SITE_FFN(l)));
+                      a->ln2_mean + lR, a->ln2_rstd + lR, rid, z.nr, D,
+                      site(m, j->dp, SITE_FFN(l), 2 + 2 * l, z.r0));
   linear_backward_to(d_f2, g->fc2_w + (size_t)l * D * F, NULL, dx, gelu,
                      p->fc2_w + (size_t)l * D * F, z.nr, F, D);
   gelu_backward_stored(d_f2, fc1, (int64_t)z.nF); // d_f2 is now the gradient of fc1's output
@@ -461,7 +474,7 @@ static void backward_layer_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   ln_dropout_backward(dhin, dx, g->ln1_w + (size_t)l * D, g->ln1_b + (size_t)l * D,
                       g->o_b + (size_t)l * D, ds, res1, p->ln1_w + (size_t)l * D,
                       a->ln1_mean + lR, a->ln1_rstd + lR, rid, z.nr, D,
-                      site(j->dp, SITE_ATTN(l)));
+                      site(m, j->dp, SITE_ATTN(l), 1 + 2 * l, z.r0));
   // dh is free: reuse for dctx
   linear_backward_to(dh, g->o_w + (size_t)l * D * D, NULL, dx, ctx, p->o_w + (size_t)l * D * D,
                      z.nr, D, D);
@@ -490,7 +503,7 @@ static void backward_embed_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   double t0 = now_s();
   memset(dln, 0, z.nD * sizeof(float));
   dropout_backward(dln, j->dh + z.oD, j->row_ids ? j->row_ids + z.r0 : NULL, z.nr, D,
-                   site(j->dp, SITE_EMB));
+                   site(m, j->dp, SITE_EMB, 0, z.r0));
   memset(demb, 0, z.nD * sizeof(float));
   layernorm_backward(demb, g->ln0_w, g->ln0_b, dln, a->emb + z.oD, m->p.ln0_w, a->ln0_mean + z.r0,
                      a->ln0_rstd + z.r0, z.nr, D);

@@ -119,6 +119,7 @@ typedef struct {
   lr_params *lane_g;       // (lanes) views: lane_g[0] = g, lane_g[k] into lane_grads_mem
   float *acts_mem;
   size_t acts_elems;
+  uint32_t *keep_bits; // dropout masks, forward to backward: (1 + 2L) x max_B*N rows of bits
   lr_acts a;
   int64_t B;         // batch of the last forward
   const int32_t *lens; // lens of the last forward (borrowed)

@@ -276,7 +276,7 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, int64_t M_tota
   LR_CALL(table_lookup(&t->table, &rows, &drows, t->idx, t->ids, nb * N, t->cand, t->cand_ids,
                        sampled ? M * C : 0));
   t->ph_comm += dist_wtime() - t0;
-  lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout};
+  lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout, NULL};
   const float *h = nb > 0 ? model_forward(&t->model, t->idx, rows, t->lens, t->row_ids, nb, dp)
                           : NULL;
   double t1 = dist_wtime();

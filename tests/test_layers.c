@@ -603,6 +603,50 @@ static void test_dropout_mask(int64_t D) {
           "dropout: seed, epoch and site each change the mask (%d %d %d of %lld differ)", differ[0],
           differ[1], differ[2], (long long)n);
 
+  // Stored masks (dp.bits): the forwards write the mask they apply, the
+  // backwards read it, bitwise as regenerating it. The backward's keys are
+  // spoilt on purpose: only the stored bits can give the forward's mask.
+  const int64_t W = lr_dropout_words(D);
+  uint32_t *bits = t_alloc(R * W, 4), *bits2 = t_alloc(R * W, 4);
+  memset(bits, 0xa5, (size_t)(R * W) * 4); // every bit written, none left over
+  lr_dropout db = dp, bad = dp;
+  db.bits = bits, bad.bits = bits, bad.seed++;
+  dropout_forward(tmp, in, ids, R, D, db);
+  ok = memcmp(tmp, out, n * 4) == 0;
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t j = 0; j < D; j++)
+      ok &= (int)((bits[r * W + j / 32] >> (j % 32)) & 1u) == keep_ref(dp, ids[r], j);
+  for (int64_t r = 0; r < R && D % 32; r++) // bits past D in the last word are 0
+    ok &= bits[r * W + W - 1] >> (D % 32) == 0;
+  memset(tmp, 0, n * 4);
+  dropout_backward(tmp, dout, ids, R, D, bad);
+  ok &= memcmp(tmp, din, n * 4) == 0;
+  // the post-LN pair: dropout_residual_forward then ln_dropout_backward
+  float *bias = t_alloc(D, 4), *res = t_alloc(n, 4), *res2 = t_alloc(n, 4), *w = t_alloc(D, 4);
+  float *lb = t_alloc(D, 4), *y = t_alloc(n, 4), *mean = t_alloc(R, 4), *rstd = t_alloc(R, 4);
+  t_fill_f(bias, D, 73, 0.5f), t_fill_f(w, D, 74, 1.0f), t_fill_f(lb, D, 75, 0.5f);
+  dropout_residual_forward(res, in, bias, dout, ids, R, D, dp);
+  memset(bits2, 0, (size_t)(R * W) * 4);
+  db.bits = bits2;
+  dropout_residual_forward(res2, in, bias, dout, ids, R, D, db);
+  ok &= memcmp(res, res2, n * 4) == 0 && memcmp(bits, bits2, (size_t)(R * W) * 4) == 0;
+  layernorm_forward(y, mean, rstd, res, w, lb, R, D, 1e-5f);
+  float *g[2][5]; // per run: dres, dx, dw, db, dbias
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < 5; i++) g[k][i] = t_alloc(i < 2 ? n : D, 4);
+    for (int i = 2; i < 5; i++) memset(g[k][i], 0, (size_t)D * 4);
+    bad.bits = k ? bits2 : NULL;
+    ln_dropout_backward(g[k][0], g[k][1], g[k][2], g[k][3], g[k][4], dout, res, w, mean, rstd,
+                        ids, R, D, k ? bad : dp);
+  }
+  for (int i = 0; i < 5; i++)
+    ok &= memcmp(g[0][i], g[1][i], (size_t)(i < 2 ? n : D) * 4) == 0;
+  t_check(ok, "dropout: stored mask bits: written as applied, backward from them bitwise");
+  for (int k = 0; k < 2; k++)
+    for (int i = 0; i < 5; i++) free(g[k][i]);
+  free(bits), free(bits2), free(bias), free(res), free(res2), free(w), free(lb), free(y);
+  free(mean), free(rstd);
+
   free(ids), free(in), free(out), free(din), free(tmp), free(ids_p), free(in_p), free(out_p);
   free(dout), free(in_d), free(out_d);
 }

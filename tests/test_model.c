@@ -134,7 +134,7 @@ static int fx_init(fixture *f, lr_attn_kind kind, int64_t N, int64_t B, const in
   }
   randomise(&f->m, &f->tab);
   f->B = B, f->N = N, f->D = ND;
-  f->dp = (lr_dropout){11, 0, 0, p};
+  f->dp = (lr_dropout){11, 0, 0, p, NULL};
   f->ids = t_alloc(B * N, sizeof(int32_t));
   f->idx = t_alloc(B * N, sizeof(int32_t));
   f->lens = t_alloc(B, sizeof(int32_t));

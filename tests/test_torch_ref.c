@@ -208,7 +208,7 @@ typedef struct {
 // gradients, then leaves them in m.grads_mem and tab.g; returns the loss.
 static double run_step(runner *x, const ref_dump *r) {
   const int64_t B = r->B, N = r->cfg.max_len, D = r->cfg.d;
-  lr_dropout dp = {1, 0, 0, 0.0f};
+  lr_dropout dp = {1, 0, 0, 0.0f, NULL};
   model_zero_grad(&x->m);
   memset(x->tab.g, 0, r->n_table * sizeof(float));
   const float *h = x->h = model_forward(&x->m, x->idx, x->tab.w, r->lens, x->row_ids, B, dp);
