@@ -1,25 +1,41 @@
 // par.c: the thread team of par.h, on pthreads.
 #include "par.h"
 
-#include <pthread.h> // pthread_*
-#include <stdlib.h>  // calloc, free
+#include <pthread.h>   // pthread_*
+#include <stdatomic.h> // atomic_*
+#include <stdlib.h>    // calloc, free
 
 #include "lr.h"
+
+// A job is posted by bumping gen; workers and the caller spin a little on
+// the atomics before sleeping on the condition variables, since a layer's
+// kernels post jobs every few tens of microseconds and a futex wake-up costs
+// about as much. The Dekker pairs (sleepers / gen, waiting / pending), all
+// sequentially consistent, make sure a sleeper is always woken.
+#define SPIN_ROUNDS 4000 // about 100 us of pause instructions
 
 static struct {
   int n;           // threads, caller included
   pthread_t *tid;  // (n-1) workers
   pthread_mutex_t mu;
   pthread_cond_t go, done;
-  uint64_t gen;    // bumped per job
-  uint64_t gen0;   // gen when the workers were started
-  int pending;     // workers still running the current job
-  int stop;
+  _Atomic uint64_t gen; // bumped per job
+  uint64_t gen0;        // gen when the workers were started
+  _Atomic int pending;  // workers still running the current job
+  _Atomic int sleepers; // workers asleep on go (or about to be)
+  _Atomic int waiting;  // the caller asleep on done (or about to be)
+  _Atomic int stop;
   lr_par_fn fn;
   void *ctx;
   int64_t items, align;
 } g = {1, NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-       0, 0, 0, 0, NULL, NULL, 0, 1};
+       0, 0, 0, 0, 0, 0, NULL, NULL, 0, 1};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 
 static _Thread_local int t_inside; // in a parallel range: nested calls run inline
 static _Thread_local int t_part;   // the range index being run
@@ -38,31 +54,39 @@ static void *worker(void *arg) {
   const int k = (int)(intptr_t)arg;
   t_inside = 1;
   uint64_t seen = g.gen0; // not g.gen: a job may be posted before this thread runs
-  pthread_mutex_lock(&g.mu);
   for (;;) {
-    while (g.gen == seen && !g.stop) pthread_cond_wait(&g.go, &g.mu);
-    if (g.stop) break;
-    seen = g.gen;
-    const int n = g.n;
-    pthread_mutex_unlock(&g.mu);
-    run_part(k, n);
-    pthread_mutex_lock(&g.mu);
-    if (--g.pending == 0) pthread_cond_signal(&g.done);
+    for (int i = 0; i < SPIN_ROUNDS && atomic_load(&g.gen) == seen && !atomic_load(&g.stop); i++)
+      cpu_relax();
+    if (atomic_load(&g.gen) == seen && !atomic_load(&g.stop)) {
+      pthread_mutex_lock(&g.mu);
+      atomic_fetch_add(&g.sleepers, 1);
+      while (atomic_load(&g.gen) == seen && !atomic_load(&g.stop))
+        pthread_cond_wait(&g.go, &g.mu);
+      atomic_fetch_sub(&g.sleepers, 1);
+      pthread_mutex_unlock(&g.mu);
+    }
+    if (atomic_load(&g.stop)) break;
+    seen = atomic_load(&g.gen);
+    run_part(k, g.n);
+    if (atomic_fetch_sub(&g.pending, 1) == 1 && atomic_load(&g.waiting)) {
+      pthread_mutex_lock(&g.mu);
+      pthread_cond_signal(&g.done);
+      pthread_mutex_unlock(&g.mu);
+    }
   }
-  pthread_mutex_unlock(&g.mu);
   return NULL;
 }
 
 static void stop_workers(void) {
   pthread_mutex_lock(&g.mu);
-  g.stop = 1;
+  atomic_store(&g.stop, 1);
   pthread_cond_broadcast(&g.go);
   pthread_mutex_unlock(&g.mu);
   for (int k = 1; k < g.n; k++) pthread_join(g.tid[k - 1], NULL);
   free(g.tid);
   g.tid = NULL;
   g.n = 1;
-  g.stop = 0;
+  atomic_store(&g.stop, 0);
 }
 
 int lr_par_set_threads(int n) {
@@ -74,7 +98,7 @@ int lr_par_set_threads(int n) {
   if (!g.tid) return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "thread team: out of memory");
   // the workers read g.n for the job's part count: set it before they start
   g.n = n;
-  g.gen0 = g.gen;
+  g.gen0 = atomic_load(&g.gen);
   for (int k = 1; k < n; k++) {
     if (pthread_create(&g.tid[k - 1], NULL, worker, (void *)(intptr_t)k) != 0) {
       g.n = k; // join the ones that started
@@ -96,16 +120,23 @@ void lr_par_for(int64_t n, int64_t align, lr_par_fn fn, void *ctx) {
     if (n > 0) fn(ctx, 0, n);
     return;
   }
-  pthread_mutex_lock(&g.mu);
-  g.fn = fn, g.ctx = ctx, g.items = n, g.align = align;
-  g.pending = g.n - 1;
-  g.gen++;
-  pthread_cond_broadcast(&g.go);
-  pthread_mutex_unlock(&g.mu);
+  g.fn = fn, g.ctx = ctx, g.items = n, g.align = align; // published by the bump of gen
+  atomic_store(&g.pending, g.n - 1);
+  atomic_fetch_add(&g.gen, 1);
+  if (atomic_load(&g.sleepers)) {
+    pthread_mutex_lock(&g.mu);
+    pthread_cond_broadcast(&g.go);
+    pthread_mutex_unlock(&g.mu);
+  }
   t_inside = 1;
   run_part(0, g.n);
   t_inside = 0;
-  pthread_mutex_lock(&g.mu);
-  while (g.pending > 0) pthread_cond_wait(&g.done, &g.mu);
-  pthread_mutex_unlock(&g.mu);
+  for (int i = 0; i < SPIN_ROUNDS && atomic_load(&g.pending) > 0; i++) cpu_relax();
+  if (atomic_load(&g.pending) > 0) {
+    pthread_mutex_lock(&g.mu);
+    atomic_store(&g.waiting, 1);
+    while (atomic_load(&g.pending) > 0) pthread_cond_wait(&g.done, &g.mu);
+    atomic_store(&g.waiting, 0);
+    pthread_mutex_unlock(&g.mu);
+  }
 }

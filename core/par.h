@@ -3,8 +3,9 @@
 // row passes) when it has more than one core to itself; OpenBLAS keeps its
 // own threads for the GEMMs. Work is cut into contiguous ranges, one per
 // thread, so every result is bitwise the same for any thread count.
-// Workers sleep on a condition variable between calls (no spinning, so they
-// never compete with OpenBLAS's threads for a core).
+// Between calls workers spin for about 100 us, then sleep on a condition
+// variable (so a team idle for longer, as around OpenBLAS's own threads or
+// MPI waits, does not hold its cores).
 #ifndef LR_PAR_H
 #define LR_PAR_H
 

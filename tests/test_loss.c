@@ -132,9 +132,12 @@ static void ce_fix_free(ce_fix *f) {
 
 // ---- CE: tiled = naive ------------------------------------------------------------------
 
-static void test_ce_tiles(void) {
+// M <= 8 rows take the loss's own loops (core/loss_impl.inc, CE_SMALL_M),
+// more rows BLAS; D = 70 has whole vectors and a tail in the former.
+static void test_ce_tiles(int64_t M, int64_t D) {
   ce_fix f;
-  const int64_t M = 6, D = 5, I = 23, n = I + 1;
+  const int64_t I = 23, n = I + 1;
+  printf("-- ce tiles, %lld rows, D %lld\n", (long long)M, (long long)D);
   ce_fix_init(&f, M, D, I, 1.0, 101);
   double *rdh = t_alloc(M * D, 8), *rdr = t_alloc(n * D, 8);
   const double rloss = ref_ce(rdh, rdr, f.hs, f.tgt, f.table, n, M, M, D, 1.0);
@@ -476,10 +479,12 @@ static void test_sampled_extreme(void) {
 }
 
 // The threaded row passes of the cross-entropy give bitwise the serial loss
-// and gradients (tiles of 50 over 300 items, 37 rows: uneven on 3 threads).
-static void test_ce_threads(void) {
+// and gradients: 37 rows (BLAS products; tiles of 50 over 300 items, uneven
+// on 3 threads), and 3 rows of D = 70 (the small-M loops; columns past the
+// vectors' end).
+static void test_ce_threads(int64_t M, int64_t D) {
   ce_fix f;
-  const int64_t M = 37, D = 16, I = 300, tile = 50;
+  const int64_t I = 300, tile = 50;
   ce_fix_init(&f, M, D, I, 1.0, 909);
   float *dh[2], *dr[2];
   double loss[2];
@@ -493,14 +498,18 @@ static void test_ce_threads(void) {
   ok &= lr_par_set_threads(1) == LR_OK;
   ok &= loss[0] == loss[1] && !memcmp(dh[0], dh[1], M * D * 4) &&
         !memcmp(dr[0], dr[1], (I + 1) * D * 4);
-  t_check(ok, "ce: 3 threads give bitwise the 1-thread loss %.9g and gradients", loss[0]);
+  t_check(ok, "ce: %lld rows, D %lld: 3 threads give bitwise the 1-thread loss %.9g and gradients",
+          (long long)M, (long long)D, loss[0]);
   for (int k = 0; k < 2; k++) free(dh[k]), free(dr[k]);
   ce_fix_free(&f);
 }
 
 int main(void) {
-  test_ce_threads();
-  test_ce_tiles();
+  test_ce_threads(37, 16);
+  test_ce_threads(3, 70);
+  test_ce_tiles(6, 5);
+  test_ce_tiles(8, 70);
+  test_ce_tiles(9, 70);
   test_ce_split();
   test_ce_fd();
   test_ce_large();
