@@ -490,13 +490,14 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int
   for (int64_t v = 1; v <= t->ds.n_items; v++) t->pop_cdf[v] = t->pop_cdf[v - 1] + t->pop[v];
   LR_CALL(trainer_alloc(t));
   dist_log0("model: %s, d=%lld heads=%lld layers=%lld inner=%lld N=%lld; %zu dense + %lld item "
-            "parameters (%s table); activations %.1f MiB for micro-batch %lld\n",
+            "parameters (%s table); activations %.1f MiB for %lld sequences (micro-batch %lld)\n",
             attn_kind_name(t->model.cfg.attn), (long long)t->model.cfg.d,
             (long long)t->model.cfg.heads, (long long)t->model.cfg.layers,
             (long long)t->model.cfg.inner, (long long)t->model.cfg.max_len, t->model.n_params,
             (long long)((t->ds.n_items + 1) * t->D),
             mode == LR_TABLE_SHARDED ? "sharded" : "replicated",
-            (double)t->model.acts_elems * 4.0 / (1 << 20), (long long)t->Bm);
+            (double)t->model.acts_elems * 4.0 / (1 << 20), (long long)t->model.max_B,
+            (long long)t->Bm);
   if (dist_rank() == 0 && out_dir) { // (no files for bench)
     char path[LR_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
