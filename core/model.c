@@ -192,6 +192,11 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
   return LR_OK;
 }
 
+void model_set_chunk(lr_model *m, int64_t seqs) {
+  LR_ASSERT(seqs >= 1 && seqs <= chunk_seqs(&m->cfg, m->max_B));
+  m->chunk = seqs;
+}
+
 void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx) {
   m->hook = fn;
   m->hook_ctx = ctx;

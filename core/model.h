@@ -139,6 +139,10 @@ size_t model_acts_elems(const lr_model_cfg *cfg, int64_t max_B);
 // Sequences of one chunk (about LR_CHUNK_ROWS rows, at least one sequence;
 // the capacity caps it). Cannot fail.
 int64_t model_chunk_seqs(const lr_model_cfg *cfg);
+// Run chunks of seqs sequences instead, 1 <= seqs <= the chunk model_init
+// chose (the temporaries are sized for that; asserted). Results differ only
+// in the order of the weight-gradient sums (tests/test_model.c (f)).
+void model_set_chunk(lr_model *m, int64_t seqs);
 
 // Forward for B <= max_B sequences (shared out over the lanes). idx (B,N): row of each position in rows
 // (U,D), the batch's distinct item rows, -1 at padding; lens (B) valid

@@ -17,7 +17,11 @@
 //   (e) lanes: with 2 and 3 threads (the batch's sequences shared out, one
 //       lane per thread, unequal ranges) the forward, the dense gradients
 //       and the item-table gradient equal the one-thread run up to the
-//       summation order of the per-lane gradient arenas.
+//       summation order of the per-lane gradient arenas;
+//   (f) chunks: a lane's sequences run one at a time (model_set_chunk: three
+//       chunks of one sequence, with 1 and 2 threads) give the one-chunk
+//       forward and gradients up to the order of the weight-gradient sums,
+//       and pass (b)'s finite differences with dropout on.
 // The layer and attention kernels have their own double-precision FD tests;
 // this one checks the assembly (buffer reuse, residual branches, dropout sites,
 // the item-row gradient path). The recorded PyTorch comparison is
@@ -285,13 +289,16 @@ static double fd_report(const char *kind, const char *what, double maxerr, doubl
   return rel;
 }
 
-static void check_fd(lr_attn_kind kind, float p) {
+static void check_fd(lr_attn_kind kind, float p, int64_t chunk) {
   int32_t ids[NB * NN];
   uint64_t ex[NB];
   batch_ids(ids, ex);
   fixture f;
   if (fx_init(&f, kind, NN, NB, ids, LENS, ex, p)) return;
-  const char *kn = attn_kind_name(kind);
+  char kn[64];
+  snprintf(kn, sizeof kn, chunk ? "%s (f) chunks of %lld" : "%s", attn_kind_name(kind),
+           (long long)chunk);
+  if (chunk) model_set_chunk(&f.m, chunk);
   fx_loss(&f, 1);
   float *g = t_alloc((int64_t)f.m.n_params, sizeof(float));
   float *gt = t_alloc((NI + 1) * ND, sizeof(float));
@@ -445,46 +452,55 @@ done:
 
 // ---- (e) lanes ------------------------------------------------------------------
 
-static void check_lanes(lr_attn_kind kind) {
+// (e) with chunk = 0: runs of 1 (the reference), 2 and 3 threads; (f) with
+// chunk > 0: the reference is 1 thread in one chunk, then 1 and 2 threads
+// in chunks of `chunk` sequences.
+static void check_lanes(lr_attn_kind kind, int64_t chunk) {
   int32_t ids[NB * NN];
   uint64_t ex[NB];
   batch_ids(ids, ex);
   const char *kn = attn_kind_name(kind);
+  const char *ck = chunk ? "(f) chunks of 1," : "(e)";
   const int64_t T = (NI + 1) * ND, n = NB * NN * ND;
+  const int threads[2][3] = {{1, 2, 3}, {1, 1, 2}};
   double *ref = NULL;
   int64_t P = 0;
-  for (int th = 1; th <= 3; th++) {
+  for (int run = 0; run < 3; run++) {
+    const int th = threads[chunk ? 1 : 0][run];
     fixture f;
     if (lr_par_set_threads(th) != LR_OK) {
-      t_check(0, "%s: (e) %d threads: %s", kn, th, lr_error_msg());
+      t_check(0, "%s: %s %d threads: %s", kn, ck, th, lr_error_msg());
       lr_error_clear();
       break;
     }
     if (fx_init(&f, kind, NN, NB, ids, LENS, ex, 0.2f)) break;
-    t_check(f.m.lanes == th, "%s: (e) model_init with %d threads has %d lanes", kn, th,
+    t_check(f.m.lanes == th, "%s: %s model_init with %d threads has %d lanes", kn, ck, th,
             (int)f.m.lanes);
+    if (chunk && run > 0) model_set_chunk(&f.m, chunk);
     fx_loss(&f, 1);
     P = (int64_t)f.m.n_params;
     float *got = t_alloc(n + P + T, sizeof(float));
     memcpy(got, f.h, (size_t)n * sizeof(float));
     memcpy(got + n, f.m.grads_mem, (size_t)P * sizeof(float));
     memcpy(got + n + P, f.tab.g, (size_t)T * sizeof(float));
-    if (th == 1) {
+    if (run == 0) {
       ref = t_alloc(n + P + T, sizeof(double));
       for (int64_t i = 0; i < n + P + T; i++)
         ref[i] = got[i];
     } else {
       char name[128];
-      snprintf(name, sizeof name, "%s: (e) %d lanes: forward as 1 thread", kn, th);
+      snprintf(name, sizeof name, "%s: %s %d lanes: forward as the reference", kn, ck, th);
       t_close_f(got, ref, n, TOL_LANES, name);
-      snprintf(name, sizeof name, "%s: (e) %d lanes: dense gradients as 1 thread", kn, th);
+      snprintf(name, sizeof name, "%s: %s %d lanes: dense gradients as the reference", kn, ck,
+               th);
       t_close_f(got + n, ref + n, P, TOL_LANES, name);
-      snprintf(name, sizeof name, "%s: (e) %d lanes: item-table gradient as 1 thread", kn, th);
+      snprintf(name, sizeof name, "%s: %s %d lanes: item-table gradient as the reference", kn,
+               ck, th);
       t_close_f(got + n + P, ref + n + P, T, TOL_LANES, name);
       // the lane arenas are left zero for the next backward
       double lane_max = maxabs(f.m.lane_grads_mem, (size_t)(th - 1) * (size_t)P);
-      t_check(lane_max == 0.0, "%s: (e) %d lanes: lane arenas zero after backward (max %.3g)", kn,
-              th, lane_max);
+      t_check(lane_max == 0.0, "%s: %s %d lanes: lane arenas zero after backward (max %.3g)", kn,
+              ck, th, lane_max);
     }
     free(got);
     fx_free(&f);
@@ -497,11 +513,13 @@ int main(void) {
   for (int k = 0; k < LR_ATTN_COUNT; k++) {
     lr_attn_kind kind = (lr_attn_kind)k;
     check_padding(kind);
-    check_fd(kind, 0.0f);
-    check_fd(kind, 0.2f);
+    check_fd(kind, 0.0f, 0);
+    check_fd(kind, 0.2f, 0);
+    check_fd(kind, 0.2f, 1);
     check_twice(kind);
     check_dropout(kind);
-    check_lanes(kind);
+    check_lanes(kind, 0);
+    check_lanes(kind, 1);
   }
   return t_done();
 }
