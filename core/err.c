@@ -6,9 +6,6 @@
 #include <stdio.h>  // vsnprintf, fprintf
 #include <stdlib.h> // aligned_alloc, abort
 #include <string.h> // memset, strlen
-#include <sys/mman.h> // madvise
-
-#define HUGE_BYTES ((size_t)2 << 20)
 
 static struct {
   int status;
@@ -87,18 +84,12 @@ void *lr_calloc(size_t n, size_t elem_bytes, const char *what) {
     return NULL;
   }
   size_t bytes = (n * elem_bytes + 63) / 64 * 64;
-  // Large arenas (activations, gradients, tables) on 2 MiB pages where the
-  // kernel offers them on request: their kernels stream rows across many
-  // 4 KiB pages, and TLB misses cost more than the alignment's slack.
-  size_t align = bytes >= HUGE_BYTES ? HUGE_BYTES : 64;
-  bytes = (bytes + align - 1) / align * align;
-  void *p = aligned_alloc(align, bytes);
+  void *p = aligned_alloc(64, bytes);
   if (!p) {
     lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "allocating %s: %zu bytes: out of memory",
              what, bytes);
     return NULL;
   }
-  if (align == HUGE_BYTES) (void)madvise(p, bytes, MADV_HUGEPAGE); // advice: failure is harmless
   memset(p, 0, bytes);
   return p;
 }
