@@ -25,6 +25,7 @@ const char *lr_status_str(int status) {
   case LR_ERR_ARG: return "invalid argument";
   case LR_ERR_STATE: return "invalid state";
   case LR_ERR_PEER: return "failure on another rank";
+  case LR_ERR_DIVERGED: return "training diverged";
   default: return "unknown error";
   }
 }

@@ -1,6 +1,11 @@
-// gemm.h: the one door to OpenBLAS. Row-major single-precision GEMM with shape
-// checks (cblas takes int dimensions; ours are int64_t, so every call is
-// checked to fit), plus a strided-batched form for per-head work.
+// gemm.h: the one matrix product of the float path, row-major, with shape
+// checks, plus a strided-batched form for per-head work. It is canonical:
+// every element of C is one fused multiply-add chain in k order,
+//   acc = 0;  for k = 0 .. K-1: acc = fma(op(A)[i,k], op(B)[k,j], acc)
+//   C[i,j] = beta == 0 ? alpha * acc : fma(alpha, acc, beta * C[i,j])
+// so an element's bits do not depend on M, N, blocking or threads (the
+// basis of bitwise-reproducible training; gemm.c has the kernels).
+// OpenBLAS serves the double twin (tests) and the comparison peak.
 #ifndef LR_GEMM_H
 #define LR_GEMM_H
 
@@ -9,9 +14,19 @@
 // C(M,N) = alpha * op(A) * op(B) + beta * C, all row-major.
 // op(A) is (M,K): A is (M,K) with lda >= K, or (K,M) with lda >= M when ta.
 // op(B) is (K,N): B is (K,N) with ldb >= N, or (N,K) with ldb >= K when tb.
-// Shapes outside int or inconsistent leading dimensions are bugs (LR_ASSERT).
+// Inconsistent leading dimensions are bugs (LR_ASSERT). beta == 0: C is not
+// read. Cannot fail (a packing buffer that cannot grow falls back to the
+// reference loops, which give the same bits).
 void lr_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+// The canonical product by plain loops (fmaf): the reference the kernels
+// are tested against bitwise.
+void lr_sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+// The kernel lr_sgemm runs on this CPU: "avx512", "avx2" or "reference".
+const char *lr_sgemm_kernel_name(void);
 
 // `batch` independent GEMMs; matrix i starts at A + i*sA, B + i*sB, C + i*sC.
 void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64_t K,
@@ -28,10 +43,12 @@ void lr_dgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, con
 // `seconds` after one untimed product. Out of memory: returns a negative
 // value (message set).
 double lr_sgemm_peak_gflops(int64_t n, double seconds);
+// The same for OpenBLAS's sgemm over the same thread team (for comparison).
+double lr_blas_sgemm_peak_gflops(int64_t n, double seconds);
 
 // The threads of this process: n threads of the team (core/par.h) share
 // out the large GEMMs by blocks of rows or columns and the element-wise
-// work, while OpenBLAS runs one thread per call (its own threads would
+// work; OpenBLAS is held to one thread per call (its own threads would
 // busy-wait between calls and take the team's cores). n < 1 counts as 1.
 // Call it before model_init. LR_ERR_NOMEM / LR_ERR_STATE (thread start).
 int lr_set_threads(int n);

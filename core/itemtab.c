@@ -11,6 +11,7 @@ void itemtab_free(lr_itemtab *t) {
   lr_free(t->g);
   lr_free(t->m);
   lr_free(t->v);
+  lr_free(t->gx);
   memset(t, 0, sizeof *t);
 }
 
@@ -24,7 +25,8 @@ int itemtab_init(lr_itemtab *t, int64_t lo, int64_t hi, int64_t D, uint64_t seed
   t->g = lr_calloc(n, sizeof(float), "item table gradient");
   t->m = lr_calloc(n, sizeof(float), "item table Adam m");
   t->v = lr_calloc(n, sizeof(float), "item table Adam v");
-  if (!t->w || !t->g || !t->m || !t->v) {
+  t->gx = lr_calloc(n, sizeof(lr_xs), "item table exact gradient");
+  if (!t->w || !t->g || !t->m || !t->v || !t->gx) {
     itemtab_free(t);
     lr_error_trace(__FILE__, __LINE__, __func__);
     return LR_ERR_NOMEM;

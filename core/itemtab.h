@@ -7,9 +7,12 @@
 
 #include <stdint.h>
 
+#include "xsum.h"
+
 typedef struct {
-  int64_t lo, hi, D; // global rows lo..hi-1, D features
-  float *w, *g, *m, *v; // ((hi-lo), D) each
+  int64_t lo, hi, D;    // global rows lo..hi-1, D features
+  float *w, *g, *m, *v; // ((hi-lo), D) each; g: the float gradient the optimizer reads
+  lr_xs *gx;            // ((hi-lo), D) the gradient as summed, exactly (xsum.h)
 } lr_itemtab;
 
 // Allocate and initialise rows lo..hi-1 (model_init_item_rows: keyed by global

@@ -20,7 +20,8 @@ void embedding_forward(float *out, const int32_t *idx, const float *rows, const 
                        int64_t B, int64_t N, int64_t D);
 // drows (U,D) += dout summed over positions with that idx (padding skipped);
 // dpos (N,D) += dout summed over the batch (every position, padding included,
-// because forward added pos[t] there too). drows or dpos may be NULL.
+// because forward added pos[t] there too). drows or dpos may be NULL (idx
+// is not read when drows is NULL).
 void embedding_backward(float *drows, float *dpos, const float *dout, const int32_t *idx, int64_t B,
                         int64_t N, int64_t D);
 

@@ -1,62 +1,87 @@
 // loss.h: next-item losses over the tied item table (DESIGN §1).
 // A loss row m is one position carrying a target: hs (M,D) its hidden state,
-// tgt[m] in 1..I its target item. The gradients accumulated are those of the
-// MEAN over the M rows times `scale` (the trainer passes M_local/M_global so
-// sums over ranks and micro-batches give the global mean); the loss values
-// returned are plain means over the M rows. Item 0 (padding) is never a
-// candidate.
-// All functions are Local and cannot fail; backward ACCUMULATES (+=).
+// tgt[m] in 1..I its target item. Gradients are those of coef * (sum of the
+// rows' losses): the trainer passes coef = 1/M_total, so calls over any cut
+// of a step's rows add up to the gradient of the step's mean loss.
+//
+// Reproducibility: every sum that runs over items or over examples goes into
+// an exact accumulator (xsum.h), and every partial sum taken in floating
+// point runs over a set that does not depend on how rows are cut into calls
+// or how the catalog is cut into slices:
+//   - the catalog is cut into fixed blocks of ce_block_items(n_rows) items
+//     (block k = global ids [kB, (k+1)B), item 0 excluded); sums over items
+//     (sum of exponentials, the hidden-state gradient) are taken inside a
+//     block in a fixed order and added exactly block by block, so a slice
+//     must start on a block boundary (dist/ cuts the table that way);
+//   - sums over rows (item-row gradients, loss totals) are exact per
+//     example: rows with equal consecutive grp values form one example,
+//     whose rows are summed in their order, then added exactly.
+// The results are then bitwise the same for any number of ranks, slices,
+// calls and threads.
+//
+// Functions return a nonzero flag when some term was out of xsum.h's range
+// (a non-finite or huge value: a diverging run); they are Local.
 #ifndef LR_LOSS_H
 #define LR_LOSS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-// ---- full-catalog softmax cross-entropy, tiled over item rows -----------------
+#include "xsum.h"
+
+// ---- full-catalog softmax cross-entropy --------------------------------------
 // The rows argument holds item rows lo..hi-1 of the table ((hi-lo),D); global
-// id lo+i is row i. Logits are computed in tiles of `tile` items
-// (hs rows x tile floats of scratch, see ce_scratch_elems), never M x I at once,
-// so the same two passes serve a row-sharded table (dist/ combines the
-// per-rank statistics). tile may exceed the slice (it is clamped).
-//
-// Scratch elements for M loss rows: M*tile for the logits tile (all that
-// ce_stats and ce_backward use) plus 3*M per-row statistics that
-// ce_forward_backward keeps after it. Cannot fail.
-size_t ce_scratch_elems(int64_t M, int64_t tile);
+// id lo+i is row i; lo is 0 or a multiple of the block size. Logits are
+// computed in tiles of `tile` items (a multiple of the block size, see
+// ce_tile_items) for up to `rchunk` rows at a time, never M x I at once.
+// An example's rows must all fit in one chunk (group size <= rchunk).
 
-// Per-row partial statistics over this slice of the catalog:
-// rmax (M) = max logit, rsum (M) = sum exp(logit - rmax), tlogit (M) = the
-// target's logit if lo <= tgt < hi else left untouched. A slice holding no
-// candidate (lo = 0, hi <= 1) gives rmax = -inf, rsum = 0. tgt >= 1 asserted.
-void ce_stats(float *rmax, float *rsum, float *tlogit, const float *hs, const int32_t *tgt,
-              const float *rows, int64_t lo, int64_t hi, int64_t M, int64_t D, int64_t tile,
-              float *scratch);
+// Items per block for a table of n_rows rows (I+1): a power of two in
+// [64, 1024], about n_rows/16. Cannot fail.
+int64_t ce_block_items(int64_t n_rows);
+// tile rounded up to a multiple of the block (at least one block). Cannot fail.
+int64_t ce_tile_items(int64_t tile, int64_t n_rows);
+// Scratch elements: one logits tile (rchunk x tile) and the staging of one
+// chunk's hidden-state gradient or one tile's item-row gradient. Cannot fail.
+size_t ce_scratch_elems(int64_t rchunk, int64_t tile, int64_t D);
 
-// Fold the statistics of another slice (rmax2, rsum2) into (rmax, rsum):
-// the result is that of the union of the two slices (empty slices allowed).
-void ce_stats_merge(float *rmax, float *rsum, const float *rmax2, const float *rsum2, int64_t M);
-// lse (M) = rmax + log(rsum): the log-sum-exp ce_backward takes. lse may
-// equal rmax.
-void ce_lse(float *lse, const float *rmax, const float *rsum, int64_t M);
+// The end of the chunk of rows starting at m0 < M: whole examples (runs of
+// equal grp; grp NULL: single rows), at most rchunk rows. An example longer
+// than rchunk is a bug (LR_ASSERT). Callers that reduce the per-row
+// statistics themselves run the three passes chunk by chunk, so a chunk's
+// logits computed by pass 1 serve passes 2 and 3. Cannot fail.
+int64_t ce_chunk_end(const int32_t *grp, int64_t m0, int64_t M, int64_t rchunk);
 
-// Given lse (M) = log sum_v exp(logit_v) over the whole catalog:
-// dhs (M,D) += scale/M_total * sum_v (softmax_v - [v==tgt]) rows_v,
-// drows ((hi-lo),D) += scale/M_total * sum_m (softmax_mv - [v==tgt_m]) hs_m.
-// M_total is the number of loss rows the mean is over (>= M). Row 0 of the
-// table (global id 0, when lo == 0) is skipped: drows row 0 is never written.
-// dhs or drows may be NULL. scratch: M*tile elements. reuse = 1 promises
-// that scratch still holds the logits of the ce_stats call on the same hs,
-// rows and slice: when the slice is one tile (hi - max(lo, 1) <= tile) they
-// are not computed again (a quarter of the loss's FLOPs); otherwise, and
-// with reuse = 0, every tile is recomputed.
-void ce_backward(float *dhs, float *drows, const float *hs, const int32_t *tgt, const float *rows,
-                 const float *lse, int64_t lo, int64_t hi, int64_t M, int64_t M_total, int64_t D,
-                 int64_t tile, float scale, float *scratch, int reuse);
+// Pass 1: rmax (M) = max logit over the slice's items (-inf if it has none).
+void ce_rowmax(float *rmax, const float *hs, const float *rows, int64_t lo, int64_t hi,
+               int64_t n_rows, int64_t M, int64_t D, int64_t tile, int64_t rchunk, float *scratch);
+// Pass 2, given gmax (M) = the max over the whole catalog: sx[m] +=
+// the sum over the slice of exp(logit - gmax_m) (exact per
+// block); tlogit[m] = the target's logit when the slice holds the target
+// (else untouched). reuse = 1: scratch still holds the logits of a pass-1
+// call on the same arguments (only when M <= rchunk and the slice is one
+// tile; otherwise ignored).
+uint32_t ce_sumexp(lr_xs *sx, float *tlogit, const float *hs, const int32_t *tgt,
+                   const float *rows, const float *gmax, int64_t lo, int64_t hi, int64_t n_rows,
+                   int64_t M, int64_t D, int64_t tile, int64_t rchunk, float *scratch, int reuse);
+// lse (M) = gmax + log(value(sx)). lse may equal gmax.
+void ce_lse(float *lse, const float *gmax, const lr_xs *sx, int64_t M);
+// Pass 3, given lse (M) over the whole catalog, G = coef * (softmax - onehot):
+// dhs (M,D) += G rows (exact per block; NULL: skip), drows ((hi-lo),D) +=
+// G^T hs (exact per example, grp (M) as above, NULL = every row its own
+// example; NULL: skip). Row 0 of the table (global id 0) is never written.
+// reuse as for ce_sumexp.
+uint32_t ce_backward(lr_xs *dhs, lr_xs *drows, const float *hs, const int32_t *tgt,
+                     const int32_t *grp, const float *rows, const float *lse, int64_t lo,
+                     int64_t hi, int64_t n_rows, int64_t M, int64_t D, int64_t tile,
+                     int64_t rchunk, float coef, float *scratch, int reuse);
 
-// Single-slice convenience (the whole catalog local): returns the mean loss
-// over M rows and accumulates dhs, drows (rows = whole table incl. row 0).
-// dhs/drows may be NULL to skip gradients (evaluation). 1 <= tgt < n_rows is
-// asserted. scratch: ce_scratch_elems(M, tile) elements.
+// Single-slice convenience (the whole catalog local, every row its own
+// example): returns the mean loss over M rows; dhs (M,D) += and drows
+// (n_rows,D) += the gradients of the mean (either may be NULL; evaluation).
+// scratch: ce_fb_scratch_elems(M, tile, D, n_rows) floats. For tests and
+// small callers; the trainer uses the passes above.
+size_t ce_fb_scratch_elems(int64_t M, int64_t tile, int64_t D, int64_t n_rows);
 double ce_forward_backward(float *dhs, float *drows, const float *hs, const int32_t *tgt,
                            const float *table, int64_t n_rows, int64_t M, int64_t D, int64_t tile,
                            float *scratch);
@@ -64,41 +89,44 @@ double ce_forward_backward(float *dhs, float *drows, const float *hs, const int3
 // ---- sampled objectives -----------------------------------------------------
 // Candidates per loss row: cand (M,C) indexes rows (U,D), the distinct item
 // rows the batch touches; cand[m*C+0] is the target, the rest are the k = C-1
-// negatives. A negative equal to the target (same row index) is ignored.
+// negatives. A negative equal to the target (same global id) is ignored.
 // cand_ids (M,C) are the global item ids (to detect collisions); NULL
 // compares the row indices of cand instead. Duplicate negatives (not equal
 // to the target) each count, as drawn with replacement.
 typedef enum { LR_SAMPLED_SOFTMAX = 0, LR_SAMPLED_BCE = 1 } lr_sampled_kind;
 
-// Returns the mean loss over the M rows (NOT multiplied by scale); the
-// gradients are those of scale * mean: dhs (M,D) += ..., drows (U,D) += ...
-// (either may be NULL).
-// softmax: -log softmax over the C candidates at the target.
-// bce: -log sigmoid(s_target) - sum_neg log(1 - sigmoid(s_neg)).
-// scratch: M*C floats.
-double sampled_forward_backward(float *dhs, float *drows, const float *hs, const int32_t *cand,
-                                const int32_t *cand_ids, const float *rows, int64_t M, int64_t C,
-                                int64_t D, lr_sampled_kind kind, float scale, float *scratch);
+// softmax: loss_m = -log softmax over the C candidates at the target.
+// bce: loss_m = -log sigmoid(s_target) - sum_neg log(1 - sigmoid(s_neg)).
+// *loss += sum_m loss_m (exact); dhs (M,D) += coef * dloss/dhs
+// (per row, candidates in order); drows (U,D) += coef * dloss/drows (exact
+// per row and candidate). dhs, drows may be NULL. scratch: M*C floats.
+uint32_t sampled_forward_backward(lr_xs *loss, float *dhs, lr_xs *drows, const float *hs,
+                                  const int32_t *cand, const int32_t *cand_ids, const float *rows,
+                                  int64_t M, int64_t C, int64_t D, lr_sampled_kind kind,
+                                  float coef, float *scratch);
 
-// ---- double-precision instantiation for the gradient tests -------------------------
-// The same kernels (loss_impl.inc) over double, through lr_dgemm; contracts and
-// scratch sizes (in doubles) as above.
-void ce_stats_f64(double *rmax, double *rsum, double *tlogit, const double *hs, const int32_t *tgt,
-                  const double *rows, int64_t lo, int64_t hi, int64_t M, int64_t D, int64_t tile,
-                  double *scratch);
-void ce_stats_merge_f64(double *rmax, double *rsum, const double *rmax2, const double *rsum2,
-                        int64_t M);
-void ce_lse_f64(double *lse, const double *rmax, const double *rsum, int64_t M);
-void ce_backward_f64(double *dhs, double *drows, const double *hs, const int32_t *tgt,
-                     const double *rows, const double *lse, int64_t lo, int64_t hi, int64_t M,
-                     int64_t M_total, int64_t D, int64_t tile, double scale, double *scratch,
-                     int reuse);
+// ---- double-precision twins for the gradient tests -------------------------------
+// The same kernels (loss_impl.inc) over double with plain double sums in place
+// of the exact accumulators (a double "accumulator" per element; the scales
+// above apply the same way); contracts as above.
+void ce_rowmax_f64(double *rmax, const double *hs, const double *rows, int64_t lo, int64_t hi,
+                   int64_t n_rows, int64_t M, int64_t D, int64_t tile, int64_t rchunk,
+                   double *scratch);
+uint32_t ce_sumexp_f64(double *sx, double *tlogit, const double *hs, const int32_t *tgt,
+                       const double *rows, const double *gmax, int64_t lo, int64_t hi,
+                       int64_t n_rows, int64_t M, int64_t D, int64_t tile, int64_t rchunk,
+                       double *scratch, int reuse);
+void ce_lse_f64(double *lse, const double *gmax, const double *sx, int64_t M);
+uint32_t ce_backward_f64(double *dhs, double *drows, const double *hs, const int32_t *tgt,
+                         const int32_t *grp, const double *rows, const double *lse, int64_t lo,
+                         int64_t hi, int64_t n_rows, int64_t M, int64_t D, int64_t tile,
+                         int64_t rchunk, double coef, double *scratch, int reuse);
 double ce_forward_backward_f64(double *dhs, double *drows, const double *hs, const int32_t *tgt,
                                const double *table, int64_t n_rows, int64_t M, int64_t D,
                                int64_t tile, double *scratch);
-double sampled_forward_backward_f64(double *dhs, double *drows, const double *hs,
-                                    const int32_t *cand, const int32_t *cand_ids,
-                                    const double *rows, int64_t M, int64_t C, int64_t D,
-                                    lr_sampled_kind kind, double scale, double *scratch);
+uint32_t sampled_forward_backward_f64(double *loss, double *dhs, double *drows, const double *hs,
+                                      const int32_t *cand, const int32_t *cand_ids,
+                                      const double *rows, int64_t M, int64_t C, int64_t D,
+                                      lr_sampled_kind kind, double coef, double *scratch);
 
 #endif

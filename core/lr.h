@@ -29,6 +29,7 @@ typedef enum {
   LR_ERR_ARG = -7,     // a caller passed arguments outside a function's contract
   LR_ERR_STATE = -8,   // an operation is impossible in the current state
   LR_ERR_PEER = -9,    // another rank failed (and reported it); this rank stops too
+  LR_ERR_DIVERGED = -10, // training produced a non-finite or out-of-range loss or gradient
 } lr_status;
 
 // Name of a status ("io error", ...). Cannot fail.

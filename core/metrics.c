@@ -21,20 +21,19 @@ void metrics_add(lr_metrics *m, int64_t rank) {
   LR_ASSERT(rank >= 0);
   for (int i = 0; i < m->nk; i++) {
     if (rank >= m->k[i]) continue;
-    m->recall[i] += 1.0;
-    m->mrr[i] += 1.0 / (double)(rank + 1);
-    m->ndcg[i] += 1.0 / log2((double)rank + 2.0);
+    (void)xsum_add_d(&m->sum[3 * i], 1.0);
+    (void)xsum_add_d(&m->sum[3 * i + 1], 1.0 / (double)(rank + 1));
+    (void)xsum_add_d(&m->sum[3 * i + 2], 1.0 / log2((double)rank + 2.0));
   }
   m->n++;
 }
 
 void metrics_finish(lr_metrics *m) {
-  if (m->n == 0) return;
-  const double inv = 1.0 / (double)m->n;
+  const double inv = m->n > 0 ? 1.0 / (double)m->n : 0.0;
   for (int i = 0; i < m->nk; i++) {
-    m->recall[i] *= inv;
-    m->mrr[i] *= inv;
-    m->ndcg[i] *= inv;
+    m->recall[i] = xsum_value(m->sum[3 * i]) * inv;
+    m->mrr[i] = xsum_value(m->sum[3 * i + 1]) * inv;
+    m->ndcg[i] = xsum_value(m->sum[3 * i + 2]) * inv;
   }
 }
 

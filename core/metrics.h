@@ -7,22 +7,26 @@
 
 #include <stdint.h>
 
+#include "xsum.h"
+
 #define LR_MAX_K 8
 
 typedef struct {
   int nk;
   int k[LR_MAX_K];
-  double recall[LR_MAX_K], mrr[LR_MAX_K], ndcg[LR_MAX_K]; // sums until metrics_finish
-  int64_t n;                                              // users counted
+  double recall[LR_MAX_K], mrr[LR_MAX_K], ndcg[LR_MAX_K]; // means, after metrics_finish
+  lr_xs sum[3 * LR_MAX_K]; // exact sums of recall, mrr, ndcg of cutoff i at 3i, 3i+1, 3i+2
+  int64_t n;               // users counted
 } lr_metrics;
 
 // Zero the sums for the cutoffs k[0..nk-1] (1 <= nk <= LR_MAX_K, k >= 1:
 // asserted, the config validates them).
 void metrics_init(lr_metrics *m, const int *k, int nk);
 // Count one user whose target has 0-based rank `rank`: for each K,
-// Recall += [rank < K], MRR += [rank < K]/(rank+1), NDCG += [rank < K]/log2(rank+2).
+// Recall += [rank < K], MRR += [rank < K]/(rank+1), NDCG += [rank < K]/log2(rank+2),
+// into exact sums (xsum.h), so sums over users split any way (ranks) agree bitwise.
 void metrics_add(lr_metrics *m, int64_t rank);
-// Sums -> means (no-op when n == 0). Call once.
+// The exact sums -> the means recall, mrr, ndcg (0 when n == 0). Call once.
 void metrics_finish(lr_metrics *m);
 
 // Rank of the target among n scores: count of j != target with

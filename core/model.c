@@ -1,7 +1,8 @@
 // model.c: the encoder of model.h, assembled from layers.h and attention.h.
 // Forward keeps every activation backward needs; backward walks the layers in
-// reverse with one set of gradient temporaries and accumulates into the dense
-// gradient arena and into the batch's item-row gradients.
+// reverse with one set of gradient temporaries, a sequence at a time, and
+// adds exactly (xsum.h) into the dense gradient and into the batch's
+// item-row gradients.
 #include "model.h"
 
 #include <math.h>   // sqrt
@@ -134,8 +135,11 @@ void model_free(lr_model *m) {
   lr_free(m->v_mem);
   lr_free(m->acts_mem);
   lr_free(m->keep_bits);
-  lr_free(m->lane_grads_mem);
+  lr_free(m->gx);
+  lr_free(m->lane_gx_mem);
+  lr_free(m->stage_mem);
   lr_free(m->lane_g);
+  lr_free(m->lane_bad);
   memset(m, 0, sizeof *m);
 }
 
@@ -162,21 +166,23 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
                                (size_t)lr_dropout_words(cfg->d),
                            sizeof(uint32_t), "dropout masks");
   m->lane_g = lr_calloc((size_t)m->lanes, sizeof(lr_params), "lane gradient views");
+  m->lane_bad = lr_calloc((size_t)m->lanes, sizeof(uint32_t), "lane gradient flags");
+  m->gx = lr_calloc(m->n_params, sizeof(lr_xs), "exact gradients");
+  m->stage_mem = lr_calloc((size_t)m->lanes * m->n_params, sizeof(float), "gradient staging");
   if (m->lanes > 1)
-    m->lane_grads_mem =
-        lr_calloc((size_t)(m->lanes - 1) * m->n_params, sizeof(float), "lane gradients");
+    m->lane_gx_mem =
+        lr_calloc((size_t)(m->lanes - 1) * m->n_params, sizeof(lr_xs), "lane gradients");
   if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem ||
-      !m->keep_bits || !m->lane_g ||
-      (m->lanes > 1 && !m->lane_grads_mem)) {
+      !m->keep_bits || !m->lane_g || !m->lane_bad || !m->gx || !m->stage_mem ||
+      (m->lanes > 1 && !m->lane_gx_mem)) {
     model_free(m);
     lr_error_trace(__FILE__, __LINE__, __func__);
     return LR_ERR_NOMEM;
   }
   model_point_params(&m->p, m->params_mem, cfg);
   model_point_params(&m->g, m->grads_mem, cfg);
-  m->lane_g[0] = m->g;
-  for (int64_t k = 1; k < m->lanes; k++)
-    model_point_params(&m->lane_g[k], m->lane_grads_mem + (size_t)(k - 1) * m->n_params, cfg);
+  for (int64_t k = 0; k < m->lanes; k++)
+    model_point_params(&m->lane_g[k], m->stage_mem + (size_t)k * m->n_params, cfg);
   point_acts(&m->a, m->acts_mem, cfg, max_B);
   // Initialisation as the paper: Linear and embedding weights N(0, 0.02),
   // biases 0, LayerNorm (1, 0).
@@ -218,7 +224,12 @@ int model_layer_slices(const lr_model_cfg *cfg, int64_t l, size_t *off, size_t *
   return n;
 }
 
-void model_zero_grad(lr_model *m) { memset(m->grads_mem, 0, m->n_params * sizeof(float)); }
+void model_zero_grad(lr_model *m) {
+  memset(m->gx, 0, m->n_params * sizeof(lr_xs));
+  m->grad_bad = 0;
+}
+
+void model_grads_to_float(lr_model *m) { xsum_to_float(m->grads_mem, m->gx, (int64_t)m->n_params); }
 
 static double now_s(void) {
   struct timespec ts;
@@ -284,47 +295,77 @@ static void run_lanes(const lr_model *m, int64_t B, lr_par_fn fn, void *job) {
     fn(job, 0, B);
 }
 
-// The gradient arena of the calling lane.
+// The staging arena of the calling lane.
 static lr_params *lane_grads(const lr_model *m) {
   int k = lr_par_part();
   LR_ASSERT(k < m->lanes);
   return &m->lane_g[k];
 }
 
-// Add the lane arenas' slices of layer l (-1: embedding part) into g, in
-// lane order, and zero them again.
+// The exact accumulator of lane k (lane 0's is gx itself).
+static lr_xs *lane_gx(const lr_model *m, int64_t k) {
+  return k == 0 ? m->gx : m->lane_gx_mem + (size_t)(k - 1) * m->n_params;
+}
+
+// The slices of layer l (-1: the embedding part) in the arena layout.
 typedef struct {
-  lr_model *m;
   int n;
   size_t off[LR_N_PARAM_TENSORS], cnt[LR_N_PARAM_TENSORS];
+} slices;
+
+static slices layer_slices(const lr_model *m, int64_t l) {
+  slices sl;
+  sl.n = model_layer_slices(&m->cfg, l, sl.off, sl.cnt);
+  return sl;
+}
+
+// Before a sequence: zero the calling lane's staging slices of layer l.
+static void stage_zero(const lr_model *m, const slices *sl) {
+  float *st = m->stage_mem + (size_t)lr_par_part() * m->n_params;
+  for (int i = 0; i < sl->n; i++) memset(st + sl->off[i], 0, sl->cnt[i] * sizeof(float));
+}
+
+// After a sequence: add the calling lane's staging slices of layer l into
+// its exact accumulator.
+static void stage_take(lr_model *m, const slices *sl) {
+  const int k = lr_par_part();
+  const float *st = m->stage_mem + (size_t)k * m->n_params;
+  lr_xs *acc = lane_gx(m, k);
+  uint32_t bad = 0;
+  for (int i = 0; i < sl->n; i++)
+    bad |= xsum_add(acc + sl->off[i], st + sl->off[i], (int64_t)sl->cnt[i]);
+  m->lane_bad[k] |= bad;
+}
+
+// Merge the lane accumulators' slices of layer l (-1: embedding part) into
+// gx and zero them again (integer adds: exact in any order).
+typedef struct {
+  lr_model *m;
+  slices sl;
 } reduce_job;
 
 static void reduce_part(void *vj, int64_t lo, int64_t hi) {
   const reduce_job *j = vj;
   const lr_model *m = j->m;
   size_t base = 0; // index of slice i's first element in [0, total)
-  for (int i = 0; i < j->n; base += j->cnt[i], i++) {
+  for (int i = 0; i < j->sl.n; base += j->sl.cnt[i], i++) {
     size_t a = (size_t)lo > base ? (size_t)lo - base : 0;
-    size_t b = (size_t)hi - base < j->cnt[i] ? (size_t)hi - base : j->cnt[i];
+    size_t b = (size_t)hi - base < j->sl.cnt[i] ? (size_t)hi - base : j->sl.cnt[i];
     if ((size_t)hi <= base || a >= b) continue;
-    float *dst = m->grads_mem + j->off[i];
     for (int64_t k = 1; k < m->lanes; k++) {
-      float *src = m->lane_grads_mem + (size_t)(k - 1) * m->n_params + j->off[i];
-      for (size_t e = a; e < b; e++) {
-        dst[e] += src[e];
-        src[e] = 0;
-      }
+      lr_xs *src = lane_gx(m, k) + j->sl.off[i] + a;
+      xsum_merge(m->gx + j->sl.off[i] + a, src, (int64_t)(b - a));
+      memset(src, 0, (b - a) * sizeof *src);
     }
   }
 }
 
 static void reduce_lanes(lr_model *m, int64_t l) {
   if (m->lanes < 2) return;
-  reduce_job j = {.m = m};
-  j.n = model_layer_slices(&m->cfg, l, j.off, j.cnt);
+  reduce_job j = {.m = m, .sl = layer_slices(m, l)};
   size_t total = 0;
-  for (int i = 0; i < j.n; i++)
-    total += j.cnt[i];
+  for (int i = 0; i < j.sl.n; i++)
+    total += j.sl.cnt[i];
   lr_par_for((int64_t)total, 1024, reduce_part, &j);
 }
 
@@ -493,11 +534,25 @@ static void backward_layer_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   lap(m, LR_PHASE_PROJ, &t0);
 }
 
-static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
-  for_chunks(vj, b0, b1, backward_layer_chunk);
+// A lane's sequences one at a time through layer j->l (-1: the embedding
+// part): each one's parameter gradients are staged in float, then added
+// exactly, so no float sum ever runs over two sequences.
+static void backward_seqs(const lane_job *j, int64_t b0, int64_t b1,
+                          void (*fn)(const lane_job *, int64_t, int64_t)) {
+  const slices sl = layer_slices(j->m, j->l);
+  for (int64_t b = b0; b < b1; b++) {
+    stage_zero(j->m, &sl);
+    fn(j, b, b + 1);
+    stage_take(j->m, &sl);
+  }
 }
 
-// H^0 = Dropout(LN0(E)): dh (B*N,D) in, dE to d_b.
+static void backward_layer_seqs(void *vj, int64_t b0, int64_t b1) {
+  backward_seqs(vj, b0, b1, backward_layer_chunk);
+}
+
+// H^0 = Dropout(LN0(E)), E = rows[idx] + pos: dh (B*N,D) in, dE to d_b, the
+// position rows' gradient (dE summed over the sequences) staged.
 static void backward_embed_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   lr_model *m = j->m;
   const lane_rows z = lane_at(m, b0, b1);
@@ -512,14 +567,26 @@ static void backward_embed_chunk(const lane_job *j, int64_t b0, int64_t b1) {
   memset(demb, 0, z.nD * sizeof(float));
   layernorm_backward(demb, g->ln0_w, g->ln0_b, dln, a->emb + z.oD, m->p.ln0_w, a->ln0_mean + z.r0,
                      a->ln0_rstd + z.r0, z.nr, D);
+  embedding_backward(NULL, g->pos, demb, NULL, b1 - b0, m->cfg.max_len, D);
   lap(m, LR_PHASE_EMBED, &t0);
 }
 
 static void backward_embed_seqs(void *vj, int64_t b0, int64_t b1) {
-  for_chunks(vj, b0, b1, backward_embed_chunk);
+  backward_seqs(vj, b0, b1, backward_embed_chunk);
 }
 
-void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
+// drows (U,D) += dE summed over the positions of each distinct row, one
+// position at a time (exact).
+static uint32_t drows_add(lr_xs *drows, const float *demb, const int32_t *idx, int64_t R,
+                          int64_t D) {
+  uint32_t bad = 0;
+  for (int64_t r = 0; r < R; r++)
+    if (idx[r] >= 0)
+      bad |= xsum_add(drows + (size_t)idx[r] * (size_t)D, demb + (size_t)r * (size_t)D, D);
+  return bad;
+}
+
+void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
                     const uint64_t *row_ids, lr_dropout dp) {
   const lr_model_cfg *c = &m->cfg;
   const int64_t B = m->B, N = c->max_len, D = c->d;
@@ -542,8 +609,10 @@ void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
   run_lanes(m, B, backward_embed_seqs, &j);
   reduce_lanes(m, -1);
   double t0 = now_s();
-  // E = rows[idx] + pos: rows repeat across lanes, so one thread scatters
-  embedding_backward(drows, m->g.pos, a->d_b, idx, B, N, D);
+  // rows repeat across lanes, so one thread adds the item rows' gradients
+  uint32_t bad = drows ? drows_add(drows, a->d_b, idx, B * N, D) : 0;
+  for (int64_t k = 0; k < m->lanes; k++) bad |= m->lane_bad[k], m->lane_bad[k] = 0;
+  m->grad_bad |= bad;
   lap(m, LR_PHASE_EMBED, &t0);
   if (m->hook) m->hook(m->hook_ctx, -1);
 }

@@ -19,6 +19,7 @@
 
 #include "attention.h"
 #include "layers.h"
+#include "xsum.h"
 
 typedef struct {
   int64_t n_items; // I
@@ -107,16 +108,24 @@ typedef struct {
   // Lanes: with T threads (at model_init) a batch's sequences are cut into T
   // contiguous ranges, each run through forward and backward by one thread
   // on single-threaded kernels (data parallel inside the process: no team
-  // synchronisation inside a layer). Lane k > 0 accumulates its parameter
-  // gradients in its own arena, added to g in lane order after each layer.
-  // A lane runs its sequences in chunks of about LR_CHUNK_ROWS rows (whole
-  // sequences, at least one): forward takes a chunk through every layer,
-  // backward through one layer, so a layer's outputs are read back from cache
-  // by the next kernel rather than from memory.
+  // synchronisation inside a layer). The forward runs a lane's sequences in
+  // chunks of about LR_CHUNK_ROWS rows (whole sequences, at least one)
+  // through every layer, so a layer's outputs are read back from cache by
+  // the next kernel rather than from memory.
+  // Gradients are exact (xsum.h): the backward takes a lane's sequences one
+  // at a time through a layer, its parameter gradients land in the lane's
+  // float staging arena (zeroed per sequence), and are added exactly into
+  // the lane's accumulator; after each layer the lanes' accumulators are
+  // merged into gx. The result does not depend on how sequences are cut
+  // into batches, lanes or ranks.
   int64_t lanes;           // = attention scratch copies
-  int64_t chunk;           // sequences per chunk
-  float *lane_grads_mem;   // (lanes-1) x n_params; all zero outside model_backward
-  lr_params *lane_g;       // (lanes) views: lane_g[0] = g, lane_g[k] into lane_grads_mem
+  int64_t chunk;           // sequences per forward chunk
+  lr_xs *gx;               // (n_params) the dense gradient, exact (lane 0's accumulator)
+  lr_xs *lane_gx_mem;      // (lanes-1) x n_params; all zero outside model_backward
+  float *stage_mem;        // lanes x n_params: one sequence's parameter gradients
+  lr_params *lane_g;       // (lanes) views of the lanes' staging arenas
+  uint32_t *lane_bad;      // (lanes) out-of-range gradient terms seen (xsum.h)
+  uint32_t grad_bad;       // any lane's, since model_zero_grad
   float *acts_mem;
   size_t acts_elems;
   uint32_t *keep_bits; // dropout masks, forward to backward: (1 + 2L) x max_B*N rows of bits
@@ -139,9 +148,8 @@ size_t model_acts_elems(const lr_model_cfg *cfg, int64_t max_B);
 // Sequences of one chunk (about LR_CHUNK_ROWS rows, at least one sequence;
 // the capacity caps it). Cannot fail.
 int64_t model_chunk_seqs(const lr_model_cfg *cfg);
-// Run chunks of seqs sequences instead, 1 <= seqs <= the chunk model_init
-// chose (the temporaries are sized for that; asserted). Results differ only
-// in the order of the weight-gradient sums (tests/test_model.c (f)).
+// Run forward chunks of seqs sequences instead, 1 <= seqs <= the chunk
+// model_init chose. Results are bitwise the same (tests/test_model.c (f)).
 void model_set_chunk(lr_model *m, int64_t seqs);
 
 // Forward for B <= max_B sequences (shared out over the lanes). idx (B,N): row of each position in rows
@@ -154,9 +162,11 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
                            lr_dropout dp);
 
 // Backward of the last forward: dout (B,N,D) is the loss gradient w.r.t. the
-// final hidden states (overwritten as scratch). Accumulates (+=) into the
-// dense grads m->g and into drows (U,D), the gradient of the distinct rows.
-void model_backward(lr_model *m, float *drows, float *dout, const int32_t *idx,
+// final hidden states (overwritten as scratch). Adds, exactly, into the
+// dense gradient m->gx and into drows (U,D), the gradient of the distinct
+// rows (NULL: not wanted). A gradient term out of xsum.h's range (a
+// diverging run) sets m->grad_bad.
+void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
                     const uint64_t *row_ids, lr_dropout dp);
 
 // Install (or, with fn = NULL, remove) the backward hook. Cannot fail.
@@ -175,8 +185,11 @@ int model_layer_slices(const lr_model_cfg *cfg, int64_t l, size_t *off, size_t *
 // forward). The README's performance section gives the formula. Cannot fail.
 double model_train_flops(const lr_model_cfg *cfg, int64_t loss_rows, int64_t cands);
 
-// Zero the dense gradient arena. Cannot fail.
+// Zero the dense gradient (m->gx and m->grad_bad). Cannot fail.
 void model_zero_grad(lr_model *m);
+// m->g (the float gradient the optimizer reads) = the value of m->gx.
+// Cannot fail.
+void model_grads_to_float(lr_model *m);
 
 // Item table rows, initialised as the paper (N(0, 0.02), row 0 = padding = 0),
 // keyed by GLOBAL row id so any row range gives the same values.

@@ -85,6 +85,9 @@ int dist_allreduce_sum_d(double *buf, int64_t n) {
 int dist_allreduce_max_d(double *buf, int64_t n) {
   return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX);
 }
+int dist_allreduce_or_u8(uint8_t *buf, int64_t n) {
+  return allreduce(buf, n, MPI_UINT8_T, 1, MPI_BOR);
+}
 
 int dist_barrier(void) {
   if (g_size == 1) return LR_OK;
@@ -255,6 +258,26 @@ int dist_reduce_scatter_sum_f(float *recv, const float *send, const int64_t *rco
   LR_CALL(fits_int(total, "MPI_Reduce_scatter", "total count"));
   LR_MPI_CALL(MPI_Reduce_scatter(send, recv, w, MPI_FLOAT, MPI_SUM, g_comm));
   return LR_OK;
+}
+
+int dist_reduce_scatter_sum_i64(int64_t *recv, const int64_t *send, const int64_t *rcounts) {
+  if (g_size == 1) {
+    local_copy(recv, send, rcounts[0], LR_DTYPE_I64);
+    return LR_OK;
+  }
+  int *w;
+  LR_CALL(iws_get(&w, "MPI_Reduce_scatter"));
+  LR_CALL(to_int(w, rcounts, "MPI_Reduce_scatter", "receive count"));
+  int64_t total = 0;
+  for (int q = 0; q < g_size; q++)
+    total += rcounts[q];
+  LR_CALL(fits_int(total, "MPI_Reduce_scatter", "total count"));
+  LR_MPI_CALL(MPI_Reduce_scatter(send, recv, w, MPI_INT64_T, MPI_SUM, g_comm));
+  return LR_OK;
+}
+
+int dist_allreduce_xs(lr_xs *buf, int64_t n) {
+  return dist_allreduce_sum_i64((int64_t *)(void *)buf, LR_XS_LIMBS * n);
 }
 
 int dist_allreduce_max_f(float *buf, int64_t n) {

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h> // FILE
 
+#include "xsum.h" // lr_xs
+
 // Initialise MPI (or use it if already initialised), duplicate the world
 // communicator and make MPI errors return codes. Collective (world).
 int dist_init(int *argc, char ***argv);
@@ -25,6 +27,7 @@ int dist_size(void); // Local. 1 before dist_init.
 int dist_allreduce_sum_f(float *buf, int64_t n);
 int dist_allreduce_sum_d(double *buf, int64_t n);
 int dist_allreduce_max_d(double *buf, int64_t n);
+int dist_allreduce_or_u8(uint8_t *buf, int64_t n); // bitwise or
 int dist_barrier(void);
 
 // Wall clock in seconds. Local.
@@ -84,6 +87,10 @@ int dist_allgatherv(void *recv, const int64_t *rcounts, const int64_t *rdispls, 
 // recv (rcounts[rank]) = sum over ranks of their send block `rank`, where
 // send (sum of rcounts) holds the blocks of ranks 0..P-1 back to back.
 int dist_reduce_scatter_sum_f(float *recv, const float *send, const int64_t *rcounts);
+int dist_reduce_scatter_sum_i64(int64_t *recv, const int64_t *send, const int64_t *rcounts);
+// In-place sum of n exact accumulators (xsum.h) over all ranks: an int64
+// sum of their limbs, so the result does not depend on the reduction order.
+int dist_allreduce_xs(lr_xs *buf, int64_t n);
 // In-place element-wise max / sum over all ranks.
 int dist_allreduce_max_f(float *buf, int64_t n);
 int dist_allreduce_sum_i64(int64_t *buf, int64_t n);

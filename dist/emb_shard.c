@@ -9,14 +9,15 @@
 #include <string.h> // memcpy, memset
 
 #include "lr.h"    // LR_CALL, LR_CHECK, lr_calloc
-#include "shard.h" // shard_range, shard_owner
+#include "shard.h" // shard_items, shard_items_owner
 
 // ---- set-up ---------------------------------------------------------------------------
 
 void emb_shard_free(emb_shard_plan *p) {
-  void *bufs[] = {p->scnt,   p->sdsp,  p->rcnt,   p->rdsp,    p->scnt_f, p->sdsp_f, p->rcnt_f,
-                  p->rdsp_f, p->uniq,  p->served, p->sbuf,    p->hkey,   p->hval,   p->slot,
-                  p->first,  p->owner, p->pos,    p->touched, p->mark};
+  void *bufs[] = {p->scnt,   p->sdsp,   p->rcnt,   p->rdsp,   p->scnt_f,  p->sdsp_f, p->rcnt_f,
+                  p->rdsp_f, p->scnt_x, p->sdsp_x, p->rcnt_x, p->rdsp_x,  p->uniq,   p->served,
+                  p->sbuf,   p->xbuf,   p->hkey,   p->hval,   p->slot,    p->first,  p->owner,
+                  p->pos,    p->touched, p->mark};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lr_free(bufs[i]);
   memset(p, 0, sizeof *p);
@@ -31,7 +32,7 @@ int emb_shard_init(emb_shard_plan *p, int64_t n_rows, int64_t D, int64_t max_ids
   LR_CALL(dist_check_same_i64(same, 3, "emb_shard_init (n_rows, D, max_ids)"));
   p->P = dist_size(), p->rank = dist_rank();
   p->n_rows = n_rows, p->D = D, p->max_ids = max_ids;
-  const lr_shard s = shard_range(n_rows, p->rank, p->P);
+  const lr_shard s = shard_items(n_rows, p->rank, p->P);
   p->lo = s.offset, p->hi = s.offset + s.count;
   p->serve_cap = (int64_t)p->P * (max_ids < s.count ? max_ids : s.count);
   p->hcap = 1;
@@ -48,9 +49,14 @@ int emb_shard_init(emb_shard_plan *p, int64_t n_rows, int64_t D, int64_t max_ids
   ALLOC(p->sdsp_f, P, "emb_shard counts");
   ALLOC(p->rcnt_f, P, "emb_shard counts");
   ALLOC(p->rdsp_f, P, "emb_shard counts");
+  ALLOC(p->scnt_x, P, "emb_shard counts");
+  ALLOC(p->sdsp_x, P, "emb_shard counts");
+  ALLOC(p->rcnt_x, P, "emb_shard counts");
+  ALLOC(p->rdsp_x, P, "emb_shard counts");
   ALLOC(p->uniq, mi, "emb_shard distinct ids");
   ALLOC(p->served, (size_t)p->serve_cap, "emb_shard served ids");
   ALLOC(p->sbuf, (size_t)p->serve_cap * (size_t)D, "emb_shard served rows");
+  ALLOC(p->xbuf, (size_t)p->serve_cap * (size_t)D, "emb_shard received gradients");
   ALLOC(p->hkey, (size_t)p->hcap, "emb_shard hash");
   ALLOC(p->hval, (size_t)p->hcap, "emb_shard hash");
   ALLOC(p->slot, mi, "emb_shard hash slots");
@@ -113,7 +119,7 @@ static void prefix(int64_t *dsp, const int64_t *cnt, int P) {
     dsp[q] = acc, acc += cnt[q];
 }
 
-static void to_floats(int64_t *out, const int64_t *in, int P, int64_t D) {
+static void scaled_counts(int64_t *out, const int64_t *in, int P, int64_t D) { // out = in * D
   for (int q = 0; q < P; q++)
     out[q] = in[q] * D;
 }
@@ -126,7 +132,7 @@ static int64_t plan_requests(emb_shard_plan *p, int32_t *idx, int32_t *idx2, con
   U = dedup(p, idx2, ids2, n2, U);
   memset(p->scnt, 0, (size_t)p->P * sizeof *p->scnt);
   for (int64_t u = 0; u < U; u++) {
-    p->owner[u] = shard_owner(p->n_rows, p->P, p->first[u]);
+    p->owner[u] = shard_items_owner(p->n_rows, p->P, p->first[u]);
     p->scnt[p->owner[u]]++;
   }
   prefix(p->sdsp, p->scnt, p->P);
@@ -204,10 +210,10 @@ int emb_shard_lookup(emb_shard_plan *p, float *rows, int32_t *idx, int32_t *idx2
     memcpy(p->sbuf + (size_t)k * (size_t)D, tab->w + (size_t)(id - p->lo) * (size_t)D,
            (size_t)D * sizeof(float));
   }
-  to_floats(p->scnt_f, p->scnt, P, D);
-  to_floats(p->sdsp_f, p->sdsp, P, D);
-  to_floats(p->rcnt_f, p->rcnt, P, D);
-  to_floats(p->rdsp_f, p->rdsp, P, D);
+  scaled_counts(p->scnt_f, p->scnt, P, D);
+  scaled_counts(p->sdsp_f, p->sdsp, P, D);
+  scaled_counts(p->rcnt_f, p->rcnt, P, D);
+  scaled_counts(p->rdsp_f, p->rdsp, P, D);
   LR_CALL(dist_alltoallv(rows, p->scnt_f, p->sdsp_f, p->sbuf, p->rcnt_f, p->rdsp_f, LR_DTYPE_F32));
   // accounting: counts, ids, rows (own block excluded)
   const int64_t req_o = others(p->scnt, nu, me), srv_o = others(p->rcnt, p->n_served, me);
@@ -221,29 +227,31 @@ int emb_shard_lookup(emb_shard_plan *p, float *rows, int32_t *idx, int32_t *idx2
 
 // ---- gradients ------------------------------------------------------------------------
 
-int emb_shard_push_grad(emb_shard_plan *p, lr_itemtab *tab, const float *drows) {
+int emb_shard_push_grad(emb_shard_plan *p, lr_itemtab *tab, const lr_xs *drows) {
   const double t0 = dist_wtime();
+  const int P = p->P;
   const int64_t D = p->D;
   LR_ASSERT(tab->lo == p->lo && tab->hi == p->hi && tab->D == D);
-  // the transpose of lookup step 3: requesters send, owners receive
-  LR_CALL(dist_alltoallv(p->sbuf, p->rcnt_f, p->rdsp_f, drows, p->scnt_f, p->sdsp_f, LR_DTYPE_F32));
+  // the transpose of lookup step 3 in limbs: requesters send, owners receive
+  scaled_counts(p->scnt_x, p->scnt, P, LR_XS_LIMBS * D);
+  scaled_counts(p->sdsp_x, p->sdsp, P, LR_XS_LIMBS * D);
+  scaled_counts(p->rcnt_x, p->rcnt, P, LR_XS_LIMBS * D);
+  scaled_counts(p->rdsp_x, p->rdsp, P, LR_XS_LIMBS * D);
+  LR_CALL(dist_alltoallv(p->xbuf, p->rcnt_x, p->rdsp_x, drows, p->scnt_x, p->sdsp_x, LR_DTYPE_I64));
   for (int64_t k = 0; k < p->n_served; k++) {
     const int64_t l = p->served[k] - p->lo;
     if (!p->mark[l]) {
       p->mark[l] = 1;
       p->touched[p->n_touched++] = l;
     }
-    float *g = tab->g + (size_t)l * (size_t)D;
-    const float *s = p->sbuf + (size_t)k * (size_t)D;
-    for (int64_t j = 0; j < D; j++)
-      g[j] += s[j];
+    xsum_merge(tab->gx + (size_t)l * (size_t)D, p->xbuf + (size_t)k * (size_t)D, D);
   }
   const int64_t req_o = others(p->scnt, p->n_distinct, p->rank);
   const int64_t srv_o = others(p->rcnt, p->n_served, p->rank);
   dist_stats *st = &p->push_stats;
   st->calls++;
-  st->bytes_sent += 4 * D * req_o;
-  st->bytes_recv += 4 * D * srv_o;
+  st->bytes_sent += (int64_t)sizeof(lr_xs) * D * req_o;
+  st->bytes_recv += (int64_t)sizeof(lr_xs) * D * srv_o;
   st->seconds += dist_wtime() - t0;
   return LR_OK;
 }
@@ -258,6 +266,7 @@ void emb_shard_zero_grad(emb_shard_plan *p, lr_itemtab *tab) {
   for (int64_t i = 0; i < p->n_touched; i++) {
     const int64_t l = p->touched[i];
     memset(tab->g + (size_t)l * D, 0, D * sizeof(float));
+    memset(tab->gx + (size_t)l * D, 0, D * sizeof(lr_xs));
     p->mark[l] = 0;
   }
   p->n_touched = 0;

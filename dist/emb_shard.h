@@ -12,8 +12,8 @@
 //   emb_shard_lookup      ids of this rank's micro-batch -> its distinct rows
 //                         (U,D) and idx (position of each id in them; -1 at
 //                         padding) for embedding_forward and the losses;
-//   ...forward/backward accumulates drows (U,D)...
-//   emb_shard_push_grad   drows -> owners, summed into tab->g; the owner
+//   ...forward/backward adds into drows (U,D), exact...
+//   emb_shard_push_grad   drows -> owners, summed into tab->gx; the owner
 //                         records the local rows touched;
 //   (repeat lookup/push per micro-batch: gradients and touched rows accumulate)
 //   optimizer on emb_shard_touched rows, then emb_shard_zero_grad.
@@ -27,10 +27,10 @@
 //              first-seen order within an owner (this is also the order of
 //              the rows returned).
 //           3. MPI_Alltoallv of float rows back (count*D floats per pair).
-//   push    1. MPI_Alltoallv of the float gradient rows to the owners: the
-//              transpose of lookup step 3, same counts, no count exchange.
-//              Each owner adds the rows in source-rank order (deterministic
-//              for a given P); duplicates across ranks are summed.
+//   push    1. MPI_Alltoallv of the exact gradient rows (xsum.h limbs, LR_XS_LIMBS D
+//              int64 per row) to the owners: the transpose of lookup step 3,
+//              same counts, no count exchange. Each owner adds the limbs
+//              (integer adds: the result is the same for any P and order).
 //
 // Negatives for sampled objectives travel in the same exchange: pass them as
 // the second id array of emb_shard_lookup (ids2/idx2); the distinct rows
@@ -44,7 +44,7 @@
 //
 // Memory (per rank, allocated once by emb_shard_init, nothing in the step):
 // 36..52 bytes per max_ids of dedup/ordering state (hash at load <= 1/2),
-// P*min(max_ids, I_r)*(D+1)*4 bytes for the rows this rank serves
+// P*min(max_ids, I_r)*(4D+1)*4 bytes for the rows this rank serves
 // (I_r = rows owned), 9*I_r bytes for the touched-row list, 64*P bytes of
 // counts. The caller owns rows (max_ids, D), idx, idx2 and drows.
 #ifndef LR_EMB_SHARD_H
@@ -67,8 +67,10 @@ typedef struct {
   int64_t *scnt, *sdsp, *rcnt, *rdsp;         // (P) ids requested from / served to each rank
   int64_t *scnt_f, *sdsp_f, *rcnt_f, *rdsp_f; // (P) the same in floats (x D)
   int32_t *uniq;   // (max_ids) distinct ids in row order (grouped by owner)
+  int64_t *scnt_x, *sdsp_x, *rcnt_x, *rdsp_x; // (P) the same in int64 limbs (x LR_XS_LIMBS D)
   int32_t *served; // (serve_cap) ids served, by source rank
-  float *sbuf;     // (serve_cap, D) rows served / gradients received
+  float *sbuf;     // (serve_cap, D) rows served
+  lr_xs *xbuf;     // (serve_cap, D) gradients received
   // dedup: open-addressing hash id -> first-seen number (key 0 = empty)
   int64_t hcap;           // power of two >= 2*max_ids
   int32_t *hkey, *hval;   // (hcap)
@@ -107,23 +109,24 @@ int emb_shard_lookup(emb_shard_plan *p, float *rows, int32_t *idx, int32_t *idx2
                      const int32_t *ids, int64_t n, const int32_t *ids2, int64_t n2,
                      const lr_itemtab *tab);
 
-// Send drows (U,D), the gradient of the rows of the LAST lookup, to their
-// owners: tab->g[id - lo] += the sum over all ranks of their drows row for
-// id (ACCUMULATES), and the local rows are added to the touched list.
+// Send drows (U,D), the exact gradient of the rows of the LAST lookup, to
+// their owners: tab->gx[id - lo] += the sum over all ranks of their drows
+// row for id (exact), and the local rows are added to the touched list.
 // Collective. Returns LR_OK or LR_ERR_MPI.
-int emb_shard_push_grad(emb_shard_plan *p, lr_itemtab *tab, const float *drows);
+int emb_shard_push_grad(emb_shard_plan *p, lr_itemtab *tab, const lr_xs *drows);
 
 // The local rows (global id - lo, distinct, first-touch order) that received
 // gradient since the last emb_shard_zero_grad; *n their number. Valid until
-// the next push_grad or zero_grad. Lazy Adam over them, row by row:
+// the next push_grad or zero_grad. Lazy Adam over them, row by row (after
+// converting tab->gx to tab->g on them):
 //   for (i < n) adam_update_rows(tab->w, tab->m, tab->v, tab->g + rows[i]*D,
 //                                &rows[i], 1, D, cfg, t);
 // Local; cannot fail.
 const int64_t *emb_shard_touched(const emb_shard_plan *p, int64_t *n);
-// Zero tab->g on the touched rows (all of tab->g that is nonzero, when tab->g
-// only ever receives gradient through push_grad) and empty the list.
-// O(touched x D), not O(I_r x D). When tab->g also takes dense gradient
-// (vocab_ce_forward_backward's drows), memset all of tab->g as well.
+// Zero tab->gx and tab->g on the touched rows (all of them that is nonzero,
+// when the table only ever receives gradient through push_grad) and empty
+// the list. O(touched x D), not O(I_r x D). When tab->gx also takes dense
+// gradient (vocab_ce_forward_backward's drows), memset all of it as well.
 // Local; cannot fail.
 void emb_shard_zero_grad(emb_shard_plan *p, lr_itemtab *tab);
 

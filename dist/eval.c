@@ -200,7 +200,7 @@ static int hidden_states(const lr_scorer *sc, eval_ws *w, int64_t nb, int64_t n2
                          const float **rows) {
   *rows = NULL;
   if (!sc->model) return LR_OK;
-  float *drows;
+  lr_xs *drows;
   LR_CALL(table_lookup(sc->table, rows, &drows, w->idx, w->ids, nb * w->N, w->cand_idx, w->cand,
                        n2));
   if (nb == 0) return LR_OK;
@@ -383,14 +383,9 @@ int eval_split(lr_metrics *out, const lr_scorer *sc, const lr_dataset *ds, lr_sp
     else if ((rc = rank_full(sc, &w, ds, nb, c->eval_exclude_history))) goto out;
     for (int64_t b = 0; b < nb; b++) metrics_add(out, w.ahead[b]);
   }
-  double sums[3 * LR_MAX_K + 1];
-  for (int i = 0; i < out->nk; i++)
-    sums[3 * i] = out->recall[i], sums[3 * i + 1] = out->mrr[i], sums[3 * i + 2] = out->ndcg[i];
-  sums[3 * out->nk] = (double)out->n;
-  if ((rc = dist_allreduce_sum_d(sums, 3 * out->nk + 1))) goto out;
-  for (int i = 0; i < out->nk; i++)
-    out->recall[i] = sums[3 * i], out->mrr[i] = sums[3 * i + 1], out->ndcg[i] = sums[3 * i + 2];
-  out->n = (int64_t)sums[3 * out->nk];
+  // exact sums over ranks: the metrics do not depend on how users are cut
+  if ((rc = dist_allreduce_xs(out->sum, 3 * out->nk))) goto out;
+  if ((rc = dist_allreduce_sum_i64(&out->n, 1))) goto out;
   metrics_finish(out);
 out:
   lr_free(cdf);

@@ -1,4 +1,5 @@
-// gradsync.c: bucketed non-blocking allreduce of the dense gradients.
+// gradsync.c: bucketed non-blocking allreduce of the dense gradients (the
+// limbs of the model's exact accumulator, xsum.h).
 #include "gradsync.h"
 
 #include <mpi.h>    // MPI_Iallreduce, MPI_Testall, MPI_Waitall
@@ -34,11 +35,13 @@ static void start_bucket(lr_gradsync *gs, int b) {
   for (int s = 0; s < gs->n_slices[b]; s++) {
     size_t n = gs->cnt[b][s];
     if (n == 0) continue;
-    LR_ASSERT(n <= (size_t)1 << 30);
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, gs->m->grads_mem + gs->off[b][s], (int)n, MPI_FLOAT,
+    LR_ASSERT(n <= (size_t)1 << 28);
+    // the exact gradient's limbs: an integer sum, the same in any order
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, gs->m->gx + gs->off[b][s], (int)(LR_XS_LIMBS * n),
+                            MPI_INT64_T,
                             MPI_SUM, dist_comm_(), &gs->req[gs->n_req++]);
     if (rc != MPI_SUCCESS) gs->error = rc;
-    int64_t bytes = (int64_t)(2.0 * (double)n * 4.0 * (dist_size() - 1) / dist_size());
+    int64_t bytes = (int64_t)(2.0 * (double)n * (double)sizeof(lr_xs) * (dist_size() - 1) / dist_size());
     gs->st.bytes_sent += bytes;
     gs->st.bytes_recv += bytes;
   }

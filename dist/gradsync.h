@@ -1,5 +1,6 @@
 // gradsync.h: the dense gradient allreduce (DESIGN §2 "dense grads"): the
-// replicated parameters' gradients are summed over ranks in buckets, one per
+// replicated parameters' exact gradients (lr_model.gx, xsum.h: an int64 sum
+// of limbs, bitwise the same at any P) are summed over ranks in buckets, one per
 // layer (plus the embedding part), each started as a non-blocking allreduce
 // as soon as model_backward reports that layer complete, so communication
 // overlaps the backward of the layers below it. Buckets are issued in the

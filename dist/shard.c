@@ -1,7 +1,8 @@
 // shard.c: the sharding arithmetic of shard.h.
 #include "shard.h"
 
-#include "lr.h" // LR_ASSERT
+#include "loss.h" // ce_block_items
+#include "lr.h"   // LR_ASSERT
 
 lr_shard shard_range(int64_t n, int rank, int P) {
   LR_ASSERT(n >= 0 && P >= 1 && rank >= 0 && rank < P);
@@ -17,6 +18,20 @@ int shard_owner(int64_t n, int P, int64_t index) {
   const int64_t big = extra * (base + 1);
   if (index < big) return (int)(index / (base + 1));
   return (int)(extra + (index - big) / base); // base >= 1 here: index >= big means n > big
+}
+
+lr_shard shard_items(int64_t n_rows, int rank, int P) {
+  const int64_t B = ce_block_items(n_rows), nb = (n_rows + B - 1) / B;
+  const lr_shard b = shard_range(nb, rank, P);
+  const int64_t lo = b.offset * B, hi = (b.offset + b.count) * B;
+  lr_shard s = {lo < n_rows ? lo : n_rows, (hi < n_rows ? hi : n_rows) - (lo < n_rows ? lo : n_rows)};
+  return s;
+}
+
+int shard_items_owner(int64_t n_rows, int P, int64_t id) {
+  LR_ASSERT(id >= 0 && id < n_rows);
+  const int64_t B = ce_block_items(n_rows);
+  return shard_owner((n_rows + B - 1) / B, P, id / B);
 }
 
 // 2*mid_u = offsets[u] + offsets[u+1]: non-decreasing in u.

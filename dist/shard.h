@@ -1,8 +1,9 @@
 // shard.h: how global index ranges are cut across P ranks (STYLE 16).
 //
-// shard_range is THE sharding function: users, item rows and optimizer-state
-// shards are all cut by it, and nothing else in the code base does shard
-// arithmetic, so a checkpoint written on P ranks can be re-cut on P' ranks.
+// shard_range is THE sharding function: users, item rows (in whole blocks,
+// shard_items) and optimizer-state shards are all cut by it, and nothing
+// else in the code base does shard arithmetic, so a checkpoint written on P
+// ranks can be re-cut on P' ranks.
 // shard_users_by_inter is the one exception the design asks for (DESIGN §2:
 // users balanced by interaction count): it cuts a CSR of sequences into
 // contiguous user ranges of about equal interaction counts.
@@ -26,6 +27,15 @@ lr_shard shard_range(int64_t n, int rank, int P);
 
 // The rank whose shard_range(n, rank, P) holds `index` (0 <= index < n). O(1).
 int shard_owner(int64_t n, int P, int64_t index);
+
+// The item table's cut: the n_rows rows (I+1) in whole blocks of
+// ce_block_items(n_rows) rows (the cross-entropy's fixed item blocks,
+// core/loss.h), the blocks cut by shard_range, so no block straddles two
+// ranks (which keeps the loss bitwise the same at any P). The last block
+// may be short; a rank may own no rows.
+lr_shard shard_items(int64_t n_rows, int rank, int P);
+// The rank whose shard_items holds row id (0 <= id < n_rows). O(1).
+int shard_items_owner(int64_t n_rows, int P, int64_t id);
 
 // Contiguous user ranges balanced by interaction count. offsets (n_users+1)
 // is the CSR of sequences: user u has offsets[u+1]-offsets[u] interactions,

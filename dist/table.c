@@ -1,50 +1,60 @@
 // table.c: the item table in sharded or replicated layout (table.h).
 #include "table.h"
 
-#include <math.h>   // logf
 #include <string.h> // memset
 
 #include "loss.h"
 #include "lr.h"
+#include "shard.h" // shard_items
 
 void table_free(lr_table *t) {
   itemtab_free(&t->tab);
   emb_shard_free(&t->emb);
   vocab_ce_free(&t->ce);
-  lr_free(t->rows);
-  lr_free(t->drows);
-  lr_free(t->ce_scratch);
-  lr_free(t->rmax);
-  lr_free(t->rsum);
-  lr_free(t->tlogit);
+  void *bufs[] = {t->rows, t->drows, t->ce_scratch, t->gmax, t->lse, t->tlogit,
+                  t->sx,   t->dhs_x, t->mark,       t->touched};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    lr_free(bufs[i]);
   memset(t, 0, sizeof *t);
 }
 
 int table_init(lr_table *t, lr_table_mode mode, int64_t n_rows, int64_t D, int64_t max_ids,
-               int64_t max_loss_rows, int64_t tile, uint64_t seed) {
+               int64_t max_loss_rows, int64_t tile, int64_t rchunk, uint64_t seed) {
   memset(t, 0, sizeof *t);
   t->mode = mode, t->n_rows = n_rows, t->D = D;
-  t->tile = tile < n_rows ? tile : n_rows;
+  LR_CHECK(rchunk >= 1 && tile >= 1, LR_ERR_ARG, "table_init: tile %lld, rchunk %lld",
+           (long long)tile, (long long)rchunk);
+  // at most 2^22 logits per tile (16 MiB), at least one block
+  const int64_t cap = ((int64_t)1 << 22) / rchunk;
+  t->tile = ce_tile_items(tile < cap ? tile : cap, n_rows);
+  if (t->tile > ce_tile_items(n_rows, n_rows)) t->tile = ce_tile_items(n_rows, n_rows);
+  t->rchunk = rchunk;
   int rc;
   if (mode == LR_TABLE_SHARDED) {
     if ((rc = emb_shard_init(&t->emb, n_rows, D, max_ids))) goto fail;
     if ((rc = itemtab_init(&t->tab, t->emb.lo, t->emb.hi, D, seed))) goto fail;
     if (max_loss_rows > 0 &&
-        (rc = vocab_ce_init(&t->ce, n_rows, D, max_loss_rows, t->tile, 1024)))
+        (rc = vocab_ce_init(&t->ce, n_rows, D, max_loss_rows, t->tile, rchunk)))
       goto fail;
     // a lookup returns its distinct rows: at most min(max_ids, n_rows)
     const size_t U = (size_t)(max_ids < n_rows ? max_ids : n_rows);
     t->rows = lr_calloc(U * (size_t)D, sizeof(float), "looked-up item rows");
-    t->drows = lr_calloc(U * (size_t)D, sizeof(float), "item row gradients");
+    t->drows = lr_calloc(U * (size_t)D, sizeof(lr_xs), "item row gradients");
     if (!t->rows || !t->drows) goto nomem;
   } else {
     if ((rc = itemtab_init(&t->tab, 0, n_rows, D, seed))) goto fail;
+    t->mark = lr_calloc((size_t)n_rows, sizeof *t->mark, "looked-up row marks");
+    t->touched = lr_calloc((size_t)n_rows, sizeof *t->touched, "looked-up rows");
+    if (!t->mark || !t->touched) goto nomem;
     if (max_loss_rows > 0) {
-      t->ce_scratch = lr_calloc(ce_scratch_elems(max_loss_rows, t->tile), sizeof(float), "CE tile");
-      t->rmax = lr_calloc((size_t)max_loss_rows, sizeof(float), "CE row max");
-      t->rsum = lr_calloc((size_t)max_loss_rows, sizeof(float), "CE row sums");
-      t->tlogit = lr_calloc((size_t)max_loss_rows, sizeof(float), "CE target logits");
-      if (!t->ce_scratch || !t->rmax || !t->rsum || !t->tlogit) goto nomem;
+      const size_t R = (size_t)rchunk;
+      t->ce_scratch = lr_calloc(ce_scratch_elems(rchunk, t->tile, D), sizeof(float), "CE tile");
+      t->gmax = lr_calloc(R, sizeof(float), "CE row max");
+      t->lse = lr_calloc(R, sizeof(float), "CE log-sum-exp");
+      t->tlogit = lr_calloc(R, sizeof(float), "CE target logits");
+      t->sx = lr_calloc(R, sizeof(lr_xs), "CE row sums");
+      t->dhs_x = lr_calloc(R * (size_t)D, sizeof(lr_xs), "CE hidden gradients");
+      if (!t->ce_scratch || !t->gmax || !t->lse || !t->tlogit || !t->sx || !t->dhs_x) goto nomem;
     }
   }
   return LR_OK;
@@ -56,12 +66,12 @@ fail:
   return rc;
 }
 
-int table_lookup(lr_table *t, const float **rows, float **drows, int32_t *idx,
+int table_lookup(lr_table *t, const float **rows, lr_xs **drows, int32_t *idx,
                  const int32_t *ids, int64_t n, int32_t *idx2, const int32_t *ids2, int64_t n2) {
   if (t->mode == LR_TABLE_SHARDED) {
     int64_t U;
     LR_CALL(emb_shard_lookup(&t->emb, t->rows, idx, idx2, &U, ids, n, ids2, n2, &t->tab));
-    memset(t->drows, 0, (size_t)U * (size_t)t->D * sizeof(float));
+    memset(t->drows, 0, (size_t)U * (size_t)t->D * sizeof *t->drows);
     *rows = t->rows;
     *drows = t->drows;
     return LR_OK;
@@ -71,14 +81,16 @@ int table_lookup(lr_table *t, const float **rows, float **drows, int32_t *idx,
     LR_CHECK(ids[i] >= 0 && ids[i] < t->n_rows, LR_ERR_ARG, "item id %d outside [0, %lld)", ids[i],
              (long long)t->n_rows);
     idx[i] = ids[i] ? ids[i] : -1;
+    t->mark[ids[i]] = ids[i] != 0;
   }
   for (int64_t i = 0; i < n2; i++) {
     LR_CHECK(ids2[i] >= 0 && ids2[i] < t->n_rows, LR_ERR_ARG, "item id %d outside [0, %lld)",
              ids2[i], (long long)t->n_rows);
     idx2[i] = ids2[i] ? ids2[i] : -1;
+    t->mark[ids2[i]] = ids2[i] != 0;
   }
   *rows = t->tab.w;
-  *drows = t->tab.g;
+  *drows = t->tab.gx;
   return LR_OK;
 }
 
@@ -87,51 +99,88 @@ int table_push(lr_table *t) {
   return LR_OK;
 }
 
-int table_ce(lr_table *t, double *loss_local, double *loss_global, float *dhs, const float *hs,
-             const int32_t *tgt, int64_t M, int64_t M_total) {
-  if (t->mode == LR_TABLE_SHARDED) {
-    double loss = 0;
-    LR_CALL(vocab_ce_forward_backward(&t->ce, &loss, dhs, dhs ? t->tab.g : NULL, hs, tgt, t->tab.w,
-                                      M, M_total, 1.0f));
-    *loss_global += loss;
-    return LR_OK;
+// The replicated table's CE: the whole catalog is local, so the three passes
+// run chunk by chunk (whole examples) on one logits tile each when it fits.
+static void ce_replicated(lr_table *t, lr_xs *loss, float *dhs, const float *hs,
+                          const int32_t *tgt, const int32_t *grp, int64_t M, float coef) {
+  const int64_t D = t->D, n = t->n_rows;
+  for (int64_t m0 = 0, m1; m0 < M; m0 = m1) {
+    m1 = ce_chunk_end(grp, m0, M, t->rchunk);
+    const int64_t mc = m1 - m0;
+    const float *hc = hs + (size_t)m0 * (size_t)D;
+    ce_rowmax(t->gmax, hc, t->tab.w, 0, n, n, mc, D, t->tile, t->rchunk, t->ce_scratch);
+    memset(t->sx, 0, (size_t)mc * sizeof *t->sx);
+    t->bad |= ce_sumexp(t->sx, t->tlogit, hc, tgt + m0, t->tab.w, t->gmax, 0, n, n, mc, D, t->tile,
+                        t->rchunk, t->ce_scratch, 1);
+    ce_lse(t->lse, t->gmax, t->sx, mc);
+    for (int64_t m = 0; m < mc; m++)
+      t->bad |= xsum_add_d(loss, ((double)t->lse[m] - (double)t->tlogit[m]));
+    if (!dhs) continue;
+    memset(t->dhs_x, 0, (size_t)mc * (size_t)D * sizeof *t->dhs_x);
+    t->bad |= ce_backward(t->dhs_x, t->tab.gx, hc, tgt + m0, grp ? grp + m0 : NULL, t->tab.w,
+                          t->lse, 0, n, n, mc, D, t->tile, t->rchunk, coef, t->ce_scratch, 1);
+    float *dh = dhs + (size_t)m0 * (size_t)D;
+    for (int64_t i = 0; i < mc * D; i++) dh[i] += (float)xsum_value(t->dhs_x[i]);
   }
+}
+
+int table_ce(lr_table *t, lr_xs *loss, float *dhs, const float *hs, const int32_t *tgt,
+             const int32_t *grp, int64_t M, float coef) {
+  if (t->mode == LR_TABLE_SHARDED)
+    return vocab_ce_forward_backward(&t->ce, loss, &t->bad, dhs, dhs ? t->tab.gx : NULL, hs, tgt,
+                                     grp, t->tab.w, M, coef);
   double t0 = dist_wtime();
-  const int64_t D = t->D;
-  ce_stats(t->rmax, t->rsum, t->tlogit, hs, tgt, t->tab.w, 0, t->n_rows, M, D, t->tile,
-           t->ce_scratch);
-  double sum = 0;
-  for (int64_t m = 0; m < M; m++) {
-    t->rmax[m] += logf(t->rsum[m]); // now the log-sum-exp
-    sum += (double)t->rmax[m] - (double)t->tlogit[m];
-  }
-  *loss_local += sum / (double)M_total;
-  if (dhs)
-    ce_backward(dhs, t->tab.g, hs, tgt, t->tab.w, t->rmax, 0, t->n_rows, M, M_total, D, t->tile,
-                1.0f, t->ce_scratch, 1); // the logits of ce_stats just above
+  for (int64_t m = 0; m < M; m++)
+    LR_CHECK(tgt[m] >= 1 && tgt[m] < t->n_rows, LR_ERR_ARG, "CE target %d outside [1, %lld)",
+             tgt[m], (long long)t->n_rows);
+  ce_replicated(t, loss, dhs, hs, tgt, grp, M, coef);
   t->loss.calls++;
   t->loss.seconds += dist_wtime() - t0;
   return LR_OK;
 }
 
-int table_sync(lr_table *t) {
-  if (t->mode != LR_TABLE_REPLICATED || dist_size() == 1) return LR_OK;
-  double t0 = dist_wtime();
-  int64_t n = t->n_rows * t->D;
-  LR_CALL(dist_allreduce_sum_f(t->tab.g, n));
-  int P = dist_size();
-  int64_t bytes = (int64_t)(2.0 * (double)n * 4.0 * (P - 1) / P);
-  t->allreduce.calls++;
-  t->allreduce.bytes_sent += bytes;
-  t->allreduce.bytes_recv += bytes;
-  t->allreduce.seconds += dist_wtime() - t0;
+// The rows with gradient this step when not dense (lazy): *n of them.
+static const int64_t *lazy_rows(const lr_table *t, int64_t *n) {
+  if (t->mode == LR_TABLE_SHARDED) return emb_shard_touched(&t->emb, n);
+  *n = t->n_touched;
+  return t->touched;
+}
+
+int table_sync(lr_table *t, int dense) {
+  lr_itemtab *tb = &t->tab;
+  const int64_t D = t->D;
+  if (t->mode == LR_TABLE_REPLICATED) {
+    if (dist_size() > 1) {
+      double t0 = dist_wtime();
+      int64_t n = t->n_rows * D;
+      LR_CALL(dist_allreduce_xs(tb->gx, n));
+      if (!dense) LR_CALL(dist_allreduce_or_u8(t->mark, t->n_rows));
+      int P = dist_size();
+      int64_t bytes = (int64_t)(2.0 * (double)(n * 16 + (dense ? 0 : t->n_rows)) * (P - 1) / P);
+      t->allreduce.calls++;
+      t->allreduce.bytes_sent += bytes;
+      t->allreduce.bytes_recv += bytes;
+      t->allreduce.seconds += dist_wtime() - t0;
+    }
+    t->n_touched = 0;
+    for (int64_t r = 1; !dense && r < t->n_rows; r++)
+      if (t->mark[r]) t->touched[t->n_touched++] = r;
+  }
+  if (dense) {
+    xsum_to_float(tb->g, tb->gx, itemtab_rows(tb) * D);
+    return LR_OK;
+  }
+  int64_t n;
+  const int64_t *rows = lazy_rows(t, &n);
+  for (int64_t i = 0; i < n; i++)
+    xsum_to_float(tb->g + rows[i] * D, tb->gx + rows[i] * D, D);
   return LR_OK;
 }
 
 void table_adam(lr_table *t, lr_adam_cfg c, int64_t step, int dense) {
   lr_itemtab *tb = &t->tab;
   const int64_t D = t->D;
-  if (dense || t->mode == LR_TABLE_REPLICATED) {
+  if (dense) {
     // The padding row (global 0) has no gradient and stays zero.
     int64_t skip = tb->lo == 0 ? 1 : 0;
     int64_t n = (itemtab_rows(tb) - skip) * D;
@@ -141,13 +190,21 @@ void table_adam(lr_table *t, lr_adam_cfg c, int64_t step, int dense) {
     return;
   }
   int64_t n;
-  const int64_t *rows = emb_shard_touched(&t->emb, &n);
+  const int64_t *rows = lazy_rows(t, &n);
   for (int64_t i = 0; i < n; i++)
     adam_update_rows(tb->w, tb->m, tb->v, tb->g + rows[i] * D, &rows[i], 1, D, c, step);
 }
 
-double table_grad_sumsq(const lr_table *t) {
-  return grad_sumsq(t->tab.g, itemtab_rows(&t->tab) * t->D);
+lr_xs table_grad_sumsq(const lr_table *t) {
+  lr_xs acc = {0, 0, 0};
+  const int64_t D = t->D, n = itemtab_rows(&t->tab);
+  for (int64_t r = 0; r < n; r++) {
+    const float *g = t->tab.g + r * D;
+    double s = 0;
+    for (int64_t j = 0; j < D; j++) s += (double)g[j] * (double)g[j];
+    if (s != 0) (void)xsum_add_d(&acc, s);
+  }
+  return acc;
 }
 
 void table_grad_scale(lr_table *t, float s) {
@@ -155,11 +212,25 @@ void table_grad_scale(lr_table *t, float s) {
 }
 
 void table_zero_grad(lr_table *t, int dense) {
+  t->bad = 0;
+  const int64_t D = t->D;
   if (t->mode == LR_TABLE_SHARDED && !dense) {
     emb_shard_zero_grad(&t->emb, &t->tab);
     return;
   }
-  memset(t->tab.g, 0, (size_t)itemtab_rows(&t->tab) * (size_t)t->D * sizeof(float));
+  if (t->mode == LR_TABLE_REPLICATED && !dense) {
+    for (int64_t i = 0; i < t->n_touched; i++) {
+      const int64_t r = t->touched[i];
+      memset(t->tab.g + r * D, 0, (size_t)D * sizeof(float));
+      memset(t->tab.gx + r * D, 0, (size_t)D * sizeof(lr_xs));
+    }
+    memset(t->mark, 0, (size_t)t->n_rows);
+    t->n_touched = 0;
+    return;
+  }
+  const size_t n = (size_t)itemtab_rows(&t->tab) * (size_t)D;
+  memset(t->tab.g, 0, n * sizeof(float));
+  memset(t->tab.gx, 0, n * sizeof(lr_xs));
   if (t->mode == LR_TABLE_SHARDED) emb_shard_zero_grad(&t->emb, &t->tab);
 }
 

@@ -9,7 +9,7 @@
 //
 // Checkpoints (DESIGN §4; the collective protocol is ckpt_writer.h's). What
 // one holds:
-//   items shard of rank r: rows shard_range(I+1, r, P) of the table's
+//   items shard of rank r: rows shard_items(I+1, r, P) of the table's
 //     w, m, v (Adam moments) and of the best model's table (4 arrays);
 //   dense shard: the dense parameters followed by the loop-state block
 //     (ckpt_resume.h: epoch loss so far, best score, patience counter, best
@@ -79,7 +79,10 @@ typedef struct {
   uint64_t *ex_ids, *row_ids;      // (Bm), (Bm*N)
   float *hs, *dhs, *dout;          // (Bm*N,D) x2, (Bm,N,D)
   int32_t *ltgt;                   // (Bm*N) targets of loss rows
+  int32_t *lgrp;                   // (Bm*N) the micro-batch example of each loss row
   int64_t *lrow;                   // (Bm*N) (b*N+t) of each loss row
+  lr_xs loss_x;                    // this step's loss rows' losses (exact)
+  uint32_t bad;                    // sampled loss terms out of xsum.h's range this step
   int32_t *cand, *cand_ids;        // (Bm*N, C)
   float *s_scratch;                // (Bm*N*C)
   // best model (this rank's table rows)
@@ -125,7 +128,7 @@ static void trainer_free(trainer *t) {
   gradsync_free(t->gsync);
   void *bufs[] = {t->user_lo, t->pop,      t->pop_cdf,  t->local_ex,  t->rank_cnt, t->ids,
                   t->lens,    t->tgt,      t->idx,      t->ex_ids,    t->row_ids,  t->hs,
-                  t->dhs,     t->dout,     t->ltgt,     t->lrow,      t->cand,     t->cand_ids,
+                  t->dhs,     t->dout,     t->ltgt,     t->lgrp,      t->lrow,     t->cand,     t->cand_ids,
                   t->s_scratch, t->best_dense, t->best_items};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lr_free(bufs[i]);
   if (t->metrics) fclose(t->metrics);
@@ -148,6 +151,7 @@ static int trainer_alloc(trainer *t) {
   ALLOC(t->dhs, BN * D, "loss hidden gradients");
   ALLOC(t->dout, BN * D, "output gradient");
   ALLOC(t->ltgt, BN, "loss targets");
+  ALLOC(t->lgrp, BN, "loss row examples");
   ALLOC(t->lrow, BN, "loss rows");
   ALLOC(t->cand, BN * C, "sampled candidates");
   ALLOC(t->cand_ids, BN * C, "sampled candidate ids");
@@ -240,11 +244,9 @@ static int user_rank(const trainer *t, int64_t u) {
 
 // Forward, loss and backward of one micro-batch: this rank's nb examples
 // exs (nb may be 0: the rank still takes part in the table's collectives).
-// Adds this rank's share of the loss to *loss_local (replicated CE and
-// sampled objectives) or the all-rank loss to *loss_global (sharded CE).
-// Collective in sharded mode.
-static int micro_step(trainer *t, const int64_t *exs, int64_t nb, int64_t M_total,
-                      uint32_t epoch, double *loss_local, double *loss_global) {
+// coef = 1/M_total weighs each loss row's gradient; the rows' losses go to
+// t->loss_x (exact). Collective in sharded mode.
+static int micro_step(trainer *t, const int64_t *exs, int64_t nb, float coef, uint32_t epoch) {
   const lr_config *c = t->c;
   const int64_t N = t->N, D = t->D, C = t->C;
   int64_t M = 0;
@@ -257,10 +259,12 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, int64_t M_tota
       if (t->ex.all) {
         for (int64_t p = 0; p < t->lens[b]; p++) {
           t->lrow[M] = b * N + p;
+          t->lgrp[M] = (int32_t)b;
           t->ltgt[M++] = t->tgt[b * N + p];
         }
       } else {
         t->lrow[M] = b * N + t->lens[b] - 1;
+        t->lgrp[M] = (int32_t)b;
         t->ltgt[M++] = t->tgt[b];
       }
     }
@@ -275,7 +279,7 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, int64_t M_tota
     }
   }
   const float *rows;
-  float *drows;
+  lr_xs *drows;
   double t0 = dist_wtime();
   LR_CALL(table_lookup(&t->table, &rows, &drows, t->idx, t->ids, nb * N, t->cand, t->cand_ids,
                        sampled ? M * C : 0));
@@ -290,13 +294,11 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, int64_t M_tota
     memset(t->dhs, 0, (size_t)(M * D) * sizeof(float));
   }
   if (!sampled) {
-    LR_CALL(table_ce(&t->table, loss_local, loss_global, t->dhs, t->hs, t->ltgt, M, M_total));
+    LR_CALL(table_ce(&t->table, &t->loss_x, t->dhs, t->hs, t->ltgt, t->lgrp, M, coef));
   } else if (M > 0) {
     lr_sampled_kind kind = c->train_objective == LR_OBJ_BCE ? LR_SAMPLED_BCE : LR_SAMPLED_SOFTMAX;
-    double mean = sampled_forward_backward(t->dhs, drows, t->hs, t->cand, t->cand_ids, rows, M,
-                                           C, D, kind, (float)((double)M / (double)M_total),
-                                           t->s_scratch);
-    *loss_local += mean * (double)M / (double)M_total;
+    t->bad |= sampled_forward_backward(&t->loss_x, t->dhs, drows, t->hs, t->cand, t->cand_ids,
+                                       rows, M, C, D, kind, coef, t->s_scratch);
   }
   if (nb > 0) {
     // Scatter the loss-row gradients into the output gradient and backprop.
@@ -345,26 +347,45 @@ static int train_step(trainer *t, int64_t start, int64_t G, uint32_t epoch, int6
   for (int q = 0; q < P; q++) most = t->rank_cnt[q] > most ? t->rank_cnt[q] : most;
   int64_t n_micro = (most + t->Bm - 1) / t->Bm;
   int64_t M_total = examples_loss_rows(&t->ex, start, G);
+  const float coef = (float)(1.0 / (double)M_total);
   model_zero_grad(&t->model);
   table_zero_grad(&t->table, t->dense_table);
-  double loss_local = 0, loss_global = 0;
+  t->loss_x = (lr_xs){0, 0, 0};
+  t->bad = 0;
   for (int64_t k = 0; k < n_micro; k++) {
     int64_t off = k * t->Bm, nb = n_local - off;
     nb = nb < 0 ? 0 : nb > t->Bm ? t->Bm : nb;
     if (k == n_micro - 1) gradsync_arm(t->gsync); // the last micro-batch starts the buckets
-    LR_CALL(micro_step(t, t->local_ex + off, nb, M_total, epoch, &loss_local, &loss_global));
+    LR_CALL(micro_step(t, t->local_ex + off, nb, coef, epoch));
   }
   double t0 = dist_wtime();
   LR_CALL(gradsync_finish(t->gsync));
-  LR_CALL(table_sync(&t->table));
-  LR_CALL(dist_allreduce_sum_d(&loss_local, 1));
-  *loss_out = loss_local + loss_global;
+  model_grads_to_float(&t->model);
+  LR_CALL(table_sync(&t->table, t->dense_table));
+  // the loss and the out-of-range flags of every rank (exact sums)
+  lr_xs red[2] = {t->loss_x, {t->model.grad_bad | t->table.bad | t->bad, 0, 0}};
+  LR_CALL(dist_allreduce_xs(red, 2));
+  *loss_out = xsum_value(red[0]) / (double)M_total;
   double t1 = dist_wtime();
   t->ph_comm += t1 - t0;
+  // Every rank sees the same flags and loss: they agree, one reports.
+  int drc = LR_OK;
+  if (!xsum_is_zero(red[1]) || !isfinite(*loss_out)) {
+    char last[LR_PATH_MAX + 96] = "no checkpoint yet";
+    if (t->ckpt_last >= 0)
+      snprintf(last, sizeof last, "the last checkpoint is %s/step-%08lld", t->ckpt_root,
+               (long long)t->ckpt_last);
+    drc = lr_error(LR_ERR_DIVERGED, __FILE__, __LINE__,
+                   "step %lld: the loss (%g) or a gradient is not finite or beyond 2^7 in one "
+                   "example: the run diverges (%s; lower train.lr or set train.clip_norm)",
+                   (long long)step_no, *loss_out, last);
+  }
+  LR_CALL(dist_agree(drc));
   if (c->train_clip_norm > 0) {
-    double tab_sq = table_grad_sumsq(&t->table);
-    if (t->table.mode == LR_TABLE_SHARDED) LR_CALL(dist_allreduce_sum_d(&tab_sq, 1));
-    double nrm = sqrt(grad_sumsq(t->model.grads_mem, (int64_t)t->model.n_params) + tab_sq);
+    lr_xs tab_sq = table_grad_sumsq(&t->table);
+    if (t->table.mode == LR_TABLE_SHARDED) LR_CALL(dist_allreduce_xs(&tab_sq, 1));
+    double nrm = sqrt(grad_sumsq(t->model.grads_mem, (int64_t)t->model.n_params) +
+                      xsum_value(tab_sq));
     if (nrm > c->train_clip_norm) {
       float s = (float)(c->train_clip_norm / nrm);
       grad_scale(t->model.grads_mem, (int64_t)t->model.n_params, s);
@@ -473,12 +494,14 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int
   int64_t ce_rows = c->train_objective == LR_OBJ_CE ? loss_rows : 0;
   if (ce_rows < Be) ce_rows = Be;
   const lr_table_mode mode = t->table_mode;
+  // CE chunks of whole examples: at least one sequence's loss rows
+  const int64_t rchunk = t->N > 256 ? t->N : 256;
   LR_CALL(table_init(&t->table, mode, t->ds.n_items + 1, t->D, max_ids, ce_rows,
-                     c->train_loss_tile, (uint64_t)c->train_seed));
+                     c->train_loss_tile, rchunk, (uint64_t)c->train_seed));
   if (mode == LR_TABLE_SHARDED && P > 1) {
     // Every rank's row range, printed by rank 0 (recorded in checkpoints too).
     for (int q = 0; q < P; q++) {
-      lr_shard s = shard_range(t->ds.n_items + 1, q, P);
+      lr_shard s = shard_items(t->ds.n_items + 1, q, P);
       dist_log0("  rank %d: users [%lld, %lld), item rows [%lld, %lld)\n", q,
                 (long long)t->user_lo[q], (long long)t->user_lo[q + 1], (long long)s.offset,
                 (long long)(s.offset + s.count));
@@ -572,7 +595,7 @@ static int save_model(trainer *t, const char *out_dir) {
   int wrc = rc;
   if (sharded && (rc = dist_agree(rc)) == LR_OK) {
     for (int q = 1; q < P && rc == LR_OK; q++) {
-      int64_t n = shard_range(n_rows, q, P).count * D;
+      int64_t n = shard_items(n_rows, q, P).count * D;
       for (int64_t off = 0; off < n && rc == LR_OK; off += SAVE_CHUNK) {
         int64_t k = n - off < SAVE_CHUNK ? n - off : SAVE_CHUNK;
         if (me == q) rc = dist_send_f(tb->w + off, k, 0);
@@ -588,6 +611,52 @@ static int save_model(trainer *t, const char *out_dir) {
   }
   lr_free(chunk);
   return P > 1 ? dist_agree(rc) : rc;
+}
+
+// ---- the state hash ----------------------------------------------------------------
+
+static uint64_t mix64(uint64_t x) { // splitmix64's finaliser
+  x ^= x >> 30;
+  x *= UINT64_C(0xbf58476d1ce4e5b9);
+  x ^= x >> 27;
+  x *= UINT64_C(0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+static uint64_t hash_floats(uint64_t h, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, x + i, sizeof u);
+    h = mix64(h ^ u) + (uint64_t)i;
+  }
+  return h;
+}
+
+// res->state_hash: the dense parameters and moments (counted once) plus, per
+// item row, a hash of its id, weights and moments, summed mod 2^64 over the
+// rows (so any cut of the rows into ranks gives the same sum). Collective.
+static int state_hash(const trainer *t, uint64_t *out) {
+  const lr_model *m = &t->model;
+  const lr_itemtab *tb = &t->table.tab;
+  const int64_t D = t->D;
+  const int me = dist_rank();
+  uint64_t acc = 0;
+  if (me == 0) {
+    uint64_t h = hash_floats(1, m->params_mem, (int64_t)m->n_params);
+    h = hash_floats(h, m->m_mem, (int64_t)m->n_params);
+    acc += hash_floats(h, m->v_mem, (int64_t)m->n_params);
+  }
+  if (t->table.mode == LR_TABLE_SHARDED || me == 0)
+    for (int64_t r = 0; r < itemtab_rows(tb); r++) {
+      uint64_t h = mix64((uint64_t)(tb->lo + r) + UINT64_C(0x9e3779b97f4a7c15));
+      h = hash_floats(h, tb->w + r * D, D);
+      h = hash_floats(h, tb->m + r * D, D);
+      acc += hash_floats(h, tb->v + r * D, D);
+    }
+  int64_t halves[2] = {(int64_t)(acc & 0xffffffffu), (int64_t)(acc >> 32)}; // no overflow in the sum
+  LR_CALL(dist_allreduce_sum_i64(halves, 2));
+  *out = (uint64_t)halves[0] + ((uint64_t)halves[1] << 32);
+  return LR_OK;
 }
 
 // Communication by kind: lookup, gradient push, loss collectives, dense
@@ -637,7 +706,7 @@ static int ckpt_setup(trainer *t) {
   const lr_config *c = t->c;
   const int64_t n_rows = t->ds.n_items + 1;
   t->n_dense = (int64_t)t->model.n_params + CKPT_LOOP_STATE_FLOATS;
-  lr_shard s = shard_range(n_rows, dist_rank(), dist_size());
+  lr_shard s = shard_items(n_rows, dist_rank(), dist_size());
   t->item_lo = s.offset, t->item_hi = s.offset + s.count;
   t->ckpt_last = -1;
   int periodic = c->ckpt_every_steps > 0 || c->ckpt_every_epochs > 0;
@@ -858,7 +927,7 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
       step++, ep_steps++, new_steps++, new_seqs += g;
       ls.epoch_loss += loss;
       if (c->log_every_steps && step % c->log_every_steps == 0 && t->metrics) {
-        fprintf(t->metrics, "{\"event\":\"step\",\"step\":%lld,\"epoch\":%d,\"loss\":%.7g}\n",
+        fprintf(t->metrics, "{\"event\":\"step\",\"step\":%lld,\"epoch\":%d,\"loss\":%.17g}\n",
                 (long long)step, epoch, loss);
         fflush(t->metrics);
       }
@@ -903,6 +972,7 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
     }
   }
   LR_CALL(ckpt_commit(t, res));
+  LR_CALL(state_hash(t, &res->state_hash));
   restore_best(t);
   if (!valid_known) LR_CALL(eval_split(&res->valid, &sc, &t->ds, LR_SPLIT_VALID, c));
   LR_CALL(eval_split(&res->test, &sc, &t->ds, LR_SPLIT_TEST, c));
@@ -911,8 +981,10 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
   res->seconds = dist_wtime() - t_start;
   if (t->metrics) {
     fprintf(t->metrics,
-            "{\"event\":\"done\",\"steps\":%lld,\"best_epoch\":%d,\"seconds\":%.3f,\"ranks\":%d",
-            (long long)step, res->best_epoch, res->seconds, dist_size());
+            "{\"event\":\"done\",\"steps\":%lld,\"best_epoch\":%d,\"seconds\":%.3f,\"ranks\":%d,"
+            "\"state_hash\":\"%016llx\"",
+            (long long)step, res->best_epoch, res->seconds, dist_size(),
+            (unsigned long long)res->state_hash);
     for (int i = 0; i < res->test.nk; i++)
       fprintf(t->metrics, ",\"test_ndcg@%d\":%.6f,\"test_recall@%d\":%.6f", res->test.k[i],
               res->test.ndcg[i], res->test.k[i], res->test.recall[i]);

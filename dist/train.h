@@ -36,6 +36,9 @@ typedef struct {
   int stop_signal;  // != 0: stopped on this signal after a checkpoint; no
                     // test metrics, no model file
   char checkpoint[LR_PATH_MAX + 128]; // the last committed checkpoint ("" none)
+  uint64_t state_hash; // of the final training state (parameters and Adam moments, dense and
+                       // item rows), independent of the number of ranks: equal hashes mean
+                       // bitwise-equal states
 } lr_train_result;
 
 // Train as c says, writing out_dir/metrics.jsonl (appended to when

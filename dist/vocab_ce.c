@@ -1,40 +1,40 @@
 // vocab_ce.c: the vocab-parallel cross-entropy of vocab_ce.h, over the
-// per-slice kernels of core/loss.h (ce_stats, ce_backward).
+// per-slice passes of core/loss.h (ce_rowmax, ce_sumexp, ce_backward).
 #include "vocab_ce.h"
 
-#include <math.h>   // expf, logf
 #include <string.h> // memcpy, memset
 
-#include "loss.h"  // ce_stats, ce_backward
+#include "loss.h"  // ce_rowmax, ce_sumexp, ce_lse, ce_backward
 #include "lr.h"    // LR_CALL, LR_CHECK, lr_calloc
-#include "shard.h" // shard_range
+#include "shard.h" // shard_items
 
 // ---- set-up ---------------------------------------------------------------------------
 
 void vocab_ce_free(vocab_ce_plan *p) {
-  void *bufs[] = {p->info,    p->cnt,  p->dsp, p->cnt_f, p->dsp_f,    p->hs_all, p->dhs_all,
-                  p->tgt_all, p->rmax, p->lse, p->sums,  p->dhs_mine, p->scratch};
+  void *bufs[] = {p->info,    p->cnt,     p->dsp, p->cnt_f,  p->dsp_f, p->cnt_x,
+                  p->hs_all,  p->dhs_all, p->tgt_all, p->grp_all, p->gid, p->gmax,
+                  p->lse,     p->tlogit,  p->sx,  p->dhs_mine, p->red, p->scratch};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lr_free(bufs[i]);
   memset(p, 0, sizeof *p);
 }
 
 int vocab_ce_init(vocab_ce_plan *p, int64_t n_rows, int64_t D, int64_t max_rows, int64_t tile,
-                  int64_t tile_rows) {
+                  int64_t rchunk) {
   memset(p, 0, sizeof *p);
-  LR_CHECK(n_rows >= 2 && D >= 1 && max_rows >= 0 && tile >= 1 && tile_rows >= 0, LR_ERR_ARG,
+  LR_CHECK(n_rows >= 2 && D >= 1 && max_rows >= 0 && tile >= 1 && rchunk >= 1, LR_ERR_ARG,
            "vocab_ce_init: bad sizes: %lld rows, D %lld, max_rows %lld, tile %lld x %lld",
            (long long)n_rows, (long long)D, (long long)max_rows, (long long)tile,
-           (long long)tile_rows);
-  const int64_t same[5] = {n_rows, D, max_rows, tile, tile_rows};
-  LR_CALL(dist_check_same_i64(same, 5, "vocab_ce_init (n_rows, D, max_rows, tile, tile_rows)"));
+           (long long)rchunk);
+  const int64_t same[5] = {n_rows, D, max_rows, tile, rchunk};
+  LR_CALL(dist_check_same_i64(same, 5, "vocab_ce_init (n_rows, D, max_rows, tile, rchunk)"));
   p->P = dist_size(), p->rank = dist_rank();
   p->n_rows = n_rows, p->D = D, p->max_rows = max_rows;
-  const lr_shard s = shard_range(n_rows, p->rank, p->P);
+  const lr_shard s = shard_items(n_rows, p->rank, p->P);
   p->lo = s.offset, p->hi = s.offset + s.count;
   const size_t P = (size_t)p->P, Ma = P * (size_t)max_rows, Dz = (size_t)D;
-  p->tile = tile < n_rows ? tile : n_rows;
-  p->tile_rows = tile_rows == 0 || tile_rows > (int64_t)Ma ? (int64_t)Ma : tile_rows;
+  p->tile = ce_tile_items(tile < n_rows ? tile : n_rows, n_rows);
+  p->rchunk = rchunk;
 #define ALLOC(ptr, n, what)                                                                        \
   if (!((ptr) = lr_calloc((n), sizeof *(ptr), what))) goto nomem;
   ALLOC(p->info, 3 * P, "vocab_ce row counts");
@@ -42,14 +42,19 @@ int vocab_ce_init(vocab_ce_plan *p, int64_t n_rows, int64_t D, int64_t max_rows,
   ALLOC(p->dsp, P, "vocab_ce row counts");
   ALLOC(p->cnt_f, P, "vocab_ce row counts");
   ALLOC(p->dsp_f, P, "vocab_ce row counts");
+  ALLOC(p->cnt_x, P, "vocab_ce row counts");
   ALLOC(p->hs_all, Ma * Dz, "vocab_ce gathered hidden states");
   ALLOC(p->dhs_all, Ma * Dz, "vocab_ce gathered hidden gradients");
   ALLOC(p->tgt_all, Ma, "vocab_ce gathered targets");
-  ALLOC(p->rmax, Ma, "vocab_ce row max");
+  ALLOC(p->grp_all, Ma, "vocab_ce gathered examples");
+  ALLOC(p->gid, Ma, "vocab_ce example ids");
+  ALLOC(p->gmax, Ma, "vocab_ce row max");
   ALLOC(p->lse, Ma, "vocab_ce log-sum-exp");
-  ALLOC(p->sums, 2 * Ma, "vocab_ce row sums");
+  ALLOC(p->tlogit, Ma, "vocab_ce target logits");
+  ALLOC(p->sx, Ma, "vocab_ce sums of exponentials");
   ALLOC(p->dhs_mine, (size_t)max_rows * Dz, "vocab_ce hidden gradients");
-  ALLOC(p->scratch, ce_scratch_elems(p->tile_rows, p->tile), "vocab_ce logits tile");
+  ALLOC(p->red, (LR_XS_LIMBS + 1) * (size_t)rchunk, "vocab_ce row statistics");
+  ALLOC(p->scratch, ce_scratch_elems(rchunk, p->tile, D), "vocab_ce logits tile");
 #undef ALLOC
   return LR_OK;
 nomem:
@@ -60,10 +65,16 @@ nomem:
 
 // ---- one call -------------------------------------------------------------------------
 
-// Step 1: exchange (M, M_total, wants-gradient); fills cnt/dsp and *M_all.
-// A rank whose own arguments are bad sends M = -1 after recording why.
+static int64_t float_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return (int64_t)u;
+}
+
+// Step 1: exchange (M, wants-gradient, coef); fills cnt/dsp and *M_all. A
+// rank whose own arguments are bad sends M = -1 after recording why.
 static int exchange_counts(vocab_ce_plan *p, int64_t *M_all, const int32_t *tgt, int64_t M,
-                           int64_t M_total, int want_grad) {
+                           int want_grad, float coef) {
   const int P = p->P, me = p->rank;
   int bad = LR_OK;
   if (M < 0 || M > p->max_rows)
@@ -75,7 +86,7 @@ static int exchange_counts(vocab_ce_plan *p, int64_t *M_all, const int32_t *tgt,
       bad = lr_error(LR_ERR_ARG, __FILE__, __LINE__,
                      "[rank %d/%d] vocab_ce: target[%lld] = %d outside [1, %lld)", me, P,
                      (long long)m, tgt[m], (long long)p->n_rows);
-  const int64_t mine[3] = {bad == LR_OK ? M : -1, M_total, want_grad};
+  const int64_t mine[3] = {bad == LR_OK ? M : -1, want_grad, float_bits(coef)};
   LR_CALL(dist_allgather(p->info, mine, 3, LR_DTYPE_I64));
   int64_t all = 0;
   for (int q = 0; q < P; q++) {
@@ -85,54 +96,37 @@ static int exchange_counts(vocab_ce_plan *p, int64_t *M_all, const int32_t *tgt,
       return lr_error(LR_ERR_ARG, __FILE__, __LINE__,
                       "[rank %d/%d] vocab_ce: rank %d passed bad loss rows", me, P, q);
     }
-    LR_CHECK(in[1] == M_total && in[2] == want_grad, LR_ERR_ARG,
-             "[rank %d/%d] vocab_ce: rank %d passed M_total %lld / dhs %s, this rank %lld / %s", me,
-             P, q, (long long)in[1], in[2] ? "set" : "NULL", (long long)M_total,
-             want_grad ? "set" : "NULL");
+    LR_CHECK(in[1] == want_grad && in[2] == mine[2], LR_ERR_ARG,
+             "[rank %d/%d] vocab_ce: rank %d passed dhs %s / coef bits %llx, this rank %s / %llx",
+             me, P, q, in[1] ? "set" : "NULL", (unsigned long long)in[2],
+             want_grad ? "set" : "NULL", (unsigned long long)mine[2]);
     p->cnt[q] = in[0], p->dsp[q] = all, all += in[0];
     p->cnt_f[q] = p->cnt[q] * p->D, p->dsp_f[q] = p->dsp[q] * p->D;
+    p->cnt_x[q] = p->cnt[q] * LR_XS_LIMBS * p->D;
   }
-  LR_CHECK(M_total >= all, LR_ERR_ARG,
-           "[rank %d/%d] vocab_ce: M_total %lld below the %lld loss rows of this call", me, P,
-           (long long)M_total, (long long)all);
   *M_all = all;
   return LR_OK;
 }
 
-// Steps 3-4: lse (M_all) of every gathered row over the whole catalog and the
-// sum of (lse - target logit).
-static int global_lse(vocab_ce_plan *p, double *loss_sum, const float *rows, int64_t Ma) {
-  const int64_t D = p->D, tr = p->tile_rows;
-  float *rsum = p->sums, *tlogit = p->sums + Ma;
-  memset(tlogit, 0, (size_t)Ma * sizeof(float)); // only the target's owner writes its logit
-  for (int64_t b = 0; b < Ma; b += tr) {
-    const int64_t mb = Ma - b < tr ? Ma - b : tr;
-    ce_stats(p->rmax + b, rsum + b, tlogit + b, p->hs_all + (size_t)b * (size_t)D, p->tgt_all + b,
-             rows, p->lo, p->hi, mb, D, p->tile, p->scratch);
-  }
-  memcpy(p->lse, p->rmax, (size_t)Ma * sizeof(float));
-  LR_CALL(dist_allreduce_max_f(p->lse, Ma)); // lse holds the global max for now
-  for (int64_t m = 0; m < Ma; m++)           // an empty slice (rsum 0, rmax -inf) adds 0
-    rsum[m] = rsum[m] > 0 ? rsum[m] * expf(p->rmax[m] - p->lse[m]) : 0.0f;
-  LR_CALL(dist_allreduce_sum_f(p->sums, 2 * Ma));
-  double acc = 0;
-  for (int64_t m = 0; m < Ma; m++) {
-    p->lse[m] += logf(rsum[m]);
-    acc += (double)p->lse[m] - (double)tlogit[m];
-  }
-  *loss_sum = acc;
-  return LR_OK;
+// Example ids over the gathered rows: a new id at the first row of every
+// rank's block and wherever grp changes.
+static void example_ids(vocab_ce_plan *p) {
+  int32_t id = 0;
+  for (int q = 0, r = 0; q < p->P; q++)
+    for (int64_t k = 0; k < p->cnt[q]; k++, r++) {
+      if (r > 0 && (k == 0 || p->grp_all[r] != p->grp_all[r - 1])) id++;
+      p->gid[r] = id;
+    }
 }
 
-int vocab_ce_forward_backward(vocab_ce_plan *p, double *loss, float *dhs, float *drows,
-                              const float *hs, const int32_t *tgt, const float *rows, int64_t M,
-                              int64_t M_total, float scale) {
+int vocab_ce_forward_backward(vocab_ce_plan *p, lr_xs *loss, uint32_t *bad, float *dhs,
+                              lr_xs *drows, const float *hs, const int32_t *tgt,
+                              const int32_t *grp, const float *rows, int64_t M, float coef) {
   const double t0 = dist_wtime();
-  const int P = p->P, want_grad = dhs != NULL;
-  const int64_t D = p->D;
-  *loss = 0;
+  const int P = p->P, me = p->rank, want_grad = dhs != NULL;
+  const int64_t D = p->D, n_rows = p->n_rows;
   int64_t Ma = 0;
-  LR_CALL(exchange_counts(p, &Ma, tgt, M, M_total, want_grad));
+  LR_CALL(exchange_counts(p, &Ma, tgt, M, want_grad, coef));
   dist_stats *st = &p->stats;
   st->calls++;
   st->bytes_sent += 24 * (int64_t)(P - 1);
@@ -141,35 +135,61 @@ int vocab_ce_forward_backward(vocab_ce_plan *p, double *loss, float *dhs, float 
     st->seconds += dist_wtime() - t0;
     return LR_OK;
   }
-  // 2. gather the loss rows
+  // 2. gather the loss rows (grp NULL: every row its own example)
   LR_CALL(dist_allgatherv(p->hs_all, p->cnt_f, p->dsp_f, hs, M * D, LR_DTYPE_F32));
   LR_CALL(dist_allgatherv(p->tgt_all, p->cnt, p->dsp, tgt, M, LR_DTYPE_I32));
-  // 3-4. statistics over own rows, combined across ranks
-  double loss_sum = 0;
-  LR_CALL(global_lse(p, &loss_sum, rows, Ma));
-  // 5. gradients of own rows, and the partial dhs of every gathered row
-  if (want_grad) {
-    const int64_t tr = p->tile_rows;
-    memset(p->dhs_all, 0, (size_t)Ma * (size_t)D * sizeof(float));
-    for (int64_t b = 0; b < Ma; b += tr) {
-      const int64_t mb = Ma - b < tr ? Ma - b : tr;
-      ce_backward(p->dhs_all + (size_t)b * (size_t)D, drows, p->hs_all + (size_t)b * (size_t)D,
-                  p->tgt_all + b, rows, p->lse + b, p->lo, p->hi, mb, M_total, D, p->tile, scale,
-                  p->scratch, Ma <= tr); // one block: scratch holds its logits from global_lse
+  for (int64_t m = 0; m < M; m++) p->gid[m] = grp ? grp[m] : (int32_t)m; // gid: a send buffer here
+  LR_CALL(dist_allgatherv(p->grp_all, p->cnt, p->dsp, p->gid, M, LR_DTYPE_I32));
+  example_ids(p);
+  // 3-5 chunk by chunk (whole examples, at most rchunk rows), so a chunk's
+  // logits serve all three passes when the slice is one tile
+  if (want_grad) memset(p->dhs_all, 0, (size_t)Ma * (size_t)D * sizeof *p->dhs_all);
+  for (int64_t m0 = 0, m1; m0 < Ma; m0 = m1) {
+    m1 = ce_chunk_end(p->gid, m0, Ma, p->rchunk);
+    const int64_t mc = m1 - m0;
+    const float *hc = p->hs_all + (size_t)m0 * (size_t)D;
+    // 3. the row max over the whole catalog
+    ce_rowmax(p->gmax + m0, hc, rows, p->lo, p->hi, n_rows, mc, D, p->tile, p->rchunk,
+              p->scratch);
+    LR_CALL(dist_allreduce_max_f(p->gmax + m0, mc));
+    // 4. sums of exponentials and target logits (only the target's owner
+    // writes one), summed over ranks exactly: the target logit's bits ride
+    // as an int64 next to the sums' limbs (one nonzero term: exact)
+    memset(p->sx + m0, 0, (size_t)mc * sizeof *p->sx);
+    memset(p->tlogit + m0, 0, (size_t)mc * sizeof *p->tlogit);
+    *bad |= ce_sumexp(p->sx + m0, p->tlogit + m0, hc, p->tgt_all + m0, rows, p->gmax + m0, p->lo,
+                      p->hi, n_rows, mc, D, p->tile, p->rchunk, p->scratch, 1);
+    int64_t *red = p->red, *bits = red + LR_XS_LIMBS * mc;
+    memcpy(red, p->sx + m0, (size_t)mc * sizeof *p->sx);
+    for (int64_t i = 0; i < mc; i++) bits[i] = float_bits(p->tlogit[m0 + i]);
+    LR_CALL(dist_allreduce_sum_i64(red, (LR_XS_LIMBS + 1) * mc));
+    memcpy(p->sx + m0, red, (size_t)mc * sizeof *p->sx);
+    for (int64_t i = 0; i < mc; i++) {
+      const uint32_t u = (uint32_t)bits[i];
+      memcpy(&p->tlogit[m0 + i], &u, sizeof u);
     }
-    LR_CALL(dist_reduce_scatter_sum_f(p->dhs_mine, p->dhs_all, p->cnt_f));
-    for (int64_t i = 0; i < M * D; i++)
-      dhs[i] += p->dhs_mine[i];
+    ce_lse(p->lse + m0, p->gmax + m0, p->sx + m0, mc);
+    // 5. gradients of own item rows and the partial dhs of the chunk's rows
+    if (want_grad)
+      *bad |= ce_backward(p->dhs_all + (size_t)m0 * (size_t)D, drows, hc, p->tgt_all + m0,
+                          p->gid + m0, rows, p->lse + m0, p->lo, p->hi, n_rows, mc, D, p->tile,
+                          p->rchunk, coef, p->scratch, 1);
   }
-  *loss = loss_sum / (double)M_total;
+  for (int64_t m = p->dsp[me]; m < p->dsp[me] + M; m++)
+    *bad |= xsum_add_d(loss, ((double)p->lse[m] - (double)p->tlogit[m]));
+  if (want_grad) {
+    LR_CALL(dist_reduce_scatter_sum_i64((int64_t *)(void *)p->dhs_mine,
+                                        (const int64_t *)(const void *)p->dhs_all, p->cnt_x));
+    for (int64_t i = 0; i < M * D; i++) dhs[i] += (float)xsum_value(p->dhs_mine[i]);
+  }
   // accounting (own block excluded; allreduce as 2n(P-1)/P each way)
-  const int64_t row_b = 4 * D + 4, others = Ma - M;
-  const int64_t ar = P > 1 ? 2 * (P - 1) * (4 * Ma + 8 * Ma) / P : 0;
+  const int64_t row_b = 4 * D + 8, others = Ma - M;
+  const int64_t ar = P > 1 ? 2 * (P - 1) * (4 * Ma + (8 * LR_XS_LIMBS + 8) * Ma) / P : 0;
   st->bytes_sent += (int64_t)(P - 1) * M * row_b + ar;
   st->bytes_recv += others * row_b + ar;
   if (want_grad) {
-    st->bytes_sent += 4 * D * others;
-    st->bytes_recv += 4 * D * M * (int64_t)(P - 1);
+    st->bytes_sent += (int64_t)sizeof(lr_xs) * D * others;
+    st->bytes_recv += (int64_t)sizeof(lr_xs) * D * M * (int64_t)(P - 1);
   }
   st->seconds += dist_wtime() - t0;
   return LR_OK;

@@ -31,6 +31,7 @@
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
+#define EXIT_DIVERGED 3   // a non-finite loss or gradient: rerunning the same config repeats it
 #define EXIT_PREEMPTED 75 // EX_TEMPFAIL: checkpointed on a signal, resume to continue
 
 typedef struct {
@@ -344,7 +345,7 @@ static int load_scorer(loaded *l, const cli *a) {
                        : dist_size() > 1 && bytes > 256.0 * (1 << 20) ? LR_TABLE_SHARDED
                                                                       : LR_TABLE_REPLICATED;
   LR_CALL(table_init(&l->table, mode, n_rows, c->model_d,
-                     c->eval_batch_size * (c->model_max_len + 101), 0, c->train_loss_tile, 0));
+                     c->eval_batch_size * (c->model_max_len + 101), 0, c->train_loss_tile, 256, 0));
   const lr_itemtab *tb = &l->table.tab;
   LR_CALL(modelfile_read(path, l->model.params_mem, l->model.n_params, tb->w, tb->lo,
                          itemtab_rows(tb), n_rows, c->model_d));
@@ -571,7 +572,9 @@ int main(int argc, char **argv) {
     return ok_code;
   }
   int status = rc == LR_ERR_PEER ? dist_failure_status() : rc;
-  int code = status == LR_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+  int code = status == LR_ERR_CONFIG     ? EXIT_USAGE
+             : status == LR_ERR_DIVERGED ? EXIT_DIVERGED
+                                         : EXIT_RUNTIME;
   if (rc != LR_ERR_PEER) { // the failing rank reports; the others stop quietly
     if (dist_size() > 1) fprintf(stderr, "[rank %d/%d] ", dist_rank(), dist_size());
     fprintf(stderr, "linrec %s: %s: %s\n", a.cmd, lr_status_str(rc), lr_error_msg());

@@ -525,7 +525,7 @@ static int model_fx_init(model_fx *f, int64_t I, int64_t N, int64_t D, int64_t m
                       .ln_eps = 1e-12f,
                       .attn = LR_ATTN_LINREC};
   if (model_init(&f->m, &cfg, max_B, seed) != LR_OK) return -1;
-  if (table_init(&f->table, LR_TABLE_REPLICATED, I + 1, D, max_B * (N + 101), 0, 4096,
+  if (table_init(&f->table, LR_TABLE_REPLICATED, I + 1, D, max_B * (N + 101), 0, 4096, 256,
                  seed + 1) != LR_OK)
     return -1;
   f->tab = &f->table.tab;

@@ -220,7 +220,12 @@ static double run_step(runner *x, const ref_dump *r) {
   memset(x->dout, 0, (size_t)(B * N * D) * sizeof(float));
   for (int64_t b = 0; b < B; b++)
     memcpy(x->dout + (b * N + r->lens[b] - 1) * D, x->dhs + b * D, (size_t)D * sizeof(float));
-  model_backward(&x->m, x->tab.g, x->dout, x->idx, x->row_ids, dp);
+  model_backward(&x->m, x->tab.gx, x->dout, x->idx, x->row_ids, dp);
+  model_grads_to_float(&x->m);
+  for (size_t i = 0; i < r->n_table; i++) {
+    x->tab.g[i] += (float)xsum_value(x->tab.gx[i]);
+    x->tab.gx[i] = (lr_xs){0, 0, 0};
+  }
   return loss;
 }
 
@@ -260,7 +265,8 @@ static void check_dump(const char *path) {
   x.hs = t_alloc(B * D, sizeof(float));
   x.dhs = t_alloc(B * D, sizeof(float));
   x.dout = t_alloc(B * N * D, sizeof(float));
-  x.ce_scratch = t_alloc((int64_t)ce_scratch_elems(B, CE_TILE), sizeof(float));
+  x.ce_scratch =
+      t_alloc((int64_t)ce_fb_scratch_elems(B, CE_TILE, D, r.cfg.n_items + 1), sizeof(float));
   for (int64_t i = 0; i < B * N; i++) {
     x.idx[i] = r.ids[i] ? r.ids[i] : -1; // as dist/embed.c emb_lookup_local: table local
     x.row_ids[i] = (uint64_t)i;

@@ -1,0 +1,142 @@
+// test_xsum.c: the exact sums of core/xsum.h.
+//   - every term's limbs equal floor(|x| 2^64) (signed) computed independently
+//     in 128-bit integers from the float's bits, over magnitudes from below
+//     the grid to near the range limit, in the vector lanes and the scalar
+//     tail alike;
+//   - the same terms added in another order, in another grouping (one call
+//     per term, calls of odd lengths) and merged from partial sums give the
+//     same limbs; the value is the exact sum rounded once;
+//   - out-of-range terms (NaN, inf, |x| >= 2^40) add nothing and are flagged;
+//   - the scaled form adds fl(s x); the double form truncates like the float one.
+#include <stdlib.h> // free
+#include <string.h> // memcmp, memset
+
+#include "ref_layers.h" // t_alloc
+#include "test_util.h"
+#include "xsum.h"
+
+// floor(|x| 2^64), signed, from the float's bits (x finite, |x| < 2^40).
+static __int128 ref_grid(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  const int e = (int)((u >> 23) & 0xff);
+  if (e == 0) return 0; // zero or subnormal: below 2^-126, under the grid
+  const __int128 m = (__int128)((u & 0x7fffff) | 0x800000); // x = m 2^(e-150)
+  const int sh = e - 150 + 64;
+  const __int128 X = sh >= 0 ? m << sh : (-sh >= 127 ? 0 : m >> -sh);
+  return (u >> 31) ? -X : X;
+}
+
+static __int128 limbs(lr_xs a) {
+  return (__int128)a.hi * ((__int128)1 << 64) + (__int128)a.mid * ((__int128)1 << 32) +
+         (__int128)a.lo;
+}
+
+// A term of magnitude class k: 0 tiny (below the grid), 1 ~1e-15, 2 ~1e-6,
+// 3 ~1, 4 ~1e6, 5 ~1e11 (near 2^40 / 10).
+static float term(uint64_t i, int k) {
+  static const float scale[6] = {1e-21f, 1e-15f, 1e-6f, 1.0f, 1e6f, 1e11f};
+  float v;
+  t_fill_f(&v, 1, 1000 + i * 7 + (uint64_t)k, 1.0f);
+  return v * scale[k];
+}
+
+static void test_terms(void) {
+  enum { N = 1003 }; // vector blocks of 8 and a scalar tail
+  float *x = t_alloc(N, 4);
+  lr_xs *a = t_alloc(N, sizeof(lr_xs));
+  int ok = 1;
+  for (int k = 0; k < 6; k++) {
+    for (int i = 0; i < N; i++) x[i] = term((uint64_t)i, k);
+    memset(a, 0, N * sizeof(lr_xs));
+    ok &= xsum_add(a, x, N) == 0;
+    for (int i = 0; i < N; i++) ok &= limbs(a[i]) == ref_grid(x[i]);
+  }
+  t_check(ok, "xsum_add: every term's limbs = floor(|x| 2^64), magnitudes 1e-21 .. 1e11");
+  free(x), free(a);
+}
+
+static void test_orders(void) {
+  enum { N = 37, R = 40 }; // N: 4 vector blocks and a tail; R terms per element
+  float *x = t_alloc(N * R, 4);
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < N; i++) x[r * N + i] = term((uint64_t)(r * N + i), (r + i) % 6);
+  lr_xs *a = t_alloc(N, sizeof(lr_xs)), *b = t_alloc(N, sizeof(lr_xs));
+  lr_xs *c = t_alloc(N, sizeof(lr_xs)), *part = t_alloc(N, sizeof(lr_xs));
+  for (int r = 0; r < R; r++) xsum_add(a, x + r * N, N);
+  for (int r = R - 1; r >= 0; r--) // reversed, one term per call
+    for (int i = N - 1; i >= 0; i--) xsum_add(b + i, x + r * N + i, 1);
+  for (int r = 0; r < R; r += 2) { // two partial accumulators, odd call lengths, merged
+    lr_xs *dst = r % 4 ? part : c;
+    xsum_add(dst, x + r * N, 13);
+    xsum_add(dst + 13, x + r * N + 13, N - 13);
+    xsum_add(dst, x + (r + 1) * N, N);
+  }
+  xsum_merge(c, part, N);
+  t_check(!memcmp(a, b, N * sizeof(lr_xs)) && !memcmp(a, c, N * sizeof(lr_xs)),
+          "xsum: another order, one call per term, partial sums merged: the same limbs");
+  int ok = 1;
+  float *f = t_alloc(N, 4);
+  xsum_to_float(f, a, N);
+  for (int i = 0; i < N; i++) {
+    __int128 s = 0;
+    for (int r = 0; r < R; r++) s += ref_grid(x[r * N + i]);
+    ok &= limbs(a[i]) == s && xsum_value(a[i]) == (double)s * 0x1p-64 &&
+          f[i] == (float)((double)s * 0x1p-64);
+  }
+  t_check(ok, "xsum: limbs = the exact sum; value and float its roundings");
+  free(x), free(a), free(b), free(c), free(part), free(f);
+}
+
+static void test_range(void) {
+  const float bad[5] = {NAN, INFINITY, -INFINITY, 0x1p40f, -0x1p41f};
+  lr_xs a[9];
+  memset(a, 0, sizeof a);
+  const float x[9] = {1.0f, 2.0f, bad[0], 3.0f, bad[1], bad[2], bad[3], bad[4], 0x1p39f};
+  uint32_t flag = xsum_add(a, x, 9); // 8 in the vector path, 1 scalar
+  int ok = flag != 0 && xsum_value(a[0]) == 1.0 && xsum_value(a[3]) == 3.0 &&
+           xsum_value(a[8]) == 0x1p39;
+  const int bad_at[5] = {2, 4, 5, 6, 7};
+  for (int i = 0; i < 5; i++) ok &= xsum_is_zero(a[bad_at[i]]);
+  t_check(ok, "xsum: NaN, inf and |x| >= 2^40 flagged, add nothing; 2^39 is fine");
+  lr_xs s = {0, 0, 0};
+  t_check(xsum_add(&s, x, 2) == 0 && xsum_value(s) == 1.0, "xsum: in-range terms not flagged");
+  // the largest sums: 2^23 terms of 2^39.99 stay exact (hi < 2^63)
+  lr_xs big = {0, 0, 0};
+  const float t = 0x1.fffffep39f;
+  for (int i = 0; i < 64; i++) xsum_add(&big, &t, 1);
+  lr_xs sc = big;
+  for (int i = 0; i < 17; i++) {
+    const lr_xs tmp = sc;
+    xsum_merge(&sc, &tmp, 1);
+  }
+  t_check(xsum_value(sc) == (double)t * 64.0 * 131072.0, "xsum: 2^23 terms near 2^40 sum exactly");
+}
+
+static void test_forms(void) {
+  enum { N = 21 };
+  float x[N], sx[N];
+  for (int i = 0; i < N; i++) x[i] = term((uint64_t)i, i % 5), sx[i] = 0.37f * x[i];
+  lr_xs a[N], b[N];
+  memset(a, 0, sizeof a), memset(b, 0, sizeof b);
+  xsum_add_scaled(a, x, 0.37f, N);
+  xsum_add(b, sx, N);
+  t_check(!memcmp(a, b, sizeof a), "xsum_add_scaled adds fl(s x)");
+  memset(a, 0, sizeof a), memset(b, 0, sizeof b);
+  for (int i = 0; i < N; i++) xsum_add_d(&a[i], (double)x[i]);
+  xsum_add(b, x, N);
+  t_check(!memcmp(a, b, sizeof a), "xsum_add_d of a float's value = xsum_add");
+  lr_xs d = {0, 0, 0};
+  xsum_add_d(&d, 0.1);
+  xsum_add_d(&d, -1e-30);
+  const __int128 want = (__int128)(0.1 * 0x1p64); // 0.1 * 2^64 is exact in double, then truncated
+  t_check(limbs(d) == want, "xsum_add_d truncates a double toward zero on the grid");
+}
+
+int main(void) {
+  test_terms();
+  test_orders();
+  test_range();
+  test_forms();
+  return t_done();
+}
