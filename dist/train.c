@@ -1089,11 +1089,14 @@ static int bench(trainer *t, const lr_config *c, lr_bench_result *r) {
   for (int k = 0; k < LR_BENCH_PHASES; k++) r->phase_s[k] /= P;
   // The sgemm peak of the same ranks and threads, all at once.
   LR_CALL(dist_barrier());
-  double peak[1] = {lr_sgemm_peak_gflops(1536, 1.0)};
-  int ok = peak[0] > 0;
+  double peak[2] = {lr_sgemm_peak_gflops(1536, 1.0), 0};
+  LR_CALL(dist_barrier());
+  peak[1] = lr_blas_sgemm_peak_gflops(1536, 1.0);
+  int ok = peak[0] > 0 && peak[1] > 0;
   LR_CALL(dist_agree(ok ? LR_OK : LR_ERR_NOMEM));
-  LR_CALL(dist_allreduce_sum_d(peak, 1));
+  LR_CALL(dist_allreduce_sum_d(peak, 2));
   r->sgemm_peak_gflops = peak[0];
+  r->blas_peak_gflops = peak[1];
   struct rusage ru;
   double rss[1] = {getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0};
   LR_CALL(dist_allreduce_max_d(rss, 1));

@@ -59,7 +59,9 @@ typedef struct {
   double seq_per_s;             // batch / step_s
   double flops_per_seq;         // model_train_flops of the config
   double gflops;                // flops_per_seq * seq_per_s / 1e9
-  double sgemm_peak_gflops;     // measured in this run, summed over ranks
+  double sgemm_peak_gflops;     // lr_sgemm's (the kernel the model runs), measured in this
+                                // run, summed over ranks
+  double blas_peak_gflops;      // OpenBLAS's sgemm on the same ranks and threads, for comparison
   double peak_rss_mib;          // largest rank's peak resident set
   double phase_s[LR_BENCH_PHASES]; // seconds per step, mean over ranks
   int table_sharded;            // the item table layout used

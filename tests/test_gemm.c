@@ -1,7 +1,14 @@
-// test_gemm.c: lr_sgemm split over the thread team (core/gemm.c): every
-// transpose combination, split by rows (M >= N) and by columns (M < N),
-// leading dimensions wider than the matrices, alpha/beta not 0/1, against a
-// double-precision reference; and below the split size it is OpenBLAS as is.
+// test_gemm.c: the canonical GEMM of core/gemm.c.
+//   - every transpose combination, split over the thread team by rows
+//     (M >= N) and by columns (M < N), leading dimensions wider than the
+//     matrices, alpha/beta not 0/1, against a double-precision reference;
+//   - bitwise equal to the plain-loop reference lr_sgemm_ref on random
+//     shapes (tails in every dimension, K = 0, beta 0 / 1 / 0.5) with 1 and
+//     3 threads, in whatever kernel this CPU or build uses;
+//   - an element's bits do not depend on its neighbours: rows computed alone,
+//     in another block of rows or against a subset of the columns are
+//     bitwise the rows of the whole product (what makes training
+//     reproducible; OpenBLAS fails this).
 #include <math.h>   // fabs
 #include <stdio.h>  // printf
 #include <stdlib.h> // free
@@ -58,7 +65,59 @@ static void case_(int ta, int tb, int64_t M, int64_t N, int64_t K) {
   free(A), free(B), free(C0), free(C1), free(C3), free(R);
 }
 
+static uint64_t g_rng = 12345;
+static int64_t rnd(int64_t n) {
+  g_rng = g_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+  return (int64_t)((g_rng >> 33) % (uint64_t)n);
+}
+
+static void random_vs_ref(int threads) {
+  int ok = lr_set_threads(threads) == LR_OK, n = 0;
+  for (int it = 0; it < 150; it++) {
+    const int ta = (int)rnd(2), tb = (int)rnd(2);
+    const int64_t M = 1 + rnd(90), N = 1 + rnd(90), K = rnd(160);
+    const int64_t lda = (ta ? M : (K ? K : 1)) + rnd(3), ldb = (tb ? (K ? K : 1) : N) + rnd(3);
+    const int64_t ldc = N + rnd(3);
+    const float alpha = rnd(3) ? 1.0f : 0.37f, beta = (float)rnd(3) * 0.5f;
+    float *A = fill((ta ? K + 1 : M) * lda, it), *B = fill((tb ? N : K + 1) * ldb, it + 1);
+    float *C = fill(M * ldc, it + 2), *R = malloc((size_t)(M * ldc) * 4);
+    memcpy(R, C, (size_t)(M * ldc) * 4);
+    lr_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    lr_sgemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+    ok &= !memcmp(C, R, (size_t)(M * ldc) * 4);
+    n++;
+    free(A), free(B), free(C), free(R);
+  }
+  ok &= lr_set_threads(1) == LR_OK;
+  t_check(ok, "sgemm (%s kernel), %d random shapes, %d threads: bitwise = the reference loops",
+          lr_sgemm_kernel_name(), n, threads);
+}
+
+// Rows r0..r0+m of C = A B^T (the model's linear layer) computed alone and
+// against columns c0..c0+n only equal the full product's, bitwise.
+static void neighbours(void) {
+  const int64_t M = 403, N = 384, K = 128;
+  float *A = fill(M * K, 7), *B = fill(N * K, 8), *C = malloc((size_t)(M * N) * 4);
+  float *P = malloc((size_t)(M * N) * 4);
+  lr_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+  int ok = 1;
+  const int64_t cuts[][4] = {{0, 1, 0, N}, {5, 7, 0, N}, {200, 203, 0, N}, {17, 13, 33, 100},
+                             {400, 3, 381, 3}, {0, M, 16, 17}};
+  for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+    const int64_t r0 = cuts[k][0], m = cuts[k][1], c0 = cuts[k][2], n = cuts[k][3];
+    lr_sgemm(0, 1, m, n, K, 1.0f, A + r0 * K, K, B + c0 * K, K, 0.0f, P, n);
+    for (int64_t i = 0; i < m; i++)
+      ok &= !memcmp(P + i * n, C + (r0 + i) * N + c0, (size_t)n * 4);
+  }
+  t_check(ok, "sgemm: rows alone, in other blocks, against column subsets = the full product, "
+              "bitwise");
+  free(A), free(B), free(C), free(P);
+}
+
 int main(void) {
+  random_vs_ref(1);
+  random_vs_ref(3);
+  neighbours();
   for (int ta = 0; ta < 2; ta++)
     for (int tb = 0; tb < 2; tb++) {
       case_(ta, tb, 301, 97, 130);  // split by rows (M >= N), above the split size

@@ -99,8 +99,9 @@ static void test_range(void) {
   const int bad_at[5] = {2, 4, 5, 6, 7};
   for (int i = 0; i < 5; i++) ok &= xsum_is_zero(a[bad_at[i]]);
   t_check(ok, "xsum: NaN, inf and |x| >= 2^40 flagged, add nothing; 2^39 is fine");
-  lr_xs s = {0, 0, 0};
-  t_check(xsum_add(&s, x, 2) == 0 && xsum_value(s) == 1.0, "xsum: in-range terms not flagged");
+  lr_xs s[2] = {{0, 0, 0}, {0, 0, 0}};
+  t_check(xsum_add(s, x, 2) == 0 && xsum_value(s[0]) == 1.0 && xsum_value(s[1]) == 2.0,
+          "xsum: in-range terms not flagged");
   // the largest sums: 2^23 terms of 2^39.99 stay exact (hi < 2^63)
   lr_xs big = {0, 0, 0};
   const float t = 0x1.fffffep39f;
