@@ -2,7 +2,8 @@
 # cli_train.sh: the linrec CLI end to end on a tiny synthetic dataset:
 # train (metrics.jsonl events, model file), eval --model pop / --model FILE,
 # recommend, prep + binary round trip, and clear errors with the documented
-# exit codes for bad config keys, types, ranges and options.
+# exit codes for bad config keys, types, ranges and options, and for model
+# files with a byte changed (config section or payload).
 # Usage: cli_train.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
 source "$(dirname "$0")/lib_cli.sh"
 
@@ -69,6 +70,22 @@ expect_err "unknown option" 2 'unknown option --frobnicate' "$bin" train --frobn
 expect_err "unknown command" 2 "unknown command 'fly'" "$bin" fly
 expect_err "missing data file" 1 'missing.dat' "$bin" train --set data.format=movielens --set data.path="$tmp/missing.dat" --out "$tmp/x"
 expect_err "damaged model file" 1 'cut.lrm: byte [0-9]+: ' sh -c "head -c 100 '$tmp/run/model.lrm' > '$tmp/cut.lrm' && '$bin' eval --model '$tmp/cut.lrm'"
+# Every byte of the model file is under a checksum: a digit of the stored
+# config (users 300 -> 200, k 10 -> 30) or a payload byte changed.
+edit_model() { # OUT PYTHON-EXPRESSION-ON-b
+  python3 -c "
+import sys; b = bytearray(open(sys.argv[1], 'rb').read()); $2
+open(sys.argv[2], 'wb').write(bytes(b))" "$tmp/run/model.lrm" "$tmp/$1"
+}
+edit_model users.lrm "b[:] = b.replace(b'\"data.synthetic.users\":300', b'\"data.synthetic.users\":200', 1)"
+expect_err "model file: a config digit changed (users): eval exits 1 naming the config section" 1 \
+  'users.lrm: byte 64: config section .*CRC32' "$bin" eval --model "$tmp/users.lrm"
+edit_model k.lrm "b[:] = b.replace(b'\"eval.k\":[10', b'\"eval.k\":[30', 1)"
+expect_err "model file: a config digit changed (eval.k): recommend exits 1" 1 \
+  'k.lrm: byte 64: config section' "$bin" recommend --model "$tmp/k.lrm" --users 1
+edit_model payload.lrm "b[len(b) - 100] ^= 0x04"
+expect_err "model file: a payload byte flipped: eval exits 1 naming the payload" 1 \
+  'payload.lrm: byte [0-9]+: payload section' "$bin" eval --model "$tmp/payload.lrm"
 
 "$bin" train --help > "$tmp/help" 2>&1
 check "train --help lists every key" grep -q 'eval.exclude_history' "$tmp/help"
