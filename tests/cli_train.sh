@@ -69,6 +69,10 @@ expect_err "missing config file" 1 'nope.json: cannot open' "$bin" train --confi
 expect_err "unknown option" 2 'unknown option --frobnicate' "$bin" train --frobnicate
 expect_err "unknown command" 2 "unknown command 'fly'" "$bin" fly
 expect_err "missing data file" 1 'missing.dat' "$bin" train --set data.format=movielens --set data.path="$tmp/missing.dat" --out "$tmp/x"
+printf '1::10::5::100\n1::20::5::2\0000\n1::30::5::300\n' > "$tmp/nul.dat"
+expect_err "a NUL byte inside a text line: prep exits 1 naming file:line" 1 \
+  'nul.dat:2: NUL byte at byte 12 of the line' \
+  "$bin" prep --set data.format=movielens --set data.path="$tmp/nul.dat" --out "$tmp/nul.bin"
 expect_err "damaged model file" 1 'cut.lrm: byte [0-9]+: ' sh -c "head -c 100 '$tmp/run/model.lrm' > '$tmp/cut.lrm' && '$bin' eval --model '$tmp/cut.lrm'"
 # Every byte of the model file is under a checksum: a digit of the stored
 # config (users 300 -> 200, k 10 -> 30) or a payload byte changed.
