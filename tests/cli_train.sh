@@ -94,6 +94,11 @@ expect_err "train.negatives beyond the catalog is refused naming the key" 2 \
   '"train.negatives": 100000 negatives per loss row, but the catalog has 6 items' \
   "$bin" train --set train.objective=bce --set train.negatives=100000 \
   --set data.synthetic.items=6 --set data.synthetic.mean_len=4
+for u in 1 2 3; do for i in 1 2 3 4 5 6; do echo "$u::$i::5::$((u * 10 + i))"; done; done > "$tmp/six.dat"
+expect_err "... also against the catalog of a data file, once loaded" 2 \
+  '"train.negatives": 10 negatives per loss row, but the catalog has 6 items: at most 5' \
+  "$bin" train --set train.objective=sampled --set train.negatives=10 \
+  --set data.format=movielens --set data.path="$tmp/six.dat" --out "$tmp/six"
 expect_err "unknown option" 2 'unknown option --frobnicate' "$bin" train --frobnicate
 expect_err "unknown command" 2 "unknown command 'fly'" "$bin" fly
 expect_err "missing data file" 1 'missing.dat' "$bin" train --set data.format=movielens --set data.path="$tmp/missing.dat" --out "$tmp/x"
