@@ -120,6 +120,9 @@ expect_err "model file: a config digit changed (users): eval exits 1 naming the 
 edit_model k.lrm "b[:] = b.replace(b'\"eval.k\":[10', b'\"eval.k\":[30', 1)"
 expect_err "model file: a config digit changed (eval.k): recommend exits 1" 1 \
   'k.lrm: byte 64: config section' "$bin" recommend --model "$tmp/k.lrm" --users 1
+mkfifo "$tmp/fifo.lrm"
+expect_err "model file: a FIFO is refused, never opened for a blocking read" 1 \
+  'fifo.lrm: is a FIFO, not a model file' timeout 20 "$bin" eval --model "$tmp/fifo.lrm"
 edit_model payload.lrm "b[len(b) - 100] ^= 0x04"
 expect_err "model file: a payload byte flipped: eval exits 1 naming the payload" 1 \
   'payload.lrm: byte [0-9]+: payload section' "$bin" eval --model "$tmp/payload.lrm"
