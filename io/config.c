@@ -84,7 +84,7 @@ static const key_def KEYS[] = {
     {"train.objective", T_ENUM, OFF(train_objective), "ce", 0, 0, "ce|sampled|bce",
      "full-catalog cross-entropy, sampled softmax, or BCE with train.negatives negatives"},
     {"train.negatives", T_INT, OFF(train_negatives), "1", 1, 100000, NULL,
-     "negatives per loss row (sampled, bce)"},
+     "negatives per loss row (sampled, bce); at most the catalog size - 1"},
     {"train.sampler", T_ENUM, OFF(train_sampler), "uniform", 0, 0, "uniform|pop",
      "negative sampling distribution"},
     {"train.seed", T_INT, OFF(train_seed), "42", 0, 9e18, NULL,
