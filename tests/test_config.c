@@ -5,18 +5,15 @@
 // offset, files over 1 MiB refused before they are read (a 100 MB file and
 // an endless stream, each well under a second), and train.negatives against
 // the catalog. Every refusal is LR_ERR_CONFIG naming the source and the key.
-#define _GNU_SOURCE // mkdtemp
-#include <stdio.h>  // fopen
-#include <stdlib.h> // mkdtemp
+#define _GNU_SOURCE // truncate
+#include <stdio.h>  // fopen, perror
 #include <string.h> // strstr
 #include <time.h>   // clock_gettime
-#include <unistd.h> // truncate, unlink, rmdir
+#include <unistd.h> // truncate, unlink
 
 #include "config.h"
 #include "lr.h"
 #include "test_util.h"
-
-static char g_dir[64];
 
 static double now(void) {
   struct timespec t;
@@ -24,38 +21,60 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-// Load text; 1 if the status is `want` and (for errors) the message holds
-// every non-NULL needle. Prints the message; clears the error.
-static int loads(const char *text, int want, const char *n1, const char *n2) {
-  lr_config c;
-  config_defaults(&c);
-  lr_error_clear();
-  int rc = config_load_json(&c, text, "cfg.json");
-  const char *m = lr_error_msg();
-  int ok = rc == want && (want == LR_OK || ((!n1 || strstr(m, n1)) && (!n2 || strstr(m, n2))));
-  printf("  %s -> %s\n", text, rc ? m : "ok");
-  lr_error_clear();
-  return ok;
-}
+// JSON texts and what loading each must give: LR_OK, or LR_ERR_CONFIG with
+// the source and `needle` in the message.
+typedef struct {
+  const char *text, *needle, *what;
+} json_case;
 
-static void test_duplicates(void) {
-  const int E = LR_ERR_CONFIG;
-  t_check(loads("{\"model\": {\"d\": 32, \"d\": 48}}", E, "cfg.json", "key \"model.d\" given twice"),
-          "config: a key repeated inside its section is an error naming it");
-  t_check(loads("{\"model.d\": 32, \"model\": {\"d\": 48}}", E, "key \"model.d\" given twice", NULL),
-          "config: a key given dotted and nested is an error naming it");
-  t_check(loads("{\"model.d\": 32, \"model.d\": 48}", E, "key \"model.d\" given twice", NULL),
-          "config: a dotted key repeated is an error naming it");
-  t_check(loads("{\"model\": {\"d\": 32}, \"model\": {\"heads\": 2}}", E,
-                "section \"model\" given twice", NULL),
-          "config: a section given twice is an error naming it");
-  t_check(loads("{\"data.synthetic\": {\"users\": 5}, \"data\": {\"synthetic\": {\"items\": 9}}}", E,
-                "section \"data.synthetic\" given twice", NULL),
-          "config: a section given dotted and nested is an error naming it");
-  t_check(loads("{\"model\": {\"d\": 32}, \"train\": {\"lr\": 0.1}, \"data\": {\"synthetic\": "
-                "{\"users\": 5}}, \"data.format\": \"synthetic\"}",
-                LR_OK, NULL, NULL),
-          "config: distinct keys of distinct sections load");
+static const json_case CASES[] = {
+    // a key or a section given twice
+    {"{\"model\": {\"d\": 32, \"d\": 48}}", "key \"model.d\" given twice",
+     "a key repeated inside its section is an error naming it"},
+    {"{\"model.d\": 32, \"model\": {\"d\": 48}}", "key \"model.d\" given twice",
+     "a key given dotted and nested is an error naming it"},
+    {"{\"model.d\": 32, \"model.d\": 48}", "key \"model.d\" given twice",
+     "a dotted key repeated is an error naming it"},
+    {"{\"model\": {\"d\": 32}, \"model\": {\"heads\": 2}}", "section \"model\" given twice",
+     "a section given twice is an error naming it"},
+    {"{\"data.synthetic\": {\"users\": 5}, \"data\": {\"synthetic\": {\"items\": 9}}}",
+     "section \"data.synthetic\" given twice",
+     "a section given dotted and nested is an error naming it"},
+    {"{\"model\": {\"d\": 32}, \"train\": {\"lr\": 0.1}, \"data\": {\"synthetic\": "
+     "{\"users\": 5}}, \"data.format\": \"synthetic\"}",
+     NULL, "distinct keys of distinct sections load"},
+    // unknown keys, case, types
+    {"{\"model\": {\"d\": {\"x\": 1}}}", "unknown config key \"model.d.x\"",
+     "an unknown key under a key is named in full"},
+    {"{\"model\": {\"d\": {}}}", "\"model.d\": expected an integer, got an object",
+     "an empty object for an integer key names the type found"},
+    {"{\"foo\": {}}", "unknown config key \"foo\"", "an empty unknown section is an unknown key"},
+    {"{\"foo\": {\"bar\": {\"baz\": 1}}}", "unknown config key \"foo.bar\"",
+     "an unknown section is named"},
+    {"{\"Model\": {\"d\": 3}}", "unknown config key \"Model.d\"", "key names are case-sensitive"},
+    {"{\"model\": {\"D\": 3}}", "unknown config key \"model.D\"", "... inside a section too"},
+    {"{\"model\": {\"d\": \"64\"}}", "expected an integer, got a string",
+     "a string for an integer names the type found"},
+    {"{\"model\": {\"d\": 6.5}}", "expected an integer, got a fraction",
+     "a fraction for an integer is named"},
+    {"{\"train\": {\"lr\": [1]}}", "\"train.lr\": expected a number, got an array",
+     "an array for a number names the type found"},
+};
+
+static void test_json(void) {
+  for (size_t k = 0; k < sizeof CASES / sizeof *CASES; k++) {
+    const json_case *t = &CASES[k];
+    lr_config c;
+    config_defaults(&c);
+    lr_error_clear();
+    int rc = config_load_json(&c, t->text, "cfg.json");
+    const char *m = lr_error_msg();
+    printf("  %s -> %s\n", t->text, rc ? m : "ok");
+    t_check(t->needle ? rc == LR_ERR_CONFIG && strstr(m, "cfg.json") && strstr(m, t->needle)
+                      : rc == LR_OK,
+            "config: %s", t->what);
+    lr_error_clear();
+  }
   // --set after the file overrides it: that is not a duplicate
   lr_config c;
   config_defaults(&c);
@@ -64,33 +83,8 @@ static void test_duplicates(void) {
   t_check(rc == LR_OK && c.model_d == 48, "config: --set overrides a key of the file");
 }
 
-static void test_unknown_and_types(void) {
-  const int E = LR_ERR_CONFIG;
-  t_check(loads("{\"model\": {\"d\": {\"x\": 1}}}", E, "unknown config key \"model.d.x\"", NULL),
-          "config: an unknown key under a key is named in full");
-  t_check(loads("{\"model\": {\"d\": {}}}", E, "\"model.d\": expected an integer, got an object",
-                NULL),
-          "config: an empty object for an integer key names the type found");
-  t_check(loads("{\"foo\": {}}", E, "unknown config key \"foo\"", NULL),
-          "config: an empty unknown section is an unknown key");
-  t_check(loads("{\"foo\": {\"bar\": {\"baz\": 1}}}", E, "unknown config key \"foo.bar\"", NULL),
-          "config: an unknown section is named");
-  t_check(loads("{\"Model\": {\"d\": 3}}", E, "unknown config key \"Model.d\"", NULL),
-          "config: key names are case-sensitive");
-  t_check(loads("{\"model\": {\"D\": 3}}", E, "unknown config key \"model.D\"", NULL),
-          "config: ... inside a section too");
-  t_check(loads("{\"model\": {\"d\": \"64\"}}", E, "expected an integer, got a string", NULL),
-          "config: a string for an integer names the type found");
-  t_check(loads("{\"model\": {\"d\": 6.5}}", E, "expected an integer, got a fraction", NULL),
-          "config: a fraction for an integer is named");
-  t_check(loads("{\"train\": {\"lr\": [1]}}", E, "\"train.lr\": expected a number, got an array",
-                NULL),
-          "config: an array for a number names the type found");
-}
-
 static void test_files(void) {
-  char p[128];
-  snprintf(p, sizeof p, "%s/c.json", g_dir);
+  const char *p = t_path("c.json");
   lr_config c;
   config_defaults(&c);
   // a NUL byte, named with its offset
@@ -157,15 +151,14 @@ static void test_negatives(void) {
 }
 
 int main(void) {
-  snprintf(g_dir, sizeof g_dir, "/tmp/lr_test_config_XXXXXX");
-  if (!mkdtemp(g_dir)) {
+  const char *dir = t_tmpdir("lr_test_config");
+  if (!dir) {
     perror("mkdtemp");
     return 1;
   }
-  test_duplicates();
-  test_unknown_and_types();
+  test_json();
   test_files();
   test_negatives();
-  rmdir(g_dir);
+  t_rm_tree(dir);
   return t_done();
 }

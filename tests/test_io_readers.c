@@ -187,6 +187,18 @@ static void test_good_files(void) {
             "3\t 100 \t200\n5\t42\t100\n3\t7\t  250\n");
 }
 
+// text[0..n) as two files joined at byte cut: by cat (v 0), as two gzip
+// members (1) or two zstd frames (2), in the file name.txt/.gz/.zst.
+static const char *write_joined(const char *name, int v, const char *text, size_t n, size_t cut) {
+  char f[64];
+  snprintf(f, sizeof f, "%s.%s", name, v == 0 ? "txt" : v == 1 ? "gz" : "zst");
+  const char *p = path_of(f);
+  if (v == 0) write_bytes(p, text, n);
+  if (v == 1) write_gz_cut(p, text, n, cut);
+  if (v == 2) write_zst_cut(p, text, n, cut);
+  return p;
+}
+
 // Files concatenated with their header lines (cat, gzip members, zstd
 // frames): the repeated header is skipped; a different line there fails.
 static void test_concatenated(void) {
@@ -204,10 +216,7 @@ static void test_concatenated(void) {
         size_t cut = (size_t)snprintf(text, sizeof text, "%s%s", heads[f], rows[f][0]);
         size_t n = cut + (size_t)snprintf(text + cut, sizeof text - cut, "%s%s%s",
                                           bom ? "\xEF\xBB\xBF" : "", heads[f], rows[f][1]);
-        const char *p = path_of(v == 0 ? "cat.txt" : v == 1 ? "cat.gz" : "cat.zst");
-        if (v == 0) write_bytes(p, text, n);
-        if (v == 1) write_gz_cut(p, text, n, cut);
-        if (v == 2) write_zst_cut(p, text, n, cut);
+        const char *p = write_joined("cat", v, text, n, cut);
         lr_dataset ds;
         int rc = load(&ds, fmts[f], p);
         if (rc) printf("  %s\n", lr_error_msg());
@@ -221,10 +230,7 @@ static void test_concatenated(void) {
                                         f == 0 ? "userId,itemId,rating,timestamp\n"
                                                : "user_id:token\titem_id:token\n",
                                         rows[f][1]);
-      const char *p = path_of(v == 0 ? "other.txt" : v == 1 ? "other.gz" : "other.zst");
-      if (v == 0) write_bytes(p, text, n);
-      if (v == 1) write_gz_cut(p, text, n, cut);
-      if (v == 2) write_zst_cut(p, text, n, cut);
+      const char *p = write_joined("other", v, text, n, cut);
       lr_dataset ds;
       int rc = load(&ds, fmts[f], p);
       char tag[64];

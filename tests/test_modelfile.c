@@ -6,10 +6,9 @@
 // give different results silently); a version 1 file is refused with a
 // HINT to re-train; a directory or a FIFO in place of the file is an error
 // without blocking.
-#define _GNU_SOURCE   // nftw, mkdtemp
-#include <ftw.h>      // nftw
-#include <stdio.h>    // fopen
-#include <stdlib.h>   // mkdtemp, malloc
+#define _GNU_SOURCE   // memmem
+#include <stdio.h>    // printf, perror
+#include <stdlib.h>   // free
 #include <string.h>   // memcmp, strstr
 #include <sys/stat.h> // mkfifo, mkdir
 #include <unistd.h>   // alarm
@@ -18,37 +17,6 @@
 #include "lr.h"
 #include "modelfile.h"
 #include "test_util.h"
-
-static char g_dir[64];
-
-static const char *path_of(const char *name) {
-  static char buf[4][256];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-  return buf[k];
-}
-
-static unsigned char *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  fseek(f, 0, SEEK_END);
-  *n = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc(*n + 1);
-  *n = fread(b, 1, *n, f);
-  fclose(f);
-  return b;
-}
-
-static void write_bytes(const char *path, const void *b, size_t n) {
-  FILE *f = fopen(path, "wb");
-  fwrite(b, 1, n, f);
-  fclose(f);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-  return remove(p);
-}
 
 #define N_DENSE 300
 #define N_ROWS 41
@@ -87,15 +55,15 @@ static int write_model(const char *path, const float *dense, const float *items)
 }
 
 int main(void) {
-  snprintf(g_dir, sizeof g_dir, "/tmp/lr_test_modelfile_XXXXXX");
-  if (!mkdtemp(g_dir)) {
+  const char *dir0 = t_tmpdir("lr_test_modelfile");
+  if (!dir0) {
     perror("mkdtemp");
     return 1;
   }
   static float dense[N_DENSE], items[N_ROWS * D], d2[N_DENSE], i2[N_ROWS * D];
   t_fill_f(dense, N_DENSE, 1, 1.0f);
   t_fill_f(items, N_ROWS * D, 2, 1.0f);
-  const char *p = path_of("model.lrm"), *q = path_of("bad.lrm");
+  const char *p = t_path("model.lrm"), *q = t_path("bad.lrm");
   int rc = write_model(p, dense, items);
   char *json = NULL;
   rc = rc ? rc : modelfile_read_config(p, &json);
@@ -110,12 +78,12 @@ int main(void) {
           "model file: rows 7..26 alone");
 
   size_t n;
-  unsigned char *b = read_all(p, &n);
+  unsigned char *b = t_read_file(p, &n);
   size_t missed = 0, first_miss = n, config_hits = 0;
   for (size_t at = 0; at < n; at++)
     for (int bit = 0; bit < 8; bit++) {
       b[at] ^= (unsigned char)(1u << bit);
-      write_bytes(q, b, n);
+      t_write_file(q, b, n);
       b[at] ^= (unsigned char)(1u << bit);
       rc = read_model(q, d2, i2);
       int ok = is_corrupt(rc, q, NULL);
@@ -130,7 +98,7 @@ int main(void) {
           "model file: ... the %zu flips in the config section among them", 8 * (sizeof CONFIG - 1));
   missed = 0;
   for (size_t len = 0; len < n; len++) {
-    write_bytes(q, b, len);
+    t_write_file(q, b, len);
     missed += !is_corrupt(read_model(q, d2, i2), q, NULL);
   }
   t_check(missed == 0, "model file: all %zu truncations are corrupt (%zu missed)", n, missed);
@@ -138,7 +106,7 @@ int main(void) {
   // e.g. users 500 -> 400 in the stored config: named as the config section
   unsigned char *c = (unsigned char *)memmem(b, n, "500", 3);
   c[0] = '4';
-  write_bytes(q, b, n);
+  t_write_file(q, b, n);
   json = NULL;
   rc = modelfile_read_config(q, &json);
   t_check(is_corrupt(rc, q, "config section") && !json,
@@ -154,7 +122,7 @@ int main(void) {
   uint32_t h = (uint32_t)crc32(0, v1, 60);
   for (int k = 0; k < 4; k++) v1[60 + k] = (unsigned char)(h >> (8 * k));
   memcpy(b, v1, 64);
-  write_bytes(q, b, n);
+  t_write_file(q, b, n);
   rc = modelfile_read_config(q, &json);
   t_check(strstr(lr_error_msg(), "HINT: re-train") && is_corrupt(rc, q, "format version 1") &&
               !json,
@@ -162,7 +130,7 @@ int main(void) {
 
   // not regular files: refused, never blocking (alarm: a hang fails the test)
   alarm(30);
-  const char *fifo = path_of("fifo.lrm"), *dir = path_of("dir.lrm");
+  const char *fifo = t_path("fifo.lrm"), *dir = t_path("dir.lrm");
   mkfifo(fifo, 0644);
   mkdir(dir, 0755);
   rc = modelfile_read_config(fifo, &json);
@@ -175,6 +143,6 @@ int main(void) {
   lr_error_clear();
   alarm(0);
   free(b);
-  nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  t_rm_tree(dir0);
   return t_done();
 }
