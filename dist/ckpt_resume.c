@@ -7,7 +7,7 @@
 #include <stdio.h>    // fprintf, snprintf, rename
 #include <stdlib.h>   // free
 #include <string.h>   // memcpy, strcmp, strlen, strrchr
-#include <sys/stat.h> // stat
+#include <sys/stat.h> // stat, lstat
 #include <time.h>     // time
 
 #include "comm.h"   // dist_agree, dist_allgather, dist_rank, dist_size
@@ -102,11 +102,14 @@ static int64_t step_of(const char *name) {
   return s;
 }
 
+// 1 if root/name holds a manifest.json entry of any kind: a committed
+// checkpoint, or a damaged one (even a symlink loop or a FIFO): a later
+// write of that step would refuse the directory either way.
 static int has_manifest(const char *root, const char *name) {
   char p[4096 + 64];
   snprintf(p, sizeof p, "%s/%s/%s", root, name, CKPT_MANIFEST_NAME);
   struct stat st;
-  return stat(p, &st) == 0;
+  return lstat(p, &st) == 0;
 }
 
 // Rank 0's string str[size] to every rank. Collective. LR_ERR_NOMEM, LR_ERR_MPI.

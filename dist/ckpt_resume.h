@@ -65,11 +65,13 @@ int ckpt_loop_state_read(const char *dir, const ckpt_manifest *m, ckpt_loop_stat
 int ckpt_resume_find(const char *root, const char *arg, char *dir, size_t size);
 
 // A fresh run's check of root: LR_ERR_CONFIG with a HINT if it holds a
-// complete checkpoint (a step directory with a manifest). Collective.
+// checkpoint (a step directory with a manifest.json entry, valid or
+// damaged). Collective.
 int ckpt_resume_check_fresh(const char *root);
 
 // Resuming from the checkpoint dir (of step `step`) under root: rank 0
-// renames every complete step directory of a later step to
+// renames every step directory of a later step that holds a manifest.json
+// entry (complete, or damaged and skipped by ckpt_resume_find) to
 // step-NNNNNNNN.abandoned-<unix time> (kept, never deleted: the run will
 // write its own checkpoints of those steps), saying so, and points `latest`
 // at dir when dir is under root. Collective. LR_ERR_IO.

@@ -437,6 +437,7 @@ static int trainer_init_local(trainer *t, const lr_config *c) {
             data_format_name((lr_data_format)c->data_format), dist_wtime() - t0);
   LR_CHECK(t->ds.n_items >= 1 && t->ds.n_users >= 1, LR_ERR_DATA,
            "%s: no interactions left after preprocessing", c->data_path[0] ? c->data_path : "data");
+  LR_CALL(config_check_catalog(c, t->ds.n_items));
   t->N = c->model_max_len;
   t->D = c->model_d;
   t->C = c->train_objective == LR_OBJ_CE ? 1 : 1 + c->train_negatives;

@@ -7,16 +7,17 @@
 #include <errno.h>    // errno, ENOENT, EEXIST, EINVAL
 #include <fcntl.h>    // open
 #include <stdarg.h>   // va_list
-#include <stdio.h>    // snprintf
+#include <stdio.h>    // snprintf, rename
 #include <stdlib.h>   // malloc, free, qsort
 #include <string.h>   // strcmp, strlen, strchr, strerror, memcpy
 #include <sys/stat.h> // stat, mkdir
-#include <time.h>     // clock_gettime
+#include <time.h>     // clock_gettime, time
 #include <unistd.h>   // close, unlink, rmdir
 #include <zlib.h>     // crc32
 
 #include "ckpt_internal.h"
 #include "fault.h"
+#include "file.h"
 #include "lr.h"
 
 #define LATEST_MAX 64 // bytes of the latest file we accept
@@ -314,12 +315,28 @@ static int list_steps(const char *root, step_dir **out, int *n_out) {
 // ---------------------------------------------------------------------------
 // latest
 
+// A directory named `latest` (nothing we write) would make the rename
+// below fail: rename it to latest.not-a-file-<unix time> (kept, never
+// deleted; ckpt_read_latest's message announced it). LR_ERR_IO.
+static int move_aside_dir_latest(const char *root) {
+  char path[4096], aside[4096 + 64];
+  LR_CALL(ckpt_path_(path, sizeof path, root, CKPT_LATEST_NAME));
+  if (!is_real_dir(path)) return LR_OK;
+  snprintf(aside, sizeof aside, "%s.not-a-file-%lld", path, (long long)time(NULL));
+  LR_CHECK(rename(path, aside) == 0, LR_ERR_IO,
+           "%s is a directory, not the file naming the newest checkpoint; moving it aside as "
+           "%s failed: %s",
+           path, aside, strerror(errno));
+  return LR_OK;
+}
+
 int ckpt_update_latest(const char *root, const char *step_name) {
   LR_CHECK(root && step_name && parse_step(step_name) >= 0, LR_ERR_ARG,
            "ckpt_update_latest: '%s' is not a step directory name", step_name ? step_name : "");
   char path[4096], text[LATEST_MAX];
   LR_CALL(ckpt_path_(path, sizeof path, root, step_name));
   LR_CHECK(is_dir(path), LR_ERR_ARG, "ckpt_update_latest: %s is not a directory", path);
+  LR_CALL(move_aside_dir_latest(root));
   int n = snprintf(text, sizeof text, "%s\n", step_name);
   // A failed directory fsync leaves the new `latest` in place: it names a
   // committed checkpoint either way, and removing it would lose the old one.
@@ -332,7 +349,14 @@ int ckpt_read_latest(const char *root, char *name, size_t size) {
   name[0] = '\0';
   char path[4096], text[LATEST_MAX + 1];
   LR_CALL(ckpt_path_(path, sizeof path, root, CKPT_LATEST_NAME));
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  int fd = file_open_regular(path, &st);
+  if (fd == FILE_NOT_REGULAR)
+    return LR_CORRUPT(path, 0,
+                      "is %s, not a file naming a step directory\nHINT: resume ignores it and "
+                      "picks the newest valid checkpoint; the next `latest` written moves it "
+                      "aside as " CKPT_LATEST_NAME ".not-a-file-<unix time>",
+                      file_type_name(&st));
   if (fd < 0 && errno == ENOENT) return LR_OK;
   LR_CHECK(fd >= 0, LR_ERR_IO, "open %s: %s", path, strerror(errno));
   ssize_t n = read(fd, text, LATEST_MAX);
@@ -364,6 +388,10 @@ static int shard_present(const char *dir, const ckpt_shard_entry *e) {
       return LR_CORRUPT(p, 0, "shard listed in the manifest is missing" CKPT_HINT_DAMAGED);
     return lr_error(LR_ERR_IO, __FILE__, __LINE__, "stat %s: %s", p, strerror(errno));
   }
+  if (!S_ISREG(st.st_mode))
+    return LR_CORRUPT(p, 0,
+                      "shard listed in the manifest is %s, not a regular file" CKPT_HINT_DAMAGED,
+                      file_type_name(&st));
   if ((uint64_t)st.st_size != e->bytes)
     return LR_CORRUPT(p, (int64_t)st.st_size,
                       "file is %lld bytes, manifest says %llu%s" CKPT_HINT_DAMAGED,
@@ -372,11 +400,36 @@ static int shard_present(const char *dir, const ckpt_shard_entry *e) {
   return LR_OK;
 }
 
+// A checkpoint directory named like a step directory must carry the step of
+// its manifest: a copy of step 5 renamed step-00000025 is not step 25.
+// LR_ERR_CORRUPT naming the manifest; LR_ERR_ARG if the path is too long.
+static int check_dir_step(const char *dir, int64_t step) {
+  char base[4096];
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/')
+    n--; // "step-00000025/" names it too
+  size_t b = n;
+  while (b > 0 && dir[b - 1] != '/')
+    b--;
+  LR_CHECK(n - b < sizeof base, LR_ERR_ARG, "path too long: %s", dir);
+  memcpy(base, dir + b, n - b);
+  base[n - b] = '\0';
+  int64_t named = parse_step(base);
+  if (named < 0 || named == step) return LR_OK;
+  char man[4096];
+  LR_CALL(ckpt_path_(man, sizeof man, dir, CKPT_MANIFEST_NAME));
+  return LR_CORRUPT(man, 0,
+                    "the manifest records step %lld, but its directory is named %s (a "
+                    "checkpoint copied or renamed?)" CKPT_HINT_DAMAGED,
+                    (long long)step, base);
+}
+
 int ckpt_verify(const char *dir, int deep, ckpt_report *report) {
   report_reset(report);
   LR_CHECK(dir, LR_ERR_ARG, "ckpt_verify: NULL directory");
   ckpt_manifest m;
   int rc = ckpt_manifest_read(dir, &m);
+  if (rc == LR_OK && (rc = check_dir_step(dir, m.step)) != LR_OK) ckpt_manifest_free(&m);
   if (rc != LR_OK) {
     report_add(report, "%s", lr_error_msg());
     return rc;
@@ -538,7 +591,8 @@ int ckpt_prune(const char *root, int keep_last, ckpt_report *removed) {
     if (state[i] == ST_GOOD && ++kept_good > keep_last) why = "older than the newest kept";
     if (!strcmp(v[i].name, latest)) continue;
     if (state[i] == ST_INCOMPLETE && i < newest_good) why = "incomplete (never committed)";
-    if (state[i] == ST_DAMAGED && i < newest_good) why = "damaged (files missing or resized)";
+    if (state[i] == ST_DAMAGED && i < newest_good)
+      why = "damaged (the manifest or a shard fails the checks)";
     if (!why) continue;
     rc = remove_ckpt_dir(root, v[i].name);
     if (rc == LR_OK) report_add(removed, "removed %s: %s", v[i].name, why);

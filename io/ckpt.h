@@ -31,22 +31,33 @@
 //    the header against the manifest's entry, then while streaming: zstd
 //    frame validity, content size, XXH64, no bytes after the frame, crc32 of
 //    the payload and of the whole file. Every failure is LR_ERR_CORRUPT with
-//    the path, byte offset, expected vs found and a HINT.
+//    the path, byte offset, expected vs found and a HINT; so is a shard path
+//    that is not a regular file (a FIFO, a directory: refused before reading).
 //
 // 3. Manifest (manifest.json, cJSON): an object with exactly the members
-//      format "linrec-checkpoint", version 1, step, epoch, cursor,
+//      format "linrec-checkpoint", version 2, step, epoch, cursor,
 //      rng_seed "16 hex", rng_counters ["16 hex" x4], world_size, n_rows, D,
 //      n_dense, time_unix, config_hash "16 hex", config "<config JSON text>",
 //      shards [{file, kind "items"|"dense", lo, hi, D, arrays, aux, bytes,
 //               crc32 "8 hex"}...],
-//      checksum "crc32:8 hex" = crc32 of cJSON_PrintUnformatted of the object
-//               without this member (so whitespace is free, content is not).
+//      checksum "crc32:8 hex", the last member: the file is cJSON_Print of
+//               the other members with `,\n\t"checksum":\t"crc32:` + 8 hex +
+//               `"\n}\n` in place of its closing `\n}`, and the 8 hex digits
+//               are the crc32 of every byte of the file before them: no byte
+//               of the file, whitespace included, can change unnoticed.
+//    Version 1 (still read) had the same members, its checksum being the
+//    crc32 of cJSON_PrintUnformatted of the object without it (whitespace
+//    not covered; it changes nothing).
 //    Integers are JSON numbers within +-2^53; 64-bit hashes are hex strings.
-//    Reading checks every member's presence, type and range (no unknown or
+//    Reading refuses a manifest.json that is not a regular file (a FIFO is
+//    never opened for a blocking read) and checks every member's presence,
+//    type and range (names compared case-sensitively; no unknown or
 //    duplicate members), the checksum, the config text against its FNV-1a 64
 //    hash, safe file names (no '/', no "..": files live in the directory),
 //    one items shard per rank of world_size, and that the shards of each kind
 //    cover rows 0..n_rows (items) and 0..n_dense (dense) exactly once.
+//    A checkpoint directory named step-N must hold the manifest of step N
+//    (ckpt_verify): a renamed copy of another step is damaged.
 //
 // 4. Collective protocol (dist/ drives it; nothing in io/ talks to other ranks):
 //      rank 0:    ckpt_dir_create(root, step, dir); broadcast status; barrier
@@ -57,8 +68,8 @@
 //                 ckpt_manifest_write (the commit), ckpt_update_latest,
 //                 ckpt_prune; broadcast status
 //    Resume: rank 0 runs ckpt_find_latest_valid, dist/ckpt_resume.c checks
-//    the manifest's config against the run's and broadcasts the directory; every rank then ckpt_manifest_read and
-//    ckpt_load_rows for its own (possibly re-cut) row range.
+//    the manifest's config against the run's and broadcasts the directory; every rank then
+//    ckpt_manifest_read and ckpt_load_rows for its own (possibly re-cut) row range.
 //
 // Durability: each file is written to NAME.tmp, fsync'ed, closed, renamed to
 // NAME and the directory fsync'ed. A shard or manifest write that fails
@@ -77,7 +88,7 @@
 #include <stdint.h> // int64_t, uint64_t
 #include <stdio.h>  // FILE
 
-#define CKPT_VERSION 1
+#define CKPT_VERSION 2       // of the manifest (version 1 is still read)
 #define CKPT_NAME_MAX 64     // bytes of a file name inside a checkpoint, with NUL
 #define CKPT_MAX_ARRAYS 8    // arrays per shard
 #define CKPT_RNG_COUNTERS 4  // RNG counters saved beside the seed
@@ -218,15 +229,20 @@ int ckpt_load_rows(const char *dir, const ckpt_manifest *m, int kind, int64_t lo
                    float *const arrays[], int n_arrays);
 
 // Point ROOT/latest at the checkpoint directory named step_name
-// ("step-NNNNNNNN", which must exist under ROOT). Atomic and durable.
-// LR_ERR_ARG, LR_ERR_IO naming the failed call.
+// ("step-NNNNNNNN", which must exist under ROOT). Atomic and durable. A
+// directory in the way named `latest` is first renamed to
+// latest.not-a-file-<unix time> (kept). LR_ERR_ARG, LR_ERR_IO naming the
+// failed call.
 int ckpt_update_latest(const char *root, const char *step_name);
 // The name ROOT/latest holds into name[size] ("" and LR_OK if there is no
-// such file). LR_ERR_CORRUPT if its content is not a step name, LR_ERR_IO.
+// such file). LR_ERR_CORRUPT if it is not a regular file (a directory, a
+// FIFO: never read) or its content is not a step name, LR_ERR_IO.
 int ckpt_read_latest(const char *root, char *name, size_t size);
 
-// Check the checkpoint in dir: the manifest, then every shard: existence and
-// size; when deep, also every checksum and the decompression. All problems
+// Check the checkpoint in dir: the manifest (and, when dir is named like a
+// step directory, that it is the manifest of that step), then every shard:
+// a regular file of the recorded size; when deep, also every checksum and
+// the decompression. All problems
 // go to *report (if not NULL; it is reset first), one line each. Returns
 // LR_OK, or the status of the first problem, whose message is then the
 // pending error. Call with no error pending.

@@ -4,24 +4,28 @@
 // directories and `latest` (ckpt.c).
 #include <cjson/cJSON.h> // cJSON_Parse*, cJSON_Print*, cJSON_Create*
 #include <errno.h>       // errno, ENOENT
-#include <fcntl.h>       // open
 #include <inttypes.h>    // PRIx64
 #include <stdarg.h>      // va_list
 #include <stdio.h>       // snprintf, fprintf
 #include <stdlib.h>      // malloc, free, qsort, strtoull
 #include <string.h>      // strcmp, strlen, strstr, memchr, memset
-#include <sys/stat.h>    // fstat
+#include <sys/stat.h>    // struct stat
 #include <time.h>        // time, gmtime_r, strftime
 #include <unistd.h>      // read, close
 
 #include "ckpt_internal.h"
 #include "fault.h"
+#include "file.h"
 #include "lr.h"
 
 #define FORMAT_NAME "linrec-checkpoint"
 #define MAX_MANIFEST_BYTES ((size_t)64 << 20)
 #define MAX_SHARDS (1 << 20)
 #define MAX_JSON_INT ((int64_t)1 << 53) // integers a JSON number holds exactly
+// The file ends in SUM_HEAD, 8 lowercase hex digits, SUM_TAIL: the
+// checksum member (ckpt.h section 3, version 2).
+#define SUM_HEAD ",\n\t\"checksum\":\t\"crc32:"
+#define SUM_TAIL "\"\n}\n"
 #define HINT_WRITE "\nHINT: a bug in the caller: the entries must come from ckpt_shard_write"
 
 // ---------------------------------------------------------------------------
@@ -282,7 +286,8 @@ static cJSON *to_json(const ckpt_manifest *m, int64_t time_unix) {
   return o;
 }
 
-// "crc32:xxxxxxxx" of the canonical (unformatted) print of o into out[24].
+// Version 1's checksum: "crc32:xxxxxxxx" of the canonical (unformatted)
+// print of o (the manifest without its checksum member) into out[24].
 static int canonical_checksum(const cJSON *o, char *out) {
   char *s = cJSON_PrintUnformatted(o);
   if (!s) return 0;
@@ -299,22 +304,27 @@ int ckpt_manifest_write(const char *dir, const ckpt_manifest *m) {
   LR_CALL(check_manifest(&v, m));
   int64_t t = m->time_unix ? m->time_unix : (int64_t)time(NULL);
   cJSON *o = to_json(m, t);
-  char sum[24];
-  char *text = NULL;
-  if (o && canonical_checksum(o, sum) && cJSON_AddStringToObject(o, "checksum", sum))
-    text = cJSON_Print(o);
+  char *text = o ? cJSON_Print(o) : NULL;
   cJSON_Delete(o);
   LR_CHECK(text, LR_ERR_NOMEM, "%s: out of memory building the manifest", path);
+  // The print ends in "\n}": the checksum member goes in its place.
   size_t n = strlen(text);
-  char *buf = lr_fault_malloc(n + 2);
+  LR_ASSERT(n >= 2 && !strcmp(text + n - 2, "\n}"));
+  n -= 2;
+  const size_t head = strlen(SUM_HEAD), tail = strlen(SUM_TAIL);
+  char *buf = lr_fault_malloc(n + head + 8 + tail + 1);
   if (!buf) {
     cJSON_free(text);
     return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
   }
   memcpy(buf, text, n);
-  buf[n] = '\n';
   cJSON_free(text);
-  int rc = ckpt_commit_file_(dir, CKPT_MANIFEST_NAME, buf, n + 1, 1);
+  memcpy(buf + n, SUM_HEAD, head);
+  n += head;
+  snprintf(buf + n, 9, "%08x", (unsigned)ckpt_crc32_(0, buf, n));
+  memcpy(buf + n + 8, SUM_TAIL, tail + 1);
+  n += 8 + tail;
+  int rc = ckpt_commit_file_(dir, CKPT_MANIFEST_NAME, buf, n, 1);
   free(buf);
   LR_CALL(rc);
   return LR_OK;
@@ -326,15 +336,12 @@ int ckpt_manifest_write(const char *dir, const ckpt_manifest *m) {
 static int read_text(const char *path, char **out, size_t *n_out) {
   *out = NULL;
   *n_out = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  int fd = file_open_regular(path, &st);
+  if (fd == FILE_NOT_REGULAR)
+    return LR_CORRUPT(path, 0, "is %s, not a regular file" CKPT_HINT_DAMAGED, file_type_name(&st));
   LR_CHECK(fd >= 0, LR_ERR_IO, "open %s: %s%s", path, strerror(errno),
            errno == ENOENT ? " (no manifest: the checkpoint was never committed)" : "");
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return lr_error(LR_ERR_IO, __FILE__, __LINE__, "stat %s: %s", path, strerror(e));
-  }
   size_t n = (size_t)st.st_size;
   if (st.st_size < 2 || n > MAX_MANIFEST_BYTES) {
     close(fd);
@@ -510,6 +517,50 @@ static int get_all(const vctx *v, const cJSON *const f[], ckpt_manifest *m) {
   return LR_OK;
 }
 
+// Version 1: the checksum member is the crc32 of the canonical print of the
+// manifest without it (whitespace is not covered: it changes nothing).
+// Detaches (and frees) the checksum member of o.
+static int check_canonical_sum(const vctx *v, cJSON *o) {
+  char want[24];
+  int rc = LR_OK;
+  cJSON *sum = cJSON_DetachItemFromObjectCaseSensitive(o, "checksum");
+  if (!canonical_checksum(o, want))
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", v->path);
+  else if (!cJSON_IsString(sum) || strcmp(sum->valuestring, want) != 0)
+    rc = bad(v, "checksum", 0,
+             "checksum expected \"%s\" (computed), found \"%s\": the "
+             "manifest was edited or damaged",
+             want, cJSON_IsString(sum) ? sum->valuestring : "(not a string)");
+  cJSON_Delete(sum);
+  return rc;
+}
+
+// Version 2: the file's n bytes end in SUM_HEAD, 8 hex digits, SUM_TAIL, the
+// digits are the crc32 of every byte before them, and they are the value of
+// the parsed checksum member `sum` (so every byte of the file is covered).
+static int check_file_sum(const vctx *v, size_t n, const cJSON *sum) {
+  const size_t head = strlen(SUM_HEAD), tail = strlen(SUM_TAIL);
+  if (n < head + 8 + tail || memcmp(v->text + n - tail, SUM_TAIL, tail) != 0 ||
+      memcmp(v->text + n - tail - 8 - head, SUM_HEAD, head) != 0)
+    return lr_corrupt_error(__FILE__, __LINE__, v->path, (int64_t)(n > tail ? n - tail : 0),
+                            "the file does not end with its checksum member "
+                            "(\"checksum\": \"crc32:<8 hex digits>\" and the closing brace): "
+                            "edited or damaged" CKPT_HINT_DAMAGED);
+  const size_t at = n - tail - 8;
+  char found[9];
+  memcpy(found, v->text + at, 8);
+  found[8] = '\0';
+  char want[9];
+  snprintf(want, sizeof want, "%08x", (unsigned)ckpt_crc32_(0, v->text, at));
+  const char *member = cJSON_IsString(sum) ? sum->valuestring : "";
+  if (strcmp(found, want) != 0 || strncmp(member, "crc32:", 6) != 0 || strcmp(member + 6, found))
+    return lr_corrupt_error(__FILE__, __LINE__, v->path, (int64_t)at,
+                            "checksum expected crc32:%s (computed over bytes 0..%zu), found "
+                            "\"%.20s\": the manifest was edited or damaged" CKPT_HINT_DAMAGED,
+                            want, at, member);
+  return LR_OK;
+}
+
 // Parse, match members, check format, version and checksum, extract, validate.
 static int parse_manifest(const vctx *v, size_t n, ckpt_manifest *m) {
   const char *end = NULL;
@@ -527,23 +578,16 @@ static int parse_manifest(const vctx *v, size_t n, ckpt_manifest *m) {
     rc = bad(v, "format", 0, "\"format\" must be \"%s\"", FORMAT_NAME);
   int64_t version = 0;
   if (rc == LR_OK) rc = get_int(v, f[M_VERSION], "version", 0, 0, 1 << 30, &version);
-  if (rc == LR_OK && version != CKPT_VERSION)
+  // Version 1 is checked by its canonical checksum; any other version by the
+  // whole-file checksum first, so that a damaged version number reads as
+  // damage rather than as a format from another linrec.
+  if (rc == LR_OK && version == 1) rc = check_canonical_sum(v, o);
+  if (rc == LR_OK && version != 1) rc = check_file_sum(v, n, f[M_CHECKSUM]);
+  if (rc == LR_OK && version != 1 && version != CKPT_VERSION)
     rc = lr_corrupt_error(__FILE__, __LINE__, v->path, key_offset(v, "version", 0),
-                          "manifest format version %lld, this build reads version %d\nHINT: "
-                          "resume with the linrec version that wrote this checkpoint",
+                          "manifest format version %lld, this build reads versions 1 and %d\n"
+                          "HINT: resume with the linrec version that wrote this checkpoint",
                           (long long)version, CKPT_VERSION);
-  if (rc == LR_OK) {
-    char want[24];
-    cJSON *sum = cJSON_DetachItemFromObjectCaseSensitive(o, "checksum");
-    if (!canonical_checksum(o, want))
-      rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", v->path);
-    else if (!cJSON_IsString(sum) || strcmp(sum->valuestring, want) != 0)
-      rc = bad(v, "checksum", 0,
-               "checksum expected \"%s\" (computed), found \"%s\": the "
-               "manifest was edited or damaged",
-               want, cJSON_IsString(sum) ? sum->valuestring : "(not a string)");
-    cJSON_Delete(sum);
-  }
   if (rc == LR_OK) {
     m->version = (int)version;
     rc = get_all(v, f, m);

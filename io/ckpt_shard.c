@@ -8,13 +8,14 @@
 #include <stdio.h>    // snprintf
 #include <stdlib.h>   // malloc, free
 #include <string.h>   // memcpy, memcmp, memset, strerror
-#include <sys/stat.h> // fstat
+#include <sys/stat.h> // struct stat
 #include <unistd.h>   // pread, close, unlink
 #include <zlib.h>     // crc32_combine
 #include <zstd.h>     // ZSTD_compressStream2, ZSTD_decompressStream
 
 #include "ckpt_internal.h"
 #include "fault.h"
+#include "file.h"
 #include "lr.h"
 
 #define SHARD_MAGIC "LRCKPT01"
@@ -410,12 +411,15 @@ static int stream_payload(shard_reader *r, const copy_plan *plan) {
 }
 
 static int open_checked(shard_reader *r) {
-  r->fd = open(r->path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  r->fd = file_open_regular(r->path, &st);
+  if (r->fd == FILE_NOT_REGULAR)
+    return LR_CORRUPT(r->path, 0,
+                      "shard listed in the manifest is %s, not a regular file" CKPT_HINT_DAMAGED,
+                      file_type_name(&st));
   if (r->fd < 0 && errno == ENOENT)
     return LR_CORRUPT(r->path, 0, "shard listed in the manifest is missing" CKPT_HINT_DAMAGED);
   LR_CHECK(r->fd >= 0, LR_ERR_IO, "open %s: %s", r->path, strerror(errno));
-  struct stat st;
-  LR_CHECK(fstat(r->fd, &st) == 0, LR_ERR_IO, "stat %s: %s", r->path, strerror(errno));
   r->size = (uint64_t)st.st_size;
   if (r->size != r->e->bytes)
     return LR_CORRUPT(r->path, (int64_t)r->size,

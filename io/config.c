@@ -8,7 +8,8 @@
 #include <math.h>   // isfinite
 #include <stddef.h> // offsetof
 #include <stdlib.h> // strtoll, strtod, free
-#include <string.h> // strcmp, strncpy
+#include <string.h> // strcmp, strncpy, memchr
+#include <sys/stat.h> // fstat
 
 #include "lr.h"
 
@@ -83,7 +84,7 @@ static const key_def KEYS[] = {
     {"train.objective", T_ENUM, OFF(train_objective), "ce", 0, 0, "ce|sampled|bce",
      "full-catalog cross-entropy, sampled softmax, or BCE with train.negatives negatives"},
     {"train.negatives", T_INT, OFF(train_negatives), "1", 1, 100000, NULL,
-     "negatives per loss row (sampled, bce)"},
+     "negatives per loss row (sampled, bce); at most the catalog size - 1"},
     {"train.sampler", T_ENUM, OFF(train_sampler), "uniform", 0, 0, "uniform|pop",
      "negative sampling distribution"},
     {"train.seed", T_INT, OFF(train_seed), "42", 0, 9e18, NULL,
@@ -256,26 +257,42 @@ int config_set(lr_config *c, const char *assignment) {
   return set_text(c, k, eq + 1);
 }
 
+// "an object", "a string", ... for messages about a value of the wrong type.
+static const char *json_type(const cJSON *v) {
+  return cJSON_IsObject(v)   ? "an object"
+         : cJSON_IsArray(v)  ? "an array"
+         : cJSON_IsString(v) ? "a string"
+         : cJSON_IsBool(v)   ? "a boolean"
+         : cJSON_IsNull(v)   ? "null"
+         : cJSON_IsNumber(v) ? "a number"
+                             : "an invalid value";
+}
+
 // Set key k from a JSON value, checking its JSON type.
 static int set_json(lr_config *c, const key_def *k, const cJSON *v) {
   char buf[64];
   switch (k->type) {
   case T_INT:
     if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
-      return CFG_ERR("%s: key \"%s\": expected an integer", g_src, k->name);
+      return CFG_ERR("%s: key \"%s\": expected an integer, got %s", g_src, k->name,
+                     cJSON_IsNumber(v) ? "a fraction" : json_type(v));
     snprintf(buf, sizeof buf, "%lld", (long long)v->valuedouble);
     return set_text(c, k, buf);
   case T_FLOAT:
-    if (!cJSON_IsNumber(v)) return CFG_ERR("%s: key \"%s\": expected a number", g_src, k->name);
+    if (!cJSON_IsNumber(v))
+      return CFG_ERR("%s: key \"%s\": expected a number, got %s", g_src, k->name, json_type(v));
     snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
     return set_text(c, k, buf);
   case T_BOOL:
-    if (!cJSON_IsBool(v)) return CFG_ERR("%s: key \"%s\": expected true or false", g_src, k->name);
+    if (!cJSON_IsBool(v))
+      return CFG_ERR("%s: key \"%s\": expected true or false, got %s", g_src, k->name,
+                     json_type(v));
     *(int *)((char *)c + k->off) = cJSON_IsTrue(v);
     return LR_OK;
   case T_STRING:
   case T_ENUM:
-    if (!cJSON_IsString(v)) return CFG_ERR("%s: key \"%s\": expected a string", g_src, k->name);
+    if (!cJSON_IsString(v))
+      return CFG_ERR("%s: key \"%s\": expected a string, got %s", g_src, k->name, json_type(v));
     return set_text(c, k, v->valuestring);
   case T_INTLIST: {
     if (cJSON_IsNumber(v)) {
@@ -301,17 +318,51 @@ static int set_json(lr_config *c, const key_def *k, const cJSON *v) {
   return CFG_ERR("%s: key \"%s\": unknown type", g_src, k->name);
 }
 
-static int walk_json(lr_config *c, const cJSON *obj, const char *prefix) {
+// 1 if name (no trailing '.') is a section: a proper prefix of some key
+// ("data", "data.synthetic", "train.checkpoint", ...). Cannot fail.
+static int is_section(const char *name) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (!strncmp(KEYS[i].name, name, n) && KEYS[i].name[n] == '.') return 1;
+  return 0;
+}
+
+// What one JSON document has set so far: each key and each section may
+// appear once (a second value, nested or dotted, is an error, not a
+// silent override).
+typedef struct {
+  unsigned char key_seen[N_KEYS];
+  char sections[16][64]; // sections entered (at most the table's few)
+  int n_sections;
+} walk_state;
+
+static int walk_json(lr_config *c, const cJSON *obj, const char *prefix, walk_state *w) {
   const cJSON *it;
   cJSON_ArrayForEach(it, obj) {
     char name[256];
     snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", it->string);
     const key_def *k = find_key(name);
-    if (!k && cJSON_IsObject(it)) {
-      LR_CALL(walk_json(c, it, name));
+    if (!k && cJSON_IsObject(it) && is_section(name)) {
+      for (int i = 0; i < w->n_sections; i++)
+        if (!strcmp(w->sections[i], name))
+          return CFG_ERR("%s: section \"%s\" given twice (nested or dotted): each key may "
+                         "be set once",
+                         g_src, name);
+      LR_ASSERT(w->n_sections < 16 && strlen(name) < sizeof w->sections[0]);
+      strcpy(w->sections[w->n_sections++], name);
+      LR_CALL(walk_json(c, it, name, w));
       continue;
     }
+    if (!k && cJSON_IsObject(it) && it->child)
+      return CFG_ERR("%s: unknown config key \"%s.%s\"", g_src, name, it->child->string);
     if (!k) return CFG_ERR("%s: unknown config key \"%s\"", g_src, name);
+    if (cJSON_IsObject(it) && it->child)
+      return CFG_ERR("%s: unknown config key \"%s.%s\" (\"%s\" is a key, not a section)", g_src,
+                     name, it->child->string, name);
+    if (w->key_seen[k - KEYS])
+      return CFG_ERR("%s: key \"%s\" given twice (nested or dotted): each key may be set once",
+                     g_src, name);
+    w->key_seen[k - KEYS] = 1;
     LR_CALL(set_json(c, k, it));
   }
   return LR_OK;
@@ -333,7 +384,9 @@ int config_load_json(lr_config *c, const char *text, const char *source) {
     return CFG_ERR("%s: the config must be a JSON object", source);
   }
   g_src = source;
-  int rc = walk_json(c, root, "");
+  walk_state w;
+  memset(&w, 0, sizeof w);
+  int rc = walk_json(c, root, "", &w);
   g_src = "--set";
   cJSON_Delete(root);
   return rc;
@@ -342,30 +395,35 @@ int config_load_json(lr_config *c, const char *text, const char *source) {
 int config_load_file(lr_config *c, const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot open: %s", path, strerror(errno));
-  char *text = NULL;
-  size_t len = 0, cap = 0;
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_BYTES) {
+    fclose(f);
+    return CFG_ERR("%s: %lld bytes: a config file may hold at most %d bytes (1 MiB); this "
+                   "is not a linrec config",
+                   path, (long long)st.st_size, CONFIG_MAX_BYTES);
+  }
+  // One byte more than the limit tells a longer stream (a pipe) apart.
+  char *text = malloc((size_t)CONFIG_MAX_BYTES + 2);
+  if (!text) {
+    fclose(f);
+    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
+  }
+  size_t len = fread(text, 1, (size_t)CONFIG_MAX_BYTES + 1, f);
   int rc = LR_OK;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? 2 * cap : 8192;
-      char *t = realloc(text, cap);
-      if (!t) {
-        rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
-        goto out;
-      }
-      text = t;
-    }
-    size_t n = fread(text + len, 1, 4096, f);
-    len += n;
-    if (n < 4096) break;
+  const char *nul = NULL;
+  if (ferror(f))
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: read error: %s", path, strerror(errno));
+  else if (len > CONFIG_MAX_BYTES)
+    rc = CFG_ERR("%s: more than %d bytes: a config file may hold at most 1 MiB; this is not a "
+                 "linrec config",
+                 path, CONFIG_MAX_BYTES);
+  else if ((nul = memchr(text, '\0', len)))
+    rc = CFG_ERR("%s: byte %lld: NUL byte in the config file (JSON text holds none)", path,
+                 (long long)(nul - text));
+  if (rc == LR_OK) {
+    text[len] = 0;
+    rc = config_load_json(c, text, path);
   }
-  if (ferror(f)) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: read error", path);
-    goto out;
-  }
-  text[len] = 0;
-  rc = config_load_json(c, text, path);
-out:
   free(text);
   fclose(f);
   return rc;
@@ -387,7 +445,16 @@ int config_validate(const lr_config *c) {
                    (long long)c->train_micro_batch, (long long)c->train_batch_size);
   if (c->data_format == LR_FMT_SYNTHETIC && c->syn_items < 3)
     return CFG_ERR("key \"data.synthetic.items\": need at least 3 items");
+  if (c->data_format == LR_FMT_SYNTHETIC) LR_CALL(config_check_catalog(c, c->syn_items));
   return LR_OK;
+}
+
+int config_check_catalog(const lr_config *c, int64_t n_items) {
+  if (c->train_objective == LR_OBJ_CE || c->train_negatives <= n_items - 1) return LR_OK;
+  return CFG_ERR("key \"train.negatives\": %lld negatives per loss row, but the catalog has %lld "
+                 "items: at most %lld (every item but the target)",
+                 (long long)c->train_negatives, (long long)n_items,
+                 (long long)(n_items > 1 ? n_items - 1 : 0));
 }
 
 static cJSON *key_json(const lr_config *c, const key_def *k) {

@@ -61,10 +61,18 @@ typedef struct {
 // Defaults of every key. Cannot fail.
 void config_defaults(lr_config *c);
 
+// Largest config file accepted (bytes): a config is a few KiB; anything
+// much larger is not one, and is refused before it is parsed.
+#define CONFIG_MAX_BYTES (1 << 20)
+
 // Merge a JSON file into c: nested objects name dotted keys ({"model":{"d":64}}
-// is model.d); dotted names may also appear directly. Unknown keys, wrong
-// types and out-of-range values are LR_ERR_CONFIG naming the file and key;
-// an unreadable file is LR_ERR_IO; bad JSON names the file and the position.
+// is model.d); dotted names may also appear directly. Unknown keys (nested
+// ones named in full: "model.d.x"), wrong types, out-of-range values and a
+// key or section given twice in the file (nested, dotted or repeated) are
+// LR_ERR_CONFIG naming the file and the key; so are a file over
+// CONFIG_MAX_BYTES (refused before reading it whole) and a NUL byte (with
+// its offset); an unreadable file is LR_ERR_IO; bad JSON names the file
+// and the position.
 int config_load_file(lr_config *c, const char *path);
 
 // Same, from JSON text; `source` names it in messages.
@@ -75,8 +83,15 @@ int config_load_json(lr_config *c, const char *text, const char *source);
 int config_set(lr_config *c, const char *assignment);
 
 // Cross-key checks (heads divide d, positions=all needs a causal kind, data.path
-// needed for file formats, ...). LR_ERR_CONFIG naming the keys.
+// needed for file formats, config_check_catalog for synthetic data, ...).
+// LR_ERR_CONFIG naming the keys.
 int config_validate(const lr_config *c);
+
+// Checks against the catalog of the data actually loaded (n_items real
+// items): train.negatives at most n_items - 1 when the objective samples
+// negatives (more would only repeat work: each row holds 1 + negatives
+// candidates). LR_ERR_CONFIG naming the key and the catalog size.
+int config_check_catalog(const lr_config *c, int64_t n_items);
 
 // The whole config as a JSON object string (canonical key order; caller frees
 // with free()). NULL and LR_ERR_NOMEM on allocation failure.

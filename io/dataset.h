@@ -108,7 +108,10 @@ int data_read_binary_users(lr_dataset *ds, const char *path, int64_t user_lo, in
 // Every user gets >= 3 distinct items; lengths are long-tailed with mean
 // about o->mean_len. user_orig[u] = u+1, item_orig[i] = i. The model is in
 // synth.c's top comment. LR_ERR_CONFIG for options out of range
-// (users >= 1, items >= 3, 3 <= mean_len <= items, 0 <= zipf <= 5),
+// (users >= 1, items >= 3, 3 <= mean_len <= items, 0 <= zipf <= 5) and,
+// before anything is allocated, for sizes whose memory estimate (4 bytes
+// per interaction, 16 per user, 40 per item) exceeds the memory available
+// (MemAvailable, or ulimit -v if lower): the message gives both;
 // LR_ERR_NOMEM.
 int data_synthesize(lr_dataset *ds, const lr_synth_opts *o);
 

@@ -31,8 +31,13 @@
 // interactions, 2^31-1 items), that each section starts
 // where the previous one ends, the index crc and its user/interaction
 // ranges, then per section read: crc32, frame content size, zstd checksum,
-// lengths against the index, item ids within 1..n_items. Any failure is
-// LR_ERR_CORRUPT with the byte offset. A rank
+// lengths against the index, item ids within 1..n_items. It also checks the
+// invariants of a dataset `linrec prep` writes (checksums vouch only for
+// bytes; a file with consistent checksums can still hold impossible
+// contents): at least one user and one item, at least one interaction per
+// user, original ids strictly increasing within 0..2^53-1 (users; items
+// 1..n_items) and item 0 mapped to 0; the writer refuses a dataset that
+// breaks them. Any failure is LR_ERR_CORRUPT with the byte offset. A rank
 // reads the header, the index and the lengths (4 bytes per user), then only
 // the blocks holding its users.
 //
@@ -49,7 +54,9 @@
 #include <zlib.h>     // crc32
 #include <zstd.h>     // ZSTD_compress2, ZSTD_decompressDCtx, frame checksums
 
+#include "data_internal.h" // LR_DATA_ID_MAX
 #include "dataset.h"
+#include "file.h" // file_open_regular
 #include "lr.h"
 
 #define BIN_MAGIC "LRDATA01"
@@ -203,14 +210,28 @@ static int check_dataset(const lr_dataset *ds, const char *path) {
                ds->offsets && ds->item_orig && (ds->n_users == 0 || ds->user_orig) &&
                (ds->n_inter == 0 || ds->items),
            LR_ERR_ARG, "%s: dataset to write is incomplete (counts or arrays missing)", path);
+  LR_CHECK(ds->n_users >= 1 && ds->n_items >= 1, LR_ERR_ARG,
+           "%s: dataset to write has %lld users and %lld items (at least one of each)", path,
+           (long long)ds->n_users, (long long)ds->n_items);
   LR_CHECK(ds->offsets[0] == 0 && ds->offsets[ds->n_users] == ds->n_inter, LR_ERR_ARG,
            "%s: dataset offsets run 0..%lld, expected 0..%lld", path,
            (long long)ds->offsets[ds->n_users], (long long)ds->n_inter);
   for (int64_t u = 0; u < ds->n_users; u++) {
     int64_t n = ds->offsets[u + 1] - ds->offsets[u];
-    LR_CHECK(n >= 0 && n <= (int64_t)UINT32_MAX, LR_ERR_ARG, "%s: user %lld has %lld items", path,
+    LR_CHECK(n >= 1 && n <= (int64_t)UINT32_MAX, LR_ERR_ARG, "%s: user %lld has %lld items", path,
              (long long)u, (long long)n);
+    LR_CHECK(ds->user_orig[u] >= 0 && ds->user_orig[u] <= LR_DATA_ID_MAX &&
+                 (u == 0 || ds->user_orig[u] > ds->user_orig[u - 1]),
+             LR_ERR_ARG, "%s: user %lld has original id %lld: not increasing within 0..2^53-1",
+             path, (long long)u, (long long)ds->user_orig[u]);
   }
+  LR_CHECK(ds->item_orig[0] == 0, LR_ERR_ARG, "%s: padding item 0 has original id %lld", path,
+           (long long)ds->item_orig[0]);
+  for (int64_t i = 1; i <= ds->n_items; i++)
+    LR_CHECK(ds->item_orig[i] >= 0 && ds->item_orig[i] <= LR_DATA_ID_MAX &&
+                 (i == 1 || ds->item_orig[i] > ds->item_orig[i - 1]),
+             LR_ERR_ARG, "%s: item %lld has original id %lld: not increasing within 0..2^53-1",
+             path, (long long)i, (long long)ds->item_orig[i]);
   for (int64_t k = 0; k < ds->n_inter; k++)
     LR_CHECK(ds->items[k] >= 1 && ds->items[k] <= ds->n_items, LR_ERR_ARG,
              "%s: interaction %lld has item %d outside 1..%lld", path, (long long)k,
@@ -439,6 +460,15 @@ static int header_decode(bin_file *f, const unsigned char *b) {
                       "interactions, %lld blocks" HINT,
                       (long long)h->n_users, (long long)h->n_items, (long long)h->n_inter,
                       (long long)h->n_blocks);
+  if (h->n_users < 1 || h->n_items < 1 || h->n_inter < h->n_users)
+    return LR_CORRUPT(f->path,
+                      h->n_users < 1   ? 16
+                      : h->n_items < 1 ? 24
+                                       : 32,
+                      "impossible contents: %lld users, %lld items, %lld interactions (`linrec "
+                      "prep` writes at least one user and one item, and at least one "
+                      "interaction per user)" HINT,
+                      (long long)h->n_users, (long long)h->n_items, (long long)h->n_inter);
   uint64_t index_end = HEADER_BYTES + (uint64_t)h->n_blocks * INDEX_ENTRY_BYTES;
   LR_CALL(check_range(f, 48, "block index", HEADER_BYTES, index_end - HEADER_BYTES, HEADER_BYTES));
   LR_CALL(check_range(f, 64, "lengths section", h->len_off, h->len_bytes, index_end));
@@ -494,10 +524,11 @@ static int index_decode(bin_file *f, const unsigned char *b) {
 static int bin_open(bin_file *f, const char *path) {
   memset(f, 0, sizeof *f);
   f->path = path;
-  f->fd = open(path, O_RDONLY | O_CLOEXEC);
-  LR_CHECK(f->fd >= 0, LR_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   struct stat st;
-  LR_CHECK(fstat(f->fd, &st) == 0, LR_ERR_IO, "stat %s: %s", path, strerror(errno));
+  f->fd = file_open_regular(path, &st);
+  LR_CHECK(f->fd != FILE_NOT_REGULAR, LR_ERR_IO, "%s: is %s, not a binary dataset file", path,
+           file_type_name(&st));
+  LR_CHECK(f->fd >= 0, LR_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   f->size = (uint64_t)st.st_size;
   unsigned char hb[HEADER_BYTES];
   if (f->size < HEADER_BYTES)
@@ -574,6 +605,12 @@ static int bin_read_lengths(bin_file *f) {
   for (int64_t u = 0; u < U; u++)
     f->lens[u] = get_u32(raw + 4 * u);
   free(raw);
+  for (int64_t u = 0; u < U; u++)
+    if (f->lens[u] == 0)
+      return LR_CORRUPT(f->path, (int64_t)f->h.len_off,
+                        "lengths section: user %lld has no interactions (every user `linrec "
+                        "prep` writes has at least one)" HINT,
+                        (long long)u);
   for (int64_t k = 0; k < f->h.n_blocks; k++) {
     const bin_block *x = &f->blocks[k];
     int64_t sum = 0;
@@ -611,6 +648,32 @@ static int read_block(const bin_file *f, int64_t k, const int64_t *goff, lr_data
   for (int64_t p = goff[u0]; p < goff[u1]; p++)
     ds->items[p - goff[lo]] = (int32_t)get_u32(raw + 4 * (p - base));
   free(raw);
+  return LR_OK;
+}
+
+// The id maps as prep writes them: original user ids, then item ids 1..I,
+// each strictly increasing within 0..LR_DATA_ID_MAX (so distinct), and the
+// padding item 0 mapped to 0.
+static int check_maps(const bin_file *f, const unsigned char *maps) {
+  const int64_t U = f->h.n_users, I = f->h.n_items;
+  if (get_u64(maps + 8 * U) != 0)
+    return LR_CORRUPT(f->path, (int64_t)f->h.maps_off,
+                      "maps section: the padding item 0 maps to original id %llu, expected 0" HINT,
+                      (unsigned long long)get_u64(maps + 8 * U));
+  for (int side = 0; side < 2; side++) {
+    const int64_t first = side ? U + 1 : 0, n = side ? I : U;
+    uint64_t prev = 0;
+    for (int64_t k = 0; k < n; k++) {
+      uint64_t id = get_u64(maps + 8 * (first + k));
+      if (id > (uint64_t)LR_DATA_ID_MAX || (k > 0 && id <= prev))
+        return LR_CORRUPT(f->path, (int64_t)f->h.maps_off,
+                          "maps section: %s %lld has original id %llu (the one before: %llu); "
+                          "expected strictly increasing ids within 0..2^53-1" HINT,
+                          side ? "item" : "user", (long long)(side ? k + 1 : k),
+                          (unsigned long long)id, (unsigned long long)prev);
+      prev = id;
+    }
+  }
   return LR_OK;
 }
 
@@ -653,6 +716,7 @@ static int read_users(lr_dataset *ds, bin_file *f, int64_t lo, int64_t hi, int a
   }
   for (int64_t u = lo; u <= hi; u++)
     ds->offsets[u - lo] = goff[u] - goff[lo];
+  if ((rc = check_maps(f, maps)) != LR_OK) goto done;
   for (int64_t u = lo; u < hi; u++)
     ds->user_orig[u - lo] = (int64_t)get_u64(maps + 8 * u);
   for (int64_t i = 0; i <= I; i++)

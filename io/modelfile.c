@@ -2,21 +2,27 @@
 #include "modelfile.h"
 
 #include <errno.h>  // errno
-#include <stdio.h>  // FILE, fopen
+#include <stdio.h>  // FILE, fopen, fdopen
 #include <stdlib.h> // malloc, free
-#include <string.h> // memcpy, strerror
-#include <unistd.h> // fsync, fileno
+#include <string.h> // memcpy, memchr, strerror
+#include <sys/stat.h> // struct stat
+#include <unistd.h>   // fsync, fileno, close
 #include <zlib.h>   // crc32
 #include <zstd.h>   // ZSTD_compress2, ZSTD_decompress
 
+#include "file.h" // file_open_regular
 #include "lr.h"
 
 #define MAGIC "LRMODEL1"
-#define VERSION 1u
+#define VERSION 2u
 #define HDR_BYTES 64
+#define MAX_JSON_BYTES (1 << 24)
+#define HINT                                                                                       \
+  "\nHINT: the model file is damaged; re-train (or copy it again from where it was written)"
 
 typedef struct {
   uint64_t json_bytes, n_dense, n_rows, D, payload_bytes;
+  uint32_t json_crc, payload_crc;
 } hdr;
 
 static void put_u32(unsigned char *p, uint32_t v) {
@@ -43,6 +49,7 @@ struct lr_modelfile_writer {
   unsigned char *z;           // compressed output chunk (ZSTD_CStreamOutSize)
   size_t zcap;
   uint64_t payload_bytes;     // compressed bytes written so far
+  uint32_t payload_crc;       // CRC32 of those bytes
   uint64_t want, got;         // floats expected / appended
   unsigned char h[HDR_BYTES]; // header, payload size filled in by commit
 };
@@ -61,6 +68,7 @@ int modelfile_begin(lr_modelfile_writer **out, const char *path, const char *con
   strcpy(w->path, path);
   snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
   w->want = n_dense + (uint64_t)n_rows * (uint64_t)D;
+  w->payload_crc = (uint32_t)crc32(0, NULL, 0);
   w->zcap = ZSTD_CStreamOutSize();
   w->z = malloc(w->zcap);
   w->cctx = ZSTD_createCCtx();
@@ -71,8 +79,13 @@ int modelfile_begin(lr_modelfile_writer **out, const char *path, const char *con
       ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(w->cctx, w->want * sizeof(float))))
     return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: zstd parameters", path));
   size_t jn = strlen(config_json);
+  if (jn > MAX_JSON_BYTES)
+    return mw_fail(w,
+                   lr_error(LR_ERR_ARG, __FILE__, __LINE__,
+                            "%s: config JSON of %zu bytes exceeds %d", path, jn, MAX_JSON_BYTES));
   memcpy(w->h, MAGIC, 8);
   put_u32(w->h + 8, VERSION);
+  put_u32(w->h + 12, (uint32_t)crc32(0, (const unsigned char *)config_json, (uInt)jn));
   put_u64(w->h + 16, jn);
   put_u64(w->h + 24, n_dense);
   put_u64(w->h + 32, (uint64_t)n_rows);
@@ -103,6 +116,7 @@ static int mw_pump(lr_modelfile_writer *w, const void *in, size_t n, int end) {
       return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", w->tmp,
                       strerror(errno));
     w->payload_bytes += ob.pos;
+    w->payload_crc = (uint32_t)crc32(w->payload_crc, w->z, (uInt)ob.pos);
     if (end ? r == 0 : ib.pos == ib.size) return LR_OK;
   }
 }
@@ -122,6 +136,7 @@ int modelfile_commit(lr_modelfile_writer *w) {
                                (unsigned long long)w->got, (unsigned long long)w->want));
   if ((rc = mw_pump(w, NULL, 0, 1)) != LR_OK) return mw_fail(w, rc);
   put_u64(w->h + 48, w->payload_bytes);
+  put_u32(w->h + 56, w->payload_crc);
   put_u32(w->h + 60, (uint32_t)crc32(0, w->h, 60));
   if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(w->h, 1, HDR_BYTES, w->f) != HDR_BYTES ||
       fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
@@ -153,42 +168,58 @@ void modelfile_abandon(lr_modelfile_writer *w) {
 // config JSON.
 static int read_header(const char *path, FILE **fp, hdr *h) {
   *fp = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  int fd = file_open_regular(path, &st);
+  LR_CHECK(fd != FILE_NOT_REGULAR, LR_ERR_IO, "%s: is %s, not a model file", path,
+           file_type_name(&st));
+  LR_CHECK(fd >= 0, LR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    int e = errno;
+    close(fd);
+    return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot open: %s", path, strerror(e));
+  }
   unsigned char b[HDR_BYTES];
-  if (fread(b, 1, HDR_BYTES, f) != HDR_BYTES) {
-    fclose(f);
-    return LR_CORRUPT(path, 0, "file shorter than the %d-byte header", HDR_BYTES);
+  int rc = LR_OK;
+  uint32_t version = 0;
+  uint64_t want = 0;
+  if (fread(b, 1, HDR_BYTES, f) != HDR_BYTES)
+    rc = LR_CORRUPT(path, 0, "file shorter than the %d-byte header" HINT, HDR_BYTES);
+  else if (memcmp(b, MAGIC, 8))
+    rc = LR_CORRUPT(path, 0, "not a linrec model file (bad magic)");
+  else if (get_u32(b + 60) != (uint32_t)crc32(0, b, 60))
+    rc = LR_CORRUPT(path, 60, "header checksum mismatch" HINT);
+  else if ((version = get_u32(b + 8)) == 1)
+    rc = LR_CORRUPT(path, 8,
+                    "format version 1: its config section is under no checksum, so a damaged "
+                    "byte there would silently change results; this build reads version %u "
+                    "only\nHINT: re-train to write a version %u model file",
+                    VERSION, VERSION);
+  else if (version != VERSION)
+    rc = LR_CORRUPT(path, 8, "format version %u, expected %u", version, VERSION);
+  if (rc == LR_OK) {
+    h->json_crc = get_u32(b + 12);
+    h->json_bytes = get_u64(b + 16);
+    h->n_dense = get_u64(b + 24);
+    h->n_rows = get_u64(b + 32);
+    h->D = get_u64(b + 40);
+    h->payload_bytes = get_u64(b + 48);
+    h->payload_crc = get_u32(b + 56);
+    if (h->json_bytes > MAX_JSON_BYTES)
+      rc = LR_CORRUPT(path, 16, "config JSON of %llu bytes is implausible" HINT,
+                      (unsigned long long)h->json_bytes);
   }
-  if (memcmp(b, MAGIC, 8)) {
-    fclose(f);
-    return LR_CORRUPT(path, 0, "not a linrec model file (bad magic)");
+  if (rc == LR_OK) {
+    want = HDR_BYTES + h->json_bytes + h->payload_bytes;
+    if (h->payload_bytes > UINT64_MAX / 2 || (uint64_t)st.st_size != want)
+      rc = LR_CORRUPT(path, (int64_t)st.st_size,
+                      "file is %lld bytes, header says %llu (truncated?)" HINT,
+                      (long long)st.st_size, (unsigned long long)want);
   }
-  if (get_u32(b + 60) != (uint32_t)crc32(0, b, 60)) {
+  if (rc != LR_OK) {
     fclose(f);
-    return LR_CORRUPT(path, 60, "header checksum mismatch");
+    return rc;
   }
-  if (get_u32(b + 8) != VERSION) {
-    fclose(f);
-    return LR_CORRUPT(path, 8, "format version %u, expected %u", get_u32(b + 8), VERSION);
-  }
-  h->json_bytes = get_u64(b + 16);
-  h->n_dense = get_u64(b + 24);
-  h->n_rows = get_u64(b + 32);
-  h->D = get_u64(b + 40);
-  h->payload_bytes = get_u64(b + 48);
-  if (fseek(f, 0, SEEK_END) != 0) {
-    fclose(f);
-    return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: seek: %s", path, strerror(errno));
-  }
-  long size = ftell(f);
-  uint64_t want = HDR_BYTES + h->json_bytes + h->payload_bytes;
-  if (size < 0 || (uint64_t)size != want) {
-    fclose(f);
-    return LR_CORRUPT(path, size, "file is %ld bytes, header says %llu (truncated?)", size,
-                      (unsigned long long)want);
-  }
-  fseek(f, HDR_BYTES, SEEK_SET);
   *fp = f;
   return LR_OK;
 }
@@ -198,23 +229,29 @@ int modelfile_read_config(const char *path, char **config_json) {
   FILE *f;
   hdr h;
   LR_CALL(read_header(path, &f, &h));
-  if (h.json_bytes > (1u << 24)) {
-    fclose(f);
-    return LR_CORRUPT(path, 16, "config JSON of %llu bytes is implausible",
-                      (unsigned long long)h.json_bytes);
-  }
   char *s = malloc(h.json_bytes + 1);
   if (!s) {
     fclose(f);
     return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
   }
-  if (fread(s, 1, h.json_bytes, f) != h.json_bytes) {
+  int rc = LR_OK;
+  uint32_t crc = 0;
+  const char *nul = NULL;
+  if (fread(s, 1, h.json_bytes, f) != h.json_bytes)
+    rc = LR_CORRUPT(path, HDR_BYTES, "cannot read the config JSON" HINT);
+  else if ((crc = (uint32_t)crc32(0, (unsigned char *)s, (uInt)h.json_bytes)) != h.json_crc)
+    rc = LR_CORRUPT(path, HDR_BYTES,
+                    "config section (bytes %d..%llu): CRC32 expected %08x (header), computed "
+                    "%08x: the stored config was changed or damaged" HINT,
+                    HDR_BYTES, (unsigned long long)(HDR_BYTES + h.json_bytes), h.json_crc, crc);
+  else if ((nul = memchr(s, 0, h.json_bytes)))
+    rc = LR_CORRUPT(path, HDR_BYTES + (nul - s), "NUL byte in the config section" HINT);
+  fclose(f);
+  if (rc != LR_OK) {
     free(s);
-    fclose(f);
-    return LR_CORRUPT(path, HDR_BYTES, "cannot read the config JSON");
+    return rc;
   }
   s[h.json_bytes] = 0;
-  fclose(f);
   *config_json = s;
   return LR_OK;
 }
@@ -259,24 +296,26 @@ int modelfile_read(const char *path, float *dense, size_t n_dense, float *items,
     goto out;
   }
   uint64_t left = h.payload_bytes, pos = 0;
+  uint32_t crc = (uint32_t)crc32(0, NULL, 0);
   size_t r = 1; // ZSTD_decompressStream's last return: 0 once the frame is complete
   while (left > 0 && rc == LR_OK) {
     size_t n = left < icap ? (size_t)left : icap;
     if (fread(zin, 1, n, f) != n) {
-      rc = LR_CORRUPT(path, at, "cannot read the payload");
+      rc = LR_CORRUPT(path, at, "cannot read the payload" HINT);
       break;
     }
     left -= n;
+    crc = (uint32_t)crc32(crc, zin, (uInt)n);
     ZSTD_inBuffer ib = {zin, n, 0};
     while (ib.pos < ib.size) {
       ZSTD_outBuffer ob = {out, ocap, 0};
       r = ZSTD_decompressStream(dctx, &ob, &ib);
       if (ZSTD_isError(r)) {
-        rc = LR_CORRUPT(path, at, "payload: %s", ZSTD_getErrorName(r));
+        rc = LR_CORRUPT(path, at, "payload section: %s" HINT, ZSTD_getErrorName(r));
         break;
       }
       if (pos + ob.pos > raw_bytes) {
-        rc = LR_CORRUPT(path, at, "payload decompresses to more than the %llu bytes expected",
+        rc = LR_CORRUPT(path, at, "payload decompresses to more than the %llu bytes expected" HINT,
                         (unsigned long long)raw_bytes);
         break;
       }
@@ -284,14 +323,17 @@ int modelfile_read(const char *path, float *dense, size_t n_dense, float *items,
       take((unsigned char *)items, rows_lo, rows_hi, out, pos, ob.pos);
       pos += ob.pos;
       if (r == 0 && ib.pos < ib.size) {
-        rc = LR_CORRUPT(path, at, "data after the end of the payload frame");
+        rc = LR_CORRUPT(path, at, "data after the end of the payload frame" HINT);
         break;
       }
     }
   }
   if (rc == LR_OK && (r != 0 || pos != raw_bytes))
-    rc = LR_CORRUPT(path, at, "payload: %s",
+    rc = LR_CORRUPT(path, at, "payload: %s" HINT,
                     r != 0 ? "truncated frame" : "wrong decompressed size");
+  if (rc == LR_OK && crc != h.payload_crc)
+    rc = LR_CORRUPT(path, at, "payload section: CRC32 expected %08x (header), computed %08x" HINT,
+                    h.payload_crc, crc);
 out:
   ZSTD_freeDCtx(dctx);
   free(zin);

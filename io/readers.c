@@ -13,15 +13,21 @@
 //              already in chronological order per user.
 //
 // Ids are decimal integers 0 .. LR_DATA_ID_MAX (2^53-1); ratings and
-// timestamps are finite decimal numbers. Lines holding only blanks are
-// skipped (they still count in line numbers). Every rejected line gives
-// LR_ERR_DATA "path:line: reason". Ratings below min_rating are dropped here.
+// timestamps are finite decimal numbers; blanks (spaces, tabs) around a
+// field are ignored in every format ("   5" is 5). Lines holding only blanks
+// are skipped (they still count in line numbers). In the formats with a
+// header line (csv, recbole), a later line identical to the header (a
+// leading UTF-8 byte order mark aside) is skipped too: files concatenated
+// with their headers (by cat, or as gzip members or zstd frames appended to
+// one another) read as one file; any other line that does not parse still
+// fails. Every rejected line gives LR_ERR_DATA "path:line: reason" (a NUL
+// byte in a line included: stream.h). Ratings below min_rating are dropped here.
 // Not here: ordering, dedup, k-core, remapping (prep.c).
 #include <errno.h>  // errno
 #include <math.h>   // isfinite
 #include <stdio.h>  // snprintf
-#include <stdlib.h> // strtod
-#include <string.h> // strcmp, strchr, strstr
+#include <stdlib.h> // strtod, free
+#include <string.h> // strcmp, strchr, strstr, strdup
 
 #include "data_internal.h"
 #include "lr.h"
@@ -35,6 +41,7 @@ typedef struct {
   lr_raw_ *raw;
   double min_rating;    // > 0: drop ratings below
   int64_t n_data_lines; // non-blank lines after any header
+  char *header;         // (owned) the header line as read (csv, recbole), or NULL
 } reader;
 
 static long long lineno(const reader *r) { return (long long)linestream_lineno(r->ls); }
@@ -48,14 +55,27 @@ static int is_blank(const char *s) {
   return 1;
 }
 
-// Trim spaces in place; returns the start.
+// Trim spaces and tabs in place; returns the start.
 static char *trim(char *s) {
-  while (*s == ' ')
+  while (*s == ' ' || *s == '\t')
     s++;
   size_t n = strlen(s);
-  while (n > 0 && s[n - 1] == ' ')
+  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
     s[--n] = '\0';
   return s;
+}
+
+// Keep a copy of the header line (before it is split in place). LR_ERR_NOMEM.
+static int keep_header(reader *r, const char *line) {
+  r->header = strdup(line);
+  LR_CHECK(r->header, LR_ERR_NOMEM, "%s: out of memory", r->path);
+  return LR_OK;
+}
+
+// 1 if line repeats the header line (a leading UTF-8 byte order mark aside).
+static int is_header_again(const reader *r, const char *line) {
+  if (!strncmp(line, "\xEF\xBB\xBF", 3)) line += 3;
+  return r->header && !strcmp(line, r->header);
 }
 
 // Split in place at every `sep` (":" means the two-byte "::"). Stores up to
@@ -165,10 +185,12 @@ static int bad_num(const reader *r, const char *what, const char *s) {
                   lineno(r), what, *s ? s : "(empty)");
 }
 
-// Parse and store one interaction from its field strings (rating_s and ts_s
-// may be NULL when the format lacks them).
-static int take(reader *r, const char *user_s, const char *item_s, const char *rating_s,
-                const char *ts_s) {
+// Parse and store one interaction from its field strings (trimmed in place
+// first; rating_s and ts_s may be NULL when the format lacks them).
+static int take(reader *r, char *user_s, char *item_s, char *rating_s, char *ts_s) {
+  user_s = trim(user_s), item_s = trim(item_s);
+  if (rating_s) rating_s = trim(rating_s);
+  if (ts_s) ts_s = trim(ts_s);
   int64_t u, i;
   double rating = 0, ts = 0;
   id_err e;
@@ -218,6 +240,7 @@ static int read_csv(reader *r) {
   if (!line) return LR_OK; // empty file: reported by the caller
   char shown[81];
   snprintf(shown, sizeof shown, "%s", line);
+  LR_CALL(keep_header(r, line));
   int n = split(line, ',', f, 5);
   int ok = n == 4;
   for (int k = 0; ok && k < 4; k++)
@@ -228,13 +251,13 @@ static int read_csv(reader *r) {
   for (;;) {
     LR_CALL(linestream_next(r->ls, &line, &len));
     if (!line) return LR_OK;
-    if (is_blank(line)) continue;
+    if (is_blank(line) || is_header_again(r, line)) continue;
     n = split(line, ',', f, 5);
     LR_CHECK(n == 4, LR_ERR_DATA,
              "%s:%lld: expected 4 comma-separated fields userId,movieId,rating,timestamp, "
              "got %d",
              r->path, lineno(r), n);
-    LR_CALL(take(r, trim(f[0]), trim(f[1]), trim(f[2]), trim(f[3])));
+    LR_CALL(take(r, f[0], f[1], f[2], f[3]));
   }
 }
 
@@ -284,6 +307,7 @@ static int read_recbole(reader *r) {
   int col[4] = {-1, -1, -1, -1}, n_cols = 0;
   LR_CALL(linestream_next(r->ls, &line, &len));
   if (!line) return LR_OK;
+  LR_CALL(keep_header(r, line));
   LR_CALL(recbole_header(r, line, col, &n_cols));
   r->raw->has_ts = col[3] >= 0;
   LR_CHECK(col[2] >= 0 || r->min_rating <= 0, LR_ERR_CONFIG,
@@ -291,7 +315,7 @@ static int read_recbole(reader *r) {
   for (;;) {
     LR_CALL(linestream_next(r->ls, &line, &len));
     if (!line) return LR_OK;
-    if (is_blank(line)) continue;
+    if (is_blank(line) || is_header_again(r, line)) continue;
     int n = split(line, '\t', f, MAX_COLS);
     LR_CHECK(n == n_cols, LR_ERR_DATA,
              "%s:%lld: expected %d tab-separated fields (as the header), got %d", r->path,
@@ -337,6 +361,7 @@ int data_read_text_(lr_raw_ *raw, const lr_data_opts *o) {
   }
   long long last = lineno(&r);
   linestream_close(&r.ls);
+  free(r.header);
   if (rc == LR_OK && raw->n == 0) {
     if (r.n_data_lines == 0)
       rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: no interactions: the file %s",

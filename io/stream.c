@@ -258,6 +258,19 @@ static void emit(lr_linestream *s, char **line, size_t *len, size_t line_end, si
   s->start = s->scan = next;
 }
 
+// A NUL byte would silently cut the line short for every string function
+// after us: LR_ERR_DATA naming the line and the byte (*line reset).
+static int check_nul(lr_linestream *s, char **line, size_t *len) {
+  const char *nul = memchr(*line, '\0', *len);
+  if (!nul) return LR_OK;
+  long long at = (long long)(nul - *line) + 1;
+  *line = NULL;
+  *len = 0;
+  return lr_error(LR_ERR_DATA, __FILE__, __LINE__,
+                  "%s:%lld: NUL byte at byte %lld of the line (binary data in a text file?)",
+                  s->path, (long long)s->lineno, at);
+}
+
 int linestream_next(lr_linestream *s, char **line, size_t *len) {
   *line = NULL;
   *len = 0;
@@ -270,13 +283,13 @@ int linestream_next(lr_linestream *s, char **line, size_t *len) {
     if (nl) {
       size_t at = (size_t)(nl - s->buf);
       emit(s, line, len, at, at + 1);
-      return LR_OK;
+      return check_nul(s, line, len);
     }
     s->scan = s->end;
     if (s->text_eof) {
       if (s->start == s->end) return LR_OK; // end of file
       emit(s, line, len, s->end, s->end);   // last line without '\n'
-      return LR_OK;
+      return check_nul(s, line, len);
     }
     if (s->start > 0) {
       memmove(s->buf, s->buf + s->start, s->end - s->start);

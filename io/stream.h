@@ -28,7 +28,8 @@ int linestream_open(lr_linestream **out, const char *path);
 // end of the file. A last line without "\n" is still returned.
 // Errors: LR_ERR_IO (read failed), LR_ERR_CORRUPT (damaged or truncated
 // gzip/zstd data, with the compressed byte offset), LR_ERR_DATA (line longer
-// than LR_LINE_MAX_BYTES). On error *line = NULL.
+// than LR_LINE_MAX_BYTES, or holding a NUL byte: "path:line: NUL byte at
+// byte k of the line"). On error *line = NULL.
 int linestream_next(lr_linestream *s, char **line, size_t *len);
 
 // Number of the line last returned by linestream_next (1-based; 0 before

@@ -26,11 +26,15 @@
 // T topics. Every random number is lr_philox(seed, LR_STREAM_SYNTH, ...)
 // keyed by (item, tag, successor) for the tables and (user, step, attempt)
 // for histories: the data is a pure function of the options. Cost
-// O(interactions * log(I/T)) time, 4 bytes per interaction plus O(I).
+// O(interactions * log(I/T)) time, 4 bytes per interaction plus O(I);
+// options whose estimate exceeds the memory available are refused up front.
 // Not here: preprocessing (data_load applies dedup/k-core when asked).
-#include <math.h>   // exp, log, pow, sqrt, isfinite
-#include <stdlib.h> // malloc, free
-#include <string.h> // memset
+#include <math.h>         // exp, log, pow, sqrt, isfinite
+#include <stdio.h>        // fopen, fgets, sscanf
+#include <stdlib.h>       // malloc, free
+#include <string.h>       // memset
+#include <sys/resource.h> // getrlimit, RLIMIT_AS
+#include <unistd.h>       // sysconf
 
 #include "dataset.h"
 #include "lr.h"
@@ -223,6 +227,39 @@ static void user_history(const synth_model *m, int64_t u, int64_t n, int32_t *ou
   }
 }
 
+// Bytes data_synthesize holds at its peak for o: 4 per interaction (the
+// expected total: o->interactions, else users x mean_len, which the capped
+// long tail never exceeds by much), 16 per user (offsets, ids), and per item
+// 8 (ids) + 4 (item_of) + 16 (successors) + 4 (seen) + at most 8 (rank cdf).
+static double synth_bytes(const lr_synth_opts *o, double *n_inter) {
+  *n_inter = o->interactions ? (double)o->interactions : (double)o->users * o->mean_len;
+  return 4.0 * *n_inter + 16.0 * (double)o->users + 40.0 * (double)o->items;
+}
+
+// Memory this process may still use: MemAvailable of /proc/meminfo (else
+// the physical memory), or the address-space limit if lower; *what names
+// the source. Cannot fail.
+static double memory_available(const char **what) {
+  double avail = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+  *what = "physical memory";
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[128];
+  long long kb;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) {
+      avail = 1024.0 * (double)kb;
+      *what = "MemAvailable in /proc/meminfo";
+    }
+  if (f) fclose(f);
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      (double)rl.rlim_cur < avail) {
+    avail = (double)rl.rlim_cur;
+    *what = "the address-space limit (ulimit -v)";
+  }
+  return avail;
+}
+
 int data_synthesize(lr_dataset *ds, const lr_synth_opts *o) {
   memset(ds, 0, sizeof *ds);
   LR_CHECK(o->users >= 1 && o->users <= INT32_MAX - 2, LR_ERR_CONFIG,
@@ -238,6 +275,15 @@ int data_synthesize(lr_dataset *ds, const lr_synth_opts *o) {
            (long long)o->items, o->mean_len);
   LR_CHECK(isfinite(o->zipf) && o->zipf >= 0 && o->zipf <= 5, LR_ERR_CONFIG,
            "synthetic data: zipf must be in [0, 5], got %g", o->zipf);
+  const char *source;
+  double n_inter, need = synth_bytes(o, &n_inter), avail = memory_available(&source);
+  LR_CHECK(need <= avail, LR_ERR_CONFIG,
+           "synthetic data: %lld users x mean_len %g (about %.3g interactions) and %lld items "
+           "need about %.1f GiB to generate (4 bytes per interaction, 16 per user, 40 per "
+           "item), more than the %.1f GiB available (%s)\nHINT: lower data.synthetic.users, "
+           "data.synthetic.mean_len, data.synthetic.interactions or data.synthetic.items",
+           (long long)o->users, o->mean_len, n_inter, (long long)o->items, need / 1073741824.0,
+           avail / 1073741824.0, source);
   synth_model m;
   LR_CALL(model_init(&m, o));
   const int64_t cap = len_cap(&m, o->mean_len);

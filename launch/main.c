@@ -151,17 +151,12 @@ static int parse_args(cli *a, int argc, char **argv) {
   return LR_OK;
 }
 
-// Model file path: FILE, or DIR/model.lrm when --model names a directory.
+// Model file path: FILE, or DIR/model.lrm when --model names a directory
+// (stat only: a FIFO named by mistake is refused by the reader, not opened
+// here for a blocking read).
 static void model_path(char *out, size_t cap, const char *m) {
-  FILE *f = fopen(m, "rb");
-  char probe[8];
-  if (f && fread(probe, 1, sizeof probe, f) == sizeof probe) {
-    fclose(f);
-    snprintf(out, cap, "%s", m);
-    return;
-  }
-  if (f) fclose(f);
-  snprintf(out, cap, "%s/model.lrm", m);
+  struct stat st;
+  snprintf(out, cap, stat(m, &st) == 0 && S_ISDIR(st.st_mode) ? "%s/model.lrm" : "%s", m);
 }
 
 // defaults <- model file's config (if any) <- --config <- --set, then validate.

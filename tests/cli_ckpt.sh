@@ -9,10 +9,14 @@
 #  3. kill -9 at random moments while a checkpoint is written every step
 #     (20 trials): `latest` always names a checkpoint that verifies and resumes;
 #  4. damage (missing shard, truncated file, flipped byte, a manifest of
-#     another run, an unsupported format version, a garbled `latest`): verify
-#     names the file and the reason, --resume latest falls back loudly, an
-#     explicitly named damaged checkpoint is an error, a changed config is a
-#     configuration error naming the keys; nothing crashes;
+#     another run, an unsupported format version, a FIFO in place of a shard
+#     or of the manifest, a manifest symlink loop, another step's copy under
+#     a step's name, a flipped manifest byte, a garbled `latest`, a directory
+#     named `latest`): verify names the file and the reason without ever
+#     blocking, --resume latest falls back loudly (and later writes its own
+#     checkpoint of the damaged step), an explicitly named damaged checkpoint
+#     is an error, a changed config is a configuration error naming the
+#     keys; nothing crashes;
 #  5. full disk (a tiny tmpfs in a private mount namespace; skipped with the
 #     reason when mounting is refused): a clear error, the previous
 #     checkpoint intact and resumable;
@@ -153,8 +157,12 @@ s8=step-00000008
 flip() { python3 -c "
 import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[len(b) // 2] ^= 0x10
 open(p, 'wb').write(bytes(b))" "$1"; }
+# version 2 -> 3, re-sealed: the manifest's checksum is the crc32 of every
+# byte before its 8 hex digits, which end the file followed by '"\n}\n'
 bump_version() { python3 -c "
-import sys; p = sys.argv[1]; t = open(p).read(); open(p, 'w').write(t.replace('\"version\":\t1,', '\"version\":\t2,', 1))" "$1"; }
+import sys, zlib; p = sys.argv[1]; t = open(p).read()
+t = t.replace('\"version\":\t2,', '\"version\":\t3,', 1)[:-12]
+open(p, 'w').write(t + '%08x\"\n}\n' % zlib.crc32(t.encode()))" "$1"; }
 # damage NAME HOW EXPECTED-REASON-REGEX
 damage() {
   local name=$1 how=$2 re=$3 d=$tmp/$1 rc
@@ -166,18 +174,25 @@ damage() {
     flipped) flip "$c/items-r0000.zst" ;;
     foreign) cp "$tmp/other/checkpoints/$s8/manifest.json" "$c/manifest.json" ;;
     version) bump_version "$c/manifest.json" ;;
+    fifo) rm "$c/items-r0000.zst" && mkfifo "$c/items-r0000.zst" ;;
+    manififo) rm "$c/manifest.json" && mkfifo "$c/manifest.json" ;;
+    loop) rm "$c/manifest.json" && ln -s manifest.json "$c/manifest.json" ;;
+    renamed) rm -r "$c" && cp -r "$d/checkpoints/step-00000002" "$c" ;;
   esac
-  "$bin" ckpt verify "$c" > "$d.verify" 2>&1
+  # (timeouts: a FIFO must never be opened for a blocking read)
+  timeout 60 "$bin" ckpt verify "$c" > "$d.verify" 2>&1
   rc=$?
   check "$name: verify exits 1 naming the file and the reason" \
     sh -c "[ $rc -eq 1 ] && grep -Eq '$re' '$d.verify'" || cat "$d.verify"
-  "$bin" train "${tiny[@]}" "${dmg[@]}" --out "$d" --resume "$c" > "$d.explicit" 2>&1
+  timeout 120 "$bin" train "${tiny[@]}" "${dmg[@]}" --out "$d" --resume "$c" > "$d.explicit" 2>&1
   rc=$?
   check "$name: --resume of it is an error (exit $rc) naming the file" \
     sh -c "[ $rc -eq 1 ] && grep -q '$s8' '$d.explicit' && grep -Eq '$re' '$d.explicit'" ||
     cat "$d.explicit"
-  "$bin" train "${tiny[@]}" "${dmg[@]}" --set train.max_steps=9 --out "$d" --resume latest \
-    > "$d.latest" 2>&1
+  # resumed at step 6, the run writes its own step 8: the damaged one must
+  # have been set aside, whatever its damage
+  timeout 120 "$bin" train "${tiny[@]}" "${dmg[@]}" --set train.max_steps=9 --out "$d" \
+    --resume latest > "$d.latest" 2>&1
   rc=$?
   check "$name: --resume latest falls back to step 6 and says so (exit $rc)" \
     sh -c "[ $rc -eq 0 ] && grep -q 'skipped $s8' '$d.latest' &&
@@ -188,7 +203,23 @@ damage missing missing 'items-r0000.zst.*missing'
 damage truncated truncated 'dense.zst.*(truncated|bytes, manifest says)'
 damage flipped flipped 'items-r0000.zst: byte [0-9]+: .*(crc|checksum|zstd|corrupt)'
 damage foreign foreign 'r0000.zst|dense.zst'
-damage version version 'manifest.json.*format version 2'
+damage version version 'manifest.json.*format version 3'
+damage fifo fifo 'items-r0000.zst: byte 0: .*is a FIFO, not a regular file'
+damage manififo manififo 'manifest.json: byte 0: is a FIFO, not a regular file'
+damage loop loop 'manifest.json: Too many levels of symbolic links'
+damage renamed renamed 'manifest.json: byte 0: the manifest records step 2, but its directory is named step-00000008'
+# Every manifest byte is under the checksum: bytes 2 and 8 (whitespace, a key).
+for at in 2 8; do
+  cp -r "$tmp/base" "$tmp/mbyte$at"
+  python3 -c "
+import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[int(sys.argv[2])] ^= 0x01
+open(p, 'wb').write(bytes(b))" "$tmp/mbyte$at/checkpoints/$s8/manifest.json" "$at"
+  "$bin" ckpt verify "$tmp/mbyte$at/checkpoints/$s8" > "$tmp/mbyte$at.log" 2>&1
+  rc=$?
+  check "manifest byte $at flipped: verify exits 1 (exit $rc)" \
+    sh -c "[ $rc -eq 1 ] && grep -q 'manifest.json: byte' '$tmp/mbyte$at.log'" ||
+    cat "$tmp/mbyte$at.log"
+done
 
 # A garbled `latest`: ignored, with a message; the newest valid one is used.
 cp -r "$tmp/base" "$tmp/garbled"
@@ -198,6 +229,21 @@ echo "not a step" > "$tmp/garbled/checkpoints/latest"
 check "a garbled latest is ignored with a message, the newest valid checkpoint resumes" \
   sh -c "[ $? -eq 0 ] && grep -q 'ignoring .latest.' '$tmp/garbled.log' &&
          grep -q '\"event\":\"resume\",\"step\":8,' '$tmp/garbled/metrics.jsonl'"
+
+# A directory named `latest`: ignored with a message; the newest valid
+# checkpoint resumes, and the next `latest` written moves the directory aside.
+cp -r "$tmp/base" "$tmp/latdir"
+rm "$tmp/latdir/checkpoints/latest" && mkdir "$tmp/latdir/checkpoints/latest"
+timeout 60 "$bin" ckpt verify "$tmp/latdir/checkpoints" > "$tmp/latdir.verify" 2>&1
+check "ckpt verify of a directory whose latest is a directory: exit 1 saying so" \
+  sh -c "[ $? -eq 1 ] && grep -q 'latest: byte 0: is a directory' '$tmp/latdir.verify'"
+timeout 120 "$bin" train "${tiny[@]}" "${dmg[@]}" --set train.max_steps=9 --out "$tmp/latdir" \
+  --resume latest > "$tmp/latdir.log" 2>&1
+check "a directory named latest: ignored loudly, step 8 resumes, latest rewritten (exit $?)" \
+  sh -c "[ $? -eq 0 ] && grep -q 'ignoring .latest.: .*is a directory' '$tmp/latdir.log' &&
+         grep -q '\"event\":\"resume\",\"step\":8,' '$tmp/latdir/metrics.jsonl' &&
+         grep -qx '$s8' '$tmp/latdir/checkpoints/latest' &&
+         ls -d '$tmp/latdir/checkpoints/latest.not-a-file-'* > /dev/null" || tail -n 5 "$tmp/latdir.log"
 
 # Another config: a configuration error (exit 2) naming the keys; resume-free keys may change.
 cp -r "$tmp/base" "$tmp/cfg"

@@ -1,6 +1,9 @@
 // ref_util.c: the test harness behind test_util.h.
+#define _XOPEN_SOURCE 700 // nftw, mkdtemp
+#include <ftw.h>          // nftw
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h> // malloc, mkdtemp
 
 #include "rng.h"
 #include "test_util.h"
@@ -65,3 +68,48 @@ int t_done(void) {
   printf("%d passed, %d failed\n", g_passed, lr_test_failures);
   return lr_test_failures ? 1 : 0;
 }
+
+static char g_tmpdir[256];
+
+const char *t_tmpdir(const char *tag) {
+  snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/%.200s_XXXXXX", tag);
+  return mkdtemp(g_tmpdir);
+}
+
+const char *t_path(const char *name) {
+  static char buf[8][512];
+  static int k;
+  k = (k + 1) % 8;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", g_tmpdir, name);
+  return buf[k];
+}
+
+unsigned char *t_read_file(const char *path, size_t *n) {
+  *n = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = size >= 0 ? malloc((size_t)size + 1) : NULL;
+  if (b) {
+    *n = fread(b, 1, (size_t)size, f);
+    b[*n] = 0;
+  }
+  fclose(f);
+  return b;
+}
+
+void t_write_file(const char *path, const void *b, size_t n) {
+  FILE *f = fopen(path, "wb");
+  int ok = f && fwrite(b, 1, n, f) == n;
+  if (f) ok &= fclose(f) == 0;
+  if (!ok) t_check(0, "write test file %s", path);
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(p);
+}
+
+void t_rm_tree(const char *dir) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }

@@ -7,7 +7,10 @@
 // checkpoint write, simulated crashes in forked children, and a full disk.
 // Every damaged read must be a clean status with a message naming the file
 // (and for corruption a byte offset and a HINT), never a crash (run under
-// ASan too), and the previous checkpoint must always still verify.
+// ASan too), and the previous checkpoint must always still verify. Paths
+// that are not regular files (FIFOs, directories, a symlink loop) in place
+// of shards, manifests and `latest`, and a step directory holding another
+// step's copy, are refused without blocking and skipped by the fallback.
 #define _GNU_SOURCE       // nftw, mkdtemp, unshare, open_memstream
 #include <cjson/cJSON.h>  // rewriting manifests
 #include <dirent.h>       // opendir
@@ -21,9 +24,9 @@
 #include <string.h>       // strstr, memcmp
 #include <sys/mount.h>    // mount
 #include <sys/resource.h> // setrlimit
-#include <sys/stat.h>     // mkdir, stat
+#include <sys/stat.h>     // mkdir, stat, mkfifo
 #include <sys/wait.h>     // waitpid
-#include <unistd.h>       // fork, truncate, _exit
+#include <unistd.h>       // fork, truncate, _exit, alarm, symlink
 #include <zlib.h>         // crc32
 
 #include "ckpt.h"
@@ -244,22 +247,39 @@ static int manifests_equal(const ckpt_manifest *a, const ckpt_manifest *b) {
 
 // Apply edit to the manifest of dir and re-seal it with a valid checksum,
 // so that the semantic checks (not the checksum) must catch the change.
-static void reseal_manifest(const char *dir, void (*edit)(cJSON *)) {
+// v1: the version 1 checksum (crc32 of the canonical print without it) and
+// "version": 1 (before edit); else version 2's (crc32 of the file's bytes
+// before the 8 hex digits of the last member).
+static void reseal_manifest_v(const char *dir, void (*edit)(cJSON *), int v1) {
   size_t n;
   char *text = (char *)read_all(pathf("%s/manifest.json", dir), &n);
   cJSON *o = cJSON_Parse(text);
   free(text);
   cJSON_DeleteItemFromObjectCaseSensitive(o, "checksum");
-  edit(o);
-  char *canon = cJSON_PrintUnformatted(o), sum[32];
-  snprintf(sum, sizeof sum, "crc32:%08x",
-           (unsigned)crc32(0, (const Bytef *)canon, (uInt)strlen(canon)));
-  cJSON_free(canon);
-  cJSON_AddStringToObject(o, "checksum", sum);
-  char *out = cJSON_Print(o);
+  if (v1) cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "version"), 1);
+  if (edit) edit(o);
+  char *out;
+  if (v1) {
+    char *canon = cJSON_PrintUnformatted(o), sum[32];
+    snprintf(sum, sizeof sum, "crc32:%08x",
+             (unsigned)crc32(0, (const Bytef *)canon, (uInt)strlen(canon)));
+    cJSON_free(canon);
+    cJSON_AddStringToObject(o, "checksum", sum);
+    out = cJSON_Print(o);
+  } else {
+    char *body = cJSON_Print(o);
+    size_t len = strlen(body) - 2; // without the closing "\n}"
+    out = malloc(len + 64);
+    len = (size_t)sprintf(out, "%.*s,\n\t\"checksum\":\t\"crc32:", (int)len, body);
+    sprintf(out + len, "%08x\"\n}\n", (unsigned)crc32(0, (const Bytef *)out, (uInt)len));
+    cJSON_free(body);
+  }
   write_bytes(pathf("%s/manifest.json", dir), out, strlen(out));
-  cJSON_free(out);
+  free(out);
   cJSON_Delete(o);
+}
+static void reseal_manifest(const char *dir, void (*edit)(cJSON *)) {
+  reseal_manifest_v(dir, edit, 0);
 }
 
 static cJSON *shard_obj(cJSON *o, int k) {
@@ -271,7 +291,7 @@ static void set_num(cJSON *o, const char *key, double v) {
 static double get_num(cJSON *o, const char *key) {
   return cJSON_GetObjectItemCaseSensitive(o, key)->valuedouble;
 }
-static void ed_version(cJSON *o) { set_num(o, "version", 2); }
+static void ed_version(cJSON *o) { set_num(o, "version", 3); }
 static void ed_gap(cJSON *o) { set_num(shard_obj(o, 1), "lo", get_num(shard_obj(o, 1), "lo") + 1); }
 static void ed_overlap(cJSON *o) {
   set_num(shard_obj(o, 1), "lo", get_num(shard_obj(o, 1), "lo") - 1);
@@ -551,8 +571,6 @@ static void test_shard_damage(void) {
   state_free(&s2);
 }
 
-static int is_json_space(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
-
 static void test_manifest_damage(void) {
   char root[4096];
   snprintf(root, sizeof root, "%s", pathf("%s/man", g_tmp));
@@ -569,28 +587,48 @@ static void test_manifest_damage(void) {
   if (rc) return;
   size_t n;
   unsigned char *orig = read_all(file, &n), *b = malloc(n);
-  int all_ok = 1, harmless = 0, bad_at = -1;
+  int all_ok = 1, bad_at = -1;
   for (size_t i = 0; i < n; i++)
-    for (int mask = 0; mask < 2; mask++) {
+    for (int mask = 0; mask < 9; mask++) { // every single bit, and all eight
       memcpy(b, orig, n);
-      b[i] ^= mask ? 0xff : 0x01;
+      b[i] ^= mask < 8 ? 1u << mask : 0xff;
       write_bytes(file, b, n);
       rc = ckpt_manifest_read(dir, &m);
-      int ok;
-      if (rc == LR_OK) { // only a whitespace byte may change harmlessly
-        ok = is_json_space(orig[i]) && manifests_equal(&m, &m0);
-        harmless++;
-      } else {
-        ok = is_corrupt(rc, file, NULL);
-      }
+      int ok = is_corrupt(rc, file, NULL);
       if (!ok && bad_at < 0) bad_at = (int)i;
       all_ok &= ok;
       ckpt_manifest_free(&m);
     }
   t_check(all_ok,
-          "manifest: each of %zu bytes flipped is caught, or harmless whitespace "
-          "(%d harmless; first miss at %d)",
-          n, harmless, bad_at);
+          "manifest: each of %zu bytes with any bit flipped is caught, whitespace included "
+          "(first miss at %d)",
+          n, bad_at);
+  // Version 1 manifests (canonical checksum) are still read; their
+  // whitespace is not covered, their content is.
+  reseal_manifest_v(dir, NULL, 1);
+  rc = ckpt_manifest_read(dir, &m);
+  int v1_ok = rc == LR_OK && m.version == 1;
+  m.version = m0.version;
+  v1_ok &= rc == LR_OK && manifests_equal(&m, &m0);
+  ckpt_manifest_free(&m);
+  size_t n1;
+  unsigned char *t1 = read_all(file, &n1);
+  char *at1 = strstr((char *)t1, "\"step\":");
+  at1[strlen("\"step\":") + 1] ^= 0x01;
+  write_bytes(file, t1, n1);
+  free(t1);
+  rc = ckpt_manifest_read(dir, &m);
+  t_check(v1_ok && is_corrupt(rc, file, "checksum"),
+          "manifest: version 1 still reads, and its checksum still catches a changed step");
+  // Key names are matched case-sensitively: "Step" is not "step".
+  memcpy(b, orig, n);
+  char *st = strstr((char *)b, "\"step\":");
+  st[1] = 'S';
+  write_bytes(file, b, n);
+  reseal_manifest(dir, NULL);
+  rc = ckpt_manifest_read(dir, &m);
+  t_check(is_corrupt(rc, file, "unknown member \"Step\""),
+          "manifest: a member name differing only in case is unknown (re-sealed checksum)");
   int trunc_ok = 1;
   for (size_t len = 0; len + 1 < n; len++) { // the last byte is a newline
     write_bytes(file, orig, len);
@@ -611,7 +649,7 @@ static void test_manifest_damage(void) {
     void (*edit)(cJSON *);
     const char *needle, *what;
   } cases[] = {
-      {ed_version, "manifest format version 2", "wrong format version"},
+      {ed_version, "manifest format version 3", "wrong format version"},
       {ed_gap, "a gap", "shard range gap"},
       {ed_overlap, "an overlap", "shard range overlap"},
       {ed_short, "rows missing", "shards short of n_rows"},
@@ -928,6 +966,116 @@ static void test_full_disk(void) {
           "full disk (RLIMIT_FSIZE 64 kB): EFBIG is a clean LR_ERR_IO; step 100 intact");
 }
 
+// Paths that are not regular files, and directories that are not what
+// their names say (a FIFO would block a plain open forever: the test runs
+// under an alarm so such a hang fails it in 30 s instead of at the ctest
+// timeout).
+static void test_odd_files(void) {
+  char root[4096];
+  snprintf(root, sizeof root, "%s", pathf("%s/odd", g_tmp));
+  state s;
+  state_init(&s, 12, 4, 6, 11);
+  int rc = write_ckpt(root, 5, 2, &s, 1, NULL);
+  rc |= write_ckpt(root, 10, 2, &s, 1, NULL);
+  t_check(rc == LR_OK, "odd files: checkpoints of steps 5 and 10 written");
+  char d10[4096], shard[4096], aside[4096], man[4096];
+  snprintf(d10, sizeof d10, "%s", step_dir(root, 10));
+  snprintf(shard, sizeof shard, "%s", pathf("%s/items-r0001.zst", d10));
+  snprintf(aside, sizeof aside, "%s", pathf("%s/aside", root));
+  snprintf(man, sizeof man, "%s", pathf("%s/manifest.json", d10));
+  alarm(30);
+  g_show = 1;
+  // a FIFO, then a directory, in place of a shard: deep and shallow verify
+  rename(shard, aside);
+  mkfifo(shard, 0644);
+  rc = ckpt_verify(d10, 1, NULL);
+  t_check(is_corrupt(rc, "items-r0001.zst", "is a FIFO, not a regular file"),
+          "odd files: a FIFO in place of a shard is refused (deep verify), without blocking");
+  rc = ckpt_verify(d10, 0, NULL);
+  t_check(is_corrupt(rc, "items-r0001.zst", "a FIFO"), "odd files: ... and by the shallow verify");
+  char dir[4096];
+  ckpt_report rep;
+  rc = ckpt_find_latest_valid(root, dir, sizeof dir, &rep);
+  t_check(rc == LR_OK && !strcmp(dir, step_dir(root, 5)) &&
+              report_has(&rep, "skipped step-00000010", "FIFO"),
+          "odd files: find_latest_valid skips it and falls back to step 5");
+  unlink(shard);
+  mkdir(shard, 0755);
+  rc = ckpt_verify(d10, 1, NULL);
+  t_check(is_corrupt(rc, "items-r0001.zst", "is a directory"),
+          "odd files: a directory in place of a shard is refused");
+  rmdir(shard);
+  rename(aside, shard);
+  // a FIFO in place of the manifest, then a symlink loop
+  rename(man, aside);
+  mkfifo(man, 0644);
+  ckpt_manifest m;
+  rc = ckpt_manifest_read(d10, &m);
+  t_check(is_corrupt(rc, "manifest.json", "is a FIFO"),
+          "odd files: a FIFO in place of manifest.json is refused, without blocking");
+  unlink(man);
+  rc = symlink("manifest.json", man) == 0 ? LR_OK : LR_ERR_IO;
+  rc = rc ? rc : ckpt_verify(d10, 1, NULL);
+  t_check(is_error(rc, LR_ERR_IO, "Too many levels of symbolic links"),
+          "odd files: a manifest.json symlink loop is an error naming it");
+  rc = ckpt_find_latest_valid(root, dir, sizeof dir, &rep);
+  t_check(rc == LR_OK && !strcmp(dir, step_dir(root, 5)) &&
+              report_has(&rep, "skipped step-00000010", "symbolic links"),
+          "odd files: ... and skipped by find_latest_valid");
+  unlink(man);
+  rename(aside, man);
+  t_check(ckpt_verify(d10, 1, NULL) == LR_OK, "odd files: step 10 restored verifies");
+  // a copy of step 5 named step-00000025 is not step 25
+  char d25[4096];
+  snprintf(d25, sizeof d25, "%s", pathf("%s/step-00000025", root));
+  mkdir(d25, 0755);
+  const char *files[] = {"manifest.json", "items-r0000.zst", "items-r0001.zst", "dense.zst"};
+  for (int k = 0; k < 4; k++) {
+    size_t n;
+    unsigned char *b = read_all(pathf("%s/%s", step_dir(root, 5), files[k]), &n);
+    write_bytes(pathf("%s/%s", d25, files[k]), b, n);
+    free(b);
+  }
+  rc = ckpt_verify(d25, 1, NULL);
+  t_check(is_corrupt(rc, "step-00000025/manifest.json",
+                     "records step 5, but its directory is named step-00000025"),
+          "odd files: a copy of step 5 named step-00000025 fails verify");
+  rc = ckpt_verify(pathf("%s/", d25), 1, NULL);
+  t_check(is_corrupt(rc, "manifest.json", "named step-00000025"),
+          "odd files: ... also named with a trailing slash");
+  rc = ckpt_find_latest_valid(root, dir, sizeof dir, &rep);
+  t_check(rc == LR_OK && !strcmp(dir, step_dir(root, 10)) &&
+              report_has(&rep, "skipped step-00000025", "records step 5"),
+          "odd files: find_latest_valid skips it and takes step 10");
+  rm_rf(d25);
+  // `latest` as a FIFO, then as a directory: refused on read, moved aside on write
+  char latest[4096], nm[32];
+  snprintf(latest, sizeof latest, "%s", pathf("%s/latest", root));
+  unlink(latest);
+  mkfifo(latest, 0644);
+  rc = ckpt_read_latest(root, nm, sizeof nm);
+  t_check(is_corrupt(rc, "latest", "is a FIFO"), "odd files: a FIFO `latest` is refused");
+  unlink(latest);
+  mkdir(latest, 0755);
+  rc = ckpt_find_latest_valid(root, dir, sizeof dir, &rep);
+  t_check(rc == LR_OK && !strcmp(dir, step_dir(root, 10)) &&
+              report_has(&rep, "ignoring `latest`", "is a directory"),
+          "odd files: a directory `latest` is ignored, loudly; step 10 found");
+  rc = ckpt_update_latest(root, "step-00000010");
+  rc = rc ? rc : ckpt_read_latest(root, nm, sizeof nm);
+  t_check(rc == LR_OK && !strcmp(nm, "step-00000010"),
+          "odd files: writing `latest` moves the directory aside and succeeds");
+  DIR *d = opendir(root);
+  int moved = 0;
+  for (struct dirent *e; d && (e = readdir(d));)
+    moved += !strncmp(e->d_name, "latest.not-a-file-", 18);
+  if (d) closedir(d);
+  t_check(moved == 1, "odd files: the directory is kept as latest.not-a-file-<time>");
+  g_show = 0;
+  alarm(0);
+  state_free(&s);
+}
+
 int main(void) {
   // /dev/shm when there is one: the fault loops fsync about a thousand
   // times, which costs seconds on a disk and nothing on tmpfs (the logic
@@ -944,6 +1092,7 @@ int main(void) {
   test_shard_damage();
   test_manifest_damage();
   test_latest_and_prune();
+  test_odd_files();
   test_faults();
   test_full_disk();
   rm_rf(g_tmp);

@@ -2,7 +2,10 @@
 // ranges across block boundaries, the shape), then damage: truncation at
 // every length and a flipped byte at every position of a small file, flips
 // in the payload, header and index of a multi-block file, wrong magic and
-// version, trailing bytes, a well-formed file whose items are out of range.
+// version, trailing bytes, a well-formed file whose items are out of range,
+// files with consistent checksums but impossible contents (no users, no
+// items, a user without interactions, lengths that disagree with the count,
+// repeated or out-of-range original ids).
 // Every damaged read must be LR_ERR_CORRUPT with the path, a byte offset and
 // a HINT, leave the dataset zeroed, and never crash (run it under ASan too).
 #define _GNU_SOURCE // nftw, mkdtemp
@@ -259,21 +262,32 @@ static void test_exhaustive_small(void) {
           3 * n, n, missed_flip);
   t_check(missed_cut == 0, "binary: all %zu truncations are corrupt (%zu missed)", n, missed_cut);
   free(b);
-  // an empty dataset round-trips too
+  // an empty dataset is not written
   static int64_t off0[1] = {0}, io0[1] = {0};
   lr_dataset empty = {.offsets = off0, .item_orig = io0};
-  rc = data_write_binary(&empty, p);
-  rc = rc ? rc : data_read_binary(&back, p);
-  t_check(rc == LR_OK && back.n_users == 0 && back.n_inter == 0, "binary: empty dataset");
-  if (rc == LR_OK) dataset_free(&back);
-  // a dataset breaking its invariants is refused, nothing written
-  it[2] = 7;
   lr_error_clear();
-  rc = data_write_binary(&ds, path_of("never.lrd"));
-  FILE *f = fopen(path_of("never.lrd"), "rb");
-  t_check(rc == LR_ERR_ARG && !f, "binary: writing an item id above n_items is refused");
+  rc = data_write_binary(&empty, path_of("empty.lrd"));
+  FILE *f = fopen(path_of("empty.lrd"), "rb");
+  t_check(rc == LR_ERR_ARG && !f && strstr(lr_error_msg(), "0 users and 0 items"),
+          "binary: writing an empty dataset is refused");
   if (f) fclose(f);
-  it[2] = 3;
+  // a dataset breaking its invariants is refused, nothing written
+  static const char *const broken[] = {"an item id above n_items", "a user without interactions",
+                                       "user ids not increasing", "item ids not increasing"};
+  for (int k = 0; k < 4; k++) {
+    int64_t save_off = off[1], save_uo = uo[1], save_io = io[3];
+    int32_t save_it = it[2];
+    if (k == 0) it[2] = 7;
+    if (k == 1) off[1] = 0;
+    if (k == 2) uo[1] = uo[0];
+    if (k == 3) io[3] = io[2] - 1;
+    lr_error_clear();
+    rc = data_write_binary(&ds, path_of("never.lrd"));
+    f = fopen(path_of("never.lrd"), "rb");
+    t_check(rc == LR_ERR_ARG && !f, "binary: writing %s is refused", broken[k]);
+    if (f) fclose(f);
+    off[1] = save_off, uo[1] = save_uo, io[3] = save_io, it[2] = save_it;
+  }
   lr_error_clear();
   rc = data_write_binary(&ds, "/nonexistent-dir/x.lrd");
   t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), "/nonexistent-dir/x.lrd"),
@@ -319,6 +333,117 @@ static void test_item_range(void) {
   free(b);
 }
 
+// Write a file in the dataset format with every checksum right, whatever
+// its contents: U users (lens), I items, header and index interaction count
+// n_inter, one block holding items[0..sum of lens) (none when U == 0).
+static void write_crafted(const char *path, int64_t U, int64_t I, int64_t n_inter,
+                          const uint32_t *lens, const uint64_t *user_orig,
+                          const uint64_t *item_orig, const int32_t *items) {
+  int64_t nb = U > 0, sum = 0;
+  for (int64_t u = 0; u < U; u++)
+    sum += lens[u];
+  size_t cap = 1 << 16;
+  unsigned char *b = calloc(cap, 1), raw[4096];
+  size_t pos = 128 + (size_t)nb * 48, off[3], len[3];
+  uint32_t crcs[3];
+  for (int sec = 0; sec < 3; sec++) { // lengths, maps, block
+    size_t n = 0;
+    if (sec == 0)
+      for (int64_t u = 0; u < U; u++)
+        put_u32(raw + 4 * u, lens[u]), n += 4;
+    if (sec == 1) {
+      for (int64_t u = 0; u < U; u++)
+        put_u64(raw + n, user_orig[u]), n += 8;
+      for (int64_t i = 0; i <= I; i++)
+        put_u64(raw + n, item_orig[i]), n += 8;
+    }
+    if (sec == 2)
+      for (int64_t k = 0; k < sum; k++)
+        put_u32(raw + 4 * k, (uint32_t)items[k]), n += 4;
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    len[sec] = ZSTD_compress2(cc, b + pos, cap - pos, raw, n);
+    ZSTD_freeCCtx(cc);
+    off[sec] = pos;
+    crcs[sec] = (uint32_t)crc32(0, b + pos, (uInt)len[sec]);
+    pos += len[sec];
+    if (sec == 1 && !nb) break;
+  }
+  memcpy(b, "LRDATA01", 8);
+  put_u32(b + 8, 1);
+  put_u32(b + 12, 128);
+  put_u64(b + 16, (uint64_t)U);
+  put_u64(b + 24, (uint64_t)I);
+  put_u64(b + 32, (uint64_t)n_inter);
+  put_u64(b + 48, (uint64_t)nb);
+  put_u64(b + 56, pos);
+  put_u64(b + 64, off[0]);
+  put_u64(b + 72, len[0]);
+  put_u64(b + 80, off[1]);
+  put_u64(b + 88, len[1]);
+  if (nb) {
+    put_u64(b + 128, off[2]);
+    put_u64(b + 136, len[2]);
+    put_u64(b + 152, (uint64_t)U);
+    put_u64(b + 160, (uint64_t)n_inter);
+    put_u32(b + 168, crcs[2]);
+  }
+  put_u32(b + 96, (uint32_t)crc32(0, b + 128, (uInt)(nb * 48)));
+  put_u32(b + 100, crcs[0]);
+  put_u32(b + 104, crcs[1]);
+  fix_header_crc(b);
+  write_bytes(path, b, pos);
+  free(b);
+}
+
+// Files whose checksums are all consistent but whose contents are
+// impossible for a dataset `linrec prep` writes: refused by the reader
+// (and so by prep, train and eval, which read through data_load).
+static void test_impossible(void) {
+  const char *p = path_of("impossible.lrd");
+  static const uint64_t uo[3] = {4, 7, 9}, io[4] = {0, 10, 20, 30};
+  static const int32_t it[6] = {1, 2, 3, 3, 2, 1};
+  static const uint32_t lens[3] = {2, 3, 1}, zero[3] = {3, 0, 3}, shifted[3] = {2, 2, 1};
+  static const uint64_t uo_dup[3] = {4, 4, 9}, io_big[4] = {0, 10, 20, (uint64_t)1 << 60},
+                        io_pad[4] = {5, 10, 20, 30};
+  write_crafted(p, 3, 3, 6, lens, uo, io, it);
+  lr_dataset ds;
+  int rc = data_read_binary(&ds, p);
+  t_check(rc == LR_OK && ds.n_users == 3 && ds.n_inter == 6,
+          "impossible: the crafting helper writes a valid file");
+  if (rc == LR_OK) dataset_free(&ds);
+  struct {
+    int64_t U, I, n_inter;
+    const uint32_t *lens;
+    const uint64_t *uo, *io;
+    const char *needle, *what;
+  } cases[] = {
+      {0, 3, 0, lens, uo, io, "impossible contents: 0 users", "no users"},
+      {3, 0, 6, lens, uo, io, "impossible contents: 3 users, 0 items", "no items"},
+      {3, 3, 2, lens, uo, io, "2 interactions", "fewer interactions than users"},
+      {3, 3, 6, zero, uo, io, "user 1 has no interactions", "a user with no interactions"},
+      {3, 3, 6, shifted, uo, io, "sum to 5, index says 6", "lengths that disagree with the count"},
+      {3, 3, 6, lens, uo_dup, io, "user 1 has original id 4", "a repeated user id"},
+      {3, 3, 6, lens, uo, io_big, "item 3 has original id 1152921504606846976",
+       "an item id beyond 2^53-1"},
+      {3, 3, 6, lens, uo, io_pad, "padding item 0 maps to original id 5", "item 0 not 0"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    write_crafted(p, cases[k].U, cases[k].I, cases[k].n_inter, cases[k].lens, cases[k].uo,
+                  cases[k].io, it);
+    lr_data_opts o = {.path = p, .format = LR_FMT_BINARY};
+    lr_error_clear();
+    rc = data_load(&ds, &o);
+    const char *m = lr_error_msg();
+    int ok = rc == LR_ERR_CORRUPT && strstr(m, p) && strstr(m, ": byte ") &&
+             strstr(m, cases[k].needle) && strstr(m, "HINT") && !ds.offsets;
+    if (!ok) printf("  (status %d: %s)\n", rc, m);
+    t_check(ok, "impossible: %s is refused by data_load (prep, train, eval)", cases[k].what);
+    if (rc == LR_OK) dataset_free(&ds);
+  }
+  lr_error_clear();
+}
+
 int main(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/lr_test_io_binary_XXXXXX");
   if (!mkdtemp(g_dir)) {
@@ -340,6 +465,7 @@ int main(void) {
   }
   test_exhaustive_small();
   test_item_range();
+  test_impossible();
   nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   return t_done();
 }

@@ -1,6 +1,8 @@
 // test_io_readers.c: every text format on a small good file (plain, gzip and
 // zstd), the same interactions giving the same dataset; every kind of bad
-// input returning the right status with "path:line:" in the message; a
+// input returning the right status with "path:line:" in the message (a NUL
+// byte in a line included); ids padded with blanks; csv and recbole files
+// concatenated with their headers (plain, gzip members, zstd frames); a
 // missing file; damaged and truncated compressed streams; a file large
 // enough to cross every buffer boundary.
 #define _GNU_SOURCE // nftw, mkdtemp
@@ -42,28 +44,37 @@ static void write_text(const char *path, const char *text) {
   write_bytes(path, text, strlen(text));
 }
 
-// gzip with `members` concatenated members (the text split between them).
-static void write_gz(const char *path, const char *text, size_t n, int members) {
-  size_t cut = members > 1 ? n / 2 : n;
+// gzip of text[0..n): one member, or two when cut < n (split at byte cut).
+static void write_gz_cut(const char *path, const char *text, size_t n, size_t cut) {
   gzFile g = gzopen(path, "wb6");
   gzwrite(g, text, (unsigned)cut);
   gzclose(g);
-  if (members > 1) {
+  if (cut < n) {
     g = gzopen(path, "ab6");
     gzwrite(g, text + cut, (unsigned)(n - cut));
     gzclose(g);
   }
 }
 
-// zstd with `frames` concatenated frames; returns compressed size.
-static size_t write_zst(const char *path, const char *text, size_t n, int frames) {
-  size_t cut = frames > 1 ? n / 2 : n, cap = 2 * ZSTD_compressBound(n) + 64;
+// gzip with `members` concatenated members (the text split between them).
+static void write_gz(const char *path, const char *text, size_t n, int members) {
+  write_gz_cut(path, text, n, members > 1 ? n / 2 : n);
+}
+
+// zstd of text[0..n): one frame, or two when cut < n; returns compressed size.
+static size_t write_zst_cut(const char *path, const char *text, size_t n, size_t cut) {
+  size_t cap = 2 * ZSTD_compressBound(n) + 64;
   char *out = malloc(cap);
   size_t a = ZSTD_compress(out, cap, text, cut, 3);
-  size_t b = frames > 1 ? ZSTD_compress(out + a, cap - a, text + cut, n - cut, 3) : 0;
+  size_t b = cut < n ? ZSTD_compress(out + a, cap - a, text + cut, n - cut, 3) : 0;
   write_bytes(path, out, a + b);
   free(out);
   return a + b;
+}
+
+// zstd with `frames` concatenated frames; returns compressed size.
+static size_t write_zst(const char *path, const char *text, size_t n, int frames) {
+  return write_zst_cut(path, text, n, frames > 1 ? n / 2 : n);
 }
 
 static char *read_all(const char *path, size_t *n) {
@@ -119,12 +130,12 @@ static void good_file(const char *name, lr_data_format fmt, const char *text) {
   }
 }
 
-// Load `text` as `fmt` from file `name`; expect status `want` and a message
-// holding the path and, if line > 0, ":line:".
-static void bad_file(const char *name, lr_data_format fmt, const char *text, int want, int line,
-                     const char *what) {
+// Load the n bytes of text as `fmt` from file `name`; expect status `want`
+// and a message holding the path and, if line > 0, ":line:".
+static void bad_bytes(const char *name, lr_data_format fmt, const char *text, size_t n, int want,
+                      int line, const char *what) {
   const char *p = path_of(name);
-  write_text(p, text);
+  write_bytes(p, text, n);
   lr_dataset ds;
   int rc = load(&ds, fmt, p);
   char tag[32] = "";
@@ -135,6 +146,11 @@ static void bad_file(const char *name, lr_data_format fmt, const char *text, int
   if (!ok) printf("  got %d (%s): %s\n", rc, lr_status_str(rc), msg);
   t_check(ok, "readers: %s rejects %s (%s)", data_format_name(fmt), what, lr_status_str(want));
   dataset_free(&ds);
+}
+
+static void bad_file(const char *name, lr_data_format fmt, const char *text, int want, int line,
+                     const char *what) {
+  bad_bytes(name, fmt, text, strlen(text), want, line, what);
 }
 
 // ---------------------------------------------------------------------------
@@ -157,6 +173,73 @@ static void test_good_files(void) {
   good_file("bare.inter", LR_FMT_RECBOLE,
             "user_id:token\titem_id:token\n5\t7\n3\t100\n5\t42\n3\t7\n5\t100\n");
   good_file("seq.txt", LR_FMT_SASREC, "5 7\n3 100\n5  42\n3\t7\n5 100\n");
+  // ids and numbers padded with blanks, as the separators are
+  good_file("padded.dat", LR_FMT_MOVIELENS,
+            "   5::100::4::300\n5 ::  7::5::100\n3::100:: 2 :: 200\n\t5::42::3::100\n"
+            "3::7::5::250  \n");
+  good_file("padded_tab.data", LR_FMT_MOVIELENS,
+            " 5\t100\t4\t300\n5\t   7\t5\t100\n3 \t100\t2\t200\n5\t42\t3\t100\n3\t7\t5\t250\n");
+  good_file("padded.csv", LR_FMT_CSV,
+            "userId,movieId,rating,timestamp\n  5,100,4,300\n5,\t7,5,100\n3 ,100,2,200\n"
+            "5,42 ,3,100\n3,7,5,  250\n");
+  good_file("padded.inter", LR_FMT_RECBOLE,
+            "user_id:token\titem_id:token\ttimestamp:float\n   5\t100\t300\n5 \t7\t100\n"
+            "3\t 100 \t200\n5\t42\t100\n3\t7\t  250\n");
+}
+
+// text[0..n) as two files joined at byte cut: by cat (v 0), as two gzip
+// members (1) or two zstd frames (2), in the file name.txt/.gz/.zst.
+static const char *write_joined(const char *name, int v, const char *text, size_t n, size_t cut) {
+  char f[64];
+  snprintf(f, sizeof f, "%s.%s", name, v == 0 ? "txt" : v == 1 ? "gz" : "zst");
+  const char *p = path_of(f);
+  if (v == 0) write_bytes(p, text, n);
+  if (v == 1) write_gz_cut(p, text, n, cut);
+  if (v == 2) write_zst_cut(p, text, n, cut);
+  return p;
+}
+
+// Files concatenated with their header lines (cat, gzip members, zstd
+// frames): the repeated header is skipped; a different line there fails.
+static void test_concatenated(void) {
+  static const char *const heads[2] = {"userId,movieId,rating,timestamp\n",
+                                       "user_id:token\titem_id:token\ttimestamp:float\n"};
+  static const char *const rows[2][2] = {
+      {"5,100,4,300\n5,7,5,100\n3,100,2,200\n", "5,42,3,100\n3,7,5,250\n"},
+      {"5\t100\t300\n5\t7\t100\n3\t100\t200\n", "5\t42\t100\n3\t7\t250\n"}};
+  static const lr_data_format fmts[2] = {LR_FMT_CSV, LR_FMT_RECBOLE};
+  static const char *const how[3] = {"plain (cat)", "two gzip members", "two zstd frames"};
+  char text[512];
+  for (int f = 0; f < 2; f++)
+    for (int v = 0; v < 3; v++) {
+      for (int bom = 0; bom < 2; bom++) {
+        size_t cut = (size_t)snprintf(text, sizeof text, "%s%s", heads[f], rows[f][0]);
+        size_t n = cut + (size_t)snprintf(text + cut, sizeof text - cut, "%s%s%s",
+                                          bom ? "\xEF\xBB\xBF" : "", heads[f], rows[f][1]);
+        const char *p = write_joined("cat", v, text, n, cut);
+        lr_dataset ds;
+        int rc = load(&ds, fmts[f], p);
+        if (rc) printf("  %s\n", lr_error_msg());
+        t_check(rc == LR_OK && is_expected(&ds), "readers: %s, %s%s, each with its header",
+                data_format_name(fmts[f]), how[v], bom ? " (byte order mark)" : "");
+        dataset_free(&ds);
+      }
+      // another header in the middle is an error at its line
+      size_t cut = (size_t)snprintf(text, sizeof text, "%s%s", heads[f], rows[f][0]);
+      size_t n = cut + (size_t)snprintf(text + cut, sizeof text - cut, "%s%s",
+                                        f == 0 ? "userId,itemId,rating,timestamp\n"
+                                               : "user_id:token\titem_id:token\n",
+                                        rows[f][1]);
+      const char *p = write_joined("other", v, text, n, cut);
+      lr_dataset ds;
+      int rc = load(&ds, fmts[f], p);
+      char tag[64];
+      snprintf(tag, sizeof tag, "%s:5:", p);
+      t_check(rc == LR_ERR_DATA && strstr(lr_error_msg(), tag),
+              "readers: %s, %s, a different header line in the middle fails at line 5",
+              data_format_name(fmts[f]), how[v]);
+      dataset_free(&ds);
+    }
 }
 
 static void test_bad_files(void) {
@@ -218,6 +301,17 @@ static void test_bad_files(void) {
   bad_file("one.txt", LR_FMT_SASREC, "1 2\n\n7\n", D, 3, "1 field");
   bad_file("item.txt", LR_FMT_SASREC, "1 2\n1 b\n", D, 2, "a non-numeric item");
   bad_file("empty.txt", LR_FMT_SASREC, "", D, 1, "an empty file");
+  // a NUL byte inside a line (issue 14.4: it used to cut the line, reading
+  // timestamp "2\0000" as 2)
+  static const char nul[] = "1::10::5::100\n1::20::5::2\0000\n1::30::5::300\n";
+  bad_bytes("nul.dat", LR_FMT_MOVIELENS, nul, sizeof nul - 1, D, 2, "a NUL byte in a line");
+  static const char nul_last[] = "1 2\n1 3\0";
+  bad_bytes("nul.txt", LR_FMT_SASREC, nul_last, sizeof nul_last - 1, D, 2,
+            "a NUL byte in a last line without newline");
+  static const char nul_head[] = "userId,movieId\0,rating,timestamp\n1,2,3,4\n";
+  bad_bytes("nul.csv", LR_FMT_CSV, nul_head, sizeof nul_head - 1, D, 1, "a NUL byte in the header");
+  // blanks around an id are trimmed; inside one they are not
+  bad_file("inner.dat", LR_FMT_MOVIELENS, "1::2 3::3::4\n", D, 1, "a blank inside an id");
   // min_rating on a format without ratings is a configuration error
   const char *p = path_of("seq_rating.txt");
   write_text(p, "1 2\n");
@@ -344,6 +438,7 @@ int main(void) {
   }
   test_good_files();
   test_bad_files();
+  test_concatenated();
   test_long_line();
   test_missing_and_foreign();
   test_damaged_streams();

@@ -1,9 +1,9 @@
 // test_io_synth.c: the synthetic generator. Determinism (same seed, same
 // bytes; another seed, other data), shape (counts, lengths >= 3 and long
 // tailed, no repeated item in a history, identity-like id maps), option
-// checks, learnable structure (a bigram model on the training part beats
-// popularity >= 3x in NDCG@10 on the leave-one-out test item), and the
-// ML-20M shape generated in seconds.
+// checks (sizes too large for memory refused up front), learnable structure (a bigram model on the
+// training part beats popularity >= 3x in NDCG@10 on the leave-one-out test item), and the ML-20M
+// shape generated in seconds.
 #include <math.h>   // log2
 #include <stdio.h>  // printf
 #include <stdlib.h> // calloc, qsort
@@ -111,6 +111,27 @@ static void test_options(void) {
   lr_dataset ds;
   lr_error_clear();
   t_check(data_load(&ds, &o) == LR_ERR_CONFIG, "synth: min_rating on synthetic data is refused");
+  // Sizes beyond any memory: refused before anything is allocated, with
+  // the estimate and the memory available (about 8 PB here).
+  const lr_synth_opts huge[] = {
+      {.users = INT32_MAX - 2, .items = 2000000000, .mean_len = 1e6, .zipf = 1},
+      {.users = 1000000000,
+       .items = 1000,
+       .mean_len = 40,
+       .interactions = 500000000000LL,
+       .zipf = 1}};
+  for (int k = 0; k < 2; k++) {
+    lr_error_clear();
+    double t0 = now_s();
+    int rc = data_synthesize(&ds, &huge[k]);
+    double dt = now_s() - t0;
+    const char *m = lr_error_msg();
+    t_check(rc == LR_ERR_CONFIG && ds.items == NULL && strstr(m, "GiB to generate") &&
+                strstr(m, "GiB available") && strstr(m, "HINT") && dt < 0.5,
+            "synth: %s too large for memory is refused up front in %.3f s (%s)",
+            k ? "interactions" : "users x mean_len", dt, m);
+  }
+  lr_error_clear();
 }
 
 // NDCG@10 on the test item (last) given the history items[0 .. n-2], for

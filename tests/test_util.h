@@ -4,6 +4,7 @@
 #define LR_TEST_UTIL_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -20,5 +21,17 @@ void t_fill_f(float *x, int64_t n, uint64_t seed, float scale);
 void t_fill_d(double *x, int64_t n, uint64_t seed, double scale);
 // Print the summary "N passed, M failed" and return the exit code.
 int t_done(void);
+
+// Test files: the whole of path (NUL-terminated beyond *n; caller frees;
+// NULL and *n = 0 if it cannot be read), path := b[0..n) (a failure is a
+// failed check), and rm -rf of a test's directory.
+// t_tmpdir makes a fresh directory /tmp/<tag>_XXXXXX for the test's files
+// (NULL if it cannot); t_path gives name inside it (one of 8 rotating
+// buffers: valid for the next 7 calls).
+const char *t_tmpdir(const char *tag);
+const char *t_path(const char *name);
+unsigned char *t_read_file(const char *path, size_t *n);
+void t_write_file(const char *path, const void *b, size_t n);
+void t_rm_tree(const char *dir);
 
 #endif

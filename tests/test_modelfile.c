@@ -1,0 +1,148 @@
+// test_modelfile.c: the model file (io/modelfile.h). Round trip of the
+// config and the payload (whole and row ranges); then every bit of every
+// byte flipped, one at a time, and a truncation at every length: each must
+// make reading the config or the payload LR_ERR_CORRUPT with the path and a
+// byte offset (the config section included: a changed digit there used to
+// give different results silently); a version 1 file is refused with a
+// HINT to re-train; a directory or a FIFO in place of the file is an error
+// without blocking.
+#define _GNU_SOURCE   // memmem
+#include <stdio.h>    // printf, perror
+#include <stdlib.h>   // free
+#include <string.h>   // memcmp, strstr
+#include <sys/stat.h> // mkfifo, mkdir
+#include <unistd.h>   // alarm
+#include <zlib.h>     // crc32
+
+#include "lr.h"
+#include "modelfile.h"
+#include "test_util.h"
+
+#define N_DENSE 300
+#define N_ROWS 41
+#define D 8
+static const char CONFIG[] = "{\"data.synthetic.users\":500,\"eval.k\":[10]}";
+
+// Read the config and the whole payload of path; LR_OK or the first failure.
+static int read_model(const char *path, float *dense, float *items) {
+  char *json = NULL;
+  int rc = modelfile_read_config(path, &json);
+  if (rc == LR_OK) rc = modelfile_read(path, dense, N_DENSE, items, 0, N_ROWS, N_ROWS, D);
+  free(json);
+  return rc;
+}
+
+// rc is LR_ERR_CORRUPT with the path and ": byte " in the message; clears it.
+static int is_corrupt(int rc, const char *path, const char *needle) {
+  const char *m = lr_error_msg();
+  int ok = rc == LR_ERR_CORRUPT && strstr(m, path) && strstr(m, ": byte ") &&
+           (!needle || strstr(m, needle));
+  if (!ok) printf("  (status %d, message: %s)\n", rc, m);
+  lr_error_clear();
+  return ok;
+}
+
+static int write_model(const char *path, const float *dense, const float *items) {
+  lr_modelfile_writer *w;
+  LR_CALL(modelfile_begin(&w, path, CONFIG, N_DENSE, N_ROWS, D));
+  int rc = modelfile_append(w, dense, N_DENSE);
+  for (int r = 0; r < N_ROWS && rc == LR_OK; r++) rc = modelfile_append(w, items + r * D, D);
+  if (rc != LR_OK) {
+    modelfile_abandon(w);
+    return rc;
+  }
+  return modelfile_commit(w);
+}
+
+int main(void) {
+  const char *dir0 = t_tmpdir("lr_test_modelfile");
+  if (!dir0) {
+    perror("mkdtemp");
+    return 1;
+  }
+  static float dense[N_DENSE], items[N_ROWS * D], d2[N_DENSE], i2[N_ROWS * D];
+  t_fill_f(dense, N_DENSE, 1, 1.0f);
+  t_fill_f(items, N_ROWS * D, 2, 1.0f);
+  const char *p = t_path("model.lrm"), *q = t_path("bad.lrm");
+  int rc = write_model(p, dense, items);
+  char *json = NULL;
+  rc = rc ? rc : modelfile_read_config(p, &json);
+  t_check(rc == LR_OK && json && !strcmp(json, CONFIG), "model file: config round trip");
+  free(json);
+  rc = read_model(p, d2, i2);
+  t_check(rc == LR_OK && !memcmp(d2, dense, sizeof dense) && !memcmp(i2, items, sizeof items),
+          "model file: payload round trip");
+  memset(i2, 0, sizeof i2);
+  rc = modelfile_read(p, d2, N_DENSE, i2, 7, 20, N_ROWS, D);
+  t_check(rc == LR_OK && !memcmp(i2, items + 7 * D, 20 * D * sizeof(float)),
+          "model file: rows 7..26 alone");
+
+  size_t n;
+  unsigned char *b = t_read_file(p, &n);
+  size_t missed = 0, first_miss = n, config_hits = 0;
+  for (size_t at = 0; at < n; at++)
+    for (int bit = 0; bit < 8; bit++) {
+      b[at] ^= (unsigned char)(1u << bit);
+      t_write_file(q, b, n);
+      b[at] ^= (unsigned char)(1u << bit);
+      rc = read_model(q, d2, i2);
+      int ok = is_corrupt(rc, q, NULL);
+      if (!ok && first_miss == n) first_miss = at;
+      missed += !ok;
+      config_hits += ok && at >= 64 && at < 64 + sizeof CONFIG - 1;
+    }
+  t_check(missed == 0, "model file: all %zu single-bit flips of a %zu-byte file are corrupt "
+                       "(%zu missed, first at byte %zu)",
+          8 * n, n, missed, first_miss);
+  t_check(config_hits == 8 * (sizeof CONFIG - 1),
+          "model file: ... the %zu flips in the config section among them", 8 * (sizeof CONFIG - 1));
+  missed = 0;
+  for (size_t len = 0; len < n; len++) {
+    t_write_file(q, b, len);
+    missed += !is_corrupt(read_model(q, d2, i2), q, NULL);
+  }
+  t_check(missed == 0, "model file: all %zu truncations are corrupt (%zu missed)", n, missed);
+
+  // e.g. users 500 -> 400 in the stored config: named as the config section
+  unsigned char *c = (unsigned char *)memmem(b, n, "500", 3);
+  c[0] = '4';
+  t_write_file(q, b, n);
+  json = NULL;
+  rc = modelfile_read_config(q, &json);
+  t_check(is_corrupt(rc, q, "config section") && !json,
+          "model file: a changed digit of the config is caught, naming the config section");
+  c[0] = '5';
+
+  // version 1 (reserved bytes 12 and 56, no CRC of the config): refused
+  unsigned char v1[64];
+  memcpy(v1, b, 64);
+  v1[8] = 1;
+  memset(v1 + 12, 0, 4);
+  memset(v1 + 56, 0, 4);
+  uint32_t h = (uint32_t)crc32(0, v1, 60);
+  for (int k = 0; k < 4; k++) v1[60 + k] = (unsigned char)(h >> (8 * k));
+  memcpy(b, v1, 64);
+  t_write_file(q, b, n);
+  rc = modelfile_read_config(q, &json);
+  t_check(strstr(lr_error_msg(), "HINT: re-train") && is_corrupt(rc, q, "format version 1") &&
+              !json,
+          "model file: version 1 is refused, with a HINT to re-train");
+
+  // not regular files: refused, never blocking (alarm: a hang fails the test)
+  alarm(30);
+  const char *fifo = t_path("fifo.lrm"), *dir = t_path("dir.lrm");
+  mkfifo(fifo, 0644);
+  mkdir(dir, 0755);
+  rc = modelfile_read_config(fifo, &json);
+  t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), "is a FIFO, not a model file"),
+          "model file: a FIFO is refused without blocking");
+  lr_error_clear();
+  rc = modelfile_read_config(dir, &json);
+  t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), "is a directory"),
+          "model file: a directory is refused");
+  lr_error_clear();
+  alarm(0);
+  free(b);
+  t_rm_tree(dir0);
+  return t_done();
+}
