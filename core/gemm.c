@@ -79,6 +79,11 @@ void lr_sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
 
 // ---- packing ------------------------------------------------------------------------
 
+// Transposing copies go through blocks of PACK_KB values of k, so the
+// destination's cache lines stay in L1 while the MR or NR source rows are
+// read.
+#define PACK_KB 16
+
 // ap (K, MR) = rows i0 .. i0+mr-1 of op(A), zero rows up to MR.
 static void pack_a(float *ap, int ta, const float *A, int64_t lda, int64_t i0, int64_t mr,
                    int64_t K, int64_t MR) {
@@ -87,13 +92,17 @@ static void pack_a(float *ap, int ta, const float *A, int64_t lda, int64_t i0, i
       memcpy(ap + k * MR, A + k * lda + i0, (size_t)mr * sizeof(float));
       for (int64_t r = mr; r < MR; r++) ap[k * MR + r] = 0.0f;
     }
-  } else {
+    return;
+  }
+  for (int64_t k0 = 0; k0 < K; k0 += PACK_KB) {
+    const int64_t kn = K - k0 < PACK_KB ? K - k0 : PACK_KB;
     for (int64_t r = 0; r < MR; r++) {
-      const float *a = A + (i0 + r) * lda;
+      const float *a = A + (i0 + r) * lda + k0;
+      float *d = ap + k0 * MR + r;
       if (r < mr)
-        for (int64_t k = 0; k < K; k++) ap[k * MR + r] = a[k];
+        for (int64_t k = 0; k < kn; k++) d[k * MR] = a[k];
       else
-        for (int64_t k = 0; k < K; k++) ap[k * MR + r] = 0.0f;
+        for (int64_t k = 0; k < kn; k++) d[k * MR] = 0.0f;
     }
   }
 }
@@ -106,13 +115,17 @@ static void pack_b(float *bp, int tb, const float *B, int64_t ldb, int64_t j0, i
       memcpy(bp + k * NR, B + k * ldb + j0, (size_t)nr * sizeof(float));
       for (int64_t c = nr; c < NR; c++) bp[k * NR + c] = 0.0f;
     }
-  } else {
+    return;
+  }
+  for (int64_t k0 = 0; k0 < K; k0 += PACK_KB) {
+    const int64_t kn = K - k0 < PACK_KB ? K - k0 : PACK_KB;
     for (int64_t c = 0; c < NR; c++) {
-      const float *b = B + (j0 + c) * ldb;
+      const float *b = B + (j0 + c) * ldb + k0;
+      float *d = bp + k0 * NR + c;
       if (c < nr)
-        for (int64_t k = 0; k < K; k++) bp[k * NR + c] = b[k];
+        for (int64_t k = 0; k < kn; k++) d[k * NR] = b[k];
       else
-        for (int64_t k = 0; k < K; k++) bp[k * NR + c] = 0.0f;
+        for (int64_t k = 0; k < kn; k++) d[k * NR] = 0.0f;
     }
   }
 }

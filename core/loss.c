@@ -166,6 +166,13 @@ static uint32_t acc_add_scaled_f64(double *acc, const double *x, double s, int64
   return 0;
 }
 
+static uint32_t acc_add_outer_f64(double *acc, const double *g, const double *h, int64_t n,
+                                  int64_t D) {
+  for (int64_t v = 0; v < n; v++)
+    for (int64_t d = 0; d < D; d++) acc[v * D + d] += g[v] * h[d];
+  return 0;
+}
+
 static uint32_t acc_add_d_f64(double *acc, double x) {
   *acc += x;
   return 0;
@@ -177,6 +184,7 @@ static uint32_t acc_add_d_f64(double *acc, double x) {
 #define racc lr_xs
 #define ACC_ADD xsum_add
 #define ACC_ADD_SCALED xsum_add_scaled
+#define ACC_ADD_OUTER xsum_add_outer
 #define ACC_ADD_D xsum_add_d
 #define ACC_VALUE xsum_value
 #include "real_begin.inc"
@@ -186,6 +194,7 @@ static uint32_t acc_add_d_f64(double *acc, double x) {
 #undef racc
 #undef ACC_ADD
 #undef ACC_ADD_SCALED
+#undef ACC_ADD_OUTER
 #undef ACC_ADD_D
 #undef ACC_VALUE
 
@@ -193,6 +202,7 @@ static uint32_t acc_add_d_f64(double *acc, double x) {
 #define racc double
 #define ACC_ADD acc_add_f64
 #define ACC_ADD_SCALED acc_add_scaled_f64
+#define ACC_ADD_OUTER acc_add_outer_f64
 #define ACC_ADD_D acc_add_d_f64
 #define ACC_VALUE(a) (a)
 #include "real_begin.inc"
@@ -202,6 +212,7 @@ static uint32_t acc_add_d_f64(double *acc, double x) {
 #undef racc
 #undef ACC_ADD
 #undef ACC_ADD_SCALED
+#undef ACC_ADD_OUTER
 #undef ACC_ADD_D
 #undef ACC_VALUE
 // clang-format on

@@ -1,15 +1,15 @@
 // xsum.c: the exact fixed-point sums of xsum.h.
 //
-// For a term x (|x| < 2^40), X = floor(|x| 2^64) is split as
-//     a   = |x|                      (exact in double)
-//     hi  = trunc(a)                 (< 2^40)
-//     f   = (a - hi) 2^32            (exact: a's fraction bits, shifted)
+// For a term x (|x| < 2^40), X = trunc(x 2^64) (toward zero) is split as
+//     hi  = trunc(x)                 (|hi| < 2^40)
+//     f   = (x - hi) 2^32            (exact: x's fraction bits, shifted)
 //     mid = trunc(f),  lo = trunc((f - mid) 2^32)
-// so hi 2^64 + mid 2^32 + lo = X, and all three limbs are negated for x < 0.
-// Eight terms go through double lanes at a time (GCC vector extensions,
-// built for x86-64-v4 (AVX-512 with DQ: vector double <-> int64
-// conversions), AVX2 and baseline, picked at load time); the scalar path
-// for the last few terms computes the same integers.
+// in double, where x (a float, or a double's 53 bits) and every step are
+// exact but the last truncation; all three limbs carry x's sign and
+// hi 2^64 + mid 2^32 + lo = X. Eight terms go through double lanes at a
+// time (GCC vector extensions, built for x86-64-v4 (AVX-512 with DQ: vector
+// double <-> int64 conversions), AVX2 and baseline, picked at load time);
+// the scalar path for the last few terms computes the same integers.
 #include "xsum.h"
 
 #include <string.h> // memcpy
@@ -26,19 +26,17 @@
 
 // The limbs of x; *bad |= 1 (limbs 0) if x is not finite or |x| >= 2^40.
 static inline void conv1(int64_t *lo, int64_t *mid, int64_t *hi, uint32_t *bad, double x) {
-  const double a = x < 0 ? -x : x;
-  if (!(a < LR_XS_TERM_MAX)) { // also NaN
+  if (!(x < LR_XS_TERM_MAX && x > -LR_XS_TERM_MAX)) { // also NaN
     *bad |= 1u;
     *lo = *mid = *hi = 0;
     return;
   }
-  const int64_t h = (int64_t)a;
-  const double f = (a - (double)h) * 0x1p32;
+  const int64_t h = (int64_t)x;
+  const double f = (x - (double)h) * 0x1p32;
   const int64_t m = (int64_t)f;
-  const int64_t l = (int64_t)((f - (double)m) * 0x1p32);
-  *lo = x < 0 ? -l : l;
-  *mid = x < 0 ? -m : m;
-  *hi = x < 0 ? -h : h;
+  *lo = (int64_t)((f - (double)m) * 0x1p32);
+  *mid = m;
+  *hi = h;
 }
 
 // ---- eight terms --------------------------------------------------------------------
@@ -50,16 +48,20 @@ typedef float xf8_ __attribute__((vector_size(32)));
 // acc[0..8) += the limbs of the 8 terms v (as conv1 lane by lane); bad
 // lanes (-1 in *bad) add nothing.
 __attribute__((always_inline)) static inline void add8(lr_xs *acc, xv8_ *bad, xf8_ v) {
-  const xd8_ d = __builtin_convertvector(v, xd8_);
-  const xv8_ sgn = (xv8_)d >> 63; // -1 where negative
-  const xd8_ a = (xd8_)((xv8_)d & 0x7fffffffffffffffLL);
-  const xv8_ ok = a < LR_XS_TERM_MAX; // false for NaN
+  const xd8_ x = __builtin_convertvector(v, xd8_);
+  // |x| < 2^40 on the bits (magnitudes order like integers; inf and NaN
+  // lie above): one integer compare (GCC 12 splits double compares into
+  // scalar code)
+  xv8_ bits;
+  memcpy(&bits, &x, sizeof bits);
+  const xv8_ ok = (bits & 0x7fffffffffffffffLL) < 0x4270000000000000LL; // 2^40
   *bad |= ~ok;
-  const xv8_ h = __builtin_convertvector(a, xv8_) & ok;
-  const xd8_ f = (a - __builtin_convertvector(h, xd8_)) * 0x1p32;
-  const xv8_ m = __builtin_convertvector(f, xv8_) & ok;
-  const xv8_ l = __builtin_convertvector((f - __builtin_convertvector(m, xd8_)) * 0x1p32, xv8_) & ok;
-  const xv8_ lo = (l ^ sgn) - sgn, mi = (m ^ sgn) - sgn, hi = (h ^ sgn) - sgn;
+  // bad lanes convert to whatever the instruction gives and are masked out
+  const xv8_ hi = __builtin_convertvector(x, xv8_) & ok;
+  const xd8_ f = (x - __builtin_convertvector(hi, xd8_)) * 0x1p32;
+  const xv8_ mi = __builtin_convertvector(f, xv8_) & ok;
+  const xv8_ lo =
+      __builtin_convertvector((f - __builtin_convertvector(mi, xd8_)) * 0x1p32, xv8_) & ok;
   // interleave to (lo, mid, hi) triples: 24 limbs in three vectors
   const xv8_ lm0 = __builtin_shufflevector(lo, mi, 0, 8, 1, 9, 2, 10, 3, 11);
   const xv8_ lm1 = __builtin_shufflevector(lo, mi, 4, 12, 5, 13, 6, 14, 7, 15);
@@ -77,26 +79,46 @@ __attribute__((always_inline)) static inline void add8(lr_xs *acc, xv8_ *bad, xf
   memcpy((int64_t *)(void *)acc + 16, &a2, sizeof a2);
 }
 
-XSUM_CLONES static uint32_t add_scaled(lr_xs *acc, const float *x, float s, int scaled,
-                                       int64_t n) {
-  xv8_ bad = {0};
+// acc[0..n) += s x[0..n) (scaled) or x; the scalar tail as conv1.
+__attribute__((always_inline)) static inline void add_row(lr_xs *acc, xv8_ *bad, uint32_t *b,
+                                                          const float *x, float s, int scaled,
+                                                          int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     xf8_ v;
     memcpy(&v, x + i, sizeof v);
     if (scaled) v *= s;
-    add8(acc + i, &bad, v);
+    add8(acc + i, bad, v);
   }
-  uint32_t b = 0;
-  for (int k = 0; k < 8; k++) b |= (uint32_t)(bad[k] & 1);
   for (; i < n; i++) {
     int64_t lo, mid, hi;
-    conv1(&lo, &mid, &hi, &b, (double)(scaled ? s * x[i] : x[i]));
+    conv1(&lo, &mid, &hi, b, (double)(scaled ? s * x[i] : x[i]));
     acc[i].lo += lo;
     acc[i].mid += mid;
     acc[i].hi += hi;
   }
+}
+
+static uint32_t flags(xv8_ bad, uint32_t b) {
+  for (int k = 0; k < 8; k++) b |= (uint32_t)(bad[k] & 1);
   return b;
+}
+
+XSUM_CLONES static uint32_t add_scaled(lr_xs *acc, const float *x, float s, int scaled,
+                                       int64_t n) {
+  xv8_ bad = {0};
+  uint32_t b = 0;
+  add_row(acc, &bad, &b, x, s, scaled, n);
+  return flags(bad, b);
+}
+
+XSUM_CLONES uint32_t xsum_add_outer(lr_xs *acc, const float *g, const float *h, int64_t n,
+                                    int64_t D) {
+  xv8_ bad = {0};
+  uint32_t b = 0;
+  for (int64_t v = 0; v < n; v++)
+    if (g[v] != 0) add_row(acc + v * D, &bad, &b, h, g[v], 1, D);
+  return flags(bad, b);
 }
 
 uint32_t xsum_add(lr_xs *acc, const float *x, int64_t n) { return add_scaled(acc, x, 1.0f, 0, n); }
