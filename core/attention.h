@@ -1,23 +1,18 @@
-// attention.h: the attention kinds of DESIGN §1 (`model.attention`), heads
-// treated as a batch. Per head h, Q, K, V are the columns h*Dh..(h+1)*Dh of
-// the fused projection qkv (B,N,3D): Q at column 0, K at D, V at 2D.
-// Sequences are right-padded: positions t >= lens[b] are padding; they never
-// contribute keys or values, and their outputs are unspecified but finite.
+// attention.h: the attention kinds (`model.attention`) as units. Each kind is
+// one file core/attn_<name>.c that defines an lr_attn_ops table (its name,
+// whether it is causal, its per-sequence cache and scratch, its own
+// parameters if any, its forward and backward in float and double, its
+// FLOP count) and one line in the registry (attention.c). The config's
+// choices, --help, the README list and the FLOP table all come from the
+// registry. Adding a kind touches its file, the registry line and its tests;
+// a test or an extension can also register a kind at run time.
 //
-//   softmax        softmax(QK^T/sqrt(Dh) + causal + pad mask) V       O(N^2 Dh)
-//   linrec         rho1(elu(Q)) (rho2(elu(K))^T V), paper Eq. 9:       O(N Dh^2)
-//                  rho1 = row L2 norm scaled 1/sqrt(Dh), rho2 = column
-//                  L2 norm over valid positions scaled 1/sqrt(n_valid)
-//   linrec_code    released code: Qn = rownorm(elu(Q)), Kn = rownorm(elu(K)),
-//                  Qn (Kn^T V) / sqrt(Dh)
-//   linrec_causal  causal LinRec: prefix column norms (DESIGN §1)
-//   elu1           causal linear transformer, phi = elu+1, with denominator
-//   efficient      softmax_row(Q) (softmax_col(K)^T V), Shen et al.
-// Every L2 norm is sqrt(sum x^2 + LR_ATTN_EPS) so a zero row/column is safe.
-// This implementation writes 0 to the outputs at padded positions (so their
-// gradient is 0 too) and never reads padded rows of qkv.
-//
-// Causal kinds (usable with train.positions=all): softmax, linrec_causal, elu1.
+// Per sequence and head h, Q, K, V are the columns h*Dh..(h+1)*Dh of the
+// fused projection x (N,3D): Q at column 0, K at D, V at 2D (Dh = D/H).
+// Sequences are right-padded: rows t >= n are padding; they never contribute
+// keys or values, their outputs are written 0 (so their gradient is 0 too)
+// and padded rows of x are never read. Every L2 norm a kind takes is
+// sqrt(sum x^2 + LR_ATTN_EPS), so a zero row or column is safe.
 #ifndef LR_ATTENTION_H
 #define LR_ATTENTION_H
 
@@ -31,62 +26,104 @@
 // positions: a masked GEMM inside a chunk plus a carried Dh x Dh state.
 #define LR_ATTN_CHUNK 32
 
-typedef enum {
-  LR_ATTN_SOFTMAX = 0,
-  LR_ATTN_LINREC,
-  LR_ATTN_LINREC_CODE,
-  LR_ATTN_LINREC_CAUSAL,
-  LR_ATTN_ELU1,
-  LR_ATTN_EFFICIENT,
-  LR_ATTN_COUNT
-} lr_attn_kind;
+// One sequence, n valid rows of N, hidden D, H heads:
+//   fwd  out (N,D) rows 0..n-1 = attention of x (N,3D); cache: the kind's
+//        per-sequence cache (cache_elems), written for bwd; prm: its own
+//        parameters (param_elems; NULL when it has none); scratch:
+//        scratch_elems, overwritten.
+//   bwd  dx (N,3D) rows 0..n-1 += gradient of <dout, out> w.r.t. x; dprm
+//        (param_elems) += w.r.t. prm. Reads what fwd cached.
+typedef void (*lr_attn_fwd)(float *out, float *cache, const float *x, const float *prm,
+                            int64_t n, int64_t N, int64_t D, int64_t H, float *scratch);
+typedef void (*lr_attn_bwd)(float *dx, float *dprm, const float *dout, const float *x,
+                            const float *prm, const float *cache, int64_t n, int64_t N, int64_t D,
+                            int64_t H, float *scratch);
+typedef void (*lr_attn_fwd_f64)(double *out, double *cache, const double *x, const double *prm,
+                                int64_t n, int64_t N, int64_t D, int64_t H, double *scratch);
+typedef void (*lr_attn_bwd_f64)(double *dx, double *dprm, const double *dout, const double *x,
+                                const double *prm, const double *cache, int64_t n, int64_t N,
+                                int64_t D, int64_t H, double *scratch);
 
-// "softmax", "linrec", ... Cannot fail.
-const char *attn_kind_name(lr_attn_kind kind);
-// Kind by name, or -1 if unknown. Cannot fail.
-int attn_kind_parse(const char *name);
-// 1 if output at position t depends only on positions <= t. Cannot fail.
-int attn_kind_is_causal(lr_attn_kind kind);
+typedef struct {
+  const char *name;    // the config value
+  const char *formula; // one line, for --help and the README
+  int causal;          // output at row t depends only on rows <= t
+  // Elements (floats or doubles) of one sequence's cache and of one
+  // thread's scratch; of the kind's own parameters per layer (NULL: none).
+  size_t (*cache_elems)(int64_t N, int64_t D, int64_t H);
+  size_t (*scratch_elems)(int64_t N, int64_t D, int64_t H);
+  size_t (*param_elems)(int64_t D, int64_t H);
+  // Initial values of the own parameters of layer `layer` (NULL: zeros);
+  // counter-based randomness only (rng.h, keyed by seed and layer).
+  void (*param_init)(float *prm, int64_t D, int64_t H, int64_t layer, uint64_t seed);
+  lr_attn_fwd fwd;
+  lr_attn_bwd bwd;
+  lr_attn_fwd_f64 fwd_f64;
+  lr_attn_bwd_f64 bwd_f64;
+  // Multiply-adds of one forward of a sequence of N real rows (backward is
+  // counted as twice that by the model's FLOP formula).
+  double (*flops)(int64_t N, int64_t D, int64_t H);
+} lr_attn_ops;
 
-// Floats of the per-layer cache that forward fills and backward reads, and of
-// the scratch both may overwrite (shared by all layers), for B sequences of
-// length N, hidden D, H heads. Cannot fail.
-size_t attn_cache_elems(lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H);
-size_t attn_scratch_elems(lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H);
+// ---- the registry ------------------------------------------------------------------------
+// Kinds in registration order: the built-in ones (attention.c's table), then
+// any registered at run time. Ids are indices in that order. Local; cannot
+// fail.
+int attn_count(void);
+const lr_attn_ops *attn_get(int id);          // NULL outside 0..count-1
+const lr_attn_ops *attn_find(const char *name); // NULL if unknown
+int attn_id(const lr_attn_ops *ops);          // -1 if not registered
+// The kinds' names in id order (for the config's choices). Cannot fail.
+const char *const *attn_names(void);
+// Add a kind (tests, extensions): its id, or LR_ERR_ARG (a name in use, a
+// missing function, the registry full; message set). Not thread safe; call
+// before any config is parsed.
+int attn_register(const lr_attn_ops *ops);
 
-// out (B,N,D): the heads' outputs concatenated (head h at columns h*Dh..).
-// cache: attn_cache_elems floats; scratch: parts x attn_scratch_elems floats.
-// With parts >= lr_par_threads() the sequences are shared out over the
-// thread team (core/par.h), each range on its own scratch copy; the result
-// is bitwise the same for any split.
+// ---- running a kind over a batch ------------------------------------------------------------
+// Elements of the cache of B sequences and of one thread's scratch; of the
+// kind's own parameters of one layer (0 when it has none). Cannot fail.
+size_t attn_cache_elems(const lr_attn_ops *k, int64_t B, int64_t N, int64_t D, int64_t H);
+size_t attn_scratch_elems(const lr_attn_ops *k, int64_t N, int64_t D, int64_t H);
+size_t attn_param_elems(const lr_attn_ops *k, int64_t D, int64_t H);
+
+// out (B,N,D) = the heads' outputs concatenated (head h at columns h*Dh..),
+// padded rows 0. qkv (B,N,3D); lens (B) valid rows (0 <= lens <= N); prm the
+// kind's parameters (NULL if none). scratch: parts x attn_scratch_elems; with
+// parts >= lr_par_threads() the sequences are shared out over the thread team
+// (core/par.h), each range on its own scratch copy; the result is bitwise the
+// same for any split.
 void attn_forward(float *out, float *cache, const float *qkv, const int32_t *lens,
-                  lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H, float *scratch,
-                  int64_t parts);
-// dqkv (B,N,3D) += gradient of <dout, out> with respect to qkv.
-void attn_backward(float *dqkv, const float *dout, const float *qkv, const float *cache,
-                   const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
-                   int64_t H, float *scratch, int64_t parts);
+                  const lr_attn_ops *k, const float *prm, int64_t B, int64_t N, int64_t D,
+                  int64_t H, float *scratch, int64_t parts);
+// dqkv (B,N,3D) += gradient of <dout, out> w.r.t. qkv; dprm += w.r.t. prm
+// (the sequences in order; with parts > 1 dprm must be NULL: kinds with
+// parameters run through the model's lanes, which stage them per sequence).
+void attn_backward(float *dqkv, float *dprm, const float *dout, const float *qkv,
+                   const float *prm, const float *cache, const int32_t *lens,
+                   const lr_attn_ops *k, int64_t B, int64_t N, int64_t D, int64_t H,
+                   float *scratch, int64_t parts);
 
 // The same for sequences b0..b1-1 of the B only (qkv and the cache laid out
 // for B; out, dqkv and dout start at sequence b0's rows), on the calling
-// thread with scratch copy lr_par_part() (inside a lr_par_for range: that
-// range's copy). For callers that share a batch out themselves (the model's
-// per-thread lanes and chunks); bitwise as above.
+// thread with `scratch` (one copy). For callers that share a batch out
+// themselves (the model's lanes); bitwise as above.
 void attn_forward_range(float *out, float *cache, const float *qkv, const int32_t *lens,
-                        lr_attn_kind kind, int64_t B, int64_t b0, int64_t b1, int64_t N, int64_t D,
-                        int64_t H, float *scratch);
-void attn_backward_range(float *dqkv, const float *dout, const float *qkv, const float *cache,
-                         const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t b0, int64_t b1,
-                         int64_t N, int64_t D, int64_t H, float *scratch);
+                        const lr_attn_ops *k, const float *prm, int64_t B, int64_t b0, int64_t b1,
+                        int64_t N, int64_t D, int64_t H, float *scratch);
+void attn_backward_range(float *dqkv, float *dprm, const float *dout, const float *qkv,
+                         const float *prm, const float *cache, const int32_t *lens,
+                         const lr_attn_ops *k, int64_t B, int64_t b0, int64_t b1, int64_t N,
+                         int64_t D, int64_t H, float *scratch);
 
-// double-precision instantiation for the gradient tests: the same kernels and
-// contracts as attn_forward/attn_backward, with attn_cache_elems and
-// attn_scratch_elems counting doubles.
+// Double-precision twins for the gradient tests: the same kernels and
+// contracts, every count in doubles.
 void attn_forward_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
-                      lr_attn_kind kind, int64_t B, int64_t N, int64_t D, int64_t H,
-                      double *scratch, int64_t parts);
-void attn_backward_f64(double *dqkv, const double *dout, const double *qkv, const double *cache,
-                       const int32_t *lens, lr_attn_kind kind, int64_t B, int64_t N, int64_t D,
-                       int64_t H, double *scratch, int64_t parts);
+                      const lr_attn_ops *k, const double *prm, int64_t B, int64_t N, int64_t D,
+                      int64_t H, double *scratch);
+void attn_backward_f64(double *dqkv, double *dprm, const double *dout, const double *qkv,
+                       const double *prm, const double *cache, const int32_t *lens,
+                       const lr_attn_ops *k, int64_t B, int64_t N, int64_t D, int64_t H,
+                       double *scratch);
 
 #endif

@@ -15,7 +15,7 @@
 
 const char *const LR_PARAM_NAMES[LR_N_PARAM_TENSORS] = {
     "pos",   "ln0_w", "ln0_b", "qkv_w", "qkv_b", "o_w",   "o_b",  "ln1_w",
-    "ln1_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b", "ln2_w", "ln2_b"};
+    "ln1_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b", "ln2_w", "ln2_b", "attn_p"};
 
 #define INIT_STD 0.02
 #define ITEM_TENSOR_ID 100u // init key of the item table (not in the arena)
@@ -27,9 +27,11 @@ const char *const LR_PARAM_NAMES[LR_N_PARAM_TENSORS] = {
 
 size_t model_param_sizes(const lr_model_cfg *c, size_t s[LR_N_PARAM_TENSORS]) {
   size_t N = (size_t)c->max_len, D = (size_t)c->d, L = (size_t)c->layers, F = (size_t)c->inner;
+  size_t A = attn_param_elems(c->attn, c->d, c->heads);
   size_t v[LR_N_PARAM_TENSORS] = {N * D,     D,     D,         L * 3 * D * D, L * 3 * D,
                                   L * D * D, L * D, L * D,     L * D,         L * F * D,
-                                  L * F,     L * D * F, L * D, L * D,         L * D};
+                                  L * F,     L * D * F, L * D, L * D,         L * D,
+                                  L * A};
   size_t total = 0;
   for (int i = 0; i < LR_N_PARAM_TENSORS; i++) s[i] = v[i], total += v[i];
   return total;
@@ -40,7 +42,8 @@ void model_point_params(lr_params *p, float *mem, const lr_model_cfg *cfg) {
   model_param_sizes(cfg, s);
   float **ptrs[LR_N_PARAM_TENSORS] = {&p->pos,   &p->ln0_w, &p->ln0_b, &p->qkv_w, &p->qkv_b,
                                       &p->o_w,   &p->o_b,   &p->ln1_w, &p->ln1_b, &p->fc1_w,
-                                      &p->fc1_b, &p->fc2_w, &p->fc2_b, &p->ln2_w, &p->ln2_b};
+                                      &p->fc1_b, &p->fc2_w, &p->fc2_b, &p->ln2_w, &p->ln2_b,
+                                      &p->attn_p};
   for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
     *ptrs[i] = mem;
     mem += s[i];
@@ -68,7 +71,7 @@ static size_t acts_sizes(const lr_model_cfg *c, int64_t B, size_t s[N_ACTS]) {
   size_t T = (size_t)lr_par_threads() * (size_t)chunk_seqs(c, B) * (size_t)c->max_len;
   size_t ac = attn_cache_elems(c->attn, B, c->max_len, c->d, c->heads);
   // one attention scratch per thread of the team (core/par.h)
-  size_t as = attn_scratch_elems(c->attn, B, c->max_len, c->d, c->heads) * (size_t)lr_par_threads();
+  size_t as = attn_scratch_elems(c->attn, c->max_len, c->d, c->heads) * (size_t)lr_par_threads();
   size_t v[N_ACTS] = {R * D,         R * D,     R,         R,         R * D,     // emb..h0
                       L * R * 3 * D, L * ac,    L * R * D, L * R * D,            // qkv..res1
                       L * R * D,     L * R,     L * R,                           // s, ln1
@@ -156,6 +159,7 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
   size_t s[LR_N_PARAM_TENSORS];
   m->n_params = model_param_sizes(cfg, s);
   m->attn_cache_elems = attn_cache_elems(cfg->attn, max_B, cfg->max_len, cfg->d, cfg->heads);
+  m->attn_scratch_elems = attn_scratch_elems(cfg->attn, cfg->max_len, cfg->d, cfg->heads);
   m->acts_elems = model_acts_elems(cfg, max_B);
   m->params_mem = lr_calloc(m->n_params, sizeof(float), "model parameters");
   m->grads_mem = lr_calloc(m->n_params, sizeof(float), "model gradients");
@@ -195,6 +199,11 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
   init_normal(p->fc1_w, s[9], seed, 9);
   init_normal(p->fc2_w, s[11], seed, 11);
   init_const(p->ln2_w, s[13], 1.0f);
+  // the attention kind's own parameters, layer by layer (zeros without an init)
+  const size_t A = attn_param_elems(cfg->attn, cfg->d, cfg->heads);
+  if (A && cfg->attn->param_init)
+    for (int64_t l = 0; l < cfg->layers; l++)
+      cfg->attn->param_init(p->attn_p + (size_t)l * A, cfg->d, cfg->heads, l, seed);
   return LR_OK;
 }
 
@@ -248,22 +257,10 @@ static void lap(lr_model *m, lr_model_phase ph, double *t0) {
 
 double model_train_flops(const lr_model_cfg *c, int64_t loss_rows, int64_t cands) {
   const double N = (double)c->max_len, D = (double)c->d, F = (double)c->inner;
-  const double dh = D / (double)c->heads, H = (double)c->heads;
-  // forward multiply-adds of one layer: QKV 3 N D^2, output N D^2, FFN 2 N D F
+  // forward multiply-adds of one layer: QKV 3 N D^2, output N D^2, FFN 2 N D F,
+  // and the attention kind's own count
   double layer = 3 * N * D * D + N * D * D + 2 * N * D * F;
-  double chunk = (double)LR_ATTN_CHUNK < N ? (double)LR_ATTN_CHUNK : N;
-  switch (c->attn) {
-  case LR_ATTN_SOFTMAX: // Q K^T and P V over the full (N,N) score matrix
-    layer += 2 * N * N * D;
-    break;
-  case LR_ATTN_LINREC_CAUSAL:
-  case LR_ATTN_ELU1: // chunked: per chunk a masked (C,C) score block and the
-                     // carried (dh,dh) state: C^2 dh x 2 + 2 C dh^2 per chunk
-    layer += H * (2 * N * chunk * dh + 2 * N * dh * dh);
-    break;
-  default: // K^T V and Q (K^T V): 2 N dh^2 per head
-    layer += H * 2 * N * dh * dh;
-  }
+  layer += c->attn->flops(c->max_len, c->d, c->heads);
   double fwd = (double)c->layers * layer + (double)loss_rows * (double)cands * D;
   return 2.0 * 3.0 * fwd;
 }
@@ -278,6 +275,18 @@ static lr_dropout site(const lr_model *m, lr_dropout dp, uint32_t s, int64_t k, 
                                             (size_t)lr_dropout_words(m->cfg.d)
                         : NULL;
   return dp;
+}
+
+// The attention kind's own parameters (or their gradient) of layer l, from
+// the tensor t = attn_p of an arena's views (NULL when the kind has none).
+static float *attn_prm(const lr_model *m, float *t, int64_t l) {
+  const size_t A = attn_param_elems(m->cfg.attn, m->cfg.d, m->cfg.heads);
+  return A ? t + (size_t)l * A : NULL;
+}
+
+// The calling thread's copy of the attention scratch.
+static float *lane_attn_scratch(const lr_model *m) {
+  return m->a.attn_scratch + (size_t)lr_par_part() * m->attn_scratch_elems;
 }
 
 // ---- lanes ------------------------------------------------------------------------------
@@ -431,8 +440,8 @@ static void forward_chunk(const lane_job *j, int64_t b0, int64_t b1) {
     linear_forward(qkv + 3 * z.oD, h + z.oD, p->qkv_w + (size_t)l * 3 * D * D,
                    p->qkv_b + (size_t)l * 3 * D, z.nr, D, 3 * D);
     lap(m, LR_PHASE_PROJ, &t0);
-    attn_forward_range(ctx + z.oD, cache, qkv, m->lens, c->attn, B, b0, b1, N, D, H,
-                       a->attn_scratch);
+    attn_forward_range(ctx + z.oD, cache, qkv, m->lens, c->attn, attn_prm(m, m->p.attn_p, l), B, b0, b1,
+                       N, D, H, lane_attn_scratch(m));
     lap(m, LR_PHASE_ATTN, &t0);
     // the biases of W_O, W1 and W2 ride in the pass after their GEMM
     linear_forward(res1, ctx + z.oD, p->o_w + (size_t)l * D * D, NULL, z.nr, D, D);
@@ -526,8 +535,8 @@ static void backward_layer_chunk(const lane_job *j, int64_t b0, int64_t b1) {
                      z.nr, D, D);
   memset(d_qkv, 0, z.nD * 3 * sizeof(float));
   lap(m, LR_PHASE_PROJ, &t0);
-  attn_backward_range(d_qkv, dh, qkv, cache, m->lens, c->attn, B, b0, b1, N, D, H,
-                      a->attn_scratch);
+  attn_backward_range(d_qkv, attn_prm(m, g->attn_p, l), dh, qkv, attn_prm(m, p->attn_p, l), cache, m->lens,
+                      c->attn, B, b0, b1, N, D, H, lane_attn_scratch(m));
   lap(m, LR_PHASE_ATTN, &t0);
   linear_backward(dhin, g->qkv_w + (size_t)l * 3 * D * D, g->qkv_b + (size_t)l * 3 * D, d_qkv, hin,
                   p->qkv_w + (size_t)l * 3 * D * D, z.nr, D, 3 * D);

@@ -26,10 +26,10 @@ typedef struct {
   int64_t max_len; // N
   int64_t d, heads, layers, inner;
   float dropout, ln_eps;
-  lr_attn_kind attn;
+  const lr_attn_ops *attn; // the attention kind (attention.h registry)
 } lr_model_cfg;
 
-#define LR_N_PARAM_TENSORS 15
+#define LR_N_PARAM_TENSORS 16
 typedef struct {
   float *pos;          // (N,D)
   float *ln0_w, *ln0_b; // (D)
@@ -43,6 +43,7 @@ typedef struct {
   float *fc2_w;        // (L,D,F)
   float *fc2_b;        // (L,D)
   float *ln2_w, *ln2_b; // (L,D)
+  float *attn_p;        // (L,A) the attention kind's own parameters (A = attn_param_elems; 0 for most)
 } lr_params;
 
 // Element counts of the tensors above in declaration order; returns the total.
@@ -73,7 +74,7 @@ typedef struct {
   float *d_a, *d_s;       // (T,D)
   float *d_f2;            // (T,F)
   float *d_qkv;           // (T,3D)
-  float *attn_scratch;    // attn_scratch_elems
+  float *attn_scratch;    // one attn_scratch_elems copy per thread of the team
 } lr_acts;
 
 // Called by model_backward when the gradients of layer l are complete for
@@ -104,7 +105,8 @@ typedef struct {
   size_t n_params;   // floats in each of params/grads/m/v
   float *params_mem, *grads_mem, *m_mem, *v_mem;
   lr_params p, g;
-  size_t attn_cache_elems; // per layer
+  size_t attn_cache_elems;   // per layer
+  size_t attn_scratch_elems; // per thread
   // Lanes: with T threads (at model_init) a batch's sequences are cut into T
   // contiguous ranges, each run through forward and backward by one thread
   // on single-threaded kernels (data parallel inside the process: no team

@@ -426,8 +426,20 @@ static lr_table_mode choose_table(const trainer *t, int64_t rows_per_step) {
   return m;
 }
 
+int train_check_config(const lr_config *c) {
+  const lr_attn_ops *k = attn_get(c->model_attention);
+  LR_CHECK(k, LR_ERR_CONFIG, "key \"model.attention\": no attention kind has id %d",
+           c->model_attention);
+  LR_CHECK(c->train_positions != LR_POS_ALL || k->causal, LR_ERR_CONFIG,
+           "key \"train.positions\": \"all\" needs a causal attention kind; model.attention "
+           "is \"%s\"",
+           k->name);
+  return LR_OK;
+}
+
 // Everything before the first collective: data, examples, user ranges, model.
 static int trainer_init_local(trainer *t, const lr_config *c) {
+  LR_CALL(train_check_config(c));
   const int P = dist_size();
   lr_data_opts dopt = config_data_opts(c);
   double t0 = dist_wtime();
@@ -454,7 +466,7 @@ static int trainer_init_local(trainer *t, const lr_config *c) {
               shard_imbalance(t->user_lo, t->ds.offsets, P));
   lr_model_cfg mc = {t->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
                      c->model_layers, c->model_inner, (float)c->model_dropout,
-                     (float)c->model_ln_eps, (lr_attn_kind)c->model_attention};
+                     (float)c->model_ln_eps, attn_get(c->model_attention)};
   // Micro-batch: train.micro_batch, which also bounds the evaluation passes;
   // else one model chunk per lane (core/model.h: forward, loss and backward
   // of a few sequences at a time keep their activations in cache), with
@@ -515,7 +527,7 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int
   LR_CALL(trainer_alloc(t));
   dist_log0("model: %s, d=%lld heads=%lld layers=%lld inner=%lld N=%lld; %zu dense + %lld item "
             "parameters (%s table); activations %.1f MiB for %lld sequences (micro-batch %lld)\n",
-            attn_kind_name(t->model.cfg.attn), (long long)t->model.cfg.d,
+            t->model.cfg.attn->name, (long long)t->model.cfg.d,
             (long long)t->model.cfg.heads, (long long)t->model.cfg.layers,
             (long long)t->model.cfg.inner, (long long)t->model.cfg.max_len, t->model.n_params,
             (long long)((t->ds.n_items + 1) * t->D),

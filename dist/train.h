@@ -41,6 +41,11 @@ typedef struct {
                        // bitwise-equal states
 } lr_train_result;
 
+// The checks of a config that need the attention registry (io/ does not
+// know it): the kind exists, train.positions=all needs a causal kind.
+// LR_ERR_CONFIG naming the key. Local.
+int train_check_config(const lr_config *c);
+
 // Train as c says, writing out_dir/metrics.jsonl (appended to when
 // resuming) and out_dir/model.lrm (the best model). opts may be NULL.
 // Collective: every rank calls it with the same config and opts.

@@ -21,7 +21,8 @@ typedef struct {
   size_t off;
   const char *def;     // default, as text
   double lo, hi;       // inclusive range for numbers / list elements
-  const char *choices; // T_ENUM: '|' separated names, index = enum value
+  const char *choices; // T_ENUM: '|' separated names, index = enum value (NULL: set at
+                       // run time by config_set_choices)
   const char *help;
 } key_def;
 
@@ -29,7 +30,8 @@ typedef struct {
 #define BIG 1e18
 
 // The one table. Keep the key names: scripts and other issues rely on them.
-static const key_def KEYS[] = {
+// Not const: the choices of run-time enums are filled in by config_set_choices.
+static key_def KEYS[] = {
     {"data.path", T_STRING, OFF(data_path), "", 0, 0, NULL,
      "input file (ratings.dat, ratings.csv, .inter, SASRec lines, or a `linrec prep` binary); "
      "plain, .gz or .zst"},
@@ -53,8 +55,8 @@ static const key_def KEYS[] = {
      "synthetic dataset: Zipf exponent of item popularity"},
     {"data.synthetic.seed", T_INT, OFF(syn_seed), "1", 0, 9e18, NULL,
      "synthetic dataset: generator seed"},
-    {"model.attention", T_ENUM, OFF(model_attention), "linrec", 0, 0,
-     "softmax|linrec|linrec_code|linrec_causal|elu1|efficient", "attention kind (DESIGN §1)"},
+    {"model.attention", T_ENUM, OFF(model_attention), "linrec", 0, 0, NULL,
+     "attention kind (the README's attention table)"},
     {"model.d", T_INT, OFF(model_d), "64", 2, 65536, NULL, "hidden size D"},
     {"model.heads", T_INT, OFF(model_heads), "2", 1, 1024, NULL, "attention heads (divide d)"},
     {"model.layers", T_INT, OFF(model_layers), "2", 1, 31, NULL, "transformer layers"},
@@ -207,6 +209,7 @@ static int set_text(lr_config *c, const key_def *k, const char *s) {
     strcpy(base, s);
     return LR_OK;
   case T_ENUM: {
+    LR_ASSERT(k->choices); // a run-time enum whose choices were never set
     int idx = enum_index(k->choices, s);
     if (idx < 0)
       return CFG_ERR("%s: key \"%s\": expected one of %s, got \"%s\"", g_src, k->name,
@@ -233,6 +236,26 @@ static int set_text(lr_config *c, const key_def *k, const char *s) {
   }
   }
   return CFG_ERR("%s: key \"%s\": unknown type", g_src, k->name);
+}
+
+int config_set_choices(const char *key, const char *const *names) {
+  static char buf[LR_CONFIG_CHOICES_MAX];
+  key_def *k = NULL;
+  for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+    if (!strcmp(KEYS[i].name, key)) k = &KEYS[i];
+  LR_CHECK(k && k->type == T_ENUM, LR_ERR_ARG, "config_set_choices: %s is no enum key", key);
+  size_t n = 0;
+  buf[0] = 0;
+  for (int i = 0; names[i]; i++) {
+    LR_CHECK(!strchr(names[i], '|') && names[i][0], LR_ERR_ARG,
+             "config_set_choices: %s: bad choice \"%s\"", key, names[i]);
+    n += strlen(names[i]) + 1;
+    LR_CHECK(n < sizeof buf, LR_ERR_ARG, "config_set_choices: %s: too many choices", key);
+    if (i) strcat(buf, "|");
+    strcat(buf, names[i]);
+  }
+  k->choices = buf;
+  return LR_OK;
 }
 
 void config_defaults(lr_config *c) {
@@ -433,10 +456,6 @@ int config_validate(const lr_config *c) {
   if (c->model_d % c->model_heads)
     return CFG_ERR("key \"model.heads\": must divide model.d (%lld), got %lld",
                    (long long)c->model_d, (long long)c->model_heads);
-  if (c->train_positions == LR_POS_ALL && !attn_kind_is_causal(c->model_attention))
-    return CFG_ERR("key \"train.positions\": \"all\" needs a causal attention kind "
-                   "(softmax, linrec_causal, elu1); model.attention is \"%s\"",
-                   attn_kind_name(c->model_attention));
   if (c->data_format != LR_FMT_SYNTHETIC && !c->data_path[0])
     return CFG_ERR("key \"data.path\": required for data.format \"%s\"",
                    data_format_name(c->data_format));

@@ -7,11 +7,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "dataset.h"   // lr_data_format, lr_dedup
-#include "attention.h" // lr_attn_kind
+#include "dataset.h" // lr_data_format, lr_dedup
 
 #define LR_PATH_MAX 1024
 #define LR_MAX_K_CFG 8 // = LR_MAX_K of metrics.h
+#define LR_CONFIG_CHOICES_MAX 1024 // bytes of a run-time enum's choices, '|' separated
 
 typedef enum { LR_POS_LAST = 0, LR_POS_ALL } lr_positions;
 typedef enum { LR_OBJ_CE = 0, LR_OBJ_SAMPLED, LR_OBJ_BCE } lr_objective;
@@ -29,7 +29,7 @@ typedef struct {
   double syn_mean_len, syn_zipf;
   int64_t syn_seed;
   // model.*
-  int model_attention; // lr_attn_kind
+  int model_attention; // the attention kind's id (core/attention.h registry order)
   int64_t model_d, model_heads, model_layers, model_inner, model_max_len;
   double model_dropout, model_ln_eps;
   // train.*
@@ -57,6 +57,12 @@ typedef struct {
   int64_t log_every_steps;
   int log_progress; // 0 auto, 1 plain, 2 off
 } lr_config;
+
+// The choices of a run-time enum key (model.attention: the attention kinds,
+// which io/ does not know): names in id order, NULL-terminated. Call before
+// any config is parsed (the program does at start-up, with the registry of
+// core/attention.h). LR_ERR_ARG for a key that is no enum or bad names.
+int config_set_choices(const char *key, const char *const *names);
 
 // Defaults of every key. Cannot fail.
 void config_defaults(lr_config *c);

@@ -14,6 +14,7 @@
 #include <sys/stat.h> // stat
 #include <unistd.h>   // sysconf
 
+#include "attention.h" // attn_names, attn_get: the attention kinds
 #include "ckpt.h"
 #include "ckpt_resume.h"
 #include "comm.h"
@@ -56,6 +57,17 @@ static void usage_main(FILE *f) {
           "`linrec <command> --help` describes each; exit codes: 0 ok, 1 runtime error\n"
           "(also: a damaged checkpoint), 2 usage or configuration error, 75 training\n"
           "stopped on SIGTERM/SIGUSR1 after writing a checkpoint (resume it).\n");
+}
+
+// The attention kinds of the registry (core/attention.h): name, whether
+// causal, formula; as a Markdown table (the README's) or as plain lines.
+static void print_kinds(FILE *f, int markdown) {
+  if (markdown) fprintf(f, "| kind | formula | causal |\n|---|---|---|\n");
+  for (int k = 0; k < attn_count(); k++) {
+    const lr_attn_ops *a = attn_get(k);
+    if (markdown) fprintf(f, "| `%s` | %s | %s |\n", a->name, a->formula, a->causal ? "yes" : "no");
+    else fprintf(f, "  %-14s %s%s\n", a->name, a->formula, a->causal ? " (causal)" : "");
+  }
 }
 
 static void usage_cmd(FILE *f, const char *cmd) {
@@ -104,9 +116,12 @@ static void usage_cmd(FILE *f, const char *cmd) {
              "  --config FILE      JSON config (nested objects or dotted keys)\n"
              "  --set key=value    override one key (repeatable)\n"
              "  --out PATH         output directory (train) or file (prep)\n"
-             "  --help [--markdown]  this text (--markdown: the key table as Markdown)\n\n"
+             "  --help [--markdown]  this text (--markdown: the key and attention tables\n"
+             "                       as Markdown)\n\n"
              "config keys:\n");
   config_print_keys(f, 0);
+  fprintf(f, "\nattention kinds (model.attention):\n");
+  print_kinds(f, 0);
 }
 
 // ---- argument parsing -----------------------------------------------------------------
@@ -171,7 +186,8 @@ static int build_config(lr_config *c, const cli *a, const char *model_file) {
   }
   if (a->config_path) LR_CALL(config_load_file(c, a->config_path));
   for (int i = 0; i < a->n_sets; i++) LR_CALL(config_set(c, a->sets[i]));
-  return config_validate(c);
+  LR_CALL(config_validate(c));
+  return train_check_config(c);
 }
 
 // ---- commands -------------------------------------------------------------------------
@@ -267,7 +283,7 @@ static int cmd_bench(const cli *a) {
          "\"warmup\":%lld,\"steps\":%lld,\"step_s\":%.5f,\"seq_per_s\":%.1f,"
          "\"flops_per_seq\":%.0f,\"gflops\":%.2f,\"sgemm_peak_gflops\":%.2f,"
          "\"blas_peak_gflops\":%.2f,\"peak_frac\":%.3f,\"peak_rss_mib\":%.1f,\"phases\":{",
-         attn_kind_name((lr_attn_kind)c.model_attention),
+         attn_get(c.model_attention)->name,
          c.train_positions == LR_POS_ALL ? "all" : "last",
          c.train_objective == LR_OBJ_CE ? "ce" : c.train_objective == LR_OBJ_BCE ? "bce" : "sampled",
          (long long)c.model_d, (long long)c.model_heads, (long long)c.model_layers,
@@ -330,7 +346,7 @@ static int load_scorer(loaded *l, const cli *a) {
   const lr_config *c = &l->c;
   lr_model_cfg mc = {l->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
                      c->model_layers, c->model_inner, 0.0f, (float)c->model_ln_eps,
-                     (lr_attn_kind)c->model_attention};
+                     attn_get(c->model_attention)};
   LR_CALL(model_init(&l->model, &mc, c->eval_batch_size, 0));
   // Scoring moves no gradients: a replicated table costs only memory, so
   // auto shards it only when there is more than one rank and the table is
@@ -519,6 +535,11 @@ static int cmd_ckpt(int argc, char **argv) {
 // ---- main -----------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
+  // the choices of model.attention: the kinds of core/attention.h's registry
+  if (config_set_choices("model.attention", attn_names()) != LR_OK) {
+    fprintf(stderr, "linrec: %s\n", lr_error_msg());
+    return EXIT_RUNTIME;
+  }
   if (argc >= 2 && !strcmp(argv[1], "ckpt")) return cmd_ckpt(argc, argv);
   cli a;
   int rc = parse_args(&a, argc, argv);
@@ -538,8 +559,10 @@ int main(int argc, char **argv) {
     usage_main(stderr);
     return EXIT_USAGE;
   }
-  if (rc == LR_OK && a.help && a.markdown) { // the README's key table
+  if (rc == LR_OK && a.help && a.markdown) { // the README's key and attention tables
     config_print_keys(stdout, 1);
+    printf("\n");
+    print_kinds(stdout, 1);
     return 0;
   }
   if (rc == LR_OK && a.help) {

@@ -18,10 +18,24 @@ static double at(const double *qkv, int which, int64_t b, int64_t m, int64_t j, 
   return qkv[(b * N + m) * 3 * D + which * D + h * (D / H) + j];
 }
 
-void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind, int64_t b,
+// The kinds with a reference, by name.
+enum { R_SOFTMAX, R_LINREC, R_LINREC_CODE, R_LINREC_CAUSAL, R_ELU1, R_EFFICIENT, R_COUNT };
+static const char *const R_NAMES[R_COUNT] = {"softmax",       "linrec", "linrec_code",
+                                             "linrec_causal", "elu1",   "efficient"};
+
+static int ref_id(const char *kind) {
+  for (int i = 0; i < R_COUNT; i++)
+    if (!strcmp(kind, R_NAMES[i])) return i;
+  return -1;
+}
+
+int ref_attn_known(const char *kind) { return ref_id(kind) >= 0; }
+
+void ref_attn_matrix(double *W, const double *qkv, int64_t n, const char *kind_name, int64_t b,
                      int64_t h, int64_t N, int64_t D, int64_t H) {
   const int64_t d = D / H;
-  LR_ASSERT(kind >= 0 && kind < LR_ATTN_COUNT && n >= 0 && n <= N);
+  const int kind = ref_id(kind_name);
+  LR_ASSERT(kind >= 0 && n >= 0 && n <= N);
 #define Q(m, j) at(qkv, 0, b, m, j, h, N, D, H)
 #define K(m, j) at(qkv, 1, b, m, j, h, N, D, H)
   memset(W, 0, (size_t)(N * N) * sizeof(double));
@@ -33,7 +47,7 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind,
       qss += elu(Q(i, j)) * elu(Q(i, j));
     double qscale = 1.0 / (sqrt((double)d) * l2(qss));
     switch (kind) {
-    case LR_ATTN_SOFTMAX: { // softmax_m<=i (q_i.k_m / sqrt(d))
+    case R_SOFTMAX: { // softmax_m<=i (q_i.k_m / sqrt(d))
       double mx = -INFINITY, sum = 0;
       for (int64_t m = 0; m <= i; m++) {
         double s = 0;
@@ -48,7 +62,7 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind,
         w[m] /= sum;
       break;
     }
-    case LR_ATTN_LINREC: // sum_j rho1(phi(Q))_ij rho2(phi(K))_mj, m < n (Eq. 9)
+    case R_LINREC: // sum_j rho1(phi(Q))_ij rho2(phi(K))_mj, m < n (Eq. 9)
       for (int64_t j = 0; j < d; j++) {
         double kss = 0;
         for (int64_t m = 0; m < n; m++)
@@ -58,7 +72,7 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind,
           w[m] += elu(Q(i, j)) * qscale * elu(K(m, j)) * kscale;
       }
       break;
-    case LR_ATTN_LINREC_CODE: // rownorm(phi(q_i)) . rownorm(phi(k_m)) / sqrt(d), m < n
+    case R_LINREC_CODE: // rownorm(phi(q_i)) . rownorm(phi(k_m)) / sqrt(d), m < n
       for (int64_t m = 0; m < n; m++) {
         double kss = 0, dot = 0;
         for (int64_t j = 0; j < d; j++)
@@ -68,7 +82,7 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind,
         w[m] = dot * qscale / l2(kss); // qscale already holds 1/(sqrt(d) ||phi(q_i)||)
       }
       break;
-    case LR_ATTN_LINREC_CAUSAL: // sum_j rho1(phi(Q))_ij c_ij phi(K)_mj, m <= i
+    case R_LINREC_CAUSAL: // sum_j rho1(phi(Q))_ij c_ij phi(K)_mj, m <= i
       for (int64_t j = 0; j < d; j++) {
         double kss = 0; // prefix norm over positions 0..i
         for (int64_t m = 0; m <= i; m++)
@@ -78,7 +92,7 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind,
           w[m] += elu(Q(i, j)) * qscale * c * elu(K(m, j));
       }
       break;
-    case LR_ATTN_ELU1: { // (phi+1)(q_i).(phi+1)(k_m) / (sum_m' ... + 1e-6), m <= i
+    case R_ELU1: { // (phi+1)(q_i).(phi+1)(k_m) / (sum_m' ... + 1e-6), m <= i
       double den = 0;
       for (int64_t m = 0; m <= i; m++) {
         double s = 0;
@@ -92,7 +106,7 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind,
         w[m] /= den;
       break;
     }
-    case LR_ATTN_EFFICIENT: { // sum_j softmax_j(q_i)_j softmax_m(K_:j)_m, m < n
+    case R_EFFICIENT: { // sum_j softmax_j(q_i)_j softmax_m(K_:j)_m, m < n
       double qmx = -INFINITY, qsum = 0;
       for (int64_t j = 0; j < d; j++)
         qmx = Q(i, j) > qmx ? Q(i, j) : qmx;
@@ -116,7 +130,7 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, lr_attn_kind kind,
 #undef K
 }
 
-void ref_attn_forward(double *out, const double *qkv, const int32_t *lens, lr_attn_kind kind,
+void ref_attn_forward(double *out, const double *qkv, const int32_t *lens, const char *kind,
                       int64_t B, int64_t N, int64_t D, int64_t H) {
   const int64_t d = D / H;
   double *W = calloc((size_t)(N * N), sizeof(double));

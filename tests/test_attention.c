@@ -41,15 +41,15 @@ static void *xcalloc(size_t n, size_t sz) {
 // Buffers of one forward/backward in both precisions.
 typedef struct {
   shape s;
-  lr_attn_kind kind;
+  const lr_attn_ops *kind;
   double *cache, *scratch, *out;
   float *cache_f, *scratch_f, *out_f;
 } runner;
 
-static runner runner_new(lr_attn_kind kind, shape s) {
+static runner runner_new(const lr_attn_ops *kind, shape s) {
   runner r = {s, kind, 0, 0, 0, 0, 0, 0};
   size_t nc = attn_cache_elems(kind, s.B, s.N, s.D, s.H);
-  size_t ns = attn_scratch_elems(kind, s.B, s.N, s.D, s.H);
+  size_t ns = attn_scratch_elems(kind, s.N, s.D, s.H);
   r.cache = xcalloc(nc, sizeof(double));
   r.scratch = xcalloc(ns, sizeof(double));
   r.out = xcalloc((size_t)n_out(s), sizeof(double));
@@ -65,20 +65,20 @@ static void runner_free(runner *r) {
 }
 
 static void fwd_d(runner *r, const double *qkv) {
-  attn_forward_f64(r->out, r->cache, qkv, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
-                   r->scratch, 1);
+  attn_forward_f64(r->out, r->cache, qkv, r->s.lens, r->kind, NULL, r->s.B, r->s.N, r->s.D,
+                   r->s.H, r->scratch);
 }
 static void bwd_d(runner *r, double *dqkv, const double *dout, const double *qkv) {
-  attn_backward_f64(dqkv, dout, qkv, r->cache, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
-                    r->scratch, 1);
+  attn_backward_f64(dqkv, NULL, dout, qkv, NULL, r->cache, r->s.lens, r->kind, r->s.B, r->s.N,
+                    r->s.D, r->s.H, r->scratch);
 }
 static void fwd_f(runner *r, const float *qkv) {
-  attn_forward(r->out_f, r->cache_f, qkv, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
-               r->scratch_f, 1);
+  attn_forward(r->out_f, r->cache_f, qkv, r->s.lens, r->kind, NULL, r->s.B, r->s.N, r->s.D,
+               r->s.H, r->scratch_f, 1);
 }
 static void bwd_f(runner *r, float *dqkv, const float *dout, const float *qkv) {
-  attn_backward(dqkv, dout, qkv, r->cache_f, r->s.lens, r->kind, r->s.B, r->s.N, r->s.D, r->s.H,
-                r->scratch_f, 1);
+  attn_backward(dqkv, NULL, dout, qkv, NULL, r->cache_f, r->s.lens, r->kind, r->s.B, r->s.N,
+                r->s.D, r->s.H, r->scratch_f, 1);
 }
 
 // <out, R> after a forward.
@@ -114,7 +114,7 @@ static void shape_name(char *buf, size_t n, shape s) {
 
 // ---- 1. double finite differences ------------------------------------------------------
 
-static void test_fd_f64(lr_attn_kind kind, shape s, int64_t nsample, uint64_t seed) {
+static void test_fd_f64(const lr_attn_ops *kind, shape s, int64_t nsample, uint64_t seed) {
   int64_t nq = n_qkv(s), no = n_out(s), cnt = nsample < nq ? nsample : nq;
   double *qkv = xcalloc((size_t)nq, sizeof(double)), *dqkv = xcalloc((size_t)nq, sizeof(double));
   double *R = xcalloc((size_t)no, sizeof(double));
@@ -137,7 +137,7 @@ static void test_fd_f64(lr_attn_kind kind, shape s, int64_t nsample, uint64_t se
   }
   char sh[128], name[256];
   shape_name(sh, sizeof sh, s);
-  snprintf(name, sizeof name, "fd f64 %-13s %s, %lld entries", attn_kind_name(kind), sh,
+  snprintf(name, sizeof name, "fd f64 %-13s %s, %lld entries", kind->name, sh,
            (long long)cnt);
   t_close_d(an, fd, cnt, 1e-6, name);
   runner_free(&r);
@@ -146,7 +146,7 @@ static void test_fd_f64(lr_attn_kind kind, shape s, int64_t nsample, uint64_t se
 
 // ---- 2. float against double, float finite differences -----------------------------------
 
-static void test_f32(lr_attn_kind kind, shape s, int fd_check, uint64_t seed) {
+static void test_f32(const lr_attn_ops *kind, shape s, int fd_check, uint64_t seed) {
   int64_t nq = n_qkv(s), no = n_out(s);
   float *qf = xcalloc((size_t)nq, sizeof(float)), *dqf = xcalloc((size_t)nq, sizeof(float));
   float *Rf = xcalloc((size_t)no, sizeof(float));
@@ -165,9 +165,9 @@ static void test_f32(lr_attn_kind kind, shape s, int fd_check, uint64_t seed) {
   bwd_d(&r, dqd, Rd, qd);
   char sh[128], name[256];
   shape_name(sh, sizeof sh, s);
-  snprintf(name, sizeof name, "f32 vs f64 forward  %-13s %s", attn_kind_name(kind), sh);
+  snprintf(name, sizeof name, "f32 vs f64 forward  %-13s %s", kind->name, sh);
   t_close_f(r.out_f, r.out, no, 1e-4, name);
-  snprintf(name, sizeof name, "f32 vs f64 backward %-13s %s", attn_kind_name(kind), sh);
+  snprintf(name, sizeof name, "f32 vs f64 backward %-13s %s", kind->name, sh);
   t_close_f(dqf, dqd, nq, 1e-4, name);
   if (fd_check) { // float FD: h large enough to beat float rounding in the loss
     double *an = xcalloc((size_t)nq, sizeof(double)), *fd = xcalloc((size_t)nq, sizeof(double));
@@ -181,7 +181,7 @@ static void test_f32(lr_attn_kind kind, shape s, int fd_check, uint64_t seed) {
       fd[i] = (lp - lm) / (double)((x0 + h) - (x0 - h));
       an[i] = dqf[i];
     }
-    snprintf(name, sizeof name, "fd f32 %-13s %s", attn_kind_name(kind), sh);
+    snprintf(name, sizeof name, "fd f32 %-13s %s", kind->name, sh);
     t_close_d(an, fd, nq, 1e-2, name);
     free(an), free(fd);
   }
@@ -191,7 +191,7 @@ static void test_f32(lr_attn_kind kind, shape s, int fd_check, uint64_t seed) {
 
 // ---- 3. fast paths against the naive references ---------------------------------------------
 
-static void test_ref(lr_attn_kind kind, shape s, uint64_t seed) {
+static void test_ref(const lr_attn_ops *kind, shape s, uint64_t seed) {
   int64_t nq = n_qkv(s), no = n_out(s);
   double *qd = xcalloc((size_t)nq, sizeof(double)), *ref = xcalloc((size_t)no, sizeof(double));
   float *qf = xcalloc((size_t)nq, sizeof(float));
@@ -199,14 +199,14 @@ static void test_ref(lr_attn_kind kind, shape s, uint64_t seed) {
   for (int64_t i = 0; i < nq; i++)
     qd[i] = qf[i];
   runner r = runner_new(kind, s);
-  ref_attn_forward(ref, qd, s.lens, kind, s.B, s.N, s.D, s.H);
+  ref_attn_forward(ref, qd, s.lens, kind->name, s.B, s.N, s.D, s.H);
   fwd_d(&r, qd);
   fwd_f(&r, qf);
   char sh[128], name[256];
   shape_name(sh, sizeof sh, s);
-  snprintf(name, sizeof name, "fast f64 vs naive %-13s %s", attn_kind_name(kind), sh);
+  snprintf(name, sizeof name, "fast f64 vs naive %-13s %s", kind->name, sh);
   t_close_d(r.out, ref, no, 1e-10, name);
-  snprintf(name, sizeof name, "fast f32 vs naive %-13s %s", attn_kind_name(kind), sh);
+  snprintf(name, sizeof name, "fast f32 vs naive %-13s %s", kind->name, sh);
   t_close_f(r.out_f, ref, no, 1e-5, name);
   runner_free(&r);
   free(qd), free(ref), free(qf);
@@ -230,7 +230,7 @@ typedef struct {
   int64_t rows, dominant;
 } rowstats;
 
-static rowstats condition3_stats(lr_attn_kind kind, uint64_t seed, double lo, double hi) {
+static rowstats condition3_stats(const lr_attn_ops *kind, uint64_t seed, double lo, double hi) {
   shape s = {3, 40, 32, 4, {40, 17, 1}};
   int64_t nq = n_qkv(s);
   double *qkv = xcalloc((size_t)nq, sizeof(double));
@@ -241,7 +241,7 @@ static rowstats condition3_stats(lr_attn_kind kind, uint64_t seed, double lo, do
   rowstats st = {INFINITY, -INFINITY, INFINITY, 0, 0};
   for (int64_t b = 0; b < s.B; b++)
     for (int64_t h = 0; h < s.H; h++) {
-      ref_attn_matrix(W, qkv, s.lens[b], kind, b, h, s.N, s.D, s.H);
+      ref_attn_matrix(W, qkv, s.lens[b], kind->name, b, h, s.N, s.D, s.H);
       for (int64_t i = 0; i < s.lens[b]; i++) {
         double pos = 0, neg = 0;
         for (int64_t m = 0; m < s.N; m++) {
@@ -262,7 +262,7 @@ static rowstats condition3_stats(lr_attn_kind kind, uint64_t seed, double lo, do
   return st;
 }
 
-static void test_condition3(lr_attn_kind kind) {
+static void test_condition3(const lr_attn_ops *kind) {
   const double ranges[][2] = {{-0.1, 0.1}, {-1, 1}, {-5, 5}, {-3, 0.5}, {0, 2}};
   for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++)
     for (uint64_t seed = 1; seed <= 3; seed++) {
@@ -270,17 +270,17 @@ static void test_condition3(lr_attn_kind kind) {
       rowstats st = condition3_stats(kind, 5000 + seed, lo, hi);
       t_check(st.max_sum <= 1 + 1e-6 && st.min_sum >= -1 - 1e-6,
               "condition (3) %-13s inputs U[%g,%g] seed %d: row sums in [%.4f, %.4f]",
-              attn_kind_name(kind), lo, hi, (int)seed, st.min_sum, st.max_sum);
+              kind->name, lo, hi, (int)seed, st.min_sum, st.max_sum);
       if (lo >= 0)
         t_check(st.min_entry >= 0 && st.dominant == st.rows,
                 "non-negative dominance %-13s inputs U[%g,%g] seed %d: min entry %.3g, "
                 "%lld/%lld rows",
-                attn_kind_name(kind), lo, hi, (int)seed, st.min_entry, (long long)st.dominant,
+                kind->name, lo, hi, (int)seed, st.min_entry, (long long)st.dominant,
                 (long long)st.rows);
       else if (seed == 1)
         printf("info: non-negative dominance %-13s inputs U[%g,%g]: %lld/%lld rows "
                "(not a theorem, see above)\n",
-               attn_kind_name(kind), lo, hi, (long long)st.dominant, (long long)st.rows);
+               kind->name, lo, hi, (long long)st.dominant, (long long)st.rows);
     }
 }
 
@@ -288,7 +288,7 @@ static void test_condition3(lr_attn_kind kind) {
 // Sequence 0 (n valid rows, garbage in rows n..N-1) inside a padded batch must
 // give the outputs and gradients of the same sequence run alone with N = n;
 // padded rows get output 0 and gradient 0.
-static void test_padding(lr_attn_kind kind, uint64_t seed) {
+static void test_padding(const lr_attn_ops *kind, uint64_t seed) {
   const int32_t n = 5;
   shape big = {2, 12, 8, 2, {n, 12}}, small = {1, n, 8, 2, {n}};
   int64_t D3 = 3 * big.D, D = big.D;
@@ -330,7 +330,7 @@ static void test_padding(lr_attn_kind kind, uint64_t seed) {
     finite &= isfinite(dqb[i]);
   t_check(md <= 1e-12 * mr && pad == 0 && finite,
           "padding invariance f64 %-13s (max diff %.3g, max padded |out|,|grad| %.3g)",
-          attn_kind_name(kind), md, pad);
+          kind->name, md, pad);
 
   // The same in float.
   float *qbf = xcalloc((size_t)n_qkv(big), sizeof(float));
@@ -366,7 +366,7 @@ static void test_padding(lr_attn_kind kind, uint64_t seed) {
     pad = fmax(pad, fabs((double)dqbf[i]));
   t_check(md <= 1e-6 * mr && pad == 0,
           "padding invariance f32 %-13s (max diff %.3g, max padded |out|,|grad| %.3g)",
-          attn_kind_name(kind), md, pad);
+          kind->name, md, pad);
   runner_free(&rb), runner_free(&rs);
   free(qb), free(gb), free(dqb), free(qs), free(gs), free(dqs);
   free(qbf), free(gbf), free(dqbf), free(qsf), free(gsf), free(dqsf);
@@ -375,7 +375,7 @@ static void test_padding(lr_attn_kind kind, uint64_t seed) {
 // ---- 6. backward accumulates
 // ---------------------------------------------------------------------
 
-static void test_accumulate(lr_attn_kind kind, uint64_t seed) {
+static void test_accumulate(const lr_attn_ops *kind, uint64_t seed) {
   shape s = {2, 70, 8, 2, {70, 9}};
   int64_t nq = n_qkv(s), no = n_out(s);
   float *q = xcalloc((size_t)nq, sizeof(float)), *g = xcalloc((size_t)no, sizeof(float));
@@ -391,7 +391,7 @@ static void test_accumulate(lr_attn_kind kind, uint64_t seed) {
   for (int64_t i = 0; i < nq; i++)
     twice[i] = 2.0 * d1[i];
   char name[128];
-  snprintf(name, sizeof name, "backward accumulates %-13s", attn_kind_name(kind));
+  snprintf(name, sizeof name, "backward accumulates %-13s", kind->name);
   t_close_f(d2, twice, nq, 1e-6, name);
   runner_free(&r);
   free(q), free(g), free(d1), free(d2), free(twice);
@@ -403,11 +403,11 @@ static void test_accumulate(lr_attn_kind kind, uint64_t seed) {
 // Sequences shared out over 3 threads (3 scratch copies) give bitwise the
 // one-thread outputs and gradients, for every kind; 4 sequences of unequal
 // lengths, so the ranges differ in work.
-static void test_threads(lr_attn_kind kind) {
+static void test_threads(const lr_attn_ops *kind) {
   const shape s = {4, 40, 16, 2, {40, 17, 1, 33}};
   const size_t nq = (size_t)n_qkv(s), no = (size_t)n_out(s);
   const size_t nc = attn_cache_elems(kind, s.B, s.N, s.D, s.H);
-  const size_t ns = attn_scratch_elems(kind, s.B, s.N, s.D, s.H);
+  const size_t ns = attn_scratch_elems(kind, s.N, s.D, s.H);
   float *qkv = xcalloc(nq, 4), *dout = xcalloc(no, 4), *scratch = xcalloc(3 * ns, 4);
   float *out[2], *cache[2], *dqkv[2];
   for (size_t i = 0; i < nq; i++) qkv[i] = (float)sin(0.37 * (double)i);
@@ -416,26 +416,28 @@ static void test_threads(lr_attn_kind kind) {
   for (int k = 0; k < 2; k++) {
     ok &= lr_par_set_threads(k ? 3 : 1) == LR_OK;
     out[k] = xcalloc(no, 4), cache[k] = xcalloc(nc, 4), dqkv[k] = xcalloc(nq, 4);
-    attn_forward(out[k], cache[k], qkv, s.lens, kind, s.B, s.N, s.D, s.H, scratch, k ? 3 : 1);
-    attn_backward(dqkv[k], dout, qkv, cache[k], s.lens, kind, s.B, s.N, s.D, s.H, scratch,
-                  k ? 3 : 1);
+    attn_forward(out[k], cache[k], qkv, s.lens, kind, NULL, s.B, s.N, s.D, s.H, scratch, k ? 3 : 1);
+    attn_backward(dqkv[k], NULL, dout, qkv, NULL, cache[k], s.lens, kind, s.B, s.N, s.D, s.H,
+                  scratch, k ? 3 : 1);
   }
   ok &= lr_par_set_threads(1) == LR_OK;
   ok &= !memcmp(out[0], out[1], no * 4) && !memcmp(dqkv[0], dqkv[1], nq * 4);
-  t_check(ok, "%s: 3 threads give bitwise the 1-thread output and gradient", attn_kind_name(kind));
+  t_check(ok, "%s: 3 threads give bitwise the 1-thread output and gradient", kind->name);
   for (int k = 0; k < 2; k++) free(out[k]), free(cache[k]), free(dqkv[k]);
   free(qkv), free(dout), free(scratch);
 }
 
 int main(void) {
-  for (int k = 0; k < LR_ATTN_COUNT; k++) test_threads((lr_attn_kind)k);
-  t_check(attn_kind_parse("linrec_causal") == LR_ATTN_LINREC_CAUSAL &&
-              attn_kind_parse("nope") == -1 && attn_kind_is_causal(LR_ATTN_ELU1) &&
-              !attn_kind_is_causal(LR_ATTN_LINREC),
-          "kind names");
-  for (int k = 0; k < LR_ATTN_COUNT; k++)
-    t_check(attn_kind_parse(attn_kind_name((lr_attn_kind)k)) == k, "kind name round trip %s",
-            attn_kind_name((lr_attn_kind)k));
+  for (int k = 0; k < attn_count(); k++) test_threads(attn_get(k));
+  t_check(attn_find("nope") == NULL && attn_find("elu1")->causal && !attn_find("linrec")->causal &&
+              attn_get(attn_count()) == NULL && attn_get(-1) == NULL,
+          "registry: lookups");
+  for (int k = 0; k < attn_count(); k++)
+    t_check(attn_find(attn_get(k)->name) == attn_get(k) && attn_id(attn_get(k)) == k &&
+                !strcmp(attn_names()[k], attn_get(k)->name),
+            "registry: %s round trip", attn_get(k)->name);
+  t_check(attn_register(attn_get(0)) == LR_ERR_ARG, "registry: a name in use is refused");
+  lr_error_clear();
 
   const shape tiny = {2, 7, 8, 2, {7, 4}};
   const shape chunked = {2, 150, 8, 2, {150, 83}};
@@ -449,8 +451,8 @@ int main(void) {
       {1, 70, 64, 2, {70}}, // Dh = 32
       {2, 9, 5, 1, {9, 6}},
   };
-  for (int k = 0; k < LR_ATTN_COUNT; k++) {
-    lr_attn_kind kind = (lr_attn_kind)k;
+  for (int k = 0; k < attn_count(); k++) {
+    const lr_attn_ops *kind = attn_get(k);
     uint64_t seed = 1000 + 10 * (uint64_t)k;
     test_fd_f64(kind, tiny, n_qkv(tiny), seed);
     test_fd_f64(kind, chunked, 400, seed + 1);
@@ -464,7 +466,7 @@ int main(void) {
     test_padding(kind, seed + 8);
     test_accumulate(kind, seed + 9);
   }
-  test_condition3(LR_ATTN_LINREC);
-  test_condition3(LR_ATTN_LINREC_CAUSAL);
+  test_condition3(attn_find("linrec"));
+  test_condition3(attn_find("linrec_causal"));
   return t_done();
 }

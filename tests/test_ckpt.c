@@ -29,6 +29,7 @@
 #include <unistd.h>       // fork, truncate, _exit, alarm, symlink
 #include <zlib.h>         // crc32
 
+#include "attention.h" // attn_names
 #include "ckpt.h"
 #include "config.h"
 #include "fault.h"
@@ -1077,6 +1078,7 @@ static void test_odd_files(void) {
 }
 
 int main(void) {
+  config_set_choices("model.attention", attn_names()); // the kinds of core/attention.h
   // /dev/shm when there is one: the fault loops fsync about a thousand
   // times, which costs seconds on a disk and nothing on tmpfs (the logic
   // under test does not depend on the file system; LINREC_TEST_TMP overrides)

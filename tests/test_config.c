@@ -11,6 +11,7 @@
 #include <time.h>   // clock_gettime
 #include <unistd.h> // truncate, unlink
 
+#include "attention.h" // attn_names
 #include "config.h"
 #include "lr.h"
 #include "test_util.h"
@@ -151,6 +152,7 @@ static void test_negatives(void) {
 }
 
 int main(void) {
+  config_set_choices("model.attention", attn_names()); // the kinds of core/attention.h
   const char *dir = t_tmpdir("lr_test_config");
   if (!dir) {
     perror("mkdtemp");

@@ -45,6 +45,7 @@
 #include <stdlib.h> // calloc, free
 #include <string.h> // memset, memcpy, memcmp
 
+#include "attention.h" // attn_names
 #include "config.h"   // lr_config, config_defaults
 #include "dataset.h"  // lr_dataset, dataset_free
 #include "eval.h"     // eval_split, eval_topk, eval_popularity, lr_scorer
@@ -523,7 +524,7 @@ static int model_fx_init(model_fx *f, int64_t I, int64_t N, int64_t D, int64_t m
                       .inner = 2 * D,
                       .dropout = 0.0f,
                       .ln_eps = 1e-12f,
-                      .attn = LR_ATTN_LINREC};
+                      .attn = attn_find("linrec")};
   if (model_init(&f->m, &cfg, max_B, seed) != LR_OK) return -1;
   if (table_init(&f->table, LR_TABLE_REPLICATED, I + 1, D, max_B * (N + 101), 0, 4096, 256,
                  seed + 1) != LR_OK)
@@ -765,6 +766,7 @@ done:
 }
 
 int main(void) {
+  config_set_choices("model.attention", attn_names()); // the kinds of core/attention.h
   case_a();
   case_b();
   case_b2();

@@ -125,12 +125,12 @@ static void fill_ids(int32_t *ids, const int32_t *lens, int64_t B, int64_t N, ui
 // Build a fixture for kind with max_len N and batch (ids, lens) of B
 // sequences with example ids ex (dropout keys ex * N + t); loss rows are all
 // valid positions, with random targets keyed by (example, position).
-static int fx_init(fixture *f, lr_attn_kind kind, int64_t N, int64_t B, const int32_t *ids,
+static int fx_init(fixture *f, const lr_attn_ops *kind, int64_t N, int64_t B, const int32_t *ids,
                    const int32_t *lens, const uint64_t *ex, float p) {
   memset(f, 0, sizeof *f);
   lr_model_cfg c = {NI, N, ND, NH, NL, NF, p, 1e-12f, kind};
   if (model_init(&f->m, &c, B, 3) != LR_OK || itemtab_init(&f->tab, 0, NI + 1, ND, 3) != LR_OK) {
-    t_check(0, "%s: model_init/itemtab_init: %s", attn_kind_name(kind), lr_error_msg());
+    t_check(0, "%s: model_init/itemtab_init: %s", kind->name, lr_error_msg());
     lr_error_clear();
     return -1;
   }
@@ -233,7 +233,7 @@ static void batch_ids(int32_t *ids, uint64_t *ex) {
 
 // ---- (a) padding invariance --------------------------------------------------------
 
-static void check_padding(lr_attn_kind kind) {
+static void check_padding(const lr_attn_ops *kind) {
   int32_t ids[NB * NN];
   uint64_t ex[NB];
   batch_ids(ids, ex);
@@ -259,7 +259,7 @@ static void check_padding(lr_attn_kind kind) {
       ref[i] = hb[b * NN * ND + i];
     char name[128];
     snprintf(name, sizeof name, "%s: (a) length-%d sequence, padded to %d vs alone",
-             attn_kind_name(kind), n, NN);
+             kind->name, n, NN);
     t_close_f(ho, ref, n * ND, TOL_PAD, name);
     free(ref);
     fx_free(&one);
@@ -299,14 +299,14 @@ static double fd_report(const char *kind, const char *what, double maxerr, doubl
   return rel;
 }
 
-static void check_fd(lr_attn_kind kind, float p, int64_t chunk) {
+static void check_fd(const lr_attn_ops *kind, float p, int64_t chunk) {
   int32_t ids[NB * NN];
   uint64_t ex[NB];
   batch_ids(ids, ex);
   fixture f;
   if (fx_init(&f, kind, NN, NB, ids, LENS, ex, p)) return;
   char kn[64];
-  snprintf(kn, sizeof kn, chunk ? "%s (f) chunks of %lld" : "%s", attn_kind_name(kind),
+  snprintf(kn, sizeof kn, chunk ? "%s (f) chunks of %lld" : "%s", kind->name,
            (long long)chunk);
   if (chunk) model_set_chunk(&f.m, chunk);
   fx_loss(&f, 1);
@@ -357,13 +357,13 @@ static void check_fd(lr_attn_kind kind, float p, int64_t chunk) {
 
 // ---- (c) backward twice ---------------------------------------------------------------
 
-static void check_twice(lr_attn_kind kind) {
+static void check_twice(const lr_attn_ops *kind) {
   int32_t ids[NB * NN];
   uint64_t ex[NB];
   batch_ids(ids, ex);
   fixture f;
   if (fx_init(&f, kind, NN, NB, ids, LENS, ex, 0.1f)) return;
-  const char *kn = attn_kind_name(kind);
+  const char *kn = kind->name;
   fx_loss(&f, 1);
   const int64_t P = (int64_t)f.m.n_params, T = (NI + 1) * ND;
   double *g2 = t_alloc(P, sizeof(double));
@@ -406,13 +406,13 @@ static double valid_maxdiff(const float *a, const float *b, const int32_t *lens,
   return m;
 }
 
-static void check_dropout(lr_attn_kind kind) {
+static void check_dropout(const lr_attn_ops *kind) {
   int32_t ids[NB * NN];
   uint64_t ex[NB];
   batch_ids(ids, ex);
   fixture f;
   if (fx_init(&f, kind, NN, NB, ids, LENS, ex, 0.3f)) return;
-  const char *kn = attn_kind_name(kind);
+  const char *kn = kind->name;
   const size_t n = (size_t)(NB * NN * ND);
   float *h1 = t_alloc((int64_t)n, sizeof(float)), *h0 = t_alloc((int64_t)n, sizeof(float));
   memcpy(h1, fx_forward(&f), n * sizeof(float));
@@ -466,11 +466,11 @@ done:
 // (e) with chunk = 0: runs of 1 (the reference), 2 and 3 threads; (f) with
 // chunk > 0: the reference is 1 thread in one chunk, then 1 and 2 threads
 // in chunks of `chunk` sequences.
-static void check_lanes(lr_attn_kind kind, int64_t chunk) {
+static void check_lanes(const lr_attn_ops *kind, int64_t chunk) {
   int32_t ids[NB * NN];
   uint64_t ex[NB];
   batch_ids(ids, ex);
-  const char *kn = attn_kind_name(kind);
+  const char *kn = kind->name;
   const char *ck = chunk ? "(f) chunks of 1," : "(e)";
   const int64_t T = (NI + 1) * ND, n = NB * NN * ND;
   const int threads[2][3] = {{1, 2, 3}, {1, 1, 2}};
@@ -518,8 +518,8 @@ static void check_lanes(lr_attn_kind kind, int64_t chunk) {
 }
 
 int main(void) {
-  for (int k = 0; k < LR_ATTN_COUNT; k++) {
-    lr_attn_kind kind = (lr_attn_kind)k;
+  for (int k = 0; k < attn_count(); k++) {
+    const lr_attn_ops *kind = attn_get(k);
     check_padding(kind);
     check_fd(kind, 0.0f, 0);
     check_fd(kind, 0.2f, 0);

@@ -121,7 +121,6 @@ static int ref_load(ref_dump *r, const char *path) {
   if ((uint32_t)rd_i32(b + 8) != REF_VERSION)
     FAIL(8, "version %u, expected %u", (unsigned)rd_i32(b + 8), REF_VERSION);
   int32_t kind = rd_i32(b + 12), dim[8];
-  if (kind < 0 || kind >= LR_ATTN_COUNT) FAIL(12, "attention kind %d out of range", kind);
   for (int i = 0; i < 8; i++) {
     dim[i] = rd_i32(b + 16 + 4 * i);
     if (dim[i] < 1 || dim[i] > REF_MAX_DIM)
@@ -129,11 +128,12 @@ static int ref_load(ref_dump *r, const char *path) {
   }
   memcpy(r->name, b + 68, 16);
   r->name[16] = 0;
-  if (strcmp(r->name, attn_kind_name((lr_attn_kind)kind)) != 0)
-    FAIL(68, "kind name '%s' does not match kind %d (%s)", r->name, kind,
-         attn_kind_name((lr_attn_kind)kind));
-  lr_model_cfg c = {
-      dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, rd_f32(b + 48), (lr_attn_kind)kind};
+  // the kind by name (the dump's number is its id at recording time, checked too)
+  const lr_attn_ops *ops = attn_find(r->name);
+  if (!ops) FAIL(68, "unknown attention kind '%s'", r->name);
+  if (attn_id(ops) != kind)
+    FAIL(12, "kind number %d does not match kind '%s' (id %d)", kind, r->name, attn_id(ops));
+  lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, rd_f32(b + 48), ops};
   if (c.d % c.heads != 0)
     FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads, (long long)c.d);
   r->cfg = c;

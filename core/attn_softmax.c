@@ -1,0 +1,111 @@
+// attn_softmax.c: the `softmax` attention kind (SASRec), per head:
+//   A = softmax(Q K^T / sqrt(d) + causal mask) V
+// O(N^2 d). Causal. The cache keeps the log-sum-exp of each score row; the
+// backward recomputes the scores (one n x n product) instead of keeping
+// n x n probabilities.
+#ifndef ATTN_BODY
+#include <math.h> // sqrtf, sqrt, logf, log
+
+#include "attn_kernels.h"
+#include "gemm.h" // lr_sgemm, lr_dgemm
+
+// cache: lse (H,N); scratch: the probabilities and their gradient (N,N).
+static size_t cache_elems(int64_t N, int64_t D, int64_t H) { return (size_t)(H * N); }
+static size_t scratch_elems(int64_t N, int64_t D, int64_t H) {
+  size_t t = 0;
+  attn_region(&t, (size_t)(N * N));
+  attn_region(&t, (size_t)(N * N));
+  return t;
+}
+static size_t dsc_offset(int64_t N) {
+  size_t t = 0;
+  attn_region(&t, (size_t)(N * N));
+  return t;
+}
+
+static double flops(int64_t N, int64_t D, int64_t H) { // Q K^T and P V over (N,N)
+  return 2.0 * (double)N * (double)N * (double)D;
+}
+
+#define ATTN_SELF "attn_softmax.c"
+#include "attn_instantiate.h"
+
+const lr_attn_ops lr_attn_softmax = {
+    "softmax", "softmax(QK^T/sqrt(Dh) + causal/pad mask) V (SASRec)", 1, cache_elems,
+    scratch_elems, NULL, NULL, softmax_fwd, softmax_bwd, softmax_fwd_f64, softmax_bwd_f64, flops};
+
+#else // ---- the kernels, over `real` ------------------------------------------------------
+
+// o (n,d; ld ldo) = softmax(Q K^T / sqrt(d) + causal mask) V; lse (n) the
+// log-sum-exp of each score row. sc: (n,n) scratch. q, k, v: ld ldx.
+static void FN(head_forward)(real *o, int64_t ldo, real *lse, real *sc, const real *q,
+                             const real *k, const real *v, int64_t ldx, int64_t n, int64_t d) {
+  GEMM(0, 1, n, n, d, (real)1 / R_SQRT((real)d), q, ldx, k, ldx, 0, sc, n);
+  for (int64_t i = 0; i < n; i++) {
+    real *row = sc + i * n, mx = row[0], sum = 0;
+    for (int64_t m = 1; m <= i; m++)
+      mx = row[m] > mx ? row[m] : mx;
+    for (int64_t m = 0; m <= i; m++)
+      row[m] -= mx;
+    FN(attn_exp_run)(row, row, i + 1);
+    for (int64_t m = 0; m <= i; m++)
+      sum += row[m];
+    real inv = (real)1 / sum;
+    for (int64_t m = 0; m <= i; m++)
+      row[m] *= inv;
+    for (int64_t m = i + 1; m < n; m++)
+      row[m] = 0;
+    lse[i] = mx + R_LOG(sum);
+  }
+  GEMM(0, 0, n, d, n, 1, sc, n, v, ldx, 0, o, ldo);
+}
+
+// dq, dk, dv (n,d; ld ldx) += gradients of <g, o> (g: ld ldg). p, dp: (n,n) scratch.
+// forward: S = Q K^T / sqrt(d), P_im = exp(S_im - lse_i) (m <= i), O = P V
+//   dV = P^T G;  dP = G V^T;  dS_im = P_im (dP_im - sum_m' P_im' dP_im')
+//   dQ = dS K / sqrt(d);  dK = dS^T Q / sqrt(d)
+static void FN(head_backward)(real *dq, real *dk, real *dv, int64_t ldx, const real *g,
+                              int64_t ldg, const real *q, const real *k, const real *v,
+                              const real *lse, real *p, real *dp, int64_t n, int64_t d) {
+  const real scale = (real)1 / R_SQRT((real)d);
+  GEMM(0, 1, n, n, d, scale, q, ldx, k, ldx, 0, p, n);
+  for (int64_t i = 0; i < n; i++) {
+    real *row = p + i * n;
+    for (int64_t m = 0; m <= i; m++)
+      row[m] -= lse[i];
+    FN(attn_exp_run)(row, row, i + 1);
+    for (int64_t m = i + 1; m < n; m++)
+      row[m] = 0;
+  }
+  GEMM(1, 0, n, d, n, 1, p, n, g, ldg, 1, dv, ldx);
+  GEMM(0, 1, n, n, d, 1, g, ldg, v, ldx, 0, dp, n);
+  for (int64_t i = 0; i < n; i++) {
+    real *pr = p + i * n, *dr = dp + i * n, dot = 0;
+    for (int64_t m = 0; m <= i; m++)
+      dot += pr[m] * dr[m];
+    for (int64_t m = 0; m < n; m++)
+      dr[m] = pr[m] * (dr[m] - dot); // 0 above the diagonal
+  }
+  GEMM(0, 0, n, d, n, scale, dp, n, k, ldx, 1, dq, ldx);
+  GEMM(1, 0, n, d, n, scale, dp, n, q, ldx, 1, dk, ldx);
+}
+
+static void FN(softmax_fwd)(real *ob, real *lse, const real *xb, const real *prm, int64_t n,
+                            int64_t N, int64_t D, int64_t H, real *scratch) {
+  const int64_t d = D / H, ldx = 3 * D;
+  for (int64_t h = 0; h < H; h++)
+    FN(head_forward)(ob + h * d, D, lse + h * N, scratch, xb + h * d, xb + D + h * d,
+                     xb + 2 * D + h * d, ldx, n, d);
+}
+
+static void FN(softmax_bwd)(real *dxb, real *dprm, const real *gb, const real *xb,
+                            const real *prm, const real *lse, int64_t n, int64_t N, int64_t D,
+                            int64_t H, real *scratch) {
+  const int64_t d = D / H, ldx = 3 * D;
+  for (int64_t h = 0; h < H; h++)
+    FN(head_backward)(dxb + h * d, dxb + D + h * d, dxb + 2 * D + h * d, ldx, gb + h * d, D,
+                      xb + h * d, xb + D + h * d, xb + 2 * D + h * d, lse + h * N, scratch,
+                      scratch + dsc_offset(N), n, d);
+}
+
+#endif
