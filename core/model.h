@@ -1,10 +1,16 @@
-// model.h: the SASRec-style encoder of DESIGN §1 with a pluggable attention
-// kind, its one dense parameter arena (params, grads, Adam m, v mirror it) and
-// its activation arena, sized once for a maximum batch.
+// model.h: the sequence encoder (DESIGN §1): an architecture (a block type
+// with its embedding stage) with a pluggable attention kind, its one dense
+// parameter arena (params, grads, Adam m, v and the exact gradient mirror
+// it) and its activation arena, sized once for a maximum batch.
 //
+// The architecture is cfg.arch (NULL: `sasrec`, below); each is one file
+// core/arch_<name>.c behind model_arch.h, so a new block type (pre-LN gated,
+// recursive query stream, ...) is a new file, not a fork of the engine.
+//
+// sasrec (SASRec/LinRec, post-LN as RecBole):
 //   E   = ItemEmb[s_t] + PosEmb[t]                    (item rows come from outside:
 //   H^0 = Dropout(LayerNorm(E))                        the item table is not here)
-//   per layer l (post-LN, as RecBole):
+//   per layer l:
 //     S = LayerNorm(H + Dropout(MultiHead(H) W_O + b_O))
 //     H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
 //
@@ -21,61 +27,49 @@
 #include "layers.h"
 #include "xsum.h"
 
+typedef struct lr_arch lr_arch; // model_arch.h
+
 typedef struct {
   int64_t n_items; // I
   int64_t max_len; // N
   int64_t d, heads, layers, inner;
   float dropout, ln_eps;
   const lr_attn_ops *attn; // the attention kind (attention.h registry)
+  const lr_arch *arch;     // the architecture (NULL: sasrec)
 } lr_model_cfg;
 
-#define LR_N_PARAM_TENSORS 16
-typedef struct {
-  float *pos;          // (N,D)
-  float *ln0_w, *ln0_b; // (D)
-  float *qkv_w;        // (L,3D,D)
-  float *qkv_b;        // (L,3D)
-  float *o_w;          // (L,D,D)
-  float *o_b;          // (L,D)
-  float *ln1_w, *ln1_b; // (L,D)
-  float *fc1_w;        // (L,F,D)
-  float *fc1_b;        // (L,F)
-  float *fc2_w;        // (L,D,F)
-  float *fc2_b;        // (L,D)
-  float *ln2_w, *ln2_b; // (L,D)
-  float *attn_p;        // (L,A) the attention kind's own parameters (A = attn_param_elems; 0 for most)
-} lr_params;
+// The architectures by name ("sasrec"); NULL if unknown. Cannot fail.
+const lr_arch *model_arch_find(const char *name);
+// An architecture's name. Cannot fail.
+const char *model_arch_name(const lr_arch *a);
 
-// Element counts of the tensors above in declaration order; returns the total.
-size_t model_param_sizes(const lr_model_cfg *cfg, size_t sizes[LR_N_PARAM_TENSORS]);
-// Names of the tensors ("pos", "ln0_w", ...), for dumps and tests.
-extern const char *const LR_PARAM_NAMES[LR_N_PARAM_TENSORS];
-// Point the views of p into mem laid out as model_param_sizes says.
-void model_point_params(lr_params *p, float *mem, const lr_model_cfg *cfg);
+// ---- the parameter tensors -----------------------------------------------------------------
+// A model's parameters are the architecture's tensors laid out back to back
+// in one arena: the embedding part first (per_layer = 0), then per-layer
+// tensors stacked (L, elems/L). Every arena of the model (parameters,
+// gradients, Adam moments, staging, the exact gradient) has this layout.
+#define LR_MAX_TENSORS 32
+#define LR_MAX_ACTS 48 // activation buffers of an architecture
+typedef enum {
+  LR_INIT_ZERO = 0, // biases, LayerNorm shifts
+  LR_INIT_ONE,      // LayerNorm scales
+  LR_INIT_NORMAL,   // N(0, 0.02) from the counter-based RNG keyed by (seed, key, element)
+  LR_INIT_ATTN      // the attention kind's own init (zeros without one)
+} lr_init_kind;
 
 typedef struct {
-  float *emb;           // (B,N,D) item + position
-  float *ln0, *ln0_mean, *ln0_rstd; // (B,N,D), (B,N), (B,N)
-  float *h0;            // (B,N,D) input of layer 0 (after dropout)
-  // per layer, (L, ...) contiguous:
-  float *qkv;           // (L,B,N,3D)
-  float *attn_cache;    // (L, attn_cache_elems)
-  float *ctx;           // (L,B,N,D) attention output (heads concatenated)
-  float *res1;          // (L,B,N,D) H + Dropout(ctx W_O^T + b_O)
-  float *s, *ln1_mean, *ln1_rstd; // (L,B,N,D), (L,B,N), (L,B,N)
-  float *fc1, *gelu;    // (L,B,N,F); after forward fc1 holds gelu'(fc1) (backward's only use)
-  float *res2;          // (L,B,N,D) S + Dropout(FFN(S))
-  float *h, *ln2_mean, *ln2_rstd; // (L,B,N,D) layer outputs, (L,B,N)
-  // backward temporaries, reused by every layer: whole-batch dh ping-pong
-  // (d_b, d_c; d_b also dE), then per lane one chunk's rows (T = lanes x
-  // chunk x N): a dropout's or LayerNorm's input gradient d_a, dS d_s, the
-  // FFN's inner gradient d_f2, the attention input's d_qkv
-  float *d_b, *d_c;       // (B,N,D)
-  float *d_a, *d_s;       // (T,D)
-  float *d_f2;            // (T,F)
-  float *d_qkv;           // (T,3D)
-  float *attn_scratch;    // one attn_scratch_elems copy per thread of the team
-} lr_acts;
+  const char *name;  // "pos", "qkv_w", ... (checkpoints and dumps name them)
+  size_t elems;      // all layers together for a per-layer tensor
+  int per_layer;
+  lr_init_kind init;
+  uint32_t key;      // LR_INIT_NORMAL's RNG key (kept stable: results depend on it)
+} lr_tensor;
+
+// The tensors of cfg's architecture in arena order; returns their number.
+// Cannot fail.
+int model_tensors(const lr_model_cfg *cfg, lr_tensor t[LR_MAX_TENSORS]);
+// Floats in one arena (the sum of the tensors' elems). Cannot fail.
+size_t model_param_elems(const lr_model_cfg *cfg);
 
 // Called by model_backward when the gradients of layer l are complete for
 // this backward (l = layers-1 .. 0), and with l = -1 after the embedding
@@ -98,13 +92,16 @@ typedef enum { LR_PHASE_EMBED = 0, LR_PHASE_ATTN, LR_PHASE_PROJ, LR_PHASE_FFN, L
 
 typedef struct {
   lr_model_cfg cfg;
+  const lr_arch *arch; // cfg.arch, or sasrec
   double phase_s[LR_MODEL_PHASES];
   lr_backward_hook hook; // NULL: none (model_set_backward_hook)
   void *hook_ctx;
   int64_t max_B;     // activation capacity in sequences
+  int n_tensors;
+  lr_tensor tensors[LR_MAX_TENSORS];
+  size_t tensor_off[LR_MAX_TENSORS]; // offset of each tensor in an arena
   size_t n_params;   // floats in each of params/grads/m/v
   float *params_mem, *grads_mem, *m_mem, *v_mem;
-  lr_params p, g;
   size_t attn_cache_elems;   // per layer
   size_t attn_scratch_elems; // per thread
   // Lanes: with T threads (at model_init) a batch's sequences are cut into T
@@ -125,13 +122,17 @@ typedef struct {
   lr_xs *gx;               // (n_params) the dense gradient, exact (lane 0's accumulator)
   lr_xs *lane_gx_mem;      // (lanes-1) x n_params; all zero outside model_backward
   float *stage_mem;        // lanes x n_params: one sequence's parameter gradients
-  lr_params *lane_g;       // (lanes) views of the lanes' staging arenas
   uint32_t *lane_bad;      // (lanes) out-of-range gradient terms seen (xsum.h)
   uint32_t grad_bad;       // any lane's, since model_zero_grad
+  int n_acts;              // the architecture's activation buffers (model_arch.h)
+  struct lr_act_slot {
+    size_t off, elems;
+  } acts[LR_MAX_ACTS];
   float *acts_mem;
   size_t acts_elems;
-  uint32_t *keep_bits; // dropout masks, forward to backward: (1 + 2L) x max_B*N rows of bits
-  lr_acts a;
+  float *dh_a, *dh_b;      // (max_B,N,D) the backward's whole-batch gradient ping-pong
+  float *attn_cache, *attn_scratch; // (L, attn_cache_elems); one scratch per thread
+  uint32_t *keep_bits; // dropout masks, forward to backward: keep_blocks x max_B*N rows of bits
   int64_t B;         // batch of the last forward
   const int32_t *lens; // lens of the last forward (borrowed)
 } lr_model;
@@ -175,14 +176,15 @@ void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
 void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx);
 
 // The slice of the dense arena holding the parameters of layer l (0..L-1),
-// or of the embedding part (pos, ln0) for l = -1: n_slices (offset, count)
-// pairs in floats, written to off/cnt (room for LR_N_PARAM_TENSORS each).
-// Returns n_slices. Cannot fail.
+// or of the embedding part for l = -1: n_slices (offset, count) pairs in
+// floats, written to off/cnt (room for LR_MAX_TENSORS each). Returns
+// n_slices. Cannot fail.
 int model_layer_slices(const lr_model_cfg *cfg, int64_t l, size_t *off, size_t *cnt);
 
 // Analytic floating-point operations of one training sequence (forward and
-// backward, every position real): the matrix products of the projections,
-// the FFN and the attention kind, plus the output scores of loss_rows rows
+// backward, every position real): the architecture's matrix products (the
+// projections and the FFN) and the attention kind's, plus the output scores
+// of loss_rows rows
 // against `cands` item rows (each multiply-add counts 2; backward = 2 x
 // forward). The README's performance section gives the formula. Cannot fail.
 double model_train_flops(const lr_model_cfg *cfg, int64_t loss_rows, int64_t cands);

@@ -15,8 +15,8 @@ struct lr_gradsync {
   lr_model *m;
   int n_buckets;        // L + 1: bucket b < L is layer L-1-b, the last is the embedding part
   int n_slices[MAX_BUCKETS];
-  size_t off[MAX_BUCKETS][LR_N_PARAM_TENSORS], cnt[MAX_BUCKETS][LR_N_PARAM_TENSORS];
-  MPI_Request req[MAX_BUCKETS * LR_N_PARAM_TENSORS];
+  size_t off[MAX_BUCKETS][LR_MAX_TENSORS], cnt[MAX_BUCKETS][LR_MAX_TENSORS];
+  MPI_Request req[MAX_BUCKETS * LR_MAX_TENSORS];
   int n_req;
   int next;             // next bucket to start
   int armed;

@@ -466,7 +466,7 @@ static int trainer_init_local(trainer *t, const lr_config *c) {
               shard_imbalance(t->user_lo, t->ds.offsets, P));
   lr_model_cfg mc = {t->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
                      c->model_layers, c->model_inner, (float)c->model_dropout,
-                     (float)c->model_ln_eps, attn_get(c->model_attention)};
+                     (float)c->model_ln_eps, attn_get(c->model_attention), NULL};
   // Micro-batch: train.micro_batch, which also bounds the evaluation passes;
   // else one model chunk per lane (core/model.h: forward, loss and backward
   // of a few sequences at a time keep their activations in cache), with

@@ -102,7 +102,7 @@ static int64_t gcd64(int64_t a, int64_t b) {
   return a;
 }
 
-static void model_free(synth_model *m) {
+static void synth_model_free(synth_model *m) {
   free(m->rank_cdf);
   free(m->topic_cdf);
   free(m->item_of);
@@ -110,7 +110,7 @@ static void model_free(synth_model *m) {
   memset(m, 0, sizeof *m);
 }
 
-static int model_init(synth_model *m, const lr_synth_opts *o) {
+static int synth_model_init(synth_model *m, const lr_synth_opts *o) {
   memset(m, 0, sizeof *m);
   int64_t I = o->items;
   m->seed = o->seed;
@@ -124,7 +124,7 @@ static int model_init(synth_model *m, const lr_synth_opts *o) {
   m->item_of = malloc((size_t)I * sizeof *m->item_of);
   m->succ = malloc((size_t)I * N_SUCC * sizeof *m->succ);
   if (!m->rank_cdf || !m->topic_cdf || !m->item_of || !m->succ) {
-    model_free(m);
+    synth_model_free(m);
     return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__,
                     "synthetic data: out of memory for %lld items", (long long)I);
   }
@@ -285,11 +285,11 @@ int data_synthesize(lr_dataset *ds, const lr_synth_opts *o) {
            (long long)o->users, o->mean_len, n_inter, (long long)o->items, need / 1073741824.0,
            avail / 1073741824.0, source);
   synth_model m;
-  LR_CALL(model_init(&m, o));
+  LR_CALL(synth_model_init(&m, o));
   const int64_t cap = len_cap(&m, o->mean_len);
   if (o->interactions &&
       (o->interactions < 3 * o->users || o->interactions > cap * o->users)) {
-    model_free(&m);
+    synth_model_free(&m);
     return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
                     "synthetic data: interactions=%lld cannot be reached by %lld users with "
                     "lengths in [3, %lld] (mean_len=%g)",
@@ -327,6 +327,6 @@ nomem:
   dataset_free(ds);
 done:
   free(seen);
-  model_free(&m);
+  synth_model_free(&m);
   return rc;
 }

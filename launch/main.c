@@ -346,7 +346,7 @@ static int load_scorer(loaded *l, const cli *a) {
   const lr_config *c = &l->c;
   lr_model_cfg mc = {l->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
                      c->model_layers, c->model_inner, 0.0f, (float)c->model_ln_eps,
-                     attn_get(c->model_attention)};
+                     attn_get(c->model_attention), NULL};
   LR_CALL(model_init(&l->model, &mc, c->eval_batch_size, 0));
   // Scoring moves no gradients: a replicated table costs only memory, so
   // auto shards it only when there is more than one rank and the table is

@@ -85,13 +85,21 @@ static uint64_t rnd(uint64_t key, uint64_t i, uint64_t n) {
   return lr_below(r.v[0], r.v[1], n);
 }
 
-// Tensor i of an arena (model_param_sizes order) and its element count.
-static float *tensor(float *mem, const lr_model_cfg *c, int i, size_t *n) {
-  size_t s[LR_N_PARAM_TENSORS], off = 0;
-  model_param_sizes(c, s);
+// The number of parameter tensors of c's architecture. Cannot fail.
+static int n_tensors(const lr_model_cfg *c) {
+  lr_tensor t[LR_MAX_TENSORS];
+  return model_tensors(c, t);
+}
+
+// Tensor i of an arena (model_tensors order), its element count and name.
+static float *tensor(float *mem, const lr_model_cfg *c, int i, size_t *n, const char **name) {
+  lr_tensor t[LR_MAX_TENSORS];
+  LR_ASSERT(i < model_tensors(c, t));
+  size_t off = 0;
   for (int j = 0; j < i; j++)
-    off += s[j];
-  *n = s[i];
+    off += t[j].elems;
+  *n = t[i].elems;
+  if (name) *name = t[i].name;
   return mem + off;
 }
 
@@ -99,10 +107,10 @@ static float *tensor(float *mem, const lr_model_cfg *c, int i, size_t *n) {
 // well above the float noise of the finite differences; biases and LayerNorm
 // parameters non-trivial so their gradients are exercised.
 static void randomise(lr_model *m, lr_itemtab *tab) {
-  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+  for (int i = 0; i < n_tensors(&m->cfg); i++) {
     size_t n;
-    float *t = tensor(m->params_mem, &m->cfg, i, &n);
-    const char *name = LR_PARAM_NAMES[i];
+    const char *name;
+    float *t = tensor(m->params_mem, &m->cfg, i, &n, &name);
     int ln = name[0] == 'l' && name[1] == 'n';
     int w = name[strlen(name) - 1] == 'w';
     float scale = i == 0 ? 0.5f : ln ? (w ? 0.2f : 0.1f) : (w ? 0.3f : 0.1f);
@@ -128,7 +136,7 @@ static void fill_ids(int32_t *ids, const int32_t *lens, int64_t B, int64_t N, ui
 static int fx_init(fixture *f, const lr_attn_ops *kind, int64_t N, int64_t B, const int32_t *ids,
                    const int32_t *lens, const uint64_t *ex, float p) {
   memset(f, 0, sizeof *f);
-  lr_model_cfg c = {NI, N, ND, NH, NL, NF, p, 1e-12f, kind};
+  lr_model_cfg c = {NI, N, ND, NH, NL, NF, p, 1e-12f, kind, NULL};
   if (model_init(&f->m, &c, B, 3) != LR_OK || itemtab_init(&f->tab, 0, NI + 1, ND, 3) != LR_OK) {
     t_check(0, "%s: model_init/itemtab_init: %s", kind->name, lr_error_msg());
     lr_error_clear();
@@ -245,10 +253,10 @@ static void check_padding(const lr_attn_ops *kind) {
     fixture one;
     if (fx_init(&one, kind, n, 1, ids + b * NN, &LENS[b], &ex[b], 0.0f)) break;
     // same parameters; the position table keeps its first n rows
-    for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+    for (int i = 0; i < n_tensors(&big.m.cfg); i++) {
       size_t n_big, n_one;
-      const float *src = tensor(big.m.params_mem, &big.m.cfg, i, &n_big);
-      float *dst = tensor(one.m.params_mem, &one.m.cfg, i, &n_one);
+      const float *src = tensor(big.m.params_mem, &big.m.cfg, i, &n_big, NULL);
+      float *dst = tensor(one.m.params_mem, &one.m.cfg, i, &n_one, NULL);
       LR_ASSERT(n_one <= n_big);
       memcpy(dst, src, n_one * sizeof(float));
     }
@@ -315,16 +323,18 @@ static void check_fd(const lr_attn_ops *kind, float p, int64_t chunk) {
   memcpy(g, f.m.grads_mem, f.m.n_params * sizeof(float));
   memcpy(gt, f.tab.g, (size_t)((NI + 1) * ND) * sizeof(float));
   size_t off = 0;
-  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+  for (int i = 0; i < n_tensors(&f.m.cfg); i++) {
     size_t n;
-    float *t = tensor(f.m.params_mem, &f.m.cfg, i, &n);
+    const char *name;
+    float *t = tensor(f.m.params_mem, &f.m.cfg, i, &n, &name);
+    if (n == 0) continue; // an attention kind without parameters
     double maxerr = 0;
     for (int k = 0; k < FD_PER_TENSOR; k++) {
       size_t j = (size_t)rnd(31 + (uint64_t)kind * 100 + (uint64_t)i, (uint64_t)k, n);
       double e = fabs(fd_one(&f, t + j) - (double)g[off + j]);
       maxerr = e > maxerr ? e : maxerr;
     }
-    fd_report(kn, LR_PARAM_NAMES[i], maxerr, maxabs(g + off, n), p);
+    fd_report(kn, name, maxerr, maxabs(g + off, n), p);
     off += n;
   }
   // item rows: two in the batch (embedding + CE paths), two only in the CE

@@ -133,7 +133,7 @@ static int ref_load(ref_dump *r, const char *path) {
   if (!ops) FAIL(68, "unknown attention kind '%s'", r->name);
   if (attn_id(ops) != kind)
     FAIL(12, "kind number %d does not match kind '%s' (id %d)", kind, r->name, attn_id(ops));
-  lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, rd_f32(b + 48), ops};
+  lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, rd_f32(b + 48), ops, NULL};
   if (c.d % c.heads != 0)
     FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads, (long long)c.d);
   r->cfg = c;
@@ -143,8 +143,7 @@ static int ref_load(ref_dump *r, const char *path) {
   r->init_std = rd_f32(b + 84);
   if (!(r->init_std > 0.0f && r->init_std < 10.0f)) FAIL(84, "init std %g", (double)r->init_std);
   snprintf(r->label, sizeof r->label, "%s (init std %g)", r->name, (double)r->init_std);
-  size_t sizes[LR_N_PARAM_TENSORS];
-  const size_t P = model_param_sizes(&c, sizes), T = (size_t)(c.n_items + 1) * (size_t)c.d;
+  const size_t P = model_param_elems(&c), T = (size_t)(c.n_items + 1) * (size_t)c.d;
   const size_t B = (size_t)r->B, N = (size_t)c.max_len, D = (size_t)c.d;
   r->n_params = P, r->n_table = T;
   const size_t want =
@@ -288,13 +287,14 @@ static void check_dump(const char *path) {
   float lf = (float)loss;
   cmp(&lf, &r.loss, 1, kn, "loss");
 
-  size_t sizes[LR_N_PARAM_TENSORS], off = 0;
-  model_param_sizes(&r.cfg, sizes);
-  for (int i = 0; i < LR_N_PARAM_TENSORS; i++) {
+  lr_tensor tensors[LR_MAX_TENSORS];
+  const int nt = model_tensors(&r.cfg, tensors);
+  size_t off = 0;
+  for (int i = 0; i < nt; i++) {
     char what[64];
-    snprintf(what, sizeof what, "d%s", LR_PARAM_NAMES[i]);
-    cmp(x.m.grads_mem + off, r.grads + off, (int64_t)sizes[i], kn, what);
-    off += sizes[i];
+    snprintf(what, sizeof what, "d%s", tensors[i].name);
+    cmp(x.m.grads_mem + off, r.grads + off, (int64_t)tensors[i].elems, kn, what);
+    off += tensors[i].elems;
   }
   cmp(x.tab.g, r.tgrad, (int64_t)r.n_table, kn, "ditem_table");
 

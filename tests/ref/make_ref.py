@@ -83,7 +83,7 @@ INITS = {'': 0.02, '_wide': 0.2}  # file suffix: init std (see above)
 LENS = [8, 5, 3, 1]  # one full-length sequence, one of length 1
 MAGIC, TRAILER, VERSION, HEADER_BYTES = b'LRTREF\0\0', b'LRTREND\0', 1, 128
 
-PARAM_SHAPES = [  # arena order of core/model.h (model_param_sizes)
+PARAM_SHAPES = [  # arena order of the sasrec tensor table (core/arch_sasrec.c)
     ('pos', (N, D)), ('ln0_w', (D,)), ('ln0_b', (D,)),
     ('qkv_w', (L, 3 * D, D)), ('qkv_b', (L, 3 * D)),
     ('o_w', (L, D, D)), ('o_b', (L, D)), ('ln1_w', (L, D)), ('ln1_b', (L, D)),
