@@ -1,4 +1,6 @@
-// test_attention.c: the attention kinds of core/attention.h.
+// test_attention.c: the attention kinds of core/attention.h, the built-in
+// ones and the test-only toy_gate (tests/ref_toy_attn.c), whose parameters
+// of its own get the same gradient checks as its inputs.
 //   1. double path: analytic gradient of sum(out ⊙ R) w.r.t. qkv against
 //      central finite differences (rel < 1e-6), one sequence padded, also at
 //      N > LR_ATTN_CHUNK so the chunked scans are checked
@@ -18,6 +20,7 @@
 #include "lr.h"  // LR_OK
 #include "par.h" // lr_par_set_threads
 #include "ref_attention.h"
+#include "ref_toy_attn.h"
 #include "rng.h"
 #include "test_util.h"
 
@@ -38,16 +41,19 @@ static void *xcalloc(size_t n, size_t sz) {
   return p;
 }
 
-// Buffers of one forward/backward in both precisions.
+// Buffers of one forward/backward in both precisions. A kind with
+// parameters of its own (np of them) runs with prm drawn around its init
+// values and accumulates their gradient into dprm (NULL: none).
 typedef struct {
   shape s;
   const lr_attn_ops *kind;
-  double *cache, *scratch, *out;
-  float *cache_f, *scratch_f, *out_f;
+  size_t np;
+  double *cache, *scratch, *out, *prm, *dprm;
+  float *cache_f, *scratch_f, *out_f, *prm_f, *dprm_f;
 } runner;
 
 static runner runner_new(const lr_attn_ops *kind, shape s) {
-  runner r = {s, kind, 0, 0, 0, 0, 0, 0};
+  runner r = {.s = s, .kind = kind, .np = attn_param_elems(kind, s.D, s.H)};
   size_t nc = attn_cache_elems(kind, s.B, s.N, s.D, s.H);
   size_t ns = attn_scratch_elems(kind, s.N, s.D, s.H);
   r.cache = xcalloc(nc, sizeof(double));
@@ -56,29 +62,38 @@ static runner runner_new(const lr_attn_ops *kind, shape s) {
   r.cache_f = xcalloc(nc, sizeof(float));
   r.scratch_f = xcalloc(ns, sizeof(float));
   r.out_f = xcalloc((size_t)n_out(s), sizeof(float));
+  if (r.np) {
+    r.prm_f = xcalloc(r.np, sizeof(float)), r.dprm_f = xcalloc(r.np, sizeof(float));
+    r.prm = xcalloc(r.np, sizeof(double)), r.dprm = xcalloc(r.np, sizeof(double));
+    float *jitter = xcalloc(r.np, sizeof(float));
+    if (kind->param_init) kind->param_init(r.prm_f, s.D, s.H, 0, 1);
+    t_fill_f(jitter, (int64_t)r.np, 4242, 0.3f);
+    for (size_t i = 0; i < r.np; i++) r.prm_f[i] += jitter[i], r.prm[i] = r.prm_f[i];
+    free(jitter);
+  }
   return r;
 }
 
 static void runner_free(runner *r) {
-  free(r->cache), free(r->scratch), free(r->out);
-  free(r->cache_f), free(r->scratch_f), free(r->out_f);
+  free(r->cache), free(r->scratch), free(r->out), free(r->prm), free(r->dprm);
+  free(r->cache_f), free(r->scratch_f), free(r->out_f), free(r->prm_f), free(r->dprm_f);
 }
 
 static void fwd_d(runner *r, const double *qkv) {
-  attn_forward_f64(r->out, r->cache, qkv, r->s.lens, r->kind, NULL, r->s.B, r->s.N, r->s.D,
+  attn_forward_f64(r->out, r->cache, qkv, r->s.lens, r->kind, r->prm, r->s.B, r->s.N, r->s.D,
                    r->s.H, r->scratch);
 }
 static void bwd_d(runner *r, double *dqkv, const double *dout, const double *qkv) {
-  attn_backward_f64(dqkv, NULL, dout, qkv, NULL, r->cache, r->s.lens, r->kind, r->s.B, r->s.N,
-                    r->s.D, r->s.H, r->scratch);
+  attn_backward_f64(dqkv, r->dprm, dout, qkv, r->prm, r->cache, r->s.lens, r->kind, r->s.B,
+                    r->s.N, r->s.D, r->s.H, r->scratch);
 }
 static void fwd_f(runner *r, const float *qkv) {
-  attn_forward(r->out_f, r->cache_f, qkv, r->s.lens, r->kind, NULL, r->s.B, r->s.N, r->s.D,
+  attn_forward(r->out_f, r->cache_f, qkv, r->s.lens, r->kind, r->prm_f, r->s.B, r->s.N, r->s.D,
                r->s.H, r->scratch_f, 1);
 }
 static void bwd_f(runner *r, float *dqkv, const float *dout, const float *qkv) {
-  attn_backward(dqkv, NULL, dout, qkv, NULL, r->cache_f, r->s.lens, r->kind, r->s.B, r->s.N,
-                r->s.D, r->s.H, r->scratch_f, 1);
+  attn_backward(dqkv, r->dprm_f, dout, qkv, r->prm_f, r->cache_f, r->s.lens, r->kind, r->s.B,
+                r->s.N, r->s.D, r->s.H, r->scratch_f, 1);
 }
 
 // <out, R> after a forward.
@@ -140,6 +155,22 @@ static void test_fd_f64(const lr_attn_ops *kind, shape s, int64_t nsample, uint6
   snprintf(name, sizeof name, "fd f64 %-13s %s, %lld entries", kind->name, sh,
            (long long)cnt);
   t_close_d(an, fd, cnt, 1e-6, name);
+  if (r.np) { // the kind's own parameters, every one
+    double *anp = xcalloc(r.np, sizeof(double)), *fdp = xcalloc(r.np, sizeof(double));
+    for (size_t i = 0; i < r.np; i++) {
+      double x0 = r.prm[i], h = 1e-6 * (fabs(x0) > 1 ? fabs(x0) : 1);
+      r.prm[i] = x0 + h;
+      double lp = loss_d(&r, qkv, R);
+      r.prm[i] = x0 - h;
+      double lm = loss_d(&r, qkv, R);
+      r.prm[i] = x0;
+      fdp[i] = (lp - lm) / (2 * h);
+      anp[i] = r.dprm[i];
+    }
+    snprintf(name, sizeof name, "fd f64 %-13s %s, its %zu parameters", kind->name, sh, r.np);
+    t_close_d(anp, fdp, (int64_t)r.np, 1e-6, name);
+    free(anp), free(fdp);
+  }
   runner_free(&r);
   free(qkv), free(dqkv), free(R), free(an), free(fd);
 }
@@ -169,6 +200,10 @@ static void test_f32(const lr_attn_ops *kind, shape s, int fd_check, uint64_t se
   t_close_f(r.out_f, r.out, no, 1e-4, name);
   snprintf(name, sizeof name, "f32 vs f64 backward %-13s %s", kind->name, sh);
   t_close_f(dqf, dqd, nq, 1e-4, name);
+  if (r.np) {
+    snprintf(name, sizeof name, "f32 vs f64 backward %-13s %s, its parameters", kind->name, sh);
+    t_close_f(r.dprm_f, r.dprm, (int64_t)r.np, 1e-4, name);
+  }
   if (fd_check) { // float FD: h large enough to beat float rounding in the loss
     double *an = xcalloc((size_t)nq, sizeof(double)), *fd = xcalloc((size_t)nq, sizeof(double));
     for (int64_t i = 0; i < nq; i++) {
@@ -192,6 +227,7 @@ static void test_f32(const lr_attn_ops *kind, shape s, int fd_check, uint64_t se
 // ---- 3. fast paths against the naive references ---------------------------------------------
 
 static void test_ref(const lr_attn_ops *kind, shape s, uint64_t seed) {
+  if (!ref_attn_known(kind->name)) return; // a test-only kind is its own reference
   int64_t nq = n_qkv(s), no = n_out(s);
   double *qd = xcalloc((size_t)nq, sizeof(double)), *ref = xcalloc((size_t)no, sizeof(double));
   float *qf = xcalloc((size_t)nq, sizeof(float));
@@ -409,6 +445,7 @@ static void test_threads(const lr_attn_ops *kind) {
   const size_t nc = attn_cache_elems(kind, s.B, s.N, s.D, s.H);
   const size_t ns = attn_scratch_elems(kind, s.N, s.D, s.H);
   float *qkv = xcalloc(nq, 4), *dout = xcalloc(no, 4), *scratch = xcalloc(3 * ns, 4);
+  runner pr = runner_new(kind, s); // the kind's own parameters, if any (prm_f)
   float *out[2], *cache[2], *dqkv[2];
   for (size_t i = 0; i < nq; i++) qkv[i] = (float)sin(0.37 * (double)i);
   for (size_t i = 0; i < no; i++) dout[i] = (float)cos(0.11 * (double)i);
@@ -416,8 +453,9 @@ static void test_threads(const lr_attn_ops *kind) {
   for (int k = 0; k < 2; k++) {
     ok &= lr_par_set_threads(k ? 3 : 1) == LR_OK;
     out[k] = xcalloc(no, 4), cache[k] = xcalloc(nc, 4), dqkv[k] = xcalloc(nq, 4);
-    attn_forward(out[k], cache[k], qkv, s.lens, kind, NULL, s.B, s.N, s.D, s.H, scratch, k ? 3 : 1);
-    attn_backward(dqkv[k], NULL, dout, qkv, NULL, cache[k], s.lens, kind, s.B, s.N, s.D, s.H,
+    attn_forward(out[k], cache[k], qkv, s.lens, kind, pr.prm_f, s.B, s.N, s.D, s.H, scratch,
+                 k ? 3 : 1);
+    attn_backward(dqkv[k], NULL, dout, qkv, pr.prm_f, cache[k], s.lens, kind, s.B, s.N, s.D, s.H,
                   scratch, k ? 3 : 1);
   }
   ok &= lr_par_set_threads(1) == LR_OK;
@@ -425,9 +463,13 @@ static void test_threads(const lr_attn_ops *kind) {
   t_check(ok, "%s: 3 threads give bitwise the 1-thread output and gradient", kind->name);
   for (int k = 0; k < 2; k++) free(out[k]), free(cache[k]), free(dqkv[k]);
   free(qkv), free(dout), free(scratch);
+  runner_free(&pr);
 }
 
 int main(void) {
+  // the test-only kind with a parameter of its own joins every check below
+  t_check(ref_toy_attn_register() >= 0 && attn_find("toy_gate") == &ref_toy_attn,
+          "registry: a kind registered at run time (toy_gate)");
   for (int k = 0; k < attn_count(); k++) test_threads(attn_get(k));
   t_check(attn_find("nope") == NULL && attn_find("elu1")->causal && !attn_find("linrec")->causal &&
               attn_get(attn_count()) == NULL && attn_get(-1) == NULL,

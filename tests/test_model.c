@@ -36,6 +36,7 @@
 #include "par.h"        // lr_par_set_threads
 #include "ref_layers.h" // t_alloc
 #include "rng.h"        // lr_philox, lr_below
+#include "ref_toy_attn.h"
 #include "test_util.h"
 
 // Shapes: small enough for a fast test, with two heads, two layers, a
@@ -528,6 +529,9 @@ static void check_lanes(const lr_attn_ops *kind, int64_t chunk) {
 }
 
 int main(void) {
+  // the test-only kind with a parameter of its own: its attn_p tensor gets the
+  // finite differences, lanes and chunks checks of every other tensor
+  t_check(ref_toy_attn_register() >= 0, "registry: toy_gate registered");
   for (int k = 0; k < attn_count(); k++) {
     const lr_attn_ops *kind = attn_get(k);
     check_padding(kind);
