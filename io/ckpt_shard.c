@@ -16,6 +16,7 @@
 #include "ckpt_internal.h"
 #include "fault.h"
 #include "file.h"
+#include "le.h" // le_put_u32, le_get_u64, ...
 #include "lr.h"
 
 #define SHARD_MAGIC "LRCKPT01"
@@ -25,30 +26,6 @@
 #define MAX_ROWS ((int64_t)1 << 48) // sanity bounds on header fields: sizes
 #define MAX_D ((int64_t)1 << 24)    // computed from them cannot overflow
 #define MAX_WINDOW_LOG 27           // = ZSTD_WINDOWLOG_LIMIT_DEFAULT; levels <= 19 use <= 2^23
-
-// ---------------------------------------------------------------------------
-// little-endian fields
-
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int k = 0; k < 4; k++)
-    p[k] = (unsigned char)(v >> (8 * k));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  for (int k = 0; k < 8; k++)
-    p[k] = (unsigned char)(v >> (8 * k));
-}
-static uint32_t get_u32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int k = 0; k < 4; k++)
-    v |= (uint32_t)p[k] << (8 * k);
-  return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int k = 0; k < 8; k++)
-    v |= (uint64_t)p[k] << (8 * k);
-  return v;
-}
 
 // NULL if d is well-formed (and then *raw_bytes is its payload size), else
 // what is wrong with it.
@@ -69,19 +46,19 @@ static void header_encode(unsigned char *b, const ckpt_shard_desc *d, uint64_t r
                           uint32_t payload_crc, int level) {
   memset(b, 0, HDR_BYTES);
   memcpy(b, SHARD_MAGIC, 8);
-  put_u32(b + 8, SHARD_VERSION);
-  put_u32(b + 12, HDR_BYTES);
-  put_u32(b + 16, (uint32_t)d->kind);
-  put_u32(b + 20, (uint32_t)d->n_arrays);
-  put_u64(b + 24, (uint64_t)d->lo);
-  put_u64(b + 32, (uint64_t)d->hi);
-  put_u64(b + 40, (uint64_t)d->D);
-  put_u64(b + 48, (uint64_t)d->aux);
-  put_u64(b + 56, raw);
-  put_u64(b + 64, comp);
-  put_u32(b + 72, payload_crc);
-  put_u32(b + 76, (uint32_t)level);
-  put_u32(b + 124, ckpt_crc32_(0, b, 124));
+  le_put_u32(b + 8, SHARD_VERSION);
+  le_put_u32(b + 12, HDR_BYTES);
+  le_put_u32(b + 16, (uint32_t)d->kind);
+  le_put_u32(b + 20, (uint32_t)d->n_arrays);
+  le_put_u64(b + 24, (uint64_t)d->lo);
+  le_put_u64(b + 32, (uint64_t)d->hi);
+  le_put_u64(b + 40, (uint64_t)d->D);
+  le_put_u64(b + 48, (uint64_t)d->aux);
+  le_put_u64(b + 56, raw);
+  le_put_u64(b + 64, comp);
+  le_put_u32(b + 72, payload_crc);
+  le_put_u32(b + 76, (uint32_t)level);
+  le_put_u32(b + 124, ckpt_crc32_(0, b, 124));
 }
 
 // ---------------------------------------------------------------------------
@@ -275,34 +252,34 @@ static int header_check(shard_reader *r) {
         "not a linrec checkpoint shard: magic expected '%s', found '%s'" CKPT_HINT_DAMAGED,
         SHARD_MAGIC, found);
   }
-  uint32_t want = get_u32(b + 124), got = ckpt_crc32_(0, b, 124);
+  uint32_t want = le_get_u32(b + 124), got = ckpt_crc32_(0, b, 124);
   if (want != got)
     return LR_CORRUPT(r->path, 124, "header crc32 expected %08x, computed %08x" CKPT_HINT_DAMAGED,
                       want, got);
-  if (get_u32(b + 8) != SHARD_VERSION)
+  if (le_get_u32(b + 8) != SHARD_VERSION)
     return LR_CORRUPT(r->path, 8,
                       "shard format version %u, this build reads version %u\nHINT: resume with "
                       "the linrec version that wrote this checkpoint",
-                      get_u32(b + 8), SHARD_VERSION);
-  if (get_u32(b + 12) != HDR_BYTES)
+                      le_get_u32(b + 8), SHARD_VERSION);
+  if (le_get_u32(b + 12) != HDR_BYTES)
     return LR_CORRUPT(r->path, 12, "header size expected %d, found %u" CKPT_HINT_DAMAGED, HDR_BYTES,
-                      get_u32(b + 12));
+                      le_get_u32(b + 12));
   for (int k = 80; k < 124; k++)
     if (b[k])
       return LR_CORRUPT(r->path, k, "reserved header byte is %u, expected 0" CKPT_HINT_DAMAGED,
                         b[k]);
-  ckpt_shard_desc d = {.kind = (int)get_u32(b + 16),
-                       .n_arrays = (int)get_u32(b + 20),
-                       .lo = (int64_t)get_u64(b + 24),
-                       .hi = (int64_t)get_u64(b + 32),
-                       .D = (int64_t)get_u64(b + 40),
-                       .aux = (int64_t)get_u64(b + 48)};
+  ckpt_shard_desc d = {.kind = (int)le_get_u32(b + 16),
+                       .n_arrays = (int)le_get_u32(b + 20),
+                       .lo = (int64_t)le_get_u64(b + 24),
+                       .hi = (int64_t)le_get_u64(b + 32),
+                       .D = (int64_t)le_get_u64(b + 40),
+                       .aux = (int64_t)le_get_u64(b + 48)};
   uint64_t raw;
   const char *why = desc_problem(&d, &raw);
   if (why) return LR_CORRUPT(r->path, 16, "header: %s" CKPT_HINT_DAMAGED, why);
-  r->raw = get_u64(b + 56);
-  r->comp = get_u64(b + 64);
-  r->payload_crc = get_u32(b + 72);
+  r->raw = le_get_u64(b + 56);
+  r->comp = le_get_u64(b + 64);
+  r->payload_crc = le_get_u32(b + 72);
   if (r->raw != raw)
     return LR_CORRUPT(r->path, 56,
                       "raw size expected %llu (from the shape), found %llu" CKPT_HINT_DAMAGED,

@@ -11,6 +11,7 @@
 #include <zstd.h>   // ZSTD_compress2, ZSTD_decompress
 
 #include "file.h" // file_open_regular
+#include "le.h"   // le_put_u32, le_get_u64, ...
 #include "lr.h"
 
 #define MAGIC "LRMODEL1"
@@ -24,23 +25,6 @@ typedef struct {
   uint64_t json_bytes, n_dense, n_rows, D, payload_bytes;
   uint32_t json_crc, payload_crc;
 } hdr;
-
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
 
 struct lr_modelfile_writer {
   char path[4096], tmp[4096 + 8];
@@ -84,12 +68,12 @@ int modelfile_begin(lr_modelfile_writer **out, const char *path, const char *con
                    lr_error(LR_ERR_ARG, __FILE__, __LINE__,
                             "%s: config JSON of %zu bytes exceeds %d", path, jn, MAX_JSON_BYTES));
   memcpy(w->h, MAGIC, 8);
-  put_u32(w->h + 8, VERSION);
-  put_u32(w->h + 12, (uint32_t)crc32(0, (const unsigned char *)config_json, (uInt)jn));
-  put_u64(w->h + 16, jn);
-  put_u64(w->h + 24, n_dense);
-  put_u64(w->h + 32, (uint64_t)n_rows);
-  put_u64(w->h + 40, (uint64_t)D);
+  le_put_u32(w->h + 8, VERSION);
+  le_put_u32(w->h + 12, (uint32_t)crc32(0, (const unsigned char *)config_json, (uInt)jn));
+  le_put_u64(w->h + 16, jn);
+  le_put_u64(w->h + 24, n_dense);
+  le_put_u64(w->h + 32, (uint64_t)n_rows);
+  le_put_u64(w->h + 40, (uint64_t)D);
   w->f = fopen(w->tmp, "wb");
   if (!w->f)
     return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot create: %s", w->tmp,
@@ -135,9 +119,9 @@ int modelfile_commit(lr_modelfile_writer *w) {
                                "%s: %llu floats appended, the header says %llu", w->path,
                                (unsigned long long)w->got, (unsigned long long)w->want));
   if ((rc = mw_pump(w, NULL, 0, 1)) != LR_OK) return mw_fail(w, rc);
-  put_u64(w->h + 48, w->payload_bytes);
-  put_u32(w->h + 56, w->payload_crc);
-  put_u32(w->h + 60, (uint32_t)crc32(0, w->h, 60));
+  le_put_u64(w->h + 48, w->payload_bytes);
+  le_put_u32(w->h + 56, w->payload_crc);
+  le_put_u32(w->h + 60, (uint32_t)crc32(0, w->h, 60));
   if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(w->h, 1, HDR_BYTES, w->f) != HDR_BYTES ||
       fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
     return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", w->tmp,
@@ -187,9 +171,9 @@ static int read_header(const char *path, FILE **fp, hdr *h) {
     rc = LR_CORRUPT(path, 0, "file shorter than the %d-byte header" HINT, HDR_BYTES);
   else if (memcmp(b, MAGIC, 8))
     rc = LR_CORRUPT(path, 0, "not a linrec model file (bad magic)");
-  else if (get_u32(b + 60) != (uint32_t)crc32(0, b, 60))
+  else if (le_get_u32(b + 60) != (uint32_t)crc32(0, b, 60))
     rc = LR_CORRUPT(path, 60, "header checksum mismatch" HINT);
-  else if ((version = get_u32(b + 8)) == 1)
+  else if ((version = le_get_u32(b + 8)) == 1)
     rc = LR_CORRUPT(path, 8,
                     "format version 1: its config section is under no checksum, so a damaged "
                     "byte there would silently change results; this build reads version %u "
@@ -198,13 +182,13 @@ static int read_header(const char *path, FILE **fp, hdr *h) {
   else if (version != VERSION)
     rc = LR_CORRUPT(path, 8, "format version %u, expected %u", version, VERSION);
   if (rc == LR_OK) {
-    h->json_crc = get_u32(b + 12);
-    h->json_bytes = get_u64(b + 16);
-    h->n_dense = get_u64(b + 24);
-    h->n_rows = get_u64(b + 32);
-    h->D = get_u64(b + 40);
-    h->payload_bytes = get_u64(b + 48);
-    h->payload_crc = get_u32(b + 56);
+    h->json_crc = le_get_u32(b + 12);
+    h->json_bytes = le_get_u64(b + 16);
+    h->n_dense = le_get_u64(b + 24);
+    h->n_rows = le_get_u64(b + 32);
+    h->D = le_get_u64(b + 40);
+    h->payload_bytes = le_get_u64(b + 48);
+    h->payload_crc = le_get_u32(b + 56);
     if (h->json_bytes > MAX_JSON_BYTES)
       rc = LR_CORRUPT(path, 16, "config JSON of %llu bytes is implausible" HINT,
                       (unsigned long long)h->json_bytes);

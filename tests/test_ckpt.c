@@ -32,6 +32,7 @@
 #include "ckpt.h"
 #include "config.h"
 #include "fault.h"
+#include "le.h" // le_put_u32
 #include "lr.h"
 #include "shard.h"
 #include "test_util.h"
@@ -520,9 +521,7 @@ static void test_shard_damage(void) {
   // wrong format version with a valid header crc
   memcpy(b, orig, n);
   b[8] = 2;
-  uint32_t c = (uint32_t)crc32(0, b, 124);
-  for (int k = 0; k < 4; k++)
-    b[124 + k] = (unsigned char)(c >> (8 * k));
+  le_put_u32(b + 124, (uint32_t)crc32(0, b, 124));
   write_bytes(file, b, n);
   rc = ckpt_shard_read(dir, &m.shards[1], 0, 9, NULL);
   t_check(is_corrupt(rc, file, "format version 2, this build reads version 1"),

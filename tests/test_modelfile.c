@@ -14,6 +14,7 @@
 #include <unistd.h>   // alarm
 #include <zlib.h>     // crc32
 
+#include "le.h" // le_put_u32
 #include "lr.h"
 #include "modelfile.h"
 #include "test_util.h"
@@ -119,8 +120,7 @@ int main(void) {
   v1[8] = 1;
   memset(v1 + 12, 0, 4);
   memset(v1 + 56, 0, 4);
-  uint32_t h = (uint32_t)crc32(0, v1, 60);
-  for (int k = 0; k < 4; k++) v1[60 + k] = (unsigned char)(h >> (8 * k));
+  le_put_u32(v1 + 60, (uint32_t)crc32(0, v1, 60));
   memcpy(b, v1, 64);
   t_write_file(q, b, n);
   rc = modelfile_read_config(q, &json);
