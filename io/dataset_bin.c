@@ -41,23 +41,25 @@
 // reads the header, the index and the lengths (4 bytes per user), then only
 // the blocks holding its users.
 //
-// Writing goes to "<path>.tmp.<pid>", then fsync, rename, fsync of the
-// directory: a reader sees the old file or the whole new one.
+// Writing goes through io/afile.h (temp file "<path>.tmp.<pid>", fsync,
+// rename, fsync of the directory): a reader sees the old file or the whole
+// new one; a failure leaves no temp file.
 // Not here: preprocessing (prep.c), checkpoints (io/ckpt*).
 #include <errno.h>    // errno
-#include <fcntl.h>    // open
-#include <stdio.h>    // snprintf, rename
-#include <stdlib.h>   // malloc, free
-#include <string.h>   // memcmp, memcpy, memset, strerror, strrchr
+#include <stdio.h>    // snprintf
+#include <stdlib.h>   // calloc, free
+#include <string.h>   // memcmp, memcpy, memset, strerror
 #include <sys/stat.h> // fstat
-#include <unistd.h>   // pread, pwrite, fsync, close, unlink, getpid
+#include <unistd.h>   // pread, close
 #include <zlib.h>     // crc32
 #include <zstd.h>     // ZSTD_compress2, ZSTD_decompressDCtx, frame checksums
 
+#include "afile.h"         // lr_afile, afile_open, afile_pwrite, afile_commit
 #include "data_internal.h" // LR_DATA_ID_MAX
 #include "dataset.h"
-#include "file.h" // file_open_regular
-#include "le.h"   // le_put_u32, le_get_u64, ...
+#include "fault.h" // lr_fault_malloc
+#include "file.h"  // file_open_regular
+#include "le.h"    // le_put_u32, le_get_u64, ...
 #include "lr.h"
 
 #define BIN_MAGIC "LRDATA01"
@@ -134,34 +136,22 @@ static void block_encode(unsigned char *b, const bin_block *k) {
 
 typedef struct {
   const char *path;
-  char tmp[4096];
-  int fd;
+  lr_afile f; // the file being written
   ZSTD_CCtx *cctx;
   unsigned char *raw, *comp; // scratch: raw section bytes, compressed bytes
   size_t raw_cap, comp_cap;
 } writer;
 
-static int pwrite_all(writer *w, const void *buf, size_t n, uint64_t off) {
-  const unsigned char *p = buf;
-  while (n > 0) {
-    ssize_t k = pwrite(w->fd, p, n, (off_t)off);
-    if (k < 0 && errno == EINTR) continue;
-    LR_CHECK(k > 0, LR_ERR_IO, "write %s: %s", w->tmp, k < 0 ? strerror(errno) : "no progress");
-    p += k, n -= (size_t)k, off += (uint64_t)k;
-  }
-  return LR_OK;
-}
-
 static int scratch(writer *w, size_t raw_bytes) {
   size_t comp_bytes = ZSTD_compressBound(raw_bytes);
   if (!w->raw || raw_bytes > w->raw_cap) {
     free(w->raw);
-    w->raw = malloc(raw_bytes ? raw_bytes : 1);
+    w->raw = lr_fault_malloc(raw_bytes);
     w->raw_cap = w->raw ? raw_bytes : 0;
   }
   if (!w->comp || comp_bytes > w->comp_cap) {
     free(w->comp);
-    w->comp = malloc(comp_bytes);
+    w->comp = lr_fault_malloc(comp_bytes);
     w->comp_cap = w->comp ? comp_bytes : 0;
   }
   LR_CHECK(w->raw && w->comp, LR_ERR_NOMEM, "%s: out of memory for a %zu-byte section", w->path,
@@ -176,7 +166,7 @@ static int put_frame(writer *w, size_t raw_bytes, uint64_t *pos, uint64_t *off, 
   size_t n = ZSTD_compress2(w->cctx, w->comp, w->comp_cap, w->raw, raw_bytes);
   LR_CHECK(!ZSTD_isError(n), LR_ERR_NOMEM, "%s: zstd compression failed: %s", w->path,
            ZSTD_getErrorName(n));
-  LR_CALL(pwrite_all(w, w->comp, n, *pos));
+  LR_CALL(afile_pwrite(&w->f, w->comp, n, *pos));
   *off = *pos;
   *bytes = n;
   *crc_out = crc(w->comp, n);
@@ -236,24 +226,6 @@ static int64_t count_blocks(const lr_dataset *ds, bin_block *out) {
   return nb;
 }
 
-static int fsync_dir(const char *path) {
-  char dir[4096];
-  const char *slash = strrchr(path, '/');
-  if (!slash)
-    snprintf(dir, sizeof dir, ".");
-  else if (slash == path)
-    snprintf(dir, sizeof dir, "/");
-  else
-    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  LR_CHECK(fd >= 0, LR_ERR_IO, "open directory %s: %s", dir, strerror(errno));
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  LR_CHECK(rc == 0 || e == EINVAL, LR_ERR_IO, "fsync directory %s: %s", dir, strerror(e));
-  return LR_OK;
-}
-
 static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, int64_t nb) {
   bin_header h = {.version = BIN_VERSION,
                   .n_users = ds->n_users,
@@ -290,55 +262,30 @@ static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, in
     block_encode(w->raw + HEADER_BYTES + b * INDEX_ENTRY_BYTES, &blocks[b]);
   h.index_crc = crc(w->raw + HEADER_BYTES, (size_t)nb * INDEX_ENTRY_BYTES);
   header_encode(w->raw, &h);
-  LR_CALL(pwrite_all(w, w->raw, HEADER_BYTES + (size_t)nb * INDEX_ENTRY_BYTES, 0));
-  LR_CHECK(fsync(w->fd) == 0, LR_ERR_IO, "fsync %s: %s", w->tmp, strerror(errno));
+  LR_CALL(afile_pwrite(&w->f, w->raw, HEADER_BYTES + (size_t)nb * INDEX_ENTRY_BYTES, 0));
   return LR_OK;
 }
 
 int data_write_binary(const lr_dataset *ds, const char *path) {
   LR_CHECK(path && path[0], LR_ERR_ARG, "data_write_binary: empty path");
   LR_CALL(check_dataset(ds, path));
-  writer w = {.path = path, .fd = -1};
-  int rc = LR_OK;
+  writer w = {.path = path};
   int64_t nb = count_blocks(ds, NULL);
-  bin_block *blocks = calloc((size_t)(nb ? nb : 1), sizeof *blocks);
+  bin_block *blocks = lr_fault_malloc((size_t)nb * sizeof *blocks);
   LR_CHECK(blocks, LR_ERR_NOMEM, "%s: out of memory for the block index", path);
   count_blocks(ds, blocks);
-  int n = snprintf(w.tmp, sizeof w.tmp, "%s.tmp.%ld", path, (long)getpid());
-  if (n < 0 || (size_t)n >= sizeof w.tmp) {
-    rc = lr_error(LR_ERR_ARG, __FILE__, __LINE__, "%s: path too long", path);
-    goto done;
-  }
+  int rc = LR_OK;
   w.cctx = ZSTD_createCCtx();
   if (!w.cctx ||
       ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_checksumFlag, 1)) ||
-      ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_contentSizeFlag, 1))) {
+      ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_contentSizeFlag, 1)))
     rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: cannot set up zstd", path);
-    goto done;
-  }
-  w.fd = open(w.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (w.fd < 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "create %s: %s", w.tmp, strerror(errno));
-    goto done;
-  }
-  if ((rc = write_sections(&w, ds, blocks, nb)) != LR_OK) goto done;
-  int fd = w.fd;
-  w.fd = -1;
-  if (close(fd) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "close %s: %s", w.tmp, strerror(errno));
-    goto done;
-  }
-  if (rename(w.tmp, path) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", w.tmp, path,
-                  strerror(errno));
-    goto done;
-  }
-  w.tmp[0] = '\0'; // nothing to remove any more
-  rc = fsync_dir(path);
-done:
-  if (w.fd >= 0) close(w.fd);
-  if (rc != LR_OK && w.tmp[0]) unlink(w.tmp);
+  // a temp file per process: two preps of one path never share one
+  if (rc == LR_OK) rc = afile_open(&w.f, path, AFILE_TMP_PID, NULL);
+  if (rc == LR_OK) rc = write_sections(&w, ds, blocks, nb);
+  if (rc == LR_OK) rc = afile_commit(&w.f);
+  afile_abort(&w.f);
   ZSTD_freeCCtx(w.cctx);
   free(w.raw);
   free(w.comp);
