@@ -5,21 +5,26 @@
 // version, trailing bytes, a well-formed file whose items are out of range,
 // files with consistent checksums but impossible contents (no users, no
 // items, a user without interactions, lengths that disagree with the count,
-// repeated or out-of-range original ids).
+// repeated or out-of-range original ids). Then the writer under fault
+// injection (test_fault.h) replacing an older file: every write, fsync,
+// rename and allocation failing in turn and a crash at each write, fsync and
+// rename leave the old file or the complete new one, and no temp file
+// unless crashed; the last fsync is of the directory, after the rename.
 // Every damaged read must be LR_ERR_CORRUPT with the path, a byte offset and
 // a HINT, leave the dataset zeroed, and never crash (run it under ASan too).
-#define _GNU_SOURCE // nftw, mkdtemp
-#include <dirent.h> // opendir, readdir
-#include <ftw.h>    // nftw
-#include <stdio.h>  // fopen
-#include <stdlib.h> // mkdtemp, malloc
-#include <string.h> // memcmp, strstr
-#include <zlib.h>   // crc32
-#include <zstd.h>   // ZSTD_compress, ZSTD_decompress
+#define _GNU_SOURCE   // nftw, mkdtemp
+#include <ftw.h>      // nftw
+#include <stdio.h>    // fopen
+#include <stdlib.h>   // mkdtemp, malloc
+#include <string.h>   // memcmp, strstr
+#include <sys/stat.h> // mkdir
+#include <zlib.h>     // crc32
+#include <zstd.h>     // ZSTD_compress, ZSTD_decompress
 
 #include "dataset.h"
 #include "le.h" // le_put_u32, le_get_u64, ...
 #include "lr.h"
+#include "test_fault.h" // t_fault_sweep, t_count_names
 #include "test_util.h"
 
 static char g_dir[64];
@@ -104,13 +109,7 @@ static void test_round_trip(lr_dataset *ds, const char *p) {
   rc = data_load(&back, &o);
   t_check(rc == LR_OK && equal(ds, &back), "binary: data_load(format binary) equals too");
   dataset_free(&back);
-  // no temp file left behind
-  DIR *d = opendir(g_dir);
-  int tmp = 0;
-  for (struct dirent *e; (e = readdir(d));)
-    tmp += strstr(e->d_name, ".tmp.") != NULL;
-  closedir(d);
-  t_check(tmp == 0, "binary: no temp file left after the rename");
+  t_check(t_count_names(g_dir, ".tmp") == 0, "binary: no temp file left after the rename");
 }
 
 static void check_range_read(const lr_dataset *ds, const char *p, int64_t lo, int64_t hi) {
@@ -431,6 +430,81 @@ static void test_impossible(void) {
   lr_error_clear();
 }
 
+// ---------------------------------------------------------------------------
+// faults: data_write_binary over an older dataset, every wrapped call failing
+// or crashing in turn (test_fault.h)
+
+typedef struct {
+  const char *dir, *path;   // a directory of its own; the dataset file in it
+  unsigned char *old, *new; // the bytes of the file before, and of a clean write
+  size_t n_old, n_new;
+  const lr_dataset *ds; // what is written
+} fault_ctx;
+
+static int fault_write(void *arg) {
+  const fault_ctx *c = arg;
+  return data_write_binary(c->ds, c->path);
+}
+
+// The old file or the whole new one under the name; no temp file unless crashed.
+static int fault_after(void *arg, int crashed) {
+  const fault_ctx *c = arg;
+  size_t n;
+  unsigned char *b = t_read_file(c->path, &n);
+  int ok =
+      b && ((n == c->n_old && !memcmp(b, c->old, n)) || (n == c->n_new && !memcmp(b, c->new, n)));
+  free(b);
+  int tmp = t_count_names(c->dir, ".tmp");
+  if (!ok || (!crashed && tmp)) printf("  (%zu bytes under the name, %d temp files)\n", n, tmp);
+  return ok && (crashed || tmp == 0);
+}
+
+static void fault_reset(void *arg) {
+  const fault_ctx *c = arg;
+  t_rm_tree(c->dir);
+  mkdir(c->dir, 0755);
+  write_bytes(c->path, c->old, c->n_old);
+}
+
+static void test_faults(void) {
+  // two blocks (65536 users close the first): every section is written
+  lr_synth_opts so = {.users = 70000, .items = 500, .mean_len = 3, .zipf = 1.0, .seed = 5};
+  static int64_t off[3] = {0, 2, 3}, uo[2] = {1, 2}, io[4] = {0, 1, 2, 3};
+  static int32_t it[3] = {1, 2, 3};
+  lr_dataset small = {.n_users = 2,
+                      .n_items = 3,
+                      .n_inter = 3,
+                      .offsets = off,
+                      .items = it,
+                      .user_orig = uo,
+                      .item_orig = io};
+  lr_dataset ds;
+  fault_ctx c = {.dir = path_of("flt"), .ds = &ds};
+  char path[256];
+  snprintf(path, sizeof path, "%s/d.lrd", c.dir);
+  c.path = path;
+  mkdir(c.dir, 0755);
+  int rc = data_synthesize(&ds, &so);
+  if (rc == LR_OK) rc = data_write_binary(&small, c.path);
+  c.old = t_read_file(c.path, &c.n_old);
+  if (rc == LR_OK) rc = data_write_binary(&ds, c.path);
+  c.new = t_read_file(c.path, &c.n_new);
+  if (rc != LR_OK) printf("  (%s)\n", lr_error_msg());
+  t_check(rc == LR_OK && c.n_old > 0 && c.n_new > c.n_old, "binary faults: the files to replace");
+  if (rc == LR_OK) {
+    fault_reset(&c);
+    t_fault_target t = {"binary dataset", c.dir, fault_write, fault_after, fault_reset, &c};
+    int64_t n[LR_FAULT_N_KINDS];
+    t_fault_sweep(&t, n);
+    t_check(n[LR_FAULT_WRITE] >= 5 && n[LR_FAULT_FSYNC] == 2 && n[LR_FAULT_RENAME] == 1,
+            "binary faults: sections written through the hooks, fsync of the file and of its "
+            "directory, one rename");
+    dataset_free(&ds);
+  }
+  free(c.old);
+  free(c.new);
+}
+
 int main(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/lr_test_io_binary_XXXXXX");
   if (!mkdtemp(g_dir)) {
@@ -453,6 +527,7 @@ int main(void) {
   test_exhaustive_small();
   test_item_range();
   test_impossible();
+  test_faults();
   nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   return t_done();
 }

@@ -5,7 +5,8 @@
 // byte offset (the config section included: a changed digit there used to
 // give different results silently); a version 1 file is refused with a
 // HINT to re-train; a directory or a FIFO in place of the file is an error
-// without blocking.
+// without blocking. Then the writer under fault injection (test_fault.h)
+// replacing an older file, as in test_io_binary.c, and an abandoned writer.
 #define _GNU_SOURCE   // memmem
 #include <stdio.h>    // printf, perror
 #include <stdlib.h>   // free
@@ -17,6 +18,7 @@
 #include "le.h" // le_put_u32
 #include "lr.h"
 #include "modelfile.h"
+#include "test_fault.h" // t_fault_sweep, t_count_names
 #include "test_util.h"
 
 #define N_DENSE 300
@@ -47,12 +49,82 @@ static int write_model(const char *path, const float *dense, const float *items)
   lr_modelfile_writer *w;
   LR_CALL(modelfile_begin(&w, path, CONFIG, N_DENSE, N_ROWS, D));
   int rc = modelfile_append(w, dense, N_DENSE);
-  for (int r = 0; r < N_ROWS && rc == LR_OK; r++) rc = modelfile_append(w, items + r * D, D);
+  for (int r = 0; r < N_ROWS && rc == LR_OK; r++)
+    rc = modelfile_append(w, items + r * D, D);
   if (rc != LR_OK) {
     modelfile_abandon(w);
     return rc;
   }
   return modelfile_commit(w);
+}
+
+// ---------------------------------------------------------------------------
+// faults: a model file written over an older one, every wrapped call failing
+// or crashing in turn (test_fault.h); abandoning a writer
+
+typedef struct {
+  char dir[512], path[600]; // a directory of its own; the model file in it
+  unsigned char *old, *new; // the bytes of the file before, and of a clean write
+  size_t n_old, n_new;
+  const float *dense, *items; // what is written
+} fault_ctx;
+
+static int fault_write(void *arg) {
+  const fault_ctx *c = arg;
+  return write_model(c->path, c->dense, c->items);
+}
+
+// The old file or the whole new one under the name; no temp file unless crashed.
+static int fault_after(void *arg, int crashed) {
+  const fault_ctx *c = arg;
+  size_t n;
+  unsigned char *b = t_read_file(c->path, &n);
+  int ok =
+      b && ((n == c->n_old && !memcmp(b, c->old, n)) || (n == c->n_new && !memcmp(b, c->new, n)));
+  free(b);
+  int tmp = t_count_names(c->dir, ".tmp");
+  if (!ok || (!crashed && tmp)) printf("  (%zu bytes under the name, %d temp files)\n", n, tmp);
+  return ok && (crashed || tmp == 0);
+}
+
+static void fault_reset(void *arg) {
+  const fault_ctx *c = arg;
+  t_rm_tree(c->dir);
+  mkdir(c->dir, 0755);
+  t_write_file(c->path, c->old, c->n_old);
+}
+
+static void test_faults(const float *dense, const float *items) {
+  fault_ctx c = {.dense = dense, .items = items};
+  snprintf(c.dir, sizeof c.dir, "%s", t_path("flt"));
+  snprintf(c.path, sizeof c.path, "%s/model.lrm", c.dir);
+  mkdir(c.dir, 0755);
+  static float zeros[N_ROWS * D];
+  int rc = write_model(c.path, zeros, zeros);
+  c.old = t_read_file(c.path, &c.n_old);
+  rc = rc ? rc : write_model(c.path, dense, items);
+  c.new = t_read_file(c.path, &c.n_new);
+  t_check(rc == LR_OK && c.old && c.new && (c.n_old != c.n_new || memcmp(c.old, c.new, c.n_new)),
+          "model file faults: the files to replace");
+  fault_reset(&c);
+  t_fault_target t = {"model file", c.dir, fault_write, fault_after, fault_reset, &c};
+  int64_t n[LR_FAULT_N_KINDS];
+  t_fault_sweep(&t, n);
+  t_check(n[LR_FAULT_WRITE] >= 3 && n[LR_FAULT_FSYNC] == 2 && n[LR_FAULT_RENAME] == 1 &&
+              n[LR_FAULT_MALLOC] >= 2,
+          "model file faults: header, config and payload written through the hooks, fsync of the "
+          "file and of its directory, one rename, buffers from the hooks");
+
+  // abandoned after some payload: no temp file, the old file untouched
+  lr_modelfile_writer *w;
+  rc = modelfile_begin(&w, c.path, CONFIG, N_DENSE, N_ROWS, D);
+  if (rc == LR_OK) rc = modelfile_append(w, dense, N_DENSE);
+  if (rc == LR_OK) modelfile_abandon(w);
+  t_check(rc == LR_OK && fault_after(&c, 0) && t_count_names(c.dir, "model") == 1,
+          "model file: an abandoned writer leaves the old file and no temp file");
+  lr_error_clear();
+  free(c.old);
+  free(c.new);
 }
 
 int main(void) {
@@ -92,11 +164,13 @@ int main(void) {
       missed += !ok;
       config_hits += ok && at >= 64 && at < 64 + sizeof CONFIG - 1;
     }
-  t_check(missed == 0, "model file: all %zu single-bit flips of a %zu-byte file are corrupt "
-                       "(%zu missed, first at byte %zu)",
+  t_check(missed == 0,
+          "model file: all %zu single-bit flips of a %zu-byte file are corrupt "
+          "(%zu missed, first at byte %zu)",
           8 * n, n, missed, first_miss);
   t_check(config_hits == 8 * (sizeof CONFIG - 1),
-          "model file: ... the %zu flips in the config section among them", 8 * (sizeof CONFIG - 1));
+          "model file: ... the %zu flips in the config section among them",
+          8 * (sizeof CONFIG - 1));
   missed = 0;
   for (size_t len = 0; len < n; len++) {
     t_write_file(q, b, len);
@@ -143,6 +217,7 @@ int main(void) {
   lr_error_clear();
   alarm(0);
   free(b);
+  test_faults(dense, items);
   t_rm_tree(dir0);
   return t_done();
 }
