@@ -1,7 +1,9 @@
 // ref_fault.c: the fault sweep of test_fault.h.
 #include <dirent.h>   // opendir, readdir
-#include <stdio.h>    // printf, fflush
-#include <string.h>   // strstr
+#include <stdio.h>    // printf, fflush, snprintf
+#include <stdlib.h>   // free
+#include <string.h>   // strstr, memcmp, memset
+#include <sys/stat.h> // mkdir
 #include <sys/wait.h> // waitpid
 #include <unistd.h>   // fork, _exit
 
@@ -96,6 +98,46 @@ void t_fault_sweep(const t_fault_target *t, int64_t calls[LR_FAULT_N_KINDS]) {
     ok &= crash_once(t, k);
   t_check(ok, "%s faults: crash at call k = 1..%lld: the old files or complete new ones", t->name,
           (long long)n_io);
+}
+
+int t_replace_init(t_replace *r, const char *dir, const char *name) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->dir, sizeof r->dir, "%s", dir);
+  snprintf(r->path, sizeof r->path, "%s/%s", dir, name);
+  return mkdir(dir, 0755) == 0;
+}
+
+int t_replace_take(t_replace *r, int which) {
+  unsigned char **b = which ? &r->new : &r->old;
+  free(*b);
+  *b = t_read_file(r->path, which ? &r->n_new : &r->n_old);
+  return *b != NULL;
+}
+
+int t_replace_after(void *arg, int crashed) {
+  const t_replace *r = arg;
+  size_t n;
+  unsigned char *b = t_read_file(r->path, &n);
+  int ok =
+      b && ((n == r->n_old && !memcmp(b, r->old, n)) || (n == r->n_new && !memcmp(b, r->new, n)));
+  if (!ok) printf("  (%s: %s)\n", r->path, b ? "neither the old file nor the new one" : "missing");
+  free(b);
+  int tmp = t_count_names(r->dir, ".tmp");
+  if (!crashed && tmp) printf("  (%d temp files left in %s)\n", tmp, r->dir);
+  return ok && (crashed || tmp == 0);
+}
+
+void t_replace_reset(void *arg) {
+  const t_replace *r = arg;
+  t_rm_tree(r->dir);
+  mkdir(r->dir, 0755);
+  t_write_file(r->path, r->old, r->n_old);
+}
+
+void t_replace_free(t_replace *r) {
+  free(r->old);
+  free(r->new);
+  r->old = r->new = NULL;
 }
 
 int t_count_names(const char *dir, const char *part) {

@@ -38,6 +38,29 @@ typedef struct {
 //    write/fsync/rename: the child dies there; t->after(1).
 void t_fault_sweep(const t_fault_target *t, int64_t calls[LR_FAULT_N_KINDS]);
 
+// The files of a writer that replaces one file: `path`, in a directory of
+// its own, holds `old` before the write and `new` after a clean one. A test
+// puts it first in its target's arg and passes t_replace_after and
+// t_replace_reset as the target's after and reset.
+typedef struct {
+  char dir[512], path[600];
+  unsigned char *old, *new; // (n_old), (n_new) bytes; owned
+  size_t n_old, n_new;
+} t_replace;
+
+// Create the directory dir and set r->path = dir/name (old, new: NULL).
+// 1 if the directory was made. Cannot fail otherwise.
+int t_replace_init(t_replace *r, const char *dir, const char *name);
+// Read r->path into r->old (which = 0) or r->new (1); 1 if it could be read.
+int t_replace_take(t_replace *r, int which);
+// after: r->path holds exactly old or new; no temp file (a name with
+// ".tmp") in the directory unless crashed. Prints why not.
+int t_replace_after(void *r, int crashed);
+// reset: the directory emptied, r->path := old.
+void t_replace_reset(void *r);
+// Free old and new. Cannot fail.
+void t_replace_free(t_replace *r);
+
 // Entries of directory dir whose names contain `part` (0 if dir cannot be
 // listed). Cannot fail.
 int t_count_names(const char *dir, const char *part);

@@ -24,7 +24,7 @@
 #include "dataset.h"
 #include "le.h" // le_put_u32, le_get_u64, ...
 #include "lr.h"
-#include "test_fault.h" // t_fault_sweep, t_count_names
+#include "test_fault.h" // t_fault_sweep, t_replace, t_count_names
 #include "test_util.h"
 
 static char g_dir[64];
@@ -280,18 +280,24 @@ static void test_exhaustive_small(void) {
           "binary: write into a missing directory is an I/O error");
 }
 
+// Two users (items 1 2 | 3) of three items: a dataset of one block. Its
+// arrays are static; nobody changes them.
+static lr_dataset tiny_dataset(void) {
+  static int64_t off[3] = {0, 2, 3}, uo[2] = {1, 2}, io[4] = {0, 1, 2, 3};
+  static int32_t it[3] = {1, 2, 3};
+  return (lr_dataset){.n_users = 2,
+                      .n_items = 3,
+                      .n_inter = 3,
+                      .offsets = off,
+                      .items = it,
+                      .user_orig = uo,
+                      .item_orig = io};
+}
+
 // A file with valid checksums whose block holds item n_items+1: only the
 // range check can catch it.
 static void test_item_range(void) {
-  static int64_t off[3] = {0, 2, 3}, uo[2] = {1, 2}, io[4] = {0, 1, 2, 3};
-  static int32_t it[3] = {1, 2, 3};
-  lr_dataset ds = {.n_users = 2,
-                   .n_items = 3,
-                   .n_inter = 3,
-                   .offsets = off,
-                   .items = it,
-                   .user_orig = uo,
-                   .item_orig = io};
+  lr_dataset ds = tiny_dataset();
   const char *p = path_of("range.lrd");
   data_write_binary(&ds, p);
   size_t n;
@@ -299,7 +305,7 @@ static void test_item_range(void) {
   uint64_t boff = le_get_u64(b + 128);
   unsigned char raw[12];
   for (int k = 0; k < 3; k++)
-    le_put_u32(raw + 4 * k, (uint32_t)(k == 2 ? 4 : it[k]));
+    le_put_u32(raw + 4 * k, (uint32_t)(k == 2 ? 4 : ds.items[k]));
   size_t cap = ZSTD_compressBound(sizeof raw);
   unsigned char *out = malloc(boff + cap);
   memcpy(out, b, boff);
@@ -435,74 +441,38 @@ static void test_impossible(void) {
 // or crashing in turn (test_fault.h)
 
 typedef struct {
-  const char *dir, *path;   // a directory of its own; the dataset file in it
-  unsigned char *old, *new; // the bytes of the file before, and of a clean write
-  size_t n_old, n_new;
+  t_replace r;          // first: the target's after and reset use it
   const lr_dataset *ds; // what is written
 } fault_ctx;
 
 static int fault_write(void *arg) {
   const fault_ctx *c = arg;
-  return data_write_binary(c->ds, c->path);
-}
-
-// The old file or the whole new one under the name; no temp file unless crashed.
-static int fault_after(void *arg, int crashed) {
-  const fault_ctx *c = arg;
-  size_t n;
-  unsigned char *b = t_read_file(c->path, &n);
-  int ok =
-      b && ((n == c->n_old && !memcmp(b, c->old, n)) || (n == c->n_new && !memcmp(b, c->new, n)));
-  free(b);
-  int tmp = t_count_names(c->dir, ".tmp");
-  if (!ok || (!crashed && tmp)) printf("  (%zu bytes under the name, %d temp files)\n", n, tmp);
-  return ok && (crashed || tmp == 0);
-}
-
-static void fault_reset(void *arg) {
-  const fault_ctx *c = arg;
-  t_rm_tree(c->dir);
-  mkdir(c->dir, 0755);
-  write_bytes(c->path, c->old, c->n_old);
+  return data_write_binary(c->ds, c->r.path);
 }
 
 static void test_faults(void) {
   // two blocks (65536 users close the first): every section is written
   lr_synth_opts so = {.users = 70000, .items = 500, .mean_len = 3, .zipf = 1.0, .seed = 5};
-  static int64_t off[3] = {0, 2, 3}, uo[2] = {1, 2}, io[4] = {0, 1, 2, 3};
-  static int32_t it[3] = {1, 2, 3};
-  lr_dataset small = {.n_users = 2,
-                      .n_items = 3,
-                      .n_inter = 3,
-                      .offsets = off,
-                      .items = it,
-                      .user_orig = uo,
-                      .item_orig = io};
-  lr_dataset ds;
-  fault_ctx c = {.dir = path_of("flt"), .ds = &ds};
-  char path[256];
-  snprintf(path, sizeof path, "%s/d.lrd", c.dir);
-  c.path = path;
-  mkdir(c.dir, 0755);
+  lr_dataset small = tiny_dataset(), ds;
+  fault_ctx c = {.ds = &ds};
   int rc = data_synthesize(&ds, &so);
-  if (rc == LR_OK) rc = data_write_binary(&small, c.path);
-  c.old = t_read_file(c.path, &c.n_old);
-  if (rc == LR_OK) rc = data_write_binary(&ds, c.path);
-  c.new = t_read_file(c.path, &c.n_new);
   if (rc != LR_OK) printf("  (%s)\n", lr_error_msg());
-  t_check(rc == LR_OK && c.n_old > 0 && c.n_new > c.n_old, "binary faults: the files to replace");
-  if (rc == LR_OK) {
-    fault_reset(&c);
-    t_fault_target t = {"binary dataset", c.dir, fault_write, fault_after, fault_reset, &c};
+  int ok = rc == LR_OK && t_replace_init(&c.r, path_of("flt"), "d.lrd") &&
+           data_write_binary(&small, c.r.path) == LR_OK && t_replace_take(&c.r, 0) &&
+           data_write_binary(&ds, c.r.path) == LR_OK && t_replace_take(&c.r, 1);
+  t_check(ok, "binary faults: the files to replace");
+  if (ok) {
+    t_replace_reset(&c.r);
+    t_fault_target t = {"binary dataset", c.r.dir,         fault_write,
+                        t_replace_after,  t_replace_reset, &c};
     int64_t n[LR_FAULT_N_KINDS];
     t_fault_sweep(&t, n);
     t_check(n[LR_FAULT_WRITE] >= 5 && n[LR_FAULT_FSYNC] == 2 && n[LR_FAULT_RENAME] == 1,
             "binary faults: sections written through the hooks, fsync of the file and of its "
             "directory, one rename");
-    dataset_free(&ds);
   }
-  free(c.old);
-  free(c.new);
+  if (rc == LR_OK) dataset_free(&ds);
+  t_replace_free(&c.r);
 }
 
 int main(void) {

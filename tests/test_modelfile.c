@@ -18,7 +18,7 @@
 #include "le.h" // le_put_u32
 #include "lr.h"
 #include "modelfile.h"
-#include "test_fault.h" // t_fault_sweep, t_count_names
+#include "test_fault.h" // t_fault_sweep, t_replace, t_count_names
 #include "test_util.h"
 
 #define N_DENSE 300
@@ -63,51 +63,29 @@ static int write_model(const char *path, const float *dense, const float *items)
 // or crashing in turn (test_fault.h); abandoning a writer
 
 typedef struct {
-  char dir[512], path[600]; // a directory of its own; the model file in it
-  unsigned char *old, *new; // the bytes of the file before, and of a clean write
-  size_t n_old, n_new;
+  t_replace r;                // first: the target's after and reset use it
   const float *dense, *items; // what is written
 } fault_ctx;
 
 static int fault_write(void *arg) {
   const fault_ctx *c = arg;
-  return write_model(c->path, c->dense, c->items);
-}
-
-// The old file or the whole new one under the name; no temp file unless crashed.
-static int fault_after(void *arg, int crashed) {
-  const fault_ctx *c = arg;
-  size_t n;
-  unsigned char *b = t_read_file(c->path, &n);
-  int ok =
-      b && ((n == c->n_old && !memcmp(b, c->old, n)) || (n == c->n_new && !memcmp(b, c->new, n)));
-  free(b);
-  int tmp = t_count_names(c->dir, ".tmp");
-  if (!ok || (!crashed && tmp)) printf("  (%zu bytes under the name, %d temp files)\n", n, tmp);
-  return ok && (crashed || tmp == 0);
-}
-
-static void fault_reset(void *arg) {
-  const fault_ctx *c = arg;
-  t_rm_tree(c->dir);
-  mkdir(c->dir, 0755);
-  t_write_file(c->path, c->old, c->n_old);
+  return write_model(c->r.path, c->dense, c->items);
 }
 
 static void test_faults(const float *dense, const float *items) {
   fault_ctx c = {.dense = dense, .items = items};
-  snprintf(c.dir, sizeof c.dir, "%s", t_path("flt"));
-  snprintf(c.path, sizeof c.path, "%s/model.lrm", c.dir);
-  mkdir(c.dir, 0755);
   static float zeros[N_ROWS * D];
-  int rc = write_model(c.path, zeros, zeros);
-  c.old = t_read_file(c.path, &c.n_old);
-  rc = rc ? rc : write_model(c.path, dense, items);
-  c.new = t_read_file(c.path, &c.n_new);
-  t_check(rc == LR_OK && c.old && c.new && (c.n_old != c.n_new || memcmp(c.old, c.new, c.n_new)),
-          "model file faults: the files to replace");
-  fault_reset(&c);
-  t_fault_target t = {"model file", c.dir, fault_write, fault_after, fault_reset, &c};
+  int ok = t_replace_init(&c.r, t_path("flt"), "model.lrm") &&
+           write_model(c.r.path, zeros, zeros) == LR_OK && t_replace_take(&c.r, 0) &&
+           write_model(c.r.path, dense, items) == LR_OK && t_replace_take(&c.r, 1) &&
+           (c.r.n_old != c.r.n_new || memcmp(c.r.old, c.r.new, c.r.n_new));
+  t_check(ok, "model file faults: the files to replace");
+  if (!ok) {
+    t_replace_free(&c.r);
+    return;
+  }
+  t_replace_reset(&c.r);
+  t_fault_target t = {"model file", c.r.dir, fault_write, t_replace_after, t_replace_reset, &c};
   int64_t n[LR_FAULT_N_KINDS];
   t_fault_sweep(&t, n);
   t_check(n[LR_FAULT_WRITE] >= 3 && n[LR_FAULT_FSYNC] == 2 && n[LR_FAULT_RENAME] == 1 &&
@@ -117,14 +95,13 @@ static void test_faults(const float *dense, const float *items) {
 
   // abandoned after some payload: no temp file, the old file untouched
   lr_modelfile_writer *w;
-  rc = modelfile_begin(&w, c.path, CONFIG, N_DENSE, N_ROWS, D);
+  int rc = modelfile_begin(&w, c.r.path, CONFIG, N_DENSE, N_ROWS, D);
   if (rc == LR_OK) rc = modelfile_append(w, dense, N_DENSE);
   if (rc == LR_OK) modelfile_abandon(w);
-  t_check(rc == LR_OK && fault_after(&c, 0) && t_count_names(c.dir, "model") == 1,
+  t_check(rc == LR_OK && t_replace_after(&c, 0) && t_count_names(c.r.dir, "model") == 1,
           "model file: an abandoned writer leaves the old file and no temp file");
   lr_error_clear();
-  free(c.old);
-  free(c.new);
+  t_replace_free(&c.r);
 }
 
 int main(void) {
