@@ -12,6 +12,7 @@
 
 #include "comm.h"   // dist_agree, dist_allgather, dist_rank, dist_size
 #include "config.h" // config_hash_text
+#include "le.h"     // le_put_u32, le_get_f64, ...
 #include "lr.h"
 
 #define LOOP_MAGIC 0x5354524cu // "LRTS" little-endian
@@ -19,51 +20,30 @@
 
 // ---- the loop state -------------------------------------------------------------------
 
-static void put_u32(float *f, uint32_t x) { memcpy(f, &x, sizeof x); }
-static uint32_t get_u32(const float *f) {
-  uint32_t x;
-  memcpy(&x, f, sizeof x);
-  return x;
-}
-static void put_u64(float *f, uint64_t x) {
-  put_u32(f, (uint32_t)x);
-  put_u32(f + 1, (uint32_t)(x >> 32));
-}
-static uint64_t get_u64(const float *f) { return (uint64_t)get_u32(f) | (uint64_t)get_u32(f + 1) << 32; }
-static void put_f64(float *f, double d) {
-  uint64_t x;
-  memcpy(&x, &d, sizeof x);
-  put_u64(f, x);
-}
-static double get_f64(const float *f) {
-  uint64_t x = get_u64(f);
-  double d;
-  memcpy(&d, &x, sizeof d);
-  return d;
-}
-
 void ckpt_loop_state_pack(float out[CKPT_LOOP_STATE_FLOATS], const ckpt_loop_state *s) {
   memset(out, 0, CKPT_LOOP_STATE_FLOATS * sizeof(float));
-  put_u32(out + 0, LOOP_MAGIC);
-  put_u32(out + 1, LOOP_VERSION);
-  put_f64(out + 2, s->epoch_loss);
-  put_f64(out + 4, s->best_score);
-  put_u64(out + 6, (uint64_t)s->since_best);
-  put_u64(out + 8, (uint64_t)s->best_epoch);
+  unsigned char *b = (unsigned char *)out; // float k holds bytes 4k..4k+3
+  le_put_u32(b + 0, LOOP_MAGIC);
+  le_put_u32(b + 4, LOOP_VERSION);
+  le_put_f64(b + 8, s->epoch_loss);
+  le_put_f64(b + 16, s->best_score);
+  le_put_u64(b + 24, (uint64_t)s->since_best);
+  le_put_u64(b + 32, (uint64_t)s->best_epoch);
 }
 
 int ckpt_loop_state_unpack(ckpt_loop_state *s, const float in[CKPT_LOOP_STATE_FLOATS],
                            const char *where) {
   memset(s, 0, sizeof *s);
-  uint32_t magic = get_u32(in + 0), version = get_u32(in + 1);
+  const unsigned char *b = (const unsigned char *)in;
+  uint32_t magic = le_get_u32(b + 0), version = le_get_u32(b + 4);
   LR_CHECK(magic == LOOP_MAGIC && version == LOOP_VERSION, LR_ERR_CORRUPT,
            "%s: the dense shard's training-loop block has magic %08x version %u, expected "
            "%08x version %u\nHINT: the checkpoint was not written by this version of linrec train",
            where, magic, version, LOOP_MAGIC, LOOP_VERSION);
-  s->epoch_loss = get_f64(in + 2);
-  s->best_score = get_f64(in + 4);
-  s->since_best = (int64_t)get_u64(in + 6);
-  s->best_epoch = (int64_t)get_u64(in + 8);
+  s->epoch_loss = le_get_f64(b + 8);
+  s->best_score = le_get_f64(b + 16);
+  s->since_best = (int64_t)le_get_u64(b + 24);
+  s->best_epoch = (int64_t)le_get_u64(b + 32);
   return LR_OK;
 }
 

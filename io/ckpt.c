@@ -5,7 +5,6 @@
 // manifest (ckpt_manifest.c), any MPI (dist/ sequences the ranks).
 #include <dirent.h>   // opendir, readdir
 #include <errno.h>    // errno, ENOENT, EEXIST, EINVAL
-#include <fcntl.h>    // open
 #include <stdarg.h>   // va_list
 #include <stdio.h>    // snprintf, rename
 #include <stdlib.h>   // malloc, free, qsort
@@ -15,8 +14,8 @@
 #include <unistd.h>   // close, unlink, rmdir
 #include <zlib.h>     // crc32
 
+#include "afile.h" // afile_write_whole, afile_fsync_dir
 #include "ckpt_internal.h"
-#include "fault.h"
 #include "file.h"
 #include "lr.h"
 
@@ -56,75 +55,10 @@ uint32_t ckpt_crc32_(uint32_t c, const void *p, size_t n) {
   return c;
 }
 
-int ckpt_fsync_dir_(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  LR_CHECK(fd >= 0, LR_ERR_IO, "open directory %s: %s", dir, strerror(errno));
-  int rc = lr_fault_fsync(fd);
-  int e = errno;
-  close(fd);
-  LR_CHECK(rc == 0 || e == EINVAL, LR_ERR_IO, "fsync directory %s: %s", dir, strerror(e));
-  return LR_OK;
-}
-
-const char *ckpt_write_hint_(int e) {
-  return e == ENOSPC || e == EDQUOT || e == EFBIG ? CKPT_HINT_SPACE : "";
-}
-
 double ckpt_now_(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int write_fd(int fd, const void *buf, size_t n, const char *path) {
-  const unsigned char *p = buf;
-  while (n > 0) {
-    ssize_t k = lr_fault_write(fd, p, n);
-    if (k < 0 && errno == EINTR) continue;
-    int e = k < 0 ? errno : ENOSPC; // a zero-byte write means no room
-    LR_CHECK(k > 0, LR_ERR_IO, "write %s: %s%s", path, strerror(e), ckpt_write_hint_(e));
-    p += k, n -= (size_t)k;
-  }
-  return LR_OK;
-}
-
-int ckpt_commit_file_(const char *dir, const char *name, const void *buf, size_t n,
-                      int undo_rename) {
-  char path[4096], tmp[4096];
-  LR_CALL(ckpt_path_(path, sizeof path, dir, name));
-  LR_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp", path) < (int)sizeof tmp, LR_ERR_ARG,
-           "path too long: %s.tmp", path);
-  int rc = LR_OK, renamed = 0;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "create %s: %s", tmp, strerror(errno));
-    goto done;
-  }
-  if ((rc = write_fd(fd, buf, n, tmp)) != LR_OK) goto done;
-  if (lr_fault_fsync(fd) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "fsync %s: %s", tmp, strerror(errno));
-    goto done;
-  }
-  int cfd = fd;
-  fd = -1;
-  if (close(cfd) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "close %s: %s", tmp, strerror(errno));
-    goto done;
-  }
-  if (lr_fault_rename(tmp, path) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", tmp, path, strerror(errno));
-    goto done;
-  }
-  renamed = 1;
-  rc = ckpt_fsync_dir_(dir);
-done:
-  if (fd >= 0) close(fd);
-  if (rc != LR_OK) {
-    unlink(tmp);
-    if (renamed && undo_rename) unlink(path);
-    lr_error_trace(__FILE__, __LINE__, __func__);
-  }
-  return rc;
 }
 
 // ---------------------------------------------------------------------------
@@ -208,7 +142,7 @@ static int make_dirs(const char *path) {
         snprintf(parent, sizeof parent, "/");
       else
         snprintf(parent, sizeof parent, "%.*s", (int)(slash - p), p);
-      LR_CALL(ckpt_fsync_dir_(parent));
+      LR_CALL(afile_fsync_dir(parent));
     } else {
       LR_CHECK(errno == EEXIST && is_dir(p), LR_ERR_IO, "mkdir %s: %s", p,
                errno == EEXIST ? "exists and is not a directory" : strerror(errno));
@@ -247,7 +181,7 @@ int ckpt_dir_create(const char *root, int64_t step, char *dir, size_t dir_size) 
            dir_size);
   LR_CALL(make_dirs(root));
   if (mkdir(path, 0755) == 0) {
-    LR_CALL(ckpt_fsync_dir_(root));
+    LR_CALL(afile_fsync_dir(root));
   } else {
     LR_CHECK(errno == EEXIST && is_dir(path), LR_ERR_IO, "mkdir %s: %s", path,
              errno == EEXIST ? "exists and is not a directory" : strerror(errno));
@@ -340,7 +274,9 @@ int ckpt_update_latest(const char *root, const char *step_name) {
   int n = snprintf(text, sizeof text, "%s\n", step_name);
   // A failed directory fsync leaves the new `latest` in place: it names a
   // committed checkpoint either way, and removing it would lose the old one.
-  LR_CALL(ckpt_commit_file_(root, CKPT_LATEST_NAME, text, (size_t)n, 0));
+  char latest[4096];
+  LR_CALL(ckpt_path_(latest, sizeof latest, root, CKPT_LATEST_NAME));
+  LR_CALL(afile_write_whole(latest, text, (size_t)n, 0, CKPT_HINT_SPACE));
   return LR_OK;
 }
 
@@ -529,7 +465,7 @@ static int remove_ckpt_dir(const char *root, const char *name) {
   LR_CALL(ckpt_path_(dir, sizeof dir, root, name));
   LR_CALL(ckpt_path_(p, sizeof p, dir, CKPT_MANIFEST_NAME));
   if (unlink(p) == 0)
-    LR_CALL(ckpt_fsync_dir_(dir));
+    LR_CALL(afile_fsync_dir(dir));
   else
     LR_CHECK(errno == ENOENT, LR_ERR_IO, "remove %s: %s", p, strerror(errno));
   DIR *d = opendir(dir);
@@ -549,7 +485,7 @@ static int remove_ckpt_dir(const char *root, const char *name) {
   closedir(d);
   if (rc != LR_OK) return rc;
   LR_CHECK(rmdir(dir) == 0, LR_ERR_IO, "rmdir %s: %s", dir, strerror(errno));
-  LR_CALL(ckpt_fsync_dir_(root));
+  LR_CALL(afile_fsync_dir(root));
   return LR_OK;
 }
 

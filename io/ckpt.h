@@ -71,8 +71,8 @@
 //    the manifest's config against the run's and broadcasts the directory; every rank then
 //    ckpt_manifest_read and ckpt_load_rows for its own (possibly re-cut) row range.
 //
-// Durability: each file is written to NAME.tmp, fsync'ed, closed, renamed to
-// NAME and the directory fsync'ed. A shard or manifest write that fails
+// Durability: each file is written through io/afile.h: to NAME.tmp,
+// fsync'ed, closed, renamed to NAME and the directory fsync'ed. A shard or manifest write that fails
 // removes NAME.tmp and, if only the directory fsync failed, NAME too (best
 // effort): after an error no file of that name is left to be trusted, and a
 // failed manifest write means "not committed". (`latest` is the exception:

@@ -18,10 +18,6 @@
 
 #define CKPT_HINT_SPACE "\nHINT: free space (or quota) where checkpoints are written, or keep fewer"
 
-// The HINT for a failed write with errno e: CKPT_HINT_SPACE when the disk
-// or a quota or file-size limit is full, else "". Cannot fail.
-const char *ckpt_write_hint_(int e);
-
 // dir + "/" + name into out[size]. LR_ERR_ARG if it does not fit.
 int ckpt_path_(char *out, size_t size, const char *dir, const char *name);
 
@@ -31,18 +27,6 @@ int ckpt_name_ok_(const char *name);
 
 // zlib crc32 continued from c over n bytes (any size). Cannot fail.
 uint32_t ckpt_crc32_(uint32_t c, const void *p, size_t n);
-
-// fsync a directory (through the fault hooks); EINVAL (file systems that
-// cannot) is not an error. LR_ERR_IO naming the directory.
-int ckpt_fsync_dir_(const char *dir);
-
-// Write buf[0..n) as dir/name durably and atomically: name.tmp, fsync,
-// close, rename, fsync dir. On failure name.tmp is removed; so is name when
-// only the final directory fsync failed and undo_rename is set (its
-// durability is then unknown), else that complete new file stays.
-// LR_ERR_IO naming the failed call, LR_ERR_ARG.
-int ckpt_commit_file_(const char *dir, const char *name, const void *buf, size_t n,
-                      int undo_rename);
 
 // Seconds on a monotonic clock. Cannot fail.
 double ckpt_now_(void);

@@ -13,8 +13,9 @@
 #include <time.h>        // time, gmtime_r, strftime
 #include <unistd.h>      // read, close
 
+#include "afile.h" // afile_write_whole
 #include "ckpt_internal.h"
-#include "fault.h"
+#include "fault.h" // lr_fault_malloc
 #include "file.h"
 #include "lr.h"
 
@@ -324,7 +325,7 @@ int ckpt_manifest_write(const char *dir, const ckpt_manifest *m) {
   snprintf(buf + n, 9, "%08x", (unsigned)ckpt_crc32_(0, buf, n));
   memcpy(buf + n + 8, SUM_TAIL, tail + 1);
   n += 8 + tail;
-  int rc = ckpt_commit_file_(dir, CKPT_MANIFEST_NAME, buf, n, 1);
+  int rc = afile_write_whole(path, buf, n, AFILE_UNDO_RENAME, CKPT_HINT_SPACE);
   free(buf);
   LR_CALL(rc);
   return LR_OK;

@@ -4,18 +4,19 @@
 // the caller's arrays. Not here: the manifest (ckpt_manifest.c), directories
 // (ckpt.c).
 #include <errno.h>    // errno, ENOENT, ENOSPC
-#include <fcntl.h>    // open
 #include <stdio.h>    // snprintf
 #include <stdlib.h>   // malloc, free
 #include <string.h>   // memcpy, memcmp, memset, strerror
 #include <sys/stat.h> // struct stat
-#include <unistd.h>   // pread, close, unlink
+#include <unistd.h>   // pread, close
 #include <zlib.h>     // crc32_combine
 #include <zstd.h>     // ZSTD_compressStream2, ZSTD_decompressStream
 
+#include "afile.h" // lr_afile, afile_open, afile_pwrite, afile_commit
 #include "ckpt_internal.h"
-#include "fault.h"
+#include "fault.h" // lr_fault_malloc
 #include "file.h"
+#include "le.h" // le_put_u32, le_get_u64, ...
 #include "lr.h"
 
 #define SHARD_MAGIC "LRCKPT01"
@@ -25,30 +26,6 @@
 #define MAX_ROWS ((int64_t)1 << 48) // sanity bounds on header fields: sizes
 #define MAX_D ((int64_t)1 << 24)    // computed from them cannot overflow
 #define MAX_WINDOW_LOG 27           // = ZSTD_WINDOWLOG_LIMIT_DEFAULT; levels <= 19 use <= 2^23
-
-// ---------------------------------------------------------------------------
-// little-endian fields
-
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int k = 0; k < 4; k++)
-    p[k] = (unsigned char)(v >> (8 * k));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  for (int k = 0; k < 8; k++)
-    p[k] = (unsigned char)(v >> (8 * k));
-}
-static uint32_t get_u32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int k = 0; k < 4; k++)
-    v |= (uint32_t)p[k] << (8 * k);
-  return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int k = 0; k < 8; k++)
-    v |= (uint64_t)p[k] << (8 * k);
-  return v;
-}
 
 // NULL if d is well-formed (and then *raw_bytes is its payload size), else
 // what is wrong with it.
@@ -69,42 +46,26 @@ static void header_encode(unsigned char *b, const ckpt_shard_desc *d, uint64_t r
                           uint32_t payload_crc, int level) {
   memset(b, 0, HDR_BYTES);
   memcpy(b, SHARD_MAGIC, 8);
-  put_u32(b + 8, SHARD_VERSION);
-  put_u32(b + 12, HDR_BYTES);
-  put_u32(b + 16, (uint32_t)d->kind);
-  put_u32(b + 20, (uint32_t)d->n_arrays);
-  put_u64(b + 24, (uint64_t)d->lo);
-  put_u64(b + 32, (uint64_t)d->hi);
-  put_u64(b + 40, (uint64_t)d->D);
-  put_u64(b + 48, (uint64_t)d->aux);
-  put_u64(b + 56, raw);
-  put_u64(b + 64, comp);
-  put_u32(b + 72, payload_crc);
-  put_u32(b + 76, (uint32_t)level);
-  put_u32(b + 124, ckpt_crc32_(0, b, 124));
+  le_put_u32(b + 8, SHARD_VERSION);
+  le_put_u32(b + 12, HDR_BYTES);
+  le_put_u32(b + 16, (uint32_t)d->kind);
+  le_put_u32(b + 20, (uint32_t)d->n_arrays);
+  le_put_u64(b + 24, (uint64_t)d->lo);
+  le_put_u64(b + 32, (uint64_t)d->hi);
+  le_put_u64(b + 40, (uint64_t)d->D);
+  le_put_u64(b + 48, (uint64_t)d->aux);
+  le_put_u64(b + 56, raw);
+  le_put_u64(b + 64, comp);
+  le_put_u32(b + 72, payload_crc);
+  le_put_u32(b + 76, (uint32_t)level);
+  le_put_u32(b + 124, ckpt_crc32_(0, b, 124));
 }
 
 // ---------------------------------------------------------------------------
 // writing
 
-static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *path) {
-  const unsigned char *p = buf;
-  while (n > 0) {
-    ssize_t k = lr_fault_pwrite(fd, p, n, (off_t)off);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) {
-      int e = k < 0 ? errno : ENOSPC; // a zero-byte write means no room
-      return lr_error(LR_ERR_IO, __FILE__, __LINE__, "write %s (at byte %llu): %s%s", path,
-                      (unsigned long long)off, strerror(e), ckpt_write_hint_(e));
-    }
-    p += k, n -= (size_t)k, off += (uint64_t)k;
-  }
-  return LR_OK;
-}
-
 typedef struct {
-  const char *tmp; // path being written
-  int fd;
+  lr_afile f; // the file being written (f.tmp: its path)
   ZSTD_CCtx *cctx;
   unsigned char *buf;   // (CHUNK_BYTES) compressed output
   uint64_t pos;         // next file offset
@@ -123,10 +84,10 @@ static int put_array(shard_writer *w, const void *src, size_t n, int last) {
     double t = ckpt_now_();
     size_t left = ZSTD_compressStream2(w->cctx, &out, &in, mode);
     w->zstd_seconds += ckpt_now_() - t;
-    LR_CHECK(!ZSTD_isError(left), LR_ERR_NOMEM, "%s: zstd compression failed: %s", w->tmp,
+    LR_CHECK(!ZSTD_isError(left), LR_ERR_NOMEM, "%s: zstd compression failed: %s", w->f.tmp,
              ZSTD_getErrorName(left));
     if (out.pos > 0) {
-      LR_CALL(pwrite_all(w->fd, w->buf, out.pos, w->pos, w->tmp));
+      LR_CALL(afile_pwrite(&w->f, w->buf, out.pos, w->pos));
       w->payload_crc = ckpt_crc32_(w->payload_crc, w->buf, out.pos);
       w->pos += out.pos;
     }
@@ -134,23 +95,22 @@ static int put_array(shard_writer *w, const void *src, size_t n, int last) {
   }
 }
 
-static int setup_cctx(shard_writer *w, int level, uint64_t raw) {
+static int setup_cctx(shard_writer *w, const char *path, int level, uint64_t raw) {
   w->cctx = ZSTD_createCCtx();
-  LR_CHECK(w->cctx, LR_ERR_NOMEM, "%s: cannot create a zstd context", w->tmp);
+  LR_CHECK(w->cctx, LR_ERR_NOMEM, "%s: cannot create a zstd context", path);
   size_t r = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
   if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
   if (!ZSTD_isError(r)) r = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_contentSizeFlag, 1);
   if (!ZSTD_isError(r)) r = ZSTD_CCtx_setPledgedSrcSize(w->cctx, raw);
-  LR_CHECK(!ZSTD_isError(r), LR_ERR_NOMEM, "%s: cannot set up zstd: %s", w->tmp,
+  LR_CHECK(!ZSTD_isError(r), LR_ERR_NOMEM, "%s: cannot set up zstd: %s", path,
            ZSTD_getErrorName(r));
   return LR_OK;
 }
 
+// Write the whole shard into the open w->f: the payload from byte 128, then
+// the header (which records the payload's size and crc) at byte 0.
 static int write_body(shard_writer *w, const ckpt_shard_desc *d, const float *const arrays[],
                       uint64_t raw, int level) {
-  LR_CALL(setup_cctx(w, level, raw));
-  w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  LR_CHECK(w->fd >= 0, LR_ERR_IO, "create %s: %s", w->tmp, strerror(errno));
   size_t arr_bytes = (size_t)(raw / (uint64_t)d->n_arrays);
   w->pos = HDR_BYTES;
   w->payload_crc = ckpt_crc32_(0, NULL, 0);
@@ -159,11 +119,7 @@ static int write_body(shard_writer *w, const ckpt_shard_desc *d, const float *co
                       a == d->n_arrays - 1));
   unsigned char h[HDR_BYTES];
   header_encode(h, d, raw, w->pos - HDR_BYTES, w->payload_crc, level);
-  LR_CALL(pwrite_all(w->fd, h, HDR_BYTES, 0, w->tmp));
-  LR_CHECK(lr_fault_fsync(w->fd) == 0, LR_ERR_IO, "fsync %s: %s", w->tmp, strerror(errno));
-  int fd = w->fd;
-  w->fd = -1;
-  LR_CHECK(close(fd) == 0, LR_ERR_IO, "close %s: %s", w->tmp, strerror(errno));
+  LR_CALL(afile_pwrite(&w->f, h, HDR_BYTES, 0));
   // the whole-file crc32: header then payload
   w->file_crc = (uint32_t)crc32_combine(ckpt_crc32_(0, h, HDR_BYTES), w->payload_crc,
                                         (z_off_t)(w->pos - HDR_BYTES));
@@ -187,31 +143,22 @@ int ckpt_shard_write(const char *dir, const char *name, const ckpt_shard_desc *d
   for (int a = 0; a < desc->n_arrays; a++)
     LR_CHECK(arrays && (arrays[a] || raw == 0), LR_ERR_ARG, "ckpt_shard_write %s: array %d is NULL",
              name, a);
-  char path[4096], tmp[4096];
+  char path[AFILE_PATH_MAX];
   LR_CALL(ckpt_path_(path, sizeof path, dir, name));
-  LR_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp", path) < (int)sizeof tmp, LR_ERR_ARG,
-           "%s: path too long", path);
 
-  shard_writer w = {.tmp = tmp, .fd = -1};
-  int rc = LR_OK, renamed = 0;
+  shard_writer w = {0};
+  int rc = LR_OK;
   w.buf = lr_fault_malloc(CHUNK_BYTES);
-  if (!w.buf) {
-    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for a %zu-byte buffer", tmp,
+  if (!w.buf)
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for a %zu-byte buffer", path,
                   CHUNK_BYTES);
-    goto done;
-  }
-  if ((rc = write_body(&w, desc, arrays, raw, zstd_level)) != LR_OK) goto done;
-  if (lr_fault_rename(tmp, path) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", tmp, path, strerror(errno));
-    goto done;
-  }
-  renamed = 1;
-  rc = ckpt_fsync_dir_(dir);
-done:
-  if (w.fd >= 0) close(w.fd);
+  if (rc == LR_OK) rc = setup_cctx(&w, path, zstd_level, raw);
+  // A shard whose durability is unknown must not be left to be trusted.
+  if (rc == LR_OK) rc = afile_open(&w.f, path, AFILE_UNDO_RENAME, CKPT_HINT_SPACE);
+  if (rc == LR_OK) rc = write_body(&w, desc, arrays, raw, zstd_level);
+  if (rc == LR_OK) rc = afile_commit(&w.f);
+  afile_abort(&w.f);
   if (rc != LR_OK) {
-    unlink(tmp);
-    if (renamed) unlink(path); // durability unknown: do not leave it to be trusted
     lr_error_trace(__FILE__, __LINE__, __func__);
   } else {
     snprintf(out->entry.file, sizeof out->entry.file, "%s", name);
@@ -275,34 +222,34 @@ static int header_check(shard_reader *r) {
         "not a linrec checkpoint shard: magic expected '%s', found '%s'" CKPT_HINT_DAMAGED,
         SHARD_MAGIC, found);
   }
-  uint32_t want = get_u32(b + 124), got = ckpt_crc32_(0, b, 124);
+  uint32_t want = le_get_u32(b + 124), got = ckpt_crc32_(0, b, 124);
   if (want != got)
     return LR_CORRUPT(r->path, 124, "header crc32 expected %08x, computed %08x" CKPT_HINT_DAMAGED,
                       want, got);
-  if (get_u32(b + 8) != SHARD_VERSION)
+  if (le_get_u32(b + 8) != SHARD_VERSION)
     return LR_CORRUPT(r->path, 8,
                       "shard format version %u, this build reads version %u\nHINT: resume with "
                       "the linrec version that wrote this checkpoint",
-                      get_u32(b + 8), SHARD_VERSION);
-  if (get_u32(b + 12) != HDR_BYTES)
+                      le_get_u32(b + 8), SHARD_VERSION);
+  if (le_get_u32(b + 12) != HDR_BYTES)
     return LR_CORRUPT(r->path, 12, "header size expected %d, found %u" CKPT_HINT_DAMAGED, HDR_BYTES,
-                      get_u32(b + 12));
+                      le_get_u32(b + 12));
   for (int k = 80; k < 124; k++)
     if (b[k])
       return LR_CORRUPT(r->path, k, "reserved header byte is %u, expected 0" CKPT_HINT_DAMAGED,
                         b[k]);
-  ckpt_shard_desc d = {.kind = (int)get_u32(b + 16),
-                       .n_arrays = (int)get_u32(b + 20),
-                       .lo = (int64_t)get_u64(b + 24),
-                       .hi = (int64_t)get_u64(b + 32),
-                       .D = (int64_t)get_u64(b + 40),
-                       .aux = (int64_t)get_u64(b + 48)};
+  ckpt_shard_desc d = {.kind = (int)le_get_u32(b + 16),
+                       .n_arrays = (int)le_get_u32(b + 20),
+                       .lo = (int64_t)le_get_u64(b + 24),
+                       .hi = (int64_t)le_get_u64(b + 32),
+                       .D = (int64_t)le_get_u64(b + 40),
+                       .aux = (int64_t)le_get_u64(b + 48)};
   uint64_t raw;
   const char *why = desc_problem(&d, &raw);
   if (why) return LR_CORRUPT(r->path, 16, "header: %s" CKPT_HINT_DAMAGED, why);
-  r->raw = get_u64(b + 56);
-  r->comp = get_u64(b + 64);
-  r->payload_crc = get_u32(b + 72);
+  r->raw = le_get_u64(b + 56);
+  r->comp = le_get_u64(b + 64);
+  r->payload_crc = le_get_u32(b + 72);
   if (r->raw != raw)
     return LR_CORRUPT(r->path, 56,
                       "raw size expected %llu (from the shape), found %llu" CKPT_HINT_DAMAGED,

@@ -41,22 +41,25 @@
 // reads the header, the index and the lengths (4 bytes per user), then only
 // the blocks holding its users.
 //
-// Writing goes to "<path>.tmp.<pid>", then fsync, rename, fsync of the
-// directory: a reader sees the old file or the whole new one.
+// Writing goes through io/afile.h (temp file "<path>.tmp.<pid>", fsync,
+// rename, fsync of the directory): a reader sees the old file or the whole
+// new one; a failure leaves no temp file.
 // Not here: preprocessing (prep.c), checkpoints (io/ckpt*).
 #include <errno.h>    // errno
-#include <fcntl.h>    // open
-#include <stdio.h>    // snprintf, rename
-#include <stdlib.h>   // malloc, free
-#include <string.h>   // memcmp, memcpy, memset, strerror, strrchr
+#include <stdio.h>    // snprintf
+#include <stdlib.h>   // calloc, free
+#include <string.h>   // memcmp, memcpy, memset, strerror
 #include <sys/stat.h> // fstat
-#include <unistd.h>   // pread, pwrite, fsync, close, unlink, getpid
+#include <unistd.h>   // pread, close
 #include <zlib.h>     // crc32
 #include <zstd.h>     // ZSTD_compress2, ZSTD_decompressDCtx, frame checksums
 
+#include "afile.h"         // lr_afile, afile_open, afile_pwrite, afile_commit
 #include "data_internal.h" // LR_DATA_ID_MAX
 #include "dataset.h"
-#include "file.h" // file_open_regular
+#include "fault.h" // lr_fault_malloc
+#include "file.h"  // file_open_regular
+#include "le.h"    // le_put_u32, le_get_u64, ...
 #include "lr.h"
 
 #define BIN_MAGIC "LRDATA01"
@@ -84,28 +87,8 @@ typedef struct {
 } bin_block;
 
 // ---------------------------------------------------------------------------
-// little-endian helpers
+// checksums
 
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int k = 0; k < 4; k++)
-    p[k] = (unsigned char)(v >> (8 * k));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  for (int k = 0; k < 8; k++)
-    p[k] = (unsigned char)(v >> (8 * k));
-}
-static uint32_t get_u32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int k = 0; k < 4; k++)
-    v |= (uint32_t)p[k] << (8 * k);
-  return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int k = 0; k < 8; k++)
-    v |= (uint64_t)p[k] << (8 * k);
-  return v;
-}
 static uint32_t crc(const void *p, size_t n) {
   uLong c = crc32(0L, Z_NULL, 0);
   const unsigned char *b = p;
@@ -120,32 +103,32 @@ static uint32_t crc(const void *p, size_t n) {
 static void header_encode(unsigned char *b, const bin_header *h) {
   memset(b, 0, HEADER_BYTES);
   memcpy(b, BIN_MAGIC, 8);
-  put_u32(b + 8, h->version);
-  put_u32(b + 12, HEADER_BYTES);
-  put_u64(b + 16, (uint64_t)h->n_users);
-  put_u64(b + 24, (uint64_t)h->n_items);
-  put_u64(b + 32, (uint64_t)h->n_inter);
-  put_u64(b + 40, h->flags);
-  put_u64(b + 48, (uint64_t)h->n_blocks);
-  put_u64(b + 56, h->file_bytes);
-  put_u64(b + 64, h->len_off);
-  put_u64(b + 72, h->len_bytes);
-  put_u64(b + 80, h->maps_off);
-  put_u64(b + 88, h->maps_bytes);
-  put_u32(b + 96, h->index_crc);
-  put_u32(b + 100, h->len_crc);
-  put_u32(b + 104, h->maps_crc);
-  put_u32(b + 124, crc(b, 124));
+  le_put_u32(b + 8, h->version);
+  le_put_u32(b + 12, HEADER_BYTES);
+  le_put_u64(b + 16, (uint64_t)h->n_users);
+  le_put_u64(b + 24, (uint64_t)h->n_items);
+  le_put_u64(b + 32, (uint64_t)h->n_inter);
+  le_put_u64(b + 40, h->flags);
+  le_put_u64(b + 48, (uint64_t)h->n_blocks);
+  le_put_u64(b + 56, h->file_bytes);
+  le_put_u64(b + 64, h->len_off);
+  le_put_u64(b + 72, h->len_bytes);
+  le_put_u64(b + 80, h->maps_off);
+  le_put_u64(b + 88, h->maps_bytes);
+  le_put_u32(b + 96, h->index_crc);
+  le_put_u32(b + 100, h->len_crc);
+  le_put_u32(b + 104, h->maps_crc);
+  le_put_u32(b + 124, crc(b, 124));
 }
 
 static void block_encode(unsigned char *b, const bin_block *k) {
-  put_u64(b, k->off);
-  put_u64(b + 8, k->bytes);
-  put_u64(b + 16, (uint64_t)k->first_user);
-  put_u64(b + 24, (uint64_t)k->n_users);
-  put_u64(b + 32, (uint64_t)k->n_inter);
-  put_u32(b + 40, k->crc);
-  put_u32(b + 44, 0);
+  le_put_u64(b, k->off);
+  le_put_u64(b + 8, k->bytes);
+  le_put_u64(b + 16, (uint64_t)k->first_user);
+  le_put_u64(b + 24, (uint64_t)k->n_users);
+  le_put_u64(b + 32, (uint64_t)k->n_inter);
+  le_put_u32(b + 40, k->crc);
+  le_put_u32(b + 44, 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -153,34 +136,22 @@ static void block_encode(unsigned char *b, const bin_block *k) {
 
 typedef struct {
   const char *path;
-  char tmp[4096];
-  int fd;
+  lr_afile f; // the file being written
   ZSTD_CCtx *cctx;
   unsigned char *raw, *comp; // scratch: raw section bytes, compressed bytes
   size_t raw_cap, comp_cap;
 } writer;
 
-static int pwrite_all(writer *w, const void *buf, size_t n, uint64_t off) {
-  const unsigned char *p = buf;
-  while (n > 0) {
-    ssize_t k = pwrite(w->fd, p, n, (off_t)off);
-    if (k < 0 && errno == EINTR) continue;
-    LR_CHECK(k > 0, LR_ERR_IO, "write %s: %s", w->tmp, k < 0 ? strerror(errno) : "no progress");
-    p += k, n -= (size_t)k, off += (uint64_t)k;
-  }
-  return LR_OK;
-}
-
 static int scratch(writer *w, size_t raw_bytes) {
   size_t comp_bytes = ZSTD_compressBound(raw_bytes);
   if (!w->raw || raw_bytes > w->raw_cap) {
     free(w->raw);
-    w->raw = malloc(raw_bytes ? raw_bytes : 1);
+    w->raw = lr_fault_malloc(raw_bytes);
     w->raw_cap = w->raw ? raw_bytes : 0;
   }
   if (!w->comp || comp_bytes > w->comp_cap) {
     free(w->comp);
-    w->comp = malloc(comp_bytes);
+    w->comp = lr_fault_malloc(comp_bytes);
     w->comp_cap = w->comp ? comp_bytes : 0;
   }
   LR_CHECK(w->raw && w->comp, LR_ERR_NOMEM, "%s: out of memory for a %zu-byte section", w->path,
@@ -195,7 +166,7 @@ static int put_frame(writer *w, size_t raw_bytes, uint64_t *pos, uint64_t *off, 
   size_t n = ZSTD_compress2(w->cctx, w->comp, w->comp_cap, w->raw, raw_bytes);
   LR_CHECK(!ZSTD_isError(n), LR_ERR_NOMEM, "%s: zstd compression failed: %s", w->path,
            ZSTD_getErrorName(n));
-  LR_CALL(pwrite_all(w, w->comp, n, *pos));
+  LR_CALL(afile_pwrite(&w->f, w->comp, n, *pos));
   *off = *pos;
   *bytes = n;
   *crc_out = crc(w->comp, n);
@@ -255,24 +226,6 @@ static int64_t count_blocks(const lr_dataset *ds, bin_block *out) {
   return nb;
 }
 
-static int fsync_dir(const char *path) {
-  char dir[4096];
-  const char *slash = strrchr(path, '/');
-  if (!slash)
-    snprintf(dir, sizeof dir, ".");
-  else if (slash == path)
-    snprintf(dir, sizeof dir, "/");
-  else
-    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  LR_CHECK(fd >= 0, LR_ERR_IO, "open directory %s: %s", dir, strerror(errno));
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  LR_CHECK(rc == 0 || e == EINVAL, LR_ERR_IO, "fsync directory %s: %s", dir, strerror(e));
-  return LR_OK;
-}
-
 static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, int64_t nb) {
   bin_header h = {.version = BIN_VERSION,
                   .n_users = ds->n_users,
@@ -283,15 +236,15 @@ static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, in
   // 3. lengths
   LR_CALL(scratch(w, (size_t)ds->n_users * 4));
   for (int64_t u = 0; u < ds->n_users; u++)
-    put_u32(w->raw + 4 * u, (uint32_t)(ds->offsets[u + 1] - ds->offsets[u]));
+    le_put_u32(w->raw + 4 * u, (uint32_t)(ds->offsets[u + 1] - ds->offsets[u]));
   LR_CALL(put_frame(w, (size_t)ds->n_users * 4, &pos, &h.len_off, &h.len_bytes, &h.len_crc));
   // 4. maps
   size_t maps_raw = (size_t)(ds->n_users + ds->n_items + 1) * 8;
   LR_CALL(scratch(w, maps_raw));
   for (int64_t u = 0; u < ds->n_users; u++)
-    put_u64(w->raw + 8 * u, (uint64_t)ds->user_orig[u]);
+    le_put_u64(w->raw + 8 * u, (uint64_t)ds->user_orig[u]);
   for (int64_t i = 0; i <= ds->n_items; i++)
-    put_u64(w->raw + 8 * (ds->n_users + i), (uint64_t)ds->item_orig[i]);
+    le_put_u64(w->raw + 8 * (ds->n_users + i), (uint64_t)ds->item_orig[i]);
   LR_CALL(put_frame(w, maps_raw, &pos, &h.maps_off, &h.maps_bytes, &h.maps_crc));
   // 5. blocks
   for (int64_t b = 0; b < nb; b++) {
@@ -299,7 +252,7 @@ static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, in
     size_t raw = (size_t)blocks[b].n_inter * 4;
     LR_CALL(scratch(w, raw));
     for (int64_t k = 0; k < blocks[b].n_inter; k++)
-      put_u32(w->raw + 4 * k, (uint32_t)it[k]);
+      le_put_u32(w->raw + 4 * k, (uint32_t)it[k]);
     LR_CALL(put_frame(w, raw, &pos, &blocks[b].off, &blocks[b].bytes, &blocks[b].crc));
   }
   h.file_bytes = pos;
@@ -309,55 +262,30 @@ static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, in
     block_encode(w->raw + HEADER_BYTES + b * INDEX_ENTRY_BYTES, &blocks[b]);
   h.index_crc = crc(w->raw + HEADER_BYTES, (size_t)nb * INDEX_ENTRY_BYTES);
   header_encode(w->raw, &h);
-  LR_CALL(pwrite_all(w, w->raw, HEADER_BYTES + (size_t)nb * INDEX_ENTRY_BYTES, 0));
-  LR_CHECK(fsync(w->fd) == 0, LR_ERR_IO, "fsync %s: %s", w->tmp, strerror(errno));
+  LR_CALL(afile_pwrite(&w->f, w->raw, HEADER_BYTES + (size_t)nb * INDEX_ENTRY_BYTES, 0));
   return LR_OK;
 }
 
 int data_write_binary(const lr_dataset *ds, const char *path) {
   LR_CHECK(path && path[0], LR_ERR_ARG, "data_write_binary: empty path");
   LR_CALL(check_dataset(ds, path));
-  writer w = {.path = path, .fd = -1};
-  int rc = LR_OK;
+  writer w = {.path = path};
   int64_t nb = count_blocks(ds, NULL);
-  bin_block *blocks = calloc((size_t)(nb ? nb : 1), sizeof *blocks);
+  bin_block *blocks = lr_fault_malloc((size_t)nb * sizeof *blocks);
   LR_CHECK(blocks, LR_ERR_NOMEM, "%s: out of memory for the block index", path);
   count_blocks(ds, blocks);
-  int n = snprintf(w.tmp, sizeof w.tmp, "%s.tmp.%ld", path, (long)getpid());
-  if (n < 0 || (size_t)n >= sizeof w.tmp) {
-    rc = lr_error(LR_ERR_ARG, __FILE__, __LINE__, "%s: path too long", path);
-    goto done;
-  }
+  int rc = LR_OK;
   w.cctx = ZSTD_createCCtx();
   if (!w.cctx ||
       ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_checksumFlag, 1)) ||
-      ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_contentSizeFlag, 1))) {
+      ZSTD_isError(ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_contentSizeFlag, 1)))
     rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: cannot set up zstd", path);
-    goto done;
-  }
-  w.fd = open(w.tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (w.fd < 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "create %s: %s", w.tmp, strerror(errno));
-    goto done;
-  }
-  if ((rc = write_sections(&w, ds, blocks, nb)) != LR_OK) goto done;
-  int fd = w.fd;
-  w.fd = -1;
-  if (close(fd) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "close %s: %s", w.tmp, strerror(errno));
-    goto done;
-  }
-  if (rename(w.tmp, path) != 0) {
-    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "rename %s -> %s: %s", w.tmp, path,
-                  strerror(errno));
-    goto done;
-  }
-  w.tmp[0] = '\0'; // nothing to remove any more
-  rc = fsync_dir(path);
-done:
-  if (w.fd >= 0) close(w.fd);
-  if (rc != LR_OK && w.tmp[0]) unlink(w.tmp);
+  // a temp file per process: two preps of one path never share one
+  if (rc == LR_OK) rc = afile_open(&w.f, path, AFILE_TMP_PID, NULL);
+  if (rc == LR_OK) rc = write_sections(&w, ds, blocks, nb);
+  if (rc == LR_OK) rc = afile_commit(&w.f);
+  afile_abort(&w.f);
   ZSTD_freeCCtx(w.cctx);
   free(w.raw);
   free(w.comp);
@@ -421,29 +349,29 @@ static int header_decode(bin_file *f, const unsigned char *b) {
     return LR_CORRUPT(f->path, 0, "not a linrec dataset: magic expected '%s', found '%s'" HINT,
                       BIN_MAGIC, found);
   }
-  h->version = get_u32(b + 8);
+  h->version = le_get_u32(b + 8);
   if (h->version != BIN_VERSION)
     return LR_CORRUPT(f->path, 8, "format version expected %u, found %u" HINT, BIN_VERSION,
                       h->version);
-  uint32_t want = get_u32(b + 124), got = crc(b, 124);
+  uint32_t want = le_get_u32(b + 124), got = crc(b, 124);
   if (want != got)
     return LR_CORRUPT(f->path, 124, "header crc32 expected %08x, computed %08x" HINT, want, got);
-  if (get_u32(b + 12) != HEADER_BYTES)
+  if (le_get_u32(b + 12) != HEADER_BYTES)
     return LR_CORRUPT(f->path, 12, "header size expected %d, found %u" HINT, HEADER_BYTES,
-                      get_u32(b + 12));
-  h->n_users = (int64_t)get_u64(b + 16);
-  h->n_items = (int64_t)get_u64(b + 24);
-  h->n_inter = (int64_t)get_u64(b + 32);
-  h->flags = get_u64(b + 40);
-  h->n_blocks = (int64_t)get_u64(b + 48);
-  h->file_bytes = get_u64(b + 56);
-  h->len_off = get_u64(b + 64);
-  h->len_bytes = get_u64(b + 72);
-  h->maps_off = get_u64(b + 80);
-  h->maps_bytes = get_u64(b + 88);
-  h->index_crc = get_u32(b + 96);
-  h->len_crc = get_u32(b + 100);
-  h->maps_crc = get_u32(b + 104);
+                      le_get_u32(b + 12));
+  h->n_users = (int64_t)le_get_u64(b + 16);
+  h->n_items = (int64_t)le_get_u64(b + 24);
+  h->n_inter = (int64_t)le_get_u64(b + 32);
+  h->flags = le_get_u64(b + 40);
+  h->n_blocks = (int64_t)le_get_u64(b + 48);
+  h->file_bytes = le_get_u64(b + 56);
+  h->len_off = le_get_u64(b + 64);
+  h->len_bytes = le_get_u64(b + 72);
+  h->maps_off = le_get_u64(b + 80);
+  h->maps_bytes = le_get_u64(b + 88);
+  h->index_crc = le_get_u32(b + 96);
+  h->len_crc = le_get_u32(b + 100);
+  h->maps_crc = le_get_u32(b + 104);
   if (h->file_bytes != f->size)
     return LR_CORRUPT(f->path, 56, "file size expected %llu bytes (header), found %llu%s" HINT,
                       (unsigned long long)h->file_bytes, (unsigned long long)f->size,
@@ -485,12 +413,12 @@ static int index_decode(bin_file *f, const unsigned char *b) {
     const unsigned char *e = b + k * INDEX_ENTRY_BYTES;
     uint64_t at = HEADER_BYTES + (uint64_t)k * INDEX_ENTRY_BYTES;
     bin_block *x = &f->blocks[k];
-    *x = (bin_block){get_u64(e),
-                     get_u64(e + 8),
-                     (int64_t)get_u64(e + 16),
-                     (int64_t)get_u64(e + 24),
-                     (int64_t)get_u64(e + 32),
-                     get_u32(e + 40)};
+    *x = (bin_block){le_get_u64(e),
+                     le_get_u64(e + 8),
+                     (int64_t)le_get_u64(e + 16),
+                     (int64_t)le_get_u64(e + 24),
+                     (int64_t)le_get_u64(e + 32),
+                     le_get_u32(e + 40)};
     char what[64];
     snprintf(what, sizeof what, "block %lld", (long long)k);
     LR_CALL(check_range(f, (int64_t)at, what, x->off, x->bytes, end));
@@ -603,7 +531,7 @@ static int bin_read_lengths(bin_file *f) {
                     (long long)U);
   }
   for (int64_t u = 0; u < U; u++)
-    f->lens[u] = get_u32(raw + 4 * u);
+    f->lens[u] = le_get_u32(raw + 4 * u);
   free(raw);
   for (int64_t u = 0; u < U; u++)
     if (f->lens[u] == 0)
@@ -634,7 +562,7 @@ static int read_block(const bin_file *f, int64_t k, const int64_t *goff, lr_data
   unsigned char *raw;
   LR_CALL(read_frame(f, what, x->off, x->bytes, x->crc, (size_t)x->n_inter * 4, &raw));
   for (int64_t p = 0; p < x->n_inter; p++) {
-    uint32_t v = get_u32(raw + 4 * p);
+    uint32_t v = le_get_u32(raw + 4 * p);
     if (v < 1 || v > (uint64_t)f->h.n_items) {
       free(raw);
       return LR_CORRUPT(f->path, (int64_t)x->off,
@@ -646,7 +574,7 @@ static int read_block(const bin_file *f, int64_t k, const int64_t *goff, lr_data
   int64_t u1 = x->first_user + x->n_users < hi ? x->first_user + x->n_users : hi;
   int64_t base = goff[x->first_user];
   for (int64_t p = goff[u0]; p < goff[u1]; p++)
-    ds->items[p - goff[lo]] = (int32_t)get_u32(raw + 4 * (p - base));
+    ds->items[p - goff[lo]] = (int32_t)le_get_u32(raw + 4 * (p - base));
   free(raw);
   return LR_OK;
 }
@@ -656,15 +584,15 @@ static int read_block(const bin_file *f, int64_t k, const int64_t *goff, lr_data
 // padding item 0 mapped to 0.
 static int check_maps(const bin_file *f, const unsigned char *maps) {
   const int64_t U = f->h.n_users, I = f->h.n_items;
-  if (get_u64(maps + 8 * U) != 0)
+  if (le_get_u64(maps + 8 * U) != 0)
     return LR_CORRUPT(f->path, (int64_t)f->h.maps_off,
                       "maps section: the padding item 0 maps to original id %llu, expected 0" HINT,
-                      (unsigned long long)get_u64(maps + 8 * U));
+                      (unsigned long long)le_get_u64(maps + 8 * U));
   for (int side = 0; side < 2; side++) {
     const int64_t first = side ? U + 1 : 0, n = side ? I : U;
     uint64_t prev = 0;
     for (int64_t k = 0; k < n; k++) {
-      uint64_t id = get_u64(maps + 8 * (first + k));
+      uint64_t id = le_get_u64(maps + 8 * (first + k));
       if (id > (uint64_t)LR_DATA_ID_MAX || (k > 0 && id <= prev))
         return LR_CORRUPT(f->path, (int64_t)f->h.maps_off,
                           "maps section: %s %lld has original id %llu (the one before: %llu); "
@@ -718,9 +646,9 @@ static int read_users(lr_dataset *ds, bin_file *f, int64_t lo, int64_t hi, int a
     ds->offsets[u - lo] = goff[u] - goff[lo];
   if ((rc = check_maps(f, maps)) != LR_OK) goto done;
   for (int64_t u = lo; u < hi; u++)
-    ds->user_orig[u - lo] = (int64_t)get_u64(maps + 8 * u);
+    ds->user_orig[u - lo] = (int64_t)le_get_u64(maps + 8 * u);
   for (int64_t i = 0; i <= I; i++)
-    ds->item_orig[i] = (int64_t)get_u64(maps + 8 * (U + i));
+    ds->item_orig[i] = (int64_t)le_get_u64(maps + 8 * (U + i));
   for (int64_t k = 0; k < f->h.n_blocks && rc == LR_OK; k++) {
     const bin_block *x = &f->blocks[k];
     if (x->first_user + x->n_users <= lo || x->first_user >= hi) continue;

@@ -1,5 +1,6 @@
 // fault.c: the fault-injection wrappers of fault.h. Not here: which calls
-// are wrapped (that is the writers' choice, io/ckpt*.c).
+// are wrapped (that is the writers' choice: io/afile.c and the buffers of
+// io/ckpt*.c, io/dataset_bin.c, io/modelfile.c).
 #include "fault.h"
 
 #include <errno.h>    // errno, EIO

@@ -1,9 +1,11 @@
 // fault.h: test-only fault injection for the write paths of io/ (STYLE 23).
 //
-// The checkpoint writer (io/ckpt*.c) performs every write, fsync, rename and
-// buffer allocation through the lr_fault_* wrappers below. Unarmed (the
-// default, and always in production), a wrapper costs a counter increment and
-// one predictable branch before calling the real function. Armed with
+// The atomic file writer (io/afile.c: checkpoint shards, manifests and
+// `latest`, binary datasets, model files) performs every write, fsync and
+// rename, and those writers allocate their buffers, through the lr_fault_*
+// wrappers below. Unarmed (the default, and always in production), a
+// wrapper costs a counter increment and one predictable branch before
+// calling the real function. Armed with
 // lr_fault_set(kind, k), the k-th matching call after arming fails once:
 //   LR_FAULT_WRITE   the k-th write/pwrite returns -1, errno EIO
 //   LR_FAULT_FSYNC   the k-th fsync (of a file or a directory) returns -1, EIO
@@ -23,7 +25,7 @@
 // so an end-to-end test can run the real `linrec` with LINREC_FAULT=crash:7.
 // A malformed value is reported once on stderr and ignored.
 //
-// Not thread-safe (one checkpoint writer per process). Not here: faults in
+// Not thread-safe (one writer per process at a time). Not here: faults in
 // MPI or in reads (damaged files are made by the tests directly).
 #ifndef LR_FAULT_H
 #define LR_FAULT_H

@@ -1,16 +1,19 @@
 // modelfile.c: the model file of modelfile.h.
 #include "modelfile.h"
 
-#include <errno.h>  // errno
-#include <stdio.h>  // FILE, fopen, fdopen
-#include <stdlib.h> // malloc, free
-#include <string.h> // memcpy, memchr, strerror
+#include <errno.h>    // errno
+#include <stdio.h>    // FILE, fdopen, fread
+#include <stdlib.h>   // malloc, free
+#include <string.h>   // memcpy, memchr, memset, strerror
 #include <sys/stat.h> // struct stat
-#include <unistd.h>   // fsync, fileno, close
-#include <zlib.h>   // crc32
-#include <zstd.h>   // ZSTD_compress2, ZSTD_decompress
+#include <unistd.h>   // close
+#include <zlib.h>     // crc32
+#include <zstd.h>     // ZSTD_compressStream2, ZSTD_decompressStream
 
-#include "file.h" // file_open_regular
+#include "afile.h" // lr_afile, afile_open, afile_write, afile_pwrite, afile_commit
+#include "fault.h" // lr_fault_malloc
+#include "file.h"  // file_open_regular
+#include "le.h"    // le_put_u32, le_get_u64, ...
 #include "lr.h"
 
 #define MAGIC "LRMODEL1"
@@ -25,28 +28,10 @@ typedef struct {
   uint32_t json_crc, payload_crc;
 } hdr;
 
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 struct lr_modelfile_writer {
-  char path[4096], tmp[4096 + 8];
-  FILE *f;
+  lr_afile f; // the file being written (f.path: its final name)
   ZSTD_CCtx *cctx;
-  unsigned char *z;           // compressed output chunk (ZSTD_CStreamOutSize)
+  unsigned char *z; // compressed output chunk (ZSTD_CStreamOutSize)
   size_t zcap;
   uint64_t payload_bytes;     // compressed bytes written so far
   uint32_t payload_crc;       // CRC32 of those bytes
@@ -62,15 +47,16 @@ static int mw_fail(lr_modelfile_writer *w, int rc) {
 int modelfile_begin(lr_modelfile_writer **out, const char *path, const char *config_json,
                     size_t n_dense, int64_t n_rows, int64_t D) {
   *out = NULL;
-  LR_CHECK(strlen(path) < 4096, LR_ERR_IO, "%.60s...: path too long", path);
-  lr_modelfile_writer *w = calloc(1, sizeof *w);
+  size_t jn = strlen(config_json);
+  LR_CHECK(jn <= MAX_JSON_BYTES, LR_ERR_ARG, "%s: config JSON of %zu bytes exceeds %d", path, jn,
+           MAX_JSON_BYTES);
+  lr_modelfile_writer *w = lr_fault_malloc(sizeof *w);
   if (!w) return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
-  strcpy(w->path, path);
-  snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
+  memset(w, 0, sizeof *w);
   w->want = n_dense + (uint64_t)n_rows * (uint64_t)D;
   w->payload_crc = (uint32_t)crc32(0, NULL, 0);
   w->zcap = ZSTD_CStreamOutSize();
-  w->z = malloc(w->zcap);
+  w->z = lr_fault_malloc(w->zcap);
   w->cctx = ZSTD_createCCtx();
   if (!w->z || !w->cctx)
     return mw_fail(w, lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path));
@@ -78,26 +64,18 @@ int modelfile_begin(lr_modelfile_writer **out, const char *path, const char *con
       ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1)) ||
       ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(w->cctx, w->want * sizeof(float))))
     return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: zstd parameters", path));
-  size_t jn = strlen(config_json);
-  if (jn > MAX_JSON_BYTES)
-    return mw_fail(w,
-                   lr_error(LR_ERR_ARG, __FILE__, __LINE__,
-                            "%s: config JSON of %zu bytes exceeds %d", path, jn, MAX_JSON_BYTES));
   memcpy(w->h, MAGIC, 8);
-  put_u32(w->h + 8, VERSION);
-  put_u32(w->h + 12, (uint32_t)crc32(0, (const unsigned char *)config_json, (uInt)jn));
-  put_u64(w->h + 16, jn);
-  put_u64(w->h + 24, n_dense);
-  put_u64(w->h + 32, (uint64_t)n_rows);
-  put_u64(w->h + 40, (uint64_t)D);
-  w->f = fopen(w->tmp, "wb");
-  if (!w->f)
-    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot create: %s", w->tmp,
-                               strerror(errno)));
+  le_put_u32(w->h + 8, VERSION);
+  le_put_u32(w->h + 12, (uint32_t)crc32(0, (const unsigned char *)config_json, (uInt)jn));
+  le_put_u64(w->h + 16, jn);
+  le_put_u64(w->h + 24, n_dense);
+  le_put_u64(w->h + 32, (uint64_t)n_rows);
+  le_put_u64(w->h + 40, (uint64_t)D);
+  int rc = afile_open(&w->f, path, 0, NULL);
   // the header is rewritten by commit once the payload size is known
-  if (fwrite(w->h, 1, HDR_BYTES, w->f) != HDR_BYTES || fwrite(config_json, 1, jn, w->f) != jn)
-    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", w->tmp,
-                               strerror(errno)));
+  if (rc == LR_OK) rc = afile_write(&w->f, w->h, HDR_BYTES);
+  if (rc == LR_OK) rc = afile_write(&w->f, config_json, jn);
+  if (rc != LR_OK) return mw_fail(w, rc);
   *out = w;
   return LR_OK;
 }
@@ -110,11 +88,9 @@ static int mw_pump(lr_modelfile_writer *w, const void *in, size_t n, int end) {
     ZSTD_outBuffer ob = {w->z, w->zcap, 0};
     size_t r = ZSTD_compressStream2(w->cctx, &ob, &ib, end ? ZSTD_e_end : ZSTD_e_continue);
     if (ZSTD_isError(r))
-      return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: compress: %s", w->tmp,
+      return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: compress: %s", w->f.tmp,
                       ZSTD_getErrorName(r));
-    if (ob.pos && fwrite(w->z, 1, ob.pos, w->f) != ob.pos)
-      return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", w->tmp,
-                      strerror(errno));
+    if (ob.pos) LR_CALL(afile_write(&w->f, w->z, ob.pos));
     w->payload_bytes += ob.pos;
     w->payload_crc = (uint32_t)crc32(w->payload_crc, w->z, (uInt)ob.pos);
     if (end ? r == 0 : ib.pos == ib.size) return LR_OK;
@@ -123,7 +99,7 @@ static int mw_pump(lr_modelfile_writer *w, const void *in, size_t n, int end) {
 
 int modelfile_append(lr_modelfile_writer *w, const float *x, size_t n) {
   LR_CHECK(w->got + n <= w->want, LR_ERR_ARG, "%s: %llu floats appended, the header says %llu",
-           w->path, (unsigned long long)(w->got + n), (unsigned long long)w->want);
+           w->f.path, (unsigned long long)(w->got + n), (unsigned long long)w->want);
   w->got += n;
   return mw_pump(w, x, n * sizeof(float), 0);
 }
@@ -132,33 +108,22 @@ int modelfile_commit(lr_modelfile_writer *w) {
   int rc = LR_OK;
   if (w->got != w->want)
     return mw_fail(w, lr_error(LR_ERR_ARG, __FILE__, __LINE__,
-                               "%s: %llu floats appended, the header says %llu", w->path,
+                               "%s: %llu floats appended, the header says %llu", w->f.path,
                                (unsigned long long)w->got, (unsigned long long)w->want));
   if ((rc = mw_pump(w, NULL, 0, 1)) != LR_OK) return mw_fail(w, rc);
-  put_u64(w->h + 48, w->payload_bytes);
-  put_u32(w->h + 56, w->payload_crc);
-  put_u32(w->h + 60, (uint32_t)crc32(0, w->h, 60));
-  if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(w->h, 1, HDR_BYTES, w->f) != HDR_BYTES ||
-      fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
-    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: write failed: %s", w->tmp,
-                               strerror(errno)));
-  FILE *f = w->f;
-  w->f = NULL;
-  if (fclose(f) != 0)
-    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: close failed: %s", w->tmp,
-                               strerror(errno)));
-  if (rename(w->tmp, w->path) != 0)
-    return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: rename failed: %s", w->path,
-                               strerror(errno)));
-  w->tmp[0] = 0; // nothing left to remove
-  modelfile_abandon(w);
+  le_put_u64(w->h + 48, w->payload_bytes);
+  le_put_u32(w->h + 56, w->payload_crc);
+  le_put_u32(w->h + 60, (uint32_t)crc32(0, w->h, 60));
+  rc = afile_pwrite(&w->f, w->h, HDR_BYTES, 0);
+  if (rc == LR_OK) rc = afile_commit(&w->f);
+  if (rc != LR_OK) return mw_fail(w, rc);
+  modelfile_abandon(w); // frees w; nothing left to remove
   return LR_OK;
 }
 
 void modelfile_abandon(lr_modelfile_writer *w) {
   if (!w) return;
-  if (w->f) fclose(w->f);
-  if (w->tmp[0]) remove(w->tmp);
+  afile_abort(&w->f);
   ZSTD_freeCCtx(w->cctx);
   free(w->z);
   free(w);
@@ -187,9 +152,9 @@ static int read_header(const char *path, FILE **fp, hdr *h) {
     rc = LR_CORRUPT(path, 0, "file shorter than the %d-byte header" HINT, HDR_BYTES);
   else if (memcmp(b, MAGIC, 8))
     rc = LR_CORRUPT(path, 0, "not a linrec model file (bad magic)");
-  else if (get_u32(b + 60) != (uint32_t)crc32(0, b, 60))
+  else if (le_get_u32(b + 60) != (uint32_t)crc32(0, b, 60))
     rc = LR_CORRUPT(path, 60, "header checksum mismatch" HINT);
-  else if ((version = get_u32(b + 8)) == 1)
+  else if ((version = le_get_u32(b + 8)) == 1)
     rc = LR_CORRUPT(path, 8,
                     "format version 1: its config section is under no checksum, so a damaged "
                     "byte there would silently change results; this build reads version %u "
@@ -198,13 +163,13 @@ static int read_header(const char *path, FILE **fp, hdr *h) {
   else if (version != VERSION)
     rc = LR_CORRUPT(path, 8, "format version %u, expected %u", version, VERSION);
   if (rc == LR_OK) {
-    h->json_crc = get_u32(b + 12);
-    h->json_bytes = get_u64(b + 16);
-    h->n_dense = get_u64(b + 24);
-    h->n_rows = get_u64(b + 32);
-    h->D = get_u64(b + 40);
-    h->payload_bytes = get_u64(b + 48);
-    h->payload_crc = get_u32(b + 56);
+    h->json_crc = le_get_u32(b + 12);
+    h->json_bytes = le_get_u64(b + 16);
+    h->n_dense = le_get_u64(b + 24);
+    h->n_rows = le_get_u64(b + 32);
+    h->D = le_get_u64(b + 40);
+    h->payload_bytes = le_get_u64(b + 48);
+    h->payload_crc = le_get_u32(b + 56);
     if (h->json_bytes > MAX_JSON_BYTES)
       rc = LR_CORRUPT(path, 16, "config JSON of %llu bytes is implausible" HINT,
                       (unsigned long long)h->json_bytes);

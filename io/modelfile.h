@@ -21,12 +21,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Streaming writer: begin creates path.tmp with the header and config;
-// append takes the payload in order (the n_dense dense floats, then the
-// n_rows x D item rows), compressing as it goes, so no whole-table buffer is
-// needed; commit checks the count, fills in the header, fsyncs and renames
-// to path (w freed either way); abandon removes path.tmp and frees w
-// (accepts NULL). LR_ERR_IO/LR_ERR_NOMEM/LR_ERR_ARG with the path. Local.
+// Streaming writer through io/afile.h: begin creates path.tmp with the
+// header and config; append takes the payload in order (the n_dense dense
+// floats, then the n_rows x D item rows), compressing as it goes, so no
+// whole-table buffer is needed; commit checks the count, fills in the
+// header, fsyncs, renames to path and fsyncs its directory (w freed either
+// way); abandon removes path.tmp and frees w (accepts NULL). A failure
+// leaves no path.tmp and nothing partial under path. LR_ERR_IO naming the
+// failed operation and the path, LR_ERR_NOMEM, LR_ERR_ARG. Local.
 typedef struct lr_modelfile_writer lr_modelfile_writer;
 int modelfile_begin(lr_modelfile_writer **w, const char *path, const char *config_json,
                     size_t n_dense, int64_t n_rows, int64_t D);

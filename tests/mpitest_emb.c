@@ -14,7 +14,6 @@
 // every rank with LR_ERR_ARG and the plan stays usable; byte counts
 // balance across ranks.
 #include <math.h>   // fabs
-#include <stdarg.h> // va_list
 #include <stdio.h>  // printf
 #include <stdlib.h> // calloc, free
 #include <string.h> // memcmp, memset
@@ -24,37 +23,8 @@
 #include "itemtab.h"
 #include "layers.h" // embedding_backward
 #include "lr.h"
+#include "mpi_harness.h" // mt_init, mt_check, mt_done
 #include "rng.h"
-
-// ---- collective checks ------------------------------------------------------------------
-
-static int g_fail;
-
-// Collective: every rank passes its own verdict ok; rank 0 prints
-// "name: PASSED/FAILED" for all ranks, a failing rank adds
-// "[rank r] FAILED name: detail".
-static void mreport(int ok, const char *detail, const char *name) {
-  if (!ok) printf("[rank %d] FAILED %s%s%s\n", dist_rank(), name, *detail ? ": " : "", detail);
-  int64_t bad = !ok;
-  if (dist_allreduce_sum_i64(&bad, 1) != LR_OK) {
-    printf("[rank %d] FAILED %s: %s\n", dist_rank(), name, lr_error_msg());
-    bad = 1;
-  }
-  if (bad) g_fail++;
-  dist_log0("%s: %s\n", name, bad ? "FAILED" : "PASSED");
-  fflush(stdout);
-}
-
-static void mcheck(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mcheck(int ok, const char *fmt, ...) {
-  char name[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  mreport(ok, "", name);
-}
-
 
 // ---- deterministic batches ------------------------------------------------------------
 
@@ -105,8 +75,8 @@ static void test_catalog(cat_cfg c) {
   memset(&tab, 0, sizeof tab);
   memset(&full, 0, sizeof full);
   int rc = emb_shard_init(&p, n_rows, D, cap);
-  mcheck(rc == LR_OK, "%s: emb_shard_init (rows [%lld, %lld) here)", c.name, (long long)p.lo,
-         (long long)p.hi);
+  mt_check(rc == LR_OK, "%s: emb_shard_init (rows [%lld, %lld) here)", c.name, (long long)p.lo,
+           (long long)p.hi);
   if (rc != LR_OK) return;
   rc = itemtab_init(&tab, p.lo, p.hi, D, SEED);
   rc |= itemtab_init(&full, 0, n_rows, D, SEED);
@@ -179,19 +149,19 @@ static void test_catalog(cat_cfg c) {
         }
       }
   }
-  mcheck(ok_rows, "%s: lookup rows == dense table (bitwise), two micro-batches", c.name);
-  mcheck(ok_idx, "%s: idx/idx2 point at the right rows, -1 at padding", c.name);
-  mcheck(ok_U, "%s: U = number of distinct nonzero ids", c.name);
+  mt_check(ok_rows, "%s: lookup rows == dense table (bitwise), two micro-batches", c.name);
+  mt_check(ok_idx, "%s: idx/idx2 point at the right rows, -1 at padding", c.name);
+  mt_check(ok_U, "%s: U = number of distinct nonzero ids", c.name);
 
   // owners' gradient rows against the dense reference: exact sums, so bitwise
   const int64_t lo = p.lo, nr = p.hi - p.lo;
   int same = memcmp(tab.gx, ref_g + lo * D, (size_t)(nr * D) * sizeof(lr_xs)) == 0;
-  mcheck(same, "%s: push_grad: owners' rows == sum over ranks (dense ref), bitwise", c.name);
+  mt_check(same, "%s: push_grad: owners' rows == sum over ranks (dense ref), bitwise", c.name);
   int pad_zero = 1;
   if (lo == 0)
     for (int64_t j = 0; j < D; j++)
       pad_zero &= xsum_is_zero(tab.gx[j]) && tab.w[j] == 0.0f;
-  mcheck(pad_zero, "%s: padding row 0 gets no gradient and stays zero", c.name);
+  mt_check(pad_zero, "%s: padding row 0 gets no gradient and stays zero", c.name);
 
   // touched rows == owned ids seen by any rank, distinct
   int64_t nt = 0;
@@ -207,13 +177,13 @@ static void test_catalog(cat_cfg c) {
   for (int64_t l = 0; l < nr; l++)
     ok_t &= hit[l] == seen_any[lo + l];
   free(hit);
-  mcheck(ok_t, "%s: touched rows = distinct owned ids of all ranks (%lld here)", c.name,
-         (long long)nt);
+  mt_check(ok_t, "%s: touched rows = distinct owned ids of all ranks (%lld here)", c.name,
+           (long long)nt);
   emb_shard_zero_grad(&p, &tab);
   int ok_z = emb_shard_touched(&p, &nt) != NULL && nt == 0;
   for (int64_t i = 0; i < nr * D; i++)
     ok_z &= tab.g[i] == 0.0f && xsum_is_zero(tab.gx[i]);
-  mcheck(ok_z, "%s: zero_grad clears the gradient and the list", c.name);
+  mt_check(ok_z, "%s: zero_grad clears the gradient and the list", c.name);
 
   // an invalid id on the last rank: every rank fails with LR_ERR_ARG, no hang
   ids[0] = me == P - 1 ? (int32_t)n_rows : 1;
@@ -225,16 +195,16 @@ static void test_catalog(cat_cfg c) {
   ids[0] = (int32_t)(1 + me % c.I);
   rc = emb_shard_lookup(&p, rows, idx, NULL, NULL, ids, 1, NULL, 0, &tab);
   ok_e &= rc == LR_OK && idx[0] == 0 && memcmp(rows, full.w + ids[0] * D, (size_t)D * 4) == 0;
-  mcheck(ok_e, "%s: an invalid id on rank %d fails every rank (LR_ERR_ARG), plan reusable", c.name,
-         P - 1);
+  mt_check(ok_e, "%s: an invalid id on rank %d fails every rank (LR_ERR_ARG), plan reusable",
+           c.name, P - 1);
 
   // bytes: what the ranks send equals what they receive
   int64_t b[4] = {p.lookup_stats.bytes_sent, p.lookup_stats.bytes_recv, p.push_stats.bytes_sent,
                   p.push_stats.bytes_recv};
   rc = dist_allreduce_sum_i64(b, 4);
-  mcheck(rc == LR_OK && b[0] == b[1] && b[2] == b[3] && (P > 1 || b[0] == 0),
-         "%s: bytes sent == bytes received over all ranks (lookup %lld, push %lld)", c.name,
-         (long long)b[0], (long long)b[2]);
+  mt_check(rc == LR_OK && b[0] == b[1] && b[2] == b[3] && (P > 1 || b[0] == 0),
+           "%s: bytes sent == bytes received over all ranks (lookup %lld, push %lld)", c.name,
+           (long long)b[0], (long long)b[2]);
 
   free(ids), free(ids2), free(idx), free(idx2), free(rows), free(drows), free(dout);
   free(ref_g), free(seen), free(seen_any);
@@ -265,25 +235,18 @@ static void sample_traffic(void) {
   dist_log0("sample I=%lld D=%lld, %lld ids/rank, P=%d: max over ranks U=%.0f, lookup sent %.0f "
             "recv %.0f bytes, push sent %.0f bytes, %.2f ms\n",
             (long long)I, (long long)D, (long long)n, P, v[0], v[1], v[2], v[3], v[4] * 1e3);
-  mcheck(rc == LR_OK, "sample traffic run");
+  mt_check(rc == LR_OK, "sample traffic run");
   free(ids), free(idx), free(rows);
   itemtab_free(&tab);
   emb_shard_free(&p);
 }
 
 int main(int argc, char **argv) {
-  if (dist_init(&argc, &argv) != LR_OK) {
-    fprintf(stderr, "dist_init: %s\n", lr_error_msg());
-    return 1;
-  }
+  if (mt_init(&argc, &argv)) return 1;
   test_catalog((cat_cfg){60, 7, 40, "I=60 D=7"});
   test_catalog((cat_cfg){3, 4, 12, "I=3 D=4"});
   test_catalog((cat_cfg){2, 5, 9, "I=2 D=5"});
   test_catalog((cat_cfg){5000, 16, 3000, "I=5000 D=16"});
   sample_traffic();
-  int64_t fails = g_fail;
-  if (dist_allreduce_max_i64(&fails, 1) != LR_OK) fails = 1;
-  dist_log0("mpitest_emb (%d ranks): %s\n", dist_size(), fails ? "FAILED" : "PASSED");
-  dist_finalize();
-  return fails ? 1 : 0;
+  return mt_done("mpitest_emb");
 }

@@ -6,45 +6,15 @@
 // rule, beats a cut by user count, and survives P > users, zero-length
 // users and T = 0.
 //
-// Checks are collective: every rank evaluates each one, rank 0 prints
-// "name: PASSED/FAILED", a failing rank prints "[rank r] FAILED name", and
-// every rank exits with the same status.
-#include <stdarg.h> // va_list
-#include <stdio.h>  // printf
+// Checks are collective (mpi_harness.h): every rank evaluates each one, rank
+// 0 prints "name: PASSED/FAILED", a failing rank prints "[rank r] FAILED
+// name", and every rank exits with the same status.
 #include <stdlib.h> // calloc, free
 
 #include "comm.h"
 #include "lr.h"
+#include "mpi_harness.h" // mt_init, mt_check, mt_done
 #include "shard.h"
-
-// ---- collective checks ------------------------------------------------------------------
-
-static int g_fail; // failed checks (the same count on every rank)
-
-// Collective: every rank passes its own verdict ok; rank 0 prints
-// "name: PASSED/FAILED" for all ranks, a failing rank adds
-// "[rank r] FAILED name: detail".
-static void mreport(int ok, const char *detail, const char *name) {
-  if (!ok) printf("[rank %d] FAILED %s%s%s\n", dist_rank(), name, *detail ? ": " : "", detail);
-  int64_t bad = !ok;
-  if (dist_allreduce_sum_i64(&bad, 1) != LR_OK) {
-    printf("[rank %d] FAILED %s: %s\n", dist_rank(), name, lr_error_msg());
-    bad = 1;
-  }
-  if (bad) g_fail++;
-  dist_log0("%s: %s\n", name, bad ? "FAILED" : "PASSED");
-  fflush(stdout);
-}
-
-static void mcheck(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mcheck(int ok, const char *fmt, ...) {
-  char name[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  mreport(ok, "", name);
-}
 
 // ---- shard_range / shard_owner -------------------------------------------------------------
 
@@ -76,8 +46,8 @@ static void test_range(void) {
     int ok = 1;
     for (int P = 1; P <= 5; P++)
       ok &= check_cut(ns[k], P);
-    mcheck(ok, "shard_range n=%lld, P=1..5: exact contiguous cover, owner agrees",
-           (long long)ns[k]);
+    mt_check(ok, "shard_range n=%lld, P=1..5: exact contiguous cover, owner agrees",
+             (long long)ns[k]);
   }
   int ok = 1;
   const int64_t big[] = {(int64_t)1 << 40, ((int64_t)1 << 40) + 3, 1000000007};
@@ -86,7 +56,7 @@ static void test_range(void) {
       ok &= check_cut(big[k], P);
   for (int P = 1; P <= 64; P++)
     ok &= check_cut(997, P);
-  mcheck(ok, "shard_range huge n (2^40, 2^40+3, 1e9+7) and P up to 64 (n=997)");
+  mt_check(ok, "shard_range huge n (2^40, 2^40+3, 1e9+7) and P up to 64 (n=997)");
 
   // the ranks of this run, together
   const int P = dist_size(), me = dist_rank();
@@ -102,8 +72,8 @@ static void test_range(void) {
     }
     good &= next == ns[k];
     free(all);
-    mcheck(good, "shard_range n=%lld across the %d ranks of this run (allgather)", (long long)ns[k],
-           P);
+    mt_check(good, "shard_range n=%lld across the %d ranks of this run (allgather)",
+             (long long)ns[k], P);
   }
 }
 
@@ -155,7 +125,7 @@ static void test_users(void) {
   const int Ps[] = {1, 2, 3, 4, 5, 8, 17, 299, 300, 301, 1000};
   for (size_t k = 0; k < sizeof Ps / sizeof Ps[0]; k++)
     ok &= check_users(off, n_users, Ps[k]);
-  mcheck(ok, "shard_users_by_inter: rule and imbalance bound, skewed lengths, P up to 1000");
+  mt_check(ok, "shard_users_by_inter: rule and imbalance bound, skewed lengths, P up to 1000");
 
   // against a cut by user count, at this run's P and at 4
   const int P = dist_size() > 1 ? dist_size() : 4;
@@ -164,8 +134,8 @@ static void test_users(void) {
   for (int r = 0; r <= P; r++)
     lc[r] = r == P ? n_users : shard_range(n_users, r, P).offset;
   const double ib = shard_imbalance(lo, off, P), ic = shard_imbalance(lc, off, P);
-  mcheck(ib < ic && ib < 1.6, "shard_users_by_inter P=%d: imbalance %.3f (by user count %.3f)", P,
-         ib, ic);
+  mt_check(ib < ic && ib < 1.6, "shard_users_by_inter P=%d: imbalance %.3f (by user count %.3f)", P,
+           ib, ic);
   free(lo);
   free(lc);
 
@@ -179,7 +149,7 @@ static void test_users(void) {
     for (int q = 0; good && q < Pr; q++)
       good &= all[2 * q] == (q ? all[2 * q - 1] : 0) && all[2 * q + 1] >= all[2 * q];
     good &= all[2 * Pr - 1] == n_users;
-    mcheck(good, "shard_users_by_inter: the %d ranks' ranges tile the users", Pr);
+    mt_check(good, "shard_users_by_inter: the %d ranks' ranges tile the users", Pr);
     free(cut);
     free(all);
   }
@@ -202,19 +172,12 @@ static void test_users(void) {
   for (int r = 0; r < 5; r++)
     empty += lo5[r + 1] == lo5[r];
   ok &= check_users(two, 2, 5) && empty == 3;
-  mcheck(ok, "shard_users_by_inter: giant user, zero-user ranks, T = 0, no users");
+  mt_check(ok, "shard_users_by_inter: giant user, zero-user ranks, T = 0, no users");
 }
 
 int main(int argc, char **argv) {
-  if (dist_init(&argc, &argv) != LR_OK) {
-    fprintf(stderr, "dist_init: %s\n", lr_error_msg());
-    return 1;
-  }
+  if (mt_init(&argc, &argv)) return 1;
   test_range();
   test_users();
-  int64_t fails = g_fail;
-  if (dist_allreduce_max_i64(&fails, 1) != LR_OK) fails = 1;
-  dist_log0("mpitest_shard (%d ranks): %s\n", dist_size(), fails ? "FAILED" : "PASSED");
-  dist_finalize();
-  return fails ? 1 : 0;
+  return mt_done("mpitest_shard");
 }

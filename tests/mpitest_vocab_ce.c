@@ -12,7 +12,6 @@
 // coef, mixed dhs NULL) fail every rank with LR_ERR_ARG. Byte counts
 // balance across ranks.
 #include <math.h>   // fabs
-#include <stdarg.h> // va_list
 #include <stdio.h>  // printf
 #include <stdlib.h> // calloc, free
 #include <string.h> // memset
@@ -20,56 +19,12 @@
 #include "comm.h"
 #include "loss.h" // ce_forward_backward_f64, ce_scratch_elems
 #include "lr.h"
+#include "mpi_harness.h" // mt_init, mt_check, mt_close, mt_done
 #include "rng.h"
 #include "shard.h"
-#include "xsum.h"
 #include "test_util.h" // t_fill_f
 #include "vocab_ce.h"
-
-// ---- collective checks ------------------------------------------------------------------
-
-static int g_fail;
-
-// Collective: every rank passes its own verdict ok; rank 0 prints
-// "name: PASSED/FAILED" for all ranks, a failing rank adds
-// "[rank r] FAILED name: detail".
-static void mreport(int ok, const char *detail, const char *name) {
-  if (!ok) printf("[rank %d] FAILED %s%s%s\n", dist_rank(), name, *detail ? ": " : "", detail);
-  int64_t bad = !ok;
-  if (dist_allreduce_sum_i64(&bad, 1) != LR_OK) {
-    printf("[rank %d] FAILED %s: %s\n", dist_rank(), name, lr_error_msg());
-    bad = 1;
-  }
-  if (bad) g_fail++;
-  dist_log0("%s: %s\n", name, bad ? "FAILED" : "PASSED");
-  fflush(stdout);
-}
-
-static void mcheck(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mcheck(int ok, const char *fmt, ...) {
-  char name[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  mreport(ok, "", name);
-}
-
-// Collective: passes if every rank's relative error err is <= tol (NaN fails).
-static void mclose(double err, double tol, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void mclose(double err, double tol, const char *fmt, ...) {
-  char what[400], name[512], detail[64];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(what, sizeof what, fmt, ap);
-  va_end(ap);
-  double e = err == err ? err : 1e300;
-  if (dist_allreduce_max_d(&e, 1) != LR_OK) e = 1e300;
-  snprintf(name, sizeof name, "%s (max rel err %.3g, tol %.1g)", what, e, tol);
-  snprintf(detail, sizeof detail, "rel err %.3g on this rank", err);
-  mreport(err <= tol, detail, name);
-}
+#include "xsum.h"
 
 // max |a - b| over n, divided by max |ref| over the whole reference (nref).
 static double rel_err(const float *a, const double *b, int64_t n, const double *ref, int64_t nref) {
@@ -93,7 +48,7 @@ static double rel_err(const float *a, const double *b, int64_t n, const double *
 typedef struct {
   const char *name;
   int64_t I, D, tile, rchunk;
-  int64_t m[4];   // M_q = m[q % 4]
+  int64_t m[4]; // M_q = m[q % 4]
   int64_t rows_per_example;
   float coef;     // gradient weight of a row
   float hs_scale; // hidden-state magnitude (logit size)
@@ -115,19 +70,20 @@ static void gen_rows(float *hs, int32_t *tgt, int32_t *grp, const ce_case *c, in
 
 // The single-process float passes over the whole catalog and all rows.
 static void float_ref(lr_xs *loss, lr_xs *dhs, lr_xs *drows, const float *hs, const int32_t *tgt,
-                      const int32_t *grp, const float *table, int64_t n_rows, int64_t M,
-                      int64_t D, int64_t tile, int64_t rchunk, float coef) {
+                      const int32_t *grp, const float *table, int64_t n_rows, int64_t M, int64_t D,
+                      int64_t tile, int64_t rchunk, float coef) {
   tile = ce_tile_items(tile, n_rows);
   float *sc = calloc(ce_scratch_elems(rchunk, tile, D), 4);
-  float *gm = calloc((size_t)M + 1, 4), *tl = calloc((size_t)M + 1, 4), *lse = calloc((size_t)M + 1, 4);
+  float *gm = calloc((size_t)M + 1, 4), *tl = calloc((size_t)M + 1, 4),
+        *lse = calloc((size_t)M + 1, 4);
   lr_xs *sx = calloc((size_t)M + 1, sizeof(lr_xs));
   ce_rowmax(gm, hs, table, 0, n_rows, n_rows, M, D, tile, rchunk, sc);
   ce_sumexp(sx, tl, hs, tgt, table, gm, 0, n_rows, n_rows, M, D, tile, rchunk, sc, 0);
   ce_lse(lse, gm, sx, M);
   for (int64_t m = 0; m < M; m++)
     xsum_add_d(loss, ((double)lse[m] - (double)tl[m]));
-  ce_backward(dhs, drows, hs, tgt, grp, table, lse, 0, n_rows, n_rows, M, D, tile, rchunk, coef,
-              sc, 0);
+  ce_backward(dhs, drows, hs, tgt, grp, table, lse, 0, n_rows, n_rows, M, D, tile, rchunk, coef, sc,
+              0);
   free(sc), free(gm), free(tl), free(lse), free(sx);
 }
 
@@ -166,8 +122,8 @@ static void test_case(const ce_case *c) {
     dh[i] = hs_all[i];
   double ref_sum = 0;
   if (M_all > 0) {
-    ref_sum = (double)M_all *
-              ce_forward_backward_f64(rdhs, rdrows, dh, tgt_all, dt, n_rows, M_all, D, c->tile, scr);
+    ref_sum = (double)M_all * ce_forward_backward_f64(rdhs, rdrows, dh, tgt_all, dt, n_rows, M_all,
+                                                      D, c->tile, scr);
     const double k = (double)M_all * (double)c->coef;
     for (int64_t i = 0; i < M_all * D; i++)
       rdhs[i] *= k;
@@ -177,8 +133,8 @@ static void test_case(const ce_case *c) {
 
   vocab_ce_plan p;
   int rc = vocab_ce_init(&p, n_rows, D, max_rows, c->tile, c->rchunk);
-  mcheck(rc == LR_OK, "%s: vocab_ce_init (M=%lld here, M_all=%lld, rows [%lld, %lld))", c->name,
-         (long long)M, (long long)M_all, (long long)p.lo, (long long)p.hi);
+  mt_check(rc == LR_OK, "%s: vocab_ce_init (M=%lld here, M_all=%lld, rows [%lld, %lld))", c->name,
+           (long long)M, (long long)M_all, (long long)p.lo, (long long)p.hi);
   if (rc != LR_OK) goto out;
   {
     const int64_t nr = p.hi - p.lo;
@@ -190,7 +146,7 @@ static void test_case(const ce_case *c) {
     rc = vocab_ce_forward_backward(&p, &loss, &bad, dhs, drows, M ? hs : NULL, M ? tgt : NULL,
                                    M ? grp : NULL, rows, M, c->coef);
     if (rc != LR_OK) printf("[rank %d] vocab_ce: %s\n", me, lr_error_msg());
-    mcheck(rc == LR_OK && bad == 0, "%s: vocab_ce_forward_backward returns LR_OK", c->name);
+    mt_check(rc == LR_OK && bad == 0, "%s: vocab_ce_forward_backward returns LR_OK", c->name);
     // bitwise: the single-process float passes
     lr_xs tot = loss;
     rc = dist_allreduce_xs(&tot, 1);
@@ -198,24 +154,26 @@ static void test_case(const ce_case *c) {
     for (int64_t i = 0; i < M * D; i++)
       same &= dhs[i] == (float)xsum_value(ref_dhs[off_me * D + i]);
     same &= !memcmp(drows, ref_drows + p.lo * D, (size_t)(nr * D) * sizeof(lr_xs));
-    mcheck(same, "%s: loss, dhs and item-row gradients = one process, bitwise", c->name);
+    mt_check(same, "%s: loss, dhs and item-row gradients = one process, bitwise", c->name);
     // close to the naive double reference
     const double lsum = xsum_value(tot);
     double lerr = fabs(lsum - ref_sum) / (fabs(ref_sum) > 1e-30 ? fabs(ref_sum) : 1.0);
-    mclose(lerr, 1e-5, "%s: loss sum %.6f vs double reference %.6f", c->name, lsum, ref_sum);
+    mt_close(lerr, 1e-5, "%s: loss sum %.6f vs double reference %.6f", c->name, lsum, ref_sum);
     float *drf = calloc((size_t)(nr * D + 1), 4);
-    for (int64_t i = 0; i < nr * D; i++) drf[i] = (float)xsum_value(drows[i]);
-    mclose(rel_err(dhs, rdhs + off_me * D, M * D, rdhs, M_all * D), 1e-5,
-           "%s: dhs of own loss rows vs double", c->name);
-    mclose(rel_err(drf, rdrows + p.lo * D, nr * D, rdrows, n_rows * D), 1e-5,
-           "%s: gradient of own item rows vs double", c->name);
+    for (int64_t i = 0; i < nr * D; i++)
+      drf[i] = (float)xsum_value(drows[i]);
+    mt_close(rel_err(dhs, rdhs + off_me * D, M * D, rdhs, M_all * D), 1e-5,
+             "%s: dhs of own loss rows vs double", c->name);
+    mt_close(rel_err(drf, rdrows + p.lo * D, nr * D, rdrows, n_rows * D), 1e-5,
+             "%s: gradient of own item rows vs double", c->name);
     int pad = 1;
     if (p.lo == 0 && nr > 0)
       for (int64_t j = 0; j < D; j++)
         pad &= xsum_is_zero(drows[j]);
-    mcheck(pad, "%s: padding row gets no gradient", c->name);
+    mt_check(pad, "%s: padding row gets no gradient", c->name);
     // accumulation: dhs += onto a prefilled buffer
-    for (int64_t i = 0; i < M * D; i++) dhs[i] = PREFILL;
+    for (int64_t i = 0; i < M * D; i++)
+      dhs[i] = PREFILL;
     lr_xs l2 = {0, 0, 0};
     rc = vocab_ce_forward_backward(&p, &l2, &bad, dhs, drows, M ? hs : NULL, M ? tgt : NULL,
                                    M ? grp : NULL, rows, M, c->coef);
@@ -227,7 +185,7 @@ static void test_case(const ce_case *c) {
       xsum_merge(&two, &ref_drows[p.lo * D + i], 1);
       acc &= xsum_eq(drows[i], two);
     }
-    mcheck(acc, "%s: a second call adds: dhs +=, item rows twice the limbs", c->name);
+    mt_check(acc, "%s: a second call adds: dhs +=, item rows twice the limbs", c->name);
 
     // evaluation: dhs NULL, same loss, drows ignored
     lr_xs eloss = {0, 0, 0};
@@ -237,13 +195,13 @@ static void test_case(const ce_case *c) {
     same = rc == LR_OK && xsum_eq(eloss, loss);
     for (int64_t i = 0; i < nr * D; i++)
       same &= xsum_is_zero(drows[i]);
-    mcheck(same, "%s: evaluation (dhs NULL): same loss, no gradient", c->name);
+    mt_check(same, "%s: evaluation (dhs NULL): same loss, no gradient", c->name);
 
     // bytes balance over ranks
     int64_t b[2] = {p.stats.bytes_sent, p.stats.bytes_recv};
     rc = dist_allreduce_sum_i64(b, 2);
-    mcheck(rc == LR_OK && b[0] == b[1] && p.stats.calls == 3 && (P > 1 || b[0] == 0),
-           "%s: bytes sent == received over all ranks (%lld)", c->name, (long long)b[0]);
+    mt_check(rc == LR_OK && b[0] == b[1] && p.stats.calls == 3 && (P > 1 || b[0] == 0),
+             "%s: bytes sent == received over all ranks (%lld)", c->name, (long long)b[0]);
     free(dhs), free(drows), free(drf);
   }
   vocab_ce_free(&p);
@@ -259,7 +217,7 @@ static void test_errors(void) {
   const int64_t I = 10, D = 4, M = 3;
   vocab_ce_plan p;
   int rc = vocab_ce_init(&p, I + 1, D, M, 4, 8);
-  mcheck(rc == LR_OK, "errors: vocab_ce_init");
+  mt_check(rc == LR_OK, "errors: vocab_ce_init");
   if (rc != LR_OK) return;
   float hs[12], dhs[12], table[(I + 1) * 4];
   lr_xs drows[(I + 1) * 4], loss = {0, 0, 0};
@@ -275,31 +233,31 @@ static void test_errors(void) {
   int ok = rc == LR_ERR_ARG && xsum_is_zero(loss);
   if (me == P - 1) ok &= strstr(lr_error_msg(), "target[1]") != NULL;
   lr_error_clear();
-  mcheck(ok, "errors: a bad target on rank %d fails every rank with LR_ERR_ARG", P - 1);
+  mt_check(ok, "errors: a bad target on rank %d fails every rank with LR_ERR_ARG", P - 1);
   tgt[1] = 2;
   // M above max_rows on rank 0
   rc = vocab_ce_forward_backward(&p, &loss, &bad, dhs, drows, hs, tgt, NULL, rows,
                                  me == 0 ? M + 1 : M, coef);
   lr_error_clear();
-  mcheck(rc == LR_ERR_ARG, "errors: M > max_rows on rank 0 fails every rank");
+  mt_check(rc == LR_ERR_ARG, "errors: M > max_rows on rank 0 fails every rank");
   if (P > 1) {
     rc = vocab_ce_forward_backward(&p, &loss, &bad, dhs, drows, hs, tgt, NULL, rows, M,
                                    me == 0 ? coef * 2 : coef);
     lr_error_clear();
-    mcheck(rc == LR_ERR_ARG, "errors: coef differing on rank 0 fails every rank");
+    mt_check(rc == LR_ERR_ARG, "errors: coef differing on rank 0 fails every rank");
     rc = vocab_ce_forward_backward(&p, &loss, &bad, me == 0 ? NULL : dhs, drows, hs, tgt, NULL,
                                    rows, M, coef);
     lr_error_clear();
-    mcheck(rc == LR_ERR_ARG, "errors: dhs NULL on rank 0 only fails every rank");
+    mt_check(rc == LR_ERR_ARG, "errors: dhs NULL on rank 0 only fails every rank");
   }
   rc = vocab_ce_forward_backward(&p, &loss, &bad, dhs, drows, hs, tgt, NULL, rows, M, coef);
-  mcheck(rc == LR_OK && xsum_value(loss) > 0, "errors: the plan works after the failures");
+  mt_check(rc == LR_OK && xsum_value(loss) > 0, "errors: the plan works after the failures");
   vocab_ce_free(&p);
   // differing plan arguments
   rc = vocab_ce_init(&p, I + 1, D, M + (P > 1 && me == 1), 4, 8);
   lr_error_clear();
-  mcheck(P == 1 ? rc == LR_OK : rc == LR_ERR_ARG,
-         "errors: vocab_ce_init with max_rows differing on rank 1 fails every rank");
+  mt_check(P == 1 ? rc == LR_OK : rc == LR_ERR_ARG,
+           "errors: vocab_ce_init with max_rows differing on rank 1 fails every rank");
   vocab_ce_free(&p);
 }
 
@@ -328,35 +286,34 @@ static void sample_traffic(void) {
   dist_log0("sample I=%lld D=%lld, %lld loss rows/rank, P=%d: max over ranks sent %.0f recv %.0f "
             "bytes, %.1f ms\n",
             (long long)I, (long long)D, (long long)M, P, v[0], v[1], v[2] * 1e3);
-  mcheck(rc == LR_OK, "sample traffic run");
+  mt_check(rc == LR_OK, "sample traffic run");
   free(hs), free(dhs), free(rows), free(drows), free(tgt);
   vocab_ce_free(&p);
 }
 
 int main(int argc, char **argv) {
-  if (dist_init(&argc, &argv) != LR_OK) {
-    fprintf(stderr, "dist_init: %s\n", lr_error_msg());
-    return 1;
-  }
+  if (mt_init(&argc, &argv)) return 1;
   const ce_case cases[] = {
       // name, I, D, tile, rchunk, M per rank, rows per example, coef, hs scale
-      {"I=1000 uneven M (5,0,9,3), tile 1 block, chunks of 4", 1000, 16, 1, 4, {5, 0, 9, 3}, 2,
-       1.0f / 17.0f, 1.0f},
+      {"I=1000 uneven M (5,0,9,3), tile 1 block, chunks of 4",
+       1000,
+       16,
+       1,
+       4,
+       {5, 0, 9, 3},
+       2,
+       1.0f / 17.0f,
+       1.0f},
       {"I=1000 examples of 3 rows, one tile", 1000, 16, 4096, 6, {4, 6, 0, 2}, 3, 0.05f, 1.0f},
       {"I=1000 large logits", 1000, 8, 64, 3, {3, 3, 3, 3}, 1, 0.1f, 12.0f},
       {"I=60 (one block: one rank owns every row)", 60, 8, 1, 8, {2, 3, 1, 4}, 2, 0.1f, 1.0f},
       {"I=2 (one block)", 2, 5, 2, 2, {1, 0, 2, 3}, 1, 0.2f, 1.0f},
       {"every M_r = 0", 1000, 8, 7, 4, {0, 0, 0, 0}, 1, 0.1f, 1.0f},
-      {"I=3000 D=32 M=40..70, tile 2 blocks", 3000, 32, 256, 64, {40, 70, 55, 61}, 4, 0.004f,
-       1.0f},
+      {"I=3000 D=32 M=40..70, tile 2 blocks", 3000, 32, 256, 64, {40, 70, 55, 61}, 4, 0.004f, 1.0f},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     test_case(&cases[i]);
   test_errors();
   sample_traffic();
-  int64_t fails = g_fail;
-  if (dist_allreduce_max_i64(&fails, 1) != LR_OK) fails = 1;
-  dist_log0("mpitest_vocab_ce (%d ranks): %s\n", dist_size(), fails ? "FAILED" : "PASSED");
-  dist_finalize();
-  return fails ? 1 : 0;
+  return mt_done("mpitest_vocab_ce");
 }

@@ -4,7 +4,8 @@
 // a small shard and of the manifest, wrong versions, another config, shard
 // ranges with gaps/overlaps, unsafe file names; `latest` fallback; prune;
 // fault injection at every write/fsync/rename and allocation of one
-// checkpoint write, simulated crashes in forked children, and a full disk.
+// checkpoint write, simulated crashes in forked children (the sweep of
+// test_fault.h), and a full disk.
 // Every damaged read must be a clean status with a message naming the file
 // (and for corruption a byte offset and a HINT), never a crash (run under
 // ASan too), and the previous checkpoint must always still verify. Paths
@@ -33,8 +34,10 @@
 #include "ckpt.h"
 #include "config.h"
 #include "fault.h"
+#include "le.h" // le_put_u32
 #include "lr.h"
 #include "shard.h"
+#include "test_fault.h" // t_fault_sweep
 #include "test_util.h"
 
 static char g_tmp[64];
@@ -521,9 +524,7 @@ static void test_shard_damage(void) {
   // wrong format version with a valid header crc
   memcpy(b, orig, n);
   b[8] = 2;
-  uint32_t c = (uint32_t)crc32(0, b, 124);
-  for (int k = 0; k < 4; k++)
-    b[124 + k] = (unsigned char)(c >> (8 * k));
+  le_put_u32(b + 124, (uint32_t)crc32(0, b, 124));
   write_bytes(file, b, n);
   rc = ckpt_shard_read(dir, &m.shards[1], 0, 9, NULL);
   t_check(is_corrupt(rc, file, "format version 2, this build reads version 1"),
@@ -812,6 +813,22 @@ static void reset_to_a(const char *root) {
   ckpt_update_latest(root, "step-00000100");
 }
 
+typedef struct {
+  const char *root;
+  const state *s;
+  const written *ref;
+} fault_ctx;
+
+static int fault_write(void *arg) {
+  const fault_ctx *c = arg;
+  return write_ckpt(c->root, 200, 3, c->s, 3, NULL);
+}
+static int fault_after(void *arg, int crashed) {
+  const fault_ctx *c = arg;
+  return after_failure_ok(c->root, c->ref, crashed);
+}
+static void fault_reset(void *arg) { reset_to_a(((const fault_ctx *)arg)->root); }
+
 static void test_faults(void) {
   char root[4096];
   snprintf(root, sizeof root, "%s", pathf("%s/flt", g_tmp));
@@ -819,73 +836,18 @@ static void test_faults(void) {
   state_init(&s, 50, 4, 9, 6);
   int rc = write_ckpt(root, 100, 3, &s, 3, NULL);
   written ref;
-  lr_fault_set(LR_FAULT_NONE, 0);
   rc |= write_ckpt(root, 200, 3, &s, 3, &ref);
-  int64_t n_io = lr_fault_calls(LR_FAULT_IO), n_malloc = lr_fault_calls(LR_FAULT_MALLOC);
-  int64_t n_w = lr_fault_calls(LR_FAULT_WRITE), n_f = lr_fault_calls(LR_FAULT_FSYNC),
-          n_r = lr_fault_calls(LR_FAULT_RENAME);
-  t_check(rc == LR_OK && n_io == n_w + n_f + n_r && n_io > 20 && n_malloc >= 5,
-          "faults: one checkpoint write = %lld writes + %lld fsyncs + %lld renames, %lld mallocs",
-          (long long)n_w, (long long)n_f, (long long)n_r, (long long)n_malloc);
+  t_check(rc == LR_OK, "faults: steps 100 and 200 written");
   reset_to_a(root);
 
-  struct {
-    lr_fault_kind kind;
-    int64_t n;
-    const char *name;
-  } loops[] = {{LR_FAULT_IO, n_io, "write/fsync/rename"}, {LR_FAULT_MALLOC, n_malloc, "malloc"}};
-  for (int l = 0; l < 2; l++) {
-    int ok = 1;
-    for (int64_t k = 1; k <= loops[l].n; k++) {
-      lr_fault_set(loops[l].kind, k);
-      rc = write_ckpt(root, 200, 3, &s, 3, NULL);
-      int fired = lr_fault_fired();
-      lr_fault_set(LR_FAULT_NONE, 0);
-      const char *msg = lr_error_msg();
-      int clean =
-          rc != LR_OK && fired &&
-          (loops[l].kind == LR_FAULT_MALLOC
-               ? rc == LR_ERR_NOMEM && strstr(msg, "out of memory")
-               : rc == LR_ERR_IO && strstr(msg, "Input/output error") &&
-                     (strstr(msg, "write ") || strstr(msg, "fsync ") || strstr(msg, "rename ")));
-      if (!clean) printf("  (k=%lld: status %d, fired %d: %s)\n", (long long)k, rc, fired, msg);
-      lr_error_clear();
-      int after = after_failure_ok(root, &ref, 0);
-      if (!after) printf("  (k=%lld: state after failure wrong)\n", (long long)k);
-      ok &= clean && after;
-      reset_to_a(root);
-    }
-    t_check(ok,
-            "faults: failing %s call k = 1..%lld: clean error, no temp or partial file, "
-            "step 100 still verifies and is found",
-            loops[l].name, (long long)loops[l].n);
-  }
-
-  // crash at each write/fsync/rename, in a child process
-  int ok = 1, n_exit = 0;
-  for (int64_t k = 1; k <= n_io; k++) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-      lr_fault_seed((uint64_t)k * 7919u);
-      lr_fault_set(LR_FAULT_CRASH, k);
-      int r = write_ckpt(root, 200, 3, &s, 3, NULL);
-      _exit(r == LR_OK ? 0 : 3);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    int died = WIFEXITED(status) && WEXITSTATUS(status) == LR_FAULT_CRASH_EXIT;
-    n_exit += died;
-    int after = after_failure_ok(root, &ref, 1);
-    if (!died || !after)
-      printf("  (crash k=%lld: status %#x, after %d)\n", (long long)k, status, after);
-    ok &= died && after;
-    reset_to_a(root);
-  }
-  t_check(ok,
-          "faults: crash at call k = 1..%lld (%d children died as planned): step 100 "
-          "or a complete step 200 is found and verifies",
-          (long long)n_io, n_exit);
+  // every write/fsync/rename and malloc of writing step 200 fails, or crashes
+  fault_ctx c = {root, &s, &ref};
+  t_fault_target t = {"checkpoint", root, fault_write, fault_after, fault_reset, &c};
+  int64_t n[LR_FAULT_N_KINDS];
+  t_fault_sweep(&t, n);
+  t_check(n[LR_FAULT_IO] == n[LR_FAULT_WRITE] + n[LR_FAULT_FSYNC] + n[LR_FAULT_RENAME] &&
+              n[LR_FAULT_IO] > 20 && n[LR_FAULT_MALLOC] >= 5,
+          "faults: a checkpoint of 3 ranks makes > 20 wrapped I/O calls and >= 5 mallocs");
 
   // the environment variable arms the same faults
   setenv("LINREC_FAULT", "fsync:2", 1);

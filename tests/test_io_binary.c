@@ -5,20 +5,26 @@
 // version, trailing bytes, a well-formed file whose items are out of range,
 // files with consistent checksums but impossible contents (no users, no
 // items, a user without interactions, lengths that disagree with the count,
-// repeated or out-of-range original ids).
+// repeated or out-of-range original ids). Then the writer under fault
+// injection (test_fault.h) replacing an older file: every write, fsync,
+// rename and allocation failing in turn and a crash at each write, fsync and
+// rename leave the old file or the complete new one, and no temp file
+// unless crashed; the last fsync is of the directory, after the rename.
 // Every damaged read must be LR_ERR_CORRUPT with the path, a byte offset and
 // a HINT, leave the dataset zeroed, and never crash (run it under ASan too).
-#define _GNU_SOURCE // nftw, mkdtemp
-#include <dirent.h> // opendir, readdir
-#include <ftw.h>    // nftw
-#include <stdio.h>  // fopen
-#include <stdlib.h> // mkdtemp, malloc
-#include <string.h> // memcmp, strstr
-#include <zlib.h>   // crc32
-#include <zstd.h>   // ZSTD_compress, ZSTD_decompress
+#define _GNU_SOURCE   // nftw, mkdtemp
+#include <ftw.h>      // nftw
+#include <stdio.h>    // fopen
+#include <stdlib.h>   // mkdtemp, malloc
+#include <string.h>   // memcmp, strstr
+#include <sys/stat.h> // mkdir
+#include <zlib.h>     // crc32
+#include <zstd.h>     // ZSTD_compress, ZSTD_decompress
 
 #include "dataset.h"
+#include "le.h" // le_put_u32, le_get_u64, ...
 #include "lr.h"
+#include "test_fault.h" // t_fault_sweep, t_replace, t_count_names
 #include "test_util.h"
 
 static char g_dir[64];
@@ -52,21 +58,7 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
   return remove(p);
 }
 
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int k = 0; k < 8; k++)
-    v |= (uint64_t)p[k] << (8 * k);
-  return v;
-}
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int k = 0; k < 4; k++)
-    p[k] = (unsigned char)(v >> (8 * k));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  for (int k = 0; k < 8; k++)
-    p[k] = (unsigned char)(v >> (8 * k));
-}
-static void fix_header_crc(unsigned char *b) { put_u32(b + 124, (uint32_t)crc32(0, b, 124)); }
+static void fix_header_crc(unsigned char *b) { le_put_u32(b + 124, (uint32_t)crc32(0, b, 124)); }
 
 static int equal(const lr_dataset *a, const lr_dataset *b) {
   return a->n_users == b->n_users && a->n_items == b->n_items && a->n_inter == b->n_inter &&
@@ -117,13 +109,7 @@ static void test_round_trip(lr_dataset *ds, const char *p) {
   rc = data_load(&back, &o);
   t_check(rc == LR_OK && equal(ds, &back), "binary: data_load(format binary) equals too");
   dataset_free(&back);
-  // no temp file left behind
-  DIR *d = opendir(g_dir);
-  int tmp = 0;
-  for (struct dirent *e; (e = readdir(d));)
-    tmp += strstr(e->d_name, ".tmp.") != NULL;
-  closedir(d);
-  t_check(tmp == 0, "binary: no temp file left after the rename");
+  t_check(t_count_names(g_dir, ".tmp") == 0, "binary: no temp file left after the rename");
 }
 
 static void check_range_read(const lr_dataset *ds, const char *p, int64_t lo, int64_t hi) {
@@ -145,10 +131,10 @@ static void test_ranges(const lr_dataset *ds, const char *p) {
   // around every block boundary (read from the index)
   size_t n;
   unsigned char *b = read_all(p, &n);
-  int64_t nb = (int64_t)get_u64(b + 48);
+  int64_t nb = (int64_t)le_get_u64(b + 48);
   t_check(nb >= 3, "binary: %lld blocks", (long long)nb);
   for (int64_t k = 1; k < nb; k++) {
-    int64_t first = (int64_t)get_u64(b + 128 + 48 * k + 16);
+    int64_t first = (int64_t)le_get_u64(b + 128 + 48 * k + 16);
     check_range_read(ds, p, first - 3, first + 3);
     check_range_read(ds, p, first - 1, first);
     check_range_read(ds, p, first, first + 1);
@@ -172,9 +158,9 @@ static void test_ranges(const lr_dataset *ds, const char *p) {
 static void test_flips(const char *p) {
   size_t n;
   unsigned char *b = read_all(p, &n);
-  uint64_t len_off = get_u64(b + 64), maps_off = get_u64(b + 80);
-  uint64_t n_blocks = get_u64(b + 48);
-  uint64_t last_off = get_u64(b + 128 + (n_blocks - 1) * 48);
+  uint64_t len_off = le_get_u64(b + 64), maps_off = le_get_u64(b + 80);
+  uint64_t n_blocks = le_get_u64(b + 48);
+  uint64_t last_off = le_get_u64(b + 128 + (n_blocks - 1) * 48);
   struct {
     const char *what;
     size_t at;
@@ -184,7 +170,7 @@ static void test_flips(const char *p) {
                {"block index", 128 + 3},
                {"lengths section", (size_t)len_off + 20},
                {"maps section", (size_t)maps_off + 20},
-               {"first block", (size_t)get_u64(b + 128) + 40},
+               {"first block", (size_t)le_get_u64(b + 128) + 40},
                {"last block middle", (size_t)(last_off + (n - last_off) / 2)},
                {"last byte (zstd checksum)", n - 1}};
   const char *q = path_of("flip.lrd");
@@ -294,26 +280,32 @@ static void test_exhaustive_small(void) {
           "binary: write into a missing directory is an I/O error");
 }
 
+// Two users (items 1 2 | 3) of three items: a dataset of one block. Its
+// arrays are static; nobody changes them.
+static lr_dataset tiny_dataset(void) {
+  static int64_t off[3] = {0, 2, 3}, uo[2] = {1, 2}, io[4] = {0, 1, 2, 3};
+  static int32_t it[3] = {1, 2, 3};
+  return (lr_dataset){.n_users = 2,
+                      .n_items = 3,
+                      .n_inter = 3,
+                      .offsets = off,
+                      .items = it,
+                      .user_orig = uo,
+                      .item_orig = io};
+}
+
 // A file with valid checksums whose block holds item n_items+1: only the
 // range check can catch it.
 static void test_item_range(void) {
-  static int64_t off[3] = {0, 2, 3}, uo[2] = {1, 2}, io[4] = {0, 1, 2, 3};
-  static int32_t it[3] = {1, 2, 3};
-  lr_dataset ds = {.n_users = 2,
-                   .n_items = 3,
-                   .n_inter = 3,
-                   .offsets = off,
-                   .items = it,
-                   .user_orig = uo,
-                   .item_orig = io};
+  lr_dataset ds = tiny_dataset();
   const char *p = path_of("range.lrd");
   data_write_binary(&ds, p);
   size_t n;
   unsigned char *b = read_all(p, &n);
-  uint64_t boff = get_u64(b + 128);
+  uint64_t boff = le_get_u64(b + 128);
   unsigned char raw[12];
   for (int k = 0; k < 3; k++)
-    put_u32(raw + 4 * k, (uint32_t)(k == 2 ? 4 : it[k]));
+    le_put_u32(raw + 4 * k, (uint32_t)(k == 2 ? 4 : ds.items[k]));
   size_t cap = ZSTD_compressBound(sizeof raw);
   unsigned char *out = malloc(boff + cap);
   memcpy(out, b, boff);
@@ -321,10 +313,10 @@ static void test_item_range(void) {
   ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
   size_t z = ZSTD_compress2(cc, out + boff, cap, raw, sizeof raw);
   ZSTD_freeCCtx(cc);
-  put_u64(out + 128 + 8, z);
-  put_u32(out + 128 + 40, (uint32_t)crc32(0, out + boff, (uInt)z));
-  put_u32(out + 96, (uint32_t)crc32(0, out + 128, 48));
-  put_u64(out + 56, boff + z);
+  le_put_u64(out + 128 + 8, z);
+  le_put_u32(out + 128 + 40, (uint32_t)crc32(0, out + boff, (uInt)z));
+  le_put_u32(out + 96, (uint32_t)crc32(0, out + 128, 48));
+  le_put_u64(out + 56, boff + z);
   fix_header_crc(out);
   write_bytes(p, out, boff + z);
   t_check(read_is_corrupt(p) && strstr(lr_error_msg(), "item id 4"),
@@ -350,16 +342,16 @@ static void write_crafted(const char *path, int64_t U, int64_t I, int64_t n_inte
     size_t n = 0;
     if (sec == 0)
       for (int64_t u = 0; u < U; u++)
-        put_u32(raw + 4 * u, lens[u]), n += 4;
+        le_put_u32(raw + 4 * u, lens[u]), n += 4;
     if (sec == 1) {
       for (int64_t u = 0; u < U; u++)
-        put_u64(raw + n, user_orig[u]), n += 8;
+        le_put_u64(raw + n, user_orig[u]), n += 8;
       for (int64_t i = 0; i <= I; i++)
-        put_u64(raw + n, item_orig[i]), n += 8;
+        le_put_u64(raw + n, item_orig[i]), n += 8;
     }
     if (sec == 2)
       for (int64_t k = 0; k < sum; k++)
-        put_u32(raw + 4 * k, (uint32_t)items[k]), n += 4;
+        le_put_u32(raw + 4 * k, (uint32_t)items[k]), n += 4;
     ZSTD_CCtx *cc = ZSTD_createCCtx();
     ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
     len[sec] = ZSTD_compress2(cc, b + pos, cap - pos, raw, n);
@@ -370,27 +362,27 @@ static void write_crafted(const char *path, int64_t U, int64_t I, int64_t n_inte
     if (sec == 1 && !nb) break;
   }
   memcpy(b, "LRDATA01", 8);
-  put_u32(b + 8, 1);
-  put_u32(b + 12, 128);
-  put_u64(b + 16, (uint64_t)U);
-  put_u64(b + 24, (uint64_t)I);
-  put_u64(b + 32, (uint64_t)n_inter);
-  put_u64(b + 48, (uint64_t)nb);
-  put_u64(b + 56, pos);
-  put_u64(b + 64, off[0]);
-  put_u64(b + 72, len[0]);
-  put_u64(b + 80, off[1]);
-  put_u64(b + 88, len[1]);
+  le_put_u32(b + 8, 1);
+  le_put_u32(b + 12, 128);
+  le_put_u64(b + 16, (uint64_t)U);
+  le_put_u64(b + 24, (uint64_t)I);
+  le_put_u64(b + 32, (uint64_t)n_inter);
+  le_put_u64(b + 48, (uint64_t)nb);
+  le_put_u64(b + 56, pos);
+  le_put_u64(b + 64, off[0]);
+  le_put_u64(b + 72, len[0]);
+  le_put_u64(b + 80, off[1]);
+  le_put_u64(b + 88, len[1]);
   if (nb) {
-    put_u64(b + 128, off[2]);
-    put_u64(b + 136, len[2]);
-    put_u64(b + 152, (uint64_t)U);
-    put_u64(b + 160, (uint64_t)n_inter);
-    put_u32(b + 168, crcs[2]);
+    le_put_u64(b + 128, off[2]);
+    le_put_u64(b + 136, len[2]);
+    le_put_u64(b + 152, (uint64_t)U);
+    le_put_u64(b + 160, (uint64_t)n_inter);
+    le_put_u32(b + 168, crcs[2]);
   }
-  put_u32(b + 96, (uint32_t)crc32(0, b + 128, (uInt)(nb * 48)));
-  put_u32(b + 100, crcs[0]);
-  put_u32(b + 104, crcs[1]);
+  le_put_u32(b + 96, (uint32_t)crc32(0, b + 128, (uInt)(nb * 48)));
+  le_put_u32(b + 100, crcs[0]);
+  le_put_u32(b + 104, crcs[1]);
   fix_header_crc(b);
   write_bytes(path, b, pos);
   free(b);
@@ -444,6 +436,45 @@ static void test_impossible(void) {
   lr_error_clear();
 }
 
+// ---------------------------------------------------------------------------
+// faults: data_write_binary over an older dataset, every wrapped call failing
+// or crashing in turn (test_fault.h)
+
+typedef struct {
+  t_replace r;          // first: the target's after and reset use it
+  const lr_dataset *ds; // what is written
+} fault_ctx;
+
+static int fault_write(void *arg) {
+  const fault_ctx *c = arg;
+  return data_write_binary(c->ds, c->r.path);
+}
+
+static void test_faults(void) {
+  // two blocks (65536 users close the first): every section is written
+  lr_synth_opts so = {.users = 70000, .items = 500, .mean_len = 3, .zipf = 1.0, .seed = 5};
+  lr_dataset small = tiny_dataset(), ds;
+  fault_ctx c = {.ds = &ds};
+  int rc = data_synthesize(&ds, &so);
+  if (rc != LR_OK) printf("  (%s)\n", lr_error_msg());
+  int ok = rc == LR_OK && t_replace_init(&c.r, path_of("flt"), "d.lrd") &&
+           data_write_binary(&small, c.r.path) == LR_OK && t_replace_take(&c.r, 0) &&
+           data_write_binary(&ds, c.r.path) == LR_OK && t_replace_take(&c.r, 1);
+  t_check(ok, "binary faults: the files to replace");
+  if (ok) {
+    t_replace_reset(&c.r);
+    t_fault_target t = {"binary dataset", c.r.dir,         fault_write,
+                        t_replace_after,  t_replace_reset, &c};
+    int64_t n[LR_FAULT_N_KINDS];
+    t_fault_sweep(&t, n);
+    t_check(n[LR_FAULT_WRITE] >= 5 && n[LR_FAULT_FSYNC] == 2 && n[LR_FAULT_RENAME] == 1,
+            "binary faults: sections written through the hooks, fsync of the file and of its "
+            "directory, one rename");
+  }
+  if (rc == LR_OK) dataset_free(&ds);
+  t_replace_free(&c.r);
+}
+
 int main(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/lr_test_io_binary_XXXXXX");
   if (!mkdtemp(g_dir)) {
@@ -466,6 +497,7 @@ int main(void) {
   test_exhaustive_small();
   test_item_range();
   test_impossible();
+  test_faults();
   nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   return t_done();
 }

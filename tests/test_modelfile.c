@@ -5,7 +5,8 @@
 // byte offset (the config section included: a changed digit there used to
 // give different results silently); a version 1 file is refused with a
 // HINT to re-train; a directory or a FIFO in place of the file is an error
-// without blocking.
+// without blocking. Then the writer under fault injection (test_fault.h)
+// replacing an older file, as in test_io_binary.c, and an abandoned writer.
 #define _GNU_SOURCE   // memmem
 #include <stdio.h>    // printf, perror
 #include <stdlib.h>   // free
@@ -14,8 +15,10 @@
 #include <unistd.h>   // alarm
 #include <zlib.h>     // crc32
 
+#include "le.h" // le_put_u32
 #include "lr.h"
 #include "modelfile.h"
+#include "test_fault.h" // t_fault_sweep, t_replace, t_count_names
 #include "test_util.h"
 
 #define N_DENSE 300
@@ -46,12 +49,59 @@ static int write_model(const char *path, const float *dense, const float *items)
   lr_modelfile_writer *w;
   LR_CALL(modelfile_begin(&w, path, CONFIG, N_DENSE, N_ROWS, D));
   int rc = modelfile_append(w, dense, N_DENSE);
-  for (int r = 0; r < N_ROWS && rc == LR_OK; r++) rc = modelfile_append(w, items + r * D, D);
+  for (int r = 0; r < N_ROWS && rc == LR_OK; r++)
+    rc = modelfile_append(w, items + r * D, D);
   if (rc != LR_OK) {
     modelfile_abandon(w);
     return rc;
   }
   return modelfile_commit(w);
+}
+
+// ---------------------------------------------------------------------------
+// faults: a model file written over an older one, every wrapped call failing
+// or crashing in turn (test_fault.h); abandoning a writer
+
+typedef struct {
+  t_replace r;                // first: the target's after and reset use it
+  const float *dense, *items; // what is written
+} fault_ctx;
+
+static int fault_write(void *arg) {
+  const fault_ctx *c = arg;
+  return write_model(c->r.path, c->dense, c->items);
+}
+
+static void test_faults(const float *dense, const float *items) {
+  fault_ctx c = {.dense = dense, .items = items};
+  static float zeros[N_ROWS * D];
+  int ok = t_replace_init(&c.r, t_path("flt"), "model.lrm") &&
+           write_model(c.r.path, zeros, zeros) == LR_OK && t_replace_take(&c.r, 0) &&
+           write_model(c.r.path, dense, items) == LR_OK && t_replace_take(&c.r, 1) &&
+           (c.r.n_old != c.r.n_new || memcmp(c.r.old, c.r.new, c.r.n_new));
+  t_check(ok, "model file faults: the files to replace");
+  if (!ok) {
+    t_replace_free(&c.r);
+    return;
+  }
+  t_replace_reset(&c.r);
+  t_fault_target t = {"model file", c.r.dir, fault_write, t_replace_after, t_replace_reset, &c};
+  int64_t n[LR_FAULT_N_KINDS];
+  t_fault_sweep(&t, n);
+  t_check(n[LR_FAULT_WRITE] >= 3 && n[LR_FAULT_FSYNC] == 2 && n[LR_FAULT_RENAME] == 1 &&
+              n[LR_FAULT_MALLOC] >= 2,
+          "model file faults: header, config and payload written through the hooks, fsync of the "
+          "file and of its directory, one rename, buffers from the hooks");
+
+  // abandoned after some payload: no temp file, the old file untouched
+  lr_modelfile_writer *w;
+  int rc = modelfile_begin(&w, c.r.path, CONFIG, N_DENSE, N_ROWS, D);
+  if (rc == LR_OK) rc = modelfile_append(w, dense, N_DENSE);
+  if (rc == LR_OK) modelfile_abandon(w);
+  t_check(rc == LR_OK && t_replace_after(&c, 0) && t_count_names(c.r.dir, "model") == 1,
+          "model file: an abandoned writer leaves the old file and no temp file");
+  lr_error_clear();
+  t_replace_free(&c.r);
 }
 
 int main(void) {
@@ -91,11 +141,13 @@ int main(void) {
       missed += !ok;
       config_hits += ok && at >= 64 && at < 64 + sizeof CONFIG - 1;
     }
-  t_check(missed == 0, "model file: all %zu single-bit flips of a %zu-byte file are corrupt "
-                       "(%zu missed, first at byte %zu)",
+  t_check(missed == 0,
+          "model file: all %zu single-bit flips of a %zu-byte file are corrupt "
+          "(%zu missed, first at byte %zu)",
           8 * n, n, missed, first_miss);
   t_check(config_hits == 8 * (sizeof CONFIG - 1),
-          "model file: ... the %zu flips in the config section among them", 8 * (sizeof CONFIG - 1));
+          "model file: ... the %zu flips in the config section among them",
+          8 * (sizeof CONFIG - 1));
   missed = 0;
   for (size_t len = 0; len < n; len++) {
     t_write_file(q, b, len);
@@ -119,8 +171,7 @@ int main(void) {
   v1[8] = 1;
   memset(v1 + 12, 0, 4);
   memset(v1 + 56, 0, 4);
-  uint32_t h = (uint32_t)crc32(0, v1, 60);
-  for (int k = 0; k < 4; k++) v1[60 + k] = (unsigned char)(h >> (8 * k));
+  le_put_u32(v1 + 60, (uint32_t)crc32(0, v1, 60));
   memcpy(b, v1, 64);
   t_write_file(q, b, n);
   rc = modelfile_read_config(q, &json);
@@ -143,6 +194,7 @@ int main(void) {
   lr_error_clear();
   alarm(0);
   free(b);
+  test_faults(dense, items);
   t_rm_tree(dir0);
   return t_done();
 }

@@ -20,6 +20,7 @@
 #include <unistd.h> // close, unlink
 
 #include "itemtab.h"    // lr_itemtab
+#include "le.h"         // le_get_u32, le_get_f32
 #include "loss.h"       // ce_forward_backward, ce_scratch_elems
 #include "lr.h"         // LR_CORRUPT, lr_error_msg
 #include "model.h"      // lr_model, model_*
@@ -59,20 +60,6 @@ typedef struct {
 static void ref_free(ref_dump *r) {
   free(r->blob);
   memset(r, 0, sizeof *r);
-}
-
-static int32_t rd_i32(const unsigned char *p) {
-  uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-  int32_t v;
-  memcpy(&v, &u, 4);
-  return v;
-}
-
-static float rd_f32(const unsigned char *p) {
-  int32_t i = rd_i32(p);
-  float f;
-  memcpy(&f, &i, 4);
-  return f;
 }
 
 // Read a whole file into a malloc'd buffer. LR_ERR_IO if it cannot be read,
@@ -118,11 +105,11 @@ static int ref_load(ref_dump *r, const char *path) {
   } while (0)
   if (size < REF_HEADER_BYTES) FAIL(size, "file of %zu bytes is shorter than the header", size);
   if (memcmp(b, REF_MAGIC, 8) != 0) FAIL(0, "bad magic (not a make_ref.py dump)");
-  if ((uint32_t)rd_i32(b + 8) != REF_VERSION)
-    FAIL(8, "version %u, expected %u", (unsigned)rd_i32(b + 8), REF_VERSION);
-  int32_t kind = rd_i32(b + 12), dim[8];
+  if (le_get_u32(b + 8) != REF_VERSION)
+    FAIL(8, "version %u, expected %u", (unsigned)le_get_u32(b + 8), REF_VERSION);
+  int32_t kind = (int32_t)le_get_u32(b + 12), dim[8];
   for (int i = 0; i < 8; i++) {
-    dim[i] = rd_i32(b + 16 + 4 * i);
+    dim[i] = (int32_t)le_get_u32(b + 16 + 4 * i);
     if (dim[i] < 1 || dim[i] > REF_MAX_DIM)
       FAIL(16 + 4 * i, "dimension %d out of range: %d", i, dim[i]);
   }
@@ -133,14 +120,15 @@ static int ref_load(ref_dump *r, const char *path) {
   if (!ops) FAIL(68, "unknown attention kind '%s'", r->name);
   if (attn_id(ops) != kind)
     FAIL(12, "kind number %d does not match kind '%s' (id %d)", kind, r->name, attn_id(ops));
-  lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, rd_f32(b + 48), ops, NULL};
+  lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, le_get_f32(b + 48),
+                    ops, NULL};
   if (c.d % c.heads != 0)
     FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads, (long long)c.d);
   r->cfg = c;
   r->B = dim[6], r->S = dim[7];
-  r->lr = rd_f32(b + 52), r->beta1 = rd_f32(b + 56), r->beta2 = rd_f32(b + 60);
-  r->adam_eps = rd_f32(b + 64);
-  r->init_std = rd_f32(b + 84);
+  r->lr = le_get_f32(b + 52), r->beta1 = le_get_f32(b + 56), r->beta2 = le_get_f32(b + 60);
+  r->adam_eps = le_get_f32(b + 64);
+  r->init_std = le_get_f32(b + 84);
   if (!(r->init_std > 0.0f && r->init_std < 10.0f)) FAIL(84, "init std %g", (double)r->init_std);
   snprintf(r->label, sizeof r->label, "%s (init std %g)", r->name, (double)r->init_std);
   const size_t P = model_param_elems(&c), T = (size_t)(c.n_items + 1) * (size_t)c.d;
@@ -164,7 +152,7 @@ static int ref_load(ref_dump *r, const char *path) {
   TAKE(r->lens, int32_t, B);
   TAKE(r->tgt, int32_t, B);
   TAKE(r->hidden, float, B *N *D);
-  r->loss = rd_f32(b + off);
+  r->loss = le_get_f32(b + off);
   off += 4;
   TAKE(r->grads, float, P);
   TAKE(r->tgrad, float, T);
