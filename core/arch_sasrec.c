@@ -17,10 +17,22 @@
 // Parameter tensors in arena order. The init keys are the tensors' indices
 // of the first layout (results depend on them: keep them).
 enum {
-  T_POS, T_LN0_W, T_LN0_B,                         // the embedding stage
-  T_QKV_W, T_QKV_B, T_O_W, T_O_B, T_LN1_W, T_LN1_B, // per layer: attention block
-  T_FC1_W, T_FC1_B, T_FC2_W, T_FC2_B, T_LN2_W, T_LN2_B, // FFN block
-  T_ATTN_P,                                        // the attention kind's own
+  T_POS,
+  T_LN0_W,
+  T_LN0_B, // the embedding stage
+  T_QKV_W,
+  T_QKV_B,
+  T_O_W,
+  T_O_B,
+  T_LN1_W,
+  T_LN1_B, // per layer: attention block
+  T_FC1_W,
+  T_FC1_B,
+  T_FC2_W,
+  T_FC2_B,
+  T_LN2_W,
+  T_LN2_B,  // FFN block
+  T_ATTN_P, // the attention kind's own
   N_TENSORS
 };
 
@@ -52,26 +64,53 @@ static int sasrec_tensors(const lr_model_cfg *c, lr_tensor t[LR_MAX_TENSORS]) {
 // Activation buffers: what the backward reads, then the backward's chunk
 // temporaries.
 enum {
-  A_EMB, A_LN0, A_LN0_MEAN, A_LN0_RSTD, A_H0,                     // embedding stage
-  A_QKV, A_CTX, A_RES1, A_S, A_LN1_MEAN, A_LN1_RSTD,              // per layer
-  A_FC1, A_GELU, A_RES2, A_H, A_LN2_MEAN, A_LN2_RSTD,
-  A_D_A, A_D_S, A_D_F2, A_D_QKV,                                  // backward temporaries
+  A_EMB,
+  A_LN0,
+  A_LN0_MEAN,
+  A_LN0_RSTD,
+  A_H0, // embedding stage
+  A_QKV,
+  A_CTX,
+  A_RES1,
+  A_S,
+  A_LN1_MEAN,
+  A_LN1_RSTD, // per layer
+  A_FC1,
+  A_GELU,
+  A_RES2,
+  A_H,
+  A_LN2_MEAN,
+  A_LN2_RSTD,
+  A_D_A,
+  A_D_S,
+  A_D_F2,
+  A_D_QKV, // backward temporaries
   N_ACTS
 };
 
 static int sasrec_acts(const lr_model_cfg *c, lr_act a[LR_MAX_ACTS]) {
   const size_t D = (size_t)c->d, F = (size_t)c->inner;
   const lr_act v[N_ACTS] = {
-      [A_EMB] = {"emb", D, 0, 0},         [A_LN0] = {"ln0", D, 0, 0},
-      [A_LN0_MEAN] = {"ln0_mean", 1, 0, 0}, [A_LN0_RSTD] = {"ln0_rstd", 1, 0, 0},
-      [A_H0] = {"h0", D, 0, 0},           [A_QKV] = {"qkv", 3 * D, 1, 0},
-      [A_CTX] = {"ctx", D, 1, 0},         [A_RES1] = {"res1", D, 1, 0},
-      [A_S] = {"s", D, 1, 0},             [A_LN1_MEAN] = {"ln1_mean", 1, 1, 0},
-      [A_LN1_RSTD] = {"ln1_rstd", 1, 1, 0}, [A_FC1] = {"fc1", F, 1, 0},
-      [A_GELU] = {"gelu", F, 1, 0},       [A_RES2] = {"res2", D, 1, 0},
-      [A_H] = {"h", D, 1, 0},             [A_LN2_MEAN] = {"ln2_mean", 1, 1, 0},
-      [A_LN2_RSTD] = {"ln2_rstd", 1, 1, 0}, [A_D_A] = {"d_a", 0, 0, D},
-      [A_D_S] = {"d_s", 0, 0, D},         [A_D_F2] = {"d_f2", 0, 0, F},
+      [A_EMB] = {"emb", D, 0, 0},
+      [A_LN0] = {"ln0", D, 0, 0},
+      [A_LN0_MEAN] = {"ln0_mean", 1, 0, 0},
+      [A_LN0_RSTD] = {"ln0_rstd", 1, 0, 0},
+      [A_H0] = {"h0", D, 0, 0},
+      [A_QKV] = {"qkv", 3 * D, 1, 0},
+      [A_CTX] = {"ctx", D, 1, 0},
+      [A_RES1] = {"res1", D, 1, 0},
+      [A_S] = {"s", D, 1, 0},
+      [A_LN1_MEAN] = {"ln1_mean", 1, 1, 0},
+      [A_LN1_RSTD] = {"ln1_rstd", 1, 1, 0},
+      [A_FC1] = {"fc1", F, 1, 0},
+      [A_GELU] = {"gelu", F, 1, 0},
+      [A_RES2] = {"res2", D, 1, 0},
+      [A_H] = {"h", D, 1, 0},
+      [A_LN2_MEAN] = {"ln2_mean", 1, 1, 0},
+      [A_LN2_RSTD] = {"ln2_rstd", 1, 1, 0},
+      [A_D_A] = {"d_a", 0, 0, D},
+      [A_D_S] = {"d_s", 0, 0, D},
+      [A_D_F2] = {"d_f2", 0, 0, F},
       [A_D_QKV] = {"d_qkv", 0, 0, 3 * D},
   };
   memcpy(a, v, sizeof v);
@@ -129,8 +168,8 @@ static void sasrec_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     float *cache = m->attn_cache + (size_t)l * m->attn_cache_elems;
     const size_t lR = (size_t)l * (size_t)z->R + (size_t)z->r0; // per-row statistics
     // S = LayerNorm(H + Dropout(MultiHead(H) W_O + b_O))
-    linear_forward(qkv + 3 * z->oD, h + z->oD, layer_t(m, P, T_QKV_W, l),
-                   layer_t(m, P, T_QKV_B, l), z->nr, D, 3 * D);
+    linear_forward(qkv + 3 * z->oD, h + z->oD, layer_t(m, P, T_QKV_W, l), layer_t(m, P, T_QKV_B, l),
+                   z->nr, D, 3 * D);
     model_lap(m, LR_PHASE_PROJ, &t0);
     attn_forward_range(ctx + z->oD, cache, qkv, m->lens, c->attn, layer_t(m, P, T_ATTN_P, l), B,
                        z->b0, z->b1, N, D, H, model_lane_attn_scratch(m));
@@ -235,8 +274,8 @@ static void backward_embed(const lr_lane_job *j, const lr_lane_rows *z) {
   layernorm_backward(demb, model_tensor_in(m, G, T_LN0_W), model_tensor_in(m, G, T_LN0_B), dln,
                      model_act(m, A_EMB) + z->oD, model_tensor_in(m, m->params_mem, T_LN0_W),
                      model_act(m, A_LN0_MEAN) + z->r0, model_act(m, A_LN0_RSTD) + z->r0, z->nr, D);
-  embedding_backward(NULL, model_tensor_in(m, G, T_POS), demb, NULL, z->b1 - z->b0,
-                     m->cfg.max_len, D);
+  embedding_backward(NULL, model_tensor_in(m, G, T_POS), demb, NULL, z->b1 - z->b0, m->cfg.max_len,
+                     D);
   model_lap(m, LR_PHASE_EMBED, &t0);
 }
 

@@ -17,16 +17,44 @@
 
 // ---- architectures -----------------------------------------------------------------------
 
+// The built-in architectures, in the order of their ids.
 extern const lr_arch lr_arch_sasrec;
-static const lr_arch *const ARCHS[] = {&lr_arch_sasrec};
+
+#define ARCH_MAX 16
+static const lr_arch *g_archs[ARCH_MAX] = {&lr_arch_sasrec};
+static int g_n_archs = 1;
+static const char *g_arch_names[ARCH_MAX + 1];
+
+int model_arch_count(void) { return g_n_archs; }
+
+const lr_arch *model_arch_get(int id) { return id >= 0 && id < g_n_archs ? g_archs[id] : NULL; }
 
 const lr_arch *model_arch_find(const char *name) {
-  for (size_t i = 0; name && i < sizeof ARCHS / sizeof ARCHS[0]; i++)
-    if (!strcmp(ARCHS[i]->name, name)) return ARCHS[i];
+  for (int i = 0; name && i < g_n_archs; i++)
+    if (!strcmp(g_archs[i]->name, name)) return g_archs[i];
   return NULL;
 }
 
 const char *model_arch_name(const lr_arch *a) { return (a ? a : &lr_arch_sasrec)->name; }
+
+const char *const *model_arch_names(void) {
+  for (int i = 0; i < g_n_archs; i++)
+    g_arch_names[i] = g_archs[i]->name;
+  g_arch_names[g_n_archs] = NULL;
+  return g_arch_names;
+}
+
+int model_arch_register(const lr_arch *a) {
+  LR_CHECK(a && a->name && a->tensors && a->acts && a->keep_blocks && a->fwd && a->bwd &&
+               a->output && a->layer_flops,
+           LR_ERR_ARG, "architecture %s: a required function is missing",
+           a && a->name ? a->name : "(unnamed)");
+  LR_CHECK(!model_arch_find(a->name), LR_ERR_ARG, "architecture %s: the name is in use", a->name);
+  LR_CHECK(g_n_archs < ARCH_MAX, LR_ERR_ARG, "architecture %s: the registry is full (%d)", a->name,
+           ARCH_MAX);
+  g_archs[g_n_archs] = a;
+  return g_n_archs++;
+}
 
 static const lr_arch *arch_of(const lr_model_cfg *c) { return c->arch ? c->arch : &lr_arch_sasrec; }
 
@@ -36,11 +64,19 @@ int model_tensors(const lr_model_cfg *cfg, lr_tensor t[LR_MAX_TENSORS]) {
   return arch_of(cfg)->tensors(cfg, t);
 }
 
+int model_seq_groups(const lr_model_cfg *cfg, lr_seq_group g[LR_MAX_SEQ_GROUPS]) {
+  const lr_arch *a = arch_of(cfg);
+  const int n = a->seq_groups ? a->seq_groups(cfg, g) : 0;
+  LR_ASSERT(n >= 0 && n <= LR_MAX_SEQ_GROUPS);
+  return n;
+}
+
 size_t model_param_elems(const lr_model_cfg *cfg) {
   lr_tensor t[LR_MAX_TENSORS];
   const int n = model_tensors(cfg, t);
   size_t total = 0;
-  for (int i = 0; i < n; i++) total += t[i].elems;
+  for (int i = 0; i < n; i++)
+    total += t[i].elems;
   return total;
 }
 
@@ -81,7 +117,8 @@ static void init_params(lr_model *m, uint64_t seed) {
     float *x = m->params_mem + m->tensor_off[i];
     if (t->init == LR_INIT_NORMAL) init_normal(x, t->elems, seed, t->key);
     if (t->init == LR_INIT_ONE)
-      for (size_t e = 0; e < t->elems; e++) x[e] = 1.0f;
+      for (size_t e = 0; e < t->elems; e++)
+        x[e] = 1.0f;
     if (t->init == LR_INIT_ATTN && t->elems && c->attn->param_init) {
       const size_t each = t->elems / (size_t)c->layers;
       for (int64_t l = 0; l < c->layers; l++)
@@ -90,20 +127,21 @@ static void init_params(lr_model *m, uint64_t seed) {
   }
 }
 
-void model_init_item_rows(float *rows, int64_t lo, int64_t hi, int64_t D, uint64_t seed) {
+void model_init_rows(float *rows, int64_t lo, int64_t hi, int64_t width, uint32_t key,
+                     uint64_t seed) {
   for (int64_t r = lo; r < hi; r++) {
-    float *row = rows + (size_t)(r - lo) * (size_t)D;
-    if (r == 0) {
-      memset(row, 0, (size_t)D * sizeof *row);
-      continue;
-    }
-    for (int64_t j = 0; j < D; j++) {
-      uint64_t e = (uint64_t)r * (uint64_t)D + (uint64_t)j;
-      lr_rng4 q = lr_philox(seed, LR_STREAM_INIT, (uint32_t)e, (uint32_t)(e >> 32),
-                            ITEM_TENSOR_ID, 0);
-      row[j] = (float)(INIT_STD * lr_normal(q));
+    float *row = rows + (size_t)(r - lo) * (size_t)width;
+    for (int64_t j = 0; j < width; j++) {
+      const uint64_t e = (uint64_t)r * (uint64_t)width + (uint64_t)j;
+      const lr_rng4 q = lr_philox(seed, LR_STREAM_INIT, (uint32_t)e, (uint32_t)(e >> 32), key, 0);
+      row[j] = key ? (float)(INIT_STD * lr_normal(q)) : 0.0f;
     }
   }
+}
+
+void model_init_item_rows(float *rows, int64_t lo, int64_t hi, int64_t D, uint64_t seed) {
+  model_init_rows(rows, lo, hi, D, ITEM_TENSOR_ID, seed);
+  if (lo == 0 && hi > 0) memset(rows, 0, (size_t)D * sizeof *rows); // padding
 }
 
 // ---- activations --------------------------------------------------------------------------
@@ -138,8 +176,8 @@ static size_t acts_layout(const lr_model_cfg *c, int64_t max_B, struct lr_act_sl
   const int n = arch_of(c)->acts(c, a);
   LR_ASSERT(n <= LR_MAX_ACTS);
   for (int i = 0; i < n; i++) {
-    const size_t e = a[i].per_tmp_row ? a[i].per_tmp_row * T
-                                      : a[i].per_row * R * (a[i].per_layer ? L : 1);
+    const size_t e =
+        a[i].per_tmp_row ? a[i].per_tmp_row * T : a[i].per_row * R * (a[i].per_layer ? L : 1);
     slots[i].off = total, slots[i].elems = e;
     total += e;
   }
@@ -162,9 +200,11 @@ float *model_act(const lr_model *m, int i) {
 // ---- set-up ---------------------------------------------------------------------------------
 
 void model_free(lr_model *m) {
-  void *bufs[] = {m->params_mem,  m->grads_mem, m->m_mem,   m->v_mem,    m->acts_mem,
-                  m->keep_bits,   m->gx,        m->lane_gx_mem, m->stage_mem, m->lane_bad};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lr_free(bufs[i]);
+  void *bufs[] = {m->params_mem, m->grads_mem, m->m_mem,        m->v_mem,
+                  m->acts_mem,   m->keep_bits, m->gx,           m->lane_gx_mem,
+                  m->stage_mem,  m->lane_bad,  m->seq_stage_mem};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    lr_free(bufs[i]);
   memset(m, 0, sizeof *m);
 }
 
@@ -186,6 +226,13 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
     m->tensor_off[i] = m->n_params;
     m->n_params += m->tensors[i].elems;
   }
+  m->n_seq_groups = model_seq_groups(cfg, m->seq_groups);
+  for (int g = 0; g < m->n_seq_groups; g++) {
+    LR_CHECK(m->seq_groups[g].width >= 1, LR_ERR_ARG, "model: row group %s has no width",
+             m->seq_groups[g].name);
+    m->seq_stage_off[g] = m->seq_stage_elems;
+    m->seq_stage_elems += (size_t)m->seq_groups[g].width;
+  }
   m->attn_cache_elems = attn_cache_elems(cfg->attn, max_B, cfg->max_len, cfg->d, cfg->heads);
   m->attn_scratch_elems = attn_scratch_elems(cfg->attn, cfg->max_len, cfg->d, cfg->heads);
   size_t cache_off, scratch_off, dh_off;
@@ -201,12 +248,15 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
   m->lane_bad = lr_calloc((size_t)m->lanes, sizeof(uint32_t), "lane gradient flags");
   m->gx = lr_calloc(m->n_params, sizeof(lr_xs), "exact gradients");
   m->stage_mem = lr_calloc((size_t)m->lanes * m->n_params, sizeof(float), "gradient staging");
+  if (m->seq_stage_elems)
+    m->seq_stage_mem =
+        lr_calloc((size_t)m->lanes * m->seq_stage_elems, sizeof(float), "row group staging");
   if (m->lanes > 1)
     m->lane_gx_mem =
         lr_calloc((size_t)(m->lanes - 1) * m->n_params, sizeof(lr_xs), "lane gradients");
-  if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem ||
-      !m->keep_bits || !m->lane_bad || !m->gx || !m->stage_mem ||
-      (m->lanes > 1 && !m->lane_gx_mem)) {
+  if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem || !m->keep_bits ||
+      !m->lane_bad || !m->gx || !m->stage_mem || (m->lanes > 1 && !m->lane_gx_mem) ||
+      (m->seq_stage_elems && !m->seq_stage_mem)) {
     model_free(m);
     lr_error_trace(__FILE__, __LINE__, __func__);
     return LR_ERR_NOMEM;
@@ -266,8 +316,8 @@ void model_lap(lr_model *m, lr_model_phase ph, double *t0) {
 lr_dropout model_site(const lr_model *m, lr_dropout dp, uint32_t s, int64_t k, int64_t r0) {
   dp.site = s;
   const size_t rows = (size_t)m->max_B * (size_t)m->cfg.max_len;
-  dp.bits = dp.p > 0.0f ? m->keep_bits + ((size_t)k * rows + (size_t)r0) *
-                                            (size_t)lr_dropout_words(m->cfg.d)
+  dp.bits = dp.p > 0.0f ? m->keep_bits +
+                              ((size_t)k * rows + (size_t)r0) * (size_t)lr_dropout_words(m->cfg.d)
                         : NULL;
   return dp;
 }
@@ -278,6 +328,12 @@ float *model_lane_attn_scratch(const lr_model *m) {
 
 size_t model_lane_tmp_row(const lr_model *m) {
   return (size_t)lr_par_part() * (size_t)m->chunk * (size_t)m->cfg.max_len;
+}
+
+float *model_lane_seq_stage(const lr_model *m, int g) {
+  const int k = lr_par_part();
+  LR_ASSERT(k < m->lanes && g >= 0 && g < m->n_seq_groups);
+  return m->seq_stage_mem + (size_t)k * m->seq_stage_elems + m->seq_stage_off[g];
 }
 
 float *model_lane_stage(const lr_model *m) {
@@ -304,8 +360,8 @@ static void run_lanes(const lr_model *m, int64_t B, lr_par_fn fn, void *job) {
 static lr_lane_rows lane_at(const lr_model *m, int64_t b0, int64_t b1) {
   const size_t N = (size_t)m->cfg.max_len, D = (size_t)m->cfg.d, F = (size_t)m->cfg.inner;
   const size_t R = (size_t)m->B * N, r0 = (size_t)b0 * N, nr = (size_t)(b1 - b0) * N;
-  return (lr_lane_rows){b0,     b1,     (int64_t)R, (int64_t)r0, (int64_t)nr, R * D,
-                        R * F,  r0 * D, r0 * F,     nr * D,      nr * F};
+  return (lr_lane_rows){b0,    b1,     (int64_t)R, (int64_t)r0, (int64_t)nr, R * D,
+                        R * F, r0 * D, r0 * F,     nr * D,      nr * F};
 }
 
 // The exact accumulator of lane k (lane 0's is gx itself).
@@ -328,7 +384,8 @@ static slices layer_slices(const lr_model *m, int64_t l) {
 // Before a sequence: zero the calling lane's staging slices of layer l.
 static void stage_zero(const lr_model *m, const slices *sl) {
   float *st = model_lane_stage(m);
-  for (int i = 0; i < sl->n; i++) memset(st + sl->off[i], 0, sl->cnt[i] * sizeof(float));
+  for (int i = 0; i < sl->n; i++)
+    memset(st + sl->off[i], 0, sl->cnt[i] * sizeof(float));
 }
 
 // After a sequence: add the calling lane's staging slices of layer l into
@@ -388,14 +445,18 @@ static void forward_seqs(void *vj, int64_t b0, int64_t b1) {
 }
 
 const float *model_forward(lr_model *m, const int32_t *idx, const float *rows, const int32_t *lens,
-                           const uint64_t *row_ids, int64_t B, lr_dropout dp) {
+                           const uint64_t *row_ids, int64_t B, lr_dropout dp,
+                           const float *const *seq_rows) {
   const lr_model_cfg *c = &m->cfg;
   LR_ASSERT(B >= 1 && B <= m->max_B);
   for (int64_t b = 0; b < B; b++)
     LR_ASSERT(lens[b] >= 1 && lens[b] <= c->max_len);
   m->B = B;
   m->lens = lens;
-  lr_lane_job j = {.m = m, .idx = idx, .rows = rows, .row_ids = row_ids, .dp = dp};
+  LR_ASSERT(seq_rows || m->n_seq_groups == 0);
+  m->seq_rows = seq_rows;
+  lr_lane_job j = {
+      .m = m, .idx = idx, .rows = rows, .row_ids = row_ids, .dp = dp, .seq_rows = seq_rows};
   run_lanes(m, B, forward_seqs, &j);
   return m->arch->output(m);
 }
@@ -407,12 +468,21 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows, c
 // exactly, so no float sum ever runs over two sequences.
 static void backward_seqs(void *vj, int64_t b0, int64_t b1) {
   const lr_lane_job *j = vj;
-  const slices sl = layer_slices(j->m, j->l);
+  lr_model *m = j->m;
+  const slices sl = layer_slices(m, j->l);
+  float *seq_st = m->n_seq_groups ? model_lane_seq_stage(m, 0) : NULL; // all groups' rows
   for (int64_t b = b0; b < b1; b++) {
-    const lr_lane_rows z = lane_at(j->m, b, b + 1);
-    stage_zero(j->m, &sl);
-    j->m->arch->bwd(j, &z);
-    stage_take(j->m, &sl);
+    const lr_lane_rows z = lane_at(m, b, b + 1);
+    stage_zero(m, &sl);
+    if (seq_st) memset(seq_st, 0, m->seq_stage_elems * sizeof *seq_st);
+    m->arch->bwd(j, &z);
+    stage_take(m, &sl);
+    uint32_t bad = 0; // the sequence's own rows: one writer per row, exact adds
+    for (int g = 0; g < m->n_seq_groups; g++) {
+      const int64_t w = m->seq_groups[g].width;
+      bad |= xsum_add(j->dseq[g] + b * w, seq_st + m->seq_stage_off[g], w);
+    }
+    m->lane_bad[lr_par_part()] |= bad;
   }
 }
 
@@ -428,15 +498,23 @@ static uint32_t drows_add(lr_xs *drows, const float *demb, const int32_t *idx, i
 }
 
 void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
-                    const uint64_t *row_ids, lr_dropout dp) {
+                    const uint64_t *row_ids, lr_dropout dp, lr_xs *const *dseq) {
   const lr_model_cfg *c = &m->cfg;
   const int64_t B = m->B, N = c->max_len, D = c->d;
+  LR_ASSERT(dseq || m->n_seq_groups == 0);
   float *dh = dout; // gradient w.r.t. the current layer's output
   for (int64_t l = c->layers - 1; l >= -1; l--) {
     // dh is dout or a ping-pong buffer; the input gradient goes to another
     // (after the embedding stage: dE, the item rows' gradient per position)
     float *dhin = dh == m->dh_a ? m->dh_b : m->dh_a;
-    lr_lane_job j = {.m = m, .row_ids = row_ids, .dp = dp, .l = l, .dh = dh, .dhin = dhin};
+    lr_lane_job j = {.m = m,
+                     .row_ids = row_ids,
+                     .dp = dp,
+                     .seq_rows = m->seq_rows,
+                     .l = l,
+                     .dh = dh,
+                     .dhin = dhin,
+                     .dseq = dseq};
     run_lanes(m, B, backward_seqs, &j);
     reduce_lanes(m, l);
     dh = dhin;
@@ -445,7 +523,8 @@ void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
   double t0 = model_now();
   // rows repeat across lanes, so one thread adds the item rows' gradients
   uint32_t bad = drows ? drows_add(drows, dh, idx, B * N, D) : 0;
-  for (int64_t k = 0; k < m->lanes; k++) bad |= m->lane_bad[k], m->lane_bad[k] = 0;
+  for (int64_t k = 0; k < m->lanes; k++)
+    bad |= m->lane_bad[k], m->lane_bad[k] = 0;
   m->grad_bad |= bad;
   model_lap(m, LR_PHASE_EMBED, &t0);
   if (m->hook) m->hook(m->hook_ctx, -1);

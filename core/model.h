@@ -38,10 +38,43 @@ typedef struct {
   const lr_arch *arch;     // the architecture (NULL: sasrec)
 } lr_model_cfg;
 
-// The architectures by name ("sasrec"); NULL if unknown. Cannot fail.
-const lr_arch *model_arch_find(const char *name);
-// An architecture's name. Cannot fail.
-const char *model_arch_name(const lr_arch *a);
+// ---- the architectures ---------------------------------------------------------------------
+// The registry, as attention.h's: the built-in ones (sasrec), then any
+// registered at run time (tests, extensions). Ids are indices in that order.
+// Local; cannot fail.
+int model_arch_count(void);
+const lr_arch *model_arch_get(int id);           // NULL outside 0..count-1
+const lr_arch *model_arch_find(const char *name); // NULL if unknown
+const char *model_arch_name(const lr_arch *a);    // NULL: sasrec
+// The names in id order (the config's choices of model.arch). Cannot fail.
+const char *const *model_arch_names(void);
+// Add an architecture: its id, or LR_ERR_ARG (a name in use, a required
+// function missing, the registry full; message set). Not thread safe; call
+// before any config is parsed.
+int model_arch_register(const lr_arch *a);
+
+// ---- per-sequence row groups ---------------------------------------------------------------
+// Besides its dense arena and the batch's item rows, an architecture may
+// read one row per sequence of tables it declares here, keyed by the
+// sequence's user (a user embedding, a per-user bias). The tables live
+// outside the model (dist/ places them: the rank that holds a user's
+// sequences holds its rows); forward takes the batch's rows, backward adds
+// their gradients, exactly, one row per sequence.
+#define LR_MAX_SEQ_GROUPS 4
+typedef struct {
+  const char *name; // "users", ... (checkpoints and model files name the table)
+  int64_t width;    // floats per row
+  uint32_t key;     // init: N(0, 0.02) keyed by (seed, key, global row, column); 0: zeros
+} lr_seq_group;
+
+// The per-sequence row groups of cfg's architecture; returns their number
+// (0..LR_MAX_SEQ_GROUPS). Cannot fail.
+int model_seq_groups(const lr_model_cfg *cfg, lr_seq_group g[LR_MAX_SEQ_GROUPS]);
+// Initial rows lo..hi-1 of a row table of `width` floats per row keyed by
+// `key` (0: zeros): ((hi-lo), width), keyed by global row id so any cut of
+// the rows gives the same values. Cannot fail.
+void model_init_rows(float *rows, int64_t lo, int64_t hi, int64_t width, uint32_t key,
+                     uint64_t seed);
 
 // ---- the parameter tensors -----------------------------------------------------------------
 // A model's parameters are the architecture's tensors laid out back to back
@@ -130,6 +163,12 @@ typedef struct {
   } acts[LR_MAX_ACTS];
   float *acts_mem;
   size_t acts_elems;
+  int n_seq_groups;        // the architecture's per-sequence row groups
+  lr_seq_group seq_groups[LR_MAX_SEQ_GROUPS];
+  size_t seq_stage_off[LR_MAX_SEQ_GROUPS]; // in a lane's seq staging
+  size_t seq_stage_elems;  // per lane: the widths summed
+  float *seq_stage_mem;    // lanes x seq_stage_elems: one sequence's row gradients
+  const float *const *seq_rows; // of the last forward (borrowed)
   float *dh_a, *dh_b;      // (max_B,N,D) the backward's whole-batch gradient ping-pong
   float *attn_cache, *attn_scratch; // (L, attn_cache_elems); one scratch per thread
   uint32_t *keep_bits; // dropout masks, forward to backward: keep_blocks x max_B*N rows of bits
@@ -160,17 +199,21 @@ void model_set_chunk(lr_model *m, int64_t seqs);
 // lengths (right padding, 1 <= lens <= N); row_ids (B*N) dropout keys
 // (example id * N + position); dp: seed/epoch, p (0 in evaluation).
 // Returns the final hidden states (B,N,D), valid until the next forward.
+// seq_rows: per row group of model_seq_groups, the (B, width) rows of the
+// batch's sequences (NULL when the architecture has none).
 const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
                            const int32_t *lens, const uint64_t *row_ids, int64_t B,
-                           lr_dropout dp);
+                           lr_dropout dp, const float *const *seq_rows);
 
 // Backward of the last forward: dout (B,N,D) is the loss gradient w.r.t. the
 // final hidden states (overwritten as scratch). Adds, exactly, into the
 // dense gradient m->gx and into drows (U,D), the gradient of the distinct
-// rows (NULL: not wanted). A gradient term out of xsum.h's range (a
-// diverging run) sets m->grad_bad.
+// rows (NULL: not wanted) and, per row group, into dseq[g] (B, width), the
+// gradient of the batch's sequences' rows (NULL when the architecture has
+// none). A gradient term out of xsum.h's range (a diverging run) sets
+// m->grad_bad.
 void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
-                    const uint64_t *row_ids, lr_dropout dp);
+                    const uint64_t *row_ids, lr_dropout dp, lr_xs *const *dseq);
 
 // Install (or, with fn = NULL, remove) the backward hook. Cannot fail.
 void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx);

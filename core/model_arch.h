@@ -19,9 +19,11 @@
 //             the gradient w.r.t. the layer's output to that w.r.t. its input,
 //             adding its parameters' gradients to the lane's staging views;
 //   output    the final hidden states (B,N,D) of the last forward;
-//   layer_flops  the forward multiply-adds of one layer (attention aside).
+//   layer_flops  the forward multiply-adds of one layer (attention aside);
+//   seq_groups   optional: tables read one row per sequence (model.h).
 // Adding an architecture is a new file core/arch_<name>.c and a line in the
-// registry (model.c); model.c itself does not change.
+// registry (model.c), or a model_arch_register call; model.c itself does not
+// change.
 #ifndef LR_MODEL_ARCH_H
 #define LR_MODEL_ARCH_H
 
@@ -43,8 +45,10 @@ typedef struct {
   const float *rows;       // forward: the batch's distinct item rows
   const uint64_t *row_ids; // dropout keys (B*N)
   lr_dropout dp;
+  const float *const *seq_rows; // per row group (model_seq_groups): (B, width) rows
   int64_t l;               // backward: the layer (-1: the embedding stage)
   float *dh, *dhin;        // backward: (B*N,D) gradients w.r.t. the layer's output / input
+  lr_xs *const *dseq;      // backward: per row group (B, width), the engine's
 } lr_lane_job;
 
 // An activation buffer: floats = per_row * R (R = max_B*N rows), times L
@@ -66,6 +70,9 @@ struct lr_arch {
   void (*fwd)(const lr_lane_job *j, const lr_lane_rows *z);
   void (*bwd)(const lr_lane_job *j, const lr_lane_rows *z);
   const float *(*output)(const lr_model *m);
+  // Its per-sequence row groups (model.h); NULL: none. bwd adds a
+  // sequence's row gradients into model_lane_seq_stage.
+  int (*seq_groups)(const lr_model_cfg *c, lr_seq_group g[LR_MAX_SEQ_GROUPS]);
   // Forward multiply-adds of one layer over N rows, the attention kind's
   // own excluded (model_train_flops adds it).
   double (*layer_flops)(const lr_model_cfg *c);
@@ -79,6 +86,9 @@ float *model_act(const lr_model *m, int i);
 float *model_tensor_in(const lr_model *m, float *arena, int i);
 // The calling lane's staging arena (where bwd adds parameter gradients).
 float *model_lane_stage(const lr_model *m);
+// The calling lane's staging row of row group g for the sequence in bwd
+// (width floats, zeroed before each sequence and layer).
+float *model_lane_seq_stage(const lr_model *m, int g);
 // The first row of the calling lane's chunk temporaries (chunk x N rows).
 size_t model_lane_tmp_row(const lr_model *m);
 // The calling thread's copy of the attention scratch.

@@ -285,7 +285,7 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, float coef, ui
                        sampled ? M * C : 0));
   t->ph_comm += dist_wtime() - t0;
   lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout, NULL};
-  const float *h = nb > 0 ? model_forward(&t->model, t->idx, rows, t->lens, t->row_ids, nb, dp)
+  const float *h = nb > 0 ? model_forward(&t->model, t->idx, rows, t->lens, t->row_ids, nb, dp, NULL)
                           : NULL;
   double t1 = dist_wtime();
   if (nb > 0) {
@@ -306,7 +306,7 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, float coef, ui
     for (int64_t m = 0; m < M; m++)
       for (int64_t j = 0; j < D; j++) t->dout[t->lrow[m] * D + j] += t->dhs[m * D + j];
     t->ph_loss += dist_wtime() - t1;
-    model_backward(&t->model, drows, t->dout, t->idx, t->row_ids, dp);
+    model_backward(&t->model, drows, t->dout, t->idx, t->row_ids, dp, NULL);
   } else {
     t->ph_loss += dist_wtime() - t1;
   }

@@ -21,7 +21,8 @@ static size_t param_elems(int64_t D, int64_t H) {
 // g_h = 1 + h/10 + layer/20: distinct per head and layer, no randomness.
 static void param_init(float *prm, int64_t D, int64_t H, int64_t layer, uint64_t seed) {
   (void)D, (void)seed;
-  for (int64_t h = 0; h < H; h++) prm[h] = 1.0f + 0.1f * (float)h + 0.05f * (float)layer;
+  for (int64_t h = 0; h < H; h++)
+    prm[h] = 1.0f + 0.1f * (float)h + 0.05f * (float)layer;
 }
 static double flops(int64_t N, int64_t D, int64_t H) {
   (void)H;
@@ -32,9 +33,18 @@ static double flops(int64_t N, int64_t D, int64_t H) {
 #include "attn_instantiate.h"
 
 const lr_attn_ops ref_toy_attn = {
-    "toy_gate", "test only: g_h tanh(q_i.k_i/sqrt(d)) mean_{m<=i} v_m, g_h learned", 1,
-    cache_elems, scratch_elems, param_elems, param_init, toy_fwd, toy_bwd, toy_fwd_f64,
-    toy_bwd_f64, flops};
+    "toy_gate",
+    "test only: g_h tanh(q_i.k_i/sqrt(d)) mean_{m<=i} v_m, g_h learned",
+    1,
+    cache_elems,
+    scratch_elems,
+    param_elems,
+    param_init,
+    toy_fwd,
+    toy_bwd,
+    toy_fwd_f64,
+    toy_bwd_f64,
+    flops};
 
 int ref_toy_attn_register(void) {
   const int id = attn_id(&ref_toy_attn);
@@ -48,7 +58,8 @@ static void FN(toy_fwd)(real *ob, real *cache, const real *xb, const real *prm, 
   const int64_t d = D / H, ldx = 3 * D;
   const real scale = (real)1 / R_SQRT((real)d);
   real *t = cache, *S = cache + H * N, *run = scratch;
-  for (int64_t c = 0; c < D; c++) run[c] = 0;
+  for (int64_t c = 0; c < D; c++)
+    run[c] = 0;
   for (int64_t i = 0; i < n; i++) {
     const real *x = xb + i * ldx;
     for (int64_t c = 0; c < D; c++) {
@@ -57,7 +68,8 @@ static void FN(toy_fwd)(real *ob, real *cache, const real *xb, const real *prm, 
     }
     for (int64_t h = 0; h < H; h++) {
       real u = 0;
-      for (int64_t j = 0; j < d; j++) u += x[h * d + j] * x[D + h * d + j];
+      for (int64_t j = 0; j < d; j++)
+        u += x[h * d + j] * x[D + h * d + j];
       t[h * N + i] = (real)tanh((double)(u * scale));
       for (int64_t j = 0; j < d; j++)
         ob[i * D + h * d + j] = prm[h] * t[h * N + i] * S[i * D + h * d + j];
@@ -75,14 +87,16 @@ static void FN(toy_bwd)(real *dxb, real *dprm, const real *gb, const real *xb, c
   const real scale = (real)1 / R_SQRT((real)d);
   const real *t = cache, *S = cache + H * N;
   real *suf = scratch;
-  for (int64_t c = 0; c < D; c++) suf[c] = 0;
+  for (int64_t c = 0; c < D; c++)
+    suf[c] = 0;
   for (int64_t i = n - 1; i >= 0; i--) {
     const real *x = xb + i * ldx, *g = gb + i * D;
     real *dx = dxb + i * ldx;
     for (int64_t h = 0; h < H; h++) {
       const real th = t[h * N + i];
       real gs = 0;
-      for (int64_t j = 0; j < d; j++) gs += g[h * d + j] * S[i * D + h * d + j];
+      for (int64_t j = 0; j < d; j++)
+        gs += g[h * d + j] * S[i * D + h * d + j];
       if (dprm) dprm[h] += th * gs;
       const real du = prm[h] * gs * (1 - th * th) * scale;
       for (int64_t j = 0; j < d; j++) {
@@ -91,7 +105,8 @@ static void FN(toy_bwd)(real *dxb, real *dprm, const real *gb, const real *xb, c
         suf[h * d + j] += prm[h] * th * g[h * d + j] / (real)(i + 1);
       }
     }
-    for (int64_t c = 0; c < D; c++) dx[2 * D + c] += suf[c];
+    for (int64_t c = 0; c < D; c++)
+      dx[2 * D + c] += suf[c];
   }
 }
 

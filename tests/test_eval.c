@@ -227,7 +227,7 @@ static double ref_scores(double *s, ref_ctx *r, const lr_dataset *ds, int64_t u,
   }
   int32_t l = (int32_t)(len > 0 ? len : 1);
   lr_dropout dp = {0};
-  const float *h = model_forward(sc->model, r->idx, sc->table->tab.w, &l, r->row_ids, 1, dp);
+  const float *h = model_forward(sc->model, r->idx, sc->table->tab.w, &l, r->row_ids, 1, dp, NULL);
   h += (int64_t)(l - 1) * r->D;
   double habs = 0;
   for (int64_t j = 0; j < r->D; j++)

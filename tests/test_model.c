@@ -35,8 +35,9 @@
 #include "model.h"      // lr_model, model_*
 #include "par.h"        // lr_par_set_threads
 #include "ref_layers.h" // t_alloc
-#include "rng.h"        // lr_philox, lr_below
+#include "ref_toy_arch.h"
 #include "ref_toy_attn.h"
+#include "rng.h" // lr_philox, lr_below
 #include "test_util.h"
 
 // Shapes: small enough for a fast test, with two heads, two layers, a
@@ -63,8 +64,8 @@ static const int32_t LENS[NB] = {NN, 6, 1};
 #define FD_EPS 1e-2f
 #define FD_TOL 2e-2
 #define FD_PER_TENSOR 4
-#define TOL_PAD 1e-5   // (a): same arithmetic up to GEMM shape / float rounding
-#define TOL_PERM 1e-6  // (d): a permuted batch
+#define TOL_PAD 1e-5  // (a): same arithmetic up to GEMM shape / float rounding
+#define TOL_PERM 1e-6 // (d): a permuted batch
 
 // ---- fixture: a model, an item table and one batch ---------------------------------
 
@@ -78,8 +79,16 @@ typedef struct {
   int32_t *ltgt;             // (M) targets
   float *hs, *dhs, *dout, *dout0, *scratch;
   lr_dropout dp;
+  // the architecture's per-sequence row groups: rows (B, width), their
+  // exact and float gradients
+  int ns;
+  float *srows[LR_MAX_SEQ_GROUPS], *sg[LR_MAX_SEQ_GROUPS];
+  lr_xs *sgx[LR_MAX_SEQ_GROUPS];
   const float *h; // (B,N,D) of the last forward
 } fixture;
+
+// The architecture under test (NULL: sasrec); main runs every check for each.
+static const lr_arch *g_arch;
 
 static uint64_t rnd(uint64_t key, uint64_t i, uint64_t n) {
   lr_rng4 r = lr_philox(key, 77, (uint32_t)i, (uint32_t)(i >> 32), 0, 0);
@@ -137,7 +146,7 @@ static void fill_ids(int32_t *ids, const int32_t *lens, int64_t B, int64_t N, ui
 static int fx_init(fixture *f, const lr_attn_ops *kind, int64_t N, int64_t B, const int32_t *ids,
                    const int32_t *lens, const uint64_t *ex, float p) {
   memset(f, 0, sizeof *f);
-  lr_model_cfg c = {NI, N, ND, NH, NL, NF, p, 1e-12f, kind, NULL};
+  lr_model_cfg c = {NI, N, ND, NH, NL, NF, p, 1e-12f, kind, g_arch};
   if (model_init(&f->m, &c, B, 3) != LR_OK || itemtab_init(&f->tab, 0, NI + 1, ND, 3) != LR_OK) {
     t_check(0, "%s: model_init/itemtab_init: %s", kind->name, lr_error_msg());
     lr_error_clear();
@@ -172,6 +181,15 @@ static int fx_init(fixture *f, const lr_attn_ops *kind, int64_t N, int64_t B, co
   f->dout = t_alloc(B * N * ND, sizeof(float));
   f->dout0 = t_alloc(B * N * ND, sizeof(float));
   f->scratch = t_alloc((int64_t)ce_fb_scratch_elems(f->M, CE_TILE, ND, NI + 1), sizeof(float));
+  f->ns = f->m.n_seq_groups;
+  for (int g = 0; g < f->ns; g++) { // each sequence's rows keyed by its example id
+    const int64_t w = f->m.seq_groups[g].width;
+    f->srows[g] = t_alloc(B * w, sizeof(float));
+    f->sg[g] = t_alloc(B * w, sizeof(float));
+    f->sgx[g] = t_alloc(B * w, sizeof(lr_xs));
+    for (int64_t b = 0; b < B; b++)
+      t_fill_f(f->srows[g] + b * w, w, 3000 + ex[b] + 97 * (uint64_t)g, 0.3f);
+  }
   return 0;
 }
 
@@ -187,13 +205,16 @@ static void fx_free(fixture *f) {
   free(f->dout);
   free(f->dout0);
   free(f->scratch);
+  for (int g = 0; g < f->ns; g++)
+    free(f->srows[g]), free(f->sg[g]), free(f->sgx[g]);
   itemtab_free(&f->tab);
   model_free(&f->m);
   memset(f, 0, sizeof *f);
 }
 
 static const float *fx_forward(fixture *f) {
-  f->h = model_forward(&f->m, f->idx, f->tab.w, f->lens, f->row_ids, f->B, f->dp);
+  f->h = model_forward(&f->m, f->idx, f->tab.w, f->lens, f->row_ids, f->B, f->dp,
+                       f->ns ? (const float *const *)f->srows : NULL);
   return f->h;
 }
 
@@ -201,12 +222,17 @@ static const float *fx_forward(fixture *f) {
 // model's float gradient m.grads_mem, and tab.g += the item rows' exact
 // gradient (tab.gx emptied).
 static void fx_backward(fixture *f) {
-  model_backward(&f->m, f->tab.gx, f->dout, f->idx, f->row_ids, f->dp);
+  model_backward(&f->m, f->tab.gx, f->dout, f->idx, f->row_ids, f->dp, f->ns ? f->sgx : NULL);
   model_grads_to_float(&f->m);
   for (int64_t i = 0; i < (NI + 1) * f->D; i++) {
     f->tab.g[i] += (float)xsum_value(f->tab.gx[i]);
     f->tab.gx[i] = (lr_xs){0, 0, 0};
   }
+  for (int g = 0; g < f->ns; g++)
+    for (int64_t i = 0; i < f->B * f->m.seq_groups[g].width; i++) {
+      f->sg[g][i] += (float)xsum_value(f->sgx[g][i]);
+      f->sgx[g][i] = (lr_xs){0, 0, 0};
+    }
 }
 
 // Mean CE over the loss rows. With grads: zeroes the gradients, then leaves
@@ -217,6 +243,8 @@ static double fx_loss(fixture *f, int grads) {
   if (grads) {
     model_zero_grad(&f->m);
     memset(f->tab.g, 0, (size_t)((NI + 1) * D) * sizeof(float));
+    for (int g = 0; g < f->ns; g++)
+      memset(f->sg[g], 0, (size_t)(f->B * f->m.seq_groups[g].width) * sizeof(float));
   }
   const float *h = fx_forward(f);
   for (int64_t m = 0; m < f->M; m++)
@@ -262,13 +290,17 @@ static void check_padding(const lr_attn_ops *kind) {
       memcpy(dst, src, n_one * sizeof(float));
     }
     memcpy(one.tab.w, big.tab.w, (size_t)((NI + 1) * ND) * sizeof(float));
+    for (int g = 0; g < one.ns; g++) {
+      const int64_t w = one.m.seq_groups[g].width;
+      memcpy(one.srows[g], big.srows[g] + b * w, (size_t)w * sizeof(float));
+    }
     const float *ho = fx_forward(&one);
     double *ref = t_alloc(n * ND, sizeof(double));
     for (int64_t i = 0; i < n * ND; i++)
       ref[i] = hb[b * NN * ND + i];
     char name[128];
-    snprintf(name, sizeof name, "%s: (a) length-%d sequence, padded to %d vs alone",
-             kind->name, n, NN);
+    snprintf(name, sizeof name, "%s: (a) length-%d sequence, padded to %d vs alone", kind->name, n,
+             NN);
     t_close_f(ho, ref, n * ND, TOL_PAD, name);
     free(ref);
     fx_free(&one);
@@ -315,8 +347,7 @@ static void check_fd(const lr_attn_ops *kind, float p, int64_t chunk) {
   fixture f;
   if (fx_init(&f, kind, NN, NB, ids, LENS, ex, p)) return;
   char kn[64];
-  snprintf(kn, sizeof kn, chunk ? "%s (f) chunks of %lld" : "%s", kind->name,
-           (long long)chunk);
+  snprintf(kn, sizeof kn, chunk ? "%s (f) chunks of %lld" : "%s", kind->name, (long long)chunk);
   if (chunk) model_set_chunk(&f.m, chunk);
   fx_loss(&f, 1);
   float *g = t_alloc((int64_t)f.m.n_params, sizeof(float));
@@ -361,6 +392,20 @@ static void check_fd(const lr_attn_ops *kind, float p, int64_t chunk) {
     fd_report(kn, in_batch ? "item rows (in batch)" : "item rows (CE only)", maxerr, gmax, p);
   }
   t_check(maxabs(gt, ND) == 0.0, "%s: (b) padding item row 0 gets no gradient", kn);
+  for (int g = 0; g < f.ns; g++) { // the per-sequence rows, every element
+    const int64_t n = f.B * f.m.seq_groups[g].width;
+    float *sgc = t_alloc(n, sizeof(float));
+    memcpy(sgc, f.sg[g], (size_t)n * sizeof(float));
+    double maxerr = 0;
+    for (int64_t i = 0; i < n; i++) {
+      double e = fabs(fd_one(&f, f.srows[g] + i) - (double)sgc[i]);
+      maxerr = e > maxerr ? e : maxerr;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "%s rows", f.m.seq_groups[g].name);
+    fd_report(kn, what, maxerr, maxabs(sgc, (size_t)n), p);
+    free(sgc);
+  }
   free(g);
   free(gt);
   fx_free(&f);
@@ -383,21 +428,23 @@ static void check_twice(const lr_attn_ops *kind) {
   memcpy(f.dout, f.dout0, (size_t)(f.B * f.N * ND) * sizeof(float));
   fx_backward(&f);
   int same = 1; // exact sums: twice the limbs is exactly twice the value
-  for (int64_t i = 0; i < P; i++) same &= (double)f.m.grads_mem[i] == g2[i];
+  for (int64_t i = 0; i < P; i++)
+    same &= (double)f.m.grads_mem[i] == g2[i];
   t_check(same, "%s: (c) dense grads after backward twice = 2x, bitwise", kn);
   // the item-table gradient holds CE (once) + embedding (twice) parts: redo
   // the expectation from a fresh run without the CE part
   free(g2);
   memset(f.tab.g, 0, (size_t)T * sizeof(float));
   memcpy(f.dout, f.dout0, (size_t)(f.B * f.N * ND) * sizeof(float));
-  model_backward(&f.m, f.tab.gx, f.dout, f.idx, f.row_ids, f.dp);
+  model_backward(&f.m, f.tab.gx, f.dout, f.idx, f.row_ids, f.dp, f.ns ? f.sgx : NULL);
   double *e2 = t_alloc(T, sizeof(double));
   for (int64_t i = 0; i < T; i++)
     e2[i] = 2.0 * (double)(float)xsum_value(f.tab.gx[i]);
   memcpy(f.dout, f.dout0, (size_t)(f.B * f.N * ND) * sizeof(float));
-  model_backward(&f.m, f.tab.gx, f.dout, f.idx, f.row_ids, f.dp);
+  model_backward(&f.m, f.tab.gx, f.dout, f.idx, f.row_ids, f.dp, f.ns ? f.sgx : NULL);
   same = 1;
-  for (int64_t i = 0; i < T; i++) same &= (double)(float)xsum_value(f.tab.gx[i]) == e2[i];
+  for (int64_t i = 0; i < T; i++)
+    same &= (double)(float)xsum_value(f.tab.gx[i]) == e2[i];
   t_check(same, "%s: (c) item-row grads after backward twice = 2x, bitwise", kn);
   free(e2);
   fx_free(&f);
@@ -485,7 +532,7 @@ static void check_lanes(const lr_attn_ops *kind, int64_t chunk) {
   const char *ck = chunk ? "(f) chunks of 1," : "(e)";
   const int64_t T = (NI + 1) * ND, n = NB * NN * ND;
   const int threads[2][3] = {{1, 2, 3}, {1, 1, 2}};
-  float *ref = NULL;
+  float *ref = NULL, *ref_sg[LR_MAX_SEQ_GROUPS] = {0};
   int64_t P = 0;
   for (int run = 0; run < 3; run++) {
     const int th = threads[chunk ? 1 : 0][run];
@@ -508,6 +555,11 @@ static void check_lanes(const lr_attn_ops *kind, int64_t chunk) {
     if (run == 0) {
       ref = t_alloc(n + P + T, sizeof(float));
       memcpy(ref, got, (size_t)(n + P + T) * sizeof(float));
+      for (int g = 0; g < f.ns; g++) {
+        const int64_t w = NB * f.m.seq_groups[g].width;
+        ref_sg[g] = t_alloc(w, sizeof(float));
+        memcpy(ref_sg[g], f.sg[g], (size_t)w * sizeof(float));
+      }
     } else {
       t_check(memcmp(got, ref, (size_t)n * sizeof(float)) == 0,
               "%s: %s %d lanes: forward as the reference, bitwise", kn, ck, th);
@@ -515,6 +567,10 @@ static void check_lanes(const lr_attn_ops *kind, int64_t chunk) {
               "%s: %s %d lanes: dense gradients as the reference, bitwise", kn, ck, th);
       t_check(memcmp(got + n + P, ref + n + P, (size_t)T * sizeof(float)) == 0,
               "%s: %s %d lanes: item-table gradient as the reference, bitwise", kn, ck, th);
+      int same = 1;
+      for (int g = 0; g < f.ns; g++)
+        same &= !memcmp(f.sg[g], ref_sg[g], (size_t)(NB * f.m.seq_groups[g].width) * 4);
+      t_check(same, "%s: %s %d lanes: row-group gradients as the reference, bitwise", kn, ck, th);
       // the lane accumulators are left zero for the next backward
       int zero = 1;
       for (size_t i = 0; i < (size_t)(th - 1) * (size_t)P; i++)
@@ -525,6 +581,8 @@ static void check_lanes(const lr_attn_ops *kind, int64_t chunk) {
     fx_free(&f);
   }
   free(ref);
+  for (int g = 0; g < LR_MAX_SEQ_GROUPS; g++)
+    free(ref_sg[g]);
   lr_par_set_threads(1);
 }
 
@@ -532,16 +590,22 @@ int main(void) {
   // the test-only kind with a parameter of its own: its attn_p tensor gets the
   // finite differences, lanes and chunks checks of every other tensor
   t_check(ref_toy_attn_register() >= 0, "registry: toy_gate registered");
-  for (int k = 0; k < attn_count(); k++) {
-    const lr_attn_ops *kind = attn_get(k);
-    check_padding(kind);
-    check_fd(kind, 0.0f, 0);
-    check_fd(kind, 0.2f, 0);
-    check_fd(kind, 0.2f, 1);
-    check_twice(kind);
-    check_dropout(kind);
-    check_lanes(kind, 0);
-    check_lanes(kind, 1);
-  }
+  // the test-only architecture with a per-user row group: its rows get the
+  // same checks (finite differences, lanes, chunks)
+  t_check(ref_toy_arch_register() >= 0, "registry: toy_userbias registered");
+  for (int a = 0; a < model_arch_count(); a++)
+    for (int k = 0; k < attn_count(); k++) {
+      g_arch = model_arch_get(a);
+      if (k == 0) printf("---- architecture %s\n", model_arch_name(g_arch));
+      const lr_attn_ops *kind = attn_get(k);
+      check_padding(kind);
+      check_fd(kind, 0.0f, 0);
+      check_fd(kind, 0.2f, 0);
+      check_fd(kind, 0.2f, 1);
+      check_twice(kind);
+      check_dropout(kind);
+      check_lanes(kind, 0);
+      check_lanes(kind, 1);
+    }
   return t_done();
 }

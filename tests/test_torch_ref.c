@@ -198,7 +198,7 @@ static double run_step(runner *x, const ref_dump *r) {
   lr_dropout dp = {1, 0, 0, 0.0f, NULL};
   model_zero_grad(&x->m);
   memset(x->tab.g, 0, r->n_table * sizeof(float));
-  const float *h = x->h = model_forward(&x->m, x->idx, x->tab.w, r->lens, x->row_ids, B, dp);
+  const float *h = x->h = model_forward(&x->m, x->idx, x->tab.w, r->lens, x->row_ids, B, dp, NULL);
   for (int64_t b = 0; b < B; b++)
     memcpy(x->hs + b * D, h + (b * N + r->lens[b] - 1) * D, (size_t)D * sizeof(float));
   memset(x->dhs, 0, (size_t)(B * D) * sizeof(float));
@@ -207,7 +207,7 @@ static double run_step(runner *x, const ref_dump *r) {
   memset(x->dout, 0, (size_t)(B * N * D) * sizeof(float));
   for (int64_t b = 0; b < B; b++)
     memcpy(x->dout + (b * N + r->lens[b] - 1) * D, x->dhs + b * D, (size_t)D * sizeof(float));
-  model_backward(&x->m, x->tab.gx, x->dout, x->idx, x->row_ids, dp);
+  model_backward(&x->m, x->tab.gx, x->dout, x->idx, x->row_ids, dp, NULL);
   model_grads_to_float(&x->m);
   for (size_t i = 0; i < r->n_table; i++) {
     x->tab.g[i] += (float)xsum_value(x->tab.gx[i]);
