@@ -6,6 +6,7 @@
 #  - sharded and replicated tables follow the same training trajectory;
 #  - uneven shapes: 3 items on 4 ranks, a rank with no users;
 #  - a failing rank ends the whole job within 10 s with a message naming it;
+#  - a failure of the error agreement itself aborts the job (no rank waits);
 #  - model.lrm written from a sharded table (shards streamed to rank 0, more
 #    than one message per shard) evaluates to train's test metrics at P = 1
 #    and, loaded sharded or replicated, at P = 3.
@@ -84,6 +85,20 @@ took=$(( $(date +%s) - start ))
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 10 ] && grep -q '\[rank 1/2\].*injected fault' "$tmp/fault.log"; then
   ok "injected fault on rank 1 ends the job (exit $rc, ${took}s)"
 else cat "$tmp/fault.log"; bad "injected fault on rank 1 ends the job (exit $rc, ${took}s)"; fi
+
+# 4b. A failure inside the error path (the agreement's own reduction fails on
+# rank 1 while rank 0 waits in it) aborts the job instead of leaving rank 0
+# waiting.
+start=$(date +%s)
+LINREC_INJECT_AGREE_FAULT=1:2 timeout 60 mpirun -np 2 --oversubscribe --mca mpi_yield_when_idle 1 \
+  -x LINREC_INJECT_AGREE_FAULT "$bin" train --config "$src/configs/quickstart.json" "${tiny[@]}" \
+  --out "$tmp/agree-fault" > "$tmp/agree-fault.log" 2>&1
+rc=$?
+took=$(( $(date +%s) - start ))
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 20 ] &&
+   grep -q '\[rank 1/2\].*failure agreement failed.*the job is aborted' "$tmp/agree-fault.log"; then
+  ok "a failed agreement aborts the job (exit $rc, ${took}s)"
+else cat "$tmp/agree-fault.log"; bad "a failed agreement aborts the job (exit $rc, ${took}s)"; fi
 
 # 5. The model file of a sharded table. 600,000 items x d=16 on 2 ranks: each
 # shard is 4.8M floats, more than one 4M-float transfer chunk.
