@@ -44,6 +44,7 @@
 #include "embed.h"
 #include "eval.h"
 #include "gradsync.h"
+#include "jobcheck.h"
 #include "examples.h"
 #include "gemm.h"
 #include "par.h"
@@ -60,6 +61,7 @@
 typedef struct {
   const lr_config *c;
   lr_dataset ds;
+  lr_data_fp data_fp; // of ds (every rank's, checked alike)
   lr_examples ex;
   lr_model model;
   lr_table table;
@@ -464,6 +466,9 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int
   const int P = dist_size();
   // Data and config errors are alike on every rank: agree, report once.
   LR_CALL(dist_agree(trainer_init_local(t, c)));
+  data_fingerprint(&t->ds, &t->data_fp);
+  LR_CALL(jobcheck_data(&t->data_fp, c->data_format == LR_FMT_SYNTHETIC ? "synthetic data"
+                                                                        : c->data_path));
   int64_t loss_rows = t->Bm * (t->ex.all ? t->N : 1);
   // evaluation passes: at most the model's capacity (dist/eval.c)
   int64_t Be = c->eval_batch_size < t->model.max_B ? c->eval_batch_size : t->model.max_B;
@@ -644,7 +649,8 @@ static int ckpt_setup(trainer *t) {
   ckpt_writer_cfg wc = {t->ckpt_root,    t->traj_json,          (int)c->ckpt_keep_last,
                         (int)c->ckpt_zstd_level, n_rows,        t->D,
                         t->item_lo,      t->item_hi,            CK_ITEM_ARRAYS,
-                        periodic ? 3 : 0, t->n_dense,           CK_DENSE_ARRAYS};
+                        periodic ? 3 : 0, t->n_dense,           CK_DENSE_ARRAYS,
+                        t->data_fp};
   t->dense_stage = lr_calloc((size_t)(CK_DENSE_ARRAYS * t->n_dense), sizeof(float),
                              "checkpoint dense arrays");
   int rc = t->dense_stage ? ckpt_writer_init(&t->ckw, &wc) : LR_ERR_NOMEM;
@@ -774,6 +780,37 @@ static int ckpt_restore(trainer *t, const char *dir, int64_t steps_per_epoch,
   return dist_agree(rc);
 }
 
+// The training data of the checkpoint resumed from against this run's (the
+// fingerprints of dataset.h): other data is LR_ERR_CONFIG unless allowed.
+// Alike on every rank (both fingerprints are checked alike). Local.
+static int ckpt_check_data(const trainer *t, const char *dir, int allow) {
+  const lr_data_fp *was = &t->resume_from.data, *now = &t->data_fp;
+  if (was->n_inter < 0) {
+    dist_log0("resume: %s records no data fingerprint (written by an older linrec): the "
+              "training data is not compared\n", dir);
+    return LR_OK;
+  }
+  if (data_fp_equal(was, now)) return LR_OK;
+  char a[160], b[160];
+  data_fp_text(was, a, sizeof a);
+  data_fp_text(now, b, sizeof b);
+  const char *how = was->n_users == now->n_users && was->n_items == now->n_items &&
+                            was->n_inter == now->n_inter
+                        ? " (same counts: the interactions or their order differ)"
+                        : "";
+  if (allow) {
+    dist_log0("resume: --allow-data-change: the training data differs from the checkpoint's "
+              "(checkpoint: %s; this run: %s)%s; training continues on this run's data\n",
+              a, b, how);
+    return LR_OK;
+  }
+  return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
+                  "%s: the checkpoint was written on other training data: checkpoint: %s; this "
+                  "run: %s%s\nHINT: resume with the data it was written on (data.path and "
+                  "data.*), or pass --allow-data-change to continue training from it on this data",
+                  dir, a, b, how);
+}
+
 // ---- the run -------------------------------------------------------------------------
 
 static void metrics_event_resume(trainer *t, const char *dir) {
@@ -801,8 +838,12 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
   if (o && o->resume) LR_CALL(ckpt_resume_find(t->ckpt_root, o->resume, from, sizeof from));
   else LR_CALL(ckpt_resume_check_fresh(t->ckpt_root));
   const int resuming = from[0] != 0;
-  if (resuming) LR_CALL(ckpt_resume_open(from, c, &t->resume_from));
+  if (resuming) {
+    LR_CALL(ckpt_resume_open(from, c, &t->resume_from));
+    LR_CALL(jobcheck_resume(from, &t->resume_from));
+  }
   LR_CALL(trainer_init(t, c, out_dir, resuming));
+  if (resuming) LR_CALL(dist_agree(ckpt_check_data(t, from, o && o->allow_data_change)));
   LR_CALL(ckpt_setup(t));
   lr_scorer sc = {&t->model, &t->table, t->pop, t->user_lo[dist_rank()],
                   t->user_lo[dist_rank() + 1]};

@@ -40,7 +40,10 @@
 //      shards [{file, kind "items"|"dense", lo, hi, D, arrays, aux, bytes,
 //               crc32 "8 hex"}...],
 //      checksum "crc32:8 hex" = crc32 of cJSON_PrintUnformatted of the object
-//               without this member (so whitespace is free, content is not).
+//               without this member (so whitespace is free, content is not),
+//    and optionally data {users, items, interactions, hash "16 hex"}: the
+//    training data's fingerprint (dataset.h; absent in checkpoints of
+//    linrec versions before it).
 //    Integers are JSON numbers within +-2^53; 64-bit hashes are hex strings.
 //    Reading checks every member's presence, type and range (no unknown or
 //    duplicate members), the checksum, the config text against its FNV-1a 64
@@ -76,6 +79,8 @@
 #include <stddef.h> // size_t
 #include <stdint.h> // int64_t, uint64_t
 #include <stdio.h>  // FILE
+
+#include "dataset.h" // lr_data_fp
 
 #define CKPT_VERSION 1
 #define CKPT_NAME_MAX 64     // bytes of a file name inside a checkpoint, with NUL
@@ -124,6 +129,7 @@ typedef struct {
   int64_t time_unix;        // when written (0: the writer fills it in)
   uint64_t config_hash;     // config_hash() of the config that wrote it
   char *config_json;        // owned: config_to_json() text
+  lr_data_fp data;          // the training data's fingerprint; n_inter < 0: not recorded
   int n_shards, cap_shards; // shards[0..n_shards)
   ckpt_shard_entry *shards; // owned
 } ckpt_manifest;

@@ -2,6 +2,7 @@
 // hash of its contents. Not a cryptographic hash: it tells apart data that
 // differ by accident (another file, another preprocessing, a changed line),
 // not data made to collide.
+#include <stdio.h>  // snprintf
 #include <string.h> // memcpy
 
 #include "dataset.h"
@@ -50,4 +51,15 @@ void data_fingerprint(const lr_dataset *ds, lr_data_fp *fp) {
   h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
   h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
   fp->hash = h ^ (h >> 31);
+}
+
+void data_fp_text(const lr_data_fp *fp, char *out, size_t size) {
+  snprintf(out, size, "%lld users, %lld items, %lld interactions, content hash %016llx",
+           (long long)fp->n_users, (long long)fp->n_items, (long long)fp->n_inter,
+           (unsigned long long)fp->hash);
+}
+
+int data_fp_equal(const lr_data_fp *a, const lr_data_fp *b) {
+  return a->n_users == b->n_users && a->n_items == b->n_items && a->n_inter == b->n_inter &&
+         a->hash == b->hash;
 }

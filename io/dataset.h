@@ -10,6 +10,7 @@
 #ifndef LR_DATASET_H
 #define LR_DATASET_H
 
+#include <stddef.h> // size_t
 #include <stdint.h>
 
 typedef struct {
@@ -125,6 +126,11 @@ typedef struct {
   uint64_t hash;
 } lr_data_fp;
 void data_fingerprint(const lr_dataset *ds, lr_data_fp *fp);
+// "U users, I items, N interactions, content hash H" into out[size]. Local;
+// cannot fail.
+void data_fp_text(const lr_data_fp *fp, char *out, size_t size);
+// 1 when a and b are the same fingerprint. Local; cannot fail.
+int data_fp_equal(const lr_data_fp *a, const lr_data_fp *b);
 
 // Frees and zeroes; accepts a zeroed or half-built dataset.
 void dataset_free(lr_dataset *ds);

@@ -22,6 +22,7 @@
 #include "eval.h"
 #include "examples.h"
 #include "gemm.h"
+#include "jobcheck.h"
 #include "shard.h"
 #include "table.h"
 #include "lr.h"
@@ -37,7 +38,7 @@ typedef struct {
   const char *cmd;
   const char *config_path, *out, *model, *users, *split, *resume;
   const char *sets[256];
-  int n_sets, k, include_history, help, markdown;
+  int n_sets, k, include_history, help, markdown, allow_data_change;
 } cli;
 
 // ---- help -----------------------------------------------------------------------------
@@ -64,13 +65,15 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  data.kcore, and writes the binary dataset (use it with data.format=binary).\n");
   else if (!strcmp(cmd, "train"))
     fprintf(f, "usage: [mpirun -np P] linrec train [--config FILE] [--set key=value]... "
-               "[--out DIR] [--resume latest|CKPT]\n"
+               "[--out DIR] [--resume latest|CKPT [--allow-data-change]]\n"
                "  Trains, validating every epoch with early stopping; writes DIR/metrics.jsonl\n"
                "  and DIR/model.lrm (the best model). DIR defaults to ./out.\n"
                "  Checkpoints (train.checkpoint.*) go to DIR/checkpoints; --resume latest\n"
                "  continues from the newest valid one (none: starts from scratch), --resume\n"
-               "  CKPT from that checkpoint directory. SIGTERM or SIGUSR1: checkpoint at the\n"
-               "  next step boundary and exit 75.\n");
+               "  CKPT from that checkpoint directory. A checkpoint records the training\n"
+               "  data's fingerprint: resuming onto other data is an error (exit 2) unless\n"
+               "  --allow-data-change. SIGTERM or SIGUSR1: checkpoint at the next step\n"
+               "  boundary and exit 75.\n");
   else if (!strcmp(cmd, "bench"))
     fprintf(f, "usage: [mpirun -np P] linrec bench [--config FILE] [--set key=value]...\n"
                "  Trains the configured model on its data (normally data.format=synthetic)\n"
@@ -122,6 +125,7 @@ static int parse_args(cli *a, int argc, char **argv) {
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) a->help = 1;
     else if (!strcmp(o, "--include-history")) a->include_history = 1;
     else if (!strcmp(o, "--markdown")) a->markdown = 1;
+    else if (!strcmp(o, "--allow-data-change")) a->allow_data_change = 1;
     else if (!strcmp(o, "--config")) { NEED_VALUE a->config_path = argv[++i]; }
     else if (!strcmp(o, "--out")) { NEED_VALUE a->out = argv[++i]; }
     else if (!strcmp(o, "--model")) { NEED_VALUE a->model = argv[++i]; }
@@ -231,13 +235,31 @@ static int set_threads(const lr_config *c) {
   return lr_set_threads(n);
 }
 
+// The command line's words that are not config, which every rank must share
+// (jobcheck_start). Cannot fail.
+static void command_text(const cli *a, char *out, size_t size) {
+  snprintf(out, size, "%s --out %s --resume %s%s --model %s --split %s --users %s --k %d%s",
+           a->cmd, a->out ? a->out : "-", a->resume ? a->resume : "-",
+           a->allow_data_change ? " --allow-data-change" : "", a->model ? a->model : "-",
+           a->split, a->users ? a->users : "-", a->k, a->include_history ? " --include-history" : "");
+}
+
+// The config every rank built: agreed on (alike errors reported once), then
+// checked to be the same job on every rank (jobcheck.h). Collective.
+static int config_agreed(lr_config *c, const cli *a, const char *model_file) {
+  LR_CALL(dist_agree(build_config(c, a, model_file)));
+  char cmd[LR_PATH_MAX * 3];
+  command_text(a, cmd, sizeof cmd);
+  return jobcheck_start(c, cmd);
+}
+
 static int cmd_train(const cli *a, int *exit_code) {
   lr_config c;
-  LR_CALL(dist_agree(build_config(&c, a, NULL)));
+  LR_CALL(config_agreed(&c, a, NULL));
   LR_CALL(set_threads(&c));
   LR_CALL(install_stop_handlers());
   lr_train_result r;
-  lr_train_opts o = {a->resume, &g_stop};
+  lr_train_opts o = {a->resume, &g_stop, a->allow_data_change};
   LR_CALL(train_run(&c, a->out ? a->out : "out", &o, &r));
   if (r.stop_signal) {
     dist_log0("stopped on signal %d after step %lld; checkpoint %s\n"
@@ -258,7 +280,7 @@ static int cmd_train(const cli *a, int *exit_code) {
 // linrec bench: progress lines to stderr, one JSON line on stdout.
 static int cmd_bench(const cli *a) {
   lr_config c;
-  LR_CALL(dist_agree(build_config(&c, a, NULL)));
+  LR_CALL(config_agreed(&c, a, NULL));
   LR_CALL(set_threads(&c));
   dist_log0_stream(stderr);
   lr_bench_result r;
@@ -319,9 +341,12 @@ static int load_scorer(loaded *l, const cli *a) {
   int pop = !strcmp(a->model, "pop");
   char path[LR_PATH_MAX];
   if (!pop) model_path(path, sizeof path, a->model);
-  LR_CALL(build_config(&l->c, a, pop ? NULL : path));
+  LR_CALL(config_agreed(&l->c, a, pop ? NULL : path));
   lr_data_opts o = config_data_opts(&l->c);
-  LR_CALL(data_load(&l->ds, &o));
+  LR_CALL(dist_agree(data_load(&l->ds, &o)));
+  lr_data_fp fp;
+  data_fingerprint(&l->ds, &fp);
+  LR_CALL(jobcheck_data(&fp, l->c.data_format == LR_FMT_SYNTHETIC ? "synthetic data" : l->c.data_path));
   l->pop = eval_popularity(&l->ds);
   if (!l->pop) return LR_ERR_NOMEM;
   l->sc.pop = l->pop;
@@ -552,8 +577,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "linrec: %s\n", lr_error_msg());
     return EXIT_USAGE;
   }
-  if (rc == LR_OK && a.resume && strcmp(a.cmd, "train")) {
-    fprintf(stderr, "linrec %s: --resume is an option of train\n", a.cmd);
+  if (rc == LR_OK && (a.resume || a.allow_data_change) && strcmp(a.cmd, "train")) {
+    fprintf(stderr, "linrec %s: %s is an option of train\n", a.cmd,
+            a.resume ? "--resume" : "--allow-data-change");
     return EXIT_USAGE;
   }
   int ok_code = 0;

@@ -26,10 +26,7 @@ static lr_data_fp fp_of(const lr_dataset *ds) {
   return f;
 }
 
-static int same_fp(lr_data_fp a, lr_data_fp b) {
-  return a.n_users == b.n_users && a.n_items == b.n_items && a.n_inter == b.n_inter &&
-         a.hash == b.hash;
-}
+static int same_fp(lr_data_fp a, lr_data_fp b) { return data_fp_equal(&a, &b); }
 
 int main(void) {
   lr_synth_opts o = {.users = 500, .items = 200, .mean_len = 20, .zipf = 1.0, .seed = 3};
