@@ -12,7 +12,7 @@
 #include <stdlib.h>   // free, strtoll
 #include <string.h>   // strcmp
 #include <sys/stat.h> // stat
-#include <unistd.h>   // sysconf
+#include <unistd.h>   // sysconf, write, _exit, gethostname
 
 #include "ckpt.h"
 #include "ckpt_resume.h"
@@ -29,6 +29,7 @@
 #include "model.h"
 #include "modelfile.h"
 #include "train.h"
+#include "watchdog.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -244,13 +245,32 @@ static void command_text(const cli *a, char *out, size_t size) {
            a->split, a->users ? a->users : "-", a->k, a->include_history ? " --include-history" : "");
 }
 
-// The config every rank built: agreed on (alike errors reported once), then
-// checked to be the same job on every rank (jobcheck.h). Collective.
+// Started by a launcher (mpirun, srun): its environment, seen before MPI_Init
+// (a singleton's MPI_Init adds PMIx variables of its own).
+static int g_launched;
+
+// The watchdog's verdict (dist/watchdog.h): a rank, host or launcher of this
+// job is lost. Nobody is left to agree with: print and end this process at
+// once (the checkpoints committed so far stay valid, `latest` among them).
+static void on_lost(const char *msg) {
+  char host[64] = "?", line[1400];
+  gethostname(host, sizeof host - 1);
+  int n = snprintf(line, sizeof line, "[rank %d/%d on %s] linrec: %s: stopping (exit %d)\n",
+                   dist_rank(), dist_size(), host, msg, EXIT_RUNTIME);
+  if (n > 0) (void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+  _exit(EXIT_RUNTIME);
+}
+
+// The config every rank built: agreed on (alike errors reported once),
+// checked to be the same job on every rank (jobcheck.h); then the watchdog
+// starts (dist.timeout). Collective.
 static int config_agreed(lr_config *c, const cli *a, const char *model_file) {
   LR_CALL(dist_agree(build_config(c, a, model_file)));
   char cmd[LR_PATH_MAX * 3];
   command_text(a, cmd, sizeof cmd);
-  return jobcheck_start(c, cmd);
+  LR_CALL(jobcheck_start(c, cmd));
+  dist_watchdog_cfg wd = {c->dist_timeout, g_launched, on_lost};
+  return dist_watchdog_start(&wd);
 }
 
 static int cmd_train(const cli *a, int *exit_code) {
@@ -583,6 +603,7 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   int ok_code = 0;
+  g_launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK");
   rc = dist_init(&argc, &argv);
   if (rc == LR_OK) {
     if (!strcmp(a.cmd, "prep")) rc = cmd_prep(&a);
@@ -592,6 +613,7 @@ int main(int argc, char **argv) {
     else rc = cmd_recommend(&a);
   }
   lr_set_threads(1); // join the thread team's workers
+  dist_watchdog_stop(); // goodbye: this rank's end is no loss (also before an abort)
   if (rc == LR_OK) {
     dist_finalize();
     return ok_code;

@@ -3,7 +3,14 @@
 #  1. metrics.jsonl cannot be written (a symlink to /dev/full at start-up; a
 #     4 KiB tmpfs that fills up mid-run, in a private mount namespace): the
 #     run stops with exit 1 naming the file and "No space left on device",
-#     at P = 1 and P = 2, within 60 s (no rank left waiting).
+#     at P = 1 and P = 2, within 60 s (no rank left waiting);
+#  2. a rank killed (SIGKILL) or stopped (SIGSTOP) mid-run at P = 3: every
+#     other rank stops within 10 s (stopped: dist.timeout 5 s, and 2 s when
+#     set) with a message naming the lost rank, its host and pid, and the
+#     last committed checkpoint verifies;
+#  3. mpirun killed (SIGKILL) at random moments, P = 1..3: no rank outlives
+#     it by more than 10 s (the watchdog sees its parent go).
+# Measured times are printed; the bounds asserted are generous.
 # Usage: cli_faults.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
 source "$(dirname "$0")/lib_cli.sh"
 tiny=(--config "$src/configs/quickstart.json" --set data.synthetic.users=300
@@ -48,6 +55,86 @@ if unshare -m true 2>/dev/null; then
 else
   echo "metrics.jsonl filling its file system: SKIPPED: unshare -m is refused here"
 fi
+
+# ---- 2. a rank killed or stopped --------------------------------------------------------
+long=(--set train.epochs=100 --set train.checkpoint.every_steps=10)
+# start NAME NP ARGS...: a long run under mpirun in the background; sets mp
+# (mpirun's pid) and ranks (its children: the ranks) once NAME has a checkpoint.
+start() {
+  local name=$1 np=$2; shift 2
+  "${mpi[@]}" -np "$np" "$bin" train "${tiny[@]}" "${long[@]}" "$@" --out "$tmp/$name" \
+    > "$tmp/$name.log" 2>&1 &
+  mp=$!
+  for i in $(seq 1 600); do
+    [ -f "$tmp/$name/checkpoints/latest" ] && break
+    kill -0 $mp 2>/dev/null || break
+    sleep 0.05
+  done
+  ranks=$(pgrep -P $mp | sort -n | tr '\n' ' ')
+}
+# gone RANKS LIMIT: wait until no pid of RANKS runs (zombies count as gone)
+# for at most LIMIT seconds; prints the seconds waited; status 0 if all gone.
+gone() {
+  local t0=$(date +%s.%N) r alive
+  while :; do
+    alive=0
+    for r in $1; do
+      [ -n "$(ps -o stat= -p "$r" 2>/dev/null | grep -v Z)" ] && alive=1
+    done
+    local el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    [ $alive = 0 ] && { echo "$el"; return 0; }
+    awk -v e="$el" -v l="$2" 'BEGIN { exit !(e > l) }' && { echo "$el"; return 1; }
+    sleep 0.05
+  done
+}
+cleanup() { kill -CONT $ranks 2>/dev/null; kill -9 $ranks $mp 2>/dev/null; wait $mp 2>/dev/null; }
+for how in KILL STOP STOP2; do
+  name=lost-$how
+  extra=()
+  [ $how = STOP2 ] && extra=(--set dist.timeout=2)
+  start "$name" 3 "${extra[@]}"
+  victim=$(echo $ranks | awk '{print $NF}')
+  if [ -z "$victim" ] || [ "$(echo $ranks | wc -w)" != 3 ]; then
+    bad "$how of a rank: the run did not start (ranks '$ranks')"; cat "$tmp/$name.log"; cleanup; continue
+  fi
+  kill -${how%2} "$victim"
+  others=$(echo $ranks | awk '{print $1, $2}')
+  secs=$(gone "$others" 20)
+  gone_rc=$?
+  wait $mp
+  rc=$?
+  cleanup
+  n_named=$(grep -ac "pid $victim) is lost: " "$tmp/$name.log")
+  why=$([ $how = KILL ] && echo 'its connection closed' || echo 'no heartbeat for')
+  limit=$([ $how = STOP2 ] && echo 6 || echo 10)
+  if [ $gone_rc = 0 ] && awk -v s="$secs" -v l="$limit" 'BEGIN { exit !(s < l) }' && [ $rc != 0 ] &&
+     [ "$n_named" -ge 2 ] && grep -aq "is lost: $why" "$tmp/$name.log" &&
+     "$bin" ckpt verify "$tmp/$name/checkpoints" > /dev/null 2>&1; then
+    ok "SIG${how%2} of rank 2 of 3${extra[*]:+ (${extra[*]})}: the other ranks stopped after ${secs}s naming it ($n_named messages), latest verifies"
+  else
+    bad "SIG${how%2} of rank 2 of 3${extra[*]:+ (${extra[*]})}: others gone after ${secs}s (rc $gone_rc), mpirun exit $rc, $n_named messages"
+    tail -n 20 "$tmp/$name.log"
+  fi
+done
+grep -a -m1 "is lost" "$tmp/lost-STOP.log"
+
+# ---- 3. mpirun killed -------------------------------------------------------------------
+RANDOM=1313
+worst=0 good=0 trials=0
+for trial in 1 2 3 4 5 6; do
+  np=$(( (trial - 1) % 3 + 1 ))
+  start "orphan$trial" "$np"
+  sleep "0.$(printf %03d $((RANDOM % 1000)))"
+  trials=$((trials + 1))
+  kill -9 $mp
+  secs=$(gone "$ranks" 15)
+  grc=$?
+  cleanup
+  [ $grc = 0 ] && [ -n "$ranks" ] && good=$((good + 1))
+  awk -v s="$secs" -v w="$worst" 'BEGIN { exit !(s > w) }' && worst=$secs
+done
+check "kill -9 of mpirun ($trials trials, P = 1..3): every rank gone within 10 s (slowest ${worst}s)" \
+  sh -c "[ $good = $trials ] && awk -v w=$worst 'BEGIN { exit !(w < 10) }'"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
