@@ -126,16 +126,20 @@ cl_munge_up() {
   CL_PIDFILES+=("$m/key/munged.pid")
 }
 
+# A TCP port free on this host now (the kernel's pick).
+cl_free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'; }
+
 # cl_slurm_conf DIR CTLHOST NODELINE: write DIR/slurm.conf, export SLURM_CONF.
-# Our own ports, so a Slurm already on the machine is never in the way.
+# Ports of our own (free ones unless CL_CTLPORT / CL_DPORT say), so neither a
+# Slurm already on the machine nor another test run is in the way.
 cl_slurm_conf() {
   local d=$1 ctl=$2 nodes=$3
   mkdir -p "$d"/{state,log}
   cat > "$d/slurm.conf" <<CONF
 ClusterName=lrtest
 SlurmctldHost=$ctl
-SlurmctldPort=${CL_CTLPORT:-16817}
-SlurmdPort=${CL_DPORT:-16818}
+SlurmctldPort=${CL_CTLPORT:-$(cl_free_port)}
+SlurmdPort=${CL_DPORT:-$(cl_free_port)}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
