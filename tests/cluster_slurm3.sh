@@ -6,9 +6,9 @@
 # run side by side and each goes through preempt -> exit 75 -> requeue ->
 # resume -> finish, and must end with the per-step losses, evaluations and
 # test metrics of an uninterrupted 3-rank run:
-#  A. srun --mpi=pmix step, preempted by `scancel --signal=TERM` (the
-#     signal goes to the ranks on all three nodes, as Slurm's preemption
-#     SIGTERM does);
+#  A. srun --mpi=pmix step, preempted by `scancel --signal=TERM`, twice
+#     (the signal goes to the ranks on all three nodes, as Slurm's
+#     preemption SIGTERM does; the second changes nothing);
 #  B. LINREC_LAUNCH=mpirun (daemons started through Slurm), preempted by
 #     `scancel --batch --signal=USR1` (the time-limit warning's path); the
 #     batch shell passes SIGUSR1 to mpirun, which forwards it to every host.
@@ -68,8 +68,9 @@ for i in $(seq 1 2400); do
     n=$(nsteps "$CL_TMP/${dir[$j]}")
     if [ -z "${sent[$j]:-}" ] && [ "$n" -ge $((total * 2 / 5)) ]; then
       cl_sl scancel ${sig[$j]} "$j"
+      [ "$j" = "$ja" ] && sleep 0.3 && cl_sl scancel ${sig[$j]} "$j" # a second signal changes nothing
       sent[$j]=1
-      seen[$j]+="(scancel ${sig[$j]} at step $n) "
+      seen[$j]+="(scancel ${sig[$j]}$([ "$j" = "$ja" ] && echo ' twice') at step $n) "
     fi
     case $s in COMPLETED/*|FAILED/*|CANCELLED/*|TIMEOUT/*|NODE_FAIL/*|/*) ;; *) busy=1 ;; esac
   done
