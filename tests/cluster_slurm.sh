@@ -22,7 +22,14 @@
 #     again after a back-off without spending the retry budget
 #     (LINREC_MAX_RETRIES=0) and the job completes;
 #  7. `scancel` of a running job: its line is still written (cancelled), and
-#     the job is not requeued.
+#     the job is not requeued;
+#  8. `scontrol requeue` of a job launched with LINREC_LAUNCH=mpirun (Slurm's
+#     SIGTERM reaches mpirun's daemons, which kill the ranks before they can
+#     checkpoint): recorded as interrupted, requeued without spending the
+#     retry budget (LINREC_MAX_RETRIES=0), and the job completes;
+#  9. SIGTERM to srun itself (not through the batch script): srun cancels
+#     the step at once (exit 137, no checkpoint of that step), `latest`
+#     still verifies.
 # Needs root. Usage: cluster_slurm.sh LINREC_BINARY SOURCE_DIR
 set -u
 bin=$1
@@ -41,8 +48,8 @@ nsteps() { local n; n=$(grep -c '"event":"step"' "$1/metrics.jsonl" 2>/dev/null)
 jobinfo() { [ -n "$1" ] || return 0; cl_sl scontrol show job "$1" 2>/dev/null | grep -oE '(JobState|Restarts|ExitCode)=[^ ]+' | tr '\n' ' '; }
 
 cl_munge_up || { echo "FAILED: munged did not start"; cat "$CL_TMP"/munge/key/munged.log; exit 1; }
-# 8 CPUs in Slurm's view (config_overrides) so that jobs 2 to 7 run side by side.
-CL_CPUS=8 cl_slurm_up_single "$CL_TMP/slurm" || { echo "FAILED: Slurm did not come up"; exit 1; }
+# 12 CPUs in Slurm's view (config_overrides) so that jobs 2 to 9 run side by side.
+CL_CPUS=12 cl_slurm_up_single "$CL_TMP/slurm" || { echo "FAILED: Slurm did not come up"; exit 1; }
 cl_log "munged, slurmctld and slurmd up: $(sinfo -h -o '%N %T %c CPUs')"
 
 qs=(--config "$src/configs/quickstart.json" --set train.epochs=6 --set log.every_steps=1
@@ -136,11 +143,31 @@ touch "$CL_TMP/launch-fail"
 j6=$(LINREC_BIN=$CL_TMP/failonce.sh LINREC_MAX_RETRIES=0 LINREC_LAUNCH_BACKOFF=1 sub -J launch "${one[@]}" \
      --set train.epochs=2 --out "$CL_TMP/job6")
 j7=$(sub -J cancel "${one[@]}" "${long1[@]}" --out "$CL_TMP/job7")
-cl_log "job 2 (${j2:-not submitted}, -t 1 --signal=B:USR1@50), job 3 ($j3, fault at step 5, LINREC_MAX_RETRIES=1), job 4 ($j4, a lost record), job 5 ($j5, to be requeued), job 6 ($j6, a launch failure), job 7 ($j7, to be cancelled) submitted"
-sent5="" sent7="" seen5=""
+j8=$(LINREC_LAUNCH=mpirun LINREC_MAX_RETRIES=0 sub -J mpi-requeue -N 1 --ntasks-per-node=2 -c 1 -t 10 \
+     "$src/launch/slurm/linrec.sbatch" "${tiny[@]}" "${long1[@]}" --out "$CL_TMP/job8")
+cat > "$CL_TMP/srunterm.sh" <<EOF2
+#!/bin/bash
+srun --mpi=pmix -K1 $(printf '%q ' "$bin" train "${tiny[@]}" "${long1[@]}") --out $CL_TMP/job9 &
+p=\$!
+for i in \$(seq 1 600); do
+  [ "\$(grep -c '"event":"step"' $CL_TMP/job9/metrics.jsonl 2>/dev/null)" -ge 40 ] && break; sleep 0.1
+done
+kill -TERM \$p
+wait \$p
+echo "srun exit \$?"
+EOF2
+j9=$(sub -J srun-term -N 1 -n 1 -c 1 -t 10 "$CL_TMP/srunterm.sh")
+cl_log "job 2 (${j2:-not submitted}, -t 1 --signal=B:USR1@50), job 3 ($j3, fault at step 5, LINREC_MAX_RETRIES=1), job 4 ($j4, a lost record), job 5 ($j5, to be requeued), job 6 ($j6, a launch failure), job 7 ($j7, to be cancelled), job 8 ($j8, mpirun, to be requeued), job 9 ($j9, SIGTERM to srun) submitted"
+sent5="" sent7="" seen5="" sent8="" seen8=""
 for i in $(seq 1 1600); do
   s2=$(cl_job_state "$j2") s3=$(cl_job_state "$j3") s4=$(cl_job_state "$j4") s5=$(cl_job_state "$j5")
-  s6=$(cl_job_state "$j6") s7=$(cl_job_state "$j7")
+  s6=$(cl_job_state "$j6") s7=$(cl_job_state "$j7") s8=$(cl_job_state "$j8") s9=$(cl_job_state "$j9")
+  if [ -z "$sent8" ] && [ "$(nsteps "$CL_TMP/job8")" -ge 40 ]; then
+    cl_log "job 8 at step $(nsteps "$CL_TMP/job8"): scontrol requeue"; scontrol requeue "$j8"; sent8=1
+  fi
+  if [ -n "$sent8" ] && [ "$s8" = PENDING ] && [ -z "$seen8" ]; then
+    scontrol update JobId="$j8" StartTime=now 2>/dev/null; seen8=1
+  fi
   if [ -z "$sent5" ] && [ "$(nsteps "$CL_TMP/job5")" -ge 40 ]; then
     cl_log "job 5 at step $(nsteps "$CL_TMP/job5"): scontrol requeue"; scontrol requeue "$j5"; sent5=1
   fi
@@ -150,7 +177,7 @@ for i in $(seq 1 1600); do
   if [ -z "$sent7" ] && [ "$(nsteps "$CL_TMP/job7")" -ge 40 ]; then
     cl_log "job 7 at step $(nsteps "$CL_TMP/job7"): scancel"; scancel "$j7"; sent7=1
   fi
-  case "$s2 $s3 $s4 $s5 $s6 $s7" in *PENDING*|*RUNNING*|*CONFIGURING*|*COMPLETING*|*REQUEUE*) sleep 0.25 ;; *) break ;; esac
+  case "$s2 $s3 $s4 $s5 $s6 $s7 $s8 $s9" in *PENDING*|*RUNNING*|*CONFIGURING*|*COMPLETING*|*REQUEUE*) sleep 0.25 ;; *) break ;; esac
 done
 cl_log "job 2: $(jobinfo "$j2"); job 3: $(jobinfo "$j3")"
 log2=$(cat "$CL_TMP"/job2/logs/attempt-*.log 2>/dev/null)
@@ -204,7 +231,21 @@ if [ "$(wc -l <<< "$line7")" = 1 ] && [[ $line7 == *$'\tcancelled\tstart=20'*$'\
 else
   bad "scancel: attempts '$line7', $(jobinfo "$j7")"; tail -n 30 "$CL_TMP/slurm-$j7.out"
 fi
-cl_log "jobs 2 to 7 took $(cl_since "$t2")s"
+t8=$(tsv "$CL_TMP/job8")
+if [[ $t8 =~ ^exit=[0-9]+\ interrupted,exit=0\ done,$ ]] && [ "$(cl_job_state "$j8")" = COMPLETED ] &&
+   grep -q 'ended by Slurm (requeued) with exit .*LINREC_MAX_RETRIES is not spent' "$CL_TMP/slurm-$j8.out"; then
+  ok "scontrol requeue under LINREC_LAUNCH=mpirun: interrupted, requeued without spending LINREC_MAX_RETRIES=0, completed: attempts '$t8'"
+else
+  bad "scontrol requeue under mpirun: attempts '$t8', $(jobinfo "$j8")"; tail -n 30 "$CL_TMP/slurm-$j8.out"
+fi
+rc9=$(grep -o 'srun exit [0-9]*' "$CL_TMP/slurm-$j9.out")
+if [ "$rc9" = "srun exit 137" ] && "$bin" ckpt verify "$CL_TMP/job9/checkpoints" > /dev/null 2>&1 &&
+   ! grep -q '"reason":"signal"' "$CL_TMP/job9/metrics.jsonl"; then
+  ok "SIGTERM to srun: it cancels the step ($rc9, $(grep -m1 -o 'srun: forcing job termination' "$CL_TMP/slurm-$j9.out")), no checkpoint of the step, latest verifies"
+else
+  bad "SIGTERM to srun: '$rc9', $(jobinfo "$j9")"; tail -n 20 "$CL_TMP/slurm-$j9.out"
+fi
+cl_log "jobs 2 to 9 took $(cl_since "$t2")s"
 
 cl_log "$pass passed, $fail failed"
 [ $fail = 0 ] || exit 1
