@@ -24,12 +24,7 @@ bin=$1
 src=$2
 CL_TMP=$(mktemp -d /tmp/lrtest-mpirun.XXXXXX)
 source "$src/tests/cluster_lib.sh"
-trap cl_teardown EXIT
-trap 'exit 130' INT TERM
 cl_require 1 ip nsenter unshare nft tc mpirun python3
-pass=0 fail=0
-ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
-bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 
 cl_ns_up 3 || { echo "FAILED: could not create the namespace hosts"; exit 1; }

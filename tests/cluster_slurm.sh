@@ -36,12 +36,7 @@ bin=$1
 src=$2
 CL_TMP=$(mktemp -d /tmp/lrtest-slurm.XXXXXX)
 source "$src/tests/cluster_lib.sh"
-trap cl_teardown EXIT
-trap 'exit 130' INT TERM
 cl_require 0 munged mungekey slurmctld slurmd sbatch srun scontrol mpirun python3
-pass=0 fail=0
-ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
-bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 export LINREC_BIN=$bin OPENBLAS_NUM_THREADS=1
 nsteps() { local n; n=$(grep -c '"event":"step"' "$1/metrics.jsonl" 2>/dev/null); echo "${n:-0}"; }
@@ -190,23 +185,23 @@ else
   bad "time-limit warning (started ${start2:-?}, signal ${sig2:-none}; $(jobinfo "$j2"))"
   tail -n 30 "$CL_TMP/slurm-$j2.out"
 fi
-tsv3=$(cut -f 5,7 "$CL_TMP/job3/logs/attempts.tsv" 2>/dev/null | tr '\t\n' ' ,')
-if [ "$tsv3" = "exit=1 failed,exit=1 failed-final," ] && [ "$(cl_job_state "$j3")" = FAILED ] &&
-   grep -q 'retries already used (LINREC_MAX_RETRIES=1): not requeued' "$CL_TMP/slurm-$j3.out"; then
-  ok "failing job: retried once, then not requeued: $(grep -m1 'not requeued' "$CL_TMP/slurm-$j3.out" | sed 's/^linrec.sbatch \[[^]]*\] //')"
-else
-  bad "failing job: attempts '$tsv3', $(jobinfo "$j3")"
-  tail -n 30 "$CL_TMP/slurm-$j3.out"
-fi
 # tsv DIR: exit and decision of each attempt line, comma separated
 tsv() { cut -f 5,7 "$1/logs/attempts.tsv" 2>/dev/null | tr '\t\n' ' ,'; }
-t4=$(tsv "$CL_TMP/job4")
-if [ "$t4" = "exit=? lost,exit=1 failed-final," ] && [ "$(cl_job_state "$j4")" = FAILED ] &&
-   grep -q 'attempt(s) 1 ended without a record: counted as failed' "$CL_TMP/slurm-$j4.out"; then
-  ok "a lost record counts against the retry budget: attempts '$t4'"
-else
-  bad "lost record: attempts '$t4', $(jobinfo "$j4")"; tail -n 20 "$CL_TMP/slurm-$j4.out"
-fi
+# expect_job WHAT JOB DIR ATTEMPTS STATE PATTERN: the job's attempt lines
+# (tsv) match the regex ATTEMPTS, it ended in STATE and its output has PATTERN.
+expect_job() {
+  local t
+  t=$(tsv "$3")
+  if [[ $t =~ $4 ]] && [ "$(cl_job_state "$2")" = "$5" ] && grep -q "$6" "$CL_TMP/slurm-$2.out"; then
+    ok "$1: attempts '$t'"
+  else
+    bad "$1: attempts '$t', $(jobinfo "$2")"; tail -n 30 "$CL_TMP/slurm-$2.out"
+  fi
+}
+expect_job "failing job: retried once, then not requeued" "$j3" "$CL_TMP/job3" \
+  '^exit=1 failed,exit=1 failed-final,$' FAILED 'retries already used (LINREC_MAX_RETRIES=1): not requeued'
+expect_job "a lost record counts against the retry budget" "$j4" "$CL_TMP/job4" \
+  '^exit=\? lost,exit=1 failed-final,$' FAILED 'attempt(s) 1 ended without a record: counted as failed'
 t5=$(tsv "$CL_TMP/job5")
 line5=$(head -n 1 "$CL_TMP/job5/logs/attempts.tsv" 2>/dev/null)
 cmp5=$(cl_compare "$CL_TMP/ref1" "$CL_TMP/job5")
@@ -217,13 +212,8 @@ if [ "$t5" = "exit=75 preempted,exit=0 done," ] && [[ $line5 == *$'\tstart=20'*$
 else
   bad "scontrol requeue: attempts '$t5' (line 1: $line5), $(jobinfo "$j5"), compare: $cmp5"; tail -n 30 "$CL_TMP/slurm-$j5.out"
 fi
-t6=$(tsv "$CL_TMP/job6")
-if [ "$t6" = "exit=1 launch-failed,exit=0 done," ] && [ "$(cl_job_state "$j6")" = COMPLETED ] &&
-   grep -q 'launch failed: exit 1 .*LINREC_MAX_RETRIES is not spent' "$CL_TMP/slurm-$j6.out"; then
-  ok "a launch failure is launched again without spending LINREC_MAX_RETRIES=0: attempts '$t6'"
-else
-  bad "launch failure: attempts '$t6', $(jobinfo "$j6")"; tail -n 30 "$CL_TMP/slurm-$j6.out"
-fi
+expect_job "a launch failure is launched again without spending LINREC_MAX_RETRIES=0" "$j6" "$CL_TMP/job6" \
+  '^exit=1 launch-failed,exit=0 done,$' COMPLETED 'launch failed: exit 1 .*LINREC_MAX_RETRIES is not spent'
 line7=$(cat "$CL_TMP/job7/logs/attempts.tsv" 2>/dev/null)
 if [ "$(wc -l <<< "$line7")" = 1 ] && [[ $line7 == *$'\tcancelled\tstart=20'*$'\tend=20'*"Slurm ended the job (cancelled)"* ]] &&
    [ "$(cl_job_state "$j7")" = CANCELLED ]; then
@@ -231,13 +221,9 @@ if [ "$(wc -l <<< "$line7")" = 1 ] && [[ $line7 == *$'\tcancelled\tstart=20'*$'\
 else
   bad "scancel: attempts '$line7', $(jobinfo "$j7")"; tail -n 30 "$CL_TMP/slurm-$j7.out"
 fi
-t8=$(tsv "$CL_TMP/job8")
-if [[ $t8 =~ ^exit=[0-9]+\ interrupted,exit=0\ done,$ ]] && [ "$(cl_job_state "$j8")" = COMPLETED ] &&
-   grep -q 'ended by Slurm (requeued) with exit .*LINREC_MAX_RETRIES is not spent' "$CL_TMP/slurm-$j8.out"; then
-  ok "scontrol requeue under LINREC_LAUNCH=mpirun: interrupted, requeued without spending LINREC_MAX_RETRIES=0, completed: attempts '$t8'"
-else
-  bad "scontrol requeue under mpirun: attempts '$t8', $(jobinfo "$j8")"; tail -n 30 "$CL_TMP/slurm-$j8.out"
-fi
+expect_job "scontrol requeue under LINREC_LAUNCH=mpirun: interrupted, requeued without spending LINREC_MAX_RETRIES=0, completed" \
+  "$j8" "$CL_TMP/job8" '^exit=[0-9]+ interrupted,exit=0 done,$' COMPLETED \
+  'ended by Slurm (requeued) with exit .*LINREC_MAX_RETRIES is not spent'
 rc9=$(grep -o 'srun exit [0-9]*' "$CL_TMP/slurm-$j9.out")
 if [ "$rc9" = "srun exit 137" ] && "$bin" ckpt verify "$CL_TMP/job9/checkpoints" > /dev/null 2>&1 &&
    ! grep -q '"reason":"signal"' "$CL_TMP/job9/metrics.jsonl"; then

@@ -19,12 +19,7 @@ bin=$1
 src=$2
 CL_TMP=$(mktemp -d /tmp/lrtest-slurm3.XXXXXX)
 source "$src/tests/cluster_lib.sh"
-trap cl_teardown EXIT
-trap 'exit 130' INT TERM
 cl_require 1 ip nsenter unshare munged mungekey slurmctld slurmd sbatch srun scontrol mpirun python3
-pass=0 fail=0
-ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
-bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 # Six ranks and daemons share this machine's cores: yield when idle.
 export LINREC_BIN=$bin OPENBLAS_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
