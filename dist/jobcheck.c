@@ -11,8 +11,8 @@
 #include "comm.h" // dist_allgather(v), dist_agree, dist_rank, dist_size
 #include "lr.h"
 
-#define JC_ITEMS 3       // values compared per check, at most
-#define JC_TEXT 8192     // bytes of one explanation, at most (a config's JSON is ~2 KB)
+#define JC_ITEMS 3   // values compared per check, at most
+#define JC_TEXT 8192 // bytes of one explanation, at most (a config's JSON is ~2 KB)
 #define JC_HOST 64
 
 // What every rank contributes to one check.
@@ -73,7 +73,7 @@ static int jc_compare(const jc_check *ck, jc_explain explain, const char *hint) 
   char *texts = lr_calloc(2 * JC_TEXT, 1, "job check texts");
   int64_t *cnt = lr_calloc(2 * (size_t)P, sizeof *cnt, "job check counts");
   rc = dist_agree(texts && cnt ? LR_OK : LR_ERR_NOMEM);
-  if (rc == LR_OK) {
+  if (rc == LR_OK && texts && cnt) {
     int64_t *dsp = cnt + P;
     cnt[0] = all[0].text_len[k], cnt[r] = all[r].text_len[k];
     dsp[0] = 0, dsp[r] = JC_TEXT;
@@ -81,18 +81,20 @@ static int jc_compare(const jc_check *ck, jc_explain explain, const char *hint) 
     snprintf(own, sizeof own, "%s", ck->text[k]);
     rc = dist_allgatherv(texts, cnt, dsp, own, me == 0 || me == r ? cnt[me] : 0, LR_DTYPE_BYTE);
   }
-  if (rc == LR_OK) {
+  if (rc == LR_OK && texts) {
     texts[JC_TEXT - 1] = texts[2 * JC_TEXT - 1] = '\0';
     char why[1536];
     (explain ? explain : explain_plain)(k, texts, texts + JC_TEXT, r, why, sizeof why);
     char more[48] = "";
-    if (n_diff > 1) snprintf(more, sizeof more, " (and %d more rank%s)", n_diff - 1, n_diff > 2 ? "s" : "");
-    int mine_rc = me != 0 ? LR_OK
-                          : lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
-                                     "rank %d of %d (host %s, pid %lld)%s does not run the same job "
-                                     "as rank 0 (host %s, pid %lld): %s differs: %s\nHINT: %s",
-                                     r, P, all[r].host, (long long)all[r].pid, more, all[0].host,
-                                     (long long)all[0].pid, ck->name[k], why, hint);
+    if (n_diff > 1)
+      snprintf(more, sizeof more, " (and %d more rank%s)", n_diff - 1, n_diff > 2 ? "s" : "");
+    int mine_rc = me != 0
+                      ? LR_OK
+                      : lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
+                                 "rank %d of %d (host %s, pid %lld)%s does not run the same job "
+                                 "as rank 0 (host %s, pid %lld): %s differs: %s\nHINT: %s",
+                                 r, P, all[r].host, (long long)all[r].pid, more, all[0].host,
+                                 (long long)all[0].pid, ck->name[k], why, hint);
     rc = dist_agree(mine_rc);
   }
   lr_free(cnt);
@@ -155,7 +157,8 @@ int jobcheck_start(const lr_config *c, const char *command) {
   char bin[1280];
   char *json = config_to_json(c);
   LR_CALL(dist_agree(json ? LR_OK : LR_ERR_NOMEM));
-  jc_check ck = {3, {"the linrec binary", "the command", "the config"}, {0, 0, 0}, {bin, command, json}};
+  jc_check ck = {
+      3, {"the linrec binary", "the command", "the config"}, {0, 0, 0}, {bin, command, json}};
   ck.value[0] = binary_identity(bin, sizeof bin);
   ck.value[1] = text_hash(command);
   ck.value[2] = text_hash(json);
@@ -191,7 +194,8 @@ int jobcheck_data(const lr_data_fp *fp, const char *source) {
 int jobcheck_resume(const char *dir, const ckpt_manifest *m) {
   if (dist_size() == 1) return LR_OK;
   char text[LR_PATH_MAX + 256];
-  snprintf(text, sizeof text, "step %lld written by %d ranks, config hash %016llx, data hash %016llx",
+  snprintf(text, sizeof text,
+           "step %lld written by %d ranks, config hash %016llx, data hash %016llx",
            (long long)m->step, m->world_size, (unsigned long long)m->config_hash,
            (unsigned long long)m->data.hash);
   uint64_t v = text_hash(text);

@@ -29,9 +29,9 @@
 #include "lr.h"
 
 #define WD_HOST 64
-#define WD_ADDRS 8            // IPv4 addresses of rank 0 tried, at most
-#define WD_CONNECT_S 2.0      // per address
-#define WD_ACCEPT_S 20.0      // rank 0 waits this long for every rank to connect
+#define WD_ADDRS 8       // IPv4 addresses of rank 0 tried, at most
+#define WD_CONNECT_S 2.0 // per address
+#define WD_ACCEPT_S 20.0 // rank 0 waits this long for every rank to connect
 #define WD_MSG 1024
 
 // What every rank shares at start-up (rank 0's address, port and token
@@ -45,10 +45,10 @@ typedef struct {
 } wd_rec;
 
 typedef struct {
-  int fd;     // -1: closed
+  int fd; // -1: closed
   int rank;
-  int bye;    // said goodbye: its closing is no loss
-  double last; // last byte received
+  int bye;          // said goodbye: its closing is no loss
+  double last;      // last byte received
   char msg[WD_MSG]; // rank 0's 'A' message being received (clients)
   int msg_len, in_msg;
 } wd_peer;
@@ -276,7 +276,8 @@ static void *watch(void *arg) {
       if (!pf[j].revents) continue;
       char b[256];
       ssize_t n = recv(pf[j].fd, b, sizeof b, MSG_DONTWAIT);
-      if (n > 0) take(idx[j], b, n, now);
+      if (n > 0)
+        take(idx[j], b, n, now);
       else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         if (!g_wd.peers[idx[j]].bye)
           lost(idx[j], n == 0 ? "its connection closed without a goodbye (the process died or "
@@ -342,16 +343,17 @@ static int connect_ranks(void) {
     if (lfd >= 0) close(lfd);
     return rc;
   }
-  for (int i = 0; i < g_wd.n; i++) g_wd.peers[i].fd = -1, g_wd.peers[i].rank = me == 0 ? i + 1 : 0;
+  for (int i = 0; i < g_wd.n; i++)
+    g_wd.peers[i].fd = -1, g_wd.peers[i].rank = me == 0 ? i + 1 : 0;
   LR_CALL(dist_allgather(g_wd.recs, &mine, (int64_t)sizeof mine, LR_DTYPE_BYTE));
   const wd_rec *r0 = &g_wd.recs[0];
-  char why[256] = "";
   int64_t off[1] = {0};
   if (me == 0) {
     int missing = accept_all(lfd, P, r0->token);
     close(lfd);
     if (missing) off[0] = 1;
   } else {
+    char why[256] = "";
     // The loopback address first when rank 0 runs on this host, then its
     // other addresses (a loopback address of another host is never tried).
     int same = !strcmp(r0->host, mine.host), fd = -1;
@@ -376,8 +378,10 @@ static int connect_ranks(void) {
   LR_CALL(dist_allreduce_max_i64(off, 1));
   if (off[0]) {
     if (me == 0)
-      fprintf(stderr, "[rank 0/%d] linrec: warning: heartbeats off: not every rank reached rank 0 "
-                      "within %.0f s (see their warnings)\n", P, WD_ACCEPT_S);
+      fprintf(stderr,
+              "[rank 0/%d] linrec: warning: heartbeats off: not every rank reached rank 0 "
+              "within %.0f s (see their warnings)\n",
+              P, WD_ACCEPT_S);
     close_peers();
     g_wd.n = 0;
     return LR_OK;
