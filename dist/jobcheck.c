@@ -179,12 +179,13 @@ static uint64_t fp_value(const lr_data_fp *fp) {
   return (h ^ (uint64_t)fp->n_inter) * 0x9e3779b97f4a7c15ull;
 }
 
-int jobcheck_data(const lr_data_fp *fp, const char *source) {
+int jobcheck_data(const lr_data_fp *fp, const lr_config *c) {
   if (dist_size() == 1) return LR_OK;
   char text[160];
   data_fp_text(fp, text, sizeof text);
   char name[LR_PATH_MAX + 32];
-  snprintf(name, sizeof name, "the data loaded from %s", source);
+  snprintf(name, sizeof name, "the data loaded from %s",
+           c->data_format == LR_FMT_SYNTHETIC ? "synthetic data" : c->data_path);
   jc_check ck = {1, {name}, {fp_value(fp)}, {text}};
   return jc_compare(&ck, NULL,
                     "every rank must read the same data: the file at data.path differs "

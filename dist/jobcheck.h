@@ -29,9 +29,9 @@
 // whole config (a mismatch lists the keys that differ).
 int jobcheck_start(const lr_config *c, const char *command);
 
-// Once the data is loaded: its fingerprint. `source` (data.path or
-// "synthetic data") is named in the message.
-int jobcheck_data(const lr_data_fp *fp, const char *source);
+// Once the data of config c is loaded: its fingerprint (the message names
+// data.path, or "synthetic data").
+int jobcheck_data(const lr_data_fp *fp, const lr_config *c);
 
 // When resuming, after every rank has read the manifest of `dir` into *m:
 // the step, world size, config hash and data fingerprint it records.

@@ -521,8 +521,7 @@ static int trainer_init(trainer *t, const lr_config *c) {
   // Data and config errors are alike on every rank: agree, report once.
   LR_CALL(dist_agree(trainer_init_local(t, c)));
   data_fingerprint(&t->ds, &t->data_fp);
-  LR_CALL(jobcheck_data(&t->data_fp, c->data_format == LR_FMT_SYNTHETIC ? "synthetic data"
-                                                                        : c->data_path));
+  LR_CALL(jobcheck_data(&t->data_fp, c));
   int64_t loss_rows = t->Bm * (t->ex.all ? t->N : 1);
   // evaluation passes: at most the model's capacity (dist/eval.c)
   int64_t Be = c->eval_batch_size < t->model.max_B ? c->eval_batch_size : t->model.max_B;

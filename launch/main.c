@@ -366,7 +366,7 @@ static int load_scorer(loaded *l, const cli *a) {
   LR_CALL(dist_agree(data_load(&l->ds, &o)));
   lr_data_fp fp;
   data_fingerprint(&l->ds, &fp);
-  LR_CALL(jobcheck_data(&fp, l->c.data_format == LR_FMT_SYNTHETIC ? "synthetic data" : l->c.data_path));
+  LR_CALL(jobcheck_data(&fp, &l->c));
   l->pop = eval_popularity(&l->ds);
   if (!l->pop) return LR_ERR_NOMEM;
   l->sc.pop = l->pop;
