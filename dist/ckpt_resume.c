@@ -267,7 +267,7 @@ static int check_config(const char *dir, const lr_config *c, const ckpt_manifest
                   "%s: checkpoint written by another config (hash %016llx, this run's "
                   "%016llx): %s\nHINT: resume with the config that wrote it (`linrec ckpt "
                   "inspect` prints it); these keys may differ: log.*, train.checkpoint.*, "
-                  "train.epochs, train.max_steps, train.threads, eval.batch_size, dist.item_table, "
+                  "train.epochs, train.max_steps, train.threads, eval.batch_size, dist.*, "
                   "bench.*",
                   dir, (unsigned long long)m->config_hash, (unsigned long long)want, diff);
 }

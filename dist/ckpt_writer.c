@@ -194,6 +194,7 @@ static int commit_manifest(ckpt_writer *w, ckpt_stats *st) {
   memcpy(m.rng_counter, w->pt.rng_counter, sizeof m.rng_counter);
   m.world_size = P;
   m.n_rows = c->n_rows, m.D = c->D, m.n_dense = c->n_dense;
+  m.data = c->data;
   int rc = ckpt_manifest_set_config(&m, w->config_json, config_hash_text(w->config_json));
   for (int q = 0; q < P && rc == LR_OK; q++)
     for (int k = 0; k < w->reports[q].n_entries && rc == LR_OK; k++)

@@ -50,6 +50,7 @@ typedef struct {
                            // (0: no buffers, every write is on the caller's thread)
   int64_t n_dense;         // floats per dense array (rank 0 writes them)
   int n_dense_arrays;      // 1..CKPT_MAX_ARRAYS
+  lr_data_fp data;         // the training data's fingerprint, recorded in every manifest
 } ckpt_writer_cfg;
 
 // Where the training run is (the manifest's fields). Logically collective.

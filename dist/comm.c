@@ -4,8 +4,8 @@
 #include <limits.h> // INT_MAX
 #include <mpi.h>    // MPI_*
 #include <stdarg.h> // va_list
-#include <stdio.h>  // vprintf
-#include <stdlib.h> // exit (only in dist_abort's fallback)
+#include <stdio.h>  // vprintf, sscanf
+#include <stdlib.h> // exit (only in dist_abort's fallback), getenv
 #include <string.h> // memmove
 #include <time.h>   // clock_gettime
 
@@ -327,6 +327,22 @@ int dist_recv_f(float *buf, int64_t n, int src) {
 }
 
 static int g_agreed_status; // the first failing rank's status, once agreed
+static int g_agree_broken;  // an agreement's own reduction failed: nothing is agreed
+
+// Test hook: LINREC_INJECT_AGREE_FAULT=RANK:N makes the N-th agreement of
+// rank RANK fail as if its MPI_Allreduce had returned an error (without
+// entering it, so the other ranks stay inside): the path that must end in
+// MPI_Abort. Read once.
+static int agree_fault_now(void) {
+  static long rank = -1, nth = 0, calls = 0;
+  static int read;
+  if (!read) {
+    const char *f = getenv("LINREC_INJECT_AGREE_FAULT");
+    if (!f || sscanf(f, "%ld:%ld", &rank, &nth) != 2) rank = -1;
+    read = 1;
+  }
+  return rank == g_rank && ++calls == nth;
+}
 
 int dist_first_failure(int rc) {
   if (g_size == 1) {
@@ -335,9 +351,19 @@ int dist_first_failure(int rc) {
   }
   // rank * 64 + (-status) carries both the lowest failing rank and its status.
   int mine = rc == LR_OK ? INT_MAX : g_rank * 64 + (-rc & 63), first = INT_MAX;
-  int mrc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, g_comm);
+  int injected = agree_fault_now();
+  int mrc = injected ? MPI_ERR_OTHER : MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, g_comm);
   if (mrc != MPI_SUCCESS) {
-    if (rc == LR_OK) mpi_error(mrc, "MPI_Allreduce", __FILE__, __LINE__);
+    // Nothing is agreed: the other ranks may still wait in this reduction.
+    // The caller's error must abort the job (dist_failure_agreed stays 0).
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(mrc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", mrc);
+    lr_error(LR_ERR_MPI, __FILE__, __LINE__,
+             "[rank %d/%d] MPI_Allreduce of the failure agreement failed (%s%s): the ranks "
+             "cannot agree, the job is aborted",
+             g_rank, g_size, msg, injected ? ", injected by LINREC_INJECT_AGREE_FAULT" : "");
+    g_agree_broken = 1;
     g_agreed_status = rc != LR_OK ? rc : LR_ERR_MPI;
     return g_rank;
   }
@@ -349,12 +375,14 @@ int dist_first_failure(int rc) {
 static int g_agreed;
 
 int dist_agree(int rc) {
+  g_agreed = 0;
   int first = dist_first_failure(rc);
   if (first < 0) return LR_OK;
+  if (g_agree_broken) return rc != LR_OK ? rc : LR_ERR_MPI; // not agreed: abort
   g_agreed = 1;
   if (first == g_rank) return rc != LR_OK ? rc : LR_ERR_MPI;
   return lr_error(LR_ERR_PEER, __FILE__, __LINE__, "rank %d failed", first);
 }
 
-int dist_failure_agreed(void) { return g_agreed; }
+int dist_failure_agreed(void) { return g_agreed && !g_agree_broken; }
 int dist_failure_status(void) { return g_agreed_status; }

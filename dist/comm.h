@@ -110,15 +110,19 @@ int dist_recv_f(float *buf, int64_t n, int src);
 // Agreement point for errors every rank may detect alike (config, data):
 // returns the lowest rank whose rc is not LR_OK, or -1 when all are OK.
 // Collective; call it where no rank can be inside another collective. When
-// the reduction itself fails it returns the caller's rank (and the MPI
-// error is recorded if rc was OK).
+// the reduction itself fails nothing is agreed (other ranks may still wait
+// in it): it returns the caller's rank, records the MPI error, and
+// dist_failure_agreed() stays 0 for good, so the error ends in MPI_Abort.
+// (Test hook: LINREC_INJECT_AGREE_FAULT=RANK:N fails rank RANK's N-th
+// reduction that way.)
 int dist_first_failure(int rc);
 
 // dist_first_failure as a status: LR_OK when every rank passed LR_OK; the
 // lowest failing rank gets its own rc back (to report), every other rank
 // LR_ERR_PEER (to stop quietly), and dist_failure_agreed() becomes true on
 // all of them: the job can end without MPI_Abort, reporting the error once.
-// Collective.
+// A failed reduction returns this rank's rc (LR_ERR_MPI if it was LR_OK)
+// with dist_failure_agreed() = 0: the caller must abort. Collective.
 int dist_agree(int rc);
 int dist_failure_agreed(void); // Local.
 int dist_failure_status(void); // Local: the agreed failing rank's status.

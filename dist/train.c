@@ -29,11 +29,13 @@
 
 #include <errno.h>    // errno
 #include <math.h>     // log, sqrt
+#include <stdarg.h>   // va_list
 #include <stdio.h>    // FILE
 #include <stdlib.h>   // free
 #include <string.h>   // memset, memcpy
 #include <sys/resource.h> // getrusage
 #include <sys/stat.h> // mkdir
+#include <time.h>     // time
 #include <unistd.h>   // isatty
 
 #include "ckpt.h"
@@ -44,6 +46,7 @@
 #include "embed.h"
 #include "eval.h"
 #include "gradsync.h"
+#include "jobcheck.h"
 #include "examples.h"
 #include "gemm.h"
 #include "par.h"
@@ -60,6 +63,7 @@
 typedef struct {
   const lr_config *c;
   lr_dataset ds;
+  lr_data_fp data_fp; // of ds (every rank's, checked alike)
   lr_examples ex;
   lr_model model;
   lr_table table;
@@ -87,7 +91,9 @@ typedef struct {
   float *s_scratch;                // (Bm*N*C)
   // best model (this rank's table rows)
   float *best_dense, *best_items;
-  FILE *metrics;
+  FILE *metrics;          // rank 0: OUT/metrics.jsonl (NULL elsewhere, and for bench)
+  char metrics_path[LR_PATH_MAX + 32];
+  int metrics_errno;      // the first failed write (sticky; 0: none)
   // seconds of this rank in the step's phases outside the model (the model's
   // own are in model.phase_s): loss (with the sharded CE's collectives),
   // optimizer (clipping, Adam), communication (row exchange, gradient
@@ -166,16 +172,66 @@ nomem:
 }
 
 // ---- metrics.jsonl and the progress line ------------------------------------------
+//
+// Rank 0 writes the events; an event is metrics_put pieces ended by
+// metrics_end (newline, fflush). A failed write (a full disk, an I/O error)
+// is remembered, not retried; the ranks agree on it at the next step
+// boundary and at the end of the run (metrics_status), so the run fails
+// cleanly (exit 1) naming the file and the reason instead of going on
+// without its record.
 
-static void metrics_event_eval(FILE *f, const char *split, int epoch, const lr_metrics *m) {
-  if (!f) return;
-  fprintf(f, "{\"event\":\"eval\",\"split\":\"%s\",\"epoch\":%d,\"users\":%lld", split, epoch,
-          (long long)m->n);
+__attribute__((format(printf, 2, 3))) static void metrics_put(trainer *t, const char *fmt, ...) {
+  if (!t->metrics || t->metrics_errno) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vfprintf(t->metrics, fmt, ap);
+  va_end(ap);
+  if (n < 0) t->metrics_errno = errno ? errno : EIO;
+}
+
+static void metrics_end(trainer *t) {
+  if (!t->metrics || t->metrics_errno) return;
+  errno = 0;
+  if (fputc('\n', t->metrics) == EOF || fflush(t->metrics) != 0 || ferror(t->metrics))
+    t->metrics_errno = errno ? errno : EIO;
+}
+
+// LR_OK, or LR_ERR_IO for the first failed write. Local (rank 0 only fails).
+static int metrics_status(const trainer *t) {
+  if (!t->metrics_errno) return LR_OK;
+  return lr_error(LR_ERR_IO, __FILE__, __LINE__,
+                  "%s: write failed: %s\nHINT: the run stops here (the last committed "
+                  "checkpoint is `latest`); free space on its file system or fix it, then resume "
+                  "with --resume latest",
+                  t->metrics_path, strerror(t->metrics_errno));
+}
+
+// Rank 0 opens OUT/metrics.jsonl (appended to when resuming from `from`,
+// else created anew) and writes the attempt's start event. Collective (the
+// outcome is agreed).
+static int metrics_open(trainer *t, const char *out_dir, const char *from) {
+  int rc = LR_OK;
+  if (dist_rank() == 0) {
+    snprintf(t->metrics_path, sizeof t->metrics_path, "%s/metrics.jsonl", out_dir);
+    t->metrics = fopen(t->metrics_path, from[0] ? "a" : "w");
+    if (!t->metrics)
+      rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot create: %s", t->metrics_path,
+                    strerror(errno));
+  }
+  metrics_put(t, "{\"event\":\"start\",\"ranks\":%d,\"resume\":\"%s\",\"time_unix\":%lld}",
+              dist_size(), from, (long long)time(NULL));
+  metrics_end(t);
+  return dist_agree(rc != LR_OK ? rc : metrics_status(t));
+}
+
+static void metrics_event_eval(trainer *t, const char *split, int epoch, const lr_metrics *m) {
+  metrics_put(t, "{\"event\":\"eval\",\"split\":\"%s\",\"epoch\":%d,\"users\":%lld", split,
+              epoch, (long long)m->n);
   for (int i = 0; i < m->nk; i++)
-    fprintf(f, ",\"recall@%d\":%.6f,\"mrr@%d\":%.6f,\"ndcg@%d\":%.6f", m->k[i], m->recall[i],
-            m->k[i], m->mrr[i], m->k[i], m->ndcg[i]);
-  fprintf(f, "}\n");
-  fflush(f);
+    metrics_put(t, ",\"recall@%d\":%.6f,\"mrr@%d\":%.6f,\"ndcg@%d\":%.6f", m->k[i], m->recall[i],
+                m->k[i], m->mrr[i], m->k[i], m->ndcg[i]);
+  metrics_put(t, "}");
+  metrics_end(t);
 }
 
 // NDCG at the cutoff used for early stopping: K=10 if requested, else the first K.
@@ -493,11 +549,13 @@ static int trainer_init_local(trainer *t, const lr_config *c) {
   return LR_OK;
 }
 
-static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int append) {
+static int trainer_init(trainer *t, const lr_config *c) {
   t->c = c;
   const int P = dist_size();
   // Data and config errors are alike on every rank: agree, report once.
   LR_CALL(dist_agree(trainer_init_local(t, c)));
+  data_fingerprint(&t->ds, &t->data_fp);
+  LR_CALL(jobcheck_data(&t->data_fp, c));
   int64_t loss_rows = t->Bm * (t->ex.all ? t->N : 1);
   // evaluation passes: at most the model's capacity (dist/eval.c)
   int64_t Be = c->eval_batch_size < t->model.max_B ? c->eval_batch_size : t->model.max_B;
@@ -534,12 +592,6 @@ static int trainer_init(trainer *t, const lr_config *c, const char *out_dir, int
             mode == LR_TABLE_SHARDED ? "sharded" : "replicated",
             (double)t->model.acts_elems * 4.0 / (1 << 20), (long long)t->model.max_B,
             (long long)t->Bm);
-  if (dist_rank() == 0 && out_dir) { // (no files for bench)
-    char path[LR_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
-    t->metrics = fopen(path, append ? "a" : "w");
-    LR_CHECK(t->metrics, LR_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-  }
   return LR_OK;
 }
 
@@ -726,7 +778,8 @@ static int ckpt_setup(trainer *t) {
   ckpt_writer_cfg wc = {t->ckpt_root,    t->traj_json,          (int)c->ckpt_keep_last,
                         (int)c->ckpt_zstd_level, n_rows,        t->D,
                         t->item_lo,      t->item_hi,            CK_ITEM_ARRAYS,
-                        periodic ? 3 : 0, t->n_dense,           CK_DENSE_ARRAYS};
+                        periodic ? 3 : 0, t->n_dense,           CK_DENSE_ARRAYS,
+                        t->data_fp};
   t->dense_stage = lr_calloc((size_t)(CK_DENSE_ARRAYS * t->n_dense), sizeof(float),
                              "checkpoint dense arrays");
   int rc = t->dense_stage ? ckpt_writer_init(&t->ckw, &wc) : LR_ERR_NOMEM;
@@ -784,25 +837,24 @@ static int ckpt_commit(trainer *t, lr_train_result *res) {
             "%.1f ms\n",
             st.name, t->ck_reason, st.bytes / 1e6, st.raw_bytes / 1e6, st.write_s,
             st.background ? " in the background" : "", 1e3 * stall);
-  if (t->metrics) {
-    fprintf(t->metrics,
-            "{\"event\":\"checkpoint\",\"step\":%lld,\"epoch\":%lld,\"cursor\":%lld,"
-            "\"reason\":\"%s\",\"dir\":\"%s\",\"ranks\":%d,\"background\":%s,\"bytes\":%.0f,"
-            "\"raw_bytes\":%.0f,\"stall_ms\":%.3f,\"start_ms\":%.3f,\"snapshot_ms\":%.3f,"
-            "\"wait_ms\":%.3f,\"commit_ms\":%.3f,\"write_ms\":%.3f,\"compress_ms\":%.3f,"
-            "\"write_mb_s\":%.1f,\"pruned\":%d}\n",
-            (long long)st.step, (long long)t->ck_epoch, (long long)t->ck_cursor, t->ck_reason,
-            st.name, dist_size(), st.background ? "true" : "false", st.bytes, st.raw_bytes,
-            1e3 * stall, 1e3 * st.start_s, 1e3 * st.snapshot_s, 1e3 * st.wait_s,
-            1e3 * st.commit_s, 1e3 * st.write_s, 1e3 * st.compress_s,
-            st.write_s > 0 ? st.raw_bytes / 1e6 / st.write_s : 0.0, st.n_pruned);
-    fflush(t->metrics);
-  }
+  metrics_put(t,
+          "{\"event\":\"checkpoint\",\"step\":%lld,\"epoch\":%lld,\"cursor\":%lld,"
+          "\"reason\":\"%s\",\"dir\":\"%s\",\"ranks\":%d,\"background\":%s,\"bytes\":%.0f,"
+          "\"raw_bytes\":%.0f,\"stall_ms\":%.3f,\"start_ms\":%.3f,\"snapshot_ms\":%.3f,"
+          "\"wait_ms\":%.3f,\"commit_ms\":%.3f,\"write_ms\":%.3f,\"compress_ms\":%.3f,"
+          "\"write_mb_s\":%.1f,\"pruned\":%d}",
+          (long long)st.step, (long long)t->ck_epoch, (long long)t->ck_cursor, t->ck_reason,
+          st.name, dist_size(), st.background ? "true" : "false", st.bytes, st.raw_bytes,
+          1e3 * stall, 1e3 * st.start_s, 1e3 * st.snapshot_s, 1e3 * st.wait_s,
+          1e3 * st.commit_s, 1e3 * st.write_s, 1e3 * st.compress_s,
+          st.write_s > 0 ? st.raw_bytes / 1e6 / st.write_s : 0.0, st.n_pruned);
+  metrics_end(t);
   return LR_OK;
 }
 
 // The step boundary after `step` (cursor of spe steps of `epoch` done): agree
-// on a stop request (one allreduce, so every rank stops at the same step);
+// on a stop request and on a failed metrics.jsonl write (one allreduce, so
+// every rank stops at the same step; a failed write is then the run's error);
 // commit a pending checkpoint once every writer is done (waiting for it when
 // the next one is due or the run stops); start the one due now. On a stop
 // request the checkpoint is written and committed before returning, with
@@ -812,8 +864,10 @@ static int ckpt_boundary(trainer *t, const lr_train_opts *o, int64_t step, int e
                          lr_train_result *res, int *stop_sig) {
   const lr_config *c = t->c;
   *stop_sig = 0;
-  int64_t f[2] = {o && o->stop ? (int64_t)*o->stop : 0, ckpt_writer_busy(t->ckw)};
-  LR_CALL(dist_allreduce_max_i64(f, 2));
+  int64_t f[3] = {o && o->stop ? (int64_t)*o->stop : 0, ckpt_writer_busy(t->ckw),
+                  t->metrics_errno != 0};
+  LR_CALL(dist_allreduce_max_i64(f, 3));
+  if (f[2]) return dist_agree(metrics_status(t)); // metrics.jsonl failed on rank 0
   int by_steps = c->ckpt_every_steps > 0 && step % c->ckpt_every_steps == 0;
   int by_epochs = c->ckpt_every_epochs > 0 && cursor == spe && epoch % c->ckpt_every_epochs == 0;
   int due = (by_steps || by_epochs) && step != t->ckpt_last;
@@ -856,22 +910,53 @@ static int ckpt_restore(trainer *t, const char *dir, int64_t steps_per_epoch,
   return dist_agree(rc);
 }
 
+// The training data of the checkpoint resumed from against this run's (the
+// fingerprints of dataset.h): other data is LR_ERR_CONFIG unless allowed.
+// Alike on every rank (both fingerprints are checked alike). Local.
+static int ckpt_check_data(const trainer *t, const char *dir, int allow) {
+  const lr_data_fp *was = &t->resume_from.data, *now = &t->data_fp;
+  if (was->n_inter < 0) {
+    dist_log0("resume: %s records no data fingerprint (written by an older linrec): the "
+              "training data is not compared\n", dir);
+    return LR_OK;
+  }
+  if (data_fp_equal(was, now)) return LR_OK;
+  char a[160], b[160];
+  data_fp_text(was, a, sizeof a);
+  data_fp_text(now, b, sizeof b);
+  const char *how = was->n_users == now->n_users && was->n_items == now->n_items &&
+                            was->n_inter == now->n_inter
+                        ? " (same counts: the interactions or their order differ)"
+                        : "";
+  if (allow) {
+    dist_log0("resume: --allow-data-change: the training data differs from the checkpoint's "
+              "(checkpoint: %s; this run: %s)%s; training continues on this run's data\n",
+              a, b, how);
+    return LR_OK;
+  }
+  return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
+                  "%s: the checkpoint was written on other training data: checkpoint: %s; this "
+                  "run: %s%s\nHINT: resume with the data it was written on (data.path and "
+                  "data.*), or pass --allow-data-change to continue training from it on this data",
+                  dir, a, b, how);
+}
+
 // ---- the run -------------------------------------------------------------------------
 
 static void metrics_event_resume(trainer *t, const char *dir) {
   const ckpt_manifest *m = &t->resume_from;
-  if (!t->metrics) return;
-  fprintf(t->metrics,
-          "{\"event\":\"resume\",\"step\":%lld,\"epoch\":%lld,\"cursor\":%lld,\"from\":\"%s\","
-          "\"written_by_ranks\":%d,\"ranks\":%d}\n",
-          (long long)m->step, (long long)m->epoch, (long long)m->cursor, dir, m->world_size,
-          dist_size());
-  fflush(t->metrics);
+  metrics_put(t,
+              "{\"event\":\"resume\",\"step\":%lld,\"epoch\":%lld,\"cursor\":%lld,\"from\":\"%s\","
+              "\"written_by_ranks\":%d,\"ranks\":%d}",
+              (long long)m->step, (long long)m->epoch, (long long)m->cursor, dir, m->world_size,
+              dist_size());
+  metrics_end(t);
 }
 
 static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_train_opts *o,
                lr_train_result *res) {
   const int P = dist_size();
+  const double t_enter = dist_wtime();
   LR_CALL(make_dir(out_dir));
   // Which checkpoint, if any: before the data, so a damaged or mismatching
   // one fails fast.
@@ -883,8 +968,13 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
   if (o && o->resume) LR_CALL(ckpt_resume_find(t->ckpt_root, o->resume, from, sizeof from));
   else LR_CALL(ckpt_resume_check_fresh(t->ckpt_root));
   const int resuming = from[0] != 0;
-  if (resuming) LR_CALL(ckpt_resume_open(from, c, &t->resume_from));
-  LR_CALL(trainer_init(t, c, out_dir, resuming));
+  if (resuming) {
+    LR_CALL(ckpt_resume_open(from, c, &t->resume_from));
+    LR_CALL(jobcheck_resume(from, &t->resume_from));
+  }
+  LR_CALL(metrics_open(t, out_dir, from));
+  LR_CALL(trainer_init(t, c));
+  if (resuming) LR_CALL(dist_agree(ckpt_check_data(t, from, o && o->allow_data_change)));
   LR_CALL(ckpt_setup(t));
   lr_scorer sc = {&t->model, &t->table, t->pop, t->user_lo[dist_rank()],
                   t->user_lo[dist_rank() + 1]};
@@ -902,7 +992,7 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
   progress pg = {c->log_progress == 0 ? (redraw ? 0 : 1) : c->log_progress, dist_wtime(), 0};
   double t_start = dist_wtime();
   ckpt_loop_state ls = {0, -1, 0, 0};
-  int valid_known = 0, epoch0 = 1, stop_sig = 0;
+  int valid_known = 0, epoch0 = 1, stop_sig = 0, started = 0;
   int64_t step = 0, cursor0 = 0;
   if (resuming) {
     LR_CALL(ckpt_restore(t, from, steps_per_epoch, &ls));
@@ -939,10 +1029,16 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
       LR_CALL(train_step(t, start, g, (uint32_t)epoch, step + 1, &loss));
       step++, ep_steps++, new_steps++, new_seqs += g;
       ls.epoch_loss += loss;
-      if (c->log_every_steps && step % c->log_every_steps == 0 && t->metrics) {
-        fprintf(t->metrics, "{\"event\":\"step\",\"step\":%lld,\"epoch\":%d,\"loss\":%.17g}\n",
-                (long long)step, epoch, loss);
-        fflush(t->metrics);
+      if (!started) { // this attempt trains (the Slurm script tells launch failures by it)
+        started = 1;
+        metrics_put(t, "{\"event\":\"started\",\"step\":%lld,\"seconds\":%.3f}", (long long)step,
+                    dist_wtime() - t_enter);
+        metrics_end(t);
+      }
+      if (c->log_every_steps && step % c->log_every_steps == 0) {
+        metrics_put(t, "{\"event\":\"step\",\"step\":%lld,\"epoch\":%d,\"loss\":%.17g}",
+                    (long long)step, epoch, loss);
+        metrics_end(t);
       }
       double el = dist_wtime() - ep_t0;
       progress_show(&pg, epoch, c->train_epochs, step, total_steps,
@@ -959,16 +1055,14 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
     char cjson[1024], cline[512];
     comm_report(comm0, comm1, new_steps, cjson, sizeof cjson, cline, sizeof cline);
     if (P > 1) dist_log0("%s\n", cline);
-    if (t->metrics) {
-      fprintf(t->metrics,
-              "{\"event\":\"epoch\",\"epoch\":%d,\"step\":%lld,\"loss\":%.7g,\"seq_per_s\":%.1f,"
-              "\"seconds\":%.3f,%s}\n",
-              epoch, (long long)step, ep_mean, seq_s, ep_s, cjson);
-      fflush(t->metrics);
-    }
+    metrics_put(t,
+                "{\"event\":\"epoch\",\"epoch\":%d,\"step\":%lld,\"loss\":%.7g,\"seq_per_s\":%.1f,"
+                "\"seconds\":%.3f,%s}",
+                epoch, (long long)step, ep_mean, seq_s, ep_s, cjson);
+    metrics_end(t);
     lr_metrics vm;
     LR_CALL(eval_split(&vm, &sc, &t->ds, LR_SPLIT_VALID, c));
-    metrics_event_eval(t->metrics, "valid", epoch, &vm);
+    metrics_event_eval(t, "valid", epoch, &vm);
     double score = stop_metric(&vm);
     dist_log0("epoch %d: loss %.4f, valid ndcg@%d %.4f recall@%d %.4f%s\n", epoch, ep_mean,
               vm.k[0], vm.ndcg[0], vm.k[0], vm.recall[0], score > ls.best_score ? " (best)" : "");
@@ -989,21 +1083,20 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
   restore_best(t);
   if (!valid_known) LR_CALL(eval_split(&res->valid, &sc, &t->ds, LR_SPLIT_VALID, c));
   LR_CALL(eval_split(&res->test, &sc, &t->ds, LR_SPLIT_TEST, c));
-  metrics_event_eval(t->metrics, "test", res->best_epoch, &res->test);
+  metrics_event_eval(t, "test", res->best_epoch, &res->test);
   res->steps = step;
   res->seconds = dist_wtime() - t_start;
-  if (t->metrics) {
-    fprintf(t->metrics,
-            "{\"event\":\"done\",\"steps\":%lld,\"best_epoch\":%d,\"seconds\":%.3f,\"ranks\":%d,"
-            "\"state_hash\":\"%016llx\"",
-            (long long)step, res->best_epoch, res->seconds, dist_size(),
-            (unsigned long long)res->state_hash);
-    for (int i = 0; i < res->test.nk; i++)
-      fprintf(t->metrics, ",\"test_ndcg@%d\":%.6f,\"test_recall@%d\":%.6f", res->test.k[i],
-              res->test.ndcg[i], res->test.k[i], res->test.recall[i]);
-    fprintf(t->metrics, "}\n");
-    fflush(t->metrics);
-  }
+  metrics_put(t,
+              "{\"event\":\"done\",\"steps\":%lld,\"best_epoch\":%d,\"seconds\":%.3f,\"ranks\":%d,"
+              "\"state_hash\":\"%016llx\"",
+              (long long)step, res->best_epoch, res->seconds, dist_size(),
+              (unsigned long long)res->state_hash);
+  for (int i = 0; i < res->test.nk; i++)
+    metrics_put(t, ",\"test_ndcg@%d\":%.6f,\"test_recall@%d\":%.6f", res->test.k[i],
+                res->test.ndcg[i], res->test.k[i], res->test.recall[i]);
+  metrics_put(t, "}");
+  metrics_end(t);
+  LR_CALL(dist_agree(metrics_status(t)));
   LR_CALL(save_model(t, out_dir));
   return LR_OK;
 stopped:
@@ -1012,14 +1105,12 @@ stopped:
   res->stop_signal = stop_sig;
   res->steps = step;
   res->seconds = dist_wtime() - t_start;
-  if (t->metrics) {
-    fprintf(t->metrics,
-            "{\"event\":\"stopped\",\"signal\":%d,\"step\":%lld,\"checkpoint\":\"%s\","
-            "\"seconds\":%.3f}\n",
-            stop_sig, (long long)step, res->checkpoint, res->seconds);
-    fflush(t->metrics);
-  }
-  return LR_OK;
+  metrics_put(t,
+              "{\"event\":\"stopped\",\"signal\":%d,\"step\":%lld,\"checkpoint\":\"%s\","
+              "\"seconds\":%.3f}",
+              stop_sig, (long long)step, res->checkpoint, res->seconds);
+  metrics_end(t);
+  return dist_agree(metrics_status(t));
 }
 
 int train_run(const lr_config *c, const char *out_dir, const lr_train_opts *opts,
@@ -1045,7 +1136,7 @@ static void phases_now(const trainer *t, double ph[LR_BENCH_PHASES]) {
 
 static int bench(trainer *t, const lr_config *c, lr_bench_result *r) {
   const int P = dist_size();
-  LR_CALL(trainer_init(t, c, NULL, 0));
+  LR_CALL(trainer_init(t, c));
   const int64_t G = c->train_batch_size;
   // Keep the examples whose N positions are all real, in shuffled order.
   lr_examples *ex = &t->ex;

@@ -24,6 +24,10 @@ typedef struct {
   // at the next step boundary all ranks agree on it, write a checkpoint and
   // return with lr_train_result.stop_signal set.
   const volatile sig_atomic_t *stop;
+  // Resuming onto training data whose fingerprint differs from the one the
+  // checkpoint records is a configuration error unless this is set
+  // (`--allow-data-change`): then training continues on the new data.
+  int allow_data_change;
 } lr_train_opts;
 
 typedef struct {

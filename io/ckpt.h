@@ -44,7 +44,10 @@
 //               the other members with `,\n\t"checksum":\t"crc32:` + 8 hex +
 //               `"\n}\n` in place of its closing `\n}`, and the 8 hex digits
 //               are the crc32 of every byte of the file before them: no byte
-//               of the file, whitespace included, can change unnoticed.
+//               of the file, whitespace included, can change unnoticed;
+//    and optionally data {users, items, interactions, hash "16 hex"}: the
+//    training data's fingerprint (dataset.h; absent in checkpoints of
+//    linrec versions before it).
 //    Version 1 (still read) had the same members, its checksum being the
 //    crc32 of cJSON_PrintUnformatted of the object without it (whitespace
 //    not covered; it changes nothing).
@@ -87,6 +90,8 @@
 #include <stddef.h> // size_t
 #include <stdint.h> // int64_t, uint64_t
 #include <stdio.h>  // FILE
+
+#include "dataset.h" // lr_data_fp
 
 #define CKPT_VERSION 2       // of the manifest (version 1 is still read)
 #define CKPT_NAME_MAX 64     // bytes of a file name inside a checkpoint, with NUL
@@ -135,6 +140,7 @@ typedef struct {
   int64_t time_unix;        // when written (0: the writer fills it in)
   uint64_t config_hash;     // config_hash() of the config that wrote it
   char *config_json;        // owned: config_to_json() text
+  lr_data_fp data;          // the training data's fingerprint; n_inter < 0: not recorded
   int n_shards, cap_shards; // shards[0..n_shards)
   ckpt_shard_entry *shards; // owned
 } ckpt_manifest;

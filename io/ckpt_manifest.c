@@ -222,6 +222,11 @@ static int check_manifest(const vctx *v, const ckpt_manifest *m) {
     return bad(v, "n_rows", 0, "n_rows %lld, D %lld, n_dense %lld or time %lld out of range",
                (long long)m->n_rows, (long long)m->D, (long long)m->n_dense,
                (long long)m->time_unix);
+  const lr_data_fp *d = &m->data;
+  if (d->n_inter >= 0 && (d->n_users < 0 || d->n_users >= MAX_JSON_INT || d->n_items < 0 ||
+                          d->n_items >= MAX_JSON_INT || d->n_inter >= MAX_JSON_INT))
+    return bad(v, "data", 0, "data fingerprint: %lld users, %lld items, %lld interactions out of "
+               "range", (long long)d->n_users, (long long)d->n_items, (long long)d->n_inter);
   if (!m->config_json) return bad(v, "config", 0, "no config text");
   uint64_t h = fnv1a64(m->config_json);
   if (h != m->config_hash)
@@ -280,6 +285,14 @@ static cJSON *to_json(const ckpt_manifest *m, int64_t time_unix) {
   snprintf(hex, sizeof hex, "%016" PRIx64, m->config_hash);
   ok = ok && cJSON_AddStringToObject(o, "config_hash", hex);
   ok = ok && cJSON_AddStringToObject(o, "config", m->config_json);
+  if (ok && m->data.n_inter >= 0) {
+    cJSON *d = cJSON_AddObjectToObject(o, "data");
+    snprintf(hex, sizeof hex, "%016" PRIx64, m->data.hash);
+    ok = d && cJSON_AddNumberToObject(d, "users", (double)m->data.n_users) &&
+         cJSON_AddNumberToObject(d, "items", (double)m->data.n_items) &&
+         cJSON_AddNumberToObject(d, "interactions", (double)m->data.n_inter) &&
+         cJSON_AddStringToObject(d, "hash", hex);
+  }
   if (!ok) {
     cJSON_Delete(o);
     return NULL;
@@ -397,19 +410,23 @@ enum {
   M_CONFIG_HASH,
   M_CONFIG,
   M_CHECKSUM,
+  M_DATA, // optional: the members from M_REQUIRED on may be missing
   M_COUNT
 };
+#define M_REQUIRED M_DATA
 static const char *const top_keys[M_COUNT] = {"format", "version",     "step",         "epoch",
                                               "cursor", "rng_seed",    "rng_counters", "world_size",
                                               "n_rows", "D",           "n_dense",      "time_unix",
-                                              "shards", "config_hash", "config",       "checksum"};
+                                              "shards", "config_hash", "config",       "checksum",
+                                              "data"};
 enum { S_FILE, S_KIND, S_LO, S_HI, S_D, S_ARRAYS, S_AUX, S_BYTES, S_CRC, S_COUNT };
 static const char *const shard_keys[S_COUNT] = {"file",   "kind", "lo",    "hi",   "D",
                                                 "arrays", "aux",  "bytes", "crc32"};
 
-// Match the members of object o against keys[0..n): each exactly once,
-// nothing else. found[k] receives member k.
-static int members(const vctx *v, const cJSON *o, const char *const keys[], int n,
+// Match the members of object o against keys[0..n): each at most once,
+// nothing else, the first n_required of them present. found[k] receives
+// member k (NULL if absent).
+static int members(const vctx *v, const cJSON *o, const char *const keys[], int n, int n_required,
                    const cJSON *found[], const char *where, int nth) {
   for (int k = 0; k < n; k++)
     found[k] = NULL;
@@ -422,7 +439,7 @@ static int members(const vctx *v, const cJSON *o, const char *const keys[], int 
       return bad(v, keys[k], nth + 1, "%s: member \"%s\" appears twice", where, keys[k]);
     found[k] = c;
   }
-  for (int k = 0; k < n; k++)
+  for (int k = 0; k < n_required; k++)
     if (!found[k]) return bad(v, keys[0], nth, "%s: member \"%s\" is missing", where, keys[k]);
   return LR_OK;
 }
@@ -455,7 +472,7 @@ static int get_shard(const vctx *v, const cJSON *o, int k, ckpt_shard_entry *e) 
   const cJSON *f[S_COUNT];
   char where[32];
   snprintf(where, sizeof where, "shard %d", k);
-  LR_CALL(members(v, o, shard_keys, S_COUNT, f, where, k));
+  LR_CALL(members(v, o, shard_keys, S_COUNT, S_COUNT, f, where, k));
   memset(e, 0, sizeof *e);
   const char *name = cJSON_IsString(f[S_FILE]) ? f[S_FILE]->valuestring : NULL;
   if (!name || strlen(name) >= CKPT_NAME_MAX)
@@ -482,6 +499,21 @@ static int get_shard(const vctx *v, const cJSON *o, int k, ckpt_shard_entry *e) 
   return LR_OK;
 }
 
+// The optional data fingerprint (absent: n_inter = -1, not recorded).
+static int get_data(const vctx *v, const cJSON *o, lr_data_fp *d) {
+  static const char *const keys[] = {"users", "items", "interactions", "hash"};
+  memset(d, 0, sizeof *d);
+  d->n_users = d->n_items = d->n_inter = -1;
+  if (!o) return LR_OK;
+  if (!cJSON_IsObject(o)) return bad(v, "data", 0, "\"data\" must be an object");
+  const cJSON *f[4];
+  LR_CALL(members(v, o, keys, 4, 4, f, "data", 0));
+  LR_CALL(get_int(v, f[0], "users", 0, 0, MAX_JSON_INT - 1, &d->n_users));
+  LR_CALL(get_int(v, f[1], "items", 0, 0, MAX_JSON_INT - 1, &d->n_items));
+  LR_CALL(get_int(v, f[2], "interactions", 0, 0, MAX_JSON_INT - 1, &d->n_inter));
+  return get_hex(v, f[3], "hash", 0, 16, &d->hash);
+}
+
 static int get_all(const vctx *v, const cJSON *const f[], ckpt_manifest *m) {
   int64_t x = 0;
   uint64_t u = 0;
@@ -505,6 +537,7 @@ static int get_all(const vctx *v, const cJSON *const f[], ckpt_manifest *m) {
   m->config_hash = u;
   if (!cJSON_IsString(f[M_CONFIG])) return bad(v, "config", 0, "\"config\" must be a string");
   LR_CALL(ckpt_manifest_set_config(m, f[M_CONFIG]->valuestring, u));
+  LR_CALL(get_data(v, f[M_DATA], &m->data));
   const cJSON *sh = f[M_SHARDS];
   int n = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
   if (n < 1 || n > MAX_SHARDS)
@@ -573,7 +606,7 @@ static int parse_manifest(const vctx *v, size_t n, ckpt_manifest *m) {
   int rc = LR_OK;
   const cJSON *f[M_COUNT];
   if (!cJSON_IsObject(o)) rc = bad(v, "format", 0, "the manifest is not a JSON object");
-  if (rc == LR_OK) rc = members(v, o, top_keys, M_COUNT, f, "manifest", 0);
+  if (rc == LR_OK) rc = members(v, o, top_keys, M_COUNT, M_REQUIRED, f, "manifest", 0);
   if (rc == LR_OK &&
       !(cJSON_IsString(f[M_FORMAT]) && !strcmp(f[M_FORMAT]->valuestring, FORMAT_NAME)))
     rc = bad(v, "format", 0, "\"format\" must be \"%s\"", FORMAT_NAME);
@@ -644,6 +677,12 @@ void ckpt_inspect_print(FILE *f, const ckpt_manifest *m) {
   fprintf(f, "model        item table %lld x %lld, dense %lld rows, Adam step %lld\n",
           (long long)m->n_rows, (long long)m->D, (long long)m->n_dense,
           (long long)ckpt_manifest_dense_step(m));
+  char fp[160];
+  data_fp_text(&m->data, fp, sizeof fp);
+  if (m->data.n_inter >= 0)
+    fprintf(f, "data         %s\n", fp);
+  else
+    fprintf(f, "data         not recorded (written before linrec recorded data fingerprints)\n");
   fprintf(f, "rng          seed %016" PRIx64 ", counters", m->rng_seed);
   for (int k = 0; k < CKPT_RNG_COUNTERS; k++)
     fprintf(f, " %" PRIx64, m->rng_counter[k]);

@@ -118,6 +118,8 @@ static key_def KEYS[] = {
      "users per evaluation forward pass"},
     {"dist.item_table", T_ENUM, OFF(dist_item_table), "auto", 0, 0, "auto|sharded|replicated",
      "item table layout across ranks: row-sharded, replicated, or auto (train: fewer bytes per step; eval/recommend --model: sharded above 256 MiB on several ranks)"},
+    {"dist.timeout", T_FLOAT, OFF(dist_timeout), "5", 0, 1e6, NULL,
+     "seconds without a heartbeat from a rank (stopped or hung, its host or link lost) before every rank stops with a message naming it (detection of a rank that dies is immediate); 0 = no heartbeats"},
     {"log.every_steps", T_INT, OFF(log_every_steps), "0", 0, 1e15, NULL,
      "write a step event to metrics.jsonl every this many steps; 0 = none"},
     {"bench.steps", T_INT, OFF(bench_steps), "20", 1, 1e9, NULL,
@@ -555,7 +557,7 @@ uint64_t config_hash(const lr_config *c) {
 // Prefixes (ending in '.') or whole names of the resume-free keys (config.h).
 static const char *const RESUME_FREE[] = {"log.",           "train.checkpoint.", "train.epochs",
                                           "train.max_steps", "train.threads",     "eval.batch_size",
-                                          "dist.item_table", "bench."};
+                                          "dist.",           "bench."};
 
 int config_key_resume_free(const char *key) {
   for (size_t i = 0; i < sizeof RESUME_FREE / sizeof RESUME_FREE[0]; i++) {

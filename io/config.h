@@ -51,6 +51,7 @@ typedef struct {
   int64_t eval_batch_size;
   // dist.*
   int dist_item_table; // 0 auto, 1 sharded, 2 replicated
+  double dist_timeout;  // seconds without a heartbeat before a rank is lost (0 = off)
   // bench.*
   int64_t bench_steps, bench_warmup;
   // log.*
@@ -111,8 +112,8 @@ uint64_t config_hash_text(const char *text);
 // because they change how long to train, where to write and what to log,
 // or only the floating-point summation order (as a different number of
 // ranks does), never what is computed: log.*, train.checkpoint.*,
-// train.epochs, train.max_steps, train.threads, eval.batch_size,
-// dist.item_table, bench.*. 1 if `key` is one of them. Cannot fail.
+// train.epochs, train.max_steps, train.threads, eval.batch_size, dist.*,
+// bench.*. 1 if `key` is one of them. Cannot fail.
 int config_key_resume_free(const char *key);
 // config_to_json without the resume-free keys: the config a checkpoint
 // records and checks on resume. Caller frees with free(); NULL and

@@ -10,6 +10,7 @@
 #ifndef LR_DATASET_H
 #define LR_DATASET_H
 
+#include <stddef.h> // size_t
 #include <stdint.h>
 
 typedef struct {
@@ -114,6 +115,25 @@ int data_read_binary_users(lr_dataset *ds, const char *path, int64_t user_lo, in
 // (MemAvailable, or ulimit -v if lower): the message gives both;
 // LR_ERR_NOMEM.
 int data_synthesize(lr_dataset *ds, const lr_synth_opts *o);
+
+// The fingerprint of loaded data: its counts and a 64-bit hash of the CSR
+// (offsets and items: every interaction and its order within the user) and
+// of both id maps, so another file, another preprocessing or one changed,
+// added or reordered interaction gives another hash. The ranks of a job
+// compare it (they must all have loaded the same data) and checkpoints
+// record it (a resume onto other data is refused). Computed over whole
+// datasets (user_first = 0): about 10 ms per 10M interactions. Local;
+// cannot fail.
+typedef struct {
+  int64_t n_users, n_items, n_inter;
+  uint64_t hash;
+} lr_data_fp;
+void data_fingerprint(const lr_dataset *ds, lr_data_fp *fp);
+// "U users, I items, N interactions, content hash H" into out[size]. Local;
+// cannot fail.
+void data_fp_text(const lr_data_fp *fp, char *out, size_t size);
+// 1 when a and b are the same fingerprint. Local; cannot fail.
+int data_fp_equal(const lr_data_fp *a, const lr_data_fp *b);
 
 // Frees and zeroes; accepts a zeroed or half-built dataset.
 void dataset_free(lr_dataset *ds);

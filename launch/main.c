@@ -12,7 +12,7 @@
 #include <stdlib.h>   // free, strtoll
 #include <string.h>   // strcmp
 #include <sys/stat.h> // stat
-#include <unistd.h>   // sysconf
+#include <unistd.h>   // sysconf, write, _exit, gethostname
 
 #include "attention.h" // attn_names, attn_get: the attention kinds
 #include "ckpt.h"
@@ -23,12 +23,14 @@
 #include "eval.h"
 #include "examples.h"
 #include "gemm.h"
+#include "jobcheck.h"
 #include "shard.h"
 #include "table.h"
 #include "lr.h"
 #include "model.h"
 #include "modelfile.h"
 #include "train.h"
+#include "watchdog.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -39,7 +41,7 @@ typedef struct {
   const char *cmd;
   const char *config_path, *out, *model, *users, *split, *resume;
   const char *sets[256];
-  int n_sets, k, include_history, help, markdown;
+  int n_sets, k, include_history, help, markdown, allow_data_change;
 } cli;
 
 // ---- help -----------------------------------------------------------------------------
@@ -77,13 +79,15 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  data.kcore, and writes the binary dataset (use it with data.format=binary).\n");
   else if (!strcmp(cmd, "train"))
     fprintf(f, "usage: [mpirun -np P] linrec train [--config FILE] [--set key=value]... "
-               "[--out DIR] [--resume latest|CKPT]\n"
+               "[--out DIR] [--resume latest|CKPT [--allow-data-change]]\n"
                "  Trains, validating every epoch with early stopping; writes DIR/metrics.jsonl\n"
                "  and DIR/model.lrm (the best model). DIR defaults to ./out.\n"
                "  Checkpoints (train.checkpoint.*) go to DIR/checkpoints; --resume latest\n"
                "  continues from the newest valid one (none: starts from scratch), --resume\n"
-               "  CKPT from that checkpoint directory. SIGTERM or SIGUSR1: checkpoint at the\n"
-               "  next step boundary and exit 75.\n");
+               "  CKPT from that checkpoint directory. A checkpoint records the training\n"
+               "  data's fingerprint: resuming onto other data is an error (exit 2) unless\n"
+               "  --allow-data-change. SIGTERM or SIGUSR1: checkpoint at the next step\n"
+               "  boundary and exit 75.\n");
   else if (!strcmp(cmd, "bench"))
     fprintf(f, "usage: [mpirun -np P] linrec bench [--config FILE] [--set key=value]...\n"
                "  Trains the configured model on its data (normally data.format=synthetic)\n"
@@ -139,6 +143,7 @@ static int parse_args(cli *a, int argc, char **argv) {
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) a->help = 1;
     else if (!strcmp(o, "--include-history")) a->include_history = 1;
     else if (!strcmp(o, "--markdown")) a->markdown = 1;
+    else if (!strcmp(o, "--allow-data-change")) a->allow_data_change = 1;
     else if (!strcmp(o, "--config")) { NEED_VALUE a->config_path = argv[++i]; }
     else if (!strcmp(o, "--out")) { NEED_VALUE a->out = argv[++i]; }
     else if (!strcmp(o, "--model")) { NEED_VALUE a->model = argv[++i]; }
@@ -244,13 +249,50 @@ static int set_threads(const lr_config *c) {
   return lr_set_threads(n);
 }
 
+// The command line's words that are not config, which every rank must share
+// (jobcheck_start). Cannot fail.
+static void command_text(const cli *a, char *out, size_t size) {
+  snprintf(out, size, "%s --out %s --resume %s%s --model %s --split %s --users %s --k %d%s",
+           a->cmd, a->out ? a->out : "-", a->resume ? a->resume : "-",
+           a->allow_data_change ? " --allow-data-change" : "", a->model ? a->model : "-",
+           a->split, a->users ? a->users : "-", a->k, a->include_history ? " --include-history" : "");
+}
+
+// Started by a launcher (mpirun, srun): its environment, seen before MPI_Init
+// (a singleton's MPI_Init adds PMIx variables of its own).
+static int g_launched;
+
+// The watchdog's verdict (dist/watchdog.h): a rank, host or launcher of this
+// job is lost. Nobody is left to agree with: print and end this process at
+// once (the checkpoints committed so far stay valid, `latest` among them).
+static void on_lost(const char *msg) {
+  char host[64] = "?", line[1400];
+  gethostname(host, sizeof host - 1);
+  int n = snprintf(line, sizeof line, "[rank %d/%d on %s] linrec: %s: stopping (exit %d)\n",
+                   dist_rank(), dist_size(), host, msg, EXIT_RUNTIME);
+  if (n > 0) (void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+  _exit(EXIT_RUNTIME);
+}
+
+// The config every rank built: agreed on (alike errors reported once),
+// checked to be the same job on every rank (jobcheck.h); then the watchdog
+// starts (dist.timeout). Collective.
+static int config_agreed(lr_config *c, const cli *a, const char *model_file) {
+  LR_CALL(dist_agree(build_config(c, a, model_file)));
+  char cmd[LR_PATH_MAX * 3];
+  command_text(a, cmd, sizeof cmd);
+  LR_CALL(jobcheck_start(c, cmd));
+  dist_watchdog_cfg wd = {c->dist_timeout, g_launched, on_lost};
+  return dist_watchdog_start(&wd);
+}
+
 static int cmd_train(const cli *a, int *exit_code) {
   lr_config c;
-  LR_CALL(dist_agree(build_config(&c, a, NULL)));
+  LR_CALL(config_agreed(&c, a, NULL));
   LR_CALL(set_threads(&c));
   LR_CALL(install_stop_handlers());
   lr_train_result r;
-  lr_train_opts o = {a->resume, &g_stop};
+  lr_train_opts o = {a->resume, &g_stop, a->allow_data_change};
   LR_CALL(train_run(&c, a->out ? a->out : "out", &o, &r));
   if (r.stop_signal) {
     dist_log0("stopped on signal %d after step %lld; checkpoint %s\n"
@@ -271,7 +313,7 @@ static int cmd_train(const cli *a, int *exit_code) {
 // linrec bench: progress lines to stderr, one JSON line on stdout.
 static int cmd_bench(const cli *a) {
   lr_config c;
-  LR_CALL(dist_agree(build_config(&c, a, NULL)));
+  LR_CALL(config_agreed(&c, a, NULL));
   LR_CALL(set_threads(&c));
   dist_log0_stream(stderr);
   lr_bench_result r;
@@ -333,9 +375,12 @@ static int load_scorer(loaded *l, const cli *a) {
   int pop = !strcmp(a->model, "pop");
   char path[LR_PATH_MAX];
   if (!pop) model_path(path, sizeof path, a->model);
-  LR_CALL(build_config(&l->c, a, pop ? NULL : path));
+  LR_CALL(config_agreed(&l->c, a, pop ? NULL : path));
   lr_data_opts o = config_data_opts(&l->c);
-  LR_CALL(data_load(&l->ds, &o));
+  LR_CALL(dist_agree(data_load(&l->ds, &o)));
+  lr_data_fp fp;
+  data_fingerprint(&l->ds, &fp);
+  LR_CALL(jobcheck_data(&fp, &l->c));
   l->pop = eval_popularity(&l->ds);
   if (!l->pop) return LR_ERR_NOMEM;
   l->sc.pop = l->pop;
@@ -573,11 +618,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "linrec: %s\n", lr_error_msg());
     return EXIT_USAGE;
   }
-  if (rc == LR_OK && a.resume && strcmp(a.cmd, "train")) {
-    fprintf(stderr, "linrec %s: --resume is an option of train\n", a.cmd);
+  if (rc == LR_OK && (a.resume || a.allow_data_change) && strcmp(a.cmd, "train")) {
+    fprintf(stderr, "linrec %s: %s is an option of train\n", a.cmd,
+            a.resume ? "--resume" : "--allow-data-change");
     return EXIT_USAGE;
   }
   int ok_code = 0;
+  g_launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK");
   rc = dist_init(&argc, &argv);
   if (rc == LR_OK) {
     if (!strcmp(a.cmd, "prep")) rc = cmd_prep(&a);
@@ -587,6 +634,7 @@ int main(int argc, char **argv) {
     else rc = cmd_recommend(&a);
   }
   lr_set_threads(1); // join the thread team's workers
+  dist_watchdog_stop(); // goodbye: this rank's end is no loss (also before an abort)
   if (rc == LR_OK) {
     dist_finalize();
     return ok_code;

@@ -22,7 +22,10 @@
 #     checkpoint intact and resumable;
 #  6. SIGTERM to the ranks of a P = 2 run (twice: the second lands during the
 #     checkpoint write) and SIGUSR1 to mpirun: exit 75, a checkpoint, and the
-#     resumed run ends with the uninterrupted run's losses and model.
+#     resumed run ends with the uninterrupted run's losses and model;
+#     SIGTERM to mpirun itself, once and twice: Open MPI signals the ranks
+#     and kills them a second later, mpirun exits 1 (as the README says),
+#     `latest` verifies and the resumed run still ends bit-identical.
 # Usage: cli_ckpt.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
 source "$(dirname "$0")/lib_cli.sh"
 section() { echo "-- $1 (at ${SECONDS}s)"; }
@@ -310,24 +313,27 @@ section "6. SIGTERM / SIGUSR1 at P = 2"
 long=(--set train.epochs=150 --set dist.item_table=sharded --set train.checkpoint.every_steps=100)
 train 2 sig-ref "${long[@]}"
 # stop NAME HOW: start, wait for 30 steps, signal, expect exit 75.
+ck_extra=()
 stop() {
   local name=$1 how=$2 out=$tmp/$1
-  "${mpi[@]}" -np 2 "$bin" train "${tiny[@]}" "${long[@]}" --out "$out" > "$out.log" 2>&1 &
+  "${mpi[@]}" -np 2 "$bin" train "${tiny[@]}" "${long[@]}" "${ck_extra[@]}" --out "$out" > "$out.log" 2>&1 &
   local mp=$! n=0 # mpirun itself (its children are the ranks)
   for i in $(seq 1 1000); do
     n=$(grep -c '"event":"step"' "$out/metrics.jsonl" 2>/dev/null)
     [ "${n:-0}" -ge 30 ] && break
     sleep 0.01
   done
-  if [ "$how" = term ]; then
-    local ranks
-    ranks=$(pgrep -P "$mp")
-    kill -TERM $ranks
-    sleep 0.01
-    kill -TERM $ranks 2>/dev/null # the second signal lands during the checkpoint
-  else
-    kill -USR1 "$mp"
-  fi
+  case $how in
+    term)
+      local ranks
+      ranks=$(pgrep -P "$mp")
+      kill -TERM $ranks
+      sleep 0.01
+      kill -TERM $ranks 2>/dev/null ;; # the second signal lands during the checkpoint
+    usr1) kill -USR1 "$mp" ;;
+    mpirun-term) kill -TERM "$mp" ;;
+    mpirun-term2) kill -TERM "$mp"; sleep 0.3; kill -TERM "$mp" 2>/dev/null ;;
+  esac
   for i in $(seq 1 1200); do kill -0 "$mp" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$mp" 2>/dev/null && { echo "  $name: still running after 120 s: killed"; kill -9 $(pgrep -P "$mp") "$mp"; }
   wait "$mp"
@@ -346,6 +352,16 @@ for how in term usr1; do
            grep -q '\"reason\":\"signal\"' '$tmp/sig-$how/metrics.jsonl' &&
            '$bin' ckpt verify '$tmp/sig-$how/checkpoints' > /dev/null"
   check "P=2 SIG${how^^}: the resumed run ends with the uninterrupted run's losses and model" \
+    sig_resumed "$how"
+done
+# (a checkpoint every 10 steps: mpirun may kill the ranks before theirs)
+ck_extra=(--set train.checkpoint.every_steps=10)
+for how in mpirun-term mpirun-term2; do
+  stop "sig-$how" "$how"
+  rc=$(cat "$tmp/sig-$how.rc")
+  check "P=2 SIGTERM to mpirun $([ $how = mpirun-term2 ] && echo twice || echo once): exit 1, latest verifies (exit $rc)" \
+    sh -c "[ $rc -eq 1 ] && '$bin' ckpt verify '$tmp/sig-$how/checkpoints' > /dev/null"
+  check "P=2 $how: the resumed run ends with the uninterrupted run's losses and model" \
     sig_resumed "$how"
 done
 

@@ -6,6 +6,7 @@
 #  - sharded and replicated tables follow the same training trajectory;
 #  - uneven shapes: 3 items on 4 ranks, a rank with no users;
 #  - a failing rank ends the whole job within 10 s with a message naming it;
+#  - a failure of the error agreement itself aborts the job (no rank waits);
 #  - model.lrm written from a sharded table (shards streamed to rank 0, more
 #    than one message per shard) evaluates to train's test metrics at P = 1
 #    and, loaded sharded or replicated, at P = 3.
@@ -74,16 +75,26 @@ if run few-users 4 --set data.synthetic.users=3 --set dist.item_table=sharded --
    grep -q '"event":"done"' "$tmp/few-users/metrics.jsonl"; then ok "3 users on 4 ranks (a rank with no users)"
 else cat "$tmp/few-users.log"; bad "3 users on 4 ranks (a rank with no users)"; fi
 
-# 4. A failing rank ends the job promptly, naming the rank.
-start=$(date +%s)
-LINREC_INJECT_FAULT=1:3 timeout 60 mpirun -np 2 --oversubscribe --mca mpi_yield_when_idle 1 \
-  -x LINREC_INJECT_FAULT "$bin" train --config "$src/configs/quickstart.json" "${tiny[@]}" \
-  --out "$tmp/fault" > "$tmp/fault.log" 2>&1
-rc=$?
-took=$(( $(date +%s) - start ))
-if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 10 ] && grep -q '\[rank 1/2\].*injected fault' "$tmp/fault.log"; then
-  ok "injected fault on rank 1 ends the job (exit $rc, ${took}s)"
-else cat "$tmp/fault.log"; bad "injected fault on rank 1 ends the job (exit $rc, ${took}s)"; fi
+# 4. A failing rank ends the job promptly, naming the rank; a failure inside
+# the error path (the agreement's own reduction fails on rank 1 while rank 0
+# waits in it) aborts the job instead of leaving rank 0 waiting.
+# fault_job NAME VAR=VALUE LIMIT REGEX WHAT: train at P = 2 with the test
+# hook VAR=VALUE; the job must end non-zero, not by the 60 s timeout, within
+# LIMIT seconds, with a message matching REGEX.
+fault_job() {
+  local name=$1 hook=$2 limit=$3 re=$4 what=$5 start=$SECONDS rc took
+  env "$hook" timeout 60 mpirun -np 2 --oversubscribe --mca mpi_yield_when_idle 1 -x "${hook%%=*}" \
+    "$bin" train --config "$src/configs/quickstart.json" "${tiny[@]}" --out "$tmp/$name" \
+    > "$tmp/$name.log" 2>&1
+  rc=$? took=$((SECONDS - start))
+  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le "$limit" ] && grep -q "$re" "$tmp/$name.log"; then
+    ok "$what (exit $rc, ${took}s)"
+  else cat "$tmp/$name.log"; bad "$what (exit $rc, ${took}s)"; fi
+}
+fault_job fault LINREC_INJECT_FAULT=1:3 10 '\[rank 1/2\].*injected fault' \
+  "injected fault on rank 1 ends the job"
+fault_job agree-fault LINREC_INJECT_AGREE_FAULT=1:2 20 \
+  '\[rank 1/2\].*failure agreement failed.*the job is aborted' "a failed agreement aborts the job"
 
 # 5. The model file of a sharded table. 600,000 items x d=16 on 2 ranks: each
 # shard is 4.8M floats, more than one 4M-float transfer chunk.

@@ -4,7 +4,7 @@
 # lives in its own namespace, an rsh agent that enters them, and teardown of
 # all of it. Nothing is configured in the root network namespace; every
 # daemon, namespace and file belongs to this test run ($CL_TMP, prefix
-# $CL_P) and is removed by cl_teardown (install it with `trap cl_teardown EXIT`).
+# $CL_P) and is removed by cl_teardown (installed as the EXIT trap here).
 #
 # Before sourcing: CL_TMP (a fresh temp dir). Uses: ip, nsenter, unshare,
 # munged, mungekey, slurmctld, slurmd, sinfo.
@@ -18,6 +18,14 @@ CL_T0=$(date +%s.%N)
 # under our temp dir, not /tmp: sbatch and mpirun pass the variable on.
 mkdir -p "$CL_TMP/ompi"
 export OMPI_MCA_orte_tmpdir_base=$CL_TMP/ompi
+
+# Every cluster test: teardown on exit (also on failure and interruption),
+# and PASSED/FAILED lines counted in pass and fail.
+trap cl_teardown EXIT
+trap 'exit 130' INT TERM
+pass=0 fail=0
+ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
+bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 
 # seconds since the time stamp $1 (date +%s.%N)
 cl_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -126,16 +134,20 @@ cl_munge_up() {
   CL_PIDFILES+=("$m/key/munged.pid")
 }
 
+# A TCP port free on this host now (the kernel's pick).
+cl_free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'; }
+
 # cl_slurm_conf DIR CTLHOST NODELINE: write DIR/slurm.conf, export SLURM_CONF.
-# Our own ports, so a Slurm already on the machine is never in the way.
+# Ports of our own (free ones unless CL_CTLPORT / CL_DPORT say), so neither a
+# Slurm already on the machine nor another test run is in the way.
 cl_slurm_conf() {
   local d=$1 ctl=$2 nodes=$3
   mkdir -p "$d"/{state,log}
   cat > "$d/slurm.conf" <<CONF
 ClusterName=lrtest
 SlurmctldHost=$ctl
-SlurmctldPort=${CL_CTLPORT:-16817}
-SlurmdPort=${CL_DPORT:-16818}
+SlurmctldPort=${CL_CTLPORT:-$(cl_free_port)}
+SlurmdPort=${CL_DPORT:-$(cl_free_port)}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge

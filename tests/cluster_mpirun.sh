@@ -9,7 +9,13 @@
 #     limit (tc tbf): the same per-step losses;
 #  3. with checkpoints every few steps, one rank is killed by SIGKILL
 #     mid-run: the job ends within 10 s naming the lost rank, and a resume
-#     from `latest` finishes with the per-step losses of run 1.
+#     from `latest` finishes with the per-step losses of run 1;
+#  4. SIGTERM to linrec-run, twice (the second changes nothing): every host
+#     checkpoints, exit 75, and the resume finishes with run 1's metrics;
+#  5. host 2's link cut mid-run: every rank, host 2's included, stops within
+#     10 s naming the lost one (the heartbeat), and linrec-run ends within
+#     30 s (it kills an mpirun that outlives its local ranks by 15 s); the
+#     times are printed.
 # Needs root; skips only where the kernel refuses namespaces. Everything it
 # creates is removed on exit, also on failure.
 # Usage: cluster_mpirun.sh LINREC_BINARY SOURCE_DIR
@@ -18,12 +24,7 @@ bin=$1
 src=$2
 CL_TMP=$(mktemp -d /tmp/lrtest-mpirun.XXXXXX)
 source "$src/tests/cluster_lib.sh"
-trap cl_teardown EXIT
-trap 'exit 130' INT TERM
 cl_require 1 ip nsenter unshare nft tc mpirun python3
-pass=0 fail=0
-ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
-bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 
 cl_ns_up 3 || { echo "FAILED: could not create the namespace hosts"; exit 1; }
@@ -131,9 +132,9 @@ else
   fi
 fi
 
-# 4. SIGTERM to linrec-run on host 0 mid-run: it becomes SIGUSR1 for every
-#    rank on every host; all checkpoint, linrec-run exits 75; a resume
-#    finishes with the clean run's metrics.
+# 4. SIGTERM to linrec-run on host 0 mid-run, twice: it becomes SIGUSR1 for
+#    every rank on every host (the second changes nothing); all checkpoint,
+#    linrec-run exits 75; a resume finishes with the clean run's metrics.
 run3 stopped 300 &
 job=$!
 for i in $(seq 1 600); do
@@ -146,13 +147,13 @@ lr=$(ip netns pids "${CL_HOSTS[0]}" | xargs -r ps -o pid=,args= -p 2>/dev/null |
      awk -v d="$CL_TMP/stopped" '$2 ~ /bash$/ && $3 ~ /linrec-run$/ && index($0, d) {print $1}' | head -n 1)
 at=$(nsteps stopped)
 t=$(date +%s.%N)
-[ -n "$lr" ] && kill -TERM "$lr"
+[ -n "$lr" ] && kill -TERM "$lr" && sleep 0.3 && kill -TERM "$lr"
 wait $job
 rc=$?
 secs=$(cl_since "$t")
 latest=$(cat "$CL_TMP/stopped/checkpoints/latest" 2>/dev/null)
 if [ -n "$lr" ] && [ $rc = 75 ] && [ -n "$latest" ]; then
-  ok "SIGTERM to linrec-run at step ~$at: exit 75 after ${secs}s, checkpoint $latest"
+  ok "SIGTERM x2 to linrec-run at step ~$at: exit 75 after ${secs}s, checkpoint $latest"
   run3 stopped 300 --resume latest
   rc=$?
   cmp=$(cl_compare "$CL_TMP/clean" "$CL_TMP/stopped")
@@ -163,8 +164,44 @@ if [ -n "$lr" ] && [ $rc = 75 ] && [ -n "$latest" ]; then
     tail -n 30 "$CL_TMP/stopped.log"
   fi
 else
-  bad "SIGTERM to linrec-run (pid '${lr}'): rc=$rc after ${secs}s, latest '${latest}'"
+  bad "SIGTERM x2 to linrec-run (pid '${lr}'): rc=$rc after ${secs}s, latest '${latest}'"
   tail -n 30 "$CL_TMP/stopped.log"
+fi
+
+# 5. Host 2's link cut mid-run (restored once linrec-run ended, or after 40 s).
+run3 cut 300 --set train.epochs=20 --set train.checkpoint.every_steps=5 &
+job=$!
+for i in $(seq 1 600); do
+  [ "$(nsteps cut)" -ge 12 ] && [ -f "$CL_TMP/cut/checkpoints/latest" ] && break
+  kill -0 $job 2>/dev/null || break
+  sleep 0.05
+done
+# linrec ranks per host
+lranks() { ip netns pids "$1" 2>/dev/null | xargs -r ps -o pid=,comm= -p 2>/dev/null | awk '$2 == "linrec" {print $1}'; }
+at=$(nsteps cut)
+t=$(date +%s.%N)
+ip -n "$CL_P-br" link set v2 down
+t_ranks="" t_h2="" t_mpi=""
+for i in $(seq 1 600); do
+  el=$(cl_since "$t")
+  [ -z "$t_ranks" ] && [ -z "$(lranks "${CL_HOSTS[0]}")$(lranks "${CL_HOSTS[1]}")" ] && t_ranks=$el
+  [ -z "$t_h2" ] && [ -z "$(lranks "${CL_HOSTS[2]}")" ] && t_h2=$el
+  [ -z "$t_mpi" ] && ! kill -0 $job 2>/dev/null && t_mpi=$el
+  [ -n "$t_ranks" ] && [ -n "$t_h2" ] && [ -n "$t_mpi" ] && break
+  awk -v e="$el" 'BEGIN { exit !(e > 40) }' && break
+  sleep 0.1
+done
+ip -n "$CL_P-br" link set v2 up
+wait $job
+rc=$?
+named=$(grep -a -m1 "rank 2 of 3 (host ${CL_HOSTS[2]}, pid [0-9]*) is lost" "$CL_TMP/cut.log")
+if [ -n "$t_ranks" ] && [ -n "$t_h2" ] && [ -n "$t_mpi" ] &&
+   awk -v a="$t_ranks" -v b="$t_h2" -v c="$t_mpi" 'BEGIN { exit !(a < 10 && b < 10 && c < 30) }' &&
+   [ $rc != 0 ] && [ -n "$named" ] && "$bin" ckpt verify "$CL_TMP/cut/checkpoints" > /dev/null 2>&1; then
+  ok "host 2's link cut at step ~$at: hosts 0 and 1 stopped after ${t_ranks}s, host 2 after ${t_h2}s, linrec-run after ${t_mpi}s (exit $rc); latest verifies; ${named#*linrec: }"
+else
+  bad "host 2's link cut: hosts 0-1 ${t_ranks:-?}s, host 2 ${t_h2:-?}s, linrec-run ${t_mpi:-?}s, exit $rc, message '$named'"
+  tail -n 30 "$CL_TMP/cut.log"
 fi
 
 cl_log "$pass passed, $fail failed"

@@ -6,9 +6,9 @@
 # run side by side and each goes through preempt -> exit 75 -> requeue ->
 # resume -> finish, and must end with the per-step losses, evaluations and
 # test metrics of an uninterrupted 3-rank run:
-#  A. srun --mpi=pmix step, preempted by `scancel --signal=TERM` (the
-#     signal goes to the ranks on all three nodes, as Slurm's preemption
-#     SIGTERM does);
+#  A. srun --mpi=pmix step, preempted by `scancel --signal=TERM`, twice
+#     (the signal goes to the ranks on all three nodes, as Slurm's
+#     preemption SIGTERM does; the second changes nothing);
 #  B. LINREC_LAUNCH=mpirun (daemons started through Slurm), preempted by
 #     `scancel --batch --signal=USR1` (the time-limit warning's path); the
 #     batch shell passes SIGUSR1 to mpirun, which forwards it to every host.
@@ -19,12 +19,7 @@ bin=$1
 src=$2
 CL_TMP=$(mktemp -d /tmp/lrtest-slurm3.XXXXXX)
 source "$src/tests/cluster_lib.sh"
-trap cl_teardown EXIT
-trap 'exit 130' INT TERM
 cl_require 1 ip nsenter unshare munged mungekey slurmctld slurmd sbatch srun scontrol mpirun python3
-pass=0 fail=0
-ok() { cl_log "$1: PASSED"; pass=$((pass + 1)); }
-bad() { cl_log "$1: FAILED"; fail=$((fail + 1)); }
 cl_have_resume "$bin" || { echo "FAILED: $bin train --help lists no --resume"; exit 1; }
 # Six ranks and daemons share this machine's cores: yield when idle.
 export LINREC_BIN=$bin OPENBLAS_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
@@ -68,8 +63,9 @@ for i in $(seq 1 2400); do
     n=$(nsteps "$CL_TMP/${dir[$j]}")
     if [ -z "${sent[$j]:-}" ] && [ "$n" -ge $((total * 2 / 5)) ]; then
       cl_sl scancel ${sig[$j]} "$j"
+      [ "$j" = "$ja" ] && sleep 0.3 && cl_sl scancel ${sig[$j]} "$j" # a second signal changes nothing
       sent[$j]=1
-      seen[$j]+="(scancel ${sig[$j]} at step $n) "
+      seen[$j]+="(scancel ${sig[$j]}$([ "$j" = "$ja" ] && echo ' twice') at step $n) "
     fi
     case $s in COMPLETED/*|FAILED/*|CANCELLED/*|TIMEOUT/*|NODE_FAIL/*|/*) ;; *) busy=1 ;; esac
   done
