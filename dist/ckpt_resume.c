@@ -1,5 +1,5 @@
 // ckpt_resume.c: choosing, checking and loading a checkpoint to resume from
-// (ckpt_resume.h), and the loop-state block of the dense arrays.
+// (ckpt_resume.h).
 #include "ckpt_resume.h"
 
 #include <dirent.h>   // opendir, readdir
@@ -12,60 +12,7 @@
 
 #include "comm.h"   // dist_agree, dist_allgather, dist_rank, dist_size
 #include "config.h" // config_hash_text
-#include "le.h"     // le_put_u32, le_get_f64, ...
 #include "lr.h"
-
-#define LOOP_MAGIC 0x5354524cu // "LRTS" little-endian
-#define LOOP_VERSION 1u
-
-// ---- the loop state -------------------------------------------------------------------
-
-void ckpt_loop_state_pack(float out[CKPT_LOOP_STATE_FLOATS], const ckpt_loop_state *s) {
-  memset(out, 0, CKPT_LOOP_STATE_FLOATS * sizeof(float));
-  unsigned char *b = (unsigned char *)out; // float k holds bytes 4k..4k+3
-  le_put_u32(b + 0, LOOP_MAGIC);
-  le_put_u32(b + 4, LOOP_VERSION);
-  le_put_f64(b + 8, s->epoch_loss);
-  le_put_f64(b + 16, s->best_score);
-  le_put_u64(b + 24, (uint64_t)s->since_best);
-  le_put_u64(b + 32, (uint64_t)s->best_epoch);
-}
-
-int ckpt_loop_state_unpack(ckpt_loop_state *s, const float in[CKPT_LOOP_STATE_FLOATS],
-                           const char *where) {
-  memset(s, 0, sizeof *s);
-  const unsigned char *b = (const unsigned char *)in;
-  uint32_t magic = le_get_u32(b + 0), version = le_get_u32(b + 4);
-  LR_CHECK(magic == LOOP_MAGIC && version == LOOP_VERSION, LR_ERR_CORRUPT,
-           "%s: the dense shard's training-loop block has magic %08x version %u, expected "
-           "%08x version %u\nHINT: the checkpoint was not written by this version of linrec train",
-           where, magic, version, LOOP_MAGIC, LOOP_VERSION);
-  s->epoch_loss = le_get_f64(b + 8);
-  s->best_score = le_get_f64(b + 16);
-  s->since_best = (int64_t)le_get_u64(b + 24);
-  s->best_epoch = (int64_t)le_get_u64(b + 32);
-  return LR_OK;
-}
-
-// Arrays per shard of a kind (the manifest checks they agree), 0 if none.
-static int shard_arrays(const ckpt_manifest *m, int kind) {
-  for (int k = 0; k < m->n_shards; k++)
-    if (m->shards[k].desc.kind == kind) return m->shards[k].desc.n_arrays;
-  return 0;
-}
-
-int ckpt_loop_state_read(const char *dir, const ckpt_manifest *m, ckpt_loop_state *s) {
-  memset(s, 0, sizeof *s);
-  int n = shard_arrays(m, CKPT_KIND_DENSE);
-  LR_CHECK(n >= 1 && m->n_dense >= CKPT_LOOP_STATE_FLOATS, LR_ERR_CORRUPT,
-           "%s: no dense shard with a training-loop block (%lld dense rows)", dir,
-           (long long)m->n_dense);
-  float tail[CKPT_LOOP_STATE_FLOATS];
-  float *arrays[CKPT_MAX_ARRAYS] = {tail};
-  LR_CALL(ckpt_load_rows(dir, m, CKPT_KIND_DENSE, m->n_dense - CKPT_LOOP_STATE_FLOATS, m->n_dense,
-                         arrays, n));
-  return ckpt_loop_state_unpack(s, tail, dir);
-}
 
 // ---- small helpers --------------------------------------------------------------------
 
@@ -260,8 +207,9 @@ static int check_config(const char *dir, const lr_config *c, const ckpt_manifest
              lr_error_msg());
     lr_error_clear();
   } else if (!config_diff(&saved, c, 1, "checkpoint", "this run", 6, diff, sizeof diff)) {
-    snprintf(diff, sizeof diff, "no key differs in value: the config text differs in form "
-                                "(another linrec version?)");
+    // the same values in another form: written by a linrec with fewer keys
+    // (a key added since takes its default, which is this run's value)
+    return LR_OK;
   }
   return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
                   "%s: checkpoint written by another config (hash %016llx, this run's "
@@ -275,26 +223,46 @@ static int check_config(const char *dir, const lr_config *c, const ckpt_manifest
 int ckpt_resume_open(const char *dir, const lr_config *c, ckpt_manifest *m) {
   int rc = ckpt_manifest_read(dir, m);
   if (rc == LR_OK) rc = check_config(dir, c, m);
+  if (rc == LR_OK) rc = ckpt_loop_read(dir, m); // versions 1-2: from the dense shard
   if (rc != LR_OK) ckpt_manifest_free(m);
   return dist_agree(rc);
 }
 
-static int load_local(const char *dir, const ckpt_manifest *m, const ckpt_resume_shape *sh,
-                      int64_t lo, int64_t hi, float *const items[], float *const dense[]) {
-  LR_CHECK(m->n_rows == sh->n_rows && m->D == sh->D, LR_ERR_CONFIG,
-           "%s: the checkpoint's item table is %lld x %lld, this run's %lld x %lld\nHINT: the "
-           "data behind data.path changed since the checkpoint was written",
-           dir, (long long)m->n_rows, (long long)m->D, (long long)sh->n_rows, (long long)sh->D);
-  int ia = shard_arrays(m, CKPT_KIND_ITEMS), da = shard_arrays(m, CKPT_KIND_DENSE);
-  LR_CHECK(m->n_dense == sh->n_dense && ia == sh->n_items_arrays && da == sh->n_dense_arrays,
+// One wanted group against the manifest's: kind, width, arrays and rows
+// (versions 1-2: the dense group carries the loop block after the arena).
+static int check_group(const char *dir, const ckpt_manifest *m, const ckpt_resume_group *w) {
+  const ckpt_group *g = ckpt_manifest_group(m, w->name);
+  LR_CHECK(g, LR_ERR_CONFIG,
+           "%s: the checkpoint has no group %s\nHINT: it was written for another model "
+           "(model.arch) or by another version of linrec train",
+           dir, w->name);
+  const int64_t rows = w->n_rows + (m->version < 3 && w->kind == CKPT_KIND_DENSE ? CKPT_LOOP_FLOATS
+                                                                                 : 0);
+  LR_CHECK(g->kind == w->kind && g->width == w->width && g->n_arrays == w->n_arrays &&
+               g->n_rows == rows,
            LR_ERR_CONFIG,
-           "%s: the checkpoint holds %lld dense floats in %d arrays and %d arrays per item row, "
-           "this trainer expects %lld, %d and %d\nHINT: it was written by another version of "
-           "linrec train",
-           dir, (long long)m->n_dense, da, ia, (long long)sh->n_dense, sh->n_dense_arrays,
-           sh->n_items_arrays);
-  LR_CALL(ckpt_load_rows(dir, m, CKPT_KIND_ITEMS, lo, hi, items, ia));
-  LR_CALL(ckpt_load_rows(dir, m, CKPT_KIND_DENSE, 0, m->n_dense, dense, da));
+           "%s: the checkpoint's group %s is %lld x %lld in %d arrays, this run's %lld x %lld in "
+           "%d\nHINT: the data behind data.path (its items or users) or the model changed since "
+           "the checkpoint was written",
+           dir, w->name, (long long)g->n_rows, (long long)g->width, g->n_arrays, (long long)rows,
+           (long long)w->width, w->n_arrays);
+  return LR_OK;
+}
+
+static int load_local(const char *dir, const ckpt_manifest *m, const ckpt_resume_group *g,
+                      int n) {
+  for (int i = 0; i < m->n_groups; i++) {
+    int wanted = 0;
+    for (int k = 0; k < n; k++) wanted |= !strcmp(g[k].name, m->groups[i].name);
+    LR_CHECK(wanted, LR_ERR_CONFIG,
+             "%s: the checkpoint has a group %s this run does not\nHINT: it was written for "
+             "another model (model.arch)",
+             dir, m->groups[i].name);
+  }
+  for (int k = 0; k < n; k++) {
+    LR_CALL(check_group(dir, m, &g[k]));
+    LR_CALL(ckpt_load_rows(dir, m, g[k].name, g[k].lo, g[k].hi, g[k].arrays, g[k].n_arrays));
+  }
   int64_t t = ckpt_manifest_dense_step(m);
   LR_CHECK(t == m->step, LR_ERR_CORRUPT,
            "%s: the dense shard's Adam step is %lld, the manifest's step %lld", dir, (long long)t,
@@ -302,7 +270,6 @@ static int load_local(const char *dir, const ckpt_manifest *m, const ckpt_resume
   return LR_OK;
 }
 
-int ckpt_resume_load(const char *dir, const ckpt_manifest *m, const ckpt_resume_shape *shape,
-                     int64_t lo, int64_t hi, float *const items[], float *const dense[]) {
-  return dist_agree(load_local(dir, m, shape, lo, hi, items, dense));
+int ckpt_resume_load(const char *dir, const ckpt_manifest *m, const ckpt_resume_group *g, int n) {
+  return dist_agree(load_local(dir, m, g, n));
 }

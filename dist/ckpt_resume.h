@@ -1,6 +1,5 @@
 // ckpt_resume.h: choosing, checking and loading the checkpoint a training run
-// resumes from (DESIGN §4), and the training loop's small state that a
-// checkpoint carries beside the dense parameters.
+// resumes from (io/ckpt.h).
 //
 // Resume, all Collective (rank 0 looks at the directory and decides, every
 // rank learns the outcome; errors are agreed on and reported once):
@@ -23,34 +22,6 @@
 
 #include "ckpt.h"   // ckpt_manifest
 #include "config.h" // lr_config
-
-// ---- the training loop's state --------------------------------------------------------
-
-// The trainer's dense arrays carry CKPT_LOOP_STATE_FLOATS more floats than
-// the dense parameters: in array 0 (the parameters) they hold this state as
-// raw 32-bit words (bit-exact: a double is two words, low word first):
-//   word 0 magic 0x5354524c ("LRTS"), 1 version (1), 2-3 epoch_loss,
-//   4-5 best_score, 6-7 since_best, 8-9 best_epoch, 10-15 zero;
-// in the other arrays they are zero. The whole block is inside the dense
-// shard, so the shard's checksums cover it.
-#define CKPT_LOOP_STATE_FLOATS 16
-
-typedef struct {
-  double epoch_loss;  // sum of the step losses of the current epoch so far
-  double best_score;  // best validation NDCG@10 so far (-1: none yet)
-  int64_t since_best; // evaluations since the best one
-  int64_t best_epoch; // epoch of the best model (0: none yet)
-} ckpt_loop_state;
-
-// Encode s into out. Local; cannot fail.
-void ckpt_loop_state_pack(float out[CKPT_LOOP_STATE_FLOATS], const ckpt_loop_state *s);
-// Decode; LR_ERR_CORRUPT naming `where` if the magic or version is wrong. Local.
-int ckpt_loop_state_unpack(ckpt_loop_state *s, const float in[CKPT_LOOP_STATE_FLOATS],
-                           const char *where);
-// Read the loop state of the checkpoint in dir (manifest m) from its dense
-// shard (for `linrec ckpt inspect`). Local. Statuses of ckpt_load_rows and
-// unpack.
-int ckpt_loop_state_read(const char *dir, const ckpt_manifest *m, ckpt_loop_state *s);
 
 // ---- resume ---------------------------------------------------------------------------
 
@@ -78,28 +49,34 @@ int ckpt_resume_check_fresh(const char *root);
 int ckpt_resume_adopt(const char *root, const char *dir, int64_t step);
 
 // Read dir's manifest into *m on every rank (caller frees with
-// ckpt_manifest_free; zeroed on failure) and check that it was written by
+// ckpt_manifest_free; zeroed on failure), with its loop state (m->loop,
+// from the dense shard for versions 1-2), and check that it was written by
 // config c: the manifest records config_to_json_trajectory's text, so the
 // resume-free keys may differ (io/config.h). LR_ERR_CONFIG naming the keys
 // that differ with both values, LR_ERR_NOMEM, the statuses of
 // ckpt_manifest_read. Collective.
 int ckpt_resume_open(const char *dir, const lr_config *c, ckpt_manifest *m);
 
-// The shapes the trainer expects, checked by ckpt_resume_load.
+// A group the run holds: its shape, checked against the checkpoint's, and
+// where its rows [lo, hi) go (arrays[a]: (hi-lo) rows x width of array a;
+// NULL entries are skipped).
 typedef struct {
-  int64_t n_rows, D;  // item table
-  int n_items_arrays; // arrays per item row shard
-  int64_t n_dense;    // floats per dense array
-  int n_dense_arrays;
-} ckpt_resume_shape;
+  const char *name;
+  int kind; // ckpt_kind
+  int64_t n_rows, width;
+  int n_arrays;
+  int64_t lo, hi;
+  float *arrays[CKPT_MAX_ARRAYS];
+} ckpt_resume_group;
 
-// Check the manifest's shapes against *shape (LR_ERR_CONFIG: the data or the
-// trainer changed), then load item rows [lo, hi) of every items array
-// (re-cut from whatever shards hold them: any world size) and the whole of
-// every dense array; also checks the dense shard's Adam step against the
-// manifest's step. Collective; the statuses of ckpt_load_rows (the
-// destinations must not be used after a failure).
-int ckpt_resume_load(const char *dir, const ckpt_manifest *m, const ckpt_resume_shape *shape,
-                     int64_t lo, int64_t hi, float *const items[], float *const dense[]);
+// Check the manifest's groups against the run's g[0..n) (LR_ERR_CONFIG: the
+// data, the model or the trainer changed: every group of either side must
+// be in the other with the same shape), then load each group's rows
+// [lo, hi) of every array, re-cut from whatever shards hold them (any world
+// size); also checks the dense shard's Adam step against the manifest's
+// step. The loop state is m->loop (ckpt_resume_open read it). Collective;
+// the statuses of ckpt_load_rows (the destinations must not be used after a
+// failure).
+int ckpt_resume_load(const char *dir, const ckpt_manifest *m, const ckpt_resume_group *g, int n);
 
 #endif

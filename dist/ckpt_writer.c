@@ -14,7 +14,7 @@
 
 // What each rank reports to rank 0 at commit (plain bytes: allgathered as such).
 typedef struct {
-  ckpt_shard_entry entry[2]; // its items shard; rank 0 also the dense shard
+  ckpt_shard_entry entry[CKPT_MAX_PARTS]; // its shards
   int32_t n_entries, pad;
   double raw_bytes, write_s, compress_s;
 } shard_report;
@@ -22,7 +22,7 @@ typedef struct {
 struct ckpt_writer {
   ckpt_writer_cfg cfg; // root and config_json point to the copies below
   char *root, *config_json;
-  float *snap[CKPT_MAX_ARRAYS]; // (hi-lo, D) each, the first n_snapshot
+  float *snap[CKPT_MAX_PARTS][CKPT_MAX_ARRAYS]; // (hi-lo, width) each, a part's first n_snapshot
   shard_report *reports;        // (P) at commit
   // the pending checkpoint
   int pending, background, thread_live;
@@ -30,7 +30,7 @@ struct ckpt_writer {
   atomic_int busy;
   ckpt_point pt;
   char name[32], dir[4096];
-  const float *items[CKPT_MAX_ARRAYS], *dense[CKPT_MAX_ARRAYS];
+  const float *arrays[CKPT_MAX_PARTS][CKPT_MAX_ARRAYS]; // what the writer writes
   int rc;         // the writer's status
   char msg[1024]; // and its message
   shard_report rep;
@@ -47,13 +47,16 @@ static char *dup_str(const char *s, const char *what) {
 int ckpt_writer_init(ckpt_writer **out, const ckpt_writer_cfg *cfg) {
   *out = NULL;
   const ckpt_writer_cfg *c = cfg;
-  LR_CHECK(c->root && c->root[0] && c->config_json && c->keep_last >= 1 && c->zstd_level >= 1 &&
-               c->zstd_level <= 19 && c->n_rows >= 1 && c->D >= 1 && 0 <= c->lo &&
-               c->lo <= c->hi && c->hi <= c->n_rows && c->n_items_arrays >= 1 &&
-               c->n_items_arrays <= CKPT_MAX_ARRAYS && c->n_snapshot >= 0 &&
-               c->n_snapshot <= c->n_items_arrays && c->n_dense >= 1 && c->n_dense_arrays >= 1 &&
-               c->n_dense_arrays <= CKPT_MAX_ARRAYS,
-           LR_ERR_ARG, "ckpt_writer_init: bad configuration");
+  int ok = c->root && c->root[0] && c->config_json && c->keep_last >= 1 && c->zstd_level >= 1 &&
+           c->zstd_level <= 19 && c->n_groups >= 1 && c->n_groups <= CKPT_MAX_GROUPS &&
+           c->n_parts >= 0 && c->n_parts <= CKPT_MAX_PARTS;
+  for (int p = 0; ok && p < c->n_parts; p++) {
+    const ckpt_part *q = &c->parts[p];
+    ok = ckpt_group_name_ok(q->group) && 0 <= q->lo && q->lo <= q->hi && q->width >= 1 &&
+         q->n_arrays >= 1 && q->n_arrays <= CKPT_MAX_ARRAYS && q->n_snapshot >= 0 &&
+         q->n_snapshot <= q->n_arrays;
+  }
+  LR_CHECK(ok, LR_ERR_ARG, "ckpt_writer_init: bad configuration");
   LR_CHECK(strlen(c->root) + 32 < sizeof ((ckpt_writer *)0)->dir, LR_ERR_CONFIG,
            "train.checkpoint.dir: path too long: %.60s...", c->root);
   ckpt_writer *w = lr_calloc(1, sizeof *w, "checkpoint writer");
@@ -62,10 +65,12 @@ int ckpt_writer_init(ckpt_writer **out, const ckpt_writer_cfg *cfg) {
   w->root = dup_str(c->root, "checkpoint root");
   w->config_json = dup_str(c->config_json, "checkpoint config");
   w->reports = lr_calloc((size_t)dist_size(), sizeof *w->reports, "checkpoint reports");
-  int ok = w->root && w->config_json && w->reports;
-  size_t n = (size_t)(c->hi - c->lo) * (size_t)c->D;
-  for (int a = 0; ok && a < c->n_snapshot; a++)
-    ok = (w->snap[a] = lr_calloc(n, sizeof(float), "checkpoint snapshot")) != NULL;
+  ok = w->root && w->config_json && w->reports;
+  for (int p = 0; ok && c->background && p < c->n_parts; p++) {
+    const size_t n = (size_t)(c->parts[p].hi - c->parts[p].lo) * (size_t)c->parts[p].width;
+    for (int a = 0; ok && a < c->parts[p].n_snapshot; a++)
+      ok = (w->snap[p][a] = lr_calloc(n ? n : 1, sizeof(float), "checkpoint snapshot")) != NULL;
+  }
   if (!ok) {
     ckpt_writer_free(w);
     return LR_ERR_NOMEM;
@@ -80,7 +85,8 @@ int ckpt_writer_init(ckpt_writer **out, const ckpt_writer_cfg *cfg) {
 void ckpt_writer_free(ckpt_writer *w) {
   if (!w) return;
   if (w->thread_live) pthread_join(w->thread, NULL);
-  for (int a = 0; a < CKPT_MAX_ARRAYS; a++) lr_free(w->snap[a]);
+  for (int p = 0; p < CKPT_MAX_PARTS; p++)
+    for (int a = 0; a < CKPT_MAX_ARRAYS; a++) lr_free(w->snap[p][a]);
   lr_free(w->reports);
   lr_free(w->root);
   lr_free(w->config_json);
@@ -98,17 +104,18 @@ static int write_shards(ckpt_writer *w) {
   double t0 = dist_wtime();
   shard_report *r = &w->rep;
   memset(r, 0, sizeof *r);
-  char name[CKPT_NAME_MAX];
-  ckpt_items_name(name, dist_rank());
-  ckpt_shard_desc d = {CKPT_KIND_ITEMS, c->n_items_arrays, c->lo, c->hi, c->D, 0};
-  ckpt_file_info info;
-  LR_CALL(ckpt_shard_write(w->dir, name, &d, w->items, c->zstd_level, &info));
-  r->entry[r->n_entries++] = info.entry;
-  r->raw_bytes += (double)info.raw_bytes;
-  r->compress_s += info.compress_seconds;
-  if (dist_rank() == 0) {
-    ckpt_shard_desc dd = {CKPT_KIND_DENSE, c->n_dense_arrays, 0, c->n_dense, 1, w->pt.adam_step};
-    LR_CALL(ckpt_shard_write(w->dir, CKPT_DENSE_NAME, &dd, w->dense, c->zstd_level, &info));
+  for (int p = 0; p < c->n_parts; p++) {
+    const ckpt_part *q = &c->parts[p];
+    char name[CKPT_NAME_MAX];
+    if (q->kind == CKPT_KIND_DENSE)
+      snprintf(name, sizeof name, "%s", CKPT_DENSE_NAME);
+    else
+      ckpt_shard_name(name, q->group, dist_rank());
+    ckpt_shard_desc d = {q->kind, q->n_arrays, q->lo, q->hi, q->width,
+                         q->kind == CKPT_KIND_DENSE ? w->pt.adam_step : 0, {0}};
+    memcpy(d.group, q->group, sizeof d.group);
+    ckpt_file_info info;
+    LR_CALL(ckpt_shard_write(w->dir, name, &d, w->arrays[p], c->zstd_level, &info));
     r->entry[r->n_entries++] = info.entry;
     r->raw_bytes += (double)info.raw_bytes;
     r->compress_s += info.compress_seconds;
@@ -162,17 +169,19 @@ int ckpt_writer_start(ckpt_writer *w, const ckpt_point *pt, const ckpt_source *s
   w->msg[0] = '\0';
   double t1 = dist_wtime();
   w->start_s = t1 - t0;
-  background = background && c->n_snapshot > 0;
-  size_t bytes = (size_t)(c->hi - c->lo) * (size_t)c->D * sizeof(float);
-  for (int a = 0; a < c->n_items_arrays; a++) {
-    if (background && a < c->n_snapshot) {
-      if (bytes) memcpy(w->snap[a], src->items[a], bytes);
-      w->items[a] = w->snap[a];
-    } else {
-      w->items[a] = src->items[a];
+  background = background && c->background;
+  for (int p = 0; p < c->n_parts; p++) {
+    const ckpt_part *q = &c->parts[p];
+    const size_t bytes = (size_t)(q->hi - q->lo) * (size_t)q->width * sizeof(float);
+    for (int a = 0; a < q->n_arrays; a++) {
+      if (background && a < q->n_snapshot) {
+        if (bytes) memcpy(w->snap[p][a], src->arrays[p][a], bytes);
+        w->arrays[p][a] = w->snap[p][a];
+      } else {
+        w->arrays[p][a] = src->arrays[p][a];
+      }
     }
   }
-  for (int a = 0; a < c->n_dense_arrays; a++) w->dense[a] = src->dense[a];
   w->snapshot_s = dist_wtime() - t1;
   atomic_store(&w->busy, 1);
   w->background = background && spawn_writer(w);
@@ -193,7 +202,9 @@ static int commit_manifest(ckpt_writer *w, ckpt_stats *st) {
   m.rng_seed = w->pt.rng_seed;
   memcpy(m.rng_counter, w->pt.rng_counter, sizeof m.rng_counter);
   m.world_size = P;
-  m.n_rows = c->n_rows, m.D = c->D, m.n_dense = c->n_dense;
+  m.n_groups = c->n_groups;
+  memcpy(m.groups, c->groups, sizeof m.groups);
+  m.loop = w->pt.loop;
   m.data = c->data;
   int rc = ckpt_manifest_set_config(&m, w->config_json, config_hash_text(w->config_json));
   for (int q = 0; q < P && rc == LR_OK; q++)

@@ -4,11 +4,11 @@
 // A checkpoint is started at a step boundary and committed later:
 //   start   (Collective) rank 0 creates ROOT/step-NNNNNNNN (ckpt_dir_create),
 //           all ranks agree on its success; each rank copies the arrays it
-//           must not let change ("snapshot": its item rows w, m, v) into
-//           buffers allocated once at init, and a writer thread compresses
-//           and writes its shard (rank 0 also the dense shard) while the
-//           training thread goes on. Without snapshot buffers, or when asked,
-//           the shards are written on the calling thread instead.
+//           must not let change ("snapshot": the weights and moments of
+//           its parts) into buffers allocated once at init, and a writer
+//           thread compresses and writes its shards while the training
+//           thread goes on. Without snapshot buffers, or when asked, the
+//           shards are written on the calling thread instead.
 //   commit  (Collective) waits for the writer threads, agrees on their
 //           statuses, gathers the shard entries to rank 0 (allgather: all
 //           MPI stays on the training thread), and rank 0 writes the
@@ -25,7 +25,7 @@
 //
 // Threads: the writer thread only calls io/ (ckpt_shard_write); it never
 // calls MPI. Its error message lands in the process's error record (core/lr.h)
-// and is reported by commit. Not here: what the arrays mean (dist/train.c),
+// and is reported by commit. Not here: what the arrays mean (dist/state.h),
 // the file formats (io/ckpt.h), choosing a checkpoint to resume (ckpt_resume.h).
 #ifndef LR_CKPT_WRITER_H
 #define LR_CKPT_WRITER_H
@@ -36,21 +36,34 @@
 
 typedef struct ckpt_writer ckpt_writer;
 
+#define CKPT_MAX_PARTS 8 // shards one rank writes per checkpoint
+
+// One shard this rank writes at every checkpoint: rows [lo, hi) of a group
+// (a dense group's shard is "dense.zst", written by one rank; a row group's
+// "GROUP-rRRRR.zst").
+typedef struct {
+  char group[CKPT_GROUP_MAX];
+  int kind;       // ckpt_kind, the group's
+  int64_t lo, hi; // global rows
+  int64_t width;
+  int n_arrays;   // the group's
+  int n_snapshot; // the first n_snapshot arrays are copied at start (they change
+                  // while a background write runs); the others must stay unchanged
+} ckpt_part;
+
 // Set once at init. Logically collective: the same on every rank except
-// lo, hi (each rank's own item rows).
+// parts (each rank's own shards; a rank may have none of a group).
 typedef struct {
   const char *root;        // checkpoint directory (copied)
   const char *config_json; // the manifest's config text (copied)
   int keep_last;           // >= 1
   int zstd_level;          // 1..19
-  int64_t n_rows, D;       // item table (n_rows, D)
-  int64_t lo, hi;          // this rank's item shard: rows [lo, hi)
-  int n_items_arrays;      // arrays of an items shard (1..CKPT_MAX_ARRAYS)
-  int n_snapshot;          // of which the first n_snapshot are copied at start
-                           // (0: no buffers, every write is on the caller's thread)
-  int64_t n_dense;         // floats per dense array (rank 0 writes them)
-  int n_dense_arrays;      // 1..CKPT_MAX_ARRAYS
-  lr_data_fp data;         // the training data's fingerprint, recorded in every manifest
+  int n_groups;            // the manifest's groups
+  ckpt_group groups[CKPT_MAX_GROUPS];
+  int n_parts;             // this rank's shards
+  ckpt_part parts[CKPT_MAX_PARTS];
+  int background;          // allocate snapshot buffers (0: every write on the caller's thread)
+  lr_data_fp data;         // the training data's fingerprint, for the manifest
 } ckpt_writer_cfg;
 
 // Where the training run is (the manifest's fields). Logically collective.
@@ -58,14 +71,14 @@ typedef struct {
   int64_t step, epoch, cursor; // cursor: steps done in `epoch`
   uint64_t rng_seed;
   uint64_t rng_counter[CKPT_RNG_COUNTERS];
-  int64_t adam_step; // recorded as the dense shard's aux
+  int64_t adam_step; // recorded as the dense shards' aux
+  ckpt_loop loop;
 } ckpt_point;
 
-// The live arrays: items[a] holds rows [lo, hi) of item array a, row lo
-// first; dense[a] (rank 0 only, NULL elsewhere) n_dense floats.
+// The live arrays of this rank's parts: arrays[p][a] holds rows [lo, hi) of
+// part p's array a, row lo first.
 typedef struct {
-  const float *items[CKPT_MAX_ARRAYS];
-  const float *dense[CKPT_MAX_ARRAYS];
+  const float *arrays[CKPT_MAX_PARTS][CKPT_MAX_ARRAYS];
 } ckpt_source;
 
 // Figures of the last committed checkpoint (all ranks; sizes summed over
@@ -82,8 +95,9 @@ typedef struct {
   int n_pruned;               // checkpoint directories removed by the prune
 } ckpt_stats;
 
-// Allocate the writer (and the snapshot buffers: (hi-lo)*D*n_snapshot
-// floats). Local. LR_ERR_NOMEM, LR_ERR_ARG. *w is NULL on failure.
+// Allocate the writer (and with cfg->background the snapshot buffers:
+// (hi-lo)*width*n_snapshot floats per part). Local. LR_ERR_NOMEM, LR_ERR_ARG.
+// *w is NULL on failure.
 int ckpt_writer_init(ckpt_writer **w, const ckpt_writer_cfg *cfg);
 
 // Join a running writer thread (without committing) and free. Accepts NULL.

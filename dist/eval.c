@@ -12,6 +12,7 @@
 #include "embed.h"
 #include "gemm.h"
 #include "lr.h"
+#include "shard.h"
 #include "rng.h"
 
 #define MAX_TILE_FLOATS (16 * 1024 * 1024) // score tile budget (Bu x T)
@@ -120,6 +121,18 @@ nomem:
   return LR_ERR_NOMEM;
 }
 
+lr_scorer eval_scorer(lr_state *s, const float *pop, int64_t n_users) {
+  lr_scorer sc = {.st = s, .pop = pop};
+  if (s) {
+    sc.model = &s->model, sc.table = &s->table;
+    sc.user_lo = s->user_lo[dist_rank()], sc.user_hi = s->user_lo[dist_rank() + 1];
+  } else {
+    const lr_shard u = shard_range(n_users, dist_rank(), dist_size());
+    sc.user_lo = u.offset, sc.user_hi = u.offset + u.count;
+  }
+  return sc;
+}
+
 float *eval_popularity(const lr_dataset *ds) {
   float *pop = lr_calloc((size_t)ds->n_items + 1, sizeof(float), "item popularity");
   if (!pop) return NULL;
@@ -205,7 +218,8 @@ static int hidden_states(const lr_scorer *sc, eval_ws *w, int64_t nb, int64_t n2
                        n2));
   if (nb == 0) return LR_OK;
   lr_dropout dp = {0};
-  const float *h = model_forward(sc->model, w->idx, *rows, w->lens, w->row_ids, nb, dp, NULL);
+  const float *h = model_forward(sc->model, w->idx, *rows, w->lens, w->row_ids, nb, dp,
+                                 state_seq_rows(sc->st, w->users, nb));
   for (int64_t b = 0; b < nb; b++)
     memcpy(w->hs + b * w->D, h + (b * w->N + w->lens[b] - 1) * w->D, (size_t)w->D * sizeof(float));
   return LR_OK;

@@ -18,15 +18,22 @@
 #include "examples.h"
 #include "metrics.h"
 #include "model.h"
+#include "state.h"
 #include "table.h"
 
 typedef struct {
-  lr_model *model;         // the encoder, or NULL for the popularity baseline
-  lr_table *table;         // item rows (with model): sharded or replicated
+  lr_state *st;            // the model's state (state.h), or NULL for the popularity baseline
+  lr_model *model;         // &st->model (NULL: popularity)
+  lr_table *table;         // &st->table: item rows, sharded or replicated
   const float *pop;        // (I+1) training interaction counts (always set)
   int64_t user_lo, user_hi; // users this rank evaluates (user_hi clamped to n_users);
                             // all ranks together: every user once
 } lr_scorer;
+
+// The scorer of state s (NULL: the popularity baseline) with popularity pop:
+// this rank evaluates the users state.h's split gives it (with s = NULL,
+// shard_range's cut of n_users). Cannot fail.
+lr_scorer eval_scorer(lr_state *s, const float *pop, int64_t n_users);
 
 // Training interaction counts per item (I+1 floats, [0] = 0) for the pop
 // baseline and pop100 sampling; caller frees with lr_free. NULL on OOM.

@@ -17,6 +17,7 @@
 #include "afile.h" // afile_write_whole, afile_fsync_dir
 #include "ckpt_internal.h"
 #include "file.h"
+#include "le.h" // le_get_u32, le_get_f64
 #include "lr.h"
 
 #define LATEST_MAX 64 // bytes of the latest file we accept
@@ -92,7 +93,18 @@ void ckpt_step_name(char *buf, size_t size, int64_t step) {
   snprintf(buf, size, "step-%08lld", (long long)step);
 }
 
-void ckpt_items_name(char *buf, int rank) { snprintf(buf, CKPT_NAME_MAX, "items-r%04d.zst", rank); }
+void ckpt_shard_name(char *buf, const char *group, int rank) {
+  snprintf(buf, CKPT_NAME_MAX, "%s-r%04d.zst", group, rank);
+}
+
+int ckpt_group_name_ok(const char *name) {
+  size_t n = 0;
+  for (; name[n]; n++)
+    if (!((name[n] >= 'a' && name[n] <= 'z') || (name[n] >= 'A' && name[n] <= 'Z') ||
+          (name[n] >= '0' && name[n] <= '9') || name[n] == '_'))
+      return 0;
+  return n >= 1 && n < CKPT_GROUP_MAX;
+}
 
 // The step of a directory named like ckpt_step_name (8 to 18 digits), or -1.
 static int64_t parse_step(const char *name) {
@@ -546,22 +558,46 @@ int ckpt_prune(const char *root, int keep_last, ckpt_report *removed) {
 // ---------------------------------------------------------------------------
 // loading
 
-int ckpt_load_rows(const char *dir, const ckpt_manifest *m, int kind, int64_t lo, int64_t hi,
-                   float *const arrays[], int n_arrays) {
-  LR_CHECK(dir && m && (kind == CKPT_KIND_ITEMS || kind == CKPT_KIND_DENSE), LR_ERR_ARG,
-           "ckpt_load_rows: bad arguments");
-  int64_t rows = kind == CKPT_KIND_ITEMS ? m->n_rows : m->n_dense;
-  LR_CHECK(0 <= lo && lo <= hi && hi <= rows, LR_ERR_ARG,
-           "ckpt_load_rows %s: rows [%lld, %lld) outside the table's 0..%lld", dir, (long long)lo,
-           (long long)hi, (long long)rows);
+int ckpt_load_rows(const char *dir, const ckpt_manifest *m, const char *group, int64_t lo,
+                   int64_t hi, float *const arrays[], int n_arrays) {
+  LR_CHECK(dir && m && group, LR_ERR_ARG, "ckpt_load_rows: bad arguments");
+  const ckpt_group *g = ckpt_manifest_group(m, group);
+  LR_CHECK(g, LR_ERR_ARG, "ckpt_load_rows %s: no group %s", dir, group);
+  LR_CHECK(0 <= lo && lo <= hi && hi <= g->n_rows, LR_ERR_ARG,
+           "ckpt_load_rows %s: rows [%lld, %lld) outside group %s's 0..%lld", dir, (long long)lo,
+           (long long)hi, group, (long long)g->n_rows);
+  LR_CHECK(g->n_arrays == n_arrays, LR_ERR_ARG,
+           "ckpt_load_rows %s: group %s holds %d arrays, the caller passes %d", dir, group,
+           g->n_arrays, n_arrays);
   for (int k = 0; k < m->n_shards; k++) {
     const ckpt_shard_entry *e = &m->shards[k];
-    if (e->desc.kind != kind) continue;
-    LR_CHECK(e->desc.n_arrays == n_arrays, LR_ERR_ARG,
-             "ckpt_load_rows %s: the shards hold %d arrays, the caller passes %d", dir,
-             e->desc.n_arrays, n_arrays);
-    if (e->desc.hi <= lo || e->desc.lo >= hi) continue;
+    if (strcmp(e->desc.group, group) || e->desc.hi <= lo || e->desc.lo >= hi) continue;
     LR_CALL(ckpt_shard_read(dir, e, lo, hi, arrays));
   }
+  return LR_OK;
+}
+
+// The loop block's words (ckpt.h, versions 1-2).
+#define LOOP_MAGIC 0x5354524cu // "LRTS"
+
+int ckpt_loop_read(const char *dir, ckpt_manifest *m) {
+  if (m->version >= 3) return LR_OK;
+  const ckpt_group *g = ckpt_manifest_group(m, "dense");
+  LR_CHECK(g && g->n_rows >= CKPT_LOOP_FLOATS && g->width == 1, LR_ERR_CORRUPT,
+           "%s: no loop state block (the dense group has %lld rows)", dir,
+           (long long)(g ? g->n_rows : 0));
+  float blk[CKPT_LOOP_FLOATS];
+  float *arrays[CKPT_MAX_ARRAYS] = {blk}; // array 0 only
+  LR_CALL(ckpt_load_rows(dir, m, "dense", g->n_rows - CKPT_LOOP_FLOATS, g->n_rows, arrays,
+                         g->n_arrays));
+  const unsigned char *b = (const unsigned char *)blk; // float k holds bytes 4k..4k+3
+  const uint32_t magic = le_get_u32(b), version = le_get_u32(b + 4);
+  LR_CHECK(magic == LOOP_MAGIC && version == 1, LR_ERR_CORRUPT,
+           "%s: the loop state block has magic %08x version %u, expected %08x version 1", dir,
+           magic, version, LOOP_MAGIC);
+  m->loop.epoch_loss = le_get_f64(b + 8);
+  m->loop.best_score = le_get_f64(b + 16);
+  m->loop.since_best = (int64_t)le_get_u64(b + 24);
+  m->loop.best_epoch = (int64_t)le_get_u64(b + 32);
   return LR_OK;
 }

@@ -1,10 +1,13 @@
 // ckpt.h: sharded training checkpoints on disk (DESIGN §4, STYLE 18-20).
 //
-// 1. Layout. A checkpoint is a directory ROOT/step-NNNNNNNN/ (step, 8+ digits):
-//      items-rRRRR.zst  one per writing rank R: rows [lo,hi) of the global
-//                       (n_rows, D) item table, arrays w, m, v (Adam moments)
-//      dense.zst        written by rank 0: the dense arena as rows [0, n_dense)
-//                       of width 1, arrays params, m, v; aux = Adam step t
+// 1. Layout. A checkpoint is a directory ROOT/step-NNNNNNNN/ (step, 8+ digits)
+//    holding the training state as named groups (dist/state.h), each a
+//    global table of rows x width floats with a few arrays per row
+//    (weights, Adam moments, the best model's weights), cut into shards:
+//      dense.zst        the "dense" group (the encoder's arena as rows of
+//                       width 1), written by rank 0; aux = Adam step t
+//      GROUP-rRRRR.zst  rows [lo,hi) of a row group ("items", "users", ...)
+//                       written by rank R (items-r0000.zst, ...)
 //      manifest.json    written last: the commit point. A directory without a
 //                       valid manifest is not a checkpoint.
 //    ROOT/latest is a small text file, "step-NNNNNNNN\n", replaced atomically
@@ -14,15 +17,17 @@
 //    highest step that verifies (ckpt_find_latest_valid), `latest` or not.
 //
 // 2. Shard file (.zst), all integers little-endian:
-//      0  char[8] magic "LRCKPT01"     8  u32 version (1)
-//     12  u32 header bytes (128)       16  u32 kind (1 items, 2 dense)
+//      0  char[8] magic "LRCKPT01"     8  u32 version (2)
+//     12  u32 header bytes (128)       16  u32 kind (1 rows, 2 dense)
 //     20  u32 n_arrays (1..8)          24  i64 lo   32  i64 hi (rows [lo,hi))
 //     40  i64 D (floats per row)       48  i64 aux (dense: Adam step)
 //     56  u64 raw bytes = n_arrays*(hi-lo)*D*4
 //     64  u64 compressed bytes = file bytes - 128
 //     72  u32 crc32 of the compressed bytes
 //     76  u32 zstd level (informational)
-//     80  44 reserved bytes, zero     124  u32 crc32 of bytes 0..123
+//     80  char[16] group name, NUL-padded (version 1: zero; the group is
+//         "items" for kind 1, "dense" for kind 2)
+//     96  28 reserved bytes, zero     124  u32 crc32 of bytes 0..123
 //    then at byte 128 one zstd frame (content size recorded, XXH64 content
 //    checksum on) whose content is array 0 ((hi-lo, D) f32, row-major), then
 //    array 1, ... The manifest records the file's size and the crc32 (zlib) of
@@ -35,30 +40,36 @@
 //    that is not a regular file (a FIFO, a directory: refused before reading).
 //
 // 3. Manifest (manifest.json, cJSON): an object with exactly the members
-//      format "linrec-checkpoint", version 2, step, epoch, cursor,
-//      rng_seed "16 hex", rng_counters ["16 hex" x4], world_size, n_rows, D,
-//      n_dense, time_unix, config_hash "16 hex", config "<config JSON text>",
-//      shards [{file, kind "items"|"dense", lo, hi, D, arrays, aux, bytes,
-//               crc32 "8 hex"}...],
+//      format "linrec-checkpoint", version 3, step, epoch, cursor,
+//      rng_seed "16 hex", rng_counters ["16 hex" x4], world_size, time_unix,
+//      config_hash "16 hex", config "<config JSON text>",
+//      loop {epoch_loss, best_score, since_best, best_epoch}: the training
+//               loop's state (ckpt_loop; doubles printed to round-trip),
+//      groups [{name, kind "rows"|"dense", rows, width, arrays}...],
+//      shards [{file, group, lo, hi, D, arrays, aux, bytes, crc32 "8 hex"}...],
+//      data {users, items, interactions, hash "16 hex"}: optional, the
+//               training data's fingerprint (dataset.h),
 //      checksum "crc32:8 hex", the last member: the file is cJSON_Print of
 //               the other members with `,\n\t"checksum":\t"crc32:` + 8 hex +
 //               `"\n}\n` in place of its closing `\n}`, and the 8 hex digits
 //               are the crc32 of every byte of the file before them: no byte
-//               of the file, whitespace included, can change unnoticed;
-//    and optionally data {users, items, interactions, hash "16 hex"}: the
-//    training data's fingerprint (dataset.h; absent in checkpoints of
-//    linrec versions before it).
-//    Version 1 (still read) had the same members, its checksum being the
-//    crc32 of cJSON_PrintUnformatted of the object without it (whitespace
-//    not covered; it changes nothing).
+//               of the file, whitespace included, can change unnoticed.
+//    Versions 1 and 2 (still read) had two fixed groups: members n_rows, D
+//    (the "items" group), n_dense (the "dense" group, its last
+//    CKPT_LOOP_FLOATS floats of array 0 holding the loop state, see
+//    ckpt_loop_from_words), shards with kind "items"|"dense" instead of a
+//    group, and one items shard per rank of world_size; no loop or groups.
+//    Version 1's checksum was the crc32 of cJSON_PrintUnformatted of the
+//    object without it (whitespace not covered; it changes nothing).
 //    Integers are JSON numbers within +-2^53; 64-bit hashes are hex strings.
 //    Reading refuses a manifest.json that is not a regular file (a FIFO is
 //    never opened for a blocking read) and checks every member's presence,
 //    type and range (names compared case-sensitively; no unknown or
 //    duplicate members), the checksum, the config text against its FNV-1a 64
 //    hash, safe file names (no '/', no "..": files live in the directory),
-//    one items shard per rank of world_size, and that the shards of each kind
-//    cover rows 0..n_rows (items) and 0..n_dense (dense) exactly once.
+//    group names (1..15 of [A-Za-z0-9_], unique), each shard's group, kind,
+//    width and arrays against its group's, and that the shards of each group
+//    cover its rows 0..rows exactly once.
 //    A checkpoint directory named step-N must hold the manifest of step N
 //    (ckpt_verify): a renamed copy of another step is damaged.
 //
@@ -93,7 +104,10 @@
 
 #include "dataset.h" // lr_data_fp
 
-#define CKPT_VERSION 2       // of the manifest (version 1 is still read)
+#define CKPT_VERSION 3       // of the manifest (versions 1 and 2 are still read)
+#define CKPT_MAX_GROUPS 8    // groups of a checkpoint
+#define CKPT_GROUP_MAX 16    // bytes of a group name, with NUL
+#define CKPT_LOOP_FLOATS 16  // versions 1-2: the loop state's floats in the dense group
 #define CKPT_NAME_MAX 64     // bytes of a file name inside a checkpoint, with NUL
 #define CKPT_MAX_ARRAYS 8    // arrays per shard
 #define CKPT_RNG_COUNTERS 4  // RNG counters saved beside the seed
@@ -102,15 +116,34 @@
 #define CKPT_MANIFEST_NAME "manifest.json"
 #define CKPT_LATEST_NAME "latest"
 
-typedef enum { CKPT_KIND_ITEMS = 1, CKPT_KIND_DENSE = 2 } ckpt_kind;
+// A group's kind: a row table, or the dense arena (rows of width 1). The
+// values are those of shard version 1's kinds "items" and "dense".
+typedef enum { CKPT_KIND_ROWS = 1, CKPT_KIND_DENSE = 2 } ckpt_kind;
+
+// A group as the manifest records it.
+typedef struct {
+  char name[CKPT_GROUP_MAX];
+  int kind;     // ckpt_kind
+  int n_arrays; // arrays per row (1..CKPT_MAX_ARRAYS)
+  int64_t n_rows, width;
+} ckpt_group;
+
+// The training loop's state a checkpoint carries (dist/ decides its meaning).
+typedef struct {
+  double epoch_loss;  // sum of the step losses of the current epoch so far
+  double best_score;  // best validation score so far (-1: none yet)
+  int64_t since_best; // evaluations since the best one
+  int64_t best_epoch; // epoch of the best model (0: none yet)
+} ckpt_loop;
 
 // What one shard file holds: n_arrays arrays of (hi-lo, D) floats each, for
-// global rows lo..hi-1 of a table of its kind.
+// global rows lo..hi-1 of the group named `group`.
 typedef struct {
-  int kind;     // ckpt_kind
-  int n_arrays; // 1..CKPT_MAX_ARRAYS (3 for w, m, v)
+  int kind;     // ckpt_kind (the group's)
+  int n_arrays; // 1..CKPT_MAX_ARRAYS
   int64_t lo, hi, D;
-  int64_t aux; // dense: the Adam step counter; free for items (0)
+  int64_t aux; // dense: the Adam step counter; free for row groups (0)
+  char group[CKPT_GROUP_MAX];
 } ckpt_shard_desc;
 
 // One shard as the manifest records it. Plain bytes: gather it with MPI_BYTE.
@@ -134,9 +167,10 @@ typedef struct {
   int64_t step, epoch, cursor; // cursor: step index within the epoch
   uint64_t rng_seed;
   uint64_t rng_counter[CKPT_RNG_COUNTERS];
-  int world_size;           // ranks that wrote it (one items shard each)
-  int64_t n_rows, D;        // item table (n_rows, D), n_rows = I + 1
-  int64_t n_dense;          // rows of the dense shards (floats when D = 1)
+  int world_size;           // ranks that wrote it
+  int n_groups;             // groups[0..n_groups)
+  ckpt_group groups[CKPT_MAX_GROUPS];
+  ckpt_loop loop;           // version 3; versions 1-2: in the dense group (ckpt_loop_read)
   int64_t time_unix;        // when written (0: the writer fills it in)
   uint64_t config_hash;     // config_hash() of the config that wrote it
   char *config_json;        // owned: config_to_json() text
@@ -157,8 +191,15 @@ typedef struct {
 
 // "step-NNNNNNNN" into buf (>= 24 bytes). step >= 0. Cannot fail.
 void ckpt_step_name(char *buf, size_t size, int64_t step);
-// "items-rRRRR.zst" into buf (CKPT_NAME_MAX bytes). rank >= 0. Cannot fail.
-void ckpt_items_name(char *buf, int rank);
+// "GROUP-rRRRR.zst" (a row group's shard of a rank: items-r0000.zst) into buf
+// (CKPT_NAME_MAX bytes). rank >= 0, group a valid group name. Cannot fail.
+void ckpt_shard_name(char *buf, const char *group, int rank);
+// 1 if name is a valid group name (1..15 of [A-Za-z0-9_]). Cannot fail.
+int ckpt_group_name_ok(const char *name);
+// The group of m named `name`, or NULL. Cannot fail.
+const ckpt_group *ckpt_manifest_group(const ckpt_manifest *m, const char *name);
+// Append a group to m (LR_ERR_ARG: too many). m's shards refer to groups by name.
+int ckpt_manifest_add_group(ckpt_manifest *m, const ckpt_group *g);
 
 // Create ROOT (with parents) and ROOT/step-NNNNNNNN, fsync'ing the parents;
 // write the step directory's path to dir[dir_size]. An existing incomplete
@@ -226,13 +267,22 @@ void ckpt_inspect_print(FILE *f, const ckpt_manifest *m);
 // ---------------------------------------------------------------------------
 // checkpoints as a whole (ckpt.c)
 
-// Read the rows [lo, hi) of kind's table from every shard of m that overlaps
-// them (the re-cut on resume with another world size): arrays[a] receives
-// (hi-lo) rows of the kind's width (m->D for items, the dense shards' D for
-// dense); n_arrays must equal the shards' count (NULL entries are skipped).
-// Checks as ckpt_shard_read. LR_ERR_ARG if [lo,hi) is outside the table.
-int ckpt_load_rows(const char *dir, const ckpt_manifest *m, int kind, int64_t lo, int64_t hi,
-                   float *const arrays[], int n_arrays);
+// Read the rows [lo, hi) of the group `group` from every shard of m that
+// overlaps them (the re-cut on resume with another world size): arrays[a]
+// receives (hi-lo) rows of the group's width; n_arrays must equal the
+// group's (NULL entries are skipped). Checks as ckpt_shard_read. LR_ERR_ARG
+// if there is no such group or [lo,hi) is outside it.
+int ckpt_load_rows(const char *dir, const ckpt_manifest *m, const char *group, int64_t lo,
+                   int64_t hi, float *const arrays[], int n_arrays);
+
+// Versions 1-2: the loop state, kept as raw 32-bit words in the last
+// CKPT_LOOP_FLOATS floats of the dense group's array 0 (word 0 magic
+// 0x5354524c "LRTS", 1 version (1), 2-3 epoch_loss, 4-5 best_score, 6-7
+// since_best, 8-9 best_epoch, low word first), read from dir's dense shard
+// into m->loop. LR_ERR_CORRUPT naming dir if the block is not there or
+// damaged; the statuses of ckpt_load_rows. Version 3: LR_OK, nothing read.
+int ckpt_loop_read(const char *dir, ckpt_manifest *m);
+
 
 // Point ROOT/latest at the checkpoint directory named step_name
 // ("step-NNNNNNNN", which must exist under ROOT). Atomic and durable. A

@@ -73,6 +73,19 @@ int64_t ckpt_manifest_dense_step(const ckpt_manifest *m) {
   return 0;
 }
 
+const ckpt_group *ckpt_manifest_group(const ckpt_manifest *m, const char *name) {
+  for (int i = 0; m && i < m->n_groups; i++)
+    if (!strcmp(m->groups[i].name, name)) return &m->groups[i];
+  return NULL;
+}
+
+int ckpt_manifest_add_group(ckpt_manifest *m, const ckpt_group *g) {
+  LR_CHECK(m && g && m->n_groups < CKPT_MAX_GROUPS, LR_ERR_ARG,
+           "manifest: more than %d groups", CKPT_MAX_GROUPS);
+  m->groups[m->n_groups++] = *g;
+  return LR_OK;
+}
+
 static uint64_t fnv1a64(const char *s) { // = config_hash() of io/config.c
   uint64_t h = 1469598103934665603ull;
   for (const char *p = s; *p; p++)
@@ -81,7 +94,7 @@ static uint64_t fnv1a64(const char *s) { // = config_hash() of io/config.c
 }
 
 static const char *kind_str(int kind) {
-  return kind == CKPT_KIND_ITEMS ? "items" : kind == CKPT_KIND_DENSE ? "dense" : "?";
+  return kind == CKPT_KIND_ROWS ? "rows" : kind == CKPT_KIND_DENSE ? "dense" : "?";
 }
 
 // ---------------------------------------------------------------------------
@@ -124,7 +137,8 @@ static int cmp_name(const void *a, const void *b) {
 }
 static int cmp_range(const void *a, const void *b) {
   const ckpt_shard_entry *x = *(ckpt_shard_entry *const *)a, *y = *(ckpt_shard_entry *const *)b;
-  if (x->desc.kind != y->desc.kind) return x->desc.kind < y->desc.kind ? -1 : 1;
+  int g = strcmp(x->desc.group, y->desc.group);
+  if (g) return g;
   if (x->desc.lo != y->desc.lo) return x->desc.lo < y->desc.lo ? -1 : 1;
   if (x->desc.hi != y->desc.hi) return x->desc.hi < y->desc.hi ? -1 : 1;
   return 0;
@@ -138,17 +152,23 @@ static int check_entry(const vctx *v, const ckpt_manifest *m, int k) {
     return bad(v, "file", k,
                "shard %d: file name '%.*s' is not a plain name inside the checkpoint directory", k,
                CKPT_NAME_MAX - 1, e->file);
-  if (d->kind != CKPT_KIND_ITEMS && d->kind != CKPT_KIND_DENSE)
-    return bad(v, "file", k, "shard %s: kind %d is neither items nor dense", e->file, d->kind);
+  const ckpt_group *g = memchr(d->group, 0, sizeof d->group) ? ckpt_manifest_group(m, d->group)
+                                                              : NULL;
+  if (!g)
+    return bad(v, "group", k, "shard %s: group '%.*s' is not one of the manifest's groups",
+               e->file, CKPT_GROUP_MAX - 1, d->group);
+  if (d->kind != g->kind)
+    return bad(v, "group", k, "shard %s: kind %d, its group %s is %s", e->file, d->kind, g->name,
+               kind_str(g->kind));
   if (d->n_arrays < 1 || d->n_arrays > CKPT_MAX_ARRAYS)
     return bad(v, "file", k, "shard %s: %d arrays, expected 1..%d", e->file, d->n_arrays,
                CKPT_MAX_ARRAYS);
   if (d->lo < 0 || d->hi < d->lo || d->hi >= MAX_JSON_INT || d->D < 1 || d->D >= MAX_JSON_INT)
     return bad(v, "file", k, "shard %s: rows [%lld, %lld) of width %lld are not a valid range",
                e->file, (long long)d->lo, (long long)d->hi, (long long)d->D);
-  if (d->kind == CKPT_KIND_ITEMS && d->D != m->D)
-    return bad(v, "file", k, "shard %s: row width %lld, the item table has D = %lld", e->file,
-               (long long)d->D, (long long)m->D);
+  if (d->D != g->width || d->n_arrays != g->n_arrays)
+    return bad(v, "file", k, "shard %s: %d arrays of width %lld, its group %s has %d of %lld",
+               e->file, d->n_arrays, (long long)d->D, g->name, g->n_arrays, (long long)g->width);
   if (e->bytes < 128 || e->bytes >= (uint64_t)MAX_JSON_INT || d->aux <= -MAX_JSON_INT ||
       d->aux >= MAX_JSON_INT)
     return bad(v, "file", k, "shard %s: %llu bytes or aux %lld out of range", e->file,
@@ -156,39 +176,54 @@ static int check_entry(const vctx *v, const ckpt_manifest *m, int k) {
   return LR_OK;
 }
 
-// The shards of each kind tile [0, n) exactly once (sorted by kind, lo, hi).
-static int check_cover(const vctx *v, ckpt_shard_entry **s, int n, int kind, int64_t rows) {
-  int64_t next = 0, D = 0;
-  int n_arrays = 0;
+// The shards of group g tile its rows [0, n) exactly once (s sorted by
+// group, lo, hi).
+static int check_cover(const vctx *v, ckpt_shard_entry **s, int n, const ckpt_group *g) {
+  int64_t next = 0;
   for (int k = 0; k < n; k++) {
-    if (s[k]->desc.kind != kind) continue;
+    if (strcmp(s[k]->desc.group, g->name)) continue;
     if (s[k]->desc.lo != next)
-      return bad(v, "shards", 0, "%s shards: %s starts at row %lld, expected %lld (%s)",
-                 kind_str(kind), s[k]->file, (long long)s[k]->desc.lo, (long long)next,
+      return bad(v, "shards", 0, "%s shards: %s starts at row %lld, expected %lld (%s)", g->name,
+                 s[k]->file, (long long)s[k]->desc.lo, (long long)next,
                  s[k]->desc.lo > next ? "a gap: rows missing" : "an overlap");
-    if (n_arrays && (s[k]->desc.n_arrays != n_arrays || s[k]->desc.D != D))
-      return bad(v, "shards", 0, "%s shards: %s has %d arrays of width %lld, the others %d of %lld",
-                 kind_str(kind), s[k]->file, s[k]->desc.n_arrays, (long long)s[k]->desc.D, n_arrays,
-                 (long long)D);
-    n_arrays = s[k]->desc.n_arrays;
-    D = s[k]->desc.D;
     next = s[k]->desc.hi;
   }
-  if (next != rows)
-    return bad(v, "shards", 0, "%s shards cover rows 0..%lld, expected 0..%lld (%s)",
-               kind_str(kind), (long long)next, (long long)rows,
-               next < rows ? "rows missing" : "rows beyond the table");
+  if (next != g->n_rows)
+    return bad(v, "shards", 0, "%s shards cover rows 0..%lld, expected 0..%lld (%s)", g->name,
+               (long long)next, (long long)g->n_rows,
+               next < g->n_rows ? "rows missing" : "rows beyond the table");
+  return LR_OK;
+}
+
+static int check_groups(const vctx *v, const ckpt_manifest *m) {
+  if (m->n_groups < 1 || m->n_groups > CKPT_MAX_GROUPS)
+    return bad(v, "groups", 0, "%d groups, expected 1..%d", m->n_groups, CKPT_MAX_GROUPS);
+  for (int i = 0; i < m->n_groups; i++) {
+    const ckpt_group *g = &m->groups[i];
+    if (!memchr(g->name, 0, sizeof g->name) || !ckpt_group_name_ok(g->name))
+      return bad(v, "name", i, "group %d: name is not 1..15 of [A-Za-z0-9_]", i);
+    for (int j = 0; j < i; j++)
+      if (!strcmp(m->groups[j].name, g->name))
+        return bad(v, "name", i, "group %s is listed twice", g->name);
+    if (g->kind != CKPT_KIND_ROWS && g->kind != CKPT_KIND_DENSE)
+      return bad(v, "kind", i, "group %s: kind %d is neither rows nor dense", g->name, g->kind);
+    if (g->n_rows < 0 || g->n_rows >= MAX_JSON_INT || g->width < 1 || g->width >= MAX_JSON_INT ||
+        g->n_arrays < 1 || g->n_arrays > CKPT_MAX_ARRAYS)
+      return bad(v, "rows", i, "group %s: %lld rows of width %lld in %d arrays out of range",
+                 g->name, (long long)g->n_rows, (long long)g->width, g->n_arrays);
+  }
   return LR_OK;
 }
 
 static int check_shards(const vctx *v, const ckpt_manifest *m) {
   if (m->n_shards < 1 || !m->shards) return bad(v, "shards", 0, "no shards listed");
+  LR_CALL(check_groups(v, m));
   int n_items = 0;
   for (int k = 0; k < m->n_shards; k++) {
     LR_CALL(check_entry(v, m, k));
-    n_items += m->shards[k].desc.kind == CKPT_KIND_ITEMS;
+    n_items += !strcmp(m->shards[k].desc.group, "items");
   }
-  if (n_items != m->world_size)
+  if (m->version != 0 && m->version < 3 && n_items != m->world_size) // versions 1-2: one per rank
     return bad(v, "world_size", 0, "%d items shards for a world size of %d (one per rank)", n_items,
                m->world_size);
   ckpt_shard_entry **s = malloc((size_t)m->n_shards * sizeof *s);
@@ -202,9 +237,9 @@ static int check_shards(const vctx *v, const ckpt_manifest *m) {
       rc = bad(v, "shards", 0, "file %s is listed twice", s[k]->file);
   if (rc == LR_OK) {
     qsort(s, (size_t)m->n_shards, sizeof *s, cmp_range);
-    rc = check_cover(v, s, m->n_shards, CKPT_KIND_ITEMS, m->n_rows);
   }
-  if (rc == LR_OK) rc = check_cover(v, s, m->n_shards, CKPT_KIND_DENSE, m->n_dense);
+  for (int i = 0; i < m->n_groups && rc == LR_OK; i++)
+    rc = check_cover(v, s, m->n_shards, &m->groups[i]);
   free(s);
   return rc;
 }
@@ -216,12 +251,14 @@ static int check_manifest(const vctx *v, const ckpt_manifest *m) {
                (long long)m->step, (long long)m->epoch, (long long)m->cursor);
   if (m->world_size < 1 || m->world_size > MAX_SHARDS)
     return bad(v, "world_size", 0, "world size %d outside 1..%d", m->world_size, MAX_SHARDS);
-  if (m->n_rows < 0 || m->n_rows >= MAX_JSON_INT || m->D < 1 || m->D >= MAX_JSON_INT ||
-      m->n_dense < 0 || m->n_dense >= MAX_JSON_INT || m->time_unix < 0 ||
-      m->time_unix >= MAX_JSON_INT)
-    return bad(v, "n_rows", 0, "n_rows %lld, D %lld, n_dense %lld or time %lld out of range",
-               (long long)m->n_rows, (long long)m->D, (long long)m->n_dense,
-               (long long)m->time_unix);
+  if (m->time_unix < 0 || m->time_unix >= MAX_JSON_INT)
+    return bad(v, "time_unix", 0, "time %lld out of range", (long long)m->time_unix);
+  const ckpt_loop *l = &m->loop;
+  if (!(l->epoch_loss == l->epoch_loss && l->best_score == l->best_score) || l->since_best < 0 ||
+      l->since_best >= MAX_JSON_INT || l->best_epoch < 0 || l->best_epoch >= MAX_JSON_INT)
+    return bad(v, "loop", 0, "loop state: epoch loss %g, best score %g, %lld since best, best "
+               "epoch %lld out of range", l->epoch_loss, l->best_score, (long long)l->since_best,
+               (long long)l->best_epoch);
   const lr_data_fp *d = &m->data;
   if (d->n_inter >= 0 && (d->n_users < 0 || d->n_users >= MAX_JSON_INT || d->n_items < 0 ||
                           d->n_items >= MAX_JSON_INT || d->n_inter >= MAX_JSON_INT))
@@ -259,10 +296,26 @@ static cJSON *to_json(const ckpt_manifest *m, int64_t time_unix) {
     if (!ok) cJSON_Delete(s);
   }
   ok = ok && cJSON_AddNumberToObject(o, "world_size", m->world_size);
-  ok = ok && cJSON_AddNumberToObject(o, "n_rows", (double)m->n_rows);
-  ok = ok && cJSON_AddNumberToObject(o, "D", (double)m->D);
-  ok = ok && cJSON_AddNumberToObject(o, "n_dense", (double)m->n_dense);
   ok = ok && cJSON_AddNumberToObject(o, "time_unix", (double)time_unix);
+  cJSON *lp = ok ? cJSON_AddObjectToObject(o, "loop") : NULL;
+  ok = lp && cJSON_AddNumberToObject(lp, "epoch_loss", m->loop.epoch_loss) &&
+       cJSON_AddNumberToObject(lp, "best_score", m->loop.best_score) &&
+       cJSON_AddNumberToObject(lp, "since_best", (double)m->loop.since_best) &&
+       cJSON_AddNumberToObject(lp, "best_epoch", (double)m->loop.best_epoch);
+  ok = ok && (arr = cJSON_AddArrayToObject(o, "groups"));
+  for (int i = 0; ok && i < m->n_groups; i++) {
+    const ckpt_group *g = &m->groups[i];
+    ok = (sh = cJSON_CreateObject()) != NULL;
+    if (ok && !cJSON_AddItemToArray(arr, sh)) {
+      cJSON_Delete(sh);
+      ok = 0;
+    }
+    ok = ok && cJSON_AddStringToObject(sh, "name", g->name);
+    ok = ok && cJSON_AddStringToObject(sh, "kind", kind_str(g->kind));
+    ok = ok && cJSON_AddNumberToObject(sh, "rows", (double)g->n_rows);
+    ok = ok && cJSON_AddNumberToObject(sh, "width", (double)g->width);
+    ok = ok && cJSON_AddNumberToObject(sh, "arrays", g->n_arrays);
+  }
   ok = ok && (arr = cJSON_AddArrayToObject(o, "shards"));
   for (int k = 0; ok && k < m->n_shards; k++) {
     const ckpt_shard_entry *e = &m->shards[k];
@@ -272,7 +325,7 @@ static cJSON *to_json(const ckpt_manifest *m, int64_t time_unix) {
       ok = 0;
     }
     ok = ok && cJSON_AddStringToObject(sh, "file", e->file);
-    ok = ok && cJSON_AddStringToObject(sh, "kind", kind_str(e->desc.kind));
+    ok = ok && cJSON_AddStringToObject(sh, "group", e->desc.group);
     ok = ok && cJSON_AddNumberToObject(sh, "lo", (double)e->desc.lo);
     ok = ok && cJSON_AddNumberToObject(sh, "hi", (double)e->desc.hi);
     ok = ok && cJSON_AddNumberToObject(sh, "D", (double)e->desc.D);
@@ -393,6 +446,8 @@ static int read_text(const char *path, char **out, size_t *n_out) {
   return LR_OK;
 }
 
+// Top-level members of every version; which are required (and which
+// allowed) depends on the version (required_v3, required_v12).
 enum {
   M_FORMAT,
   M_VERSION,
@@ -402,26 +457,27 @@ enum {
   M_RNG_SEED,
   M_RNG_COUNTERS,
   M_WORLD,
-  M_N_ROWS,
-  M_D,
-  M_N_DENSE,
   M_TIME,
   M_SHARDS,
   M_CONFIG_HASH,
   M_CONFIG,
   M_CHECKSUM,
-  M_DATA, // optional: the members from M_REQUIRED on may be missing
+  M_DATA,   // optional in every version
+  M_LOOP,   // version 3
+  M_GROUPS, // version 3
+  M_N_ROWS, // versions 1-2
+  M_D,      // versions 1-2
+  M_N_DENSE, // versions 1-2
   M_COUNT
 };
-#define M_REQUIRED M_DATA
-static const char *const top_keys[M_COUNT] = {"format", "version",     "step",         "epoch",
-                                              "cursor", "rng_seed",    "rng_counters", "world_size",
-                                              "n_rows", "D",           "n_dense",      "time_unix",
-                                              "shards", "config_hash", "config",       "checksum",
-                                              "data"};
-enum { S_FILE, S_KIND, S_LO, S_HI, S_D, S_ARRAYS, S_AUX, S_BYTES, S_CRC, S_COUNT };
-static const char *const shard_keys[S_COUNT] = {"file",   "kind", "lo",    "hi",   "D",
-                                                "arrays", "aux",  "bytes", "crc32"};
+static const char *const top_keys[M_COUNT] = {
+    "format", "version",     "step",   "epoch",   "cursor", "rng_seed", "rng_counters",
+    "world_size", "time_unix", "shards", "config_hash", "config", "checksum", "data",
+    "loop",   "groups",      "n_rows", "D",       "n_dense"};
+// Shard members: group (version 3) or kind (versions 1-2).
+enum { S_FILE, S_LO, S_HI, S_D, S_ARRAYS, S_AUX, S_BYTES, S_CRC, S_GROUP, S_KIND, S_COUNT };
+static const char *const shard_keys[S_COUNT] = {"file",  "lo",    "hi",    "D",     "arrays",
+                                                "aux",   "bytes", "crc32", "group", "kind"};
 
 // Match the members of object o against keys[0..n): each at most once,
 // nothing else, the first n_required of them present. found[k] receives
@@ -441,6 +497,22 @@ static int members(const vctx *v, const cJSON *o, const char *const keys[], int 
   }
   for (int k = 0; k < n_required; k++)
     if (!found[k]) return bad(v, keys[0], nth, "%s: member \"%s\" is missing", where, keys[k]);
+  return LR_OK;
+}
+
+// Of the members `keys` found (f), those listed in want (-1-terminated) must
+// be present and those in never absent.
+static int presence(const vctx *v, const cJSON *const f[], const char *const keys[],
+                    const int *want, const int *never, const char *where, int nth,
+                    int version) {
+  for (const int *k = want; *k >= 0; k++)
+    if (!f[*k])
+      return bad(v, keys[0], nth, "%s: member \"%s\" is missing (format version %d)", where,
+                 keys[*k], version);
+  for (const int *k = never; *k >= 0; k++)
+    if (f[*k])
+      return bad(v, keys[*k], nth, "%s: member \"%s\" is not one of format version %d", where,
+                 keys[*k], version);
   return LR_OK;
 }
 
@@ -467,23 +539,38 @@ static int get_hex(const vctx *v, const cJSON *x, const char *key, int nth, int 
   return LR_OK;
 }
 
-static int get_shard(const vctx *v, const cJSON *o, int k, ckpt_shard_entry *e) {
+static int get_shard(const vctx *v, const cJSON *o, int k, int m_version, ckpt_shard_entry *e) {
   if (!cJSON_IsObject(o)) return bad(v, "shards", 0, "shard %d is not an object", k);
   const cJSON *f[S_COUNT];
   char where[32];
   snprintf(where, sizeof where, "shard %d", k);
-  LR_CALL(members(v, o, shard_keys, S_COUNT, S_COUNT, f, where, k));
+  LR_CALL(members(v, o, shard_keys, S_COUNT, 0, f, where, k));
+  static const int want3[] = {S_FILE, S_LO, S_HI, S_D, S_ARRAYS, S_AUX, S_BYTES, S_CRC, S_GROUP, -1},
+                   never3[] = {S_KIND, -1};
+  static const int want12[] = {S_FILE, S_LO, S_HI, S_D, S_ARRAYS, S_AUX, S_BYTES, S_CRC, S_KIND, -1},
+                   never12[] = {S_GROUP, -1};
+  const int v3 = m_version >= 3;
+  LR_CALL(presence(v, f, shard_keys, v3 ? want3 : want12, v3 ? never3 : never12, where, k,
+                   m_version));
   memset(e, 0, sizeof *e);
   const char *name = cJSON_IsString(f[S_FILE]) ? f[S_FILE]->valuestring : NULL;
   if (!name || strlen(name) >= CKPT_NAME_MAX)
     return bad(v, "file", k, "shard %d: \"file\" must be a string of < %d bytes", k, CKPT_NAME_MAX);
   memcpy(e->file, name, strlen(name) + 1);
-  const char *kind = cJSON_IsString(f[S_KIND]) ? f[S_KIND]->valuestring : "";
-  e->desc.kind = !strcmp(kind, "items")   ? CKPT_KIND_ITEMS
-                 : !strcmp(kind, "dense") ? CKPT_KIND_DENSE
-                                          : 0;
-  if (!e->desc.kind)
-    return bad(v, "kind", k, "shard %d: \"kind\" must be \"items\" or \"dense\"", k);
+  if (v3) { // the group by name (its kind comes from the group)
+    const char *g = cJSON_IsString(f[S_GROUP]) ? f[S_GROUP]->valuestring : NULL;
+    if (!g || !ckpt_group_name_ok(g))
+      return bad(v, "group", k, "shard %d: \"group\" must be a group name", k);
+    snprintf(e->desc.group, sizeof e->desc.group, "%s", g);
+  } else { // versions 1-2: the two groups of that time, by kind
+    const char *kind = cJSON_IsString(f[S_KIND]) ? f[S_KIND]->valuestring : "";
+    e->desc.kind = !strcmp(kind, "items")   ? CKPT_KIND_ROWS
+                   : !strcmp(kind, "dense") ? CKPT_KIND_DENSE
+                                            : 0;
+    if (!e->desc.kind)
+      return bad(v, "kind", k, "shard %d: \"kind\" must be \"items\" or \"dense\"", k);
+    snprintf(e->desc.group, sizeof e->desc.group, "%s", kind);
+  }
   int64_t arrays = 0, bytes = 0;
   uint64_t crc = 0;
   LR_CALL(get_int(v, f[S_LO], "lo", k, 0, MAX_JSON_INT - 1, &e->desc.lo));
@@ -514,6 +601,53 @@ static int get_data(const vctx *v, const cJSON *o, lr_data_fp *d) {
   return get_hex(v, f[3], "hash", 0, 16, &d->hash);
 }
 
+static int get_double(const vctx *v, const cJSON *x, const char *key, double *out) {
+  if (!cJSON_IsNumber(x)) return bad(v, key, 0, "\"%s\" must be a number", key);
+  *out = x->valuedouble;
+  return LR_OK;
+}
+
+static int get_loop(const vctx *v, const cJSON *o, ckpt_loop *l) {
+  static const char *const keys[] = {"epoch_loss", "best_score", "since_best", "best_epoch"};
+  if (!cJSON_IsObject(o)) return bad(v, "loop", 0, "\"loop\" must be an object");
+  const cJSON *f[4];
+  LR_CALL(members(v, o, keys, 4, 4, f, "loop", 0));
+  LR_CALL(get_double(v, f[0], "epoch_loss", &l->epoch_loss));
+  LR_CALL(get_double(v, f[1], "best_score", &l->best_score));
+  LR_CALL(get_int(v, f[2], "since_best", 0, 0, MAX_JSON_INT - 1, &l->since_best));
+  return get_int(v, f[3], "best_epoch", 0, 0, MAX_JSON_INT - 1, &l->best_epoch);
+}
+
+static int get_groups(const vctx *v, const cJSON *a, ckpt_manifest *m) {
+  static const char *const keys[] = {"name", "kind", "rows", "width", "arrays"};
+  const int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+  if (n < 1 || n > CKPT_MAX_GROUPS)
+    return bad(v, "groups", 0, "\"groups\" must be an array of 1..%d objects", CKPT_MAX_GROUPS);
+  int i = 0;
+  for (const cJSON *c = a->child; c; c = c->next, i++) {
+    if (!cJSON_IsObject(c)) return bad(v, "groups", 0, "group %d is not an object", i);
+    const cJSON *f[5];
+    char where[32];
+    snprintf(where, sizeof where, "group %d", i);
+    LR_CALL(members(v, c, keys, 5, 5, f, where, i));
+    ckpt_group *g = &m->groups[i];
+    const char *name = cJSON_IsString(f[0]) ? f[0]->valuestring : NULL;
+    if (!name || !ckpt_group_name_ok(name))
+      return bad(v, "name", i, "group %d: \"name\" must be 1..15 of [A-Za-z0-9_]", i);
+    snprintf(g->name, sizeof g->name, "%s", name);
+    const char *kind = cJSON_IsString(f[1]) ? f[1]->valuestring : "";
+    g->kind = !strcmp(kind, "rows") ? CKPT_KIND_ROWS : !strcmp(kind, "dense") ? CKPT_KIND_DENSE : 0;
+    if (!g->kind) return bad(v, "kind", i, "group %s: \"kind\" must be \"rows\" or \"dense\"", name);
+    int64_t arrays = 0;
+    LR_CALL(get_int(v, f[2], "rows", i, 0, MAX_JSON_INT - 1, &g->n_rows));
+    LR_CALL(get_int(v, f[3], "width", i, 1, MAX_JSON_INT - 1, &g->width));
+    LR_CALL(get_int(v, f[4], "arrays", i, 1, CKPT_MAX_ARRAYS, &arrays));
+    g->n_arrays = (int)arrays;
+  }
+  m->n_groups = n;
+  return LR_OK;
+}
+
 static int get_all(const vctx *v, const cJSON *const f[], ckpt_manifest *m) {
   int64_t x = 0;
   uint64_t u = 0;
@@ -529,10 +663,19 @@ static int get_all(const vctx *v, const cJSON *const f[], ckpt_manifest *m) {
     LR_CALL(get_hex(v, cJSON_GetArrayItem(rc, k), "rng_counters", 0, 16, &m->rng_counter[k]));
   LR_CALL(get_int(v, f[M_WORLD], "world_size", 0, 1, MAX_SHARDS, &x));
   m->world_size = (int)x;
-  LR_CALL(get_int(v, f[M_N_ROWS], "n_rows", 0, 0, MAX_JSON_INT - 1, &m->n_rows));
-  LR_CALL(get_int(v, f[M_D], "D", 0, 1, MAX_JSON_INT - 1, &m->D));
-  LR_CALL(get_int(v, f[M_N_DENSE], "n_dense", 0, 0, MAX_JSON_INT - 1, &m->n_dense));
   LR_CALL(get_int(v, f[M_TIME], "time_unix", 0, 0, MAX_JSON_INT - 1, &m->time_unix));
+  if (m->version >= 3) {
+    LR_CALL(get_loop(v, f[M_LOOP], &m->loop));
+    LR_CALL(get_groups(v, f[M_GROUPS], m));
+  } else {
+    int64_t n_rows = 0, D = 0, n_dense = 0;
+    LR_CALL(get_int(v, f[M_N_ROWS], "n_rows", 0, 0, MAX_JSON_INT - 1, &n_rows));
+    LR_CALL(get_int(v, f[M_D], "D", 0, 1, MAX_JSON_INT - 1, &D));
+    LR_CALL(get_int(v, f[M_N_DENSE], "n_dense", 0, 0, MAX_JSON_INT - 1, &n_dense));
+    m->n_groups = 2; // their arrays from the shards, below
+    m->groups[0] = (ckpt_group){"dense", CKPT_KIND_DENSE, 0, n_dense, 0};
+    m->groups[1] = (ckpt_group){"items", CKPT_KIND_ROWS, 0, n_rows, D};
+  }
   LR_CALL(get_hex(v, f[M_CONFIG_HASH], "config_hash", 0, 16, &u));
   m->config_hash = u;
   if (!cJSON_IsString(f[M_CONFIG])) return bad(v, "config", 0, "\"config\" must be a string");
@@ -545,9 +688,19 @@ static int get_all(const vctx *v, const cJSON *const f[], ckpt_manifest *m) {
   int k = 0;
   for (const cJSON *c = sh->child; c; c = c->next, k++) {
     ckpt_shard_entry e;
-    LR_CALL(get_shard(v, c, k, &e));
+    LR_CALL(get_shard(v, c, k, m->version, &e));
+    const ckpt_group *g = ckpt_manifest_group(m, e.desc.group);
+    if (m->version >= 3 && g) e.desc.kind = g->kind;
+    if (m->version < 3) { // the shapes of the two groups from their shards
+      ckpt_group *w = (ckpt_group *)g;
+      if (!w->n_arrays) w->n_arrays = e.desc.n_arrays;
+      if (w->kind == CKPT_KIND_DENSE && !w->width) w->width = e.desc.D;
+    }
     LR_CALL(ckpt_manifest_add_shard(m, &e));
   }
+  for (int i = 0; i < m->n_groups; i++) // versions 1-2 without a shard of a group
+    if (!m->groups[i].n_arrays || !m->groups[i].width)
+      return bad(v, "shards", 0, "no %s shards listed", m->groups[i].name);
   return LR_OK;
 }
 
@@ -606,7 +759,8 @@ static int parse_manifest(const vctx *v, size_t n, ckpt_manifest *m) {
   int rc = LR_OK;
   const cJSON *f[M_COUNT];
   if (!cJSON_IsObject(o)) rc = bad(v, "format", 0, "the manifest is not a JSON object");
-  if (rc == LR_OK) rc = members(v, o, top_keys, M_COUNT, M_REQUIRED, f, "manifest", 0);
+  if (rc == LR_OK) rc = members(v, o, top_keys, M_COUNT, 0, f, "manifest", 0);
+  if (rc == LR_OK && !f[M_VERSION]) rc = bad(v, "format", 0, "member \"version\" is missing");
   if (rc == LR_OK &&
       !(cJSON_IsString(f[M_FORMAT]) && !strcmp(f[M_FORMAT]->valuestring, FORMAT_NAME)))
     rc = bad(v, "format", 0, "\"format\" must be \"%s\"", FORMAT_NAME);
@@ -617,11 +771,21 @@ static int parse_manifest(const vctx *v, size_t n, ckpt_manifest *m) {
   // damage rather than as a format from another linrec.
   if (rc == LR_OK && version == 1) rc = check_canonical_sum(v, o);
   if (rc == LR_OK && version != 1) rc = check_file_sum(v, n, f[M_CHECKSUM]);
-  if (rc == LR_OK && version != 1 && version != CKPT_VERSION)
+  if (rc == LR_OK && version != 1 && version != 2 && version != CKPT_VERSION)
     rc = lr_corrupt_error(__FILE__, __LINE__, v->path, key_offset(v, "version", 0),
-                          "manifest format version %lld, this build reads versions 1 and %d\n"
+                          "manifest format version %lld, this build reads versions 1 to %d\n"
                           "HINT: resume with the linrec version that wrote this checkpoint",
                           (long long)version, CKPT_VERSION);
+  static const int common[] = {M_FORMAT, M_VERSION, M_STEP, M_EPOCH, M_CURSOR, M_RNG_SEED,
+                               M_RNG_COUNTERS, M_WORLD, M_TIME, M_SHARDS, M_CONFIG_HASH,
+                               M_CONFIG, M_CHECKSUM, -1};
+  static const int want3[] = {M_LOOP, M_GROUPS, -1}, never3[] = {M_N_ROWS, M_D, M_N_DENSE, -1};
+  static const int want12[] = {M_N_ROWS, M_D, M_N_DENSE, -1}, never12[] = {M_LOOP, M_GROUPS, -1};
+  const int none[] = {-1};
+  if (rc == LR_OK) rc = presence(v, f, top_keys, common, none, "manifest", 0, (int)version);
+  if (rc == LR_OK)
+    rc = presence(v, f, top_keys, version >= 3 ? want3 : want12, version >= 3 ? never3 : never12,
+                  "manifest", 0, (int)version);
   if (rc == LR_OK) {
     m->version = (int)version;
     rc = get_all(v, f, m);
@@ -674,9 +838,12 @@ void ckpt_inspect_print(FILE *f, const ckpt_manifest *m) {
   fprintf(f, "written      %s by %d rank%s\n", when, m->world_size, m->world_size == 1 ? "" : "s");
   fprintf(f, "config       hash %016" PRIx64 " (%zu bytes of JSON)\n", m->config_hash,
           m->config_json ? strlen(m->config_json) : (size_t)0);
-  fprintf(f, "model        item table %lld x %lld, dense %lld rows, Adam step %lld\n",
-          (long long)m->n_rows, (long long)m->D, (long long)m->n_dense,
-          (long long)ckpt_manifest_dense_step(m));
+  fprintf(f, "groups      ");
+  for (int i = 0; i < m->n_groups; i++)
+    fprintf(f, "%s %s %lld x %lld (%d arrays)", i ? "," : "", m->groups[i].name,
+            (long long)m->groups[i].n_rows, (long long)m->groups[i].width, m->groups[i].n_arrays);
+  fprintf(f, "; Adam step %lld\n", (long long)ckpt_manifest_dense_step(m));
+
   char fp[160];
   data_fp_text(&m->data, fp, sizeof fp);
   if (m->data.n_inter >= 0)
@@ -699,8 +866,8 @@ void ckpt_inspect_print(FILE *f, const ckpt_manifest *m) {
   fprintf(f, " raw, ratio %.2f)\n", total > 0 ? raw / total : 0.0);
   for (int k = 0; k < m->n_shards; k++) {
     const ckpt_shard_entry *e = &m->shards[k];
-    fprintf(f, "  %-18s %-5s rows %lld..%lld (%lld x %lld, %d arrays)  ", e->file,
-            kind_str(e->desc.kind), (long long)e->desc.lo, (long long)e->desc.hi,
+    fprintf(f, "  %-18s %-6s rows %lld..%lld (%lld x %lld, %d arrays)  ", e->file,
+            e->desc.group, (long long)e->desc.lo, (long long)e->desc.hi,
             (long long)(e->desc.hi - e->desc.lo), (long long)e->desc.D, e->desc.n_arrays);
     print_bytes(f, (double)e->bytes);
     fprintf(f, "  crc32 %08x\n", (unsigned)e->crc32);

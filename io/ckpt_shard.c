@@ -20,7 +20,7 @@
 #include "lr.h"
 
 #define SHARD_MAGIC "LRCKPT01"
-#define SHARD_VERSION 1u
+#define SHARD_VERSION 2u // version 1 (no group name) is still read
 #define HDR_BYTES 128
 #define CHUNK_BYTES ((size_t)1 << 20)
 #define MAX_ROWS ((int64_t)1 << 48) // sanity bounds on header fields: sizes
@@ -31,7 +31,9 @@
 // what is wrong with it.
 static const char *desc_problem(const ckpt_shard_desc *d, uint64_t *raw_bytes) {
   *raw_bytes = 0;
-  if (d->kind != CKPT_KIND_ITEMS && d->kind != CKPT_KIND_DENSE) return "kind is not items or dense";
+  if (d->kind != CKPT_KIND_ROWS && d->kind != CKPT_KIND_DENSE) return "kind is not rows or dense";
+  if (!memchr(d->group, 0, sizeof d->group) || !ckpt_group_name_ok(d->group))
+    return "group name is not 1..15 of [A-Za-z0-9_]";
   if (d->n_arrays < 1 || d->n_arrays > CKPT_MAX_ARRAYS) return "n_arrays outside 1..8";
   if (d->lo < 0 || d->lo > d->hi || d->hi > MAX_ROWS) return "row range not 0 <= lo <= hi <= 2^48";
   if (d->D < 1 || d->D > MAX_D) return "D outside 1..2^24";
@@ -58,6 +60,7 @@ static void header_encode(unsigned char *b, const ckpt_shard_desc *d, uint64_t r
   le_put_u64(b + 64, comp);
   le_put_u32(b + 72, payload_crc);
   le_put_u32(b + 76, (uint32_t)level);
+  memcpy(b + 80, d->group, strlen(d->group));
   le_put_u32(b + 124, ckpt_crc32_(0, b, 124));
 }
 
@@ -226,15 +229,18 @@ static int header_check(shard_reader *r) {
   if (want != got)
     return LR_CORRUPT(r->path, 124, "header crc32 expected %08x, computed %08x" CKPT_HINT_DAMAGED,
                       want, got);
-  if (le_get_u32(b + 8) != SHARD_VERSION)
+  const uint32_t version = le_get_u32(b + 8);
+  if (version != 1 && version != SHARD_VERSION)
     return LR_CORRUPT(r->path, 8,
-                      "shard format version %u, this build reads version %u\nHINT: resume with "
-                      "the linrec version that wrote this checkpoint",
-                      le_get_u32(b + 8), SHARD_VERSION);
+                      "shard format version %u, this build reads versions 1 and %u\nHINT: resume "
+                      "with the linrec version that wrote this checkpoint",
+                      version, SHARD_VERSION);
   if (le_get_u32(b + 12) != HDR_BYTES)
     return LR_CORRUPT(r->path, 12, "header size expected %d, found %u" CKPT_HINT_DAMAGED, HDR_BYTES,
                       le_get_u32(b + 12));
-  for (int k = 80; k < 124; k++)
+  // version 2: the group name at 80..95, NUL-padded; then reserved bytes
+  const int reserved_from = version == 1 ? 80 : 96;
+  for (int k = reserved_from; k < 124; k++)
     if (b[k])
       return LR_CORRUPT(r->path, k, "reserved header byte is %u, expected 0" CKPT_HINT_DAMAGED,
                         b[k]);
@@ -244,6 +250,13 @@ static int header_check(shard_reader *r) {
                        .hi = (int64_t)le_get_u64(b + 32),
                        .D = (int64_t)le_get_u64(b + 40),
                        .aux = (int64_t)le_get_u64(b + 48)};
+  if (version == 1) // the two groups of that time, by kind
+    snprintf(d.group, sizeof d.group, "%s", d.kind == CKPT_KIND_DENSE ? "dense" : "items");
+  else
+    memcpy(d.group, b + 80, CKPT_GROUP_MAX);
+  for (int k = (int)strnlen(d.group, CKPT_GROUP_MAX); version == 2 && k < CKPT_GROUP_MAX; k++)
+    if (b[80 + k])
+      return LR_CORRUPT(r->path, 80 + k, "group name not NUL-padded" CKPT_HINT_DAMAGED);
   uint64_t raw;
   const char *why = desc_problem(&d, &raw);
   if (why) return LR_CORRUPT(r->path, 16, "header: %s" CKPT_HINT_DAMAGED, why);
@@ -265,6 +278,9 @@ static int header_check(shard_reader *r) {
   LR_CALL(expect_field(r, 32, "end row", d.hi, x->hi));
   LR_CALL(expect_field(r, 40, "row width D", d.D, x->D));
   LR_CALL(expect_field(r, 48, "aux (Adam step)", d.aux, x->aux));
+  if (strcmp(d.group, x->group))
+    return LR_CORRUPT(r->path, 80, "group: manifest says %s, file header says %s" CKPT_HINT_DAMAGED,
+                      x->group, d.group);
   return LR_OK;
 }
 

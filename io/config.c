@@ -57,6 +57,8 @@ static key_def KEYS[] = {
      "synthetic dataset: generator seed"},
     {"model.attention", T_ENUM, OFF(model_attention), "linrec", 0, 0, NULL,
      "attention kind (the README's attention table)"},
+    {"model.arch", T_ENUM, OFF(model_arch), "sasrec", 0, 0, NULL,
+     "encoder architecture (block type): sasrec = post-LN SASRec/LinRec blocks"},
     {"model.d", T_INT, OFF(model_d), "64", 2, 65536, NULL, "hidden size D"},
     {"model.heads", T_INT, OFF(model_heads), "2", 1, 1024, NULL, "attention heads (divide d)"},
     {"model.layers", T_INT, OFF(model_layers), "2", 1, 31, NULL, "transformer layers"},
@@ -241,10 +243,12 @@ static int set_text(lr_config *c, const key_def *k, const char *s) {
 }
 
 int config_set_choices(const char *key, const char *const *names) {
-  static char buf[LR_CONFIG_CHOICES_MAX];
+  // one buffer per key of the table (the choices stay for the process)
+  static char bufs[sizeof KEYS / sizeof KEYS[0]][LR_CONFIG_CHOICES_MAX];
   key_def *k = NULL;
+  char *buf = NULL;
   for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-    if (!strcmp(KEYS[i].name, key)) k = &KEYS[i];
+    if (!strcmp(KEYS[i].name, key)) k = &KEYS[i], buf = bufs[i];
   LR_CHECK(k && k->type == T_ENUM, LR_ERR_ARG, "config_set_choices: %s is no enum key", key);
   size_t n = 0;
   buf[0] = 0;
@@ -252,7 +256,8 @@ int config_set_choices(const char *key, const char *const *names) {
     LR_CHECK(!strchr(names[i], '|') && names[i][0], LR_ERR_ARG,
              "config_set_choices: %s: bad choice \"%s\"", key, names[i]);
     n += strlen(names[i]) + 1;
-    LR_CHECK(n < sizeof buf, LR_ERR_ARG, "config_set_choices: %s: too many choices", key);
+    LR_CHECK(n < LR_CONFIG_CHOICES_MAX, LR_ERR_ARG, "config_set_choices: %s: too many choices",
+             key);
     if (i) strcat(buf, "|");
     strcat(buf, names[i]);
   }

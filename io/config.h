@@ -30,6 +30,7 @@ typedef struct {
   int64_t syn_seed;
   // model.*
   int model_attention; // the attention kind's id (core/attention.h registry order)
+  int model_arch;      // the architecture's id (core/model.h registry order)
   int64_t model_d, model_heads, model_layers, model_inner, model_max_len;
   double model_dropout, model_ln_eps;
   // train.*

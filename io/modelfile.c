@@ -17,16 +17,40 @@
 #include "lr.h"
 
 #define MAGIC "LRMODEL1"
-#define VERSION 2u
+#define VERSION 3u
 #define HDR_BYTES 64
+#define GROUP_BYTES 32 // a group table entry
 #define MAX_JSON_BYTES (1 << 24)
 #define HINT                                                                                       \
   "\nHINT: the model file is damaged; re-train (or copy it again from where it was written)"
 
 typedef struct {
-  uint64_t json_bytes, n_dense, n_rows, D, payload_bytes;
-  uint32_t json_crc, payload_crc;
+  uint32_t version;
+  uint64_t json_bytes, payload_bytes;
+  uint32_t json_crc, payload_crc; // json_crc: of section 2 (version 2: the config alone)
+  int n_groups;
+  lr_mf_group g[LR_MF_MAX_GROUPS];
 } hdr;
+
+// Floats of the payload: the groups' rows x width summed. UINT64_MAX if
+// that overflows (a damaged table).
+static uint64_t payload_floats(const lr_mf_group *g, int n) {
+  uint64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    const uint64_t r = (uint64_t)g[i].n_rows, w = (uint64_t)g[i].width;
+    if (w && r > (UINT64_MAX / 8 - total) / w) return UINT64_MAX;
+    total += r * w;
+  }
+  return total;
+}
+
+// Encode group i's table entry into b (GROUP_BYTES).
+static void group_put(unsigned char *b, const lr_mf_group *g) {
+  memset(b, 0, GROUP_BYTES);
+  memcpy(b, g->name, strnlen(g->name, LR_MF_NAME_MAX - 1));
+  le_put_u64(b + 16, (uint64_t)g->n_rows);
+  le_put_u64(b + 24, (uint64_t)g->width);
+}
 
 struct lr_modelfile_writer {
   lr_afile f; // the file being written (f.path: its final name)
@@ -45,15 +69,25 @@ static int mw_fail(lr_modelfile_writer *w, int rc) {
 }
 
 int modelfile_begin(lr_modelfile_writer **out, const char *path, const char *config_json,
-                    size_t n_dense, int64_t n_rows, int64_t D) {
+                    const lr_mf_group *groups, int n_groups) {
   *out = NULL;
   size_t jn = strlen(config_json);
   LR_CHECK(jn <= MAX_JSON_BYTES, LR_ERR_ARG, "%s: config JSON of %zu bytes exceeds %d", path, jn,
            MAX_JSON_BYTES);
+  LR_CHECK(n_groups >= 1 && n_groups <= LR_MF_MAX_GROUPS, LR_ERR_ARG, "%s: %d groups", path,
+           n_groups);
+  unsigned char table[LR_MF_MAX_GROUPS * GROUP_BYTES];
+  for (int i = 0; i < n_groups; i++) {
+    const size_t len = strnlen(groups[i].name, LR_MF_NAME_MAX);
+    LR_CHECK(len >= 1 && len < LR_MF_NAME_MAX && groups[i].n_rows >= 0 && groups[i].width >= 1,
+             LR_ERR_ARG, "%s: group %d: bad name or shape", path, i);
+    group_put(table + i * GROUP_BYTES, &groups[i]);
+  }
+  const size_t tn = (size_t)n_groups * GROUP_BYTES;
   lr_modelfile_writer *w = lr_fault_malloc(sizeof *w);
   if (!w) return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
   memset(w, 0, sizeof *w);
-  w->want = n_dense + (uint64_t)n_rows * (uint64_t)D;
+  w->want = payload_floats(groups, n_groups);
   w->payload_crc = (uint32_t)crc32(0, NULL, 0);
   w->zcap = ZSTD_CStreamOutSize();
   w->z = lr_fault_malloc(w->zcap);
@@ -66,15 +100,15 @@ int modelfile_begin(lr_modelfile_writer **out, const char *path, const char *con
     return mw_fail(w, lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: zstd parameters", path));
   memcpy(w->h, MAGIC, 8);
   le_put_u32(w->h + 8, VERSION);
-  le_put_u32(w->h + 12, (uint32_t)crc32(0, (const unsigned char *)config_json, (uInt)jn));
+  uint32_t crc = (uint32_t)crc32(0, (const unsigned char *)config_json, (uInt)jn);
+  le_put_u32(w->h + 12, (uint32_t)crc32(crc, table, (uInt)tn));
   le_put_u64(w->h + 16, jn);
-  le_put_u64(w->h + 24, n_dense);
-  le_put_u64(w->h + 32, (uint64_t)n_rows);
-  le_put_u64(w->h + 40, (uint64_t)D);
+  le_put_u64(w->h + 24, (uint64_t)n_groups);
   int rc = afile_open(&w->f, path, 0, NULL);
   // the header is rewritten by commit once the payload size is known
   if (rc == LR_OK) rc = afile_write(&w->f, w->h, HDR_BYTES);
   if (rc == LR_OK) rc = afile_write(&w->f, config_json, jn);
+  if (rc == LR_OK) rc = afile_write(&w->f, table, tn);
   if (rc != LR_OK) return mw_fail(w, rc);
   *out = w;
   return LR_OK;
@@ -129,10 +163,12 @@ void modelfile_abandon(lr_modelfile_writer *w) {
   free(w);
 }
 
-// Open path, read and check the header. On success *fp is positioned at the
-// config JSON.
-static int read_header(const char *path, FILE **fp, hdr *h) {
+// Open path, read and check the header, the config (into *json when not
+// NULL, NUL-terminated, caller frees) and the group table. On success *fp is
+// positioned at the payload.
+static int read_header(const char *path, FILE **fp, hdr *h, char **json) {
   *fp = NULL;
+  memset(h, 0, sizeof *h);
   struct stat st;
   int fd = file_open_regular(path, &st);
   LR_CHECK(fd != FILE_NOT_REGULAR, LR_ERR_IO, "%s: is %s, not a model file", path,
@@ -144,80 +180,106 @@ static int read_header(const char *path, FILE **fp, hdr *h) {
     close(fd);
     return lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: cannot open: %s", path, strerror(e));
   }
-  unsigned char b[HDR_BYTES];
+  unsigned char b[HDR_BYTES], table[LR_MF_MAX_GROUPS * GROUP_BYTES];
+  char *s = NULL;
   int rc = LR_OK;
-  uint32_t version = 0;
-  uint64_t want = 0;
+  uint64_t want = 0, ng = 0;
   if (fread(b, 1, HDR_BYTES, f) != HDR_BYTES)
     rc = LR_CORRUPT(path, 0, "file shorter than the %d-byte header" HINT, HDR_BYTES);
   else if (memcmp(b, MAGIC, 8))
     rc = LR_CORRUPT(path, 0, "not a linrec model file (bad magic)");
   else if (le_get_u32(b + 60) != (uint32_t)crc32(0, b, 60))
     rc = LR_CORRUPT(path, 60, "header checksum mismatch" HINT);
-  else if ((version = le_get_u32(b + 8)) == 1)
+  else if ((h->version = le_get_u32(b + 8)) == 1)
     rc = LR_CORRUPT(path, 8,
                     "format version 1: its config section is under no checksum, so a damaged "
-                    "byte there would silently change results; this build reads version %u "
-                    "only\nHINT: re-train to write a version %u model file",
+                    "byte there would silently change results; this build reads versions 2 "
+                    "and %u\nHINT: re-train to write a version %u model file",
                     VERSION, VERSION);
-  else if (version != VERSION)
-    rc = LR_CORRUPT(path, 8, "format version %u, expected %u", version, VERSION);
+  else if (h->version != 2 && h->version != VERSION)
+    rc = LR_CORRUPT(path, 8, "format version %u, expected 2 or %u", h->version, VERSION);
   if (rc == LR_OK) {
     h->json_crc = le_get_u32(b + 12);
     h->json_bytes = le_get_u64(b + 16);
-    h->n_dense = le_get_u64(b + 24);
-    h->n_rows = le_get_u64(b + 32);
-    h->D = le_get_u64(b + 40);
     h->payload_bytes = le_get_u64(b + 48);
     h->payload_crc = le_get_u32(b + 56);
     if (h->json_bytes > MAX_JSON_BYTES)
       rc = LR_CORRUPT(path, 16, "config JSON of %llu bytes is implausible" HINT,
                       (unsigned long long)h->json_bytes);
+    if (h->version == 2) { // dense floats, item rows, D: the two groups of that time
+      h->n_groups = 2;
+      snprintf(h->g[0].name, LR_MF_NAME_MAX, "dense");
+      h->g[0].n_rows = (int64_t)le_get_u64(b + 24), h->g[0].width = 1;
+      snprintf(h->g[1].name, LR_MF_NAME_MAX, "items");
+      h->g[1].n_rows = (int64_t)le_get_u64(b + 32), h->g[1].width = (int64_t)le_get_u64(b + 40);
+    } else if ((ng = le_get_u64(b + 24)) < 1 || ng > LR_MF_MAX_GROUPS) {
+      rc = LR_CORRUPT(path, 24, "%llu groups (1..%d)" HINT, (unsigned long long)ng,
+                      LR_MF_MAX_GROUPS);
+    } else {
+      h->n_groups = (int)ng;
+    }
   }
+  const uint64_t tn = h->version == 2 ? 0 : (uint64_t)h->n_groups * GROUP_BYTES;
   if (rc == LR_OK) {
-    want = HDR_BYTES + h->json_bytes + h->payload_bytes;
+    want = HDR_BYTES + h->json_bytes + tn + h->payload_bytes;
     if (h->payload_bytes > UINT64_MAX / 2 || (uint64_t)st.st_size != want)
       rc = LR_CORRUPT(path, (int64_t)st.st_size,
                       "file is %lld bytes, header says %llu (truncated?)" HINT,
                       (long long)st.st_size, (unsigned long long)want);
   }
+  if (rc == LR_OK && !(s = malloc(h->json_bytes + 1)))
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
+  if (rc == LR_OK) {
+    uint32_t crc = 0;
+    const char *nul = NULL;
+    if (fread(s, 1, h->json_bytes, f) != h->json_bytes || fread(table, 1, tn, f) != tn)
+      rc = LR_CORRUPT(path, HDR_BYTES, "cannot read the config JSON and group table" HINT);
+    else if ((crc = (uint32_t)crc32(
+                  (uint32_t)crc32(0, (unsigned char *)s, (uInt)h->json_bytes), table, (uInt)tn)) !=
+             h->json_crc)
+      rc = LR_CORRUPT(path, HDR_BYTES,
+                      "config section (bytes %d..%llu): CRC32 expected %08x (header), computed "
+                      "%08x: the stored config or group table was changed or damaged" HINT,
+                      HDR_BYTES, (unsigned long long)(HDR_BYTES + h->json_bytes + tn), h->json_crc,
+                      crc);
+    else if ((nul = memchr(s, 0, h->json_bytes)))
+      rc = LR_CORRUPT(path, HDR_BYTES + (nul - s), "NUL byte in the config section" HINT);
+    s[h->json_bytes] = 0;
+  }
+  for (int i = 0; rc == LR_OK && h->version != 2 && i < h->n_groups; i++) {
+    const unsigned char *e = table + i * GROUP_BYTES;
+    const int64_t at = (int64_t)(HDR_BYTES + h->json_bytes) + i * GROUP_BYTES;
+    memcpy(h->g[i].name, e, LR_MF_NAME_MAX);
+    const uint64_t r = le_get_u64(e + 16), w = le_get_u64(e + 24);
+    const size_t len = strnlen(h->g[i].name, LR_MF_NAME_MAX);
+    if (len == 0 || len == LR_MF_NAME_MAX)
+      rc = LR_CORRUPT(path, at, "group %d: bad name" HINT, i);
+    else if (r > INT64_MAX / 8 || w < 1 || w > INT64_MAX / 8)
+      rc = LR_CORRUPT(path, at + 16, "group %s: %llu rows of width %llu" HINT, h->g[i].name,
+                      (unsigned long long)r, (unsigned long long)w);
+    h->g[i].n_rows = (int64_t)r, h->g[i].width = (int64_t)w;
+  }
+  if (rc == LR_OK && payload_floats(h->g, h->n_groups) == UINT64_MAX)
+    rc = LR_CORRUPT(path, 24, "the groups' sizes overflow" HINT);
+  if (rc != LR_OK || !json) free(s);
   if (rc != LR_OK) {
     fclose(f);
     return rc;
   }
+  if (json) *json = s;
   *fp = f;
   return LR_OK;
 }
 
-int modelfile_read_config(const char *path, char **config_json) {
+int modelfile_read_config(const char *path, char **config_json, lr_mf_group *groups,
+                          int *n_groups) {
   *config_json = NULL;
   FILE *f;
   hdr h;
-  LR_CALL(read_header(path, &f, &h));
-  char *s = malloc(h.json_bytes + 1);
-  if (!s) {
-    fclose(f);
-    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
-  }
-  int rc = LR_OK;
-  uint32_t crc = 0;
-  const char *nul = NULL;
-  if (fread(s, 1, h.json_bytes, f) != h.json_bytes)
-    rc = LR_CORRUPT(path, HDR_BYTES, "cannot read the config JSON" HINT);
-  else if ((crc = (uint32_t)crc32(0, (unsigned char *)s, (uInt)h.json_bytes)) != h.json_crc)
-    rc = LR_CORRUPT(path, HDR_BYTES,
-                    "config section (bytes %d..%llu): CRC32 expected %08x (header), computed "
-                    "%08x: the stored config was changed or damaged" HINT,
-                    HDR_BYTES, (unsigned long long)(HDR_BYTES + h.json_bytes), h.json_crc, crc);
-  else if ((nul = memchr(s, 0, h.json_bytes)))
-    rc = LR_CORRUPT(path, HDR_BYTES + (nul - s), "NUL byte in the config section" HINT);
+  LR_CALL(read_header(path, &f, &h, config_json));
   fclose(f);
-  if (rc != LR_OK) {
-    free(s);
-    return rc;
-  }
-  s[h.json_bytes] = 0;
-  *config_json = s;
+  if (groups) memcpy(groups, h.g, (size_t)h.n_groups * sizeof *groups);
+  if (n_groups) *n_groups = h.n_groups;
   return LR_OK;
 }
 
@@ -229,25 +291,47 @@ static void take(unsigned char *dst, uint64_t lo, uint64_t hi, const unsigned ch
   if (a < b) memcpy(dst + (a - lo), src + (a - pos), b - a);
 }
 
-int modelfile_read(const char *path, float *dense, size_t n_dense, float *items, int64_t row_lo,
-                   int64_t row_count, int64_t n_rows, int64_t D) {
-  LR_ASSERT(row_lo >= 0 && row_count >= 0 && row_lo + row_count <= n_rows);
+int modelfile_read(const char *path, const lr_mf_group *want, int n_want, const lr_mf_dest *dest,
+                   int n_dest) {
   FILE *f;
   hdr h;
-  LR_CALL(read_header(path, &f, &h));
-  if (h.n_dense != n_dense || h.n_rows != (uint64_t)n_rows || h.D != (uint64_t)D) {
+  LR_CALL(read_header(path, &f, &h, NULL));
+  int bad = h.n_groups != n_want ? (h.n_groups < n_want ? h.n_groups : n_want) : -1;
+  for (int i = 0; bad < 0 && i < n_want; i++)
+    if (strcmp(h.g[i].name, want[i].name) || h.g[i].n_rows != want[i].n_rows ||
+        h.g[i].width != want[i].width)
+      bad = i;
+  if (bad >= 0) {
     fclose(f);
+    const lr_mf_group none = {"(none)", 0, 0};
+    const lr_mf_group *fg = bad < h.n_groups ? &h.g[bad] : &none;
+    const lr_mf_group *wg = bad < n_want ? &want[bad] : &none;
     return LR_CORRUPT(path, 24,
-                      "shape mismatch: file has %llu dense floats, %llu item rows, D=%llu; "
-                      "the config needs %zu, %lld, %lld",
-                      (unsigned long long)h.n_dense, (unsigned long long)h.n_rows,
-                      (unsigned long long)h.D, n_dense, (long long)n_rows, (long long)D);
+                      "shape mismatch: group %d of the file is %s (%lld x %lld), the config needs "
+                      "%s (%lld x %lld) (%d groups in the file, %d needed)",
+                      bad, fg->name, (long long)fg->n_rows, (long long)fg->width, wg->name,
+                      (long long)wg->n_rows, (long long)wg->width, h.n_groups, n_want);
   }
-  const int64_t at = (int64_t)(HDR_BYTES + h.json_bytes);
-  const uint64_t raw_bytes = (n_dense + (uint64_t)n_rows * (uint64_t)D) * sizeof(float);
-  const uint64_t dense_hi = n_dense * sizeof(float);
-  const uint64_t rows_lo = dense_hi + (uint64_t)row_lo * (uint64_t)D * sizeof(float);
-  const uint64_t rows_hi = rows_lo + (uint64_t)row_count * (uint64_t)D * sizeof(float);
+  // each destination as a byte range of the decompressed payload
+  uint64_t dlo[LR_MF_MAX_GROUPS * 2], dhi[LR_MF_MAX_GROUPS * 2];
+  LR_ASSERT(n_dest <= LR_MF_MAX_GROUPS * 2);
+  for (int k = 0; k < n_dest; k++) {
+    uint64_t base = 0;
+    int found = 0;
+    for (int i = 0; i < h.n_groups && !found; i++) {
+      const uint64_t w = (uint64_t)h.g[i].width * sizeof(float);
+      if (!strcmp(h.g[i].name, dest[k].name)) {
+        LR_ASSERT(dest[k].lo >= 0 && dest[k].lo <= dest[k].hi && dest[k].hi <= h.g[i].n_rows);
+        dlo[k] = base + (uint64_t)dest[k].lo * w, dhi[k] = base + (uint64_t)dest[k].hi * w;
+        found = 1;
+      }
+      base += (uint64_t)h.g[i].n_rows * w;
+    }
+    LR_ASSERT(found);
+  }
+  const int64_t at = (int64_t)(HDR_BYTES + h.json_bytes) +
+                     (h.version == 2 ? 0 : (int64_t)h.n_groups * GROUP_BYTES);
+  const uint64_t raw_bytes = payload_floats(h.g, h.n_groups) * sizeof(float);
   size_t icap = ZSTD_DStreamInSize(), ocap = ZSTD_DStreamOutSize();
   unsigned char *zin = malloc(icap), *out = malloc(ocap);
   ZSTD_DCtx *dctx = ZSTD_createDCtx();
@@ -284,8 +368,8 @@ int modelfile_read(const char *path, float *dense, size_t n_dense, float *items,
                         (unsigned long long)raw_bytes);
         break;
       }
-      take((unsigned char *)dense, 0, dense_hi, out, pos, ob.pos);
-      take((unsigned char *)items, rows_lo, rows_hi, out, pos, ob.pos);
+      for (int k = 0; k < n_dest; k++)
+        take((unsigned char *)dest[k].dst, dlo[k], dhi[k], out, pos, ob.pos);
       pos += ob.pos;
       if (r == 0 && ib.pos < ib.size) {
         rc = LR_CORRUPT(path, at, "data after the end of the payload frame" HINT);

@@ -25,6 +25,7 @@
 #include "gemm.h"
 #include "jobcheck.h"
 #include "shard.h"
+#include "state.h"
 #include "table.h"
 #include "lr.h"
 #include "model.h"
@@ -184,7 +185,7 @@ static int build_config(lr_config *c, const cli *a, const char *model_file) {
   config_defaults(c);
   if (model_file) {
     char *json;
-    LR_CALL(modelfile_read_config(model_file, &json));
+    LR_CALL(modelfile_read_config(model_file, &json, NULL, NULL));
     int rc = config_load_json(c, json, model_file);
     free(json);
     LR_CALL(rc);
@@ -352,20 +353,18 @@ static void print_eval(const char *split, const char *model, const lr_metrics *m
   fflush(stdout);
 }
 
-// A loaded scorer: dataset, and the model + item table unless pop.
+// A loaded scorer: dataset, and the model's state (dist/state.h) unless pop.
 typedef struct {
   lr_config c;
   lr_dataset ds;
-  lr_model model;
-  lr_table table;
+  lr_state st;
   float *pop;
   lr_scorer sc;
 } loaded;
 
 static void loaded_free(loaded *l) {
   dataset_free(&l->ds);
-  model_free(&l->model);
-  table_free(&l->table);
+  state_free(&l->st);
   lr_free(l->pop);
 }
 
@@ -382,33 +381,10 @@ static int load_scorer(loaded *l, const cli *a) {
   data_fingerprint(&l->ds, &fp);
   LR_CALL(jobcheck_data(&fp, &l->c));
   l->pop = eval_popularity(&l->ds);
-  if (!l->pop) return LR_ERR_NOMEM;
-  l->sc.pop = l->pop;
-  lr_shard users = shard_range(l->ds.n_users, dist_rank(), dist_size());
-  l->sc.user_lo = users.offset;
-  l->sc.user_hi = users.offset + users.count;
-  if (pop) return LR_OK;
-  const lr_config *c = &l->c;
-  lr_model_cfg mc = {l->ds.n_items, c->model_max_len, c->model_d, c->model_heads,
-                     c->model_layers, c->model_inner, 0.0f, (float)c->model_ln_eps,
-                     attn_get(c->model_attention), NULL};
-  LR_CALL(model_init(&l->model, &mc, c->eval_batch_size, 0));
-  // Scoring moves no gradients: a replicated table costs only memory, so
-  // auto shards it only when there is more than one rank and the table is
-  // larger than 256 MiB.
-  const int64_t n_rows = l->ds.n_items + 1;
-  const double bytes = (double)n_rows * (double)c->model_d * sizeof(float);
-  lr_table_mode mode = c->dist_item_table == 1   ? LR_TABLE_SHARDED
-                       : c->dist_item_table == 2 ? LR_TABLE_REPLICATED
-                       : dist_size() > 1 && bytes > 256.0 * (1 << 20) ? LR_TABLE_SHARDED
-                                                                      : LR_TABLE_REPLICATED;
-  LR_CALL(table_init(&l->table, mode, n_rows, c->model_d,
-                     c->eval_batch_size * (c->model_max_len + 101), 0, c->train_loss_tile, 256, 0));
-  const lr_itemtab *tb = &l->table.tab;
-  LR_CALL(modelfile_read(path, l->model.params_mem, l->model.n_params, tb->w, tb->lo,
-                         itemtab_rows(tb), n_rows, c->model_d));
-  l->sc.model = &l->model;
-  l->sc.table = &l->table;
+  LR_CALL(dist_agree(l->pop ? LR_OK : LR_ERR_NOMEM));
+  // recommend scores any user on any rank: then every rank holds every user's rows
+  if (!pop) LR_CALL(state_open_model(&l->st, &l->c, &l->ds, path, !strcmp(a->cmd, "recommend")));
+  l->sc = eval_scorer(pop ? NULL : &l->st, l->pop, l->ds.n_users);
   return LR_OK;
 }
 
@@ -518,8 +494,8 @@ static int ckpt_inspect(const char *dir) {
   LR_CALL(ckpt_manifest_read(dir, &m));
   printf("%s\n", dir);
   ckpt_inspect_print(stdout, &m);
-  ckpt_loop_state ls;
-  if (ckpt_loop_state_read(dir, &m, &ls) == LR_OK) {
+  if (ckpt_loop_read(dir, &m) == LR_OK) {
+    const ckpt_loop ls = m.loop;
     if (ls.best_epoch > 0)
       printf("training     best epoch %lld (validation NDCG@10 %.6f), %lld evaluation%s since",
              (long long)ls.best_epoch, ls.best_score, (long long)ls.since_best,
@@ -580,8 +556,8 @@ static int cmd_ckpt(int argc, char **argv) {
 // ---- main -----------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
-  // the choices of model.attention: the kinds of core/attention.h's registry
-  if (config_set_choices("model.attention", attn_names()) != LR_OK) {
+  // the choices of model.attention and model.arch: core's registries
+  if (state_config_choices() != LR_OK) {
     fprintf(stderr, "linrec: %s\n", lr_error_msg());
     return EXIT_RUNTIME;
   }

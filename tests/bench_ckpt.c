@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
     fill(a[0], a[1], a[2], rows, D, contents[c].touched);
     const int levels[3] = {1, 3, 9};
     for (int l = 0; l < 3; l++) {
-      ckpt_shard_desc d = {CKPT_KIND_ITEMS, 3, 0, rows, D, 0};
+      ckpt_shard_desc d = {CKPT_KIND_ROWS, 3, 0, rows, D, 0, "items"};
       ckpt_file_info info;
       const float *const ca[3] = {a[0], a[1], a[2]};
       if (ckpt_shard_write(dir, "items-r0000.zst", &d, ca, levels[l], &info) != LR_OK) {

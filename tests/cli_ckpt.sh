@@ -106,7 +106,7 @@ recut() { # name np_first np_resume
   local name=$1 a=$2 b=$3
   train "$a" "$name" "${recut_args[@]}" --set train.max_steps=7 &&
     train "$b" "$name" "${recut_args[@]}" --resume latest || { tail -n 5 "$tmp/$name.log"; return 1; }
-  grep -q "written by $a ranks: item rows re-cut" "$tmp/$name.log" && same_losses rc-ref "$name" 0 &&
+  grep -q "written by $a ranks: rows re-cut" "$tmp/$name.log" && same_losses rc-ref "$name" 0 &&
     cmp -s "$tmp/rc-ref/model.lrm" "$tmp/$name/model.lrm"
 }
 check "resume a P=2 checkpoint on P=3: losses and model bit-identical" recut p23 2 3
@@ -160,11 +160,11 @@ s8=step-00000008
 flip() { python3 -c "
 import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[len(b) // 2] ^= 0x10
 open(p, 'wb').write(bytes(b))" "$1"; }
-# version 2 -> 3, re-sealed: the manifest's checksum is the crc32 of every
+# version 3 -> 4, re-sealed: the manifest's checksum is the crc32 of every
 # byte before its 8 hex digits, which end the file followed by '"\n}\n'
 bump_version() { python3 -c "
 import sys, zlib; p = sys.argv[1]; t = open(p).read()
-t = t.replace('\"version\":\t2,', '\"version\":\t3,', 1)[:-12]
+t = t.replace('\"version\":\t3,', '\"version\":\t4,', 1)[:-12]
 open(p, 'w').write(t + '%08x\"\n}\n' % zlib.crc32(t.encode()))" "$1"; }
 # damage NAME HOW EXPECTED-REASON-REGEX
 damage() {
@@ -206,7 +206,7 @@ damage missing missing 'items-r0000.zst.*missing'
 damage truncated truncated 'dense.zst.*(truncated|bytes, manifest says)'
 damage flipped flipped 'items-r0000.zst: byte [0-9]+: .*(crc|checksum|zstd|corrupt)'
 damage foreign foreign 'r0000.zst|dense.zst'
-damage version version 'manifest.json.*format version 3'
+damage version version 'manifest.json.*format version 4'
 damage fifo fifo 'items-r0000.zst: byte 0: .*is a FIFO, not a regular file'
 damage manififo manififo 'manifest.json: byte 0: is a FIFO, not a regular file'
 damage loop loop 'manifest.json: Too many levels of symbolic links'

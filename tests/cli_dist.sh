@@ -21,7 +21,7 @@ run() { # out np args...
   timeout 120 mpirun -np "$np" --oversubscribe --mca mpi_yield_when_idle 1 "$bin" train \
     --config "$src/configs/quickstart.json" "${tiny[@]}" "$@" --out "$tmp/$out" > "$tmp/$out.log" 2>&1
 }
-evals() { grep '"event":"eval"' "$tmp/$1/metrics.jsonl"; }
+evals() { grep '"event":"eval"' "$tmp/$1/metrics.jsonl" | sed 's/,"time":[0-9.]*//'; } # without the wall-clock time
 
 # 1. Evaluation of the initial model at P = 1..4, both layouts, three modes.
 for mode in "full false" "full true" "uni100 false" "pop100 false"; do

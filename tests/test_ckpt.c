@@ -38,6 +38,7 @@
 #include "lr.h"
 #include "shard.h"
 #include "test_fault.h" // t_fault_sweep
+#include "state.h" // state_config_choices
 #include "test_util.h"
 
 static char g_tmp[64];
@@ -127,7 +128,7 @@ static int is_corrupt(int rc, const char *file, const char *needle) {
 }
 
 // ---------------------------------------------------------------------------
-// helpers: a model state and writing a whole checkpoint as the ranks would
+// helpers: a model tstate and writing a whole checkpoint as the ranks would
 
 typedef struct {
   int64_t n_rows, D, n_dense;
@@ -135,9 +136,9 @@ typedef struct {
   float *dp, *dm, *dv; // (n_dense)
   char *config_json;
   uint64_t config_hash;
-} state;
+} tstate;
 
-static void state_init(state *s, int64_t n_rows, int64_t D, int64_t n_dense, uint64_t seed) {
+static void ts_init(tstate *s, int64_t n_rows, int64_t D, int64_t n_dense, uint64_t seed) {
   s->n_rows = n_rows, s->D = D, s->n_dense = n_dense;
   float **a[6] = {&s->w, &s->m, &s->v, &s->dp, &s->dm, &s->dv};
   for (int k = 0; k < 6; k++) {
@@ -153,7 +154,7 @@ static void state_init(state *s, int64_t n_rows, int64_t D, int64_t n_dense, uin
   s->config_hash = config_hash(&c);
 }
 
-static void state_free(state *s) {
+static void ts_free(tstate *s) {
   free(s->w), free(s->m), free(s->v), free(s->dp), free(s->dm), free(s->dv);
   free(s->config_json);
 }
@@ -166,7 +167,7 @@ typedef struct {
 
 // The full protocol of ckpt.h section 4 on one process: P item shards, the
 // dense shard, the manifest, latest. *w (if given) lists the shards written.
-static int write_ckpt(const char *root, int64_t step, int P, const state *s, int level,
+static int write_ckpt(const char *root, int64_t step, int P, const tstate *s, int level,
                       written *w) {
   char dir[4096], name[CKPT_NAME_MAX];
   ckpt_manifest m = {0};
@@ -178,13 +179,18 @@ static int write_ckpt(const char *root, int64_t step, int P, const state *s, int
   m.rng_seed = 0xfedcba9876543210ull;
   for (int k = 0; k < CKPT_RNG_COUNTERS; k++)
     m.rng_counter[k] = (uint64_t)step * 1000 + (uint64_t)k;
-  m.world_size = P, m.n_rows = s->n_rows, m.D = s->D, m.n_dense = s->n_dense;
+  m.world_size = P;
+  m.loop = (ckpt_loop){1.25 + (double)step, 0.125, 2, 3};
+  const ckpt_group gd = {"dense", CKPT_KIND_DENSE, 3, s->n_dense, 1};
+  const ckpt_group gi = {"items", CKPT_KIND_ROWS, 3, s->n_rows, s->D};
+  if (rc == LR_OK) rc = ckpt_manifest_add_group(&m, &gd);
+  if (rc == LR_OK) rc = ckpt_manifest_add_group(&m, &gi);
   for (int r = 0; r < P && rc == LR_OK; r++) {
     lr_shard sh = shard_range(s->n_rows, r, P);
-    ckpt_shard_desc d = {CKPT_KIND_ITEMS, 3, sh.offset, sh.offset + sh.count, s->D, 0};
+    ckpt_shard_desc d = {CKPT_KIND_ROWS, 3, sh.offset, sh.offset + sh.count, s->D, 0, "items"};
     const float *arr[3] = {s->w + sh.offset * s->D, s->m + sh.offset * s->D,
                            s->v + sh.offset * s->D};
-    ckpt_items_name(name, r);
+    ckpt_shard_name(name, "items", r);
     rc = ckpt_shard_write(dir, name, &d, arr, level, &info);
     if (rc == LR_OK) rc = ckpt_manifest_add_shard(&m, &info.entry);
     if (rc == LR_OK && w) {
@@ -194,7 +200,7 @@ static int write_ckpt(const char *root, int64_t step, int P, const state *s, int
     }
   }
   if (rc == LR_OK) {
-    ckpt_shard_desc d = {CKPT_KIND_DENSE, 3, 0, s->n_dense, 1, step};
+    ckpt_shard_desc d = {CKPT_KIND_DENSE, 3, 0, s->n_dense, 1, step, "dense"};
     const float *arr[3] = {s->dp, s->dm, s->dv};
     rc = ckpt_shard_write(dir, CKPT_DENSE_NAME, &d, arr, level, &info);
     if (rc == LR_OK) rc = ckpt_manifest_add_shard(&m, &info.entry);
@@ -217,13 +223,13 @@ static const char *step_dir(const char *root, int64_t step) {
 }
 
 // Load the item table rows [lo,hi) and compare with s.
-static int rows_equal(const char *dir, const ckpt_manifest *m, const state *s, int64_t lo,
+static int rows_equal(const char *dir, const ckpt_manifest *m, const tstate *s, int64_t lo,
                       int64_t hi) {
   size_t n = (size_t)((hi - lo) * s->D);
   float *a[3];
   for (int k = 0; k < 3; k++)
     a[k] = calloc(n ? n : 1, sizeof(float));
-  int rc = ckpt_load_rows(dir, m, CKPT_KIND_ITEMS, lo, hi, a, 3);
+  int rc = ckpt_load_rows(dir, m, "items", lo, hi, a, 3);
   int ok = rc == LR_OK && !memcmp(a[0], s->w + lo * s->D, n * 4) &&
            !memcmp(a[1], s->m + lo * s->D, n * 4) && !memcmp(a[2], s->v + lo * s->D, n * 4);
   if (rc != LR_OK) printf("  (%s)\n", lr_error_msg()), lr_error_clear();
@@ -235,7 +241,8 @@ static int rows_equal(const char *dir, const ckpt_manifest *m, const state *s, i
 static int manifests_equal(const ckpt_manifest *a, const ckpt_manifest *b) {
   if (a->version != b->version || a->step != b->step || a->epoch != b->epoch ||
       a->cursor != b->cursor || a->rng_seed != b->rng_seed || a->world_size != b->world_size ||
-      a->n_rows != b->n_rows || a->D != b->D || a->n_dense != b->n_dense ||
+      a->n_groups != b->n_groups || memcmp(a->groups, b->groups, sizeof a->groups) ||
+      memcmp(&a->loop, &b->loop, sizeof a->loop) ||
       a->time_unix != b->time_unix || a->config_hash != b->config_hash ||
       strcmp(a->config_json, b->config_json) || a->n_shards != b->n_shards ||
       memcmp(a->rng_counter, b->rng_counter, sizeof a->rng_counter))
@@ -254,13 +261,14 @@ static int manifests_equal(const ckpt_manifest *a, const ckpt_manifest *b) {
 // v1: the version 1 checksum (crc32 of the canonical print without it) and
 // "version": 1 (before edit); else version 2's (crc32 of the file's bytes
 // before the 8 hex digits of the last member).
+static void to_v12(cJSON *o);
 static void reseal_manifest_v(const char *dir, void (*edit)(cJSON *), int v1) {
   size_t n;
   char *text = (char *)read_all(pathf("%s/manifest.json", dir), &n);
   cJSON *o = cJSON_Parse(text);
   free(text);
   cJSON_DeleteItemFromObjectCaseSensitive(o, "checksum");
-  if (v1) cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "version"), 1);
+  if (v1) cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "version"), 1), to_v12(o);
   if (edit) edit(o);
   char *out;
   if (v1) {
@@ -295,12 +303,48 @@ static void set_num(cJSON *o, const char *key, double v) {
 static double get_num(cJSON *o, const char *key) {
   return cJSON_GetObjectItemCaseSensitive(o, key)->valuedouble;
 }
-static void ed_version(cJSON *o) { set_num(o, "version", 3); }
+static void ed_version(cJSON *o) { set_num(o, "version", 4); }
+static cJSON *group_obj(cJSON *o, int k) {
+  return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "groups"), k);
+}
+static void ed_group(cJSON *o) {
+  cJSON_ReplaceItemInObjectCaseSensitive(shard_obj(o, 0), "group", cJSON_CreateString("nope"));
+}
+static void ed_width(cJSON *o) {
+  set_num(group_obj(o, 1), "width", get_num(group_obj(o, 1), "width") + 1);
+}
+static void ed_dup_group(cJSON *o) {
+  cJSON_ReplaceItemInObjectCaseSensitive(group_obj(o, 0), "name", cJSON_CreateString("items"));
+}
+static void ed_old_member(cJSON *o) { cJSON_AddNumberToObject(o, "n_dense", 5); }
+// A version 3 manifest as versions 1-2 wrote it: no groups or loop, the
+// tables' shapes in n_rows, D, n_dense, shards of kind items or dense.
+static void to_v12(cJSON *o) {
+  cJSON *g = cJSON_GetObjectItemCaseSensitive(o, "groups");
+  for (cJSON *x = g->child; x; x = x->next) {
+    const char *name = cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring;
+    if (!strcmp(name, "items")) {
+      cJSON_AddNumberToObject(o, "n_rows", get_num(x, "rows"));
+      cJSON_AddNumberToObject(o, "D", get_num(x, "width"));
+    } else {
+      cJSON_AddNumberToObject(o, "n_dense", get_num(x, "rows"));
+    }
+  }
+  cJSON_DeleteItemFromObjectCaseSensitive(o, "groups");
+  cJSON_DeleteItemFromObjectCaseSensitive(o, "loop");
+  for (cJSON *x = cJSON_GetObjectItemCaseSensitive(o, "shards")->child; x; x = x->next) {
+    cJSON *grp = cJSON_DetachItemFromObjectCaseSensitive(x, "group");
+    cJSON_AddStringToObject(x, "kind", grp->valuestring);
+    cJSON_Delete(grp);
+  }
+}
 static void ed_gap(cJSON *o) { set_num(shard_obj(o, 1), "lo", get_num(shard_obj(o, 1), "lo") + 1); }
 static void ed_overlap(cJSON *o) {
   set_num(shard_obj(o, 1), "lo", get_num(shard_obj(o, 1), "lo") - 1);
 }
-static void ed_short(cJSON *o) { set_num(o, "n_rows", get_num(o, "n_rows") + 5); }
+static void ed_short(cJSON *o) {
+  set_num(group_obj(o, 1), "rows", get_num(group_obj(o, 1), "rows") + 5);
+}
 static void ed_traversal(cJSON *o) {
   cJSON_ReplaceItemInObjectCaseSensitive(shard_obj(o, 0), "file",
                                          cJSON_CreateString("../step-00000100/items-r0000.zst"));
@@ -333,8 +377,8 @@ static void ed_crc(cJSON *o) {
 static void test_round_trip(void) {
   char root[4096];
   snprintf(root, sizeof root, "%s", pathf("%s/rt", g_tmp));
-  state s;
-  state_init(&s, 1001, 16, 777, 1);
+  tstate s;
+  ts_init(&s, 1001, 16, 777, 1);
   written w;
   int rc = write_ckpt(root, 100, 3, &s, 3, &w);
   t_check(rc == LR_OK, "round trip: write 3 item shards + dense + manifest%s%s", rc ? ": " : "",
@@ -355,7 +399,9 @@ static void test_round_trip(void) {
   rc = ckpt_manifest_read(dir, &m);
   t_check(rc == LR_OK && m.version == CKPT_VERSION && m.step == 100 && m.epoch == 14 &&
               m.cursor == 2 && m.rng_seed == 0xfedcba9876543210ull && m.rng_counter[3] == 100003 &&
-              m.world_size == 3 && m.n_rows == 1001 && m.D == 16 && m.n_dense == 777 &&
+              m.world_size == 3 && m.n_groups == 2 && m.groups[1].n_rows == 1001 &&
+              m.groups[1].width == 16 && m.groups[0].n_rows == 777 && m.loop.epoch_loss == 101.25 &&
+              m.loop.best_score == 0.125 && m.loop.since_best == 2 && m.loop.best_epoch == 3 &&
               m.config_hash == s.config_hash && !strcmp(m.config_json, s.config_json) &&
               m.n_shards == 4 && m.time_unix > 0 && ckpt_manifest_dense_step(&m) == 100,
           "round trip: manifest fields");
@@ -367,7 +413,7 @@ static void test_round_trip(void) {
   float *d[3];
   for (int k = 0; k < 3; k++)
     d[k] = malloc((size_t)s.n_dense * 4);
-  rc = ckpt_load_rows(dir, &m, CKPT_KIND_DENSE, 0, s.n_dense, d, 3);
+  rc = ckpt_load_rows(dir, &m, "dense", 0, s.n_dense, d, 3);
   t_check(rc == LR_OK && !memcmp(d[0], s.dp, (size_t)s.n_dense * 4) &&
               !memcmp(d[1], s.dm, (size_t)s.n_dense * 4) &&
               !memcmp(d[2], s.dv, (size_t)s.n_dense * 4),
@@ -398,9 +444,9 @@ static void test_round_trip(void) {
               !memcmp(only_w + (lo1 - 330) * 16, s.w + lo1 * 16, (size_t)(340 - lo1) * 64),
           "re-cut: ckpt_shard_read copies the overlap only, NULL arrays skipped");
   free(only_w);
-  rc = ckpt_load_rows(dir, &m, CKPT_KIND_ITEMS, 0, 1002, arr, 3);
+  rc = ckpt_load_rows(dir, &m, "items", 0, 1002, arr, 3);
   t_check(is_error(rc, LR_ERR_ARG, "outside"), "load_rows: range beyond the table is LR_ERR_ARG");
-  rc = ckpt_load_rows(dir, &m, CKPT_KIND_ITEMS, 0, 10, arr, 2);
+  rc = ckpt_load_rows(dir, &m, "items", 0, 10, arr, 2);
   t_check(is_error(rc, LR_ERR_ARG, "arrays"), "load_rows: wrong array count is LR_ERR_ARG");
 
   char *txt;
@@ -428,7 +474,7 @@ static void test_round_trip(void) {
           "dir_create: an interrupted step directory is emptied of stale files");
   // bad arguments
   ckpt_file_info info;
-  ckpt_shard_desc dd = {CKPT_KIND_ITEMS, 3, 0, 2, 16, 0};
+  ckpt_shard_desc dd = {CKPT_KIND_ROWS, 3, 0, 2, 16, 0, "items"};
   const float *a3[3] = {s.w, s.m, s.v};
   rc = ckpt_shard_write(dir, "../evil.zst", &dd, a3, 3, &info);
   t_check(is_error(rc, LR_ERR_ARG, "plain file name"), "shard_write: a path as name is LR_ERR_ARG");
@@ -446,11 +492,11 @@ static void test_round_trip(void) {
   t_check(is_error(rc, LR_ERR_ARG, "refusing to write") && !exists(pathf("%s/manifest.json", d2)),
           "manifest_write: an invalid manifest is refused, nothing written");
   ckpt_manifest_free(&m);
-  state_free(&s);
+  ts_free(&s);
 
   // more ranks than rows: empty shards are normal
-  state t;
-  state_init(&t, 2, 8, 3, 9);
+  tstate t;
+  ts_init(&t, 2, 8, 3, 9);
   char root2[4096];
   snprintf(root2, sizeof root2, "%s/tiny-rt", g_tmp);
   rc = write_ckpt(root2, 5, 4, &t, 1, NULL);
@@ -460,15 +506,15 @@ static void test_round_trip(void) {
               rows_equal(step_dir(root2, 5), &m, &t, 1, 2),
           "round trip: 2 rows over 4 ranks (empty shards) write, verify and load");
   ckpt_manifest_free(&m);
-  state_free(&t);
+  ts_free(&t);
 }
 
 // A flipped byte anywhere in a small shard is caught; so is truncation.
 static void test_shard_damage(void) {
   char root[4096];
   snprintf(root, sizeof root, "%s", pathf("%s/dmg", g_tmp));
-  state s;
-  state_init(&s, 9, 4, 5, 2);
+  tstate s;
+  ts_init(&s, 9, 4, 5, 2);
   int rc = write_ckpt(root, 1, 2, &s, 3, NULL);
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", step_dir(root, 1));
@@ -523,12 +569,20 @@ static void test_shard_damage(void) {
   t_check(is_corrupt(rc, file, NULL), "damage: a byte appended to a shard is caught");
   // wrong format version with a valid header crc
   memcpy(b, orig, n);
-  b[8] = 2;
+  b[8] = 3;
   le_put_u32(b + 124, (uint32_t)crc32(0, b, 124));
   write_bytes(file, b, n);
   rc = ckpt_shard_read(dir, &m.shards[1], 0, 9, NULL);
-  t_check(is_corrupt(rc, file, "format version 2, this build reads version 1"),
-          "damage: shard of format version 2 is refused by name");
+  t_check(is_corrupt(rc, file, "format version 3, this build reads versions 1 and 2"),
+          "damage: shard of format version 3 is refused by name");
+  // another group name in the header than the manifest's (re-sealed header crc)
+  memcpy(b, orig, n);
+  memcpy(b + 80, "users", 5);
+  le_put_u32(b + 124, (uint32_t)crc32(0, b, 124));
+  write_bytes(file, b, n);
+  rc = ckpt_shard_read(dir, &m.shards[1], 0, 9, NULL);
+  t_check(is_corrupt(rc, file, "group: manifest says items, file header says users"),
+          "damage: a shard of another group is refused by name");
   // missing shard
   write_bytes(file, orig, n);
   rename(file, pathf("%s.away", file));
@@ -540,8 +594,8 @@ static void test_shard_damage(void) {
   t_check(is_corrupt(rc, file, "missing"), "damage: missing shard is caught by shallow verify");
   rename(pathf("%s.away", file), file);
   // a valid shard of another checkpoint in its place
-  state s2;
-  state_init(&s2, 9, 4, 5, 3);
+  tstate s2;
+  ts_init(&s2, 9, 4, 5, 3);
   t_check(write_ckpt(root, 2, 2, &s2, 3, NULL) == LR_OK, "damage: second checkpoint written");
   size_t n2;
   unsigned char *other = read_all(pathf("%s/items-r0001.zst", step_dir(root, 2)), &n2);
@@ -569,15 +623,15 @@ static void test_shard_damage(void) {
   free(orig);
   free(b);
   ckpt_manifest_free(&m);
-  state_free(&s);
-  state_free(&s2);
+  ts_free(&s);
+  ts_free(&s2);
 }
 
 static void test_manifest_damage(void) {
   char root[4096];
   snprintf(root, sizeof root, "%s", pathf("%s/man", g_tmp));
-  state s;
-  state_init(&s, 9, 4, 5, 4);
+  tstate s;
+  ts_init(&s, 9, 4, 5, 4);
   int rc = write_ckpt(root, 1, 3, &s, 3, NULL);
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", step_dir(root, 1));
@@ -609,8 +663,8 @@ static void test_manifest_damage(void) {
   // whitespace is not covered, their content is.
   reseal_manifest_v(dir, NULL, 1);
   rc = ckpt_manifest_read(dir, &m);
-  int v1_ok = rc == LR_OK && m.version == 1;
-  m.version = m0.version;
+  int v1_ok = rc == LR_OK && m.version == 1 && m.loop.epoch_loss == 0; // no loop member
+  m.version = m0.version, m.loop = m0.loop;
   v1_ok &= rc == LR_OK && manifests_equal(&m, &m0);
   ckpt_manifest_free(&m);
   size_t n1;
@@ -622,6 +676,12 @@ static void test_manifest_damage(void) {
   rc = ckpt_manifest_read(dir, &m);
   t_check(v1_ok && is_corrupt(rc, file, "checksum"),
           "manifest: version 1 still reads, and its checksum still catches a changed step");
+  // versions 1-2: one items shard per rank of world_size
+  write_bytes(file, orig, n);
+  reseal_manifest_v(dir, ed_world, 1);
+  rc = ckpt_manifest_read(dir, &m);
+  t_check(is_corrupt(rc, file, "world size of 4"),
+          "manifest: version 1's items shards against its world size");
   // Key names are matched case-sensitively: "Step" is not "step".
   memcpy(b, orig, n);
   char *st = strstr((char *)b, "\"step\":");
@@ -651,14 +711,17 @@ static void test_manifest_damage(void) {
     void (*edit)(cJSON *);
     const char *needle, *what;
   } cases[] = {
-      {ed_version, "manifest format version 3", "wrong format version"},
+      {ed_version, "manifest format version 4", "wrong format version"},
+      {ed_group, "group 'nope' is not one of the manifest's groups", "a shard of no group"},
+      {ed_width, "its group items has 3 of", "a group's width against its shards"},
+      {ed_dup_group, "group items is listed twice", "a group listed twice"},
+      {ed_old_member, "\"n_dense\" is not one of format version 3", "a version 2 member"},
       {ed_gap, "a gap", "shard range gap"},
       {ed_overlap, "an overlap", "shard range overlap"},
       {ed_short, "rows missing", "shards short of n_rows"},
       {ed_traversal, "not a plain name", "path traversal ../"},
       {ed_absolute, "not a plain name", "absolute path"},
       {ed_twice, "listed twice", "same file twice"},
-      {ed_world, "world size of 4", "world size vs shard count"},
       {ed_unknown, "unknown member \"extra\"", "unknown member"},
       {ed_missing, "\"cursor\" is missing", "missing member"},
       {ed_type, "\"step\" must be an integer", "wrong type"},
@@ -688,7 +751,7 @@ static void test_manifest_damage(void) {
   free(orig);
   free(b);
   ckpt_manifest_free(&m0);
-  state_free(&s);
+  ts_free(&s);
 }
 
 static int report_has(const ckpt_report *r, const char *a, const char *b) {
@@ -704,8 +767,8 @@ static void test_latest_and_prune(void) {
   ckpt_report rep;
   int rc = ckpt_find_latest_valid(root, dir, sizeof dir, &rep);
   t_check(rc == LR_OK && dir[0] == 0, "latest: no root, no checkpoint (fresh start)");
-  state s;
-  state_init(&s, 20, 4, 6, 5);
+  tstate s;
+  ts_init(&s, 20, 4, 6, 5);
   for (int64_t st = 100; st <= 500; st += 100)
     rc |= write_ckpt(root, st, 2, &s, 1, NULL);
   t_check(rc == LR_OK, "latest: five checkpoints written");
@@ -780,7 +843,7 @@ static void test_latest_and_prune(void) {
   rc = ckpt_find_latest_valid(root, dir, sizeof dir, &rep);
   t_check(is_error(rc, LR_ERR_CORRUPT, "none of the 1 complete checkpoints verifies") && !dir[0],
           "latest: no valid checkpoint left is LR_ERR_CORRUPT");
-  state_free(&s);
+  ts_free(&s);
 }
 
 // After a failed or crashed checkpoint write of step 200: step 100 still
@@ -815,7 +878,7 @@ static void reset_to_a(const char *root) {
 
 typedef struct {
   const char *root;
-  const state *s;
+  const tstate *s;
   const written *ref;
 } fault_ctx;
 
@@ -832,8 +895,8 @@ static void fault_reset(void *arg) { reset_to_a(((const fault_ctx *)arg)->root);
 static void test_faults(void) {
   char root[4096];
   snprintf(root, sizeof root, "%s", pathf("%s/flt", g_tmp));
-  state s;
-  state_init(&s, 50, 4, 9, 6);
+  tstate s;
+  ts_init(&s, 50, 4, 9, 6);
   int rc = write_ckpt(root, 100, 3, &s, 3, NULL);
   written ref;
   rc |= write_ckpt(root, 200, 3, &s, 3, &ref);
@@ -862,15 +925,15 @@ static void test_faults(void) {
   lr_fault_set(LR_FAULT_NONE, 0);
   t_check(after_failure_ok(root, &ref, 0), "faults: after the env fault, step 100 is intact");
   reset_to_a(root);
-  state_free(&s);
+  ts_free(&s);
 }
 
 // Child body of the full-disk test: step 100 fits, step 200 does not.
 // Exit 0 when everything behaves, 1 otherwise.
 static int full_disk_child(const char *root, int write_a, const char *needle) {
-  state small, big;
-  state_init(&small, 40, 4, 8, 7);
-  state_init(&big, 40000, 16, 8, 8); // ~7.7 MB of random floats: incompressible
+  tstate small, big;
+  ts_init(&small, 40, 4, 8, 7);
+  ts_init(&big, 40000, 16, 8, 8); // ~7.7 MB of random floats: incompressible
   int ok = 1;
   if (write_a) ok &= write_ckpt(root, 100, 2, &small, 3, NULL) == LR_OK;
   written ref = {0};
@@ -880,8 +943,8 @@ static int full_disk_child(const char *root, int write_a, const char *needle) {
   printf("  full disk: status %d: %s\n", rc, msg);
   lr_error_clear();
   ok &= clean && after_failure_ok(root, &ref, 0);
-  state_free(&small);
-  state_free(&big);
+  ts_free(&small);
+  ts_free(&big);
   fflush(stdout);
   return ok ? 0 : 1;
 }
@@ -910,10 +973,10 @@ static void test_full_disk(void) {
   // (b) a file-size limit in a child (works unprivileged)
   char root[4096];
   snprintf(root, sizeof root, "%s", pathf("%s/fsz", g_tmp));
-  state small;
-  state_init(&small, 40, 4, 8, 7);
+  tstate small;
+  ts_init(&small, 40, 4, 8, 7);
   int rc = write_ckpt(root, 100, 2, &small, 3, NULL);
-  state_free(&small);
+  ts_free(&small);
   fflush(stdout);
   pid = fork();
   if (pid == 0) {
@@ -936,8 +999,8 @@ static void test_full_disk(void) {
 static void test_odd_files(void) {
   char root[4096];
   snprintf(root, sizeof root, "%s", pathf("%s/odd", g_tmp));
-  state s;
-  state_init(&s, 12, 4, 6, 11);
+  tstate s;
+  ts_init(&s, 12, 4, 6, 11);
   int rc = write_ckpt(root, 5, 2, &s, 1, NULL);
   rc |= write_ckpt(root, 10, 2, &s, 1, NULL);
   t_check(rc == LR_OK, "odd files: checkpoints of steps 5 and 10 written");
@@ -1036,11 +1099,11 @@ static void test_odd_files(void) {
   t_check(moved == 1, "odd files: the directory is kept as latest.not-a-file-<time>");
   g_show = 0;
   alarm(0);
-  state_free(&s);
+  ts_free(&s);
 }
 
 int main(void) {
-  config_set_choices("model.attention", attn_names()); // the kinds of core/attention.h
+  state_config_choices(); // the attention kinds and architectures (dist/state.h)
   // /dev/shm when there is one: the fault loops fsync about a thousand
   // times, which costs seconds on a disk and nothing on tmpfs (the logic
   // under test does not depend on the file system; LINREC_TEST_TMP overrides)

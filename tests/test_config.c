@@ -14,6 +14,7 @@
 #include "attention.h" // attn_names
 #include "config.h"
 #include "lr.h"
+#include "state.h" // state_config_choices
 #include "test_util.h"
 
 static double now(void) {
@@ -152,7 +153,7 @@ static void test_negatives(void) {
 }
 
 int main(void) {
-  config_set_choices("model.attention", attn_names()); // the kinds of core/attention.h
+  state_config_choices(); // the attention kinds and architectures (dist/state.h)
   const char *dir = t_tmpdir("lr_test_config");
   if (!dir) {
     perror("mkdtemp");

@@ -54,6 +54,7 @@
 #include "lr.h"       // lr_calloc, lr_error_msg
 #include "model.h"    // lr_model, model_init, model_forward
 #include "rng.h"      // lr_philox, lr_below
+#include "state.h" // state_config_choices
 #include "test_util.h"
 
 #define NK 5
@@ -766,7 +767,7 @@ done:
 }
 
 int main(void) {
-  config_set_choices("model.attention", attn_names()); // the kinds of core/attention.h
+  state_config_choices(); // the attention kinds and architectures (dist/state.h)
   case_a();
   case_b();
   case_b2();

@@ -25,12 +25,15 @@
 #define N_ROWS 41
 #define D 8
 static const char CONFIG[] = "{\"data.synthetic.users\":500,\"eval.k\":[10]}";
+// The groups of the file: a dense arena and an item table, as the trainer's.
+static const lr_mf_group GROUPS[2] = {{"dense", N_DENSE, 1}, {"items", N_ROWS, D}};
 
 // Read the config and the whole payload of path; LR_OK or the first failure.
 static int read_model(const char *path, float *dense, float *items) {
   char *json = NULL;
-  int rc = modelfile_read_config(path, &json);
-  if (rc == LR_OK) rc = modelfile_read(path, dense, N_DENSE, items, 0, N_ROWS, N_ROWS, D);
+  int rc = modelfile_read_config(path, &json, NULL, NULL);
+  const lr_mf_dest dest[2] = {{"dense", 0, N_DENSE, dense}, {"items", 0, N_ROWS, items}};
+  if (rc == LR_OK) rc = modelfile_read(path, GROUPS, 2, dest, 2);
   free(json);
   return rc;
 }
@@ -47,7 +50,7 @@ static int is_corrupt(int rc, const char *path, const char *needle) {
 
 static int write_model(const char *path, const float *dense, const float *items) {
   lr_modelfile_writer *w;
-  LR_CALL(modelfile_begin(&w, path, CONFIG, N_DENSE, N_ROWS, D));
+  LR_CALL(modelfile_begin(&w, path, CONFIG, GROUPS, 2));
   int rc = modelfile_append(w, dense, N_DENSE);
   for (int r = 0; r < N_ROWS && rc == LR_OK; r++)
     rc = modelfile_append(w, items + r * D, D);
@@ -95,7 +98,7 @@ static void test_faults(const float *dense, const float *items) {
 
   // abandoned after some payload: no temp file, the old file untouched
   lr_modelfile_writer *w;
-  int rc = modelfile_begin(&w, c.r.path, CONFIG, N_DENSE, N_ROWS, D);
+  int rc = modelfile_begin(&w, c.r.path, CONFIG, GROUPS, 2);
   if (rc == LR_OK) rc = modelfile_append(w, dense, N_DENSE);
   if (rc == LR_OK) modelfile_abandon(w);
   t_check(rc == LR_OK && t_replace_after(&c, 0) && t_count_names(c.r.dir, "model") == 1,
@@ -116,16 +119,43 @@ int main(void) {
   const char *p = t_path("model.lrm"), *q = t_path("bad.lrm");
   int rc = write_model(p, dense, items);
   char *json = NULL;
-  rc = rc ? rc : modelfile_read_config(p, &json);
+  lr_mf_group got[LR_MF_MAX_GROUPS];
+  int n_got = 0;
+  rc = rc ? rc : modelfile_read_config(p, &json, got, &n_got);
   t_check(rc == LR_OK && json && !strcmp(json, CONFIG), "model file: config round trip");
+  t_check(rc == LR_OK && n_got == 2 && !memcmp(got, GROUPS, sizeof GROUPS),
+          "model file: the group table round trip");
   free(json);
   rc = read_model(p, d2, i2);
   t_check(rc == LR_OK && !memcmp(d2, dense, sizeof dense) && !memcmp(i2, items, sizeof items),
           "model file: payload round trip");
   memset(i2, 0, sizeof i2);
-  rc = modelfile_read(p, d2, N_DENSE, i2, 7, 20, N_ROWS, D);
+  const lr_mf_dest part[1] = {{"items", 7, 27, i2}};
+  rc = modelfile_read(p, GROUPS, 2, part, 1);
   t_check(rc == LR_OK && !memcmp(i2, items + 7 * D, 20 * D * sizeof(float)),
           "model file: rows 7..26 alone");
+  // another shape (a config that needs 40 item rows): named by group
+  const lr_mf_group other[2] = {{"dense", N_DENSE, 1}, {"items", N_ROWS - 1, D}};
+  rc = modelfile_read(p, other, 2, part, 0);
+  t_check(is_corrupt(rc, p, "group 1 of the file is items (41 x 8), the config needs items (40 x 8)"),
+          "model file: another shape is refused, naming the group and both shapes");
+  // a version 2 file written by an earlier linrec (tests/fixtures/v1): its
+  // two groups are read from the old header fields
+  const char *v2 = LR_TEST_DIR "/fixtures/v1/model.lrm";
+  rc = modelfile_read_config(v2, &json, got, &n_got);
+  t_check(rc == LR_OK && n_got == 2 && !strcmp(got[0].name, "dense") && got[0].width == 1 &&
+              !strcmp(got[1].name, "items") && got[1].n_rows == 61 && got[1].width == 8,
+          "model file: version 2 (fixtures/v1/model.lrm) reads as groups dense and items 61 x 8");
+  free(json);
+  json = NULL;
+  if (rc == LR_OK) {
+    float *vd = calloc((size_t)got[0].n_rows, sizeof(float)), *vi = calloc(61 * 8, sizeof(float));
+    const lr_mf_dest vdest[2] = {{"dense", 0, got[0].n_rows, vd}, {"items", 0, 61, vi}};
+    rc = vd && vi ? modelfile_read(v2, got, 2, vdest, 2) : LR_ERR_NOMEM;
+    t_check(rc == LR_OK && vi[0] == 0.0f && vi[8] != 0.0f,
+            "model file: version 2 payload loads (padding row 0, item rows set)");
+    free(vd), free(vi);
+  }
 
   size_t n;
   unsigned char *b = t_read_file(p, &n);
@@ -160,7 +190,7 @@ int main(void) {
   c[0] = '4';
   t_write_file(q, b, n);
   json = NULL;
-  rc = modelfile_read_config(q, &json);
+  rc = modelfile_read_config(q, &json, NULL, NULL);
   t_check(is_corrupt(rc, q, "config section") && !json,
           "model file: a changed digit of the config is caught, naming the config section");
   c[0] = '5';
@@ -174,7 +204,7 @@ int main(void) {
   le_put_u32(v1 + 60, (uint32_t)crc32(0, v1, 60));
   memcpy(b, v1, 64);
   t_write_file(q, b, n);
-  rc = modelfile_read_config(q, &json);
+  rc = modelfile_read_config(q, &json, NULL, NULL);
   t_check(strstr(lr_error_msg(), "HINT: re-train") && is_corrupt(rc, q, "format version 1") &&
               !json,
           "model file: version 1 is refused, with a HINT to re-train");
@@ -184,11 +214,11 @@ int main(void) {
   const char *fifo = t_path("fifo.lrm"), *dir = t_path("dir.lrm");
   mkfifo(fifo, 0644);
   mkdir(dir, 0755);
-  rc = modelfile_read_config(fifo, &json);
+  rc = modelfile_read_config(fifo, &json, NULL, NULL);
   t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), "is a FIFO, not a model file"),
           "model file: a FIFO is refused without blocking");
   lr_error_clear();
-  rc = modelfile_read_config(dir, &json);
+  rc = modelfile_read_config(dir, &json, NULL, NULL);
   t_check(rc == LR_ERR_IO && strstr(lr_error_msg(), "is a directory"),
           "model file: a directory is refused");
   lr_error_clear();
