@@ -63,7 +63,9 @@ for i in $(seq 1 2400); do
     n=$(nsteps "$CL_TMP/${dir[$j]}")
     if [ -z "${sent[$j]:-}" ] && [ "$n" -ge $((total * 2 / 5)) ]; then
       cl_sl scancel ${sig[$j]} "$j"
-      [ "$j" = "$ja" ] && sleep 0.3 && cl_sl scancel ${sig[$j]} "$j" # a second signal changes nothing
+      # a second signal at once changes nothing (later, scancel would hold it
+      # for the job's next attempt: it retries while the step is ending)
+      [ "$j" = "$ja" ] && cl_sl timeout 5 scancel ${sig[$j]} "$j"
       sent[$j]=1
       seen[$j]+="(scancel ${sig[$j]}$([ "$j" = "$ja" ] && echo ' twice') at step $n) "
     fi
