@@ -87,7 +87,9 @@ typedef enum {
   LR_INIT_ZERO = 0, // biases, LayerNorm shifts
   LR_INIT_ONE,      // LayerNorm scales
   LR_INIT_NORMAL,   // N(0, 0.02) from the counter-based RNG keyed by (seed, key, element)
-  LR_INIT_ATTN      // the attention kind's own init (zeros without one)
+  LR_INIT_ATTN,     // the attention kind's own init (zeros without one)
+  LR_INIT_UNIFORM   // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) keyed by (seed, key, element):
+                    // PyTorch's default init of Conv1d/Linear weights and biases
 } lr_init_kind;
 
 typedef struct {
@@ -95,7 +97,8 @@ typedef struct {
   size_t elems;      // all layers together for a per-layer tensor
   int per_layer;
   lr_init_kind init;
-  uint32_t key;      // LR_INIT_NORMAL's RNG key (kept stable: results depend on it)
+  uint32_t key;      // LR_INIT_NORMAL's and LR_INIT_UNIFORM's RNG key (kept stable: results depend on it)
+  int64_t fan_in;    // LR_INIT_UNIFORM: the fan-in that sets its bound
 } lr_tensor;
 
 // The tensors of cfg's architecture in arena order; returns their number.
@@ -126,6 +129,10 @@ typedef enum { LR_PHASE_EMBED = 0, LR_PHASE_ATTN, LR_PHASE_PROJ, LR_PHASE_FFN, L
 typedef struct {
   lr_model_cfg cfg;
   const lr_arch *arch; // cfg.arch, or sasrec
+  // DropPath rate of the architectures that have it (recgrela: each
+  // sequence's attention branch of a layer); 0 after model_init, set with
+  // model_set_drop_path. Applied in training only (dropout p > 0).
+  float drop_path;
   double phase_s[LR_MODEL_PHASES];
   lr_backward_hook hook; // NULL: none (model_set_backward_hook)
   void *hook_ctx;
@@ -214,6 +221,9 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
 // m->grad_bad.
 void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
                     const uint64_t *row_ids, lr_dropout dp, lr_xs *const *dseq);
+
+// Set the DropPath rate (0 <= p < 1, asserted by its user). Cannot fail.
+static inline void model_set_drop_path(lr_model *m, float p) { m->drop_path = p; }
 
 // Install (or, with fn = NULL, remove) the backward hook. Cannot fail.
 void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx);
