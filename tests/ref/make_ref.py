@@ -49,7 +49,9 @@ File layout (all little-endian; written by write_dump, read by test_torch_ref.c)
     48  f32 x 5  ln_eps, adam lr, beta1, beta2, adam eps
     68  char[16] attention kind name, NUL padded
     84  f32      init std of the weights and biases (0.02 or 0.2)
-    88  zero     reserved up to 128
+    88  char[16] architecture name, NUL padded; zeros (as written here) = sasrec
+                 (make_recgrela_ref.py writes "recgrela")
+    104 zero     reserved up to 128
   payload, in this order:
     f32  the 15 parameter tensors in the arena order of core/model.h:
          pos (N,D), ln0_w (D), ln0_b (D), qkv_w (L,3D,D), qkv_b (L,3D),
