@@ -47,7 +47,8 @@ Outputs at padded query positions are compared in C only at valid positions.
 
 Run with Debian's torch: /usr/bin/python3 tests/ref/make_recgrela_ref.py [outdir]
 (default: the folder of this script). Deterministic (a torch.Generator seeded
-20250604). The file format is make_ref.py's (version 1), with the
+20250604). The run (forward, backward, 10 Adam steps) and the writer are
+make_ref.py's, given this module. The file format is make_ref.py's (version 1), with the
 architecture's name at header offset 88 (char[16]; zeros there = sasrec) and
 the parameters in core/arch_recgrela.c's arena order:
   ln0_w (D), ln0_b (D), ln1_w (L,D), ln1_b (L,D), g_w (L,D,D), g_b (L,D),
@@ -57,25 +58,26 @@ the parameters in core/arch_recgrela.c's arena order:
 """
 import math
 import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_ref  # noqa: E402  the run (forward, backward, Adam) and the writer
 
 I, N, D, H, L, FF, B = 23, 10, 16, 4, 2, 64, 4
 DH = D // H
 K = 4  # conv width
 LN_EPS = 1e-12
 EPS = 1e-6  # the released denominator constant
-STEPS, LR, BETA1, BETA2, ADAM_EPS = 10, 1e-3, 0.9, 0.999, 1e-8
 SEED = 20250604
 # attention kind ids in linrec's registry at replay time (core/attention.c's
 # built-ins, then rela_released registered by tests/test_torch_ref.c)
 KINDS = {'rela': 6, 'rela_causal': 7, 'rela_released': 8}
 INITS = {'': 0.02, '_wide': 0.2}
 LENS = [10, 6, 3, 1]
-MAGIC, TRAILER, VERSION, HEADER_BYTES = b'LRTREF\0\0', b'LRTREND\0', 1, 128
+ARCH = 'recgrela'
 
 PARAM_SHAPES = [
     ('ln0_w', (D,)), ('ln0_b', (D,)),
@@ -174,68 +176,8 @@ def loss_fn(h, table, lens, tgt):
     return F.cross_entropy(h_last @ table[1:].T, tgt - 1)
 
 
-def f32(t):
-    return t.detach().to(torch.float32).contiguous().numpy().astype('<f4').tobytes()
-
-
-def i32(t):
-    return t.detach().contiguous().numpy().astype('<i4').tobytes()
-
-
-def run_kind(kind, std):
-    gen = torch.Generator().manual_seed(SEED)
-    P32, table32 = make_params(gen, std)
-    ids, lens, tgt = make_batch(gen)
-    P = {k: v.double().requires_grad_() for k, v in P32.items()}
-    table = table32.double().requires_grad_()
-    h = forward(P, table, ids, lens, kind)
-    loss = loss_fn(h, table, lens, tgt)
-    loss.backward()
-    assert float(table.grad[0].abs().max()) == 0.0
-    Pa = {k: v.double().requires_grad_() for k, v in P32.items()}
-    ta = table32.double().requires_grad_()
-    opt = torch.optim.Adam(list(Pa.values()) + [ta], lr=LR, betas=(BETA1, BETA2), eps=ADAM_EPS)
-    losses = []
-    for _ in range(STEPS):
-        opt.zero_grad()
-        la = loss_fn(forward(Pa, ta, ids, lens, kind), ta, lens, tgt)
-        la.backward()
-        opt.step()
-        losses.append(float(la))
-    assert abs(losses[0] - float(loss)) < 1e-12
-    return dict(P=P32, table=table32, ids=ids, lens=lens, tgt=tgt, h=h, loss=loss,
-                grads={k: v.grad for k, v in P.items()}, tgrad=table.grad,
-                losses=torch.tensor(losses))
-
-
-def write_dump(path, kind, std, r):
-    hdr = MAGIC + struct.pack('<Ii', VERSION, KINDS[kind])
-    hdr += struct.pack('<8i', I, N, D, H, L, FF, B, STEPS)
-    hdr += struct.pack('<5f', LN_EPS, LR, BETA1, BETA2, ADAM_EPS)
-    hdr += kind.encode().ljust(16, b'\0')
-    hdr += struct.pack('<f', std)
-    hdr += b'recgrela'.ljust(16, b'\0')  # offset 88: the architecture
-    hdr = hdr.ljust(HEADER_BYTES, b'\0')
-    body = [f32(r['P'][name]) for name, _ in PARAM_SHAPES]
-    body += [f32(r['table']), i32(r['ids']), i32(r['lens']), i32(r['tgt'])]
-    body += [f32(r['h']), f32(r['loss'].reshape(1))]
-    body += [f32(r['grads'][name]) for name, _ in PARAM_SHAPES]
-    body += [f32(r['tgrad']), f32(r['losses']), TRAILER]
-    with open(path, 'wb') as f:
-        f.write(hdr + b''.join(body))
-
-
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-    torch.set_num_threads(1)
-    for kind in KINDS:
-        for suffix, std in INITS.items():
-            r = run_kind(kind, std)
-            path = os.path.join(out, 'recgrela_%s%s.bin' % (kind, suffix))
-            write_dump(path, kind, std, r)
-            print('%s: loss %.6f, Adam losses %s, %d bytes' % (
-                path, float(r['loss']), ' '.join('%.5f' % x for x in r['losses'].tolist()),
-                os.path.getsize(path)))
+    make_ref.main(sys.modules[__name__], 'recgrela')
 
 
 if __name__ == '__main__':
