@@ -20,10 +20,9 @@
 // residuals at all); every depth uses the residual form above.
 #include <string.h> // memset, memcpy
 
-#include "gemm.h"  // lr_sgemm (Q|K|V written in place, column slices)
-#include "grela.h" // grela_silu_*, grela_conv_*, grela_gate_*, grela_path_*, grela_colsum
-#include "lr.h"
-#include "model_arch.h"
+#include "gemm.h"       // lr_sgemm (Q|K|V written in place, column slices)
+#include "grela.h"      // grela_silu_*, grela_conv_*, grela_gate_*, grela_path_*, grela_colsum
+#include "model_arch.h" // lr_arch, lr_lane_job, model_act, model_site, the layers
 
 // ---- tables ---------------------------------------------------------------------------------
 
@@ -56,8 +55,8 @@ enum {
 #define KEY(t) (200u + (uint32_t)(t))
 
 static int recgrela_tensors(const lr_model_cfg *c, lr_tensor t[LR_MAX_TENSORS]) {
-  const size_t D = (size_t)c->d, L = (size_t)c->layers, F = (size_t)c->inner,
-               K = GRELA_CONV_K, A = attn_param_elems(c->attn, c->d, c->heads);
+  const size_t D = (size_t)c->d, L = (size_t)c->layers, F = (size_t)c->inner, K = GRELA_CONV_K,
+               A = attn_param_elems(c->attn, c->d, c->heads);
   const lr_tensor v[N_TENSORS] = {
       [T_LN0_W] = {"ln0_w", D, 0, LR_INIT_ONE, 0, 0},
       [T_LN0_B] = {"ln0_b", D, 0, LR_INIT_ZERO, 0, 0},
@@ -119,19 +118,32 @@ enum {
 static int recgrela_acts(const lr_model_cfg *c, lr_act a[LR_MAX_ACTS]) {
   const size_t D = (size_t)c->d, F = (size_t)c->inner;
   const lr_act v[N_ACTS] = {
-      [A_EMB] = {"emb", D, 0, 0},          [A_LN0_MEAN] = {"ln0_mean", 1, 0, 0},
-      [A_LN0_RSTD] = {"ln0_rstd", 1, 0, 0}, [A_H0] = {"h0", D, 0, 0},
-      [A_XT] = {"xt", D, 1, 0},            [A_LN1_MEAN] = {"ln1_mean", 1, 1, 0},
-      [A_LN1_RSTD] = {"ln1_rstd", 1, 1, 0}, [A_GZ] = {"gz", D, 1, 0},
-      [A_G] = {"g", D, 1, 0},              [A_QKV] = {"qkv", 3 * D, 1, 0},
-      [A_CZ] = {"cz", D, 1, 0},            [A_AC] = {"ac", D, 1, 0},
-      [A_Y] = {"y", D, 1, 0},              [A_RES1] = {"res1", D, 1, 0},
-      [A_XT2] = {"xt2", D, 1, 0},          [A_LN2_MEAN] = {"ln2_mean", 1, 1, 0},
-      [A_LN2_RSTD] = {"ln2_rstd", 1, 1, 0}, [A_FC1] = {"fc1", F, 1, 0},
-      [A_GELU] = {"gelu", F, 1, 0},        [A_H] = {"h", D, 1, 0},
-      [A_D_X] = {"d_x", 0, 0, D},          [A_D_Y] = {"d_y", 0, 0, D},
-      [A_D_G] = {"d_g", 0, 0, D},          [A_D_XT] = {"d_xt", 0, 0, D},
-      [A_D_F] = {"d_f", 0, 0, F},          [A_D_QKV] = {"d_qkv", 0, 0, 3 * D},
+      [A_EMB] = {"emb", D, 0, 0},
+      [A_LN0_MEAN] = {"ln0_mean", 1, 0, 0},
+      [A_LN0_RSTD] = {"ln0_rstd", 1, 0, 0},
+      [A_H0] = {"h0", D, 0, 0},
+      [A_XT] = {"xt", D, 1, 0},
+      [A_LN1_MEAN] = {"ln1_mean", 1, 1, 0},
+      [A_LN1_RSTD] = {"ln1_rstd", 1, 1, 0},
+      [A_GZ] = {"gz", D, 1, 0},
+      [A_G] = {"g", D, 1, 0},
+      [A_QKV] = {"qkv", 3 * D, 1, 0},
+      [A_CZ] = {"cz", D, 1, 0},
+      [A_AC] = {"ac", D, 1, 0},
+      [A_Y] = {"y", D, 1, 0},
+      [A_RES1] = {"res1", D, 1, 0},
+      [A_XT2] = {"xt2", D, 1, 0},
+      [A_LN2_MEAN] = {"ln2_mean", 1, 1, 0},
+      [A_LN2_RSTD] = {"ln2_rstd", 1, 1, 0},
+      [A_FC1] = {"fc1", F, 1, 0},
+      [A_GELU] = {"gelu", F, 1, 0},
+      [A_H] = {"h", D, 1, 0},
+      [A_D_X] = {"d_x", 0, 0, D},
+      [A_D_Y] = {"d_y", 0, 0, D},
+      [A_D_G] = {"d_g", 0, 0, D},
+      [A_D_XT] = {"d_xt", 0, 0, D},
+      [A_D_F] = {"d_f", 0, 0, F},
+      [A_D_QKV] = {"d_qkv", 0, 0, 3 * D},
   };
   memcpy(a, v, sizeof v);
   return N_ACTS;
@@ -223,8 +235,8 @@ static void recgrela_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     grela_silu_forward(g, gz, layer_t(m, P, T_G_B, l), z->nr, D);
     linear_into(qkv + 2 * D, 3 * D, xt, D, layer_t(m, P, T_IN_W, l), layer_t(m, P, T_IN_B, l),
                 z->nr, D, D);
-    linear_into(qkv, 3 * D, qkv + 2 * D, 3 * D, layer_t(m, P, T_QK_W, l),
-                layer_t(m, P, T_QK_B, l), z->nr, D, 2 * D);
+    linear_into(qkv, 3 * D, qkv + 2 * D, 3 * D, layer_t(m, P, T_QK_W, l), layer_t(m, P, T_QK_B, l),
+                z->nr, D, 2 * D);
     model_lap(m, LR_PHASE_PROJ, &t0);
     attn_forward_range(ac, m->attn_cache + (size_t)l * m->attn_cache_elems,
                        model_act(m, A_QKV) + (size_t)l * z->RD * 3, m->lens, c->attn,
@@ -238,8 +250,8 @@ static void recgrela_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     linear_forward(res1, y, layer_t(m, P, T_OUT_W, l), NULL, z->nr, D, D);
     for (int64_t b = z->b0; b < z->b1; b++) {
       const size_t o = (size_t)((b - z->b0) * N * D);
-      grela_path_forward(res1 + o, res1 + o, layer_t(m, P, T_OUT_B, l), h + o,
-                         path_scale(j, b, l), N, D);
+      grela_path_forward(res1 + o, res1 + o, layer_t(m, P, T_OUT_B, l), h + o, path_scale(j, b, l),
+                         N, D);
     }
     model_lap(m, LR_PHASE_PROJ, &t0);
     // H = X' + Dropout(W2 Dropout(GELU(LN2(X') W1^T + b1)) + b2)
@@ -305,16 +317,16 @@ static void backward_layer(const lr_lane_job *j, const lr_lane_rows *z) {
   model_lap(m, LR_PHASE_FFN, &t0);
   // X' = H + s (Y Wout^T + bout); Y = (A + C) * G
   grela_path_backward(dx, layer_t(m, G, T_OUT_B, l), dres, path_scale(j, z->b0, l), nr, D);
-  linear_backward_to(dy, layer_t(m, G, T_OUT_W, l), NULL, dx, y, layer_t(m, P, T_OUT_W, l), nr,
-                     D, D);
+  linear_backward_to(dy, layer_t(m, G, T_OUT_W, l), NULL, dx, y, layer_t(m, P, T_OUT_W, l), nr, D,
+                     D);
   grela_gate_backward(dy, dg, dy, ac, g, nD); // dy := d(A + C)
   grela_silu_backward(dg, dg, gz, nD);        // dg := the gate's pre-activation gradient
   memset(dqkv, 0, z->nD * 3 * sizeof(float));
   model_lap(m, LR_PHASE_PROJ, &t0);
   attn_backward_range(dqkv, layer_t(m, G, T_ATTN_P, l), dy,
                       model_act(m, A_QKV) + (size_t)l * z->RD * 3, layer_t(m, P, T_ATTN_P, l),
-                      m->attn_cache + (size_t)l * m->attn_cache_elems, m->lens, c->attn, B,
-                      z->b0, z->b1, N, D, H, model_lane_attn_scratch(m));
+                      m->attn_cache + (size_t)l * m->attn_cache_elems, m->lens, c->attn, B, z->b0,
+                      z->b1, N, D, H, model_lane_attn_scratch(m));
   model_lap(m, LR_PHASE_ATTN, &t0);
   grela_conv_backward(dqkv + 2 * D, 3 * D, layer_t(m, G, T_CONV_W, l), layer_t(m, G, T_CONV_B, l),
                       dy, cz, qkv + 2 * D, 3 * D, layer_t(m, P, T_CONV_W, l), 1, N, D);

@@ -106,9 +106,7 @@ static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_
   real *den = cache + c.den, *o = cache + c.o;
   real *cs = scratch + s.cs, *qr = scratch + s.qr, *kr = scratch + s.kr;
   FN(grela_maps_forward)(qf, kf, xb, n, D, scratch + s.vec);
-  FN(grela_rope_table)(cs, n, D);
-  FN(grela_rope_forward)(qr, D, qf, D, cs, n, D);
-  FN(grela_rope_forward)(kr, D, kf, D, cs, n, D);
+  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D);
   for (int64_t j = 0; j < D; j++)
     ksum[j] = 0;
   for (int64_t i = 0; i < n; i++)
@@ -145,19 +143,8 @@ static void FN(run_bwd)(real *dxb, const real *gb, const real *xb, const real *c
   real *cs = scratch + s.cs, *qr = scratch + s.qr, *kr = scratch + s.kr;
   real *dqr = scratch + s.dqr, *dkr = scratch + s.dkr, *dnum = scratch + s.dnum;
   real *dkv = scratch + s.dkv, *dden = scratch + s.dden, *u = scratch + s.u;
-  FN(grela_rope_table)(cs, n, D);
-  FN(grela_rope_forward)(qr, D, qf, D, cs, n, D);
-  FN(grela_rope_forward)(kr, D, kf, D, cs, n, D);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t h = 0; h < H; h++) {
-      const real inv = (real)1 / den[i * H + h];
-      real go = 0;
-      for (int64_t j = h * d; j < (h + 1) * d; j++) {
-        dnum[i * D + j] = gb[i * D + j] * inv;
-        go += gb[i * D + j] * o[i * D + j];
-      }
-      dden[i * H + h] = -go * inv;
-    }
+  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D);
+  FN(grela_div_backward)(dnum, dden, gb, o, den, n, D, H);
   for (int64_t h = 0; h < H; h++) {
     const real *kvh = kv + h * d * d;
     real *dkvh = dkv + h * d * d;
@@ -196,8 +183,8 @@ static void FN(rela_bwd)(real *dxb, real *dprm, const real *gb, const real *xb, 
 }
 
 // The released semantics: all N rows, whatever n.
-static void FN(rela_released_fwd)(real *ob, real *cache, const real *xb, const real *prm,
-                                  int64_t n, int64_t N, int64_t D, int64_t H, real *scratch) {
+static void FN(rela_released_fwd)(real *ob, real *cache, const real *xb, const real *prm, int64_t n,
+                                  int64_t N, int64_t D, int64_t H, real *scratch) {
   FN(run_fwd)(ob, cache, xb, N, N, D, H, scratch);
 }
 

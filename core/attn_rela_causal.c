@@ -84,13 +84,11 @@ static void FN(rela_causal_fwd)(real *ob, real *cache, const real *xb, const rea
   real *qf = cache + c.qf, *kf = cache + c.kf, *den = cache + c.den, *o = cache + c.o;
   real *cs = scratch + s.cs, *qr = scratch + s.qr, *kr = scratch + s.kr, *run = scratch + s.run;
   FN(grela_maps_forward)(qf, kf, xb, n, D, scratch + s.vec);
-  FN(grela_rope_table)(cs, n, D);
-  FN(grela_rope_forward)(qr, D, qf, D, cs, n, D);
-  FN(grela_rope_forward)(kr, D, kf, D, cs, n, D);
+  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D);
   for (int64_t h = 0; h < H; h++)
-    FN(attn_causal_linear_forward)(ob + h * d, D, qr + h * d, D, kr + h * d, D,
-                                   xb + 2 * D + h * d, ldx, n, d, d, scratch + s.p,
-                                   scratch + s.r);
+    FN(attn_causal_linear_forward)
+    (ob + h * d, D, qr + h * d, D, kr + h * d, D, xb + 2 * D + h * d, ldx, n, d, d, scratch + s.p,
+     scratch + s.r);
   for (int64_t j = 0; j < D; j++)
     run[j] = 0;
   for (int64_t i = 0; i < n; i++) {
@@ -114,8 +112,8 @@ static void FN(rela_causal_fwd)(real *ob, real *cache, const real *xb, const rea
 //   dnum = g / den;  dden = -(g . o) / den;  causal_linear_backward(dnum) -> dqr, dkr, dV
 //   dqf_i = R^T dqr_i + dden_i P_i;  dkf_m = R^T dkr_m + sum_{i>=m} dden_i qf_i
 static void FN(rela_causal_bwd)(real *dxb, real *dprm, const real *gb, const real *xb,
-                                const real *prm, const real *cache, int64_t n, int64_t N,
-                                int64_t D, int64_t H, real *scratch) {
+                                const real *prm, const real *cache, int64_t n, int64_t N, int64_t D,
+                                int64_t H, real *scratch) {
   const int64_t d = D / H, ldx = 3 * D;
   const cache_layout c = layout(N, D, H);
   const scratch_layout s = slayout(N, D, H);
@@ -123,26 +121,15 @@ static void FN(rela_causal_bwd)(real *dxb, real *dprm, const real *gb, const rea
   real *cs = scratch + s.cs, *qr = scratch + s.qr, *kr = scratch + s.kr, *run = scratch + s.run;
   real *dqr = scratch + s.dqr, *dkr = scratch + s.dkr, *dnum = scratch + s.dnum;
   real *dden = scratch + s.dden;
-  FN(grela_rope_table)(cs, n, D);
-  FN(grela_rope_forward)(qr, D, qf, D, cs, n, D);
-  FN(grela_rope_forward)(kr, D, kf, D, cs, n, D);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t h = 0; h < H; h++) {
-      const real inv = (real)1 / den[i * H + h];
-      real go = 0;
-      for (int64_t j = h * d; j < (h + 1) * d; j++) {
-        dnum[i * D + j] = gb[i * D + j] * inv;
-        go += gb[i * D + j] * o[i * D + j];
-      }
-      dden[i * H + h] = -go * inv;
-    }
+  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D);
+  FN(grela_div_backward)(dnum, dden, gb, o, den, n, D, H);
   for (int64_t i = 0; i < n * D; i++)
     dqr[i] = 0, dkr[i] = 0;
   for (int64_t h = 0; h < H; h++)
-    FN(attn_causal_linear_backward)(dqr + h * d, D, dkr + h * d, D, dxb + 2 * D + h * d, ldx, d,
-                                    dnum + h * d, D, qr + h * d, D, kr + h * d, D,
-                                    xb + 2 * D + h * d, ldx, n, d, d, scratch + s.p,
-                                    scratch + s.m, scratch + s.st, scratch + s.r);
+    FN(attn_causal_linear_backward)
+    (dqr + h * d, D, dkr + h * d, D, dxb + 2 * D + h * d, ldx, d, dnum + h * d, D, qr + h * d, D,
+     kr + h * d, D, xb + 2 * D + h * d, ldx, n, d, d, scratch + s.p, scratch + s.m, scratch + s.st,
+     scratch + s.r);
   FN(grela_rope_backward)(dqr, D, dqr, D, cs, n, D); // now the gradients w.r.t. qf, kf
   FN(grela_rope_backward)(dkr, D, dkr, D, cs, n, D);
   for (int64_t j = 0; j < D; j++) // forward prefix P_i into dqf

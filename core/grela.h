@@ -39,13 +39,13 @@ void grela_rope_table_f64(double *cs, int64_t n, int64_t D);
 // y = R(t) x for rows t < n (ld ldy, ldx); y may equal x.
 void grela_rope_forward(float *y, int64_t ldy, const float *x, int64_t ldx, const float *cs,
                         int64_t n, int64_t D);
-void grela_rope_forward_f64(double *y, int64_t ldy, const double *x, int64_t ldx,
-                            const double *cs, int64_t n, int64_t D);
+void grela_rope_forward_f64(double *y, int64_t ldy, const double *x, int64_t ldx, const double *cs,
+                            int64_t n, int64_t D);
 // y = R(t)^T x (the gradient map of grela_rope_forward); y may equal x.
 void grela_rope_backward(float *y, int64_t ldy, const float *x, int64_t ldx, const float *cs,
                          int64_t n, int64_t D);
-void grela_rope_backward_f64(double *y, int64_t ldy, const double *x, int64_t ldx,
-                             const double *cs, int64_t n, int64_t D);
+void grela_rope_backward_f64(double *y, int64_t ldy, const double *x, int64_t ldx, const double *cs,
+                             int64_t n, int64_t D);
 
 // ---- the feature map elu + 1 of Q and K -------------------------------------------------
 // qf, kf (n,D) = elu(Q) + 1, elu(K) + 1 of the rows of x (ld 3D, Q at
@@ -58,6 +58,19 @@ void grela_maps_backward(float *dx, const float *dqf, const float *dkf, const fl
                          int64_t D, float *vec);
 void grela_maps_backward_f64(double *dx, const double *dqf, const double *dkf, const double *x,
                              int64_t n, int64_t D, double *vec);
+
+// ---- the rela kinds' shared steps --------------------------------------------------------
+// cs (n,D) = the RoPE table, qr, kr (n,D) = the rotations of qf, kf (ld D).
+void grela_rope_qk(float *cs, float *qr, float *kr, const float *qf, const float *kf, int64_t n,
+                   int64_t D);
+void grela_rope_qk_f64(double *cs, double *qr, double *kr, const double *qf, const double *kf,
+                       int64_t n, int64_t D);
+// The division o = num / den per (row, head), backward: from g (n,D) WRITES
+// dnum = g / den (n,D) and dden = -(g . o) / den (n,H); o (n,D), den (n,H).
+void grela_div_backward(float *dnum, float *dden, const float *g, const float *o, const float *den,
+                        int64_t n, int64_t D, int64_t H);
+void grela_div_backward_f64(double *dnum, double *dden, const double *g, const double *o,
+                            const double *den, int64_t n, int64_t D, int64_t H);
 
 // ---- SiLU with the bias of the linear before it ---------------------------------------
 // z (R,C) += bias (C; NULL: none), then g = silu(z) = z sigmoid(z); z keeps
@@ -107,10 +120,10 @@ void grela_gate_backward_f64(double *dac, double *dg, const double *dy, const do
 // does not depend on batching, lanes or ranks. p = 0: 1. Cannot fail.
 float grela_droppath_scale(uint64_t seed, uint32_t epoch, uint32_t site, uint64_t ex, float p);
 // out (R,D) = resid + s (x + bias) (bias (D) may be NULL; out may equal x).
-void grela_path_forward(float *out, const float *x, const float *bias, const float *resid,
-                        double s, int64_t R, int64_t D);
-void grela_path_forward_f64(double *out, const double *x, const double *bias,
-                            const double *resid, double s, int64_t R, int64_t D);
+void grela_path_forward(float *out, const float *x, const float *bias, const float *resid, double s,
+                        int64_t R, int64_t D);
+void grela_path_forward_f64(double *out, const double *x, const double *bias, const double *resid,
+                            double s, int64_t R, int64_t D);
 // dx (R,D) = s dout WRITTEN; dbias (D; may be NULL) += its column sums.
 void grela_path_backward(float *dx, float *dbias, const float *dout, double s, int64_t R,
                          int64_t D);

@@ -97,7 +97,7 @@ typedef struct {
   size_t elems;      // all layers together for a per-layer tensor
   int per_layer;
   lr_init_kind init;
-  uint32_t key;      // LR_INIT_NORMAL's and LR_INIT_UNIFORM's RNG key (kept stable: results depend on it)
+  uint32_t key;      // LR_INIT_NORMAL's, _UNIFORM's RNG key (kept stable: results depend on it)
   int64_t fan_in;    // LR_INIT_UNIFORM: the fan-in that sets its bound
 } lr_tensor;
 

@@ -30,8 +30,8 @@ enum {
   R_RELA_CAUSAL,
   R_COUNT
 };
-static const char *const R_NAMES[R_COUNT] = {
-    "softmax", "linrec", "linrec_code", "linrec_causal", "elu1", "efficient", "rela", "rela_causal"};
+static const char *const R_NAMES[R_COUNT] = {"softmax", "linrec",    "linrec_code", "linrec_causal",
+                                             "elu1",    "efficient", "rela",        "rela_causal"};
 
 // RecGRELA's maps of row t of Q (which = 0) or K (1), the whole width D:
 // f = elu(x) + 1 and, rotate != 0, its RoPE rotation: pairs (2p, 2p+1) as

@@ -83,12 +83,12 @@ static void test_rope(void) {
     for (int64_t p = 0; p < D / 2; p++) {
       const double a = (double)t * pow(10000.0, -(double)p / (double)(D / 2));
       md = fmax(md, fmax(fabs(cs[t * D + 2 * p] - cos(a)), fabs(cs[t * D + 2 * p + 1] - sin(a))));
-      mdf = fmax(mdf, fmax(fabs(csf[t * D + 2 * p] - cos(a)),
-                           fabs(csf[t * D + 2 * p + 1] - sin(a))));
+      mdf =
+          fmax(mdf, fmax(fabs(csf[t * D + 2 * p] - cos(a)), fabs(csf[t * D + 2 * p + 1] - sin(a))));
     }
   t_check(md < 1e-12 && mdf < 1e-6,
-          "rope: recurrence table vs libm angles, N=200 D=64 (max err %.3g double, %.3g float)",
-          md, mdf);
+          "rope: recurrence table vs libm angles, N=200 D=64 (max err %.3g double, %.3g float)", md,
+          mdf);
   // norm kept; qr_i . kr_m depends on i - m only (the same q and k at shifted positions)
   double q[64], k[64], qr[64 * 3], kr[64 * 3];
   t_fill_d(q, D, 11, 1.0);
@@ -142,8 +142,7 @@ typedef struct {
 
 static void kind_f(void *v, double *out) {
   kind_ctx *c = v;
-  attn_forward_f64(out, c->cache, c->qkv, c->lens, c->k, NULL, c->B, c->N, c->D, c->H,
-                   c->scratch);
+  attn_forward_f64(out, c->cache, c->qkv, c->lens, c->k, NULL, c->B, c->N, c->D, c->H, c->scratch);
 }
 
 static void kind_fd(const lr_attn_ops *k, int64_t N, int64_t D, int64_t H, int32_t n0) {
@@ -198,7 +197,7 @@ static void test_kinds(void) {
                                  &lr_attn_rela_released};
   for (int k = 0; k < 3; k++)
     for (int64_t H = 1; H <= 4; H += 3) {
-      kind_fd(kinds[k], 12, 16, H, 1);                  // n = 1 and n = N
+      kind_fd(kinds[k], 12, 16, H, 1);                 // n = 1 and n = N
       kind_fd(kinds[k], LR_ATTN_CHUNK + 9, 16, H, 23); // past a chunk
     }
   test_released();
@@ -220,9 +219,12 @@ static void test_conv(void) {
   const int64_t K = GRELA_CONV_K;
   for (int64_t N = 1; N <= 6; N += 5) {
     const int64_t B = 2, D = 5, nv = B * N * 3 * D, no = B * N * D;
-    conv_ctx c = {t_alloc(nv, sizeof(double)), t_alloc(D * K, sizeof(double)),
-                  t_alloc(D, sizeof(double)),  t_alloc(no, sizeof(double)),
-                  B,                           N,
+    conv_ctx c = {t_alloc(nv, sizeof(double)),
+                  t_alloc(D * K, sizeof(double)),
+                  t_alloc(D, sizeof(double)),
+                  t_alloc(no, sizeof(double)),
+                  B,
+                  N,
                   D};
     double *R = t_alloc(no, sizeof(double)), *out = t_alloc(no, sizeof(double));
     double *dc = t_alloc(no, sizeof(double)), *dv = t_alloc(nv, sizeof(double));
@@ -284,8 +286,14 @@ static void gate_f(void *v, double *out) {
 
 static void test_gate(void) {
   const int64_t R = 6, C = 7, n = R * C;
-  gate_ctx c = {t_alloc(n, 8), t_alloc(n, 8), t_alloc(n, 8), t_alloc(C, 8),
-                t_alloc(n, 8), t_alloc(n, 8), t_alloc(n, 8), R,
+  gate_ctx c = {t_alloc(n, 8),
+                t_alloc(n, 8),
+                t_alloc(n, 8),
+                t_alloc(C, 8),
+                t_alloc(n, 8),
+                t_alloc(n, 8),
+                t_alloc(n, 8),
+                R,
                 C};
   double *Rm = t_alloc(n, 8), *out = t_alloc(n, 8), *dac = t_alloc(n, 8), *dg = t_alloc(n, 8);
   double *dbias = t_alloc(C, 8);
@@ -395,8 +403,8 @@ typedef struct {
 static int mfix_init(mfix *f, int threads, int64_t chunk) {
   memset(f, 0, sizeof *f);
   if (lr_par_set_threads(threads) != LR_OK) return -1;
-  lr_model_cfg c = {MI, MN, MD, 2, 2, 12, 0.1f, 1e-12f, attn_find("rela"),
-                    model_arch_find("recgrela")};
+  lr_model_cfg c = {
+      MI, MN, MD, 2, 2, 12, 0.1f, 1e-12f, attn_find("rela"), model_arch_find("recgrela")};
   if (model_init(&f->m, &c, MB, 5) != LR_OK || itemtab_init(&f->tab, 0, MI + 1, MD, 5) != LR_OK)
     return -1;
   model_set_drop_path(&f->m, 0.5f);
@@ -506,8 +514,8 @@ static void test_droppath_model(void) {
   memcpy(hn, model_forward(&f.m, f.idx, f.tab.w, f.lens, f.rid, MB, ev, NULL), sizeof f.hs);
   double l_off = mfix_loss(&f, 0);
   t_check(!memcmp(he, hn, sizeof f.hs) && l_off != l_on,
-          "droppath model: off in evaluation (bitwise), on in training (loss %.6f vs %.6f)",
-          l_on, l_off);
+          "droppath model: off in evaluation (bitwise), on in training (loss %.6f vs %.6f)", l_on,
+          l_off);
   mfix_free(&f);
   // lanes and chunks: bitwise the one-thread run
   const int th[3] = {2, 3, 1};
@@ -530,8 +538,8 @@ static void test_droppath_model(void) {
 // ---- 6. the parameter count ---------------------------------------------------------------------
 
 static void test_param_count(void) {
-  lr_model_cfg c = {3416, 200, 64, 4, 4, 256, 0.1f, 1e-12f, attn_find("rela"),
-                    model_arch_find("recgrela")};
+  lr_model_cfg c = {
+      3416, 200, 64, 4, 4, 256, 0.1f, 1e-12f, attn_find("rela"), model_arch_find("recgrela")};
   const size_t n = model_param_elems(&c) + (size_t)(3416 + 1) * 64;
   t_check(n == 436672,
           "recgrela D=64 H=4 L=4 inner 256, 3,416 items: %zu parameters with the item table "
