@@ -111,10 +111,7 @@ def make_params(gen, std):
 
 
 def make_batch(gen):
-    ids = torch.zeros((B, N), dtype=torch.long)
-    for b, n in enumerate(LENS):
-        ids[b, :n] = torch.randint(1, I + 1, (n,), generator=gen)
-    return ids, torch.tensor(LENS, dtype=torch.long), torch.randint(1, I + 1, (B,), generator=gen)
+    return make_ref.make_batch(gen, sys.modules[__name__])
 
 
 def rope(x):

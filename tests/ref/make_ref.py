@@ -113,12 +113,15 @@ def make_params(gen, std):
     return P, table
 
 
-def make_batch(gen):
-    ids = torch.zeros((B, N), dtype=torch.long)
-    for b, n in enumerate(LENS):
-        ids[b, :n] = torch.randint(1, I + 1, (n,), generator=gen)
-    lens = torch.tensor(LENS, dtype=torch.long)
-    tgt = torch.randint(1, I + 1, (B,), generator=gen)
+def make_batch(gen, spec=None):
+    """ids (B,N) right padded to the lengths LENS, lens, targets; spec: the
+    module whose B, N, I, LENS to use (default this one)."""
+    m = spec or sys.modules[__name__]
+    ids = torch.zeros((m.B, m.N), dtype=torch.long)
+    for b, n in enumerate(m.LENS):
+        ids[b, :n] = torch.randint(1, m.I + 1, (n,), generator=gen)
+    lens = torch.tensor(m.LENS, dtype=torch.long)
+    tgt = torch.randint(1, m.I + 1, (m.B,), generator=gen)
     return ids, lens, tgt
 
 
