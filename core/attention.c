@@ -11,14 +11,14 @@
 
 // The built-in kinds, in the order of their ids (the config's and --help's order).
 extern const lr_attn_ops lr_attn_softmax, lr_attn_linrec, lr_attn_linrec_code,
-    lr_attn_linrec_causal, lr_attn_elu1, lr_attn_efficient;
+    lr_attn_linrec_causal, lr_attn_elu1, lr_attn_efficient, lr_attn_rela, lr_attn_rela_causal;
 
 #define ATTN_MAX 32
 static const lr_attn_ops *g_kinds[ATTN_MAX] = {
     &lr_attn_softmax, &lr_attn_linrec, &lr_attn_linrec_code,
-    &lr_attn_linrec_causal, &lr_attn_elu1, &lr_attn_efficient,
+    &lr_attn_linrec_causal, &lr_attn_elu1, &lr_attn_efficient, &lr_attn_rela, &lr_attn_rela_causal,
 };
-static int g_count = 6;
+static int g_count = 8;
 static const char *g_names[ATTN_MAX + 1];
 
 int attn_count(void) { return g_count; }

@@ -4,6 +4,7 @@
 // What a layer computes is the architecture's (core/arch_*.c, model_arch.h).
 #include "model.h"
 
+#include <math.h>   // sqrt
 #include <string.h> // memset, strcmp
 #include <time.h>   // clock_gettime
 
@@ -18,11 +19,11 @@
 // ---- architectures -----------------------------------------------------------------------
 
 // The built-in architectures, in the order of their ids.
-extern const lr_arch lr_arch_sasrec;
+extern const lr_arch lr_arch_sasrec, lr_arch_recgrela;
 
 #define ARCH_MAX 16
-static const lr_arch *g_archs[ARCH_MAX] = {&lr_arch_sasrec};
-static int g_n_archs = 1;
+static const lr_arch *g_archs[ARCH_MAX] = {&lr_arch_sasrec, &lr_arch_recgrela};
+static int g_n_archs = 2;
 static const char *g_arch_names[ARCH_MAX + 1];
 
 int model_arch_count(void) { return g_n_archs; }
@@ -108,6 +109,17 @@ static void init_normal(float *x, size_t n, uint64_t seed, uint32_t tensor) {
   }
 }
 
+// U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the bound of PyTorch's default
+// kaiming_uniform_(a = sqrt(5)) weight init and of its bias init.
+static void init_uniform(float *x, size_t n, uint64_t seed, uint32_t tensor, int64_t fan_in) {
+  LR_ASSERT(fan_in >= 1);
+  const double bound = 1.0 / sqrt((double)fan_in);
+  for (size_t e = 0; e < n; e++) {
+    lr_rng4 r = lr_philox(seed, LR_STREAM_INIT, (uint32_t)e, (uint32_t)(e >> 32), tensor, 1);
+    x[e] = (float)(bound * (2.0 * lr_u01d(r.v[0], r.v[1]) - 1.0));
+  }
+}
+
 // Initialisation as the papers: Linear and embedding weights N(0, 0.02),
 // biases 0, LayerNorm (1, 0); the attention kind's own parameters by its init.
 static void init_params(lr_model *m, uint64_t seed) {
@@ -116,6 +128,7 @@ static void init_params(lr_model *m, uint64_t seed) {
     const lr_tensor *t = &m->tensors[i];
     float *x = m->params_mem + m->tensor_off[i];
     if (t->init == LR_INIT_NORMAL) init_normal(x, t->elems, seed, t->key);
+    if (t->init == LR_INIT_UNIFORM) init_uniform(x, t->elems, seed, t->key, t->fan_in);
     if (t->init == LR_INIT_ONE)
       for (size_t e = 0; e < t->elems; e++)
         x[e] = 1.0f;

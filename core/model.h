@@ -36,6 +36,7 @@ typedef struct {
   float dropout, ln_eps;
   const lr_attn_ops *attn; // the attention kind (attention.h registry)
   const lr_arch *arch;     // the architecture (NULL: sasrec)
+  float drop_path;         // DropPath rate of the blocks that have one (recgrela); training only
 } lr_model_cfg;
 
 // ---- the architectures ---------------------------------------------------------------------
@@ -87,7 +88,9 @@ typedef enum {
   LR_INIT_ZERO = 0, // biases, LayerNorm shifts
   LR_INIT_ONE,      // LayerNorm scales
   LR_INIT_NORMAL,   // N(0, 0.02) from the counter-based RNG keyed by (seed, key, element)
-  LR_INIT_ATTN      // the attention kind's own init (zeros without one)
+  LR_INIT_ATTN,     // the attention kind's own init (zeros without one)
+  LR_INIT_UNIFORM   // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) keyed by (seed, key, element):
+                    // PyTorch's default init of Conv1d/Linear weights and biases
 } lr_init_kind;
 
 typedef struct {
@@ -95,7 +98,8 @@ typedef struct {
   size_t elems;      // all layers together for a per-layer tensor
   int per_layer;
   lr_init_kind init;
-  uint32_t key;      // LR_INIT_NORMAL's RNG key (kept stable: results depend on it)
+  uint32_t key;      // LR_INIT_NORMAL's, _UNIFORM's RNG key (kept stable: results depend on it)
+  int64_t fan_in;    // LR_INIT_UNIFORM: the fan-in that sets its bound
 } lr_tensor;
 
 // The tensors of cfg's architecture in arena order; returns their number.
@@ -214,6 +218,9 @@ const float *model_forward(lr_model *m, const int32_t *idx, const float *rows,
 // m->grad_bad.
 void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
                     const uint64_t *row_ids, lr_dropout dp, lr_xs *const *dseq);
+
+// Set the DropPath rate (0 <= p < 1, asserted by its user). Cannot fail.
+static inline void model_set_drop_path(lr_model *m, float p) { m->cfg.drop_path = p; }
 
 // Install (or, with fn = NULL, remove) the backward hook. Cannot fail.
 void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx);

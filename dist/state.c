@@ -31,7 +31,8 @@ int state_model_cfg(lr_model_cfg *mc, const lr_config *c, int64_t n_items, int t
                        .dropout = training ? (float)c->model_dropout : 0.0f,
                        .ln_eps = (float)c->model_ln_eps,
                        .attn = k,
-                       .arch = a};
+                       .arch = a,
+                       .drop_path = training ? (float)c->model_drop_path : 0.0f};
   return LR_OK;
 }
 

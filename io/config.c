@@ -58,7 +58,11 @@ static key_def KEYS[] = {
     {"model.attention", T_ENUM, OFF(model_attention), "linrec", 0, 0, NULL,
      "attention kind (the README's attention table)"},
     {"model.arch", T_ENUM, OFF(model_arch), "sasrec", 0, 0, NULL,
-     "encoder architecture (block type): sasrec = post-LN SASRec/LinRec blocks"},
+     "encoder architecture (block type): sasrec = post-LN SASRec/LinRec blocks with a position "
+     "table; recgrela = pre-LN gated RecGRELA blocks (positions through the rela kinds' RoPE)"},
+    {"model.drop_path", T_FLOAT, OFF(model_drop_path), "0", 0, 0.95, NULL,
+     "recgrela: DropPath rate of each layer's attention branch, drawn per sequence (seed, "
+     "epoch, example, layer); training only, applied when model.dropout > 0"},
     {"model.d", T_INT, OFF(model_d), "64", 2, 65536, NULL, "hidden size D"},
     {"model.heads", T_INT, OFF(model_heads), "2", 1, 1024, NULL, "attention heads (divide d)"},
     {"model.layers", T_INT, OFF(model_layers), "2", 1, 31, NULL, "transformer layers"},

@@ -31,6 +31,7 @@ typedef struct {
   // model.*
   int model_attention; // the attention kind's id (core/attention.h registry order)
   int model_arch;      // the architecture's id (core/model.h registry order)
+  double model_drop_path;
   int64_t model_d, model_heads, model_layers, model_inner, model_max_len;
   double model_dropout, model_ln_eps;
   // train.*

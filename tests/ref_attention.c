@@ -3,7 +3,7 @@
 // with plain loops; nothing is shared with core/attention.c.
 #include "ref_attention.h"
 
-#include <math.h>   // exp, expm1, sqrt
+#include <math.h>   // exp, expm1, sqrt, pow, cos, sin
 #include <stdlib.h> // calloc, free
 #include <string.h> // memset
 
@@ -19,9 +19,64 @@ static double at(const double *qkv, int which, int64_t b, int64_t m, int64_t j, 
 }
 
 // The kinds with a reference, by name.
-enum { R_SOFTMAX, R_LINREC, R_LINREC_CODE, R_LINREC_CAUSAL, R_ELU1, R_EFFICIENT, R_COUNT };
-static const char *const R_NAMES[R_COUNT] = {"softmax",       "linrec", "linrec_code",
-                                             "linrec_causal", "elu1",   "efficient"};
+enum {
+  R_SOFTMAX,
+  R_LINREC,
+  R_LINREC_CODE,
+  R_LINREC_CAUSAL,
+  R_ELU1,
+  R_EFFICIENT,
+  R_RELA,
+  R_RELA_CAUSAL,
+  R_COUNT
+};
+static const char *const R_NAMES[R_COUNT] = {"softmax", "linrec",    "linrec_code", "linrec_causal",
+                                             "elu1",    "efficient", "rela",        "rela_causal"};
+
+// RecGRELA's maps of row t of Q (which = 0) or K (1), the whole width D:
+// f = elu(x) + 1 and, rotate != 0, its RoPE rotation: pairs (2p, 2p+1) as
+// complex numbers times e^(i t theta_p), theta_p = 10000^(-p/(D/2)) (libm
+// per element; D odd: the last feature unrotated). f (D) written.
+static void rela_row(double *f, const double *qkv, int which, int64_t b, int64_t t, int64_t N,
+                     int64_t D, int rotate) {
+  const double *x = qkv + (b * N + t) * 3 * D + which * D;
+  for (int64_t j = 0; j < D; j++)
+    f[j] = elu(x[j]) + 1;
+  if (!rotate) return;
+  for (int64_t p = 0; p < D / 2; p++) {
+    const double ang = (double)t * pow(10000.0, -(double)p / (double)(D / 2));
+    const double a = f[2 * p], c = f[2 * p + 1];
+    f[2 * p] = a * cos(ang) - c * sin(ang);
+    f[2 * p + 1] = a * sin(ang) + c * cos(ang);
+  }
+}
+
+// W_im = (qr_i . kr_m) / (sum_{m' in S} qf_i . kf_m' + |S| 1e-6) over head h's
+// features, S = 0..n-1 (rela) or 0..i (rela_causal).
+static void rela_weights(double *w, const double *qkv, int64_t n, int causal, int64_t b,
+                         int64_t h, int64_t i, int64_t N, int64_t D, int64_t H) {
+  const int64_t d = D / H, last = causal ? i : n - 1;
+  double *f = calloc((size_t)(4 * D), sizeof(double));
+  LR_ASSERT(f != NULL);
+  double *qf = f, *qr = f + D, *kf = f + 2 * D, *kr = f + 3 * D;
+  rela_row(qf, qkv, 0, b, i, N, D, 0);
+  rela_row(qr, qkv, 0, b, i, N, D, 1);
+  double den = 0;
+  for (int64_t m = 0; m <= last; m++) {
+    rela_row(kf, qkv, 1, b, m, N, D, 0);
+    rela_row(kr, qkv, 1, b, m, N, D, 1);
+    double num = 0;
+    for (int64_t j = h * d; j < (h + 1) * d; j++) {
+      num += qr[j] * kr[j];
+      den += qf[j] * kf[j];
+    }
+    w[m] = num;
+  }
+  den += (double)(last + 1) * 1e-6;
+  for (int64_t m = 0; m <= last; m++)
+    w[m] /= den;
+  free(f);
+}
 
 static int ref_id(const char *kind) {
   for (int i = 0; i < R_COUNT; i++)
@@ -123,6 +178,10 @@ void ref_attn_matrix(double *W, const double *qkv, int64_t n, const char *kind_n
       }
       break;
     }
+    case R_RELA:
+    case R_RELA_CAUSAL:
+      rela_weights(w, qkv, n, kind == R_RELA_CAUSAL, b, h, i, N, D, H);
+      break;
     default: break; // unreachable: kind checked above
     }
   }

@@ -1,10 +1,13 @@
-// test_torch_ref.c: replays the recorded PyTorch reference of the whole model
-// (STYLE 21b). tests/ref/make_ref.py builds the encoder of core/model.c in
+// test_torch_ref.c: replays the recorded PyTorch references of the whole model
+// (STYLE 21b). tests/ref/make_ref.py builds the sasrec encoder of core/model.c in
 // PyTorch (float64) and dumps, per attention kind (softmax, linrec_code) and
 // init scale (the paper's std 0.02, and 0.2 where attention is far from
 // uniform), the parameters, item table, a right-padded batch, the final
 // hidden states, the positions=last full-catalog CE loss, every gradient and
-// 10 Adam step losses. This test
+// 10 Adam step losses; tests/ref/make_recgrela_ref.py does the same for the
+// recgrela architecture, a port of the released RecGRELA, with the rela kinds
+// (rela_released: the released padding semantics, registered here; rela:
+// padded rows excluded; rela_causal). This test
 // loads each dump into an lr_model and an lr_itemtab, runs the production
 // float path (model_forward, ce_forward_backward, model_backward, adam_update
 // as dist/train.c calls them) and compares every tensor with a relative
@@ -39,8 +42,8 @@ static const char REF_TRAILER[8] = {'L', 'R', 'T', 'R', 'E', 'N', 'D', 0};
 
 // ---- the dump --------------------------------------------------------------------
 // Header (128 bytes): magic[8], u32 version, i32 attention kind, i32 I N D H L
-// F B S, f32 ln_eps lr beta1 beta2 adam_eps, char name[16], f32 init std, zero
-// padding.
+// F B S, f32 ln_eps lr beta1 beta2 adam_eps, char name[16], f32 init std, char
+// arch[16] at 88 (the architecture's name; zeros: sasrec), zero padding.
 // Payload: params (arena order), table (I+1,D), i32 ids (B,N), lens (B),
 // tgt (B), hidden (B,N,D), loss (1), grads (arena order), table grad (I+1,D),
 // Adam losses (S); trailer[8].
@@ -48,8 +51,8 @@ typedef struct {
   lr_model_cfg cfg;
   int64_t B, S; // batch, Adam steps
   float lr, beta1, beta2, adam_eps, init_std;
-  char name[17];
-  char label[48]; // "softmax (init std 0.02)"
+  char name[17], arch[17];
+  char label[64]; // "softmax (init std 0.02)", "recgrela/rela (init std 0.2)"
   size_t n_params, n_table;
   const float *params, *table, *hidden, *grads, *tgrad, *losses;
   float loss;
@@ -120,8 +123,12 @@ static int ref_load(ref_dump *r, const char *path) {
   if (!ops) FAIL(68, "unknown attention kind '%s'", r->name);
   if (attn_id(ops) != kind)
     FAIL(12, "kind number %d does not match kind '%s' (id %d)", kind, r->name, attn_id(ops));
+  memcpy(r->arch, b + 88, 16);
+  r->arch[16] = 0;
+  const lr_arch *arch = r->arch[0] ? model_arch_find(r->arch) : NULL;
+  if (r->arch[0] && !arch) FAIL(88, "unknown architecture '%s'", r->arch);
   lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, le_get_f32(b + 48),
-                    ops, NULL};
+                    ops, arch, 0.0f};
   if (c.d % c.heads != 0)
     FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads, (long long)c.d);
   r->cfg = c;
@@ -130,7 +137,8 @@ static int ref_load(ref_dump *r, const char *path) {
   r->adam_eps = le_get_f32(b + 64);
   r->init_std = le_get_f32(b + 84);
   if (!(r->init_std > 0.0f && r->init_std < 10.0f)) FAIL(84, "init std %g", (double)r->init_std);
-  snprintf(r->label, sizeof r->label, "%s (init std %g)", r->name, (double)r->init_std);
+  snprintf(r->label, sizeof r->label, "%s%s%s (init std %g)", r->arch, r->arch[0] ? "/" : "",
+           r->name, (double)r->init_std);
   const size_t P = model_param_elems(&c), T = (size_t)(c.n_items + 1) * (size_t)c.d;
   const size_t B = (size_t)r->B, N = (size_t)c.max_len, D = (size_t)c.d;
   r->n_params = P, r->n_table = T;
@@ -377,10 +385,22 @@ static void check_damaged(const char *path) {
   free(buf);
 }
 
+extern const lr_attn_ops lr_attn_rela_released; // core/attn_rela.c: replay only
+
 int main(void) {
+  // the released RecGRELA's padding semantics, for its replay only (id 8, as recorded)
+  t_check(attn_register(&lr_attn_rela_released) == 8, "registry: rela_released registered");
   static const char *const dumps[] = {
-      LR_TEST_DIR "/ref/model_softmax.bin", LR_TEST_DIR "/ref/model_softmax_wide.bin",
-      LR_TEST_DIR "/ref/model_linrec_code.bin", LR_TEST_DIR "/ref/model_linrec_code_wide.bin"};
+      LR_TEST_DIR "/ref/model_softmax.bin",
+      LR_TEST_DIR "/ref/model_softmax_wide.bin",
+      LR_TEST_DIR "/ref/model_linrec_code.bin",
+      LR_TEST_DIR "/ref/model_linrec_code_wide.bin",
+      LR_TEST_DIR "/ref/recgrela_rela_released.bin",
+      LR_TEST_DIR "/ref/recgrela_rela_released_wide.bin",
+      LR_TEST_DIR "/ref/recgrela_rela.bin",
+      LR_TEST_DIR "/ref/recgrela_rela_wide.bin",
+      LR_TEST_DIR "/ref/recgrela_rela_causal.bin",
+      LR_TEST_DIR "/ref/recgrela_rela_causal_wide.bin"};
   for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++)
     check_dump(dumps[i]);
   check_damaged(dumps[0]);

@@ -49,7 +49,9 @@ File layout (all little-endian; written by write_dump, read by test_torch_ref.c)
     48  f32 x 5  ln_eps, adam lr, beta1, beta2, adam eps
     68  char[16] attention kind name, NUL padded
     84  f32      init std of the weights and biases (0.02 or 0.2)
-    88  zero     reserved up to 128
+    88  char[16] architecture name, NUL padded; zeros (as written here) = sasrec
+                 (make_recgrela_ref.py writes "recgrela")
+    104 zero     reserved up to 128
   payload, in this order:
     f32  the 15 parameter tensors in the arena order of core/model.h:
          pos (N,D), ln0_w (D), ln0_b (D), qkv_w (L,3D,D), qkv_b (L,3D),
@@ -80,6 +82,7 @@ STEPS, LR, BETA1, BETA2, ADAM_EPS = 10, 1e-3, 0.9, 0.999, 1e-8
 SEED = 20240611
 KINDS = {'softmax': 0, 'linrec_code': 2}  # lr_attn_kind values (core/attention.h)
 INITS = {'': 0.02, '_wide': 0.2}  # file suffix: init std (see above)
+ARCH = ''  # the architecture's name in the header ('' = sasrec)
 LENS = [8, 5, 3, 1]  # one full-length sequence, one of length 1
 MAGIC, TRAILER, VERSION, HEADER_BYTES = b'LRTREF\0\0', b'LRTREND\0', 1, 128
 
@@ -110,12 +113,15 @@ def make_params(gen, std):
     return P, table
 
 
-def make_batch(gen):
-    ids = torch.zeros((B, N), dtype=torch.long)
-    for b, n in enumerate(LENS):
-        ids[b, :n] = torch.randint(1, I + 1, (n,), generator=gen)
-    lens = torch.tensor(LENS, dtype=torch.long)
-    tgt = torch.randint(1, I + 1, (B,), generator=gen)
+def make_batch(gen, spec=None):
+    """ids (B,N) right padded to the lengths LENS, lens, targets; spec: the
+    module whose B, N, I, LENS to use (default this one)."""
+    m = spec or sys.modules[__name__]
+    ids = torch.zeros((m.B, m.N), dtype=torch.long)
+    for b, n in enumerate(m.LENS):
+        ids[b, :n] = torch.randint(1, m.I + 1, (n,), generator=gen)
+    lens = torch.tensor(m.LENS, dtype=torch.long)
+    tgt = torch.randint(1, m.I + 1, (m.B,), generator=gen)
     return ids, lens, tgt
 
 
@@ -162,14 +168,18 @@ def i32(t):
     return t.detach().contiguous().numpy().astype('<i4').tobytes()
 
 
-def run_kind(kind, std):
-    gen = torch.Generator().manual_seed(SEED)
-    P32, table32 = make_params(gen, std)
-    ids, lens, tgt = make_batch(gen)
+def run_kind(kind, std, spec=None):
+    """One dump's content for `kind` at init std `std`. spec: the module that
+    defines the model (SEED, make_params, make_batch, forward, loss_fn;
+    default this one; make_recgrela_ref.py passes itself)."""
+    m = spec or sys.modules[__name__]
+    gen = torch.Generator().manual_seed(m.SEED)
+    P32, table32 = m.make_params(gen, std)
+    ids, lens, tgt = m.make_batch(gen)
     P = {k: v.double().requires_grad_() for k, v in P32.items()}
     table = table32.double().requires_grad_()
-    h = forward(P, table, ids, lens, kind)
-    loss = loss_fn(h, table, lens, tgt)
+    h = m.forward(P, table, ids, lens, kind)
+    loss = m.loss_fn(h, table, lens, tgt)
     loss.backward()
     grads = {k: v.grad.clone() for k, v in P.items()}
     tgrad = table.grad.clone()
@@ -181,7 +191,7 @@ def run_kind(kind, std):
     losses = []
     for _ in range(STEPS):
         opt.zero_grad()
-        la = loss_fn(forward(Pa, ta, ids, lens, kind), ta, lens, tgt)
+        la = m.loss_fn(m.forward(Pa, ta, ids, lens, kind), ta, lens, tgt)
         la.backward()
         opt.step()
         losses.append(float(la))
@@ -190,30 +200,37 @@ def run_kind(kind, std):
                 grads=grads, tgrad=tgrad, losses=torch.tensor(losses))
 
 
-def write_dump(path, kind, std, r):
-    hdr = MAGIC + struct.pack('<Ii', VERSION, KINDS[kind])
-    hdr += struct.pack('<8i', I, N, D, H, L, FF, B, STEPS)
+def write_dump(path, kind, std, r, spec=None):
+    """Write r (run_kind's) to path; spec as run_kind's (its I N D H L FF B,
+    KINDS, PARAM_SHAPES and ARCH, the architecture's name: '' = sasrec)."""
+    m = spec or sys.modules[__name__]
+    hdr = MAGIC + struct.pack('<Ii', VERSION, m.KINDS[kind])
+    hdr += struct.pack('<8i', m.I, m.N, m.D, m.H, m.L, m.FF, m.B, STEPS)
     hdr += struct.pack('<5f', LN_EPS, LR, BETA1, BETA2, ADAM_EPS)
     hdr += kind.encode().ljust(16, b'\0')
     hdr += struct.pack('<f', std)
+    hdr += m.ARCH.encode().ljust(16, b'\0')
     hdr = hdr.ljust(HEADER_BYTES, b'\0')
-    body = [f32(r['P'][name]) for name, _ in PARAM_SHAPES]
+    body = [f32(r['P'][name]) for name, _ in m.PARAM_SHAPES]
     body += [f32(r['table']), i32(r['ids']), i32(r['lens']), i32(r['tgt'])]
     body += [f32(r['h']), f32(r['loss'].reshape(1))]
-    body += [f32(r['grads'][name]) for name, _ in PARAM_SHAPES]
+    body += [f32(r['grads'][name]) for name, _ in m.PARAM_SHAPES]
     body += [f32(r['tgrad']), f32(r['losses']), TRAILER]
     with open(path, 'wb') as f:
         f.write(hdr + b''.join(body))
 
 
-def main():
+def main(spec=None, prefix='model'):
+    """Every kind x init of spec (default this module) as PREFIX_<kind><suffix>.bin
+    in argv[1] (default: this script's folder)."""
+    m = spec or sys.modules[__name__]
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     torch.set_num_threads(1)
-    for kind in KINDS:
-        for suffix, std in INITS.items():
-            r = run_kind(kind, std)
-            path = os.path.join(out, 'model_%s%s.bin' % (kind, suffix))
-            write_dump(path, kind, std, r)
+    for kind in m.KINDS:
+        for suffix, std in m.INITS.items():
+            r = run_kind(kind, std, m)
+            path = os.path.join(out, '%s_%s%s.bin' % (prefix, kind, suffix))
+            write_dump(path, kind, std, r, m)
             print('%s: loss %.6f, Adam losses %s, %d bytes' % (
                 path, float(r['loss']), ' '.join('%.5f' % x for x in r['losses'].tolist()),
                 os.path.getsize(path)))
