@@ -60,7 +60,7 @@ static int bench(trainer *t, const lr_config *c, lr_bench_result *r) {
       t0 = dist_wtime();
     }
     if (start + G > n_full) start = 0;
-    LR_CALL(train_step(t, start, G, 1, s + 1, &loss));
+    LR_CALL(dist_agree(train_step(t, start, G, 1, s + 1, &loss))); // (a divergence: report once)
     start += G;
   }
   double el = dist_wtime() - t0;

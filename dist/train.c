@@ -151,6 +151,22 @@ static double stop_metric(const lr_metrics *m) {
   return m->ndcg[0];
 }
 
+// The step diverged (every rank knows it alike): commit a checkpoint still
+// pending (written before the step, sound), then report once where the
+// last checkpoint is. Collective.
+static int diverged(trainer *t, lr_train_result *res) {
+  char what[512];
+  snprintf(what, sizeof what, "%s", lr_error_msg());
+  lr_error_clear();
+  LR_CALL(ckpt_commit(t, res));
+  char last[LR_PATH_MAX + 96] = "no checkpoint yet";
+  if (t->ckpt_last >= 0)
+    snprintf(last, sizeof last, "the last checkpoint is %s/step-%08lld", t->ckpt_root,
+             (long long)t->ckpt_last);
+  return dist_agree(lr_error(LR_ERR_DIVERGED, __FILE__, __LINE__,
+                             "%s (%s; lower train.lr or set train.clip_norm)", what, last));
+}
+
 // ---- the run --------------------------------------------------------------------------------
 
 static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_train_opts *o,
@@ -239,7 +255,9 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
     for (int64_t s = s0; s < steps_per_epoch && step < total_steps; s++) {
       int64_t start = s * G, g = t->ex.n_examples - start < G ? t->ex.n_examples - start : G;
       double loss;
-      LR_CALL(train_step(t, start, g, (uint32_t)epoch, step + 1, &loss));
+      const int rc_step = train_step(t, start, g, (uint32_t)epoch, step + 1, &loss);
+      if (rc_step == LR_ERR_DIVERGED) return diverged(t, res);
+      LR_CALL(rc_step);
       step++, ep_steps++, new_steps++, new_seqs += g;
       ls.epoch_loss += loss;
       if (!started) { // this attempt trains (the Slurm script tells launch failures by it)

@@ -72,8 +72,9 @@ void trainer_free(trainer *t);
 // ---- train_step.c ----------------------------------------------------------------------------
 // One optimizer step over the global batch perm[start .. start+G) at step
 // number step_no (1-based) of `epoch`: *loss the mean loss over its loss
-// rows. LR_ERR_DIVERGED (agreed) when a loss or gradient is not finite or
-// out of range. Collective.
+// rows. LR_ERR_DIVERGED on every rank alike (not yet agreed: the caller
+// reports it) when a loss or gradient is not finite or out of range.
+// Collective.
 int train_step(trainer *t, int64_t start, int64_t G, uint32_t epoch, int64_t step_no, double *loss);
 
 // ---- train_ckpt.c ----------------------------------------------------------------------------

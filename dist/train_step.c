@@ -133,8 +133,10 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, float coef, ui
   return rc;
 }
 
-// Injected failure for the fault tests: LINREC_INJECT_FAULT=RANK:STEP makes
-// that rank fail at that step as a real error would.
+// Injected failures for the fault tests: LINREC_INJECT_FAULT=RANK:STEP makes
+// that rank fail at that step as a real error would;
+// LINREC_INJECT_DIVERGE=STEP makes rank 0 see a gradient term out of range
+// at that step, as a diverging run does.
 static int injected_fault(int64_t step) {
   const char *f = getenv("LINREC_INJECT_FAULT");
   long r, s;
@@ -142,6 +144,12 @@ static int injected_fault(int64_t step) {
     return lr_error(LR_ERR_STATE, __FILE__, __LINE__,
                     "injected fault at step %lld (LINREC_INJECT_FAULT)", (long long)step);
   return LR_OK;
+}
+
+static uint32_t injected_divergence(int64_t step) {
+  const char *f = getenv("LINREC_INJECT_DIVERGE");
+  long s;
+  return f && sscanf(f, "%ld", &s) == 1 && s == step && dist_rank() == 0;
 }
 
 // Every rank takes the examples of its own users, all ranks run the same
@@ -179,24 +187,18 @@ int train_step(trainer *t, int64_t start, int64_t G, uint32_t epoch, int64_t ste
   uint32_t bad;
   LR_CALL(state_sync(s, t->full, &bad));
   // the loss and the out-of-range flags of every rank (exact sums)
-  lr_xs red[2] = {t->loss_x, {bad | t->bad, 0, 0}};
+  lr_xs red[2] = {t->loss_x, {bad | t->bad | injected_divergence(step_no), 0, 0}};
   LR_CALL(dist_allreduce_xs(red, 2));
   *loss_out = xsum_value(red[0]) / (double)M_total;
   double t1 = dist_wtime();
   t->ph_comm += t1 - t0;
-  // Every rank sees the same flags and loss: they agree, one reports.
-  int drc = LR_OK;
-  if (!xsum_is_zero(red[1]) || !isfinite(*loss_out)) {
-    char last[LR_PATH_MAX + 96] = "no checkpoint yet";
-    if (t->ckpt_last >= 0)
-      snprintf(last, sizeof last, "the last checkpoint is %s/step-%08lld", t->ckpt_root,
-               (long long)t->ckpt_last);
-    drc = lr_error(LR_ERR_DIVERGED, __FILE__, __LINE__,
-                   "step %lld: the loss (%g) or a gradient is not finite or beyond 2^7 in one "
-                   "example: the run diverges (%s; lower train.lr or set train.clip_norm)",
-                   (long long)step_no, *loss_out, last);
-  }
-  LR_CALL(dist_agree(drc));
+  // Every rank sees the same flags and loss: all return the same status
+  // (the run commits a pending checkpoint, then reports once).
+  if (!xsum_is_zero(red[1]) || !isfinite(*loss_out))
+    return lr_error(LR_ERR_DIVERGED, __FILE__, __LINE__,
+                    "step %lld: the loss (%g) or a gradient is not finite or beyond 2^7 in one "
+                    "example: the run diverges",
+                    (long long)step_no, *loss_out);
   LR_CALL(state_clip(s, c->train_clip_norm));
   lr_adam_cfg ac = {(float)c->train_lr, (float)c->train_beta1, (float)c->train_beta2,
                     (float)c->train_adam_eps, (float)c->train_weight_decay};

@@ -9,7 +9,10 @@
 #     set) with a message naming the lost rank, its host and pid, and the
 #     last committed checkpoint verifies;
 #  3. mpirun killed (SIGKILL) at random moments, P = 1..3: no rank outlives
-#     it by more than 10 s (the watchdog sees its parent go).
+#     it by more than 10 s (the watchdog sees its parent go);
+#  4. a run that diverges (a gradient term out of range, injected with
+#     LINREC_INJECT_DIVERGE at step 7) at P = 1 and 2: exit 3 on every rank,
+#     one message naming the step and the last checkpoint, which verifies.
 # Measured times are printed; the bounds asserted are generous.
 # Usage: cli_faults.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
 source "$(dirname "$0")/lib_cli.sh"
@@ -135,6 +138,17 @@ for trial in 1 2 3 4 5 6; do
 done
 check "kill -9 of mpirun ($trials trials, P = 1..3): every rank gone within 10 s (slowest ${worst}s)" \
   sh -c "[ $good = $trials ] && awk -v w=$worst 'BEGIN { exit !(w < 10) }'"
+
+# ---- 4. divergence ------------------------------------------------------------------------
+for np in 1 2; do
+  LINREC_INJECT_DIVERGE=7 launch "$np" train "${tiny[@]}" --set train.checkpoint.every_steps=5 \
+    --out "$tmp/div$np" > "$tmp/div$np.log" 2>&1
+  rc=$?
+  check "P=$np: a diverging run exits 3 naming the step and the last checkpoint (exit $rc)" \
+    sh -c "[ $rc = 3 ] && [ \$(grep -c 'training diverged: step 7:' '$tmp/div$np.log') = 1 ] &&
+           grep -q 'the last checkpoint is .*div$np/checkpoints/step-00000005' '$tmp/div$np.log' &&
+           '$bin' ckpt verify '$tmp/div$np/checkpoints' > /dev/null 2>&1" || tail -n 5 "$tmp/div$np.log"
+done
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -29,7 +29,9 @@
 #     retry budget (LINREC_MAX_RETRIES=0), and the job completes;
 #  9. SIGTERM to srun itself (not through the batch script): srun cancels
 #     the step at once (exit 137, no checkpoint of that step), `latest`
-#     still verifies.
+#     still verifies;
+# 10. a run that diverges (LINREC_INJECT_DIVERGE) exits 3 and is not
+#     requeued: resuming would diverge again.
 # Needs root. Usage: cluster_slurm.sh LINREC_BINARY SOURCE_DIR
 set -u
 bin=$1
@@ -152,11 +154,13 @@ wait \$p
 echo "srun exit \$?"
 EOF2
 j9=$(sub -J srun-term -N 1 -n 1 -c 1 -t 10 "$CL_TMP/srunterm.sh")
-cl_log "job 2 (${j2:-not submitted}, -t 1 --signal=B:USR1@50), job 3 ($j3, fault at step 5, LINREC_MAX_RETRIES=1), job 4 ($j4, a lost record), job 5 ($j5, to be requeued), job 6 ($j6, a launch failure), job 7 ($j7, to be cancelled), job 8 ($j8, mpirun, to be requeued), job 9 ($j9, SIGTERM to srun) submitted"
+j10=$(LINREC_INJECT_DIVERGE=3 sub -J diverge "${one[@]}" --set train.epochs=2 --out "$CL_TMP/job10")
+cl_log "job 2 (${j2:-not submitted}, -t 1 --signal=B:USR1@50), job 3 ($j3, fault at step 5, LINREC_MAX_RETRIES=1), job 4 ($j4, a lost record), job 5 ($j5, to be requeued), job 6 ($j6, a launch failure), job 7 ($j7, to be cancelled), job 8 ($j8, mpirun, to be requeued), job 9 ($j9, SIGTERM to srun), job 10 ($j10, diverges) submitted"
 sent5="" sent7="" seen5="" sent8="" seen8=""
 for i in $(seq 1 1600); do
   s2=$(cl_job_state "$j2") s3=$(cl_job_state "$j3") s4=$(cl_job_state "$j4") s5=$(cl_job_state "$j5")
   s6=$(cl_job_state "$j6") s7=$(cl_job_state "$j7") s8=$(cl_job_state "$j8") s9=$(cl_job_state "$j9")
+  s10=$(cl_job_state "$j10")
   if [ -z "$sent8" ] && [ "$(nsteps "$CL_TMP/job8")" -ge 40 ]; then
     cl_log "job 8 at step $(nsteps "$CL_TMP/job8"): scontrol requeue"; scontrol requeue "$j8"; sent8=1
   fi
@@ -172,7 +176,7 @@ for i in $(seq 1 1600); do
   if [ -z "$sent7" ] && [ "$(nsteps "$CL_TMP/job7")" -ge 40 ]; then
     cl_log "job 7 at step $(nsteps "$CL_TMP/job7"): scancel"; scancel "$j7"; sent7=1
   fi
-  case "$s2 $s3 $s4 $s5 $s6 $s7 $s8 $s9" in *PENDING*|*RUNNING*|*CONFIGURING*|*COMPLETING*|*REQUEUE*) sleep 0.25 ;; *) break ;; esac
+  case "$s2 $s3 $s4 $s5 $s6 $s7 $s8 $s9 $s10" in *PENDING*|*RUNNING*|*CONFIGURING*|*COMPLETING*|*REQUEUE*) sleep 0.25 ;; *) break ;; esac
 done
 cl_log "job 2: $(jobinfo "$j2"); job 3: $(jobinfo "$j3")"
 log2=$(cat "$CL_TMP"/job2/logs/attempt-*.log 2>/dev/null)
@@ -202,6 +206,8 @@ expect_job "failing job: retried once, then not requeued" "$j3" "$CL_TMP/job3" \
   '^exit=1 failed,exit=1 failed-final,$' FAILED 'retries already used (LINREC_MAX_RETRIES=1): not requeued'
 expect_job "a lost record counts against the retry budget" "$j4" "$CL_TMP/job4" \
   '^exit=\? lost,exit=1 failed-final,$' FAILED 'attempt(s) 1 ended without a record: counted as failed'
+expect_job "a diverging run (exit 3) is not requeued" "$j10" "$CL_TMP/job10" \
+  '^exit=3 diverged,$' FAILED 'the run diverged (exit 3)'
 t5=$(tsv "$CL_TMP/job5")
 line5=$(head -n 1 "$CL_TMP/job5/logs/attempts.tsv" 2>/dev/null)
 cmp5=$(cl_compare "$CL_TMP/ref1" "$CL_TMP/job5")
