@@ -162,12 +162,6 @@ static int recgrela_acts(const lr_model_cfg *c, lr_act a[LR_MAX_ACTS]) {
 
 static int64_t recgrela_keep_blocks(const lr_model_cfg *c) { return 1 + c->layers; }
 
-// Layer l's slice of per-layer tensor i (NULL for an empty tensor).
-static float *layer_t(const lr_model *m, float *arena, int i, int64_t l) {
-  const size_t each = m->tensors[i].elems / (size_t)m->cfg.layers;
-  return each ? model_tensor_in(m, arena, i) + (size_t)l * each : NULL;
-}
-
 // Per layer buffer i of D-multiples `w` per row at the chunk's rows.
 static float *act_l(const lr_model *m, int i, int64_t l, const lr_lane_rows *z, size_t w) {
   return model_act(m, i) + (size_t)l * z->RD * w + z->oD * w;
@@ -230,38 +224,38 @@ static void recgrela_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     float *hout = act_l(m, A_H, l, z, 1);
     // X~ = LN1(H); G = SiLU(X~ Wg^T + bg); V = X~ Win^T + bin; [Q|K] = V Wqk^T + bqk
     layernorm_forward(xt, model_act(m, A_LN1_MEAN) + lR, model_act(m, A_LN1_RSTD) + lR, h,
-                      layer_t(m, P, T_LN1_W, l), layer_t(m, P, T_LN1_B, l), z->nr, D, c->ln_eps);
-    linear_forward(gz, xt, layer_t(m, P, T_G_W, l), NULL, z->nr, D, D);
-    grela_silu_forward(g, gz, layer_t(m, P, T_G_B, l), z->nr, D);
-    linear_into(qkv + 2 * D, 3 * D, xt, D, layer_t(m, P, T_IN_W, l), layer_t(m, P, T_IN_B, l),
+                      model_tensor_layer(m, P, T_LN1_W, l), model_tensor_layer(m, P, T_LN1_B, l), z->nr, D, c->ln_eps);
+    linear_forward(gz, xt, model_tensor_layer(m, P, T_G_W, l), NULL, z->nr, D, D);
+    grela_silu_forward(g, gz, model_tensor_layer(m, P, T_G_B, l), z->nr, D);
+    linear_into(qkv + 2 * D, 3 * D, xt, D, model_tensor_layer(m, P, T_IN_W, l), model_tensor_layer(m, P, T_IN_B, l),
                 z->nr, D, D);
-    linear_into(qkv, 3 * D, qkv + 2 * D, 3 * D, layer_t(m, P, T_QK_W, l), layer_t(m, P, T_QK_B, l),
+    linear_into(qkv, 3 * D, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_QK_W, l), model_tensor_layer(m, P, T_QK_B, l),
                 z->nr, D, 2 * D);
     model_lap(m, LR_PHASE_PROJ, &t0);
     attn_forward_range(ac, m->attn_cache + (size_t)l * m->attn_cache_elems,
                        model_act(m, A_QKV) + (size_t)l * z->RD * 3, m->lens, c->attn,
-                       layer_t(m, P, T_ATTN_P, l), B, z->b0, z->b1, N, D, H,
+                       model_tensor_layer(m, P, T_ATTN_P, l), B, z->b0, z->b1, N, D, H,
                        model_lane_attn_scratch(m));
     model_lap(m, LR_PHASE_ATTN, &t0);
     // C = SiLU(conv(V)) (into y), Y = (A + C) * G, X' = H + DropPath(Y Wout^T + bout)
-    grela_conv_forward(y, cz, qkv + 2 * D, 3 * D, layer_t(m, P, T_CONV_W, l),
-                       layer_t(m, P, T_CONV_B, l), nb, N, D);
+    grela_conv_forward(y, cz, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_CONV_W, l),
+                       model_tensor_layer(m, P, T_CONV_B, l), nb, N, D);
     grela_gate_forward(y, ac, y, g, (int64_t)z->nD);
-    linear_forward(res1, y, layer_t(m, P, T_OUT_W, l), NULL, z->nr, D, D);
+    linear_forward(res1, y, model_tensor_layer(m, P, T_OUT_W, l), NULL, z->nr, D, D);
     for (int64_t b = z->b0; b < z->b1; b++) {
       const size_t o = (size_t)((b - z->b0) * N * D);
-      grela_path_forward(res1 + o, res1 + o, layer_t(m, P, T_OUT_B, l), h + o, path_scale(j, b, l),
+      grela_path_forward(res1 + o, res1 + o, model_tensor_layer(m, P, T_OUT_B, l), h + o, path_scale(j, b, l),
                          N, D);
     }
     model_lap(m, LR_PHASE_PROJ, &t0);
     // H = X' + Dropout(W2 Dropout(GELU(LN2(X') W1^T + b1)) + b2)
     layernorm_forward(xt2, model_act(m, A_LN2_MEAN) + lR, model_act(m, A_LN2_RSTD) + lR, res1,
-                      layer_t(m, P, T_LN2_W, l), layer_t(m, P, T_LN2_B, l), z->nr, D, c->ln_eps);
-    linear_forward(fc1, xt2, layer_t(m, P, T_FC1_W, l), NULL, z->nr, D, F);
-    gelu_forward_train(gelu, fc1, layer_t(m, P, T_FC1_B, l), z->nr, F); // fc1 := gelu'
+                      model_tensor_layer(m, P, T_LN2_W, l), model_tensor_layer(m, P, T_LN2_B, l), z->nr, D, c->ln_eps);
+    linear_forward(fc1, xt2, model_tensor_layer(m, P, T_FC1_W, l), NULL, z->nr, D, F);
+    gelu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F); // fc1 := gelu'
     dropout_forward(gelu, gelu, rid, z->nr, F, inner_site(m, dp, l));
-    linear_forward(hout, gelu, layer_t(m, P, T_FC2_W, l), NULL, z->nr, F, D);
-    dropout_residual_forward(hout, hout, layer_t(m, P, T_FC2_B, l), res1, rid, z->nr, D,
+    linear_forward(hout, gelu, model_tensor_layer(m, P, T_FC2_W, l), NULL, z->nr, F, D);
+    dropout_residual_forward(hout, hout, model_tensor_layer(m, P, T_FC2_B, l), res1, rid, z->nr, D,
                              model_site(m, dp, SITE_FFN_OUT(l), KEEP_FFN_OUT(l), z->r0));
     model_lap(m, LR_PHASE_FFN, &t0);
     h = hout;
@@ -269,8 +263,7 @@ static void recgrela_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
 }
 
 static const float *recgrela_output(const lr_model *m) {
-  const size_t R = (size_t)m->B * (size_t)m->cfg.max_len;
-  return model_act(m, A_H) + (size_t)(m->cfg.layers - 1) * R * (size_t)m->cfg.d;
+  return model_act_layer(m, A_H, m->cfg.layers - 1);
 }
 
 // ---- backward -------------------------------------------------------------------------------
@@ -304,47 +297,47 @@ static void backward_layer(const lr_lane_job *j, const lr_lane_rows *z) {
   memset(dx, 0, z->nD * sizeof(float));
   dropout_backward(dx, dres, rid, nr, D,
                    model_site(m, j->dp, SITE_FFN_OUT(l), KEEP_FFN_OUT(l), z->r0));
-  grela_colsum(layer_t(m, G, T_FC2_B, l), dx, D, nr, D);
-  linear_backward_to(df, layer_t(m, G, T_FC2_W, l), NULL, dx, gelu, layer_t(m, P, T_FC2_W, l), nr,
+  grela_colsum(model_tensor_layer(m, G, T_FC2_B, l), dx, D, nr, D);
+  linear_backward_to(df, model_tensor_layer(m, G, T_FC2_W, l), NULL, dx, gelu, model_tensor_layer(m, P, T_FC2_W, l), nr,
                      F, D);
   dropout_forward(df, df, rid, nr, F, inner_site(m, j->dp, l)); // the inner mask, again
   gelu_backward_stored(df, fc1, (int64_t)z->nF);
-  linear_backward_to(dx, layer_t(m, G, T_FC1_W, l), layer_t(m, G, T_FC1_B, l), df, xt2,
-                     layer_t(m, P, T_FC1_W, l), nr, D, F);
-  layernorm_backward(dres, layer_t(m, G, T_LN2_W, l), layer_t(m, G, T_LN2_B, l), dx, res1,
-                     layer_t(m, P, T_LN2_W, l), model_act(m, A_LN2_MEAN) + lR,
+  linear_backward_to(dx, model_tensor_layer(m, G, T_FC1_W, l), model_tensor_layer(m, G, T_FC1_B, l), df, xt2,
+                     model_tensor_layer(m, P, T_FC1_W, l), nr, D, F);
+  layernorm_backward(dres, model_tensor_layer(m, G, T_LN2_W, l), model_tensor_layer(m, G, T_LN2_B, l), dx, res1,
+                     model_tensor_layer(m, P, T_LN2_W, l), model_act(m, A_LN2_MEAN) + lR,
                      model_act(m, A_LN2_RSTD) + lR, nr, D);
   model_lap(m, LR_PHASE_FFN, &t0);
   // X' = H + s (Y Wout^T + bout); Y = (A + C) * G
-  grela_path_backward(dx, layer_t(m, G, T_OUT_B, l), dres, path_scale(j, z->b0, l), nr, D);
-  linear_backward_to(dy, layer_t(m, G, T_OUT_W, l), NULL, dx, y, layer_t(m, P, T_OUT_W, l), nr, D,
+  grela_path_backward(dx, model_tensor_layer(m, G, T_OUT_B, l), dres, path_scale(j, z->b0, l), nr, D);
+  linear_backward_to(dy, model_tensor_layer(m, G, T_OUT_W, l), NULL, dx, y, model_tensor_layer(m, P, T_OUT_W, l), nr, D,
                      D);
   grela_gate_backward(dy, dg, dy, ac, g, nD); // dy := d(A + C)
   grela_silu_backward(dg, dg, gz, nD);        // dg := the gate's pre-activation gradient
   memset(dqkv, 0, z->nD * 3 * sizeof(float));
   model_lap(m, LR_PHASE_PROJ, &t0);
-  attn_backward_range(dqkv, layer_t(m, G, T_ATTN_P, l), dy,
-                      model_act(m, A_QKV) + (size_t)l * z->RD * 3, layer_t(m, P, T_ATTN_P, l),
+  attn_backward_range(dqkv, model_tensor_layer(m, G, T_ATTN_P, l), dy,
+                      model_act(m, A_QKV) + (size_t)l * z->RD * 3, model_tensor_layer(m, P, T_ATTN_P, l),
                       m->attn_cache + (size_t)l * m->attn_cache_elems, m->lens, c->attn, B, z->b0,
                       z->b1, N, D, H, model_lane_attn_scratch(m));
   model_lap(m, LR_PHASE_ATTN, &t0);
-  grela_conv_backward(dqkv + 2 * D, 3 * D, layer_t(m, G, T_CONV_W, l), layer_t(m, G, T_CONV_B, l),
-                      dy, cz, qkv + 2 * D, 3 * D, layer_t(m, P, T_CONV_W, l), 1, N, D);
+  grela_conv_backward(dqkv + 2 * D, 3 * D, model_tensor_layer(m, G, T_CONV_W, l), model_tensor_layer(m, G, T_CONV_B, l),
+                      dy, cz, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_CONV_W, l), 1, N, D);
   // [Q|K] = V Wqk^T + bqk; V = X~ Win^T + bin; G's pre-activation = X~ Wg^T + bg
-  const float *qk_w = layer_t(m, P, T_QK_W, l), *in_w = layer_t(m, P, T_IN_W, l);
+  const float *qk_w = model_tensor_layer(m, P, T_QK_W, l), *in_w = model_tensor_layer(m, P, T_IN_W, l);
   lr_sgemm(1, 0, 2 * D, D, nr, 1.0f, dqkv, 3 * D, qkv + 2 * D, 3 * D, 1.0f,
-           layer_t(m, G, T_QK_W, l), D);
-  grela_colsum(layer_t(m, G, T_QK_B, l), dqkv, 3 * D, nr, 2 * D);
+           model_tensor_layer(m, G, T_QK_W, l), D);
+  grela_colsum(model_tensor_layer(m, G, T_QK_B, l), dqkv, 3 * D, nr, 2 * D);
   lr_sgemm(0, 0, nr, D, 2 * D, 1.0f, dqkv, 3 * D, qk_w, D, 1.0f, dqkv + 2 * D, 3 * D);
-  lr_sgemm(1, 0, D, D, nr, 1.0f, dqkv + 2 * D, 3 * D, xt, D, 1.0f, layer_t(m, G, T_IN_W, l), D);
-  grela_colsum(layer_t(m, G, T_IN_B, l), dqkv + 2 * D, 3 * D, nr, D);
+  lr_sgemm(1, 0, D, D, nr, 1.0f, dqkv + 2 * D, 3 * D, xt, D, 1.0f, model_tensor_layer(m, G, T_IN_W, l), D);
+  grela_colsum(model_tensor_layer(m, G, T_IN_B, l), dqkv + 2 * D, 3 * D, nr, D);
   lr_sgemm(0, 0, nr, D, D, 1.0f, dqkv + 2 * D, 3 * D, in_w, D, 0.0f, dxt, D);
-  linear_backward(dxt, layer_t(m, G, T_G_W, l), layer_t(m, G, T_G_B, l), dg, xt,
-                  layer_t(m, P, T_G_W, l), nr, D, D);
+  linear_backward(dxt, model_tensor_layer(m, G, T_G_W, l), model_tensor_layer(m, G, T_G_B, l), dg, xt,
+                  model_tensor_layer(m, P, T_G_W, l), nr, D, D);
   // X~ = LN1(H): dH = dX' + LN1'(dX~)
   memcpy(dhin, dres, z->nD * sizeof(float));
-  layernorm_backward(dhin, layer_t(m, G, T_LN1_W, l), layer_t(m, G, T_LN1_B, l), dxt, hin,
-                     layer_t(m, P, T_LN1_W, l), model_act(m, A_LN1_MEAN) + lR,
+  layernorm_backward(dhin, model_tensor_layer(m, G, T_LN1_W, l), model_tensor_layer(m, G, T_LN1_B, l), dxt, hin,
+                     model_tensor_layer(m, P, T_LN1_W, l), model_act(m, A_LN1_MEAN) + lR,
                      model_act(m, A_LN1_RSTD) + lR, nr, D);
   model_lap(m, LR_PHASE_PROJ, &t0);
 }

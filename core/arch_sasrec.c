@@ -128,13 +128,6 @@ static int sasrec_acts(const lr_model_cfg *c, lr_act a[LR_MAX_ACTS]) {
 
 static int64_t sasrec_keep_blocks(const lr_model_cfg *c) { return 1 + 2 * c->layers; }
 
-// Layer l's slice of per-layer tensor i in an arena laid out by the tensor
-// table (elems / L floats per layer); NULL for an empty tensor.
-static float *layer_t(const lr_model *m, float *arena, int i, int64_t l) {
-  const size_t each = m->tensors[i].elems / (size_t)m->cfg.layers;
-  return each ? model_tensor_in(m, arena, i) + (size_t)l * each : NULL;
-}
-
 // ---- forward --------------------------------------------------------------------------------
 
 static void sasrec_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
@@ -168,27 +161,27 @@ static void sasrec_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     float *cache = m->attn_cache + (size_t)l * m->attn_cache_elems;
     const size_t lR = (size_t)l * (size_t)z->R + (size_t)z->r0; // per-row statistics
     // S = LayerNorm(H + Dropout(MultiHead(H) W_O + b_O))
-    linear_forward(qkv + 3 * z->oD, h + z->oD, layer_t(m, P, T_QKV_W, l), layer_t(m, P, T_QKV_B, l),
+    linear_forward(qkv + 3 * z->oD, h + z->oD, model_tensor_layer(m, P, T_QKV_W, l), model_tensor_layer(m, P, T_QKV_B, l),
                    z->nr, D, 3 * D);
     model_lap(m, LR_PHASE_PROJ, &t0);
-    attn_forward_range(ctx + z->oD, cache, qkv, m->lens, c->attn, layer_t(m, P, T_ATTN_P, l), B,
+    attn_forward_range(ctx + z->oD, cache, qkv, m->lens, c->attn, model_tensor_layer(m, P, T_ATTN_P, l), B,
                        z->b0, z->b1, N, D, H, model_lane_attn_scratch(m));
     model_lap(m, LR_PHASE_ATTN, &t0);
     // the biases of W_O, W1 and W2 ride in the pass after their GEMM
-    linear_forward(res1, ctx + z->oD, layer_t(m, P, T_O_W, l), NULL, z->nr, D, D);
-    dropout_residual_forward(res1, res1, layer_t(m, P, T_O_B, l), h + z->oD, rid, z->nr, D,
+    linear_forward(res1, ctx + z->oD, model_tensor_layer(m, P, T_O_W, l), NULL, z->nr, D, D);
+    dropout_residual_forward(res1, res1, model_tensor_layer(m, P, T_O_B, l), h + z->oD, rid, z->nr, D,
                              model_site(m, dp, SITE_ATTN(l), KEEP_ATTN(l), z->r0));
     layernorm_forward(s, model_act(m, A_LN1_MEAN) + lR, model_act(m, A_LN1_RSTD) + lR, res1,
-                      layer_t(m, P, T_LN1_W, l), layer_t(m, P, T_LN1_B, l), z->nr, D, c->ln_eps);
+                      model_tensor_layer(m, P, T_LN1_W, l), model_tensor_layer(m, P, T_LN1_B, l), z->nr, D, c->ln_eps);
     model_lap(m, LR_PHASE_PROJ, &t0);
     // H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
-    linear_forward(fc1, s, layer_t(m, P, T_FC1_W, l), NULL, z->nr, D, F);
-    gelu_forward_train(gelu, fc1, layer_t(m, P, T_FC1_B, l), z->nr, F); // fc1 := gelu'
-    linear_forward(res2, gelu, layer_t(m, P, T_FC2_W, l), NULL, z->nr, F, D);
-    dropout_residual_forward(res2, res2, layer_t(m, P, T_FC2_B, l), s, rid, z->nr, D,
+    linear_forward(fc1, s, model_tensor_layer(m, P, T_FC1_W, l), NULL, z->nr, D, F);
+    gelu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F); // fc1 := gelu'
+    linear_forward(res2, gelu, model_tensor_layer(m, P, T_FC2_W, l), NULL, z->nr, F, D);
+    dropout_residual_forward(res2, res2, model_tensor_layer(m, P, T_FC2_B, l), s, rid, z->nr, D,
                              model_site(m, dp, SITE_FFN(l), KEEP_FFN(l), z->r0));
     layernorm_forward(hout + z->oD, model_act(m, A_LN2_MEAN) + lR, model_act(m, A_LN2_RSTD) + lR,
-                      res2, layer_t(m, P, T_LN2_W, l), layer_t(m, P, T_LN2_B, l), z->nr, D,
+                      res2, model_tensor_layer(m, P, T_LN2_W, l), model_tensor_layer(m, P, T_LN2_B, l), z->nr, D,
                       c->ln_eps);
     model_lap(m, LR_PHASE_FFN, &t0);
     h = hout;
@@ -196,8 +189,7 @@ static void sasrec_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
 }
 
 static const float *sasrec_output(const lr_model *m) {
-  const size_t R = (size_t)m->B * (size_t)m->cfg.max_len;
-  return model_act(m, A_H) + (size_t)(m->cfg.layers - 1) * R * (size_t)m->cfg.d;
+  return model_act_layer(m, A_H, m->cfg.layers - 1);
 }
 
 // ---- backward -------------------------------------------------------------------------------
@@ -229,32 +221,32 @@ static void backward_layer(const lr_lane_job *j, const lr_lane_rows *z) {
   double t0 = model_now();
   // H = LN2(res2), res2 = S + Dropout(FFN(S) + b2): in one pass dS's residual
   // part and, through the dropout, the FFN output's gradient dx (b2's sum)
-  ln_dropout_backward(ds, dx, layer_t(m, G, T_LN2_W, l), layer_t(m, G, T_LN2_B, l),
-                      layer_t(m, G, T_FC2_B, l), dh, res2, layer_t(m, P, T_LN2_W, l),
+  ln_dropout_backward(ds, dx, model_tensor_layer(m, G, T_LN2_W, l), model_tensor_layer(m, G, T_LN2_B, l),
+                      model_tensor_layer(m, G, T_FC2_B, l), dh, res2, model_tensor_layer(m, P, T_LN2_W, l),
                       model_act(m, A_LN2_MEAN) + lR, model_act(m, A_LN2_RSTD) + lR, rid, z->nr, D,
                       model_site(m, j->dp, SITE_FFN(l), KEEP_FFN(l), z->r0));
-  linear_backward_to(d_f2, layer_t(m, G, T_FC2_W, l), NULL, dx, gelu, layer_t(m, P, T_FC2_W, l),
+  linear_backward_to(d_f2, model_tensor_layer(m, G, T_FC2_W, l), NULL, dx, gelu, model_tensor_layer(m, P, T_FC2_W, l),
                      z->nr, F, D);
   gelu_backward_stored(d_f2, fc1, (int64_t)z->nF); // d_f2 is now the gradient of fc1's output
-  linear_backward(ds, layer_t(m, G, T_FC1_W, l), layer_t(m, G, T_FC1_B, l), d_f2, s,
-                  layer_t(m, P, T_FC1_W, l), z->nr, D, F);
+  linear_backward(ds, model_tensor_layer(m, G, T_FC1_W, l), model_tensor_layer(m, G, T_FC1_B, l), d_f2, s,
+                  model_tensor_layer(m, P, T_FC1_W, l), z->nr, D, F);
   model_lap(m, LR_PHASE_FFN, &t0);
   // S = LN1(res1), res1 = H_in + Dropout(ctx W_O^T + b_O): likewise, dhin
   // the residual part, dx the projection's output gradient
-  ln_dropout_backward(dhin, dx, layer_t(m, G, T_LN1_W, l), layer_t(m, G, T_LN1_B, l),
-                      layer_t(m, G, T_O_B, l), ds, res1, layer_t(m, P, T_LN1_W, l),
+  ln_dropout_backward(dhin, dx, model_tensor_layer(m, G, T_LN1_W, l), model_tensor_layer(m, G, T_LN1_B, l),
+                      model_tensor_layer(m, G, T_O_B, l), ds, res1, model_tensor_layer(m, P, T_LN1_W, l),
                       model_act(m, A_LN1_MEAN) + lR, model_act(m, A_LN1_RSTD) + lR, rid, z->nr, D,
                       model_site(m, j->dp, SITE_ATTN(l), KEEP_ATTN(l), z->r0));
   // dh is free: reuse for dctx
-  linear_backward_to(dh, layer_t(m, G, T_O_W, l), NULL, dx, ctx, layer_t(m, P, T_O_W, l), z->nr, D,
+  linear_backward_to(dh, model_tensor_layer(m, G, T_O_W, l), NULL, dx, ctx, model_tensor_layer(m, P, T_O_W, l), z->nr, D,
                      D);
   memset(d_qkv, 0, z->nD * 3 * sizeof(float));
   model_lap(m, LR_PHASE_PROJ, &t0);
-  attn_backward_range(d_qkv, layer_t(m, G, T_ATTN_P, l), dh, qkv, layer_t(m, P, T_ATTN_P, l), cache,
+  attn_backward_range(d_qkv, model_tensor_layer(m, G, T_ATTN_P, l), dh, qkv, model_tensor_layer(m, P, T_ATTN_P, l), cache,
                       m->lens, c->attn, B, z->b0, z->b1, N, D, H, model_lane_attn_scratch(m));
   model_lap(m, LR_PHASE_ATTN, &t0);
-  linear_backward(dhin, layer_t(m, G, T_QKV_W, l), layer_t(m, G, T_QKV_B, l), d_qkv, hin,
-                  layer_t(m, P, T_QKV_W, l), z->nr, D, 3 * D);
+  linear_backward(dhin, model_tensor_layer(m, G, T_QKV_W, l), model_tensor_layer(m, G, T_QKV_B, l), d_qkv, hin,
+                  model_tensor_layer(m, P, T_QKV_W, l), z->nr, D, 3 * D);
   model_lap(m, LR_PHASE_PROJ, &t0);
 }
 

@@ -102,6 +102,12 @@ float *model_tensor_in(const lr_model *m, float *arena, int i) {
   return arena + m->tensor_off[i];
 }
 
+float *model_tensor_layer(const lr_model *m, float *arena, int i, int64_t l) {
+  LR_ASSERT(m->tensors[i].per_layer && l >= 0 && l < m->cfg.layers);
+  const size_t each = m->tensors[i].elems / (size_t)m->cfg.layers;
+  return each ? model_tensor_in(m, arena, i) + (size_t)l * each : NULL;
+}
+
 static void init_normal(float *x, size_t n, uint64_t seed, uint32_t tensor) {
   for (size_t e = 0; e < n; e++) {
     lr_rng4 r = lr_philox(seed, LR_STREAM_INIT, (uint32_t)e, (uint32_t)(e >> 32), tensor, 0);
@@ -208,6 +214,13 @@ size_t model_acts_elems(const lr_model_cfg *cfg, int64_t max_B) {
 float *model_act(const lr_model *m, int i) {
   LR_ASSERT(i >= 0 && i < m->n_acts);
   return m->acts_mem + m->acts[i].off;
+}
+
+float *model_act_layer(const lr_model *m, int i, int64_t l) {
+  LR_ASSERT(l >= 0 && l < m->cfg.layers);
+  const size_t per_row = m->acts[i].elems / ((size_t)m->max_B * (size_t)m->cfg.max_len *
+                                             (size_t)m->cfg.layers);
+  return model_act(m, i) + (size_t)l * (size_t)m->B * (size_t)m->cfg.max_len * per_row;
 }
 
 // ---- set-up ---------------------------------------------------------------------------------

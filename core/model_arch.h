@@ -84,6 +84,12 @@ struct lr_arch {
 float *model_act(const lr_model *m, int i);
 // Tensor i of an arena laid out by m's tensor table (params, stage, ...).
 float *model_tensor_in(const lr_model *m, float *arena, int i);
+// Layer l's slice of per-layer tensor i in such an arena (elems / L floats
+// per layer); NULL for an empty tensor (a kind without parameters).
+float *model_tensor_layer(const lr_model *m, float *arena, int i, int64_t l);
+// Layer l's block of per-layer activation buffer i for the batch of the
+// last forward (R = B*N rows of per_row floats each). Cannot fail.
+float *model_act_layer(const lr_model *m, int i, int64_t l);
 // The calling lane's staging arena (where bwd adds parameter gradients).
 float *model_lane_stage(const lr_model *m);
 // The calling lane's staging row of row group g for the sequence in bwd

@@ -196,7 +196,7 @@ int train_step(trainer *t, int64_t start, int64_t G, uint32_t epoch, int64_t ste
   // (the run commits a pending checkpoint, then reports once).
   if (!xsum_is_zero(red[1]) || !isfinite(*loss_out))
     return lr_error(LR_ERR_DIVERGED, __FILE__, __LINE__,
-                    "step %lld: the loss (%g) or a gradient is not finite or beyond 2^7 in one "
+                    "step %lld: the loss (%g) or a gradient is not finite or beyond 2^40 in one "
                     "example: the run diverges",
                     (long long)step_no, *loss_out);
   LR_CALL(state_clip(s, c->train_clip_norm));

@@ -29,6 +29,10 @@
 #include "train.h"
 #include "watchdog.h"
 
+#ifndef LR_VERSION
+#define LR_VERSION "unknown"
+#endif
+
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
 #define EXIT_DIVERGED 3   // a non-finite loss or gradient: rerunning the same config repeats it
@@ -558,6 +562,10 @@ int main(int argc, char **argv) {
     return EXIT_RUNTIME;
   }
   if (argc >= 2 && !strcmp(argv[1], "ckpt")) return cmd_ckpt(argc, argv);
+  if (argc == 2 && !strcmp(argv[1], "--version")) {
+    printf("linrec %s\n", LR_VERSION);
+    return 0;
+  }
   cli a;
   int rc = parse_args(&a, argc, argv);
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
