@@ -2,8 +2,7 @@
 throughput comparison (issue 16): a port of the released RecGRELA
 (github TBI805/RecGRELA, model/RecGRELA.py) with its ML-1M settings; measures
 training throughput the way the PyTorch peer of tests/bench_peer.sh does
-(../shared/bench/torch_peer.py beside the checkout, optional: same command
-line, same JSON line), so the two can be run A B A B.
+(same command line, same JSON line), so the two can be run A B A B.
 
 Run with Debian's python3-torch (1.13):
   /usr/bin/python3 tests/recgrela_peer.py --attention rela --positions last --batch 256 --threads 2
