@@ -10,11 +10,12 @@
 // ones.
 //
 // Also `rela_released`, NOT in the registry: the released padding
-// semantics, for the recorded PyTorch replay only (tests/test_recgrela_ref.c
-// registers it). The released code runs every one of the N rows of a
-// right-padded window through the sums (padded rows included, n = N in the
-// formula above) and writes an output for each; a padded batch then changes
-// a sequence's outputs, which is why it is not a training kind.
+// semantics, for the recorded PyTorch replay only (tests/test_torch_ref.c
+// registers it; tests/test_recgrela.c checks it against rela). The released
+// code runs every one of the N rows of a right-padded window through the
+// sums (padded rows included, n = N in the formula above) and writes an
+// output for each; a padded batch then changes a sequence's outputs, which
+// is why it is not a training kind.
 #ifndef ATTN_BODY
 #include "attn_kernels.h" // attn_region, attn_linear_flops
 #include "gemm.h"         // lr_sgemm, lr_dgemm

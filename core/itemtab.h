@@ -1,5 +1,6 @@
-// itemtab.h: the item embedding table as its own arena (STYLE 3): weights,
-// gradient and Adam moments of the global rows [lo, hi) this process owns.
+// itemtab.h: the item embedding table as its own arena, outside the model's
+// dense one (core/README.md, "The model"): weights, gradient and Adam moments
+// of the global rows [lo, hi) this process owns.
 // A single process owns every row (lo = 0, hi = I+1); dist/ gives each rank a
 // contiguous range. Row 0 (padding) stays zero: it never receives gradient.
 #ifndef LR_ITEMTAB_H

@@ -1,5 +1,5 @@
 // layers.c: embedding, LayerNorm, linear, GELU, dropout and residual layers
-// of layers.h (DESIGN §1), in float for training and in double (_f64) for the
+// of layers.h, in float for training and in double (_f64) for the
 // gradient tests. The kernels are written once in layers_impl.inc over a
 // `real` type and instantiated twice below.
 //

@@ -1,6 +1,7 @@
-// layers.h: the elementwise and row-wise layers of the encoder (DESIGN §1),
-// each a forward/backward pair in llm.c's argument order: written buffers,
-// then read buffers, then parameters, then sizes. Every _backward ACCUMULATES
+// layers.h: the elementwise and row-wise layers of the encoders
+// (core/README.md, "Architectures"), each a forward/backward pair in llm.c's
+// argument order (core/README.md, "Conventions"): written buffers, then read
+// buffers, then parameters, then sizes. Every _backward ACCUMULATES
 // (+=) into its input and parameter gradients; the training step zeroes them.
 // The fused training passes say where they write instead (gelu_backward_stored
 // works in place, ln_dropout_backward writes its two input gradients, and

@@ -1,4 +1,4 @@
-// loss.c: next-item losses over the tied item table (loss.h, DESIGN §1), in
+// loss.c: next-item losses over the tied item table (loss.h), in
 // float for training and in double (_f64) for the gradient tests; the kernels
 // are written once in loss_impl.inc over a `real` type and an accumulator
 // type `racc`.

@@ -1,4 +1,5 @@
-// loss.h: next-item losses over the tied item table (DESIGN §1).
+// loss.h: next-item losses over the tied item table (core/README.md, "Losses,
+// optimizer, metrics").
 // A loss row m is one position carrying a target: hs (M,D) its hidden state,
 // tgt[m] in 1..I its target item. Gradients are those of coef * (sum of the
 // rows' losses): the trainer passes coef = 1/M_total, so calls over any cut

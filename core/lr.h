@@ -8,9 +8,10 @@
 //   I_r item rows owned by this rank      M  loss rows (positions carrying a target)
 // Sizes and strides are int64_t/size_t: B*N*D*L overflows int on real data.
 //
-// Error classes (STYLE.md 9): a broken invariant in our own code is LR_ASSERT
-// (prints file:line and aborts, also in release builds); bad input and
-// environment failures return an lr_status with a message recorded here.
+// Error classes (core/README.md, "Conventions"): a broken invariant in our
+// own code is LR_ASSERT (prints file:line and aborts, also in release
+// builds); bad input and environment failures return an lr_status with a
+// message recorded here.
 // Only launch/ turns a status into an exit code.
 #ifndef LR_H
 #define LR_H
@@ -41,7 +42,7 @@ const char *lr_status_str(int status);
 int lr_error(int status, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-// Record a corruption found at `path`, byte `offset` (STYLE 11): one symbol to
+// Record a corruption found at `path`, byte `offset`: one symbol to
 // break on in a debugger. Returns LR_ERR_CORRUPT.
 int lr_corrupt_error(const char *file, int line, const char *path, int64_t offset,
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -1,4 +1,5 @@
-// metrics.h: ranking metrics at a list of cutoffs K (DESIGN §1 Evaluation).
+// metrics.h: ranking metrics at a list of cutoffs K (core/README.md, "Losses,
+// optimizer, metrics"; the protocol: dist/README.md, "Evaluation").
 // rank is 0-based: the number of candidates scored strictly above the target
 // plus those tied with it (ties count against the model, so a constant scorer
 // is not rewarded). Recall@K (= hit rate for one target), MRR@K and NDCG@K.

@@ -1,7 +1,8 @@
-// model.h: the sequence encoder (DESIGN §1): an architecture (a block type
-// with its embedding stage) with a pluggable attention kind, its one dense
-// parameter arena (params, grads, Adam m, v and the exact gradient mirror
-// it) and its activation arena, sized once for a maximum batch.
+// model.h: the sequence encoder (core/README.md, "The model" and
+// "Architectures"): an architecture (a block type with its embedding stage)
+// with a pluggable attention kind, its one dense parameter arena (params,
+// grads, Adam m, v and the exact gradient mirror it) and its activation
+// arena, sized once for a maximum batch.
 //
 // The architecture is cfg.arch (NULL: `sasrec`, below); each is one file
 // core/arch_<name>.c behind model_arch.h, so a new block type (pre-LN gated,

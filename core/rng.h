@@ -4,7 +4,8 @@
 // key (the run's seed and a stream id) and a 128-bit counter made from where
 // the number is used (epoch, example id, layer, position, element). So a run
 // on P ranks draws exactly the numbers a run on 1 rank draws, and a resumed
-// run continues the same stream (DESIGN §2).
+// run continues the same stream (core/README.md, "Bitwise reproducibility",
+// lists every stream and its counters).
 #ifndef LR_RNG_H
 #define LR_RNG_H
 

@@ -1,5 +1,5 @@
-// ckpt_writer.h: writing sharded checkpoints from P ranks (DESIGN §4) with
-// the storage layer of io/ckpt.h, in the background.
+// ckpt_writer.h: writing sharded checkpoints from P ranks (dist/README.md,
+// "Checkpoints") with the storage layer of io/ckpt.h, in the background.
 //
 // A checkpoint is started at a step boundary and committed later:
 //   start   (Collective) rank 0 creates ROOT/step-NNNNNNNN (ckpt_dir_create),

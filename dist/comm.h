@@ -1,5 +1,6 @@
-// comm.h: the process group linrec runs on, behind checked wrappers (STYLE
-// 14-17). This header does not expose mpi.h: only dist/*.c include it.
+// comm.h: the process group linrec runs on, behind checked wrappers
+// (dist/README.md, "Errors, job checks and the watchdog"). This header does
+// not expose mpi.h: only dist/*.c include it.
 // Every wrapper returns LR_OK or LR_ERR_MPI with "[rank r/P] MPI_X: reason".
 // With one rank the collectives return at once without calling MPI, so a
 // single-process run and the core/ tests need no mpirun.
@@ -67,7 +68,7 @@ typedef struct {
 // Counts and displacements below are in elements of the given type and
 // int64_t; each must fit an MPI int (and so must the totals), else the call
 // returns LR_ERR_MPI "[rank r/P] MPI_X: ... does not fit an int" WITHOUT
-// entering the collective (the caller's error then aborts the job, STYLE 14).
+// entering the collective (the caller's error then aborts the job).
 // Arrays of counts/displacements have P entries. recv and send must not
 // overlap. All are Collective (comm) and return LR_OK or LR_ERR_MPI; at
 // P = 1 they copy locally without calling MPI.
@@ -96,7 +97,7 @@ int dist_allreduce_max_f(float *buf, int64_t n);
 int dist_allreduce_sum_i64(int64_t *buf, int64_t n);
 int dist_allreduce_max_i64(int64_t *buf, int64_t n);
 
-// Verify a logically collective argument (STYLE 15): x (n <= 16) must be the
+// Verify a logically collective argument: x (n <= 16) must be the
 // same on every rank (one MPI_Allreduce MAX over {-x, x}). Collective.
 // Returns LR_ERR_ARG on EVERY rank if any rank differs ("<what>[i] differs
 // across ranks: min a, max b"), LR_ERR_MPI if the reduction fails.

@@ -1,8 +1,8 @@
-// emb_shard.h: the batch exchange of the row-sharded item table (DESIGN §2:
-// "embedding lookup: unique ids -alltoallv-> owner ranks -alltoallv-> rows"
-// and "sparse grads of looked-up rows -alltoallv-> owners").
+// emb_shard.h: the batch exchange of the row-sharded item table
+// (dist/README.md, "The item table"): unique ids -alltoallv-> owner ranks
+// -alltoallv-> rows, and the looked-up rows' gradients -alltoallv-> owners.
 //
-// Ownership: rank r of P owns global rows shard_range(I+1, r, P) of the
+// Ownership: rank r of P owns global rows shard_items(I+1, r, P) of the
 // (I+1, D) item table, held in an lr_itemtab with lo/hi equal to the plan's
 // (row 0 is padding: it is never requested, never receives gradient and
 // stays zero). No rank holds the whole table; traffic per step is
@@ -57,7 +57,7 @@
 
 typedef struct {
   int64_t n_rows, D; // global table: (n_rows, D), n_rows = I+1
-  int64_t lo, hi;    // global rows this rank owns: shard_range(n_rows, rank, P)
+  int64_t lo, hi;    // global rows this rank owns: shard_items(n_rows, rank, P)
   int64_t max_ids;   // capacity: n + n2 ids per lookup
   int64_t serve_cap; // capacity: ids this rank serves per lookup, P*min(max_ids, hi-lo)
   int P, rank;

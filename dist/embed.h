@@ -1,4 +1,4 @@
-// embed.h: item-row access for a batch (DESIGN §2 "embedding lookup").
+// embed.h: item-row access for a batch (dist/README.md, "The item table").
 // Turns the item ids of a batch into (rows, idx): the rows (U,D) the encoder
 // reads and idx (B*N) pointing into them (-1 at padding), and routes the
 // rows' gradient back to the table. With the whole table local (one rank or

@@ -1,5 +1,5 @@
 // eval.h: evaluation of a scorer (the trained encoder or the popularity
-// baseline) on the leave-one-out splits (DESIGN §1 Evaluation), and top-K
+// baseline) on the leave-one-out splits (dist/README.md, "Evaluation"), and top-K
 // recommendation.
 //
 // Full mode ranks the target against every item 1..I (optionally skipping the

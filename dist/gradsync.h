@@ -1,11 +1,11 @@
-// gradsync.h: the dense gradient allreduce (DESIGN §2 "dense grads"): the
-// replicated parameters' exact gradients (lr_model.gx, xsum.h: an int64 sum
-// of limbs, bitwise the same at any P) are summed over ranks in buckets, one per
-// layer (plus the embedding part), each started as a non-blocking allreduce
-// as soon as model_backward reports that layer complete, so communication
-// overlaps the backward of the layers below it. Buckets are issued in the
+// gradsync.h: the dense gradient allreduce (dist/README.md, "Gradient sums,
+// clipping, Adam"): the replicated parameters' exact gradients (lr_model.gx,
+// xsum.h: an int64 sum of limbs, bitwise the same at any P) are summed over
+// ranks in buckets, one per layer (plus the embedding part), each started
+// as a non-blocking allreduce as soon as model_backward reports that layer
+// complete, so communication overlaps the backward of the layers below it. Buckets are issued in the
 // same order on every rank (layer L-1 .. 0, then the embedding part); a rank
-// with nothing to compute issues them all at once (gradsync_flush).
+// with nothing to compute issues them all at once (gradsync_finish).
 #ifndef LR_GRADSYNC_H
 #define LR_GRADSYNC_H
 

@@ -1,11 +1,12 @@
-// shard.h: how global index ranges are cut across P ranks (STYLE 16).
+// shard.h: how global index ranges are cut across P ranks (dist/README.md,
+// "Users and item rows").
 //
 // shard_range is THE sharding function: users, item rows (in whole blocks,
 // shard_items) and optimizer-state shards are all cut by it, and nothing
 // else in the code base does shard arithmetic, so a checkpoint written on P
 // ranks can be re-cut on P' ranks.
-// shard_users_by_inter is the one exception the design asks for (DESIGN §2:
-// users balanced by interaction count): it cuts a CSR of sequences into
+// shard_users_by_inter is the one exception (users are balanced by
+// interaction count, not by user count): it cuts a CSR of sequences into
 // contiguous user ranges of about equal interaction counts.
 //
 // Every function here is Local and cannot fail (arguments outside the stated

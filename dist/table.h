@@ -1,6 +1,6 @@
 // table.h: the item table as the trainer sees it, in one of two layouts
-// (DESIGN §2, `dist.item_table`):
-//   sharded     rank r owns rows shard_range(I+1, r, P) and their Adam
+// (`dist.item_table`; dist/README.md, "The item table"):
+//   sharded     rank r owns rows shard_items(I+1, r, P) and their Adam
 //               moments; batch rows travel by emb_shard.h, the full
 //               cross-entropy is vocab-parallel (vocab_ce.h); no rank holds
 //               the whole table.

@@ -1,10 +1,11 @@
-// train.h: the training driver (DESIGN §2 data flow): epochs of shuffled
-// examples, the global batch split across ranks, forward/backward in
-// micro-batches, gradients summed over ranks, Adam, per-epoch validation
-// with early stopping and best-model tracking, test metrics of the best
-// model, metrics.jsonl and the progress line; checkpoints (DESIGN §4):
-// periodic ones written in the background, one on a stop request
-// (SIGTERM/SIGUSR1, caught in launch/), and resuming from one.
+// train.h: the training driver (dist/README.md, "One training step" and "The
+// run"): epochs of shuffled examples, the global batch split across ranks,
+// forward/backward in micro-batches, gradients summed over ranks, Adam,
+// per-epoch validation with early stopping and best-model tracking, test
+// metrics of the best model, metrics.jsonl and the progress line;
+// checkpoints (dist/README.md, "Checkpoints"): periodic ones written in the
+// background, one on a stop request (SIGTERM/SIGUSR1, caught in launch/),
+// and resuming from one.
 #ifndef LR_TRAIN_H
 #define LR_TRAIN_H
 

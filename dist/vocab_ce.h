@@ -1,5 +1,5 @@
 // vocab_ce.h: vocab-parallel full-catalog softmax cross-entropy over the
-// row-sharded item table (DESIGN §2 "vocab-parallel loss"), without ever
+// row-sharded item table (dist/README.md, "The item table"), without ever
 // gathering the table, bitwise the same at any number of ranks.
 //
 // Rank r owns item rows [lo, hi) = shard_items(I+1, r, P) (whole blocks of

@@ -1,4 +1,5 @@
-// ckpt.h: sharded training checkpoints on disk (DESIGN §4, STYLE 18-20).
+// ckpt.h: sharded training checkpoints on disk (io/README.md, "Checkpoints";
+// the ranks' protocol: dist/README.md, "Checkpoints").
 //
 // 1. Layout. A checkpoint is a directory ROOT/step-NNNNNNNN/ (step, 8+ digits)
 //    holding the training state as named groups (dist/state.h), each a

@@ -1,6 +1,7 @@
 // config.h: every configuration key of linrec, declared once in a table
 // (config.c) from which the JSON parser, `--set key=value`, `--help` and the
-// README's key list are all produced (STYLE 7). No MPI here.
+// README's key list are all produced (io/README.md, "The config"). No MPI
+// here.
 #ifndef LR_CONFIG_H
 #define LR_CONFIG_H
 
@@ -112,8 +113,8 @@ uint64_t config_hash_text(const char *text);
 
 // Keys that may differ between a checkpoint and the run resuming from it,
 // because they change how long to train, where to write and what to log,
-// or only the floating-point summation order (as a different number of
-// ranks does), never what is computed: log.*, train.checkpoint.*,
+// or how the work is spread over ranks and threads (which changes no bit
+// of the results), never what is computed: log.*, train.checkpoint.*,
 // train.epochs, train.max_steps, train.threads, eval.batch_size, dist.*,
 // bench.*. 1 if `key` is one of them. Cannot fail.
 int config_key_resume_free(const char *key);

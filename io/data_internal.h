@@ -1,6 +1,6 @@
 // data_internal.h: what the io/ data files share and nobody else sees
-// (names end in `_`, STYLE 24): the id map, the raw interaction buffer the
-// text readers fill, and the CSR that preprocessing works on.
+// (names end in `_`: internal to io/): the id map, the raw interaction
+// buffer the text readers fill, and the CSR that preprocessing works on.
 //
 // Pipeline (data_load): reader -> lr_raw_ (file order, provisional dense ids
 // in order of first appearance, rating threshold already applied)

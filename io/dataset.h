@@ -1,5 +1,6 @@
 // dataset.h: interaction data in memory, the readers that make it, the
-// preprocessing, and the binary dataset file (DESIGN §3). No MPI here.
+// preprocessing, and the binary dataset file (io/README.md, "Data" and
+// "The binary dataset"). No MPI here.
 //
 // A dataset is a CSR of per-user sequences in chronological order, with ids
 // remapped densely: users 0..n_users-1, items 1..n_items (0 = padding).

@@ -1,5 +1,5 @@
 // examples.h: training examples and evaluation inputs cut from a dataset
-// (DESIGN §1 objectives), and their counter-based shuffling.
+// (io/README.md, "Examples"), and their counter-based shuffling.
 //
 // positions=last: every prefix of a user's training sequence is an example:
 //   input = the (up to N) items before position t, target = item t, t >= 1.

@@ -1,4 +1,5 @@
-// fault.h: test-only fault injection for the write paths of io/ (STYLE 23).
+// fault.h: test-only fault injection for the write paths of io/
+// (io/README.md, "Fault injection").
 //
 // The atomic file writer (io/afile.c: checkpoint shards, manifests and
 // `latest`, binary datasets, model files) performs every write, fsync and

@@ -1,4 +1,5 @@
-// prep.c: preprocessing of DESIGN §3 on the per-user CSR (data_internal.h).
+// prep.c: preprocessing (io/README.md, "Data") on the per-user CSR
+// (data_internal.h).
 //
 // Order of operations (the rating threshold is applied earlier, while
 // reading):

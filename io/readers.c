@@ -1,5 +1,5 @@
-// readers.c: the text formats of DESIGN §3, parsed line by line from a
-// linestream into the raw buffer (data_internal.h).
+// readers.c: the text formats (io/README.md, "Data"), parsed line by line
+// from a linestream into the raw buffer (data_internal.h).
 //
 //   movielens  user::item::rating::timestamp (ratings.dat of ML-1M/10M), or
 //              the same four fields tab separated (u.data of ML-100K); the

@@ -1,11 +1,12 @@
-// main.c: the `linrec` command line (DESIGN §5). Parses arguments, builds and
+// main.c: the `linrec` command line (launch/README.md). Parses arguments, builds and
 // validates the config, hands it to dist/, and is the only place that turns
 // an error status into a message and an exit code:
 //   0 success; 1 runtime failure (I/O, data, MPI, memory, a damaged
-//   checkpoint); 2 usage or configuration error; 75 (EX_TEMPFAIL) training
+//   checkpoint); 2 usage or configuration error; 3 training diverged (a
+//   non-finite or out-of-range loss or gradient); 75 (EX_TEMPFAIL) training
 //   stopped on SIGTERM/SIGUSR1 after writing a checkpoint: resume it with
-//   `--resume latest` (the Slurm script requeues on 75). With several ranks a
-//   failing rank aborts the job.
+//   `--resume latest` (the Slurm script requeues on 75). With several ranks
+//   an error every rank agreed on ends the job normally; any other aborts it.
 #include <errno.h>    // errno
 #include <signal.h>   // sigaction, SIGTERM, SIGUSR1, sig_atomic_t
 #include <stdio.h>    // printf

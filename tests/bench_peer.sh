@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# bench_peer.sh: linrec against the PyTorch peer (../shared/bench/torch_peer.py)
-# on this machine, back to back A B A B, and the ratios of issue 6's targets.
-# A benchmark, not a test: it prints figures. Needs Debian's python3-torch
-# for the peer (`apt-get install python3-torch`; only for benchmarking,
-# linrec does not depend on it).
+# bench_peer.sh: linrec against the PyTorch peer (../shared/bench/torch_peer.py
+# beside the checkout, or PEER) on this machine, back to back A B A B, and the
+# ratios of the speed targets. A benchmark, not a test: it prints figures.
+# The peer needs its script and Debian's python3-torch
+# (`apt-get install python3-torch`; only for benchmarking, linrec does not
+# depend on either); without them `smoke` skips the peer with a message and
+# the other modes stop with one.
 #
 # Usage: bench_peer.sh LINREC_BINARY SOURCE_DIR [what...]
 #   what: last (paper config, linrec, last position: 2 ranks x 1 thread and
 #         1 rank x 2 threads vs the peer with 2 threads), causal (linrec_causal,
 #         all positions), scaling (linrec at N = 200 and 3200, softmax at
-#         3200), smoke (a tiny run of every linrec path and, when torch is
-#         there, of the peer; what ctest runs). Default: last causal scaling.
+#         3200), smoke (a tiny run of every linrec path and, when torch and
+#         the peer script are there, of the peer; what ctest runs). Default:
+#         last causal scaling.
 # Environment: PEER (path of torch_peer.py), STEPS (timed steps, default 8).
 set -euo pipefail
 bin=$1
@@ -25,6 +28,12 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cores=$(nproc)
 have_torch=0
 /usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=1
+# The peer runs when torch is installed and its script is there; why_no_peer
+# says what is missing otherwise.
+why_no_peer=""
+[ -f "$peer" ] || why_no_peer="the PyTorch peer script $peer is absent (it lives beside the checkout; set PEER to its path)"
+[ $have_torch = 1 ] || why_no_peer="python3-torch is not installed"
+need_peer() { [ -z "$why_no_peer" ] || { echo "bench_peer.sh: $why_no_peer: no peer" >&2; exit 1; }; }
 
 # linrec NAME RANKS THREADS [--set k=v]...: one `linrec bench` JSON line into $tmp/NAME.json
 linrec() {
@@ -85,7 +94,7 @@ for what in $whats; do
   case $what in
   last)
     echo "== linrec, last position, paper config (d=128, 8 heads, 2 layers, inner 256, N=200, 3416 items, batch 256)"
-    [ $have_torch = 1 ] || { echo "python3-torch is not installed: no peer" >&2; exit 1; }
+    need_peer
     for rep in 1 2; do
       linrec "r2t1.$rep" 2 1
       linrec "r1t2.$rep" 1 2
@@ -105,7 +114,7 @@ PY
     ;;
   causal)
     echo "== linrec_causal, all positions, paper config"
-    [ $have_torch = 1 ] || { echo "python3-torch is not installed: no peer" >&2; exit 1; }
+    need_peer
     for rep in 1 2; do
       linrec "causal.$rep" 2 1 --set model.attention=linrec_causal --set train.positions=all
       peer "peer_causal.$rep" --attention linrec_causal --positions all --threads "$cores"
@@ -151,10 +160,10 @@ for n in ("smoke_last", "smoke_causal", "smoke_soft"):
     assert d["seq_per_s"] > 0 and d["gflops"] > 0 and d["sgemm_peak_gflops"] > 0 and d["peak_rss_mib"] > 0, d
 print("smoke: every bench line has its fields")
 PY
-    if [ $have_torch = 1 ]; then
+    if [ -z "$why_no_peer" ]; then
       peer smoke_peer --d 16 --heads 2 --inner 32 --N 16 --items 50 --batch 8 --steps 2 --warmup 1 --threads 1
     else
-      echo "smoke: python3-torch not installed, peer not run"
+      echo "smoke: $why_no_peer: peer skipped"
     fi
     ;;
   *) echo "bench_peer.sh: unknown '$what' (last, causal, scaling, smoke)" >&2; exit 2 ;;

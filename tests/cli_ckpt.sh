@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cli_ckpt.sh: checkpoints and resume end to end (DESIGN §4):
+# cli_ckpt.sh: checkpoints and resume end to end (dist/README.md, "Checkpoints"):
 #  1. stop after k steps, resume, run to the end: per-step losses and the
 #     model file bit-identical to an uninterrupted run, at P = 1 (mid-epoch,
 #     at an epoch's end, sampled objective) and P = 2;

@@ -1,8 +1,8 @@
 """recgrela_peer.py: PyTorch CPU peer of linrec's recgrela architecture for the
 throughput comparison (issue 16): a port of the released RecGRELA
 (github TBI805/RecGRELA, model/RecGRELA.py) with its ML-1M settings; measures
-training throughput the way /work/shared/bench/torch_peer.py does (same command
-line, same JSON line), so the two can be run A B A B.
+training throughput the way the PyTorch peer of tests/bench_peer.sh does
+(same command line, same JSON line), so the two can be run A B A B.
 
 Run with Debian's python3-torch (1.13):
   /usr/bin/python3 tests/recgrela_peer.py --attention rela --positions last --batch 256 --threads 2

@@ -1,5 +1,5 @@
 // ref_layers.h: finite-difference and conversion helpers shared by the layer,
-// loss and optimizer tests (STYLE 21a: gradients are checked in double against
+// loss and optimizer tests (gradients are checked in double against
 // central differences, with a relative metric).
 #ifndef LR_REF_LAYERS_H
 #define LR_REF_LAYERS_H

@@ -1,4 +1,4 @@
-// test_fault.h: a fault sweep over one writer of io/ (io/fault.h, STYLE 23),
+// test_fault.h: a fault sweep over one writer of io/ (io/fault.h; io/README.md),
 // shared by the tests of the checkpoint, binary-dataset and model-file
 // writers. The writer runs once unarmed to count its wrapped calls, then
 // once for every call it makes with that call failing, and once for every

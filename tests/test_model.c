@@ -1,4 +1,4 @@
-// test_model.c: whole-model checks of core/model.c (the encoder of DESIGN §1)
+// test_model.c: whole-model checks of core/model.c (core/README.md, "The model")
 // with the full-catalog CE loss of core/loss.h on top, in float, for every
 // attention kind:
 //   (a) padding invariance: a sequence inside a right-padded batch of length N
@@ -10,7 +10,7 @@
 //       (rows in the batch and rows only the CE touches) against a float
 //       central difference; also with dropout on (its mask is a pure function
 //       of its keys, so the loss stays a smooth deterministic function);
-//   (c) backward twice accumulates 2x (STYLE 2), bitwise (exact sums);
+//   (c) backward twice accumulates 2x, bitwise (exact sums);
 //   (d) dropout: the same (seed, epoch, example ids) gives bitwise the same
 //       forward, another epoch or other example ids a different one, and a
 //       permuted batch gives each example the same outputs;

@@ -1,5 +1,5 @@
-// test_torch_ref.c: replays the recorded PyTorch references of the whole model
-// (STYLE 21b). tests/ref/make_ref.py builds the sasrec encoder of core/model.c in
+// test_torch_ref.c: replays the recorded PyTorch references of the whole model.
+// tests/ref/make_ref.py builds the sasrec encoder of core/model.c in
 // PyTorch (float64) and dumps, per attention kind (softmax, linrec_code) and
 // init scale (the paper's std 0.02, and 0.2 where attention is far from
 // uniform), the parameters, item table, a right-padded batch, the final

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make_recgrela_ref.py: the recorded PyTorch reference of the recgrela
-architecture (core/arch_recgrela.c) with the rela attention kinds (STYLE 21b).
+architecture (core/arch_recgrela.c) with the rela attention kinds.
 
 A port of the released RecGRELA (github TBI805/RecGRELA, model/RecGRELA.py:
 RecGRELA.forward, GRELA, RotaryEnhancedLinearAttention, RoPE, Mlp) with

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""make_ref.py: the recorded PyTorch reference of the whole encoder (STYLE 21b).
+"""make_ref.py: the recorded PyTorch reference of the whole encoder.
 
-Builds, in PyTorch, the model of core/model.c (DESIGN §1) with tiny shapes and
-writes binary dumps that tests/test_torch_ref.c replays, one per attention kind
-and initialisation scale:
+Builds, in PyTorch, the sasrec encoder (core/arch_sasrec.c; core/README.md,
+"Architectures") with tiny shapes and writes binary dumps that
+tests/test_torch_ref.c replays, one per attention kind and initialisation
+scale:
 
   E   = ItemEmb[s_t] + PosEmb[t]                 (item 0 = padding, row 0 = 0)
   H^0 = LayerNorm(E)                             (dropout 0 here)
@@ -14,8 +15,7 @@ and initialisation scale:
 
 Attention kinds (Dh = D/H, right padding, n = lens[b] valid positions):
   softmax      softmax(Q K^T / sqrt(Dh) + causal mask + key-padding mask) V
-  linrec_code  the released LinRec code (RecBole layers.py, as
-               /work/shared/bench/torch_peer.py):
+  linrec_code  the released LinRec code (RecBole layers.py):
                  Qn = normalize(elu(Q)), Kn = normalize(elu(K)),
                  out = Qn (Kn^T V) / sqrt(Dh)
                ONE DEVIATION, on purpose: rows of Kn at padded positions are
