@@ -37,7 +37,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h> // AVX-512 / AVX2 intrinsics
-#define LR_GEMM_X86 1
+#define LR_GEMM_X86 1 // both kernels are built; an ISA-pinned build uses one (hence "unused")
 #endif
 
 #include "lr.h"
@@ -141,7 +141,7 @@ typedef void (*gemm_kernel)(int64_t K, const float *ap, const float *bp, float *
 #define K512_MR 12
 #define K512_NR 32
 
-__attribute__((target("avx512f"))) static void kern_avx512(int64_t K, const float *ap,
+__attribute__((target("avx512f"), unused)) static void kern_avx512(int64_t K, const float *ap,
                                                             const float *bp, float *c, int64_t ldc,
                                                             int64_t mr, int64_t nr, float alpha,
                                                             float beta) {
@@ -186,7 +186,7 @@ __attribute__((target("avx512f"))) static void kern_avx512(int64_t K, const floa
 #define K256_MR 6
 #define K256_NR 16
 
-__attribute__((target("avx2,fma"))) static void kern_avx2(int64_t K, const float *ap,
+__attribute__((target("avx2,fma"), unused)) static void kern_avx2(int64_t K, const float *ap,
                                                            const float *bp, float *c, int64_t ldc,
                                                            int64_t mr, int64_t nr, float alpha,
                                                            float beta) {

@@ -72,6 +72,31 @@ sys.exit(0 if (w == 0 if tol == 0 else w <= tol) else 1)
 PY
 }
 has_event() { grep -q "\"event\":\"$2\"" "$tmp/$1/metrics.jsonl" 2>/dev/null; }
+# once_each DIR: after resumes, DIR/metrics.jsonl holds steps 1..N once
+# each (N its last), one done line, every line whole JSON with its time;
+# the lines of an attempt's steps after the checkpoint it was resumed from
+# were moved to metrics.superseded.jsonl (its step lines all beyond it).
+once_each() {
+  python3 - "$1" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+ev = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
+steps = [e["step"] for e in ev if e["event"] == "step"]
+n = max(steps) if steps else 0
+done = [e for e in ev if e["event"] == "done"]
+resumes = [e["step"] for e in ev if e["event"] == "resume"]
+sup = os.path.join(d, "metrics.superseded.jsonl")
+ok = n > 0 and steps == list(range(1, n + 1)) and len(done) == 1 and all("time" in e for e in ev)
+ok = ok and os.path.exists(sup) and resumes != []
+if ok:
+    for l in open(sup):
+        try: e = json.loads(l)
+        except ValueError: continue  # a line cut by the kill
+        if e.get("event") == "step" and e["step"] <= min(resumes): ok = False
+if not ok: print("  metrics.jsonl: steps %s, %d done lines, resumes %s" % (steps[:3] + ["..."] + steps[-3:], len(done), resumes))
+sys.exit(0 if ok else 1)
+PY
+}
 
 # ---- 1. bit-identical resume at the same P ----------------------------------------------
 section "1. bit-identical resume at the same P"
@@ -94,6 +119,16 @@ check "P=1 sampled objective (lazy Adam rows): stop at 7, resume: bit-identical"
   resume_same r1s 1 7 --set train.objective=sampled --set train.negatives=3
 check "P=2: stop at step 7, resume: losses and model bit-identical" resume_same r2 2 7 \
   --set dist.item_table=sharded
+# A run that ended at step 10, resumed from its step 4: the lines about
+# steps 5..10 (steps, epoch, evaluations, checkpoints, done) are superseded.
+resume_back() {
+  local dup=(--set train.checkpoint.every_steps=4 --set train.checkpoint.keep_last=5)
+  train 1 dup "${dup[@]}" --set train.max_steps=10 &&
+    train 1 dup "${dup[@]}" --resume "$tmp/dup/checkpoints/step-00000004" &&
+    once_each "$tmp/dup" || { tail -n 5 "$tmp/dup.log"; return 1; }
+}
+check "resumed from an earlier step: metrics.jsonl holds each step and one done, the superseded lines moved out" \
+  resume_back
 
 # ---- 2. resume on another number of ranks ---------------------------------------------
 section "2. resume on another number of ranks"

@@ -4,15 +4,14 @@
 # and unnamed shard kinds, a model file of version 2):
 #   - `ckpt verify` and `ckpt inspect` accept the checkpoint;
 #   - resuming from it to step 8, at P = 1 (the item rows re-cut from the
-#     two writers' shards) and at P = 2, ends in the recorded state hash
-#     (that of the run trained for 8 steps without a stop);
+#     two writers' shards) and at P = 2, ends in the recorded state hash;
 #   - `eval --model` on the model file prints the recorded metrics.
-# The recorded hash is that of the AVX-512 float kernels (core/vmath.h):
-# elsewhere the resume checks are skipped (loading is still checked).
+# The float kernels round alike on every x86-64 CPU (see cli_golden.sh); on
+# other architectures the hash checks are skipped (loading is still checked).
 # Usage: cli_compat.sh LINREC_BINARY SOURCE_DIR
 source "$(dirname "$0")/lib_cli.sh"
 fx=$src/tests/fixtures/v1
-hash=cb17c39ff360bbb6
+hash=8406ed0d385f3cba
 tiny=(--config "$src/configs/quickstart.json" --set data.synthetic.users=120
       --set data.synthetic.items=60 --set data.synthetic.mean_len=10 --set model.d=8
       --set model.heads=2 --set model.layers=1 --set model.inner=16 --set model.max_len=8
@@ -34,7 +33,7 @@ for np in 1 2; do
     "${tiny[@]}" --resume "$tmp/ck$np" --out "$tmp/r$np" > "$tmp/r$np.log" 2>&1
   rc=$?
   check "v1 checkpoint: resume at P=$np runs (exit 0)" [ $rc = 0 ] || tail -5 "$tmp/r$np.log"
-  if grep -qw avx512f /proc/cpuinfo; then
+  if [ "$(uname -m)" = x86_64 ]; then
     got=$(state_hash "$tmp/r$np")
     check "v1 checkpoint: resumed at P=$np to step 8, state hash $got = recorded $hash" \
       [ "$got" = $hash ]

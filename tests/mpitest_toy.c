@@ -28,17 +28,10 @@
 #include "state.h"
 #include "train.h"
 
-// The state hash of the 8-step run below, recorded at P = 1.
-#define RECORDED_HASH 0xb6e8fcc668a66295ull
-
-static int cpu_has_avx512f(void) {
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  char line[4096];
-  int has = 0;
-  while (f && !has && fgets(line, sizeof line, f)) has = strstr(line, " avx512f") != NULL;
-  if (f) fclose(f);
-  return has;
-}
+// The state hash of the 8-step run below, recorded at P = 1. The float
+// kernels round alike on every x86-64 CPU (no contracted FMAs), so the hash
+// holds on all of them; other architectures' libm may round otherwise.
+#define RECORDED_HASH 0x725a11b0a436ea41ull
 
 static int make_config(lr_config *c, int64_t max_steps) {
   const char *sets[] = {"data.synthetic.users=150", "data.synthetic.items=80",
@@ -80,10 +73,10 @@ int main(int argc, char **argv) {
   int rc_a = run(a, 8, NULL, &ra);
   mt_check(rc_a == LR_OK && ra.steps == 8, "8 steps from scratch (%s)",
            rc_a ? lr_error_msg() : "ok");
-  const int avx512 = cpu_has_avx512f();
-  if (avx512)
-    mt_check(ra.state_hash == RECORDED_HASH, "state hash %016llx = recorded at P=1 %016llx",
+#if defined(__x86_64__)
+  mt_check(ra.state_hash == RECORDED_HASH, "state hash %016llx = recorded at P=1 %016llx",
              (unsigned long long)ra.state_hash, (unsigned long long)RECORDED_HASH);
+#endif
   int rc_b = run(b, 4, NULL, &rb);
   int rc_c = rc_b == LR_OK ? run(b, 8, "latest", &rc) : rc_b;
   mt_check(rc_b == LR_OK && rc_c == LR_OK && rc.resumed_step == 4 && rc.steps == 8,
