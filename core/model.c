@@ -19,11 +19,15 @@
 // ---- architectures -----------------------------------------------------------------------
 
 // The built-in architectures, in the order of their ids.
-extern const lr_arch lr_arch_sasrec, lr_arch_recgrela;
+// recgrela_nogate, _noconv, _norope: RecGRELA's ablations (core/arch_recgrela.c).
+extern const lr_arch lr_arch_sasrec, lr_arch_recgrela, lr_arch_recgrela_nogate,
+    lr_arch_recgrela_noconv, lr_arch_recgrela_norope;
 
 #define ARCH_MAX 16
-static const lr_arch *g_archs[ARCH_MAX] = {&lr_arch_sasrec, &lr_arch_recgrela};
-static int g_n_archs = 2;
+static const lr_arch *g_archs[ARCH_MAX] = {&lr_arch_sasrec, &lr_arch_recgrela,
+                                           &lr_arch_recgrela_nogate, &lr_arch_recgrela_noconv,
+                                           &lr_arch_recgrela_norope};
+static int g_n_archs = 5;
 static const char *g_arch_names[ARCH_MAX + 1];
 
 int model_arch_count(void) { return g_n_archs; }
