@@ -128,7 +128,7 @@ static int ref_load(ref_dump *r, const char *path) {
   const lr_arch *arch = r->arch[0] ? model_arch_find(r->arch) : NULL;
   if (r->arch[0] && !arch) FAIL(88, "unknown architecture '%s'", r->arch);
   lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, le_get_f32(b + 48),
-                    ops, arch, 0.0f};
+                    ops, arch, 0.0f, 0, 0.0f, 0, 0};
   if (c.d % c.heads != 0)
     FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads, (long long)c.d);
   r->cfg = c;
