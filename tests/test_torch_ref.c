@@ -438,9 +438,9 @@ static void check_damaged(const char *path) {
       {"bad magic", n, 0, 'X'},
       {"bad version", n, 8, 9},
       {"kind out of range", n, 12, 99},
-      {"unknown flags", n, 104, 0x40},
       {"padding id in a valid position", n, REF_HEADER_BYTES + 4 * 0, 0}, // patched below
       {"empty file", 0, -1, 0},
+      {"unknown flags", n, 104, 0x40},
   };
   // the first id of the dump: after params and table
   {
