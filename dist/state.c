@@ -244,6 +244,15 @@ void state_seq_push(lr_state *s, const int64_t *users, int64_t B) {
   }
 }
 
+dist_stats state_rows_stats(const lr_state *s) {
+  dist_stats t = {0};
+  for (int g = 0; g < s->n_rows_groups; g++) {
+    t.calls += s->rg[g].comm.calls, t.seconds += s->rg[g].comm.seconds;
+    t.bytes_sent += s->rg[g].comm.bytes_sent, t.bytes_recv += s->rg[g].comm.bytes_recv;
+  }
+  return t;
+}
+
 // ---- one optimizer step -----------------------------------------------------------------------
 
 void state_zero_grad(lr_state *s, int full) {
