@@ -59,7 +59,8 @@ static key_def KEYS[] = {
      "attention kind (the README's attention table)"},
     {"model.arch", T_ENUM, OFF(model_arch), "sasrec", 0, 0, NULL,
      "encoder architecture (block type): sasrec = post-LN SASRec/LinRec blocks with a position "
-     "table; recgrela = pre-LN gated RecGRELA blocks (positions through the rela kinds' RoPE)"},
+     "table; recgrela = pre-LN gated RecGRELA blocks (positions through the rela kinds' RoPE); "
+     "ram = RAM, a query stream refined over fixed item representations, plus a users table"},
     {"model.drop_path", T_FLOAT, OFF(model_drop_path), "0", 0, 0.95, NULL,
      "recgrela: DropPath rate of each layer's attention branch, drawn per sequence (seed, "
      "epoch, example, layer); training only, applied when model.dropout > 0"},
