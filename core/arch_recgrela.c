@@ -16,6 +16,16 @@
 // in training, i.e. when the engine's dropout p > 0 (evaluation passes p =
 // 0; a run with model.dropout = 0 therefore has no DropPath either).
 //
+// Ablations, registered as architectures of their own (model.arch), for the
+// README's ablation study only; each is recgrela with one part removed:
+//   recgrela_nogate   no gate: Y = A + C (no Wg, bg)
+//   recgrela_noconv   no local shortcut: Y = A * G (no conv weights, bias)
+//   recgrela_norope   no RoPE: the rela kinds run with the identity in place
+//                     of the rotation (lr_attn_rela_norope,
+//                     lr_attn_rela_causal_norope: qr = qf, kr = kf); other
+//                     kinds have no RoPE and run as they are
+// Their removed tensors have no elements (the parameter count drops).
+//
 // Deliberately not here: the released block's num_layers == 1 branch (no
 // residuals at all); every depth uses the residual form above.
 #include <string.h> // memset, memcpy
@@ -23,6 +33,31 @@
 #include "gemm.h"       // lr_sgemm (Q|K|V written in place, column slices)
 #include "grela.h"      // grela_silu_*, grela_conv_*, grela_gate_*, grela_path_*, grela_colsum
 #include "model_arch.h" // lr_arch, lr_lane_job, model_act, model_site, the layers
+
+// ---- the ablations ---------------------------------------------------------------------------
+
+extern const lr_arch lr_arch_recgrela_nogate, lr_arch_recgrela_noconv, lr_arch_recgrela_norope;
+extern const lr_attn_ops lr_attn_rela, lr_attn_rela_causal, lr_attn_rela_norope,
+    lr_attn_rela_causal_norope; // core/attn_rela.c, core/attn_rela_causal.c
+
+enum { NO_GATE = 1, NO_CONV = 2, NO_ROPE = 4 };
+
+// What architecture a (a recgrela variant) leaves out. Cannot fail.
+static unsigned ablated(const lr_arch *a) {
+  return a == &lr_arch_recgrela_nogate   ? NO_GATE
+         : a == &lr_arch_recgrela_noconv ? NO_CONV
+         : a == &lr_arch_recgrela_norope ? NO_ROPE
+                                         : 0;
+}
+
+// The attention kind m runs: cfg.attn, or its twin without RoPE.
+static const lr_attn_ops *attn_kind(const lr_model *m) {
+  const lr_attn_ops *k = m->cfg.attn;
+  if (!(ablated(m->arch) & NO_ROPE)) return k;
+  return k == &lr_attn_rela          ? &lr_attn_rela_norope
+         : k == &lr_attn_rela_causal ? &lr_attn_rela_causal_norope
+                                     : k;
+}
 
 // ---- tables ---------------------------------------------------------------------------------
 
@@ -55,21 +90,24 @@ enum {
 #define KEY(t) (200u + (uint32_t)(t))
 
 static int recgrela_tensors(const lr_model_cfg *c, lr_tensor t[LR_MAX_TENSORS]) {
-  const size_t D = (size_t)c->d, L = (size_t)c->layers, F = (size_t)c->inner, K = GRELA_CONV_K,
+  const size_t D = (size_t)c->d, L = (size_t)c->layers, F = (size_t)c->inner,
                A = attn_param_elems(c->attn, c->d, c->heads);
+  const unsigned ab = ablated(c->arch);
+  const size_t GD = ab & NO_GATE ? 0 : D, K = ab & NO_CONV ? 0 : GRELA_CONV_K,
+               CD = ab & NO_CONV ? 0 : D;
   const lr_tensor v[N_TENSORS] = {
       [T_LN0_W] = {"ln0_w", D, 0, LR_INIT_ONE, 0, 0},
       [T_LN0_B] = {"ln0_b", D, 0, LR_INIT_ZERO, 0, 0},
       [T_LN1_W] = {"ln1_w", L * D, 1, LR_INIT_ONE, 0, 0},
       [T_LN1_B] = {"ln1_b", L * D, 1, LR_INIT_ZERO, 0, 0},
-      [T_G_W] = {"g_w", L * D * D, 1, LR_INIT_NORMAL, KEY(T_G_W), 0},
-      [T_G_B] = {"g_b", L * D, 1, LR_INIT_ZERO, 0, 0},
+      [T_G_W] = {"g_w", L * GD * D, 1, LR_INIT_NORMAL, KEY(T_G_W), 0},
+      [T_G_B] = {"g_b", L * GD, 1, LR_INIT_ZERO, 0, 0},
       [T_IN_W] = {"in_w", L * D * D, 1, LR_INIT_NORMAL, KEY(T_IN_W), 0},
       [T_IN_B] = {"in_b", L * D, 1, LR_INIT_ZERO, 0, 0},
       [T_QK_W] = {"qk_w", L * 2 * D * D, 1, LR_INIT_NORMAL, KEY(T_QK_W), 0},
       [T_QK_B] = {"qk_b", L * 2 * D, 1, LR_INIT_ZERO, 0, 0},
-      [T_CONV_W] = {"conv_w", L * D * K, 1, LR_INIT_UNIFORM, KEY(T_CONV_W), (int64_t)K},
-      [T_CONV_B] = {"conv_b", L * D, 1, LR_INIT_UNIFORM, KEY(T_CONV_B), (int64_t)K},
+      [T_CONV_W] = {"conv_w", L * D * K, 1, LR_INIT_UNIFORM, KEY(T_CONV_W), GRELA_CONV_K},
+      [T_CONV_B] = {"conv_b", L * CD, 1, LR_INIT_UNIFORM, KEY(T_CONV_B), GRELA_CONV_K},
       [T_OUT_W] = {"out_w", L * D * D, 1, LR_INIT_NORMAL, KEY(T_OUT_W), 0},
       [T_OUT_B] = {"out_b", L * D, 1, LR_INIT_ZERO, 0, 0},
       [T_LN2_W] = {"ln2_w", L * D, 1, LR_INIT_ONE, 0, 0},
@@ -213,6 +251,8 @@ static void recgrela_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
                     c->ln_eps);
   model_lap(m, LR_PHASE_EMBED, &t0);
   const float *h = h0; // the chunk's rows of the layer's input
+  const unsigned ab = ablated(m->arch);
+  const lr_attn_ops *kind = attn_kind(m);
   for (int64_t l = 0; l < L; l++) {
     const size_t lR = (size_t)l * (size_t)z->R + (size_t)z->r0; // per-row statistics
     float *xt = act_l(m, A_XT, l, z, 1), *gz = act_l(m, A_GZ, l, z, 1), *g = act_l(m, A_G, l, z, 1);
@@ -224,33 +264,38 @@ static void recgrela_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     float *hout = act_l(m, A_H, l, z, 1);
     // X~ = LN1(H); G = SiLU(X~ Wg^T + bg); V = X~ Win^T + bin; [Q|K] = V Wqk^T + bqk
     layernorm_forward(xt, model_act(m, A_LN1_MEAN) + lR, model_act(m, A_LN1_RSTD) + lR, h,
-                      model_tensor_layer(m, P, T_LN1_W, l), model_tensor_layer(m, P, T_LN1_B, l), z->nr, D, c->ln_eps);
-    linear_forward(gz, xt, model_tensor_layer(m, P, T_G_W, l), NULL, z->nr, D, D);
-    grela_silu_forward(g, gz, model_tensor_layer(m, P, T_G_B, l), z->nr, D);
-    linear_into(qkv + 2 * D, 3 * D, xt, D, model_tensor_layer(m, P, T_IN_W, l), model_tensor_layer(m, P, T_IN_B, l),
-                z->nr, D, D);
-    linear_into(qkv, 3 * D, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_QK_W, l), model_tensor_layer(m, P, T_QK_B, l),
-                z->nr, D, 2 * D);
+                      model_tensor_layer(m, P, T_LN1_W, l), model_tensor_layer(m, P, T_LN1_B, l),
+                      z->nr, D, c->ln_eps);
+    if (!(ab & NO_GATE)) {
+      linear_forward(gz, xt, model_tensor_layer(m, P, T_G_W, l), NULL, z->nr, D, D);
+      grela_silu_forward(g, gz, model_tensor_layer(m, P, T_G_B, l), z->nr, D);
+    }
+    linear_into(qkv + 2 * D, 3 * D, xt, D, model_tensor_layer(m, P, T_IN_W, l),
+                model_tensor_layer(m, P, T_IN_B, l), z->nr, D, D);
+    linear_into(qkv, 3 * D, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_QK_W, l),
+                model_tensor_layer(m, P, T_QK_B, l), z->nr, D, 2 * D);
     model_lap(m, LR_PHASE_PROJ, &t0);
     attn_forward_range(ac, m->attn_cache + (size_t)l * m->attn_cache_elems,
-                       model_act(m, A_QKV) + (size_t)l * z->RD * 3, m->lens, c->attn,
+                       model_act(m, A_QKV) + (size_t)l * z->RD * 3, m->lens, kind,
                        model_tensor_layer(m, P, T_ATTN_P, l), B, z->b0, z->b1, N, D, H,
                        model_lane_attn_scratch(m));
     model_lap(m, LR_PHASE_ATTN, &t0);
     // C = SiLU(conv(V)) (into y), Y = (A + C) * G, X' = H + DropPath(Y Wout^T + bout)
-    grela_conv_forward(y, cz, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_CONV_W, l),
-                       model_tensor_layer(m, P, T_CONV_B, l), nb, N, D);
-    grela_gate_forward(y, ac, y, g, (int64_t)z->nD);
+    if (!(ab & NO_CONV))
+      grela_conv_forward(y, cz, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_CONV_W, l),
+                         model_tensor_layer(m, P, T_CONV_B, l), nb, N, D);
+    grela_gate_forward(y, ac, ab & NO_CONV ? NULL : y, ab & NO_GATE ? NULL : g, (int64_t)z->nD);
     linear_forward(res1, y, model_tensor_layer(m, P, T_OUT_W, l), NULL, z->nr, D, D);
     for (int64_t b = z->b0; b < z->b1; b++) {
       const size_t o = (size_t)((b - z->b0) * N * D);
-      grela_path_forward(res1 + o, res1 + o, model_tensor_layer(m, P, T_OUT_B, l), h + o, path_scale(j, b, l),
-                         N, D);
+      grela_path_forward(res1 + o, res1 + o, model_tensor_layer(m, P, T_OUT_B, l), h + o,
+                         path_scale(j, b, l), N, D);
     }
     model_lap(m, LR_PHASE_PROJ, &t0);
     // H = X' + Dropout(W2 Dropout(GELU(LN2(X') W1^T + b1)) + b2)
     layernorm_forward(xt2, model_act(m, A_LN2_MEAN) + lR, model_act(m, A_LN2_RSTD) + lR, res1,
-                      model_tensor_layer(m, P, T_LN2_W, l), model_tensor_layer(m, P, T_LN2_B, l), z->nr, D, c->ln_eps);
+                      model_tensor_layer(m, P, T_LN2_W, l), model_tensor_layer(m, P, T_LN2_B, l),
+                      z->nr, D, c->ln_eps);
     linear_forward(fc1, xt2, model_tensor_layer(m, P, T_FC1_W, l), NULL, z->nr, D, F);
     gelu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F); // fc1 := gelu'
     dropout_forward(gelu, gelu, rid, z->nr, F, inner_site(m, dp, l));
@@ -292,51 +337,62 @@ static void backward_layer(const lr_lane_job *j, const lr_lane_rows *z) {
   float *dg = model_act(m, A_D_G) + t * (size_t)D, *dxt = model_act(m, A_D_XT) + t * (size_t)D;
   float *df = model_act(m, A_D_F) + t * (size_t)F;
   float *dqkv = model_act(m, A_D_QKV) + t * 3 * (size_t)D;
+  const unsigned ab = ablated(m->arch);
   double t0 = model_now();
   // H = X' + Dropout(fc2 + b2): dX' = dH (in place), dfc2 = Dropout'(dH)
   memset(dx, 0, z->nD * sizeof(float));
   dropout_backward(dx, dres, rid, nr, D,
                    model_site(m, j->dp, SITE_FFN_OUT(l), KEEP_FFN_OUT(l), z->r0));
   grela_colsum(model_tensor_layer(m, G, T_FC2_B, l), dx, D, nr, D);
-  linear_backward_to(df, model_tensor_layer(m, G, T_FC2_W, l), NULL, dx, gelu, model_tensor_layer(m, P, T_FC2_W, l), nr,
-                     F, D);
+  linear_backward_to(df, model_tensor_layer(m, G, T_FC2_W, l), NULL, dx, gelu,
+                     model_tensor_layer(m, P, T_FC2_W, l), nr, F, D);
   dropout_forward(df, df, rid, nr, F, inner_site(m, j->dp, l)); // the inner mask, again
   gelu_backward_stored(df, fc1, (int64_t)z->nF);
-  linear_backward_to(dx, model_tensor_layer(m, G, T_FC1_W, l), model_tensor_layer(m, G, T_FC1_B, l), df, xt2,
-                     model_tensor_layer(m, P, T_FC1_W, l), nr, D, F);
-  layernorm_backward(dres, model_tensor_layer(m, G, T_LN2_W, l), model_tensor_layer(m, G, T_LN2_B, l), dx, res1,
+  linear_backward_to(dx, model_tensor_layer(m, G, T_FC1_W, l), model_tensor_layer(m, G, T_FC1_B, l),
+                     df, xt2, model_tensor_layer(m, P, T_FC1_W, l), nr, D, F);
+  layernorm_backward(dres, model_tensor_layer(m, G, T_LN2_W, l),
+                     model_tensor_layer(m, G, T_LN2_B, l), dx, res1,
                      model_tensor_layer(m, P, T_LN2_W, l), model_act(m, A_LN2_MEAN) + lR,
                      model_act(m, A_LN2_RSTD) + lR, nr, D);
   model_lap(m, LR_PHASE_FFN, &t0);
   // X' = H + s (Y Wout^T + bout); Y = (A + C) * G
-  grela_path_backward(dx, model_tensor_layer(m, G, T_OUT_B, l), dres, path_scale(j, z->b0, l), nr, D);
-  linear_backward_to(dy, model_tensor_layer(m, G, T_OUT_W, l), NULL, dx, y, model_tensor_layer(m, P, T_OUT_W, l), nr, D,
-                     D);
-  grela_gate_backward(dy, dg, dy, ac, g, nD); // dy := d(A + C)
-  grela_silu_backward(dg, dg, gz, nD);        // dg := the gate's pre-activation gradient
+  grela_path_backward(dx, model_tensor_layer(m, G, T_OUT_B, l), dres, path_scale(j, z->b0, l), nr,
+                      D);
+  linear_backward_to(dy, model_tensor_layer(m, G, T_OUT_W, l), NULL, dx, y,
+                     model_tensor_layer(m, P, T_OUT_W, l), nr, D, D);
+  if (!(ab & NO_GATE)) {                        // (without the gate, dy is d(A + C) already)
+    grela_gate_backward(dy, dg, dy, ac, g, nD); // dy := d(A + C)
+    grela_silu_backward(dg, dg, gz, nD);        // dg := the gate's pre-activation gradient
+  }
   memset(dqkv, 0, z->nD * 3 * sizeof(float));
   model_lap(m, LR_PHASE_PROJ, &t0);
-  attn_backward_range(dqkv, model_tensor_layer(m, G, T_ATTN_P, l), dy,
-                      model_act(m, A_QKV) + (size_t)l * z->RD * 3, model_tensor_layer(m, P, T_ATTN_P, l),
-                      m->attn_cache + (size_t)l * m->attn_cache_elems, m->lens, c->attn, B, z->b0,
-                      z->b1, N, D, H, model_lane_attn_scratch(m));
+  attn_backward_range(
+      dqkv, model_tensor_layer(m, G, T_ATTN_P, l), dy, model_act(m, A_QKV) + (size_t)l * z->RD * 3,
+      model_tensor_layer(m, P, T_ATTN_P, l), m->attn_cache + (size_t)l * m->attn_cache_elems,
+      m->lens, attn_kind(m), B, z->b0, z->b1, N, D, H, model_lane_attn_scratch(m));
   model_lap(m, LR_PHASE_ATTN, &t0);
-  grela_conv_backward(dqkv + 2 * D, 3 * D, model_tensor_layer(m, G, T_CONV_W, l), model_tensor_layer(m, G, T_CONV_B, l),
-                      dy, cz, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_CONV_W, l), 1, N, D);
+  if (!(ab & NO_CONV))
+    grela_conv_backward(dqkv + 2 * D, 3 * D, model_tensor_layer(m, G, T_CONV_W, l),
+                        model_tensor_layer(m, G, T_CONV_B, l), dy, cz, qkv + 2 * D, 3 * D,
+                        model_tensor_layer(m, P, T_CONV_W, l), 1, N, D);
   // [Q|K] = V Wqk^T + bqk; V = X~ Win^T + bin; G's pre-activation = X~ Wg^T + bg
-  const float *qk_w = model_tensor_layer(m, P, T_QK_W, l), *in_w = model_tensor_layer(m, P, T_IN_W, l);
+  const float *qk_w = model_tensor_layer(m, P, T_QK_W, l),
+              *in_w = model_tensor_layer(m, P, T_IN_W, l);
   lr_sgemm(1, 0, 2 * D, D, nr, 1.0f, dqkv, 3 * D, qkv + 2 * D, 3 * D, 1.0f,
            model_tensor_layer(m, G, T_QK_W, l), D);
   grela_colsum(model_tensor_layer(m, G, T_QK_B, l), dqkv, 3 * D, nr, 2 * D);
   lr_sgemm(0, 0, nr, D, 2 * D, 1.0f, dqkv, 3 * D, qk_w, D, 1.0f, dqkv + 2 * D, 3 * D);
-  lr_sgemm(1, 0, D, D, nr, 1.0f, dqkv + 2 * D, 3 * D, xt, D, 1.0f, model_tensor_layer(m, G, T_IN_W, l), D);
+  lr_sgemm(1, 0, D, D, nr, 1.0f, dqkv + 2 * D, 3 * D, xt, D, 1.0f,
+           model_tensor_layer(m, G, T_IN_W, l), D);
   grela_colsum(model_tensor_layer(m, G, T_IN_B, l), dqkv + 2 * D, 3 * D, nr, D);
   lr_sgemm(0, 0, nr, D, D, 1.0f, dqkv + 2 * D, 3 * D, in_w, D, 0.0f, dxt, D);
-  linear_backward(dxt, model_tensor_layer(m, G, T_G_W, l), model_tensor_layer(m, G, T_G_B, l), dg, xt,
-                  model_tensor_layer(m, P, T_G_W, l), nr, D, D);
+  if (!(ab & NO_GATE))
+    linear_backward(dxt, model_tensor_layer(m, G, T_G_W, l), model_tensor_layer(m, G, T_G_B, l), dg,
+                    xt, model_tensor_layer(m, P, T_G_W, l), nr, D, D);
   // X~ = LN1(H): dH = dX' + LN1'(dX~)
   memcpy(dhin, dres, z->nD * sizeof(float));
-  layernorm_backward(dhin, model_tensor_layer(m, G, T_LN1_W, l), model_tensor_layer(m, G, T_LN1_B, l), dxt, hin,
+  layernorm_backward(dhin, model_tensor_layer(m, G, T_LN1_W, l),
+                     model_tensor_layer(m, G, T_LN1_B, l), dxt, hin,
                      model_tensor_layer(m, P, T_LN1_W, l), model_act(m, A_LN1_MEAN) + lR,
                      model_act(m, A_LN1_RSTD) + lR, nr, D);
   model_lap(m, LR_PHASE_PROJ, &t0);
@@ -369,17 +425,20 @@ static void recgrela_bwd(const lr_lane_job *j, const lr_lane_rows *z) {
 
 static double recgrela_layer_flops(const lr_model_cfg *c) {
   const double N = (double)c->max_len, D = (double)c->d, F = (double)c->inner;
+  const unsigned ab = ablated(c->arch);
   // gate, V, Q|K, output, FFN; the conv's K taps
-  return N * (5 * D * D + 2 * D * F + (double)GRELA_CONV_K * D);
+  return N * ((ab & NO_GATE ? 4 : 5) * D * D + 2 * D * F +
+              (ab & NO_CONV ? 0 : (double)GRELA_CONV_K * D));
 }
 
-const lr_arch lr_arch_recgrela = {
-    .name = "recgrela",
-    .tensors = recgrela_tensors,
-    .acts = recgrela_acts,
-    .keep_blocks = recgrela_keep_blocks,
-    .fwd = recgrela_fwd,
-    .bwd = recgrela_bwd,
-    .output = recgrela_output,
-    .layer_flops = recgrela_layer_flops,
-};
+// recgrela and its ablations: the same functions; ablated() tells them apart.
+#define RECGRELA_VARIANT(nm)                                                                       \
+  {                                                                                                \
+    .name = nm, .tensors = recgrela_tensors, .acts = recgrela_acts,                                \
+    .keep_blocks = recgrela_keep_blocks, .fwd = recgrela_fwd, .bwd = recgrela_bwd,                 \
+    .output = recgrela_output, .layer_flops = recgrela_layer_flops,                                \
+  }
+const lr_arch lr_arch_recgrela = RECGRELA_VARIANT("recgrela");
+const lr_arch lr_arch_recgrela_nogate = RECGRELA_VARIANT("recgrela_nogate");
+const lr_arch lr_arch_recgrela_noconv = RECGRELA_VARIANT("recgrela_noconv");
+const lr_arch lr_arch_recgrela_norope = RECGRELA_VARIANT("recgrela_norope");

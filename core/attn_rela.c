@@ -16,6 +16,10 @@
 // sums (padded rows included, n = N in the formula above) and writes an
 // output for each; a padded batch then changes a sequence's outputs, which
 // is why it is not a training kind.
+//
+// And `rela_norope`, NOT in the registry either: rela with the identity in
+// place of RoPE, the attention of the ablation model.arch=recgrela_norope
+// (core/arch_recgrela.c picks it in place of rela).
 #ifndef ATTN_BODY
 #include "attn_kernels.h" // attn_region, attn_linear_flops
 #include "gemm.h"         // lr_sgemm, lr_dgemm
@@ -95,11 +99,25 @@ const lr_attn_ops lr_attn_rela_released = {
     rela_released_bwd_f64,
     attn_linear_flops};
 
+const lr_attn_ops lr_attn_rela_norope = {
+    "rela_norope",
+    "rela without RoPE (qr = qf, kr = kf): the ablation model.arch=recgrela_norope",
+    0,
+    cache_elems,
+    scratch_elems,
+    NULL,
+    NULL,
+    rela_norope_fwd,
+    rela_norope_bwd,
+    rela_norope_fwd_f64,
+    rela_norope_bwd_f64,
+    attn_linear_flops};
+
 #else // ---- the kernels, over `real` ------------------------------------------------------
 
 // Rows 0..n-1 of the sequence (n = N for rela_released).
 static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_t N, int64_t D,
-                        int64_t H, real *scratch) {
+                        int64_t H, real *scratch, int rope) {
   const int64_t d = D / H, ldx = 3 * D;
   const cache_layout c = layout(N, D, H);
   const scratch_layout s = slayout(N, D, H);
@@ -107,7 +125,7 @@ static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_
   real *den = cache + c.den, *o = cache + c.o;
   real *cs = scratch + s.cs, *qr = scratch + s.qr, *kr = scratch + s.kr;
   FN(grela_maps_forward)(qf, kf, xb, n, D, scratch + s.vec);
-  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D);
+  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D, rope);
   for (int64_t j = 0; j < D; j++)
     ksum[j] = 0;
   for (int64_t i = 0; i < n; i++)
@@ -135,7 +153,7 @@ static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_
 //   dqr = dnum kv^T;  dkv = qr^T dnum;  dkr = V dkv^T;  dV += kr dkv
 //   dqf = R^T dqr + dden ksum;  dkf_m = R^T dkr_m + sum_i dden_i qf_i
 static void FN(run_bwd)(real *dxb, const real *gb, const real *xb, const real *cache, int64_t n,
-                        int64_t N, int64_t D, int64_t H, real *scratch) {
+                        int64_t N, int64_t D, int64_t H, real *scratch, int rope) {
   const int64_t d = D / H, ldx = 3 * D;
   const cache_layout c = layout(N, D, H);
   const scratch_layout s = slayout(N, D, H);
@@ -144,7 +162,7 @@ static void FN(run_bwd)(real *dxb, const real *gb, const real *xb, const real *c
   real *cs = scratch + s.cs, *qr = scratch + s.qr, *kr = scratch + s.kr;
   real *dqr = scratch + s.dqr, *dkr = scratch + s.dkr, *dnum = scratch + s.dnum;
   real *dkv = scratch + s.dkv, *dden = scratch + s.dden, *u = scratch + s.u;
-  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D);
+  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D, rope);
   FN(grela_div_backward)(dnum, dden, gb, o, den, n, D, H);
   for (int64_t h = 0; h < H; h++) {
     const real *kvh = kv + h * d * d;
@@ -174,25 +192,37 @@ static void FN(run_bwd)(real *dxb, const real *gb, const real *xb, const real *c
 
 static void FN(rela_fwd)(real *ob, real *cache, const real *xb, const real *prm, int64_t n,
                          int64_t N, int64_t D, int64_t H, real *scratch) {
-  FN(run_fwd)(ob, cache, xb, n, N, D, H, scratch);
+  FN(run_fwd)(ob, cache, xb, n, N, D, H, scratch, 1);
 }
 
 static void FN(rela_bwd)(real *dxb, real *dprm, const real *gb, const real *xb, const real *prm,
                          const real *cache, int64_t n, int64_t N, int64_t D, int64_t H,
                          real *scratch) {
-  FN(run_bwd)(dxb, gb, xb, cache, n, N, D, H, scratch);
+  FN(run_bwd)(dxb, gb, xb, cache, n, N, D, H, scratch, 1);
 }
 
 // The released semantics: all N rows, whatever n.
 static void FN(rela_released_fwd)(real *ob, real *cache, const real *xb, const real *prm, int64_t n,
                                   int64_t N, int64_t D, int64_t H, real *scratch) {
-  FN(run_fwd)(ob, cache, xb, N, N, D, H, scratch);
+  FN(run_fwd)(ob, cache, xb, N, N, D, H, scratch, 1);
 }
 
 static void FN(rela_released_bwd)(real *dxb, real *dprm, const real *gb, const real *xb,
                                   const real *prm, const real *cache, int64_t n, int64_t N,
                                   int64_t D, int64_t H, real *scratch) {
-  FN(run_bwd)(dxb, gb, xb, cache, N, N, D, H, scratch);
+  FN(run_bwd)(dxb, gb, xb, cache, N, N, D, H, scratch, 1);
+}
+
+// The ablation without RoPE: rela with the identity in place of the rotation.
+static void FN(rela_norope_fwd)(real *ob, real *cache, const real *xb, const real *prm, int64_t n,
+                                int64_t N, int64_t D, int64_t H, real *scratch) {
+  FN(run_fwd)(ob, cache, xb, n, N, D, H, scratch, 0);
+}
+
+static void FN(rela_norope_bwd)(real *dxb, real *dprm, const real *gb, const real *xb,
+                                const real *prm, const real *cache, int64_t n, int64_t N, int64_t D,
+                                int64_t H, real *scratch) {
+  FN(run_bwd)(dxb, gb, xb, cache, n, N, D, H, scratch, 0);
 }
 
 #endif

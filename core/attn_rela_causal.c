@@ -74,17 +74,33 @@ const lr_attn_ops lr_attn_rela_causal = {
     rela_causal_bwd_f64,
     attn_causal_flops};
 
+// Not in the registry: rela_causal without RoPE, the attention of the
+// ablation model.arch=recgrela_norope (core/arch_recgrela.c).
+const lr_attn_ops lr_attn_rela_causal_norope = {
+    "rela_causal_norope",
+    "rela_causal without RoPE (qr = qf, kr = kf): the ablation model.arch=recgrela_norope",
+    1,
+    cache_elems,
+    scratch_elems,
+    NULL,
+    NULL,
+    rela_causal_norope_fwd,
+    rela_causal_norope_bwd,
+    rela_causal_norope_fwd_f64,
+    rela_causal_norope_bwd_f64,
+    attn_causal_flops};
+
 #else // ---- the kernels, over `real` ------------------------------------------------------
 
-static void FN(rela_causal_fwd)(real *ob, real *cache, const real *xb, const real *prm, int64_t n,
-                                int64_t N, int64_t D, int64_t H, real *scratch) {
+static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_t N, int64_t D,
+                        int64_t H, real *scratch, int rope) {
   const int64_t d = D / H, ldx = 3 * D;
   const cache_layout c = layout(N, D, H);
   const scratch_layout s = slayout(N, D, H);
   real *qf = cache + c.qf, *kf = cache + c.kf, *den = cache + c.den, *o = cache + c.o;
   real *cs = scratch + s.cs, *qr = scratch + s.qr, *kr = scratch + s.kr, *run = scratch + s.run;
   FN(grela_maps_forward)(qf, kf, xb, n, D, scratch + s.vec);
-  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D);
+  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D, rope);
   for (int64_t h = 0; h < H; h++)
     FN(attn_causal_linear_forward)
     (ob + h * d, D, qr + h * d, D, kr + h * d, D, xb + 2 * D + h * d, ldx, n, d, d, scratch + s.p,
@@ -111,9 +127,8 @@ static void FN(rela_causal_fwd)(real *ob, real *cache, const real *xb, const rea
 // P_i = sum_{m<=i} kf_m
 //   dnum = g / den;  dden = -(g . o) / den;  causal_linear_backward(dnum) -> dqr, dkr, dV
 //   dqf_i = R^T dqr_i + dden_i P_i;  dkf_m = R^T dkr_m + sum_{i>=m} dden_i qf_i
-static void FN(rela_causal_bwd)(real *dxb, real *dprm, const real *gb, const real *xb,
-                                const real *prm, const real *cache, int64_t n, int64_t N, int64_t D,
-                                int64_t H, real *scratch) {
+static void FN(run_bwd)(real *dxb, const real *gb, const real *xb, const real *cache, int64_t n,
+                        int64_t N, int64_t D, int64_t H, real *scratch, int rope) {
   const int64_t d = D / H, ldx = 3 * D;
   const cache_layout c = layout(N, D, H);
   const scratch_layout s = slayout(N, D, H);
@@ -121,7 +136,7 @@ static void FN(rela_causal_bwd)(real *dxb, real *dprm, const real *gb, const rea
   real *cs = scratch + s.cs, *qr = scratch + s.qr, *kr = scratch + s.kr, *run = scratch + s.run;
   real *dqr = scratch + s.dqr, *dkr = scratch + s.dkr, *dnum = scratch + s.dnum;
   real *dden = scratch + s.dden;
-  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D);
+  FN(grela_rope_qk)(cs, qr, kr, qf, kf, n, D, rope);
   FN(grela_div_backward)(dnum, dden, gb, o, den, n, D, H);
   for (int64_t i = 0; i < n * D; i++)
     dqr[i] = 0, dkr[i] = 0;
@@ -153,6 +168,29 @@ static void FN(rela_causal_bwd)(real *dxb, real *dprm, const real *gb, const rea
       }
     }
   FN(grela_maps_backward)(dxb, dqr, dkr, xb, n, D, scratch + s.vec);
+}
+
+static void FN(rela_causal_fwd)(real *ob, real *cache, const real *xb, const real *prm, int64_t n,
+                                int64_t N, int64_t D, int64_t H, real *scratch) {
+  FN(run_fwd)(ob, cache, xb, n, N, D, H, scratch, 1);
+}
+
+static void FN(rela_causal_bwd)(real *dxb, real *dprm, const real *gb, const real *xb,
+                                const real *prm, const real *cache, int64_t n, int64_t N, int64_t D,
+                                int64_t H, real *scratch) {
+  FN(run_bwd)(dxb, gb, xb, cache, n, N, D, H, scratch, 1);
+}
+
+// The ablation without RoPE: the identity in place of the rotation.
+static void FN(rela_causal_norope_fwd)(real *ob, real *cache, const real *xb, const real *prm,
+                                       int64_t n, int64_t N, int64_t D, int64_t H, real *scratch) {
+  FN(run_fwd)(ob, cache, xb, n, N, D, H, scratch, 0);
+}
+
+static void FN(rela_causal_norope_bwd)(real *dxb, real *dprm, const real *gb, const real *xb,
+                                       const real *prm, const real *cache, int64_t n, int64_t N,
+                                       int64_t D, int64_t H, real *scratch) {
+  FN(run_bwd)(dxb, gb, xb, cache, n, N, D, H, scratch, 0);
 }
 
 #endif

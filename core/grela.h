@@ -61,10 +61,13 @@ void grela_maps_backward_f64(double *dx, const double *dqf, const double *dkf, c
 
 // ---- the rela kinds' shared steps --------------------------------------------------------
 // cs (n,D) = the RoPE table, qr, kr (n,D) = the rotations of qf, kf (ld D).
+// rope = 0 (the ablation model.arch=recgrela_norope): cs is the identity
+// (cos 1, sin 0), so qr = qf and kr = kf exactly, and so are the
+// gradients through grela_rope_backward.
 void grela_rope_qk(float *cs, float *qr, float *kr, const float *qf, const float *kf, int64_t n,
-                   int64_t D);
+                   int64_t D, int rope);
 void grela_rope_qk_f64(double *cs, double *qr, double *kr, const double *qf, const double *kf,
-                       int64_t n, int64_t D);
+                       int64_t n, int64_t D, int rope);
 // The division o = num / den per (row, head), backward: from g (n,D) WRITES
 // dnum = g / den (n,D) and dden = -(g . o) / den (n,H); o (n,D), den (n,H).
 void grela_div_backward(float *dnum, float *dden, const float *g, const float *o, const float *den,
@@ -104,7 +107,8 @@ void grela_conv_backward_f64(double *dv, int64_t lddv, double *dw, double *db, d
 // ---- the gate: Y = (A + C) * G ---------------------------------------------------------
 // ac (n) += c (ac holds A), then y = ac * g (y may equal c). Backward
 // WRITES dac = dy * g (the gradient of A and of C) and dg = dy * ac (either
-// may equal dy).
+// may equal dy). The ablations: c = NULL, no shortcut (y = A * G); g =
+// NULL, no gate (y = A + C, dac = dy, dg not written: may be NULL).
 void grela_gate_forward(float *y, float *ac, const float *c, const float *g, int64_t n);
 void grela_gate_forward_f64(double *y, double *ac, const double *c, const double *g, int64_t n);
 void grela_gate_backward(float *dac, float *dg, const float *dy, const float *ac, const float *g,

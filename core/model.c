@@ -19,11 +19,15 @@
 // ---- architectures -----------------------------------------------------------------------
 
 // The built-in architectures, in the order of their ids.
-extern const lr_arch lr_arch_sasrec, lr_arch_recgrela;
+// recgrela_nogate, _noconv, _norope: RecGRELA's ablations (core/arch_recgrela.c).
+extern const lr_arch lr_arch_sasrec, lr_arch_recgrela, lr_arch_recgrela_nogate,
+    lr_arch_recgrela_noconv, lr_arch_recgrela_norope, lr_arch_ram;
 
 #define ARCH_MAX 16
-static const lr_arch *g_archs[ARCH_MAX] = {&lr_arch_sasrec, &lr_arch_recgrela};
-static int g_n_archs = 2;
+static const lr_arch *g_archs[ARCH_MAX] = {&lr_arch_sasrec,          &lr_arch_recgrela,
+                                           &lr_arch_recgrela_nogate, &lr_arch_recgrela_noconv,
+                                           &lr_arch_recgrela_norope, &lr_arch_ram};
+static int g_n_archs = 6;
 static const char *g_arch_names[ARCH_MAX + 1];
 
 int model_arch_count(void) { return g_n_archs; }
@@ -115,11 +119,10 @@ static void init_normal(float *x, size_t n, uint64_t seed, uint32_t tensor) {
   }
 }
 
-// U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the bound of PyTorch's default
-// kaiming_uniform_(a = sqrt(5)) weight init and of its bias init.
-static void init_uniform(float *x, size_t n, uint64_t seed, uint32_t tensor, int64_t fan_in) {
-  LR_ASSERT(fan_in >= 1);
-  const double bound = 1.0 / sqrt((double)fan_in);
+// U(-bound, bound): 1/sqrt(fan_in) is the bound of PyTorch's default
+// kaiming_uniform_(a = sqrt(5)) weight init and of its bias init,
+// sqrt(6/(fan_in+fan_out)) xavier_uniform_'s.
+static void init_uniform(float *x, size_t n, uint64_t seed, uint32_t tensor, double bound) {
   for (size_t e = 0; e < n; e++) {
     lr_rng4 r = lr_philox(seed, LR_STREAM_INIT, (uint32_t)e, (uint32_t)(e >> 32), tensor, 1);
     x[e] = (float)(bound * (2.0 * lr_u01d(r.v[0], r.v[1]) - 1.0));
@@ -134,7 +137,14 @@ static void init_params(lr_model *m, uint64_t seed) {
     const lr_tensor *t = &m->tensors[i];
     float *x = m->params_mem + m->tensor_off[i];
     if (t->init == LR_INIT_NORMAL) init_normal(x, t->elems, seed, t->key);
-    if (t->init == LR_INIT_UNIFORM) init_uniform(x, t->elems, seed, t->key, t->fan_in);
+    if (t->init == LR_INIT_UNIFORM) {
+      LR_ASSERT(t->fan_in >= 1);
+      init_uniform(x, t->elems, seed, t->key, 1.0 / sqrt((double)t->fan_in));
+    }
+    if (t->init == LR_INIT_XAVIER) {
+      LR_ASSERT(t->fan_in >= 1 && t->fan_out >= 1);
+      init_uniform(x, t->elems, seed, t->key, sqrt(6.0 / (double)(t->fan_in + t->fan_out)));
+    }
     if (t->init == LR_INIT_ONE)
       for (size_t e = 0; e < t->elems; e++)
         x[e] = 1.0f;

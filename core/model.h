@@ -5,8 +5,9 @@
 // arena, sized once for a maximum batch.
 //
 // The architecture is cfg.arch (NULL: `sasrec`, below); each is one file
-// core/arch_<name>.c behind model_arch.h, so a new block type (pre-LN gated,
-// recursive query stream, ...) is a new file, not a fork of the engine.
+// core/arch_<name>.c behind model_arch.h, so a new block type (pre-LN gated:
+// recgrela; recursive query stream over fixed item representations: ram) is
+// a new file, not a fork of the engine.
 //
 // sasrec (SASRec/LinRec, post-LN as RecBole):
 //   E   = ItemEmb[s_t] + PosEmb[t]                    (item rows come from outside:
@@ -38,6 +39,14 @@ typedef struct {
   const lr_attn_ops *attn; // the attention kind (attention.h registry)
   const lr_arch *arch;     // the architecture (NULL: sasrec)
   float drop_path;         // DropPath rate of the blocks that have one (recgrela); training only
+  // Only row lens[b]-1 of each sequence's output is read, and only its
+  // gradient is given (train.positions=last, evaluation): an architecture
+  // may compute that row alone (ram does; the others ignore it).
+  int last_only;
+  // ram (core/arch_ram.c) only; zeros are the plain form:
+  float emb_scale;   // item rows scaled by this in E (0: 1; the released code: sqrt(D))
+  int pos_from_end;  // position of row t is N - len + t (left-padding semantics), else t
+  int no_user_table; // RAM-u: no users row group
 } lr_model_cfg;
 
 // ---- the architectures ---------------------------------------------------------------------
@@ -90,8 +99,10 @@ typedef enum {
   LR_INIT_ONE,      // LayerNorm scales
   LR_INIT_NORMAL,   // N(0, 0.02) from the counter-based RNG keyed by (seed, key, element)
   LR_INIT_ATTN,     // the attention kind's own init (zeros without one)
-  LR_INIT_UNIFORM   // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) keyed by (seed, key, element):
+  LR_INIT_UNIFORM,  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) keyed by (seed, key, element):
                     // PyTorch's default init of Conv1d/Linear weights and biases
+  LR_INIT_XAVIER    // U(-sqrt(6/(fan_in+fan_out)), +...) keyed as _UNIFORM: PyTorch's
+                    // xavier_uniform_
 } lr_init_kind;
 
 typedef struct {
@@ -100,7 +111,8 @@ typedef struct {
   int per_layer;
   lr_init_kind init;
   uint32_t key;      // LR_INIT_NORMAL's, _UNIFORM's RNG key (kept stable: results depend on it)
-  int64_t fan_in;    // LR_INIT_UNIFORM: the fan-in that sets its bound
+  int64_t fan_in;    // LR_INIT_UNIFORM, _XAVIER: the fan-in that sets its bound
+  int64_t fan_out;   // LR_INIT_XAVIER: the fan-out
 } lr_tensor;
 
 // The tensors of cfg's architecture in arena order; returns their number.
@@ -222,6 +234,8 @@ void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
 
 // Set the DropPath rate (0 <= p < 1, asserted by its user). Cannot fail.
 static inline void model_set_drop_path(lr_model *m, float p) { m->cfg.drop_path = p; }
+// Set cfg.last_only for the next forward (and its backward). Cannot fail.
+static inline void model_set_last_only(lr_model *m, int on) { m->cfg.last_only = on; }
 
 // Install (or, with fn = NULL, remove) the backward hook. Cannot fail.
 void model_set_backward_hook(lr_model *m, lr_backward_hook fn, void *ctx);

@@ -218,8 +218,11 @@ static int hidden_states(const lr_scorer *sc, eval_ws *w, int64_t nb, int64_t n2
                        n2));
   if (nb == 0) return LR_OK;
   lr_dropout dp = {0};
+  const int last_only = sc->model->cfg.last_only; // only the last rows are read: the fast path
+  model_set_last_only(sc->model, 1);
   const float *h = model_forward(sc->model, w->idx, *rows, w->lens, w->row_ids, nb, dp,
                                  state_seq_rows(sc->st, w->users, nb));
+  model_set_last_only(sc->model, last_only);
   for (int64_t b = 0; b < nb; b++)
     memcpy(w->hs + b * w->D, h + (b * w->N + w->lens[b] - 1) * w->D, (size_t)w->D * sizeof(float));
   return LR_OK;

@@ -32,7 +32,11 @@ int state_model_cfg(lr_model_cfg *mc, const lr_config *c, int64_t n_items, int t
                        .ln_eps = (float)c->model_ln_eps,
                        .attn = k,
                        .arch = a,
-                       .drop_path = training ? (float)c->model_drop_path : 0.0f};
+                       .drop_path = training ? (float)c->model_drop_path : 0.0f,
+                       .last_only = !training || c->train_positions == LR_POS_LAST,
+                       .emb_scale = c->model_ram_emb_scale ? (float)sqrt((double)c->model_d) : 1.0f,
+                       .pos_from_end = c->model_ram_pos_from == 0,
+                       .no_user_table = !c->model_ram_users};
   return LR_OK;
 }
 
@@ -238,6 +242,15 @@ void state_seq_push(lr_state *s, const int64_t *users, int64_t B) {
       if (!r->touched[row]) r->touched[row] = 1, r->list[r->n_list++] = row;
     }
   }
+}
+
+dist_stats state_rows_stats(const lr_state *s) {
+  dist_stats t = {0};
+  for (int g = 0; g < s->n_rows_groups; g++) {
+    t.calls += s->rg[g].comm.calls, t.seconds += s->rg[g].comm.seconds;
+    t.bytes_sent += s->rg[g].comm.bytes_sent, t.bytes_recv += s->rg[g].comm.bytes_recv;
+  }
+  return t;
 }
 
 // ---- one optimizer step -----------------------------------------------------------------------

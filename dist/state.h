@@ -71,6 +71,7 @@ typedef struct {
   int64_t *list, n_list;       // those rows (local indices), in first-touch order
   float *batch;                // (max_B, width) the batch's sequences' rows
   lr_xs *dbatch;               // (max_B, width) their gradient
+  dist_stats comm;             // rows or gradients sent to or taken from other ranks
 } lr_rowgroup;
 
 // What a state is for.
@@ -145,6 +146,11 @@ lr_xs *const *state_seq_grads(lr_state *s);
 // After model_backward: add the batch's row gradients into the groups (each
 // user's rows on this rank, exactly) and mark the rows. Local.
 void state_seq_push(lr_state *s, const int64_t *users, int64_t B);
+// The traffic of the users-placed row groups, summed: always none in
+// training (a user's rows, lookups, gradients and Adam updates stay on the
+// rank of its sequences; the clipping norm's exact sum is one scalar,
+// reported nowhere). Local.
+dist_stats state_rows_stats(const lr_state *s);
 
 // ---- one optimizer step ---------------------------------------------------------------------
 // Zero every gradient (full: all item rows have gradient every step, the

@@ -103,14 +103,15 @@ static void event_eval(trainer *t, const char *split, int epoch, const lr_metric
 }
 
 // Communication by kind: lookup, gradient push, loss collectives, dense
-// allreduce, replicated-table allreduce.
-#define N_COMM 5
+// allreduce, replicated-table allreduce, users-placed row groups (state.h).
+#define N_COMM 6
 static const char *const COMM_NAMES[N_COMM] = {"lookup", "push", "loss", "dense",
-                                               "table_allreduce"};
+                                               "table_allreduce", "users"};
 
 static void comm_take(const trainer *t, dist_stats s[N_COMM]) {
   table_stats(&t->st.table, &s[0], &s[1], &s[2], &s[4]);
   s[3] = gradsync_stats(t->st.gsync);
+  s[5] = state_rows_stats(&t->st);
 }
 
 // The epoch's event with its per-step traffic by kind between two

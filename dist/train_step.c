@@ -18,12 +18,16 @@
 #include "train_internal.h"
 
 // Negatives for loss row (example e, position t), counter-based: they depend
-// on (seed, epoch, e, t) only, not on the rank or micro-batch.
-static int32_t draw_negative(const trainer *t, uint64_t e, int64_t pos, int64_t j, uint32_t epoch) {
+// on (seed, epoch, e, t) only, not on the rank or micro-batch. Draw `a` of
+// a row (a > 0: train.negatives_skip_history's redraws) has a << 24 in the
+// epoch word.
+static int32_t draw_one(const trainer *t, uint64_t e, int64_t pos, int64_t j, uint32_t epoch,
+                        uint32_t a) {
   const lr_config *c = t->c;
   int64_t I = t->ds.n_items;
+  LR_ASSERT(epoch < (1u << 24) && a < 256);
   lr_rng4 r = lr_philox((uint64_t)c->train_seed, LR_STREAM_NEGATIVES, (uint32_t)e,
-                        (uint32_t)(e >> 32), epoch, (uint32_t)(pos * (t->C - 1) + j));
+                        (uint32_t)(e >> 32), epoch | a << 24, (uint32_t)(pos * (t->C - 1) + j));
   if (c->train_sampler == LR_SAMPLER_POP && t->pop_cdf[I] > 0) {
     double x = lr_u01d(r.v[0], r.v[1]) * t->pop_cdf[I];
     int64_t lo = 1, hi = I;
@@ -37,6 +41,26 @@ static int32_t draw_negative(const trainer *t, uint64_t e, int64_t pos, int64_t 
     return (int32_t)lo;
   }
   return (int32_t)(1 + lr_below(r.v[2], r.v[3], (uint64_t)I));
+}
+
+#define SKIP_HISTORY_DRAWS 64
+
+// draw_one, drawn again while the item is in the training history of the
+// example's user (train.negatives_skip_history; a linear scan of it), at
+// most SKIP_HISTORY_DRAWS times (a history that covers the catalog keeps
+// the last draw).
+static int32_t draw_negative(const trainer *t, uint64_t e, int64_t pos, int64_t j, uint32_t epoch) {
+  int32_t v = draw_one(t, e, pos, j, epoch, 0);
+  if (!t->c->train_neg_skip_history) return v;
+  const int64_t u = examples_user(&t->ex, (int64_t)e), n = examples_train_len(&t->ds, u);
+  const int32_t *h = t->ds.items + t->ds.offsets[u];
+  for (uint32_t a = 1; a < SKIP_HISTORY_DRAWS; a++) {
+    int64_t i = 0;
+    while (i < n && h[i] != v) i++;
+    if (i == n) break;
+    v = draw_one(t, e, pos, j, epoch, a);
+  }
+  return v;
 }
 
 // The rank owning user u (user_lo is sorted). Local.

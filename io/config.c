@@ -59,10 +59,20 @@ static key_def KEYS[] = {
      "attention kind (the README's attention table)"},
     {"model.arch", T_ENUM, OFF(model_arch), "sasrec", 0, 0, NULL,
      "encoder architecture (block type): sasrec = post-LN SASRec/LinRec blocks with a position "
-     "table; recgrela = pre-LN gated RecGRELA blocks (positions through the rela kinds' RoPE)"},
+     "table; recgrela = pre-LN gated RecGRELA blocks (positions through the rela kinds' RoPE); "
+     "recgrela_nogate, _noconv, _norope = RecGRELA without its gate, local shortcut or RoPE "
+     "(ablations); ram = RAM, a query stream refined over fixed item representations, plus a "
+     "users table"},
     {"model.drop_path", T_FLOAT, OFF(model_drop_path), "0", 0, 0.95, NULL,
      "recgrela: DropPath rate of each layer's attention branch, drawn per sequence (seed, "
      "epoch, example, layer); training only, applied when model.dropout > 0"},
+    {"model.ram.emb_scale", T_BOOL, OFF(model_ram_emb_scale), "true", 0, 0, NULL,
+     "ram: scale the item rows by sqrt(d) in E (as released)"},
+    {"model.ram.pos_from", T_ENUM, OFF(model_ram_pos_from), "end", 0, 0, "end|start",
+     "ram: position of a sequence's row counted from its end (the last item at max_len - 1: the "
+     "released left-padding semantics) or from its start"},
+    {"model.ram.users", T_BOOL, OFF(model_ram_users), "true", 0, 0, NULL,
+     "ram: add the user's row of the users table to the final state (false: RAM-u)"},
     {"model.d", T_INT, OFF(model_d), "64", 2, 65536, NULL, "hidden size D"},
     {"model.heads", T_INT, OFF(model_heads), "2", 1, 1024, NULL, "attention heads (divide d)"},
     {"model.layers", T_INT, OFF(model_layers), "2", 1, 31, NULL, "transformer layers"},
@@ -95,6 +105,9 @@ static key_def KEYS[] = {
      "negatives per loss row (sampled, bce); at most the catalog size - 1"},
     {"train.sampler", T_ENUM, OFF(train_sampler), "uniform", 0, 0, "uniform|pop",
      "negative sampling distribution"},
+    {"train.negatives_skip_history", T_BOOL, OFF(train_neg_skip_history), "false", 0, 0, NULL,
+     "sampled, bce: draw again (up to 64 times) a negative that is in the user's training "
+     "history (the released SASRec/RAM sampler)"},
     {"train.seed", T_INT, OFF(train_seed), "42", 0, 9e18, NULL,
      "seed of initialisation, shuffling, dropout and negatives"},
     {"train.patience", T_INT, OFF(train_patience), "5", 0, 1e9, NULL,

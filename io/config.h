@@ -33,6 +33,7 @@ typedef struct {
   int model_attention; // the attention kind's id (core/attention.h registry order)
   int model_arch;      // the architecture's id (core/model.h registry order)
   double model_drop_path;
+  int model_ram_emb_scale, model_ram_pos_from, model_ram_users; // pos_from: 0 end, 1 start
   int64_t model_d, model_heads, model_layers, model_inner, model_max_len;
   double model_dropout, model_ln_eps;
   // train.*
@@ -42,6 +43,7 @@ typedef struct {
   int train_objective; // lr_objective
   int64_t train_negatives;
   int train_sampler; // lr_sampler
+  int train_neg_skip_history;
   int64_t train_seed, train_patience, train_threads, train_loss_tile;
   // train.checkpoint.*
   int64_t ckpt_every_steps, ckpt_every_epochs, ckpt_keep_last, ckpt_zstd_level;

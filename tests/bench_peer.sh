@@ -11,9 +11,12 @@
 #   what: last (paper config, linrec, last position: 2 ranks x 1 thread and
 #         1 rank x 2 threads vs the peer with 2 threads), causal (linrec_causal,
 #         all positions), scaling (linrec at N = 200 and 3200, softmax at
-#         3200), smoke (a tiny run of every linrec path and, when torch and
-#         the peer script are there, of the peer; what ctest runs). Default:
-#         last causal scaling.
+#         3200), recgrela (the released RecGRELA ML-1M model, rela with the
+#         last position, 2 ranks x 1 thread and 1 rank x 2 threads, and
+#         rela_causal with all positions, vs tests/recgrela_peer.py, the
+#         PyTorch port of the released code, with 2 threads), smoke (a tiny
+#         run of every linrec path and, when torch and the peer script are
+#         there, of the peer; what ctest runs). Default: last causal scaling.
 # Environment: PEER (path of torch_peer.py), STEPS (timed steps, default 8).
 set -euo pipefail
 bin=$1
@@ -21,6 +24,7 @@ src=$2
 shift 2
 whats=${*:-last causal scaling}
 peer=${PEER:-$src/../shared/bench/torch_peer.py}
+rpeer=$src/tests/recgrela_peer.py
 steps=${STEPS:-8}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -50,10 +54,11 @@ linrec() {
   line "linrec $name" "$tmp/$name.json"
 }
 # peer NAME [args...]: one torch_peer.py JSON line into $tmp/NAME.json
+# (PEER_SCRIPT=FILE: another peer with the same command line)
 peer() {
   local name=$1
   shift
-  /usr/bin/python3 "$peer" --steps "$steps" "$@" > "$tmp/$name.json"
+  /usr/bin/python3 "${PEER_SCRIPT:-$peer}" --steps "$steps" "$@" > "$tmp/$name.json"
   line "peer   $name" "$tmp/$name.json"
 }
 line() {
@@ -140,6 +145,25 @@ print("  %-58s %6.2f  (target <= 1.5)" % ("(seq/s x N) at N=200 / at N=3200, lin
 print("  %-58s %6.1f  (target >= 10)" % ("seq/s linrec / softmax at N=3200", best("n3200") / s))
 PY
     ;;
+  recgrela)
+    echo "== recgrela, the released ML-1M model (d=64, 4 heads, 4 layers, inner 256, N=200, 3416 items,"
+    echo "   dropout 0.1, drop_path 0.1, batch 256; linrec on configs/bench.json's synthetic data)"
+    [ $have_torch = 1 ] || { echo "python3-torch is not installed: no peer" >&2; exit 1; }
+    rg=(--set model.arch=recgrela --set model.d=64 --set model.heads=4 --set model.layers=4
+        --set model.inner=256 --set model.dropout=0.1 --set model.drop_path=0.1)
+    for rep in 1 2; do
+      linrec "rg_r2t1.$rep" 2 1 "${rg[@]}" --set model.attention=rela
+      linrec "rg_r1t2.$rep" 1 2 "${rg[@]}" --set model.attention=rela
+      PEER_SCRIPT=$rpeer peer "rg_peer_last.$rep" --attention rela --positions last --threads "$cores"
+      linrec "rg_causal.$rep" 2 1 "${rg[@]}" --set model.attention=rela_causal --set train.positions=all
+      PEER_SCRIPT=$rpeer peer "rg_peer_causal.$rep" --attention rela_causal --positions all \
+        --threads "$cores"
+    done
+    ratio rg_r2t1 rg_peer_last "seq/s recgrela rela last, 2 ranks x 1 thread / peer" ">= 3"
+    ratio rg_r1t2 rg_peer_last "seq/s recgrela rela last, 1 rank x 2 threads / peer" ">= 3"
+    ratio rg_causal rg_peer_causal "seq/s recgrela rela_causal all positions / peer" ">= 3"
+    rss_ratio rg_r2t1 rg_peer_last
+    ;;
   smoke)
     tiny=(--set data.synthetic.users=60 --set data.synthetic.items=50 --set data.synthetic.mean_len=40
           --set model.d=16 --set model.heads=2 --set model.inner=32 --set model.max_len=16
@@ -149,11 +173,13 @@ PY
     linrec smoke_causal 1 1 "${tiny[@]}" --set model.attention=linrec_causal --set train.positions=all
     linrec smoke_soft 2 1 "${tiny[@]}" --set model.attention=softmax --set train.objective=sampled \
       --set train.negatives=4
+    linrec smoke_rg 2 1 "${tiny[@]}" --set model.arch=recgrela --set model.attention=rela \
+      --set model.drop_path=0.1
     python3 - "$tmp" <<'PY'
 import json, sys
 keys = ("seq_per_s", "gflops", "sgemm_peak_gflops", "peak_rss_mib", "phases", "flops_per_seq")
 phases = ("embedding", "attention", "projections", "ffn", "loss", "optimizer", "communication")
-for n in ("smoke_last", "smoke_causal", "smoke_soft"):
+for n in ("smoke_last", "smoke_causal", "smoke_soft", "smoke_rg"):
     d = json.loads(open("%s/%s.json" % (sys.argv[1], n)).read())
     assert all(k in d for k in keys), (n, d)
     assert all(p in d["phases"] for p in phases), (n, d["phases"])
@@ -165,7 +191,13 @@ PY
     else
       echo "smoke: $why_no_peer: peer skipped"
     fi
+    if [ $have_torch = 1 ]; then # the recgrela peer is in the repository
+      PEER_SCRIPT=$rpeer peer smoke_rpeer --d 16 --heads 2 --layers 2 --inner 32 --N 16 --items 50 \
+        --batch 8 --steps 2 --warmup 1 --threads 1
+    else
+      echo "smoke: python3-torch is not installed: recgrela peer skipped"
+    fi
     ;;
-  *) echo "bench_peer.sh: unknown '$what' (last, causal, scaling, smoke)" >&2; exit 2 ;;
+  *) echo "bench_peer.sh: unknown '$what' (last, causal, scaling, recgrela, smoke)" >&2; exit 2 ;;
   esac
 done

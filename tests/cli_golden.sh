@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli_golden.sh: recorded trajectories. For every attention kind, both
-# positions modes, and the three objectives, a short training run (12
+# positions modes, the three objectives and the recgrela architecture (with
+# DropPath; its ablation variants are not recorded), a short training run (12
 # steps) must reproduce exactly the per-step losses (17 digits) and the
 # final state hash (done.state_hash: every parameter and Adam moment)
 # recorded in tests/golden/trajectories.txt, at P = 1 with a replicated
@@ -27,12 +28,15 @@ tiny=(--set data.synthetic.users=200 --set data.synthetic.items=300 --set data.s
 cases=("softmax last ce" "linrec last ce" "linrec_code last ce" "linrec_causal last ce"
        "elu1 last ce" "efficient last ce" "softmax all ce" "linrec_causal all ce" "elu1 all ce"
        "softmax all sampled" "linrec_causal all sampled" "elu1 all sampled"
-       "linrec_causal all bce" "linrec last sampled")
-run() { # name np table attention positions objective
+       "linrec_causal all bce" "linrec last sampled" "rela last ce recgrela"
+       "rela_causal all ce recgrela")
+run() { # name np table attention positions objective [arch: recgrela also sets drop_path]
+  local arch=()
+  [ -n "${7:-}" ] && arch=(--set model.arch="$7" --set model.drop_path=0.1)
   timeout 300 mpirun -np "$2" --oversubscribe --mca mpi_yield_when_idle 1 "$bin" train \
     --config "$src/configs/quickstart.json" "${tiny[@]}" --set dist.item_table="$3" \
     --set model.attention="$4" --set train.positions="$5" --set train.objective="$6" \
-    --out "$tmp/$1" > "$tmp/$1.log" 2>&1
+    "${arch[@]}" --out "$tmp/$1" > "$tmp/$1.log" 2>&1
 }
 # the trajectory of a run as one line: case, losses, state hash
 line() {
@@ -51,10 +55,12 @@ out=$tmp/golden.txt
 : > "$out"
 for c in "${cases[@]}"; do
   set -- $c
-  name=$1-$2-$3
+  label=$c # "kind positions objective [arch]"
+  arch=${4:-}
+  name=$1-$2-$3${arch:+-$arch}
   for p in "1 replicated" "2 sharded"; do
-    set -- $c $p
-    if ! run "$name-$4" "$4" "$5" "$1" "$2" "$3" || ! l=$(line "$name-$4" "$1 $2 $3"); then
+    set -- ${c% $arch} $p
+    if ! run "$name-$4" "$4" "$5" "$1" "$2" "$3" $arch || ! l=$(line "$name-$4" "$label"); then
       echo "$name at P=$4 ($5 table): FAILED to run"
       tail -n 5 "$tmp/$name-$4.log"
       fail=$((fail + 1))
@@ -70,7 +76,7 @@ for c in "${cases[@]}"; do
       pass=$((pass + 1))
     else
       echo "$name at P=$4 ($5 table): losses and state = recorded: FAILED"
-      grep "^$1 $2 $3 |" "$golden" | head -1 | cut -c1-200
+      grep "^$label |" "$golden" | head -1 | cut -c1-200
       echo "$l" | cut -c1-200
       fail=$((fail + 1))
     fi

@@ -5,7 +5,8 @@
 # either item-table layout, gives exactly the same per-step losses (printed
 # to 17 digits), the same validation and test metrics, and the same final
 # state (done.state_hash: parameters and Adam moments, dense and every item
-# row). Nothing is compared with a tolerance.
+# row); so does the recgrela architecture (with DropPath). Nothing is
+# compared with a tolerance.
 # The sanitizer build (LINREC_SANITIZED=1) runs one case per kind and three
 # of the five placements.
 # Usage: cli_ranks.sh LINREC_BINARY SOURCE_DIR SHARED_DATA_DIR
@@ -19,13 +20,17 @@ tiny=(--set data.synthetic.users=200 --set data.synthetic.items=300 --set data.s
 # placement: name np threads micro_batch table
 placements=("p1 1 1 0 auto" "p2 2 1 3 sharded" "p3 3 1 5 replicated" "p1t2 1 2 7 sharded"
             "p4 4 1 2 auto")
+# A case is "kind positions objective [arch]": arch recgrela also sets
+# model.drop_path (its per-sequence keys are part of what must not depend
+# on the placement).
 cases=("linrec last ce" "linrec_code last ce" "efficient last ce" "softmax last ce"
        "linrec_causal all ce" "elu1 all ce" "softmax all sampled" "linrec_causal all sampled"
-       "elu1 all bce" "linrec_causal all bce")
+       "elu1 all bce" "linrec_causal all bce" "rela last ce recgrela" "rela_causal all ce recgrela"
+       "rela_causal all sampled recgrela")
 if [ -n "${LINREC_SANITIZED:-}" ]; then
   placements=("p1 1 1 0 auto" "p2 2 1 3 sharded" "p1t2 1 2 7 sharded")
   cases=("linrec last ce" "linrec_code last ce" "efficient last ce" "softmax all sampled"
-         "linrec_causal all ce" "elu1 all bce")
+         "linrec_causal all ce" "elu1 all bce" "rela_causal all ce recgrela")
 fi
 run() { # name np threads micro table extra...
   local name=$1 np=$2 th=$3 mb=$4 tab=$5; shift 5
@@ -54,7 +59,8 @@ for c in "${cases[@]}"; do
   extra=(--set model.attention=$1 --set train.positions=$2 --set train.objective=$3
          --set train.negatives=7 --set train.sampler=pop)
   [ "$3" != ce ] && extra+=(--set train.clip_norm=0.5 --set train.weight_decay=0.01)
-  name=$1-$2-$3
+  [ -n "${4:-}" ] && extra+=(--set model.arch="$4" --set model.drop_path=0.1)
+  name=$1-$2-$3${4:+-$4}
   ref=""
   for p in "${placements[@]}"; do
     set -- $p

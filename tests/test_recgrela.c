@@ -15,7 +15,10 @@
 //   5. DropPath: the scale's rate and keys; double finite differences of the
 //      scaled residual with a fixed mask; in the model (drop_path 0.5):
 //      lanes and chunks bitwise, float finite differences, off in evaluation
-//   6. the parameter count of the released ML-1M model: 436,672
+//   6. the parameter count of the released ML-1M model: 436,672, and of the
+//      ablations (model.arch recgrela_nogate, _noconv, _norope)
+//   2b. the kinds without RoPE of recgrela_norope: double finite differences
+//      as 2., and the naive formula without rotation
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +34,9 @@
 #include "rng.h"
 #include "test_util.h"
 
-extern const lr_attn_ops lr_attn_rela_released; // core/attn_rela.c, not in the registry
+// core/attn_rela.c, core/attn_rela_causal.c, not in the registry: the
+// replay kind and the attention of the ablation recgrela_norope
+extern const lr_attn_ops lr_attn_rela_released, lr_attn_rela_norope, lr_attn_rela_causal_norope;
 
 #define FD_H 1e-5
 #define FD_TOL 1e-7
@@ -192,15 +197,70 @@ static void test_released(void) {
   free(qkv), free(a), free(b), free(g), free(da), free(db), free(cache), free(scratch);
 }
 
+// The kinds without RoPE (the ablation recgrela_norope) against the naive
+// formula: per head, A_i = sum_m (qf_i . kf_m) V_m / (qf_i . sum_m kf_m +
+// n_i 1e-6) over m < n (rela_norope, n_i = n) or m <= i (rela_causal_norope,
+// n_i = i + 1); for n > 1 they differ from rela and rela_causal.
+static void test_norope(void) {
+  const int64_t B = 2, N = LR_ATTN_CHUNK + 5, D = 16, H = 4, d = D / H, nq = B * N * 3 * D,
+                no = B * N * D;
+  const lr_attn_ops *twin[2] = {&lr_attn_rela_norope, &lr_attn_rela_causal_norope};
+  const lr_attn_ops *base[2] = {attn_find("rela"), attn_find("rela_causal")};
+  int32_t lens[2] = {(int32_t)N, 11};
+  double *qkv = t_alloc(nq, sizeof(double)), *a = t_alloc(no, sizeof(double));
+  double *want = t_alloc(no, sizeof(double)), *rot = t_alloc(no, sizeof(double));
+  double *cache = t_alloc((int64_t)attn_cache_elems(base[0], B, N, D, H), sizeof(double));
+  double *scratch = t_alloc((int64_t)attn_scratch_elems(base[1], N, D, H) +
+                                (int64_t)attn_scratch_elems(base[0], N, D, H),
+                            sizeof(double));
+  t_fill_d(qkv, nq, 51, 1.5);
+  for (int c = 0; c < 2; c++) {
+    attn_forward_f64(a, cache, qkv, lens, twin[c], NULL, B, N, D, H, scratch);
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t i = 0; i < N; i++)
+        for (int64_t h = 0; h < H; h++) {
+          const double *x = qkv + b * N * 3 * D;
+          double den = 0, num[16] = {0};
+          const int64_t hi = i >= lens[b] ? -1 : c ? i : lens[b] - 1;
+          for (int64_t m = 0; m <= hi; m++) {
+            double w = 0;
+            for (int64_t j = h * d; j < (h + 1) * d; j++) {
+              const double q = x[i * 3 * D + j], k = x[m * 3 * D + D + j];
+              w += (q > 0 ? q + 1 : exp(q)) * (k > 0 ? k + 1 : exp(k));
+            }
+            den += w;
+            for (int64_t j = 0; j < d; j++)
+              num[j] += w * x[m * 3 * D + 2 * D + h * d + j];
+          }
+          den += (double)(hi + 1) * GRELA_EPS;
+          for (int64_t j = 0; j < d; j++)
+            want[(b * N + i) * D + h * d + j] = hi < 0 ? 0 : num[j] / den;
+        }
+    char name[96];
+    snprintf(name, sizeof name, "%s = the naive formula without RoPE (lens {N, 11})",
+             twin[c]->name);
+    t_close_d(a, want, no, 1e-12, name);
+    attn_forward_f64(rot, cache, qkv, lens, base[c], NULL, B, N, D, H, scratch);
+    double diff = 0;
+    for (int64_t i = 0; i < no; i++)
+      diff = fmax(diff, fabs(rot[i] - a[i]));
+    t_check(diff > 1e-3, "%s differs from %s (max |diff| %.3g)", twin[c]->name, base[c]->name,
+            diff);
+  }
+  free(qkv), free(a), free(want), free(rot), free(cache), free(scratch);
+}
+
 static void test_kinds(void) {
-  const lr_attn_ops *kinds[3] = {attn_find("rela"), attn_find("rela_causal"),
-                                 &lr_attn_rela_released};
-  for (int k = 0; k < 3; k++)
+  const lr_attn_ops *kinds[5] = {attn_find("rela"), attn_find("rela_causal"),
+                                 &lr_attn_rela_released, &lr_attn_rela_norope,
+                                 &lr_attn_rela_causal_norope};
+  for (int k = 0; k < 5; k++)
     for (int64_t H = 1; H <= 4; H += 3) {
       kind_fd(kinds[k], 12, 16, H, 1);                 // n = 1 and n = N
       kind_fd(kinds[k], LR_ATTN_CHUNK + 9, 16, H, 23); // past a chunk
     }
   test_released();
+  test_norope();
 }
 
 // ---- 3. the local shortcut -----------------------------------------------------------------
@@ -404,7 +464,8 @@ static int mfix_init(mfix *f, int threads, int64_t chunk) {
   memset(f, 0, sizeof *f);
   if (lr_par_set_threads(threads) != LR_OK) return -1;
   lr_model_cfg c = {
-      MI, MN, MD, 2, 2, 12, 0.1f, 1e-12f, attn_find("rela"), model_arch_find("recgrela"), 0.0f};
+      MI, MN, MD, 2, 2, 12, 0.1f, 1e-12f, attn_find("rela"), model_arch_find("recgrela"), 0.0f,
+      0, 0.0f, 0, 0};
   if (model_init(&f->m, &c, MB, 5) != LR_OK || itemtab_init(&f->tab, 0, MI + 1, MD, 5) != LR_OK)
     return -1;
   model_set_drop_path(&f->m, 0.5f);
@@ -539,12 +600,23 @@ static void test_droppath_model(void) {
 
 static void test_param_count(void) {
   lr_model_cfg c = {
-      3416, 200, 64, 4, 4, 256, 0.1f, 1e-12f, attn_find("rela"), model_arch_find("recgrela"), 0.0f};
+      3416, 200, 64, 4, 4, 256, 0.1f, 1e-12f, attn_find("rela"), model_arch_find("recgrela"), 0.0f,
+      0, 0.0f, 0, 0};
   const size_t n = model_param_elems(&c) + (size_t)(3416 + 1) * 64;
   t_check(n == 436672,
           "recgrela D=64 H=4 L=4 inner 256, 3,416 items: %zu parameters with the item table "
           "(the released log: 436672)",
           n);
+  // the ablations: recgrela_nogate has no Wg, bg (L (D^2 + D) fewer),
+  // recgrela_noconv no conv weights and bias (L (4 D + D) fewer),
+  // recgrela_norope as many as recgrela
+  const char *ab[3] = {"recgrela_nogate", "recgrela_noconv", "recgrela_norope"};
+  const size_t less[3] = {4 * (64 * 64 + 64), 4 * (4 * 64 + 64), 0};
+  for (int a = 0; a < 3; a++) {
+    c.arch = model_arch_find(ab[a]);
+    const size_t na = c.arch ? model_param_elems(&c) + (size_t)(3416 + 1) * 64 : 0;
+    t_check(na + less[a] == n, "%s: %zu parameters (recgrela's %zu - %zu)", ab[a], na, n, less[a]);
+  }
 }
 
 int main(void) {

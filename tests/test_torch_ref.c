@@ -7,7 +7,11 @@
 // 10 Adam step losses; tests/ref/make_recgrela_ref.py does the same for the
 // recgrela architecture, a port of the released RecGRELA, with the rela kinds
 // (rela_released: the released padding semantics, registered here; rela:
-// padded rows excluded; rela_causal). This test
+// padded rows excluded; rela_causal); tests/ref/make_ram_ref.py for the ram
+// architecture, a port of the released RAM (a users row per sequence, BCE
+// with fixed negatives at every valid position or at the last one, Adam
+// betas (0.9, 0.98); the last-position dumps replay through the fast path
+// cfg.last_only). This test
 // loads each dump into an lr_model and an lr_itemtab, runs the production
 // float path (model_forward, ce_forward_backward, model_backward, adam_update
 // as dist/train.c calls them) and compares every tensor with a relative
@@ -43,20 +47,28 @@ static const char REF_TRAILER[8] = {'L', 'R', 'T', 'R', 'E', 'N', 'D', 0};
 // ---- the dump --------------------------------------------------------------------
 // Header (128 bytes): magic[8], u32 version, i32 attention kind, i32 I N D H L
 // F B S, f32 ln_eps lr beta1 beta2 adam_eps, char name[16], f32 init std, char
-// arch[16] at 88 (the architecture's name; zeros: sasrec), zero padding.
-// Payload: params (arena order), table (I+1,D), i32 ids (B,N), lens (B),
-// tgt (B), hidden (B,N,D), loss (1), grads (arena order), table grad (I+1,D),
-// Adam losses (S); trailer[8].
+// arch[16] at 88 (the architecture's name; zeros: sasrec), u32 flags at 104
+// (REF_ALL, REF_BCE, REF_USERS; 0: CE at the last position, no users), f32
+// embedding scale at 108 and u32 positions-from-the-end at 112 (ram; zeros:
+// the plain form), zero padding.
+// Payload: params (arena order), table (I+1,D), [users (B,D)], i32 ids (B,N),
+// lens (B), tgt (B, or (B,N) with REF_ALL), [negatives, as tgt], hidden
+// (B,N,D), loss (1), grads (arena order), table grad (I+1,D), [users grad
+// (B,D)], Adam losses (S); trailer[8].
+#define REF_ALL 1u   // a loss row at every valid position
+#define REF_BCE 2u   // BCE with one negative per loss row (else full-catalog CE)
+#define REF_USERS 4u // a users row per sequence (the ram users table)
 typedef struct {
   lr_model_cfg cfg;
   int64_t B, S; // batch, Adam steps
   float lr, beta1, beta2, adam_eps, init_std;
   char name[17], arch[17];
-  char label[64]; // "softmax (init std 0.02)", "recgrela/rela (init std 0.2)"
-  size_t n_params, n_table;
-  const float *params, *table, *hidden, *grads, *tgrad, *losses;
+  char label[80]; // "softmax (init std 0.02)", "recgrela/rela (init std 0.2)"
+  uint32_t flags;  // REF_*
+  size_t n_params, n_table, n_tgt; // n_tgt: B, or B*N with REF_ALL
+  const float *params, *table, *users, *hidden, *grads, *tgrad, *ugrad, *losses;
   float loss;
-  const int32_t *ids, *lens, *tgt;
+  const int32_t *ids, *lens, *tgt, *neg; // neg: NULL without REF_BCE
   unsigned char *blob; // owns everything above
 } ref_dump;
 
@@ -127,8 +139,17 @@ static int ref_load(ref_dump *r, const char *path) {
   r->arch[16] = 0;
   const lr_arch *arch = r->arch[0] ? model_arch_find(r->arch) : NULL;
   if (r->arch[0] && !arch) FAIL(88, "unknown architecture '%s'", r->arch);
+  r->flags = le_get_u32(b + 104);
+  if (r->flags & ~(REF_ALL | REF_BCE | REF_USERS)) FAIL(104, "unknown flags %#x", (unsigned)r->flags);
+  const float scale = le_get_f32(b + 108);
+  if (!(scale >= 0.0f && scale < 1e3f)) FAIL(108, "embedding scale %g", (double)scale);
+  // a dump without REF_ALL has one loss row per sequence, its last: ram's fast path
   lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, le_get_f32(b + 48),
-                    ops, arch, 0.0f};
+                    ops, arch, 0.0f, !(r->flags & REF_ALL), scale, le_get_u32(b + 112) != 0,
+                    !(r->flags & REF_USERS)};
+  lr_seq_group sg[LR_MAX_SEQ_GROUPS];
+  if (model_seq_groups(&c, sg) != ((r->flags & REF_USERS) ? 1 : 0))
+    FAIL(104, "the users flag does not match architecture '%s'", r->arch[0] ? r->arch : "sasrec");
   if (c.d % c.heads != 0)
     FAIL(28, "heads %lld do not divide d %lld", (long long)c.heads, (long long)c.d);
   r->cfg = c;
@@ -137,13 +158,17 @@ static int ref_load(ref_dump *r, const char *path) {
   r->adam_eps = le_get_f32(b + 64);
   r->init_std = le_get_f32(b + 84);
   if (!(r->init_std > 0.0f && r->init_std < 10.0f)) FAIL(84, "init std %g", (double)r->init_std);
-  snprintf(r->label, sizeof r->label, "%s%s%s (init std %g)", r->arch, r->arch[0] ? "/" : "",
-           r->name, (double)r->init_std);
+  snprintf(r->label, sizeof r->label, "%s%s%s%s (init std %g)", r->arch, r->arch[0] ? "/" : "",
+           r->name, r->flags & REF_BCE ? (r->flags & REF_ALL ? " BCE all" : " BCE last") : "",
+           (double)r->init_std);
   const size_t P = model_param_elems(&c), T = (size_t)(c.n_items + 1) * (size_t)c.d;
   const size_t B = (size_t)r->B, N = (size_t)c.max_len, D = (size_t)c.d;
-  r->n_params = P, r->n_table = T;
-  const size_t want =
-      REF_HEADER_BYTES + 4 * (P + T + B * N + 2 * B + B * N * D + 1 + P + T + (size_t)r->S) + 8;
+  const size_t U = (r->flags & REF_USERS) ? B * D : 0, G = (r->flags & REF_ALL) ? B * N : B;
+  r->n_params = P, r->n_table = T, r->n_tgt = G;
+  const size_t want = REF_HEADER_BYTES +
+                      4 * (P + T + U + B * N + B + G * ((r->flags & REF_BCE) ? 2 : 1) +
+                           B * N * D + 1 + P + T + U + (size_t)r->S) +
+                      8;
   if (size != want) FAIL(size, "file has %zu bytes, the header implies %zu", size, want);
   if (memcmp(b + size - 8, REF_TRAILER, 8) != 0) FAIL(size - 8, "bad trailer");
   // The payload is 4-byte aligned (header 128 bytes) and little-endian = host order.
@@ -155,15 +180,18 @@ static int ref_load(ref_dump *r, const char *path) {
   } while (0)
   TAKE(r->params, float, P);
   TAKE(r->table, float, T);
+  TAKE(r->users, float, U);
   size_t off_ids = off;
   TAKE(r->ids, int32_t, B * N);
   TAKE(r->lens, int32_t, B);
-  TAKE(r->tgt, int32_t, B);
+  TAKE(r->tgt, int32_t, G);
+  if (r->flags & REF_BCE) TAKE(r->neg, int32_t, G);
   TAKE(r->hidden, float, B *N *D);
   r->loss = le_get_f32(b + off);
   off += 4;
   TAKE(r->grads, float, P);
   TAKE(r->tgrad, float, T);
+  TAKE(r->ugrad, float, U);
   TAKE(r->losses, float, r->S);
 #undef TAKE
   for (size_t i = 0; i < D; i++)
@@ -171,8 +199,16 @@ static int ref_load(ref_dump *r, const char *path) {
   for (size_t bb = 0; bb < B; bb++) {
     const int32_t n = r->lens[bb];
     if (n < 1 || (size_t)n > N) FAIL(off_ids + 4 * (B * N + bb), "lens[%zu] = %d", bb, n);
-    const int32_t t = r->tgt[bb];
-    if (t < 1 || t > c.n_items) FAIL(off_ids + 4 * (B * N + B + bb), "target[%zu] = %d", bb, t);
+    for (size_t p = 0; p < G / B; p++) { // targets (and negatives) of the sequence's loss rows
+      const size_t k = bb * (G / B) + p;
+      const int real = G == B || (int64_t)p < n;
+      for (int w = 0; w < ((r->flags & REF_BCE) ? 2 : 1); w++) {
+        const int32_t t = (w ? r->neg : r->tgt)[k];
+        if (real ? t < 1 || t > c.n_items : t != 0)
+          FAIL(off_ids + 4 * (B * N + B + w * G + k), "%s[%zu] = %d", w ? "negative" : "target",
+               k, t);
+      }
+    }
     for (size_t p = 0; p < N; p++) {
       const int32_t id = r->ids[bb * N + p];
       const int ok = (int64_t)p < n ? id >= 1 && id <= c.n_items : id == 0;
@@ -193,34 +229,53 @@ typedef struct {
   lr_itemtab tab;
   int32_t *idx;      // (B,N)
   uint64_t *row_ids; // (B,N)
-  float *hs, *dhs;   // (B,D) loss rows
+  int64_t M;         // loss rows
+  int64_t *lrow;     // (M) b*N + t of each loss row
+  int32_t *ltgt, *cand; // (M) targets; (M,2) target and negative (REF_BCE)
+  float *hs, *dhs;   // (M,D) loss rows
   float *dout;       // (B,N,D)
   float *ce_scratch;
+  float *users, *ug, *um, *uv; // REF_USERS: the rows (B,D), their gradient, Adam moments
+  lr_xs *ugx;                  // (B,D) their exact gradient
   const float *h; // (B,N,D) final hidden states of the last forward
 } runner;
 
 // One training step's forward and backward on the dump's batch: zeroes the
 // gradients, then leaves them in m.grads_mem and tab.g; returns the loss.
 static double run_step(runner *x, const ref_dump *r) {
-  const int64_t B = r->B, N = r->cfg.max_len, D = r->cfg.d;
+  const int64_t B = r->B, N = r->cfg.max_len, D = r->cfg.d, M = x->M;
   lr_dropout dp = {1, 0, 0, 0.0f, NULL};
+  const float *seq[1] = {x->users};
+  lr_xs *dseq[1] = {x->ugx};
+  const int users = (r->flags & REF_USERS) != 0;
   model_zero_grad(&x->m);
   memset(x->tab.g, 0, r->n_table * sizeof(float));
-  const float *h = x->h = model_forward(&x->m, x->idx, x->tab.w, r->lens, x->row_ids, B, dp, NULL);
-  for (int64_t b = 0; b < B; b++)
-    memcpy(x->hs + b * D, h + (b * N + r->lens[b] - 1) * D, (size_t)D * sizeof(float));
-  memset(x->dhs, 0, (size_t)(B * D) * sizeof(float));
-  double loss = ce_forward_backward(x->dhs, x->tab.g, x->hs, r->tgt, x->tab.w, r->cfg.n_items + 1,
-                                    B, D, CE_TILE, x->ce_scratch);
+  const float *h = x->h =
+      model_forward(&x->m, x->idx, x->tab.w, r->lens, x->row_ids, B, dp, users ? seq : NULL);
+  for (int64_t k = 0; k < M; k++)
+    memcpy(x->hs + k * D, h + x->lrow[k] * D, (size_t)D * sizeof(float));
+  memset(x->dhs, 0, (size_t)(M * D) * sizeof(float));
+  double loss;
+  if (r->flags & REF_BCE) { // main.py's loss: the mean over the loss rows (coef 1/M)
+    lr_xs lx = {0, 0, 0};
+    sampled_forward_backward(&lx, x->dhs, x->tab.gx, x->hs, x->cand, x->cand, x->tab.w, M, 2, D,
+                             LR_SAMPLED_BCE, (float)(1.0 / (double)M), x->ce_scratch);
+    loss = xsum_value(lx) / (double)M;
+  } else {
+    loss = ce_forward_backward(x->dhs, x->tab.g, x->hs, x->ltgt, x->tab.w, r->cfg.n_items + 1, M,
+                               D, CE_TILE, x->ce_scratch);
+  }
   memset(x->dout, 0, (size_t)(B * N * D) * sizeof(float));
-  for (int64_t b = 0; b < B; b++)
-    memcpy(x->dout + (b * N + r->lens[b] - 1) * D, x->dhs + b * D, (size_t)D * sizeof(float));
-  model_backward(&x->m, x->tab.gx, x->dout, x->idx, x->row_ids, dp, NULL);
+  for (int64_t k = 0; k < M; k++)
+    memcpy(x->dout + x->lrow[k] * D, x->dhs + k * D, (size_t)D * sizeof(float));
+  if (users) memset(x->ugx, 0, (size_t)(B * D) * sizeof(lr_xs));
+  model_backward(&x->m, x->tab.gx, x->dout, x->idx, x->row_ids, dp, users ? dseq : NULL);
   model_grads_to_float(&x->m);
   for (size_t i = 0; i < r->n_table; i++) {
     x->tab.g[i] += (float)xsum_value(x->tab.gx[i]);
     x->tab.gx[i] = (lr_xs){0, 0, 0};
   }
+  for (int64_t i = 0; users && i < B * D; i++) x->ug[i] = (float)xsum_value(x->ugx[i]);
   return loss;
 }
 
@@ -257,27 +312,50 @@ static void check_dump(const char *path) {
   memcpy(x.tab.w, r.table, r.n_table * sizeof(float));
   x.idx = t_alloc(B * N, sizeof(int32_t));
   x.row_ids = t_alloc(B * N, sizeof(uint64_t));
-  x.hs = t_alloc(B * D, sizeof(float));
-  x.dhs = t_alloc(B * D, sizeof(float));
+  x.lrow = t_alloc(B * N, sizeof(int64_t));
+  x.ltgt = t_alloc(B * N, sizeof(int32_t));
+  x.cand = t_alloc(2 * B * N, sizeof(int32_t));
+  x.hs = t_alloc(B * N * D, sizeof(float));
+  x.dhs = t_alloc(B * N * D, sizeof(float));
   x.dout = t_alloc(B * N * D, sizeof(float));
-  x.ce_scratch =
-      t_alloc((int64_t)ce_fb_scratch_elems(B, CE_TILE, D, r.cfg.n_items + 1), sizeof(float));
+  x.ce_scratch = t_alloc((int64_t)ce_fb_scratch_elems(B * N, CE_TILE, D, r.cfg.n_items + 1) + 2 * B * N,
+                         sizeof(float));
   for (int64_t i = 0; i < B * N; i++) {
     x.idx[i] = r.ids[i] ? r.ids[i] : -1; // as dist/embed.c emb_lookup_local: table local
     x.row_ids[i] = (uint64_t)i;
   }
+  // the loss rows: every valid position (REF_ALL) or each sequence's last
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = (r.flags & REF_ALL) ? 0 : r.lens[b] - 1; t < r.lens[b]; t++) {
+      const size_t k = (r.flags & REF_ALL) ? (size_t)(b * N + t) : (size_t)b;
+      x.lrow[x.M] = b * N + t;
+      x.ltgt[x.M] = r.tgt[k];
+      x.cand[2 * x.M] = r.tgt[k];
+      x.cand[2 * x.M + 1] = r.neg ? r.neg[k] : r.tgt[k];
+      x.M++;
+    }
+  if (r.flags & REF_USERS) {
+    x.users = t_alloc(B * D, sizeof(float));
+    x.ug = t_alloc(B * D, sizeof(float));
+    x.um = t_alloc(B * D, sizeof(float));
+    x.uv = t_alloc(B * D, sizeof(float));
+    x.ugx = t_alloc(B * D, sizeof(lr_xs));
+    memcpy(x.users, r.users, (size_t)(B * D) * sizeof(float));
+  }
   double loss = run_step(&x, &r);
 
-  // hidden states at valid positions (padded outputs are unspecified)
+  // hidden states at valid positions (padded outputs are unspecified); ram's
+  // fast path computes each sequence's last row only
   const float *h = x.h;
+  const int fast = r.cfg.last_only && !strcmp(r.arch, "ram");
   int64_t nv = 0;
   float *hv = t_alloc(B * N * D, sizeof(float)), *rv = t_alloc(B * N * D, sizeof(float));
   for (int64_t b = 0; b < B; b++)
-    for (int64_t i = 0; i < r.lens[b] * D; i++, nv++) {
+    for (int64_t i = fast ? (r.lens[b] - 1) * D : 0; i < r.lens[b] * D; i++, nv++) {
       hv[nv] = h[b * N * D + i];
       rv[nv] = r.hidden[b * N * D + i];
     }
-  cmp(hv, rv, nv, kn, "hidden states (valid positions)");
+  cmp(hv, rv, nv, kn, fast ? "hidden states (last rows: the fast path)" : "hidden states (valid positions)");
   free(hv);
   free(rv);
   float lf = (float)loss;
@@ -293,6 +371,7 @@ static void check_dump(const char *path) {
     off += tensors[i].elems;
   }
   cmp(x.tab.g, r.tgrad, (int64_t)r.n_table, kn, "ditem_table");
+  if (r.flags & REF_USERS) cmp(x.ug, r.ugrad, B * D, kn, "dusers (the batch's rows)");
 
   // Adam on the same batch, as dist/train.c: dense arena, then item rows 1..I.
   if (r.S > 0) {
@@ -305,6 +384,7 @@ static void check_dump(const char *path) {
                   s);
       adam_update(x.tab.w + D, x.tab.m + D, x.tab.v + D, x.tab.g + D, (int64_t)r.n_table - D, ac,
                   s);
+      if (r.flags & REF_USERS) adam_update(x.users, x.um, x.uv, x.ug, B * D, ac, s);
     }
     char what[64];
     snprintf(what, sizeof what, "%lld Adam step losses", (long long)r.S);
@@ -314,6 +394,8 @@ static void check_dump(const char *path) {
 done:
   free(x.idx);
   free(x.row_ids);
+  free(x.lrow), free(x.ltgt), free(x.cand);
+  free(x.users), free(x.ug), free(x.um), free(x.uv), free(x.ugx);
   free(x.hs);
   free(x.dhs);
   free(x.dout);
@@ -358,6 +440,7 @@ static void check_damaged(const char *path) {
       {"kind out of range", n, 12, 99},
       {"padding id in a valid position", n, REF_HEADER_BYTES + 4 * 0, 0}, // patched below
       {"empty file", 0, -1, 0},
+      {"unknown flags", n, 104, 0x40},
   };
   // the first id of the dump: after params and table
   {
@@ -400,7 +483,11 @@ int main(void) {
       LR_TEST_DIR "/ref/recgrela_rela.bin",
       LR_TEST_DIR "/ref/recgrela_rela_wide.bin",
       LR_TEST_DIR "/ref/recgrela_rela_causal.bin",
-      LR_TEST_DIR "/ref/recgrela_rela_causal_wide.bin"};
+      LR_TEST_DIR "/ref/recgrela_rela_causal_wide.bin",
+      LR_TEST_DIR "/ref/ram_softmax_all.bin",
+      LR_TEST_DIR "/ref/ram_softmax_all_wide.bin",
+      LR_TEST_DIR "/ref/ram_softmax_last.bin",
+      LR_TEST_DIR "/ref/ram_softmax_last_wide.bin"};
   for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++)
     check_dump(dumps[i]);
   check_damaged(dumps[0]);
