@@ -99,8 +99,12 @@ __attribute__((always_inline)) static inline void add_row(lr_xs *acc, xv8_ *bad,
   }
 }
 
-static uint32_t flags(xv8_ bad, uint32_t b) {
-  for (int k = 0; k < 8; k++) b |= (uint32_t)(bad[k] & 1);
+// Always inlined, like every helper that takes a vector: a call from a clone
+// built for AVX-512 to a function built for the baseline target passes a
+// 64-byte vector in a different place than the callee reads it (at -O0 the
+// flags were garbage and every sum looked out of range).
+__attribute__((always_inline)) static inline uint32_t flags(const xv8_ *bad, uint32_t b) {
+  for (int k = 0; k < 8; k++) b |= (uint32_t)((*bad)[k] & 1);
   return b;
 }
 
@@ -109,7 +113,7 @@ XSUM_CLONES static uint32_t add_scaled(lr_xs *acc, const float *x, float s, int 
   xv8_ bad = {0};
   uint32_t b = 0;
   add_row(acc, &bad, &b, x, s, scaled, n);
-  return flags(bad, b);
+  return flags(&bad, b);
 }
 
 XSUM_CLONES uint32_t xsum_add_outer(lr_xs *acc, const float *g, const float *h, int64_t n,
@@ -118,7 +122,7 @@ XSUM_CLONES uint32_t xsum_add_outer(lr_xs *acc, const float *g, const float *h, 
   uint32_t b = 0;
   for (int64_t v = 0; v < n; v++)
     if (g[v] != 0) add_row(acc + v * D, &bad, &b, h, g[v], 1, D);
-  return flags(bad, b);
+  return flags(&bad, b);
 }
 
 uint32_t xsum_add(lr_xs *acc, const float *x, int64_t n) { return add_scaled(acc, x, 1.0f, 0, n); }
