@@ -1,0 +1,349 @@
+// test_blin.c: Blin's pieces (core/blin.h, core/attn_blin.c).
+//   1. the depthwise convolution alone (k = 3, 5; centred and left-aligned;
+//      with and without a key mask): against a naive zero-padded
+//      correlation, double finite differences of its input and parameters,
+//      float against double
+//   2. the `blin` and `blin_left` kinds with interior delimiters (key mask):
+//      a naive double reference, double finite differences (inputs and the
+//      kind's parameters), float against double, masked rows' K and V never
+//      read (bitwise), an all-ones mask = no mask (bitwise)
+//   3. RandomPad: alpha in range and uniform, the layout and truncation,
+//      alpha = 0 when |S| >= N, a pure function of (seed, epoch, example,
+//      view) (so the same at any rank count, micro-batch and resume), two
+//      views differ
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "blin.h"
+#include "test_util.h"
+
+static void *xcalloc(size_t n, size_t sz) {
+  void *p = calloc(n ? n : 1, sz);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
+// ---- 1. the convolution alone ---------------------------------------------------------
+
+// Naive: pad v' (masked rows 0) with zeros, correlate.
+static void ref_dwc(double *out, const double *v, const uint8_t *km, const double *w, int64_t n,
+                    int64_t D, int64_t k, int left) {
+  const int64_t off = left ? k - 1 : (k - 1) / 2, L = n + 2 * k;
+  double *pad = xcalloc((size_t)(L * D), sizeof(double));
+  for (int64_t s = 0; s < n; s++)
+    for (int64_t c = 0; c < D; c++)
+      pad[(s + k) * D + c] = (!km || km[s]) ? v[s * D + c] : 0;
+  for (int64_t t = 0; t < n; t++)
+    for (int64_t c = 0; c < D; c++) {
+      double a = w[D * k + c];
+      for (int64_t j = 0; j < k; j++) a += w[c * k + j] * pad[(t - off + j + k) * D + c];
+      out[t * D + c] = a;
+    }
+  free(pad);
+}
+
+static double dwc_loss(const double *v, const uint8_t *km, const double *w, const double *R,
+                       int64_t n, int64_t D, int64_t k, int left, double *tmp) {
+  memset(tmp, 0, (size_t)(n * D) * sizeof(double));
+  blin_dwc_forward_f64(tmp, D, v, D, km, w, n, D, k, left);
+  double l = 0;
+  for (int64_t i = 0; i < n * D; i++) l += tmp[i] * R[i];
+  return l;
+}
+
+static void test_dwc(int64_t k, int left, int masked, uint64_t seed) {
+  const int64_t n = 11, D = 6, nw = D * k + D;
+  uint8_t km[11] = {1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1};
+  const uint8_t *kmp = masked ? km : NULL;
+  double *v = xcalloc(n * D, 8), *w = xcalloc(nw, 8), *R = xcalloc(n * D, 8);
+  double *out = xcalloc(n * D, 8), *ref = xcalloc(n * D, 8), *dv = xcalloc(n * D, 8);
+  double *dw = xcalloc(nw, 8), *an = xcalloc(n * D + nw, 8), *fd = xcalloc(n * D + nw, 8);
+  t_fill_d(v, n * D, seed, 1.0);
+  t_fill_d(w, nw, seed + 1, 0.5);
+  t_fill_d(R, n * D, seed + 2, 1.0);
+  blin_dwc_forward_f64(out, D, v, D, kmp, w, n, D, k, left);
+  ref_dwc(ref, v, kmp, w, n, D, k, left);
+  char name[160];
+  snprintf(name, sizeof name, "dwc k=%lld %s%s: against the naive correlation", (long long)k,
+           left ? "left" : "centred", masked ? " masked" : "");
+  t_close_d(out, ref, n * D, 1e-14, name);
+  blin_dwc_backward_f64(dv, D, dw, R, D, v, D, kmp, w, n, D, k, left);
+  for (int64_t i = 0; i < n * D + nw; i++) {
+    double *x = i < n * D ? v + i : w + (i - n * D);
+    const double x0 = *x, h = 1e-6;
+    *x = x0 + h;
+    const double lp = dwc_loss(v, kmp, w, R, n, D, k, left, out);
+    *x = x0 - h;
+    const double lm = dwc_loss(v, kmp, w, R, n, D, k, left, out);
+    *x = x0;
+    fd[i] = (lp - lm) / (2 * h);
+    an[i] = i < n * D ? dv[i] : dw[i - n * D];
+  }
+  snprintf(name, sizeof name, "dwc k=%lld %s%s: fd f64 of v, w and b", (long long)k,
+           left ? "left" : "centred", masked ? " masked" : "");
+  t_close_d(an, fd, n * D + nw, 1e-7, name);
+  int masked_zero = 1; // masked rows get no gradient
+  for (int64_t s = 0; masked && s < n; s++)
+    for (int64_t c = 0; c < D; c++) masked_zero &= km[s] || dv[s * D + c] == 0;
+  t_check(masked_zero, "dwc k=%lld %s%s: masked rows get no gradient", (long long)k,
+          left ? "left" : "centred", masked ? " masked" : "");
+  // float against double
+  float *vf = xcalloc(n * D, 4), *wf = xcalloc(nw, 4), *of = xcalloc(n * D, 4);
+  for (int64_t i = 0; i < n * D; i++) vf[i] = (float)v[i];
+  for (int64_t i = 0; i < nw; i++) wf[i] = (float)w[i];
+  blin_dwc_forward(of, D, vf, D, kmp, wf, n, D, k, left);
+  snprintf(name, sizeof name, "dwc k=%lld %s%s: float against double", (long long)k,
+           left ? "left" : "centred", masked ? " masked" : "");
+  t_close_f(of, ref, n * D, 1e-6, name);
+  free(vf), free(wf), free(of);
+  free(v), free(w), free(R), free(out), free(ref), free(dv), free(dw), free(an), free(fd);
+}
+
+// ---- 2. the kinds with a key mask -------------------------------------------------------
+
+// Naive Blin attention of one sequence: per head, qf = row softmax, kf =
+// column softmax over the key set (valid and unmasked rows), out_i = qf_i
+// (sum_{m in keys} kf_m^T V_m) + DWC(V)_i.
+static void ref_blin(double *out, const double *x, const uint8_t *km, const double *prm,
+                     int64_t n, int64_t D, int64_t H, int left) {
+  const int64_t d = D / H;
+  memset(out, 0, (size_t)(n * D) * sizeof(double));
+  for (int64_t h = 0; h < H; h++) {
+    for (int64_t j = 0; j < d; j++) {
+      const int64_t c = h * d + j;
+      double mx = -INFINITY, z = 0;
+      for (int64_t m = 0; m < n; m++)
+        if (km[m] && x[m * 3 * D + D + c] > mx) mx = x[m * 3 * D + D + c];
+      for (int64_t m = 0; m < n; m++)
+        if (km[m]) z += exp(x[m * 3 * D + D + c] - mx);
+      for (int64_t i = 0; i < n; i++) {
+        double qmx = -INFINITY, qz = 0;
+        for (int64_t jj = 0; jj < d; jj++) qmx = fmax(qmx, x[i * 3 * D + h * d + jj]);
+        for (int64_t jj = 0; jj < d; jj++) qz += exp(x[i * 3 * D + h * d + jj] - qmx);
+        const double q = exp(x[i * 3 * D + c] - qmx) / qz;
+        for (int64_t e = 0; e < d; e++) {
+          double s = 0;
+          for (int64_t m = 0; m < n; m++)
+            if (km[m]) s += exp(x[m * 3 * D + D + c] - mx) / z * x[m * 3 * D + 2 * D + h * d + e];
+          out[i * D + h * d + e] += q * s;
+        }
+      }
+    }
+  }
+  double *v = xcalloc(n * D, 8), *cv = xcalloc(n * D, 8);
+  for (int64_t m = 0; m < n; m++)
+    for (int64_t c = 0; c < D; c++) v[m * D + c] = x[m * 3 * D + 2 * D + c];
+  ref_dwc(cv, v, km, prm, n, D, LR_BLIN_K, left);
+  for (int64_t i = 0; i < n * D; i++) out[i] += cv[i];
+  free(v), free(cv);
+}
+
+typedef struct {
+  const lr_attn_ops *k;
+  int64_t B, N, D, H;
+  int32_t lens[2];
+  const uint8_t *km; // (B,N)
+  double *cache, *scratch, *out, *prm, *dprm;
+} drun;
+
+static double drun_loss(drun *r, const double *qkv, const double *R) {
+  attn_forward_km_f64(r->out, r->cache, qkv, r->lens, r->km, r->k, r->prm, r->B, r->N, r->D, r->H,
+                      r->scratch);
+  double l = 0;
+  for (int64_t i = 0; i < r->B * r->N * r->D; i++) l += r->out[i] * R[i];
+  return l;
+}
+
+static void test_kind_masked(const char *kname, uint64_t seed) {
+  const lr_attn_ops *k = attn_find(kname);
+  t_check(k && k->fwd_km && k->bwd_km && k->fwd_km_f64 && k->bwd_km_f64,
+          "%s: registered with a key mask", kname);
+  if (!k) return;
+  const int64_t B = 2, N = 13, D = 8, H = 2, nq = B * N * 3 * D, no = B * N * D;
+  // sequence 0: 13 rows, delimiters at 3, 7, 11 (RandomPad-like); sequence 1:
+  // 9 rows, a delimiter at 0 (a truncated view) and at 4
+  uint8_t km[26];
+  for (int i = 0; i < 26; i++) km[i] = 1;
+  km[3] = km[7] = km[11] = 0, km[N + 0] = km[N + 4] = 0;
+  drun r = {k, B, N, D, H, {13, 9}, km, NULL, NULL, NULL, NULL, NULL};
+  const size_t np = attn_param_elems(k, D, H), nc = attn_cache_elems(k, B, N, D, H),
+               ns = attn_scratch_elems(k, N, D, H);
+  r.cache = xcalloc(nc, 8), r.scratch = xcalloc(ns, 8), r.out = xcalloc(no, 8);
+  r.prm = xcalloc(np, 8), r.dprm = xcalloc(np, 8);
+  float *prmf = xcalloc(np, 4);
+  k->param_init(prmf, D, H, 0, 7);
+  for (size_t i = 0; i < np; i++) r.prm[i] = prmf[i];
+  double *qkv = xcalloc(nq, 8), *dqkv = xcalloc(nq, 8), *R = xcalloc(no, 8);
+  double *ref = xcalloc(no, 8);
+  t_fill_d(qkv, nq, seed, 1.5);
+  t_fill_d(R, no, seed + 1, 1.0);
+  for (int64_t i = 0; i < no; i++) // padded output rows carry no loss
+    if (i / D % N >= r.lens[i / (N * D)]) R[i] = 0;
+  drun_loss(&r, qkv, R);
+  for (int64_t b = 0; b < B; b++)
+    ref_blin(ref + b * N * D, qkv + b * N * 3 * D, km + b * N, r.prm, r.lens[b], D, H,
+             !strcmp(kname, "blin_left"));
+  char name[160];
+  snprintf(name, sizeof name, "%s masked: against the naive reference", kname);
+  t_close_d(r.out, ref, no, 1e-12, name);
+  attn_backward_km_f64(dqkv, r.dprm, R, qkv, r.prm, r.cache, r.lens, km, k, B, N, D, H,
+                       r.scratch);
+  const int64_t nall = nq + (int64_t)np;
+  double *an = xcalloc(nall, 8), *fd = xcalloc(nall, 8);
+  for (int64_t i = 0; i < nall; i++) {
+    double *x = i < nq ? qkv + i : r.prm + (i - nq);
+    const double x0 = *x, h = 1e-6 * (fabs(x0) > 1 ? fabs(x0) : 1);
+    *x = x0 + h;
+    const double lp = drun_loss(&r, qkv, R);
+    *x = x0 - h;
+    const double lm = drun_loss(&r, qkv, R);
+    *x = x0;
+    fd[i] = (lp - lm) / (2 * h);
+    an[i] = i < nq ? dqkv[i] : r.dprm[i - nq];
+  }
+  snprintf(name, sizeof name, "%s masked: fd f64 of qkv and its %zu parameters", kname, np);
+  t_close_d(an, fd, nall, 1e-6, name);
+  int kv_zero = 1; // masked rows' K and V get no gradient
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < N; t++)
+      for (int64_t c = D; c < 3 * D && !km[b * N + t]; c++)
+        kv_zero &= dqkv[(b * N + t) * 3 * D + c] == 0;
+  t_check(kv_zero, "%s masked: masked rows' K and V get no gradient", kname);
+
+  // float: against double; masked rows' K, V never read; all-ones = no mask
+  float *qf = xcalloc(nq, 4), *q2 = xcalloc(nq, 4), *o1 = xcalloc(no, 4), *o2 = xcalloc(no, 4);
+  float *cf = xcalloc(nc, 4), *sf = xcalloc(ns, 4), *gf = xcalloc(nq, 4), *g2 = xcalloc(nq, 4);
+  float *Rf = xcalloc(no, 4), *dp1 = xcalloc(np, 4), *dp2 = xcalloc(np, 4);
+  for (int64_t i = 0; i < nq; i++) qf[i] = (float)qkv[i];
+  for (int64_t i = 0; i < no; i++) Rf[i] = (float)R[i];
+  attn_forward_range_km(o1, cf, qf, r.lens, km, k, prmf, B, 0, B, N, D, H, sf);
+  attn_backward_range_km(gf, dp1, Rf, qf, prmf, cf, r.lens, km, k, B, 0, B, N, D, H, sf);
+  double *o1d = xcalloc(no, 8);
+  drun_loss(&r, qkv, R); // r.prm was restored, so r.out is the double output
+  snprintf(name, sizeof name, "%s masked: float against double", kname);
+  t_close_f(o1, r.out, no, 1e-5, name);
+  memcpy(q2, qf, (size_t)nq * 4);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < N; t++)
+      for (int64_t c = D; c < 3 * D && !km[b * N + t]; c++) q2[(b * N + t) * 3 * D + c] = 1e3f;
+  memset(cf, 0, nc * 4);
+  attn_forward_range_km(o2, cf, q2, r.lens, km, k, prmf, B, 0, B, N, D, H, sf);
+  attn_backward_range_km(g2, dp2, Rf, q2, prmf, cf, r.lens, km, k, B, 0, B, N, D, H, sf);
+  int same = !memcmp(o1, o2, (size_t)no * 4) && !memcmp(dp1, dp2, np * 4);
+  for (int64_t i = 0; i < nq; i++) same &= gf[i] == g2[i];
+  t_check(same, "%s masked: masked rows' K and V never read (bitwise)", kname);
+  uint8_t ones[26];
+  memset(ones, 1, sizeof ones);
+  memset(cf, 0, nc * 4), memset(gf, 0, (size_t)nq * 4), memset(g2, 0, (size_t)nq * 4);
+  memset(dp1, 0, np * 4), memset(dp2, 0, np * 4);
+  attn_forward_range_km(o1, cf, qf, r.lens, ones, k, prmf, B, 0, B, N, D, H, sf);
+  attn_backward_range_km(gf, dp1, Rf, qf, prmf, cf, r.lens, ones, k, B, 0, B, N, D, H, sf);
+  attn_forward_range(o2, cf, qf, r.lens, k, prmf, B, 0, B, N, D, H, sf);
+  attn_backward_range(g2, dp2, Rf, qf, prmf, cf, r.lens, k, B, 0, B, N, D, H, sf);
+  t_check(!memcmp(o1, o2, (size_t)no * 4) && !memcmp(gf, g2, (size_t)nq * 4) &&
+              !memcmp(dp1, dp2, np * 4),
+          "%s: an all-ones key mask is bitwise no mask", kname);
+  free(qf), free(q2), free(o1), free(o2), free(cf), free(sf), free(gf), free(g2), free(Rf);
+  free(dp1), free(dp2), free(o1d), free(prmf);
+  free(an), free(fd), free(qkv), free(dqkv), free(R), free(ref);
+  free(r.cache), free(r.scratch), free(r.out), free(r.prm), free(r.dprm);
+}
+
+// ---- 3. RandomPad -----------------------------------------------------------------------
+
+static void test_randompad(void) {
+  // alpha in 1..floor(N/len), uniform: 60000 draws for len = 7, N = 50 (7
+  // values); each count within 5 sigma of 60000/7
+  {
+    const int64_t len = 7, N = 50, draws = 60000, amax = N / len;
+    int64_t cnt[16] = {0};
+    int in_range = 1;
+    for (int64_t e = 0; e < draws; e++) {
+      const int32_t a = blin_randompad_alpha(len, N, 11, 3, (uint64_t)e, (uint32_t)(e & 1));
+      in_range &= a >= 1 && a <= amax;
+      if (a >= 1 && a <= amax) cnt[a]++;
+    }
+    const double p = 1.0 / (double)amax, mean = (double)draws * p,
+                 sd = sqrt((double)draws * p * (1 - p));
+    int uniform = 1;
+    for (int64_t a = 1; a <= amax; a++) uniform &= fabs((double)cnt[a] - mean) < 5 * sd;
+    t_check(in_range, "randompad: alpha in 1..floor(N/|S|) over %lld draws", (long long)draws);
+    t_check(uniform, "randompad: alpha uniform (each of %lld values within 5 sd)",
+            (long long)amax);
+  }
+  // layout and truncation against an explicit construction, every alpha
+  {
+    const int32_t s[5] = {11, 12, 13, 14, 15};
+    int ok = 1, seen[8] = {0};
+    for (uint64_t e = 0; e < 400; e++) {
+      for (int64_t len = 1; len <= 5; len++) {
+        const int64_t N = 12;
+        int32_t out[12], a, full[64];
+        uint8_t km[12];
+        const int64_t n = blin_randompad(out, km, &a, s, len, N, 5, 0, e, 0);
+        int64_t f = 0;
+        for (int32_t c = 0; c <= a; c++) {
+          if (c) full[f++] = 0;
+          for (int64_t i = 0; i < len; i++) full[f++] = s[i];
+        }
+        const int64_t want = f < N ? f : N;
+        ok &= n == want && a >= 1 && a <= N / len;
+        for (int64_t p = 0; p < n && n == want; p++)
+          ok &= out[p] == full[f - n + p] && km[p] == (full[f - n + p] != 0);
+        if (len == 5 && a < 8) seen[a] = 1;
+      }
+    }
+    t_check(ok, "randompad: layout [S|0|S|...|S], truncated to the last N, mask 0 at delimiters");
+    t_check(seen[1] && seen[2], "randompad: |S| = 5, N = 12 draws alpha 1 and 2 (truncated)");
+  }
+  // alpha = 0 when |S| >= N: the last N items, no delimiter
+  {
+    int32_t s[20], out[20], a = -1;
+    uint8_t km[20];
+    for (int i = 0; i < 20; i++) s[i] = 100 + i;
+    int ok = 1;
+    for (int64_t len = 10; len <= 20; len++) {
+      const int64_t n = blin_randompad(out, km, &a, s, len, 10, 5, 1, 9, 1);
+      ok &= a == 0 && n == 10;
+      for (int64_t p = 0; p < n; p++) ok &= out[p] == s[len - 10 + p] && km[p] == 1;
+    }
+    t_check(ok, "randompad: alpha = 0 and the last N items when |S| >= N");
+  }
+  // a pure function of (seed, epoch, example, view): the same draws in any
+  // order (any rank count, micro-batch, resume point); views, epochs and
+  // seeds change them
+  {
+    int same = 1;
+    int64_t dv = 0, de = 0, ds = 0;
+    int32_t fw[1000];
+    for (int e = 0; e < 1000; e++) fw[e] = blin_randompad_alpha(3, 100, 42, 2, (uint64_t)e, 0);
+    for (int e = 999; e >= 0; e--) same &= fw[e] == blin_randompad_alpha(3, 100, 42, 2, e, 0);
+    for (int e = 0; e < 1000; e++) {
+      dv += fw[e] != blin_randompad_alpha(3, 100, 42, 2, (uint64_t)e, 1);
+      de += fw[e] != blin_randompad_alpha(3, 100, 42, 3, (uint64_t)e, 0);
+      ds += fw[e] != blin_randompad_alpha(3, 100, 43, 2, (uint64_t)e, 0);
+    }
+    t_check(same, "randompad: the same draw in any order of examples");
+    // 33 values: two independent draws agree with probability 1/33
+    t_check(dv > 900 && de > 900 && ds > 900,
+            "randompad: views (%lld/1000 differ), epochs (%lld), seeds (%lld) draw independently",
+            (long long)dv, (long long)de, (long long)ds);
+  }
+}
+
+int main(void) {
+  for (int64_t k = 3; k <= 5; k += 2)
+    for (int left = 0; left < 2; left++)
+      for (int masked = 0; masked < 2; masked++)
+        test_dwc(k, left, masked, 100 + (uint64_t)(k * 4 + left * 2 + masked));
+  test_kind_masked("blin", 300);
+  test_kind_masked("blin_left", 310);
+  test_randompad();
+  return t_done();
+}
