@@ -11,6 +11,11 @@
 //      alpha = 0 when |S| >= N, a pure function of (seed, epoch, example,
 //      view) (so the same at any rank count, micro-batch and resume), two
 //      views differ
+//   4. the two-view loss (mean CE + lambda * bidirectional KL), full catalog
+//      tiled and sampled (shared negatives): against a naive double
+//      computation, double finite differences of both views' hidden states
+//      and the item rows; the catalog in one slice against 2..4 slices
+//      merged (max, exact sums): bitwise the same statistics and gradients
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +23,8 @@
 
 #include "attention.h"
 #include "blin.h"
+#include "loss.h"
+#include "xsum.h"
 #include "test_util.h"
 
 static void *xcalloc(size_t n, size_t sz) {
@@ -337,6 +344,199 @@ static void test_randompad(void) {
   }
 }
 
+// ---- 4. the two-view loss ------------------------------------------------------------------
+
+// Naive: per row, full log-softmaxes over items 1..n_rows-1 (or the
+// candidates), (CE_a + CE_b)/2 + lambda (KL(a||b) + KL(b||a))/2; the mean.
+static double naive_bkl(const double *ha, const double *hb, const int32_t *tgt,
+                        const double *rows, int64_t n_rows, int64_t M, int64_t D, double lambda,
+                        const int32_t *cand, const int32_t *cand_ids, int64_t C) {
+  double tot = 0;
+  double *za = xcalloc(n_rows + C, 8), *zb = xcalloc(n_rows + C, 8);
+  for (int64_t m = 0; m < M; m++) {
+    int64_t nc = 0, ti = -1;
+    for (int64_t j = 0; j < (cand ? C : n_rows); j++) {
+      int64_t v;
+      if (cand) {
+        const int32_t *id = cand_ids + m * C;
+        if (j > 0 && id[j] == id[0]) continue;
+        v = cand[m * C + j];
+        if (j == 0) ti = nc;
+      } else {
+        if (j == 0) continue;
+        v = j;
+        if (j == tgt[m]) ti = nc;
+      }
+      double a = 0, b = 0;
+      for (int64_t d = 0; d < D; d++) a += ha[m * D + d] * rows[v * D + d], b += hb[m * D + d] * rows[v * D + d];
+      za[nc] = a, zb[nc] = b, nc++;
+    }
+    double ma = -INFINITY, mb = -INFINITY, sa = 0, sb = 0;
+    for (int64_t j = 0; j < nc; j++) ma = fmax(ma, za[j]), mb = fmax(mb, zb[j]);
+    for (int64_t j = 0; j < nc; j++) sa += exp(za[j] - ma), sb += exp(zb[j] - mb);
+    const double la = ma + log(sa), lb = mb + log(sb);
+    double kab = 0, kba = 0;
+    for (int64_t j = 0; j < nc; j++) {
+      const double lpa = za[j] - la, lpb = zb[j] - lb;
+      kab += exp(lpa) * (lpa - lpb), kba += exp(lpb) * (lpb - lpa);
+    }
+    tot += 0.5 * ((la - za[ti]) + (lb - zb[ti])) + lambda * 0.5 * (kab + kba);
+  }
+  free(za), free(zb);
+  return tot / (double)M;
+}
+
+typedef struct {
+  int64_t n_rows, M, D, tile, rchunk;
+  double lambda;
+  const int32_t *tgt, *grp;
+} bkl_shape;
+
+// The tiled double path over one slice: the mean loss; gradients (coef 1/M)
+// added into dha, dhb, drows when not NULL.
+static double tiled_bkl_f64(const bkl_shape *p, const double *ha, const double *hb,
+                            const double *rows, double *dha, double *dhb, double *drows) {
+  const int64_t M = p->M, D = p->D;
+  double *scr = xcalloc(bkl_scratch_elems(p->rchunk, p->tile, D), 8);
+  double *gm = xcalloc(2 * M, 8), *g1 = xcalloc(M, 8), *sx = xcalloc(4 * M, 8);
+  double *tl = xcalloc(2 * M, 8), *st = xcalloc(4 * M, 8);
+  ce_rowmax_f64(g1, ha, rows, 0, p->n_rows, p->n_rows, M, D, p->tile, p->rchunk, scr);
+  for (int64_t m = 0; m < M; m++) gm[2 * m] = g1[m];
+  ce_rowmax_f64(g1, hb, rows, 0, p->n_rows, p->n_rows, M, D, p->tile, p->rchunk, scr);
+  for (int64_t m = 0; m < M; m++) gm[2 * m + 1] = g1[m];
+  bkl_sumexp_f64(sx, tl, ha, hb, p->tgt, rows, gm, 0, p->n_rows, p->n_rows, M, D, p->tile,
+                 p->rchunk, scr);
+  bkl_stats_f64(st, gm, sx, M);
+  double loss = 0;
+  for (int64_t m = 0; m < M; m++) loss += bkl_row_loss_f64(st + 4 * m, tl + 2 * m, p->lambda, NULL, NULL);
+  if (dha || dhb || drows)
+    bkl_backward_f64(dha, dhb, drows, ha, hb, p->tgt, p->grp, rows, st, p->lambda, 0, p->n_rows,
+                     p->n_rows, M, D, p->tile, p->rchunk, 1.0 / (double)M, scr);
+  free(scr), free(gm), free(g1), free(sx), free(tl), free(st);
+  return loss / (double)M;
+}
+
+static double sampled_bkl_f64(const bkl_shape *p, const double *ha, const double *hb,
+                              const double *rows, const int32_t *cand, int64_t C, double *dha,
+                              double *dhb, double *drows) {
+  double loss = 0, *scr = xcalloc(4 * p->M * C, 8);
+  bkl_sampled_forward_backward_f64(&loss, dha, dhb, drows, ha, hb, cand, cand, rows, p->M, C,
+                                   p->D, p->lambda, 1.0 / (double)p->M, scr);
+  free(scr);
+  return loss / (double)p->M;
+}
+
+static void test_bkl_f64(int sampled, double lambda) {
+  const int64_t n_rows = 300, M = 5, D = 6, C = 7;
+  const int32_t tgt[5] = {3, 299, 64, 128, 17}, grp[5] = {0, 0, 1, 2, 2};
+  const int32_t cand[35] = {3,   5,  9,   3, 100, 5,   250, // a negative = the target, a duplicate
+                            299, 1,  2,   4, 6,   8,   10,  64, 65, 66, 67, 68, 69, 70,
+                            128, 0 + 7, 11, 13, 15, 17, 19, 17, 17, 18, 19, 20, 21, 22};
+  const bkl_shape p = {n_rows, M, D, 64, 3, lambda, tgt, grp};
+  double *ha = xcalloc(M * D, 8), *hb = xcalloc(M * D, 8), *rows = xcalloc(n_rows * D, 8);
+  double *dha = xcalloc(M * D, 8), *dhb = xcalloc(M * D, 8), *dr = xcalloc(n_rows * D, 8);
+  t_fill_d(ha, M * D, 71, 1.0);
+  t_fill_d(hb, M * D, 72, 1.0);
+  t_fill_d(rows, n_rows * D, 73, 1.0);
+  for (int64_t d = 0; d < D; d++) rows[d] = 0;
+  const double l = sampled ? sampled_bkl_f64(&p, ha, hb, rows, cand, C, dha, dhb, dr)
+                           : tiled_bkl_f64(&p, ha, hb, rows, dha, dhb, dr);
+  const double ln = naive_bkl(ha, hb, tgt, rows, n_rows, M, D, lambda, sampled ? cand : NULL,
+                              cand, C);
+  char name[160];
+  snprintf(name, sizeof name, "bkl %s lambda=%g: loss against the naive double formula",
+           sampled ? "sampled" : "full tiled", lambda);
+  t_close_d(&l, &ln, 1, 1e-12, name);
+  // finite differences: every entry of ha, hb, and 60 entries of the rows
+  // (every row the sampled candidates touch, and spread over the tiles)
+  const int64_t nfd = 2 * M * D + 60;
+  double *an = xcalloc(nfd, 8), *fd = xcalloc(nfd, 8);
+  for (int64_t i = 0; i < nfd; i++) {
+    double *x, *g;
+    if (i < M * D) x = ha + i, g = dha + i;
+    else if (i < 2 * M * D) x = hb + (i - M * D), g = dhb + (i - M * D);
+    else {
+      const int64_t k = i - 2 * M * D;
+      const int64_t r = sampled ? cand[k % 35] : 1 + (k * 37) % (n_rows - 1);
+      x = rows + r * D + k % D, g = dr + r * D + k % D;
+    }
+    const double x0 = *x, h = 1e-6;
+    *x = x0 + h;
+    const double lp = sampled ? sampled_bkl_f64(&p, ha, hb, rows, cand, C, NULL, NULL, NULL)
+                              : tiled_bkl_f64(&p, ha, hb, rows, NULL, NULL, NULL);
+    *x = x0 - h;
+    const double lm = sampled ? sampled_bkl_f64(&p, ha, hb, rows, cand, C, NULL, NULL, NULL)
+                              : tiled_bkl_f64(&p, ha, hb, rows, NULL, NULL, NULL);
+    *x = x0;
+    fd[i] = (lp - lm) / (2 * h);
+    an[i] = *g;
+  }
+  snprintf(name, sizeof name, "bkl %s lambda=%g: fd f64 of both views and the item rows",
+           sampled ? "sampled" : "full tiled", lambda);
+  t_close_d(an, fd, nfd, 1e-6, name);
+  free(ha), free(hb), free(rows), free(dha), free(dhb), free(dr), free(an), free(fd);
+}
+
+// The float path over the catalog cut at the given block boundaries
+// (cuts[0] = 0 < ... < cuts[ns] = n_rows): every slice's pass 1 merged by
+// max, pass 2 merged by exact adds; pass 3 per slice. st (M,4), dha, dhb
+// (M,D) and drows (n_rows,D) accumulators out.
+static void sliced_bkl(float *st, lr_xs *dha, lr_xs *dhb, lr_xs *dr, const float *ha,
+                       const float *hb, const int32_t *tgt, const int32_t *grp, const float *rows,
+                       const int64_t *cuts, int ns, int64_t n_rows, int64_t M, int64_t D,
+                       int64_t tile, int64_t rchunk, double lambda) {
+  float *scr = xcalloc(bkl_scratch_elems(rchunk, tile, D), 4), *g1 = xcalloc(M, 4);
+  float *gm = xcalloc(2 * M, 4), *tl = xcalloc(2 * M, 4);
+  lr_xs *sx = xcalloc(4 * M, sizeof(lr_xs)), *sxs = xcalloc(4 * M, sizeof(lr_xs));
+  for (int64_t m = 0; m < 2 * M; m++) gm[m] = -INFINITY;
+  for (int s = 0; s < ns; s++)
+    for (int v = 0; v < 2; v++) {
+      ce_rowmax(g1, v ? hb : ha, rows + cuts[s] * D, cuts[s], cuts[s + 1], n_rows, M, D, tile,
+                rchunk, scr);
+      for (int64_t m = 0; m < M; m++) gm[2 * m + v] = fmaxf(gm[2 * m + v], g1[m]);
+    }
+  for (int s = 0; s < ns; s++) {
+    memset(sxs, 0, 4 * (size_t)M * sizeof(lr_xs));
+    bkl_sumexp(sxs, tl, ha, hb, tgt, rows + cuts[s] * D, gm, cuts[s], cuts[s + 1], n_rows, M, D,
+               tile, rchunk, scr);
+    xsum_merge(sx, sxs, 4 * M);
+  }
+  bkl_stats(st, gm, sx, M);
+  for (int s = 0; s < ns; s++)
+    bkl_backward(dha, dhb, dr + cuts[s] * D, ha, hb, tgt, grp, rows + cuts[s] * D, st, lambda,
+                 cuts[s], cuts[s + 1], n_rows, M, D, tile, rchunk, 1.0f / (float)M, scr);
+  free(scr), free(g1), free(gm), free(tl), free(sx), free(sxs);
+}
+
+static void test_bkl_slices(void) {
+  const int64_t n_rows = 300, M = 6, D = 16, tile = 128, rchunk = 4; // blocks of 64
+  const int32_t tgt[6] = {1, 63, 64, 299, 200, 5}, grp[6] = {0, 0, 1, 2, 2, 3};
+  float *ha = xcalloc(M * D, 4), *hb = xcalloc(M * D, 4), *rows = xcalloc(n_rows * D, 4);
+  t_fill_f(ha, M * D, 81, 1.0f);
+  t_fill_f(hb, M * D, 82, 1.0f);
+  t_fill_f(rows, n_rows * D, 83, 1.0f);
+  const int64_t cut_sets[4][5] = {{0, 300}, {0, 128, 300}, {0, 64, 192, 300}, {0, 64, 128, 256, 300}};
+  float *st0 = xcalloc(4 * M, 4), *st = xcalloc(4 * M, 4);
+  lr_xs *acc0 = xcalloc((2 * M + n_rows) * D, sizeof(lr_xs)),
+        *acc = xcalloc((2 * M + n_rows) * D, sizeof(lr_xs));
+  for (int k = 0; k < 4; k++) {
+    lr_xs *a = k ? acc : acc0;
+    float *s = k ? st : st0;
+    memset(a, 0, (size_t)((2 * M + n_rows) * D) * sizeof(lr_xs));
+    sliced_bkl(s, a, a + M * D, a + 2 * M * D, ha, hb, tgt, grp, rows, cut_sets[k], k + 1, n_rows,
+               M, D, tile, rchunk, 2.0);
+    if (!k) continue;
+    int same = !memcmp(st0, st, 4 * (size_t)M * 4);
+    for (int64_t i = 0; i < (2 * M + n_rows) * D; i++) same &= xsum_eq(acc0[i], acc[i]);
+    t_check(same, "bkl full catalog: %d slices merged = one slice (statistics, both views' and "
+                  "the rows' gradients, bitwise)", k + 1);
+  }
+  int nz = 0;
+  for (int64_t i = 0; i < (2 * M + n_rows) * D; i++) nz += !xsum_is_zero(acc0[i]);
+  t_check(nz > M * D, "bkl full catalog: the gradients are not all zero (%d nonzero)", nz);
+  free(ha), free(hb), free(rows), free(st0), free(st), free(acc0), free(acc);
+}
+
 int main(void) {
   for (int64_t k = 3; k <= 5; k += 2)
     for (int left = 0; left < 2; left++)
@@ -345,5 +545,10 @@ int main(void) {
   test_kind_masked("blin", 300);
   test_kind_masked("blin_left", 310);
   test_randompad();
+  test_bkl_f64(0, 2.0);
+  test_bkl_f64(0, 0.0);
+  test_bkl_f64(1, 2.0);
+  test_bkl_f64(1, 0.5);
+  test_bkl_slices();
   return t_done();
 }
