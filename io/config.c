@@ -108,6 +108,17 @@ static key_def KEYS[] = {
     {"train.negatives_skip_history", T_BOOL, OFF(train_neg_skip_history), "false", 0, 0, NULL,
      "sampled, bce: draw again (up to 64 times) a negative that is in the user's training "
      "history (the released SASRec/RAM sampler)"},
+    {"train.views", T_INT, OFF(train_views), "1", 1, 2, NULL,
+     "sequences per example: 2 = Blin's two views (their own dropout keys and RandomPad "
+     "draws), loss = mean of the two CEs + train.bkl_weight * bidirectional KL; needs "
+     "train.positions last and model.arch sasrec"},
+    {"train.bkl_weight", T_FLOAT, OFF(train_bkl_weight), "2", 0, 1e6, NULL,
+     "train.views 2: lambda, the weight of the bidirectional KL between the two views' "
+     "predictive distributions (0 = the mean of the two CEs only)"},
+    {"train.augment", T_ENUM, OFF(train_augment), "none", 0, 0, "none|randompad",
+     "training inputs: as they are, or RandomPad (Blin Eq. 4: the history repeated "
+     "alpha+1 times with masked delimiters); randompad needs train.positions last and an "
+     "attention kind that takes a key mask (blin, blin_left)"},
     {"train.seed", T_INT, OFF(train_seed), "42", 0, 9e18, NULL,
      "seed of initialisation, shuffling, dropout and negatives"},
     {"train.patience", T_INT, OFF(train_patience), "5", 0, 1e9, NULL,
