@@ -177,7 +177,10 @@ static void sasrec_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     model_lap(m, LR_PHASE_PROJ, &t0);
     // H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
     linear_forward(fc1, s, model_tensor_layer(m, P, T_FC1_W, l), NULL, z->nr, D, F);
-    gelu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F); // fc1 := gelu'
+    if (c->ffn_relu) // fc1 := relu'
+      relu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F);
+    else // fc1 := gelu'
+      gelu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F);
     linear_forward(res2, gelu, model_tensor_layer(m, P, T_FC2_W, l), NULL, z->nr, F, D);
     dropout_residual_forward(res2, res2, model_tensor_layer(m, P, T_FC2_B, l), s, rid, z->nr, D,
                              model_site(m, dp, SITE_FFN(l), KEEP_FFN(l), z->r0));

@@ -137,8 +137,8 @@ void FN(blin_dwc_backward)(real *dv, int64_t lddv, real *dw, const real *g, int6
 // qf = softmax over each head's d features of a Q row (every valid row);
 // kf = softmax over the valid key rows of each K column, 0 at masked rows.
 // vec: 4D scratch. As attn_efficient.c's with the mask.
-static void FN(blin_maps_forward)(real *qf, real *kf, const real *xb, const uint8_t *km,
-                                  int64_t n, int64_t N, int64_t D, int64_t H, real *vec) {
+static void FN(blin_maps_forward)(real *qf, real *kf, const real *xb, const uint8_t *km, int64_t n,
+                                  int64_t N, int64_t D, int64_t H, real *vec) {
   const int64_t d = D / H, ldx = 3 * D;
   real *t = vec, *mx = vec + 2 * D, *sum = vec + 3 * D;
   for (int64_t i = 0; i < n; i++) {
@@ -232,40 +232,40 @@ static void FN(blin_fwd_any)(real *ob, real *cache, const real *xb, const real *
   FN(blin_dwc_forward)(ob, D, xb + 2 * D, 3 * D, km, prm, n, D, LR_BLIN_K, left);
 }
 
-static void FN(blin_bwd_any)(real *dxb, real *dprm, const real *gb, const real *xb,
-                             const real *prm, const uint8_t *km, const real *cache, int64_t n,
-                             int64_t N, int64_t D, int64_t H, real *scratch, int left) {
+static void FN(blin_bwd_any)(real *dxb, real *dprm, const real *gb, const real *xb, const real *prm,
+                             const uint8_t *km, const real *cache, int64_t n, int64_t N, int64_t D,
+                             int64_t H, real *scratch, int left) {
   const attn_linear_layout l = attn_linear_layout_of(N, D, H, 0);
-  FN(attn_qkv_linear_backward)(scratch + l.dqf, scratch + l.dkf, dxb, scratch + l.dkv, gb,
-                               cache + l.qf, cache + l.kf, cache + l.kv, xb, n, N, D, H);
-  FN(blin_maps_backward)(dxb, scratch + l.dqf, scratch + l.dkf, cache + l.qf, cache + l.kf, n, N,
-                         D, H, scratch + l.vec);
-  FN(blin_dwc_backward)(dxb + 2 * D, 3 * D, dprm, gb, D, xb + 2 * D, 3 * D, km, prm, n, D,
-                        LR_BLIN_K, left);
+  FN(attn_qkv_linear_backward)
+  (scratch + l.dqf, scratch + l.dkf, dxb, scratch + l.dkv, gb, cache + l.qf, cache + l.kf,
+   cache + l.kv, xb, n, N, D, H);
+  FN(blin_maps_backward)
+  (dxb, scratch + l.dqf, scratch + l.dkf, cache + l.qf, cache + l.kf, n, N, D, H, scratch + l.vec);
+  FN(blin_dwc_backward)
+  (dxb + 2 * D, 3 * D, dprm, gb, D, xb + 2 * D, 3 * D, km, prm, n, D, LR_BLIN_K, left);
 }
 
 // The four entry points of each kind: centred (c) and left-aligned (l),
 // without and with a key mask.
-#define BLIN_ENTRIES(tag, left)                                                                   \
-  static void FN(blin_##tag##_fwd_km)(real * ob, real * cache, const real *xb, const real *prm,  \
-                                      const uint8_t *km, int64_t n, int64_t N, int64_t D,        \
-                                      int64_t H, real *scratch) {                                 \
-    FN(blin_fwd_any)(ob, cache, xb, prm, km, n, N, D, H, scratch, left);                          \
-  }                                                                                               \
-  static void FN(blin_##tag##_bwd_km)(real * dxb, real * dprm, const real *gb, const real *xb,   \
-                                      const real *prm, const uint8_t *km, const real *cache,     \
-                                      int64_t n, int64_t N, int64_t D, int64_t H,                \
-                                      real *scratch) {                                            \
-    FN(blin_bwd_any)(dxb, dprm, gb, xb, prm, km, cache, n, N, D, H, scratch, left);               \
-  }                                                                                               \
-  static void FN(blin_##tag##_fwd)(real * ob, real * cache, const real *xb, const real *prm,     \
-                                   int64_t n, int64_t N, int64_t D, int64_t H, real *scratch) {  \
-    FN(blin_fwd_any)(ob, cache, xb, prm, NULL, n, N, D, H, scratch, left);                        \
-  }                                                                                               \
-  static void FN(blin_##tag##_bwd)(real * dxb, real * dprm, const real *gb, const real *xb,      \
-                                   const real *prm, const real *cache, int64_t n, int64_t N,     \
-                                   int64_t D, int64_t H, real *scratch) {                         \
-    FN(blin_bwd_any)(dxb, dprm, gb, xb, prm, NULL, cache, n, N, D, H, scratch, left);             \
+#define BLIN_ENTRIES(tag, left)                                                                    \
+  static void FN(blin_##tag##_fwd_km)(real * ob, real * cache, const real *xb, const real *prm,    \
+                                      const uint8_t *km, int64_t n, int64_t N, int64_t D,          \
+                                      int64_t H, real *scratch) {                                  \
+    FN(blin_fwd_any)(ob, cache, xb, prm, km, n, N, D, H, scratch, left);                           \
+  }                                                                                                \
+  static void FN(blin_##tag##_bwd_km)(real * dxb, real * dprm, const real *gb, const real *xb,     \
+                                      const real *prm, const uint8_t *km, const real *cache,       \
+                                      int64_t n, int64_t N, int64_t D, int64_t H, real *scratch) { \
+    FN(blin_bwd_any)(dxb, dprm, gb, xb, prm, km, cache, n, N, D, H, scratch, left);                \
+  }                                                                                                \
+  static void FN(blin_##tag##_fwd)(real * ob, real * cache, const real *xb, const real *prm,       \
+                                   int64_t n, int64_t N, int64_t D, int64_t H, real *scratch) {    \
+    FN(blin_fwd_any)(ob, cache, xb, prm, NULL, n, N, D, H, scratch, left);                         \
+  }                                                                                                \
+  static void FN(blin_##tag##_bwd)(real * dxb, real * dprm, const real *gb, const real *xb,        \
+                                   const real *prm, const real *cache, int64_t n, int64_t N,       \
+                                   int64_t D, int64_t H, real *scratch) {                          \
+    FN(blin_bwd_any)(dxb, dprm, gb, xb, prm, NULL, cache, n, N, D, H, scratch, left);              \
   }
 BLIN_ENTRIES(c, 0)
 BLIN_ENTRIES(l, 1)

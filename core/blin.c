@@ -8,14 +8,13 @@ int32_t blin_randompad_alpha(int64_t len, int64_t N, uint64_t seed, uint64_t epo
                              uint64_t example, uint32_t view) {
   if (len <= 0 || len >= N) return 0;
   const int64_t amax = N / len; // >= 1
-  const lr_rng4 r = lr_philox(seed, LR_STREAM_AUGMENT, (uint32_t)example,
-                              (uint32_t)(example >> 32), (uint32_t)epoch, view);
+  const lr_rng4 r = lr_philox(seed, LR_STREAM_AUGMENT, (uint32_t)example, (uint32_t)(example >> 32),
+                              (uint32_t)epoch, view);
   return (int32_t)(1 + lr_below(r.v[0], r.v[1], (uint64_t)amax));
 }
 
 int64_t blin_randompad(int32_t *out, uint8_t *km, int32_t *alpha, const int32_t *s, int64_t len,
-                       int64_t N, uint64_t seed, uint64_t epoch, uint64_t example,
-                       uint32_t view) {
+                       int64_t N, uint64_t seed, uint64_t epoch, uint64_t example, uint32_t view) {
   LR_ASSERT(len >= 0 && N >= 1);
   const int32_t a = blin_randompad_alpha(len, N, seed, epoch, example, view);
   if (alpha) *alpha = a;

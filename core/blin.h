@@ -19,9 +19,8 @@
 // below n). w (D,k) then b (D): prm of the kind.
 void blin_dwc_forward(float *out, int64_t ldo, const float *v, int64_t ldv, const uint8_t *km,
                       const float *w, int64_t n, int64_t D, int64_t k, int left);
-void blin_dwc_forward_f64(double *out, int64_t ldo, const double *v, int64_t ldv,
-                          const uint8_t *km, const double *w, int64_t n, int64_t D, int64_t k,
-                          int left);
+void blin_dwc_forward_f64(double *out, int64_t ldo, const double *v, int64_t ldv, const uint8_t *km,
+                          const double *w, int64_t n, int64_t D, int64_t k, int left);
 // dv (ld lddv) += the gradient of <g, out> w.r.t. v at unmasked rows < n;
 // dw (D*k + D: weights then bias) += w.r.t. w and b (NULL: skipped). g (n
 // rows, ld ldg).
@@ -42,8 +41,7 @@ void blin_dwc_backward_f64(double *dv, int64_t lddv, double *dw, const double *g
 // returns n (<= N) and *alpha. The draw is keyed by (seed, LR_STREAM_AUGMENT,
 // epoch, example, view): the same at any rank count, micro-batch or resume.
 int64_t blin_randompad(int32_t *out, uint8_t *km, int32_t *alpha, const int32_t *s, int64_t len,
-                       int64_t N, uint64_t seed, uint64_t epoch, uint64_t example,
-                       uint32_t view);
+                       int64_t N, uint64_t seed, uint64_t epoch, uint64_t example, uint32_t view);
 // alpha alone (the draw of blin_randompad). Cannot fail.
 int32_t blin_randompad_alpha(int64_t len, int64_t N, uint64_t seed, uint64_t epoch,
                              uint64_t example, uint32_t view);

@@ -47,6 +47,7 @@ typedef struct {
   float emb_scale;   // item rows scaled by this in E (0: 1; the released code: sqrt(D))
   int pos_from_end;  // position of row t is N - len + t (left-padding semantics), else t
   int no_user_table; // RAM-u: no users row group
+  int ffn_relu;      // sasrec: ReLU in the FFN (Blin's, model.ffn=relu), else GELU
 } lr_model_cfg;
 
 // ---- the architectures ---------------------------------------------------------------------

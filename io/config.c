@@ -79,6 +79,8 @@ static key_def KEYS[] = {
     {"model.inner", T_INT, OFF(model_inner), "256", 1, 1048576, NULL, "FFN inner size"},
     {"model.max_len", T_INT, OFF(model_max_len), "50", 2, 1048576, NULL,
      "sequence length N (the most recent N items are kept)"},
+    {"model.ffn", T_ENUM, OFF(model_ffn), "gelu", 0, 0, "gelu|relu",
+     "sasrec: the FFN's activation (relu: Blin's, with model.inner = model.d as the paper)"},
     {"model.dropout", T_FLOAT, OFF(model_dropout), "0.2", 0, 0.95, NULL,
      "dropout on embeddings, attention output and FFN output"},
     {"model.ln_eps", T_FLOAT, OFF(model_ln_eps), "1e-12", 1e-30, 1, NULL, "LayerNorm epsilon"},

@@ -3,7 +3,7 @@
 # trains bitwise reproducibly:
 #  1. for the blin kinds with RandomPad and the bidirectional KL (full CE
 #     and sampled), without the KL (lambda 0) and two plain views of linrec
-#     (no RandomPad), the same training at P = 1..4 ranks, other micro-batch
+#     (no RandomPad), and Blin's ReLU FFN (model.ffn=relu), the same training at P = 1..4 ranks, other micro-batch
 #     sizes, 1 or 2 threads and either item-table layout gives exactly the
 #     same per-step losses, evaluations and final state hash;
 #  2. a P=2 checkpoint resumed on P=3 ends with the uninterrupted P=1 run's
@@ -21,7 +21,7 @@ placements=("p1 1 1 0 auto" "p2 2 1 3 sharded" "p3 3 1 5 replicated" "p1t2 1 2 7
             "p4 4 1 2 auto")
 # a case: kind augment objective lambda
 cases=("blin randompad ce 2" "blin_left randompad sampled 2" "blin randompad ce 0"
-       "linrec none ce 2")
+       "linrec none ce 2" "blin randompad ce 2 relu")
 if [ -n "${LINREC_SANITIZED:-}" ]; then
   placements=("p1 1 1 0 auto" "p2 2 1 3 sharded")
   cases=("blin randompad ce 2" "blin_left randompad sampled 2")
@@ -54,8 +54,9 @@ echo "-- 1. P = 1..4, micro-batches, threads, table layouts"
 for c in "${cases[@]}"; do
   set -- $c
   extra=(--set model.attention=$1 --set train.augment=$2 --set train.objective=$3
-         --set train.bkl_weight=$4 --set train.negatives=7 --set train.sampler=pop)
-  name=$1-$2-$3-$4
+         --set train.bkl_weight=$4 --set train.negatives=7 --set train.sampler=pop
+         --set model.ffn=${5:-gelu})
+  name=$1-$2-$3-$4${5:+-$5}
   ref=""
   for p in "${placements[@]}"; do
     set -- $p

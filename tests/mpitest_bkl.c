@@ -33,8 +33,10 @@ static void run_case(const char *name, int64_t I, int64_t D, int64_t Mg, int64_t
   t_fill_f(tab, n_rows * D, 91, 1.0f);
   t_fill_f(ha, Mg * D, 92, 1.5f);
   t_fill_f(hb, Mg * D, 93, 1.5f);
-  for (int64_t d = 0; d < D; d++) tab[d] = 0;
-  for (int64_t m = 0; m < Mg; m++) tgt[m] = (int32_t)(1 + (m * 7919) % I), grp[m] = (int32_t)(m / 3);
+  for (int64_t d = 0; d < D; d++)
+    tab[d] = 0;
+  for (int64_t m = 0; m < Mg; m++)
+    tgt[m] = (int32_t)(1 + (m * 7919) % I), grp[m] = (int32_t)(m / 3);
   // the reference: all pairs, the whole catalog, one slice
   const float coef = 1.0f / (float)Mg;
   float *scr = xcalloc(bkl_scratch_elems(rchunk, tile, D), 4), *g1 = xcalloc(Mg, 4);
@@ -44,15 +46,16 @@ static void run_case(const char *name, int64_t I, int64_t D, int64_t Mg, int64_t
   const int64_t tl_items = ce_tile_items(tile < n_rows ? tile : n_rows, n_rows);
   for (int v = 0; v < 2; v++) {
     ce_rowmax(g1, v ? hb : ha, tab, 0, n_rows, n_rows, Mg, D, tl_items, rchunk, scr);
-    for (int64_t m = 0; m < Mg; m++) gm[2 * m + v] = g1[m];
+    for (int64_t m = 0; m < Mg; m++)
+      gm[2 * m + v] = g1[m];
   }
   bkl_sumexp(sx, tl, ha, hb, tgt, tab, gm, 0, n_rows, n_rows, Mg, D, tl_items, rchunk, scr);
   bkl_stats(st, gm, sx, Mg);
   lr_xs rloss = {0, 0, 0};
   for (int64_t m = 0; m < Mg; m++)
     xsum_add_d(&rloss, bkl_row_loss(st + 4 * m, tl + 2 * m, lambda, NULL, NULL));
-  bkl_backward(rda, rdb, rdr, ha, hb, tgt, grp, tab, st, lambda, 0, n_rows, n_rows, Mg, D,
-               tl_items, rchunk, coef, scr);
+  bkl_backward(rda, rdb, rdr, ha, hb, tgt, grp, tab, st, lambda, 0, n_rows, n_rows, Mg, D, tl_items,
+               rchunk, coef, scr);
   // this rank's pairs: an uneven cut (rank r gets a share growing with r)
   int64_t lo = 0, hi = 0;
   for (int q = 0; q <= me; q++) {
@@ -83,7 +86,8 @@ static void run_case(const char *name, int64_t I, int64_t D, int64_t Mg, int64_t
             dhb[i] == (float)xsum_value(rdb[lo * D + i]);
   mt_check(same, "%s: both views' hidden-state gradients = one slice (bitwise)", name);
   same = 1;
-  for (int64_t i = 0; i < (p.hi - p.lo) * D; i++) same &= xsum_eq(dr[i], rdr[p.lo * D + i]);
+  for (int64_t i = 0; i < (p.hi - p.lo) * D; i++)
+    same &= xsum_eq(dr[i], rdr[p.lo * D + i]);
   mt_check(same, "%s: own item rows' gradients = one slice (bitwise)", name);
   vocab_ce_free(&p);
   free(tab), free(ha), free(hb), free(tgt), free(grp), free(scr), free(g1), free(gm), free(tl);

@@ -61,6 +61,7 @@ static const char REF_TRAILER[8] = {'L', 'R', 'T', 'R', 'E', 'N', 'D', 0};
 #define REF_BLIN 8u  // Blin: B = 2P sequences (view v of example p at v*P + p), ids 0 inside
                      // the valid length are RandomPad's delimiters (masked keys), P targets;
                      // loss = mean CE of the views + 2 * bidirectional KL (make_blin_ref.py)
+#define REF_RELU 16u // the FFN's activation is ReLU (model.ffn=relu; make_blin_ref.py)
 #define BLIN_LAMBDA 2.0
 typedef struct {
   lr_model_cfg cfg;
@@ -144,13 +145,14 @@ static int ref_load(ref_dump *r, const char *path) {
   const lr_arch *arch = r->arch[0] ? model_arch_find(r->arch) : NULL;
   if (r->arch[0] && !arch) FAIL(88, "unknown architecture '%s'", r->arch);
   r->flags = le_get_u32(b + 104);
-  if (r->flags & ~(REF_ALL | REF_BCE | REF_USERS | REF_BLIN)) FAIL(104, "unknown flags %#x", (unsigned)r->flags);
+  if (r->flags & ~(REF_ALL | REF_BCE | REF_USERS | REF_BLIN | REF_RELU))
+    FAIL(104, "unknown flags %#x", (unsigned)r->flags);
   const float scale = le_get_f32(b + 108);
   if (!(scale >= 0.0f && scale < 1e3f)) FAIL(108, "embedding scale %g", (double)scale);
   // a dump without REF_ALL has one loss row per sequence, its last: ram's fast path
   lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, le_get_f32(b + 48),
                     ops, arch, 0.0f, !(r->flags & REF_ALL), scale, le_get_u32(b + 112) != 0,
-                    !(r->flags & REF_USERS)};
+                    !(r->flags & REF_USERS), (r->flags & REF_RELU) != 0};
   lr_seq_group sg[LR_MAX_SEQ_GROUPS];
   if (model_seq_groups(&c, sg) != ((r->flags & REF_USERS) ? 1 : 0))
     FAIL(104, "the users flag does not match architecture '%s'", r->arch[0] ? r->arch : "sasrec");
@@ -163,7 +165,10 @@ static int ref_load(ref_dump *r, const char *path) {
   r->init_std = le_get_f32(b + 84);
   if (!(r->init_std > 0.0f && r->init_std < 10.0f)) FAIL(84, "init std %g", (double)r->init_std);
   snprintf(r->label, sizeof r->label, "%s%s%s%s (init std %g)", r->arch, r->arch[0] ? "/" : "",
-           r->name, r->flags & REF_BCE ? (r->flags & REF_ALL ? " BCE all" : " BCE last") : "",
+           r->name,
+           r->flags & REF_BCE    ? (r->flags & REF_ALL ? " BCE all" : " BCE last")
+           : r->flags & REF_RELU ? " relu FFN"
+                                 : "",
            (double)r->init_std);
   const size_t P = model_param_elems(&c), T = (size_t)(c.n_items + 1) * (size_t)c.d;
   const size_t B = (size_t)r->B, N = (size_t)c.max_len, D = (size_t)c.d;
@@ -532,7 +537,8 @@ int main(void) {
       LR_TEST_DIR "/ref/ram_softmax_last.bin",
       LR_TEST_DIR "/ref/ram_softmax_last_wide.bin",
       LR_TEST_DIR "/ref/blin_blin.bin",
-      LR_TEST_DIR "/ref/blin_blin_wide.bin"};
+      LR_TEST_DIR "/ref/blin_blin_wide.bin",
+      LR_TEST_DIR "/ref/blin_blin_relu.bin"};
   for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++)
     check_dump(dumps[i]);
   check_damaged(dumps[0]);

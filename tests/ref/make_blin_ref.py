@@ -17,6 +17,9 @@ over the full catalog at each view's last position. Gradients and 10 Adam
 steps as make_ref.py. The header's flags word (offset 104) is 8 (REF_BLIN);
 the targets are P = B/2, one per example.
 
+A third dump, blin_blin_relu.bin (flags 8 | 16 = REF_RELU), has Blin's ReLU
+FFN (model.ffn=relu) at init std 0.2.
+
 Run with Debian's torch: /usr/bin/python3 tests/ref/make_blin_ref.py [outdir]
 """
 import math
@@ -40,6 +43,9 @@ KINDS = {'blin': 8}  # its id in core/attention.c's registry
 INITS = {'': 0.02, '_wide': 0.2}
 ARCH = ''
 REF_BLIN = 8
+REF_RELU = 16  # the FFN's activation is ReLU (model.ffn=relu)
+ACT = {'gelu': F.gelu, 'relu': F.relu}
+FFN = 'gelu'  # set by main for each dump
 # the histories of the 3 examples and each view's alpha (RandomPad, Eq. 4)
 HIST_LENS = [3, 2, 6]
 ALPHAS = [[2, 1], [3, 2], [1, 1]]  # 3 copies of 3 + 2 delimiters = 11 > N: truncated
@@ -119,7 +125,7 @@ def forward(P, table, ids, lens, kind):
         vin = (vd * key[:, :, None].to(vd.dtype)).transpose(1, 2)  # (B,D,N)
         ctx = ctx + F.conv1d(vin, w, bias, padding=(K - 1) // 2, groups=D).transpose(1, 2)
         s = ln(x + ctx @ P['o_w'][l].T + P['o_b'][l], P['ln1_w'][l], P['ln1_b'][l])
-        f = F.gelu(s @ P['fc1_w'][l].T + P['fc1_b'][l]) @ P['fc2_w'][l].T + P['fc2_b'][l]
+        f = ACT[FFN](s @ P['fc1_w'][l].T + P['fc1_b'][l]) @ P['fc2_w'][l].T + P['fc2_b'][l]
         x = ln(s + f, P['ln2_w'][l], P['ln2_b'][l])
     return x
 
@@ -139,17 +145,20 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     torch.set_num_threads(1)
     m = sys.modules[__name__]
-    for kind in KINDS:
-        for suffix, std in INITS.items():
-            r = base.run_kind(kind, std, m)
-            path = os.path.join(out, 'blin_%s%s.bin' % (kind, suffix))
-            base.write_dump(path, kind, std, r, m)
-            with open(path, 'r+b') as f:  # the flags word: REF_BLIN
-                f.seek(104)
-                f.write(REF_BLIN.to_bytes(4, 'little'))
-            print('%s: loss %.6f, Adam losses %s, %d bytes' % (
-                path, float(r['loss']), ' '.join('%.5f' % x for x in r['losses'].tolist()),
-                os.path.getsize(path)))
+    global FFN
+    runs = [(kind, suffix, std, 'gelu') for kind in KINDS for suffix, std in INITS.items()]
+    runs.append(('blin', '_relu', 0.2, 'relu'))  # Blin's FFN (model.ffn=relu)
+    for kind, suffix, std, FFN in runs:
+        r = base.run_kind(kind, std, m)
+        path = os.path.join(out, 'blin_%s%s.bin' % (kind, suffix))
+        base.write_dump(path, kind, std, r, m)
+        flags = REF_BLIN | (REF_RELU if FFN == 'relu' else 0)
+        with open(path, 'r+b') as f:  # the flags word
+            f.seek(104)
+            f.write(flags.to_bytes(4, 'little'))
+        print('%s: loss %.6f, Adam losses %s, %d bytes' % (
+            path, float(r['loss']), ' '.join('%.5f' % x for x in r['losses'].tolist()),
+            os.path.getsize(path)))
 
 
 if __name__ == '__main__':
