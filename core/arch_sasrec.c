@@ -164,8 +164,9 @@ static void sasrec_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     linear_forward(qkv + 3 * z->oD, h + z->oD, model_tensor_layer(m, P, T_QKV_W, l), model_tensor_layer(m, P, T_QKV_B, l),
                    z->nr, D, 3 * D);
     model_lap(m, LR_PHASE_PROJ, &t0);
-    attn_forward_range(ctx + z->oD, cache, qkv, m->lens, c->attn, model_tensor_layer(m, P, T_ATTN_P, l), B,
-                       z->b0, z->b1, N, D, H, model_lane_attn_scratch(m));
+    attn_forward_range_km(ctx + z->oD, cache, qkv, m->lens, m->kmask, c->attn,
+                          model_tensor_layer(m, P, T_ATTN_P, l), B, z->b0, z->b1, N, D, H,
+                          model_lane_attn_scratch(m));
     model_lap(m, LR_PHASE_ATTN, &t0);
     // the biases of W_O, W1 and W2 ride in the pass after their GEMM
     linear_forward(res1, ctx + z->oD, model_tensor_layer(m, P, T_O_W, l), NULL, z->nr, D, D);
@@ -176,7 +177,10 @@ static void sasrec_fwd(const lr_lane_job *j, const lr_lane_rows *z) {
     model_lap(m, LR_PHASE_PROJ, &t0);
     // H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
     linear_forward(fc1, s, model_tensor_layer(m, P, T_FC1_W, l), NULL, z->nr, D, F);
-    gelu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F); // fc1 := gelu'
+    if (c->ffn_relu) // fc1 := relu'
+      relu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F);
+    else // fc1 := gelu'
+      gelu_forward_train(gelu, fc1, model_tensor_layer(m, P, T_FC1_B, l), z->nr, F);
     linear_forward(res2, gelu, model_tensor_layer(m, P, T_FC2_W, l), NULL, z->nr, F, D);
     dropout_residual_forward(res2, res2, model_tensor_layer(m, P, T_FC2_B, l), s, rid, z->nr, D,
                              model_site(m, dp, SITE_FFN(l), KEEP_FFN(l), z->r0));
@@ -242,8 +246,9 @@ static void backward_layer(const lr_lane_job *j, const lr_lane_rows *z) {
                      D);
   memset(d_qkv, 0, z->nD * 3 * sizeof(float));
   model_lap(m, LR_PHASE_PROJ, &t0);
-  attn_backward_range(d_qkv, model_tensor_layer(m, G, T_ATTN_P, l), dh, qkv, model_tensor_layer(m, P, T_ATTN_P, l), cache,
-                      m->lens, c->attn, B, z->b0, z->b1, N, D, H, model_lane_attn_scratch(m));
+  attn_backward_range_km(d_qkv, model_tensor_layer(m, G, T_ATTN_P, l), dh, qkv,
+                         model_tensor_layer(m, P, T_ATTN_P, l), cache, m->lens, m->kmask, c->attn, B,
+                         z->b0, z->b1, N, D, H, model_lane_attn_scratch(m));
   model_lap(m, LR_PHASE_ATTN, &t0);
   linear_backward(dhin, model_tensor_layer(m, G, T_QKV_W, l), model_tensor_layer(m, G, T_QKV_B, l), d_qkv, hin,
                   model_tensor_layer(m, P, T_QKV_W, l), z->nr, D, 3 * D);

@@ -11,14 +11,16 @@
 
 // The built-in kinds, in the order of their ids (the config's and --help's order).
 extern const lr_attn_ops lr_attn_softmax, lr_attn_linrec, lr_attn_linrec_code,
-    lr_attn_linrec_causal, lr_attn_elu1, lr_attn_efficient, lr_attn_rela, lr_attn_rela_causal;
+    lr_attn_linrec_causal, lr_attn_elu1, lr_attn_efficient, lr_attn_rela, lr_attn_rela_causal,
+    lr_attn_blin, lr_attn_blin_left;
 
 #define ATTN_MAX 32
 static const lr_attn_ops *g_kinds[ATTN_MAX] = {
     &lr_attn_softmax, &lr_attn_linrec, &lr_attn_linrec_code,
     &lr_attn_linrec_causal, &lr_attn_elu1, &lr_attn_efficient, &lr_attn_rela, &lr_attn_rela_causal,
+    &lr_attn_blin, &lr_attn_blin_left,
 };
-static int g_count = 8;
+static int g_count = 10;
 static const char *g_names[ATTN_MAX + 1];
 
 int attn_count(void) { return g_count; }
@@ -82,6 +84,7 @@ typedef struct {
   float *cache;      // forward fills, backward reads
   const float *qkv, *dout, *prm;
   const int32_t *lens;
+  const uint8_t *km; // key mask (B,N) or NULL
   int64_t N, D, H, base;
   float *scratch;    // parts copies of scratch_elems
   size_t scratch_elems, cache_per_seq;
@@ -97,8 +100,12 @@ static void forward_seqs(void *vj, int64_t b0, int64_t b1) {
     float *ob = j->out + (b - j->base) * N * D;
     memset(ob + n * D, 0, (size_t)((N - n) * D) * sizeof(float));
     if (n == 0) continue;
-    j->k->fwd(ob, j->cache + (size_t)b * j->cache_per_seq, j->qkv + b * N * 3 * D, j->prm, n, N,
-              D, H, scratch);
+    if (j->km)
+      j->k->fwd_km(ob, j->cache + (size_t)b * j->cache_per_seq, j->qkv + b * N * 3 * D, j->prm,
+                   j->km + b * N, n, N, D, H, scratch);
+    else
+      j->k->fwd(ob, j->cache + (size_t)b * j->cache_per_seq, j->qkv + b * N * 3 * D, j->prm, n,
+                N, D, H, scratch);
   }
 }
 
@@ -110,16 +117,21 @@ static void backward_seqs(void *vj, int64_t b0, int64_t b1) {
     const int64_t n = j->lens[b];
     LR_ASSERT(n >= 0 && n <= N);
     if (n == 0) continue;
-    j->k->bwd(j->out + (b - j->base) * N * 3 * D, j->dprm, j->dout + (b - j->base) * N * D,
-              j->qkv + b * N * 3 * D, j->prm, j->cache + (size_t)b * j->cache_per_seq, n, N, D,
-              H, scratch);
+    if (j->km)
+      j->k->bwd_km(j->out + (b - j->base) * N * 3 * D, j->dprm, j->dout + (b - j->base) * N * D,
+                   j->qkv + b * N * 3 * D, j->prm, j->km + b * N,
+                   j->cache + (size_t)b * j->cache_per_seq, n, N, D, H, scratch);
+    else
+      j->k->bwd(j->out + (b - j->base) * N * 3 * D, j->dprm, j->dout + (b - j->base) * N * D,
+                j->qkv + b * N * 3 * D, j->prm, j->cache + (size_t)b * j->cache_per_seq, n, N, D,
+                H, scratch);
   }
 }
 
 static attn_job job(const lr_attn_ops *k, float *out, float *dprm, float *cache,
                     const float *qkv, const float *dout, const float *prm, const int32_t *lens,
                     int64_t N, int64_t D, int64_t H, int64_t base, float *scratch) {
-  attn_job j = {k, out, dprm, cache, qkv, dout, prm, lens, N, D, H, base, scratch,
+  attn_job j = {k, out, dprm, cache, qkv, dout, prm, lens, NULL, N, D, H, base, scratch,
                 attn_scratch_elems(k, N, D, H), k->cache_elems(N, D, H)};
   return j;
 }
@@ -167,18 +179,49 @@ void attn_backward_range(float *dqkv, float *dprm, const float *dout, const floa
   backward_seqs(&j, b0, b1);
 }
 
+void attn_forward_range_km(float *out, float *cache, const float *qkv, const int32_t *lens,
+                           const uint8_t *km, const lr_attn_ops *k, const float *prm, int64_t B,
+                           int64_t b0, int64_t b1, int64_t N, int64_t D, int64_t H,
+                           float *scratch) {
+  LR_ASSERT(0 <= b0 && b0 <= b1 && b1 <= B && (!km || k->fwd_km));
+  attn_job j = job(k, out, NULL, cache, qkv, NULL, prm, lens, N, D, H, b0, scratch);
+  j.scratch_elems = 0, j.km = km;
+  forward_seqs(&j, b0, b1);
+}
+
+void attn_backward_range_km(float *dqkv, float *dprm, const float *dout, const float *qkv,
+                            const float *prm, const float *cache, const int32_t *lens,
+                            const uint8_t *km, const lr_attn_ops *k, int64_t B, int64_t b0,
+                            int64_t b1, int64_t N, int64_t D, int64_t H, float *scratch) {
+  LR_ASSERT(0 <= b0 && b0 <= b1 && b1 <= B && (!km || k->bwd_km));
+  attn_job j = job(k, dqkv, dprm, (float *)cache, qkv, dout, prm, lens, N, D, H, b0, scratch);
+  j.scratch_elems = 0, j.km = km;
+  backward_seqs(&j, b0, b1);
+}
+
 // ---- double ------------------------------------------------------------------------------
 
 void attn_forward_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
                       const lr_attn_ops *k, const double *prm, int64_t B, int64_t N, int64_t D,
                       int64_t H, double *scratch) {
+  attn_forward_km_f64(out, cache, qkv, lens, NULL, k, prm, B, N, D, H, scratch);
+}
+
+void attn_forward_km_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
+                         const uint8_t *km, const lr_attn_ops *k, const double *prm, int64_t B,
+                         int64_t N, int64_t D, int64_t H, double *scratch) {
+  LR_ASSERT(!km || k->fwd_km_f64);
   const size_t per = k->cache_elems(N, D, H);
   for (int64_t b = 0; b < B; b++) {
     const int64_t n = lens[b];
     LR_ASSERT(n >= 0 && n <= N);
     double *ob = out + b * N * D;
     memset(ob + n * D, 0, (size_t)((N - n) * D) * sizeof(double));
-    if (n) k->fwd_f64(ob, cache + (size_t)b * per, qkv + b * N * 3 * D, prm, n, N, D, H, scratch);
+    if (n && km)
+      k->fwd_km_f64(ob, cache + (size_t)b * per, qkv + b * N * 3 * D, prm, km + b * N, n, N, D, H,
+                    scratch);
+    else if (n)
+      k->fwd_f64(ob, cache + (size_t)b * per, qkv + b * N * 3 * D, prm, n, N, D, H, scratch);
   }
 }
 
@@ -186,9 +229,20 @@ void attn_backward_f64(double *dqkv, double *dprm, const double *dout, const dou
                        const double *prm, const double *cache, const int32_t *lens,
                        const lr_attn_ops *k, int64_t B, int64_t N, int64_t D, int64_t H,
                        double *scratch) {
+  attn_backward_km_f64(dqkv, dprm, dout, qkv, prm, cache, lens, NULL, k, B, N, D, H, scratch);
+}
+
+void attn_backward_km_f64(double *dqkv, double *dprm, const double *dout, const double *qkv,
+                          const double *prm, const double *cache, const int32_t *lens,
+                          const uint8_t *km, const lr_attn_ops *k, int64_t B, int64_t N,
+                          int64_t D, int64_t H, double *scratch) {
+  LR_ASSERT(!km || k->bwd_km_f64);
   const size_t per = k->cache_elems(N, D, H);
   for (int64_t b = 0; b < B; b++)
-    if (lens[b])
+    if (lens[b] && km)
+      k->bwd_km_f64(dqkv + b * N * 3 * D, dprm, dout + b * N * D, qkv + b * N * 3 * D, prm,
+                    km + b * N, cache + (size_t)b * per, lens[b], N, D, H, scratch);
+    else if (lens[b])
       k->bwd_f64(dqkv + b * N * 3 * D, dprm, dout + b * N * D, qkv + b * N * 3 * D, prm,
                  cache + (size_t)b * per, lens[b], N, D, H, scratch);
 }

@@ -44,6 +44,20 @@ typedef void (*lr_attn_bwd_f64)(double *dx, double *dprm, const double *dout, co
                                 const double *prm, const double *cache, int64_t n, int64_t N,
                                 int64_t D, int64_t H, double *scratch);
 
+// The same with a per-position key mask km (N; see lr_attn_ops.fwd_km).
+typedef void (*lr_attn_fwd_km)(float *out, float *cache, const float *x, const float *prm,
+                               const uint8_t *km, int64_t n, int64_t N, int64_t D, int64_t H,
+                               float *scratch);
+typedef void (*lr_attn_bwd_km)(float *dx, float *dprm, const float *dout, const float *x,
+                               const float *prm, const uint8_t *km, const float *cache, int64_t n,
+                               int64_t N, int64_t D, int64_t H, float *scratch);
+typedef void (*lr_attn_fwd_km_f64)(double *out, double *cache, const double *x, const double *prm,
+                                   const uint8_t *km, int64_t n, int64_t N, int64_t D, int64_t H,
+                                   double *scratch);
+typedef void (*lr_attn_bwd_km_f64)(double *dx, double *dprm, const double *dout, const double *x,
+                                   const double *prm, const uint8_t *km, const double *cache,
+                                   int64_t n, int64_t N, int64_t D, int64_t H, double *scratch);
+
 typedef struct {
   const char *name;    // the config value
   const char *formula; // one line, for --help and the README
@@ -63,6 +77,15 @@ typedef struct {
   // Multiply-adds of one forward of a sequence of N real rows (backward is
   // counted as twice that by the model's FLOP formula).
   double (*flops)(int64_t N, int64_t D, int64_t H);
+  // Optional (NULL: the kind takes no key mask): fwd and bwd honouring a
+  // per-position key mask km (N bytes; km[t] = 0 makes row t a masked key:
+  // it gives no key and no value to any output, its own output row is still
+  // computed as a query). km NULL means every valid row is a key, exactly
+  // fwd/bwd. A masked call to a kind without these is a bug (asserted).
+  lr_attn_fwd_km fwd_km;
+  lr_attn_bwd_km bwd_km;
+  lr_attn_fwd_km_f64 fwd_km_f64;
+  lr_attn_bwd_km_f64 bwd_km_f64;
 } lr_attn_ops;
 
 // ---- the registry ------------------------------------------------------------------------
@@ -116,6 +139,18 @@ void attn_backward_range(float *dqkv, float *dprm, const float *dout, const floa
                          const lr_attn_ops *k, int64_t B, int64_t b0, int64_t b1, int64_t N,
                          int64_t D, int64_t H, float *scratch);
 
+// The range forms with a key mask km (B,N) (km[b*N+t] = 0: row t of
+// sequence b is a masked key; NULL: none, exactly the calls above). The kind
+// must have fwd_km/bwd_km when km is not NULL (asserted).
+void attn_forward_range_km(float *out, float *cache, const float *qkv, const int32_t *lens,
+                           const uint8_t *km, const lr_attn_ops *k, const float *prm, int64_t B,
+                           int64_t b0, int64_t b1, int64_t N, int64_t D, int64_t H,
+                           float *scratch);
+void attn_backward_range_km(float *dqkv, float *dprm, const float *dout, const float *qkv,
+                            const float *prm, const float *cache, const int32_t *lens,
+                            const uint8_t *km, const lr_attn_ops *k, int64_t B, int64_t b0,
+                            int64_t b1, int64_t N, int64_t D, int64_t H, float *scratch);
+
 // Double-precision twins for the gradient tests: the same kernels and
 // contracts, every count in doubles.
 void attn_forward_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
@@ -125,5 +160,13 @@ void attn_backward_f64(double *dqkv, double *dprm, const double *dout, const dou
                        const double *prm, const double *cache, const int32_t *lens,
                        const lr_attn_ops *k, int64_t B, int64_t N, int64_t D, int64_t H,
                        double *scratch);
+// ... and with a key mask km (B,N) as above (NULL: none).
+void attn_forward_km_f64(double *out, double *cache, const double *qkv, const int32_t *lens,
+                         const uint8_t *km, const lr_attn_ops *k, const double *prm, int64_t B,
+                         int64_t N, int64_t D, int64_t H, double *scratch);
+void attn_backward_km_f64(double *dqkv, double *dprm, const double *dout, const double *qkv,
+                          const double *prm, const double *cache, const int32_t *lens,
+                          const uint8_t *km, const lr_attn_ops *k, int64_t B, int64_t N,
+                          int64_t D, int64_t H, double *scratch);
 
 #endif

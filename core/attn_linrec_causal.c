@@ -47,7 +47,7 @@ const lr_attn_ops lr_attn_linrec_causal = {
     linrec_causal_bwd,
     linrec_causal_fwd_f64,
     linrec_causal_bwd_f64,
-    attn_causal_flops};
+    attn_causal_flops, NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 

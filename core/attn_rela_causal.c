@@ -72,7 +72,7 @@ const lr_attn_ops lr_attn_rela_causal = {
     rela_causal_bwd,
     rela_causal_fwd_f64,
     rela_causal_bwd_f64,
-    attn_causal_flops};
+    attn_causal_flops, NULL, NULL, NULL, NULL};
 
 // Not in the registry: rela_causal without RoPE, the attention of the
 // ablation model.arch=recgrela_norope (core/arch_recgrela.c).
@@ -88,7 +88,7 @@ const lr_attn_ops lr_attn_rela_causal_norope = {
     rela_causal_norope_bwd,
     rela_causal_norope_fwd_f64,
     rela_causal_norope_bwd_f64,
-    attn_causal_flops};
+    attn_causal_flops, NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 

@@ -58,6 +58,10 @@ void gelu_backward(float *din, const float *dout, const float *in, int64_t n);
 // backward). out and in_grad must not overlap.
 void gelu_forward_train(float *out, float *in_grad, const float *bias, int64_t R, int64_t C);
 void gelu_backward_stored(float *d, const float *grad, int64_t n);
+// The same pair's forward for ReLU (Blin's FFN, model.ffn=relu): out =
+// max(x, 0), in_grad := 1 where x > 0 else 0; its backward is
+// gelu_backward_stored.
+void relu_forward_train(float *out, float *in_grad, const float *bias, int64_t R, int64_t C);
 
 // ---- dropout with a regenerated mask -------------------------------------------
 // The keep/drop decision of element j of row r is a pure function of
@@ -136,6 +140,8 @@ void gelu_backward_f64(double *din, const double *dout, const double *in, int64_
 void gelu_forward_train_f64(double *out, double *in_grad, const double *bias, int64_t R,
                             int64_t C);
 void gelu_backward_stored_f64(double *d, const double *grad, int64_t n);
+void relu_forward_train_f64(double *out, double *in_grad, const double *bias, int64_t R,
+                            int64_t C);
 void dropout_forward_f64(double *out, const double *in, const uint64_t *row_ids, int64_t R,
                          int64_t D, lr_dropout dp);
 void dropout_backward_f64(double *din, const double *dout, const uint64_t *row_ids, int64_t R,

@@ -61,6 +61,10 @@ size_t ce_scratch_elems(int64_t rchunk, int64_t tile, int64_t D) {
   return round16((size_t)rchunk * (size_t)tile + st);
 }
 
+size_t bkl_scratch_elems(int64_t rchunk, int64_t tile, int64_t D) {
+  return ce_scratch_elems(2 * rchunk, tile, D);
+}
+
 size_t ce_fb_scratch_elems(int64_t M, int64_t tile, int64_t D, int64_t n_rows) {
   // the passes' scratch, 3 per-row statistics, and M + (M + n_rows) D
   // accumulators of sizeof(lr_xs) / sizeof(float) elements each (more than

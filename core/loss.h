@@ -130,4 +130,63 @@ uint32_t sampled_forward_backward_f64(double *loss, double *dhs, double *drows, 
                                       const double *rows, int64_t M, int64_t C, int64_t D,
                                       lr_sampled_kind kind, double coef, double *scratch);
 
+// ---- Blin: two views, mean CE + lambda * bidirectional KL ------------------------------
+// Loss row m has two hidden states, hs_a[m] and hs_b[m] (the two RandomPad
+// views of one example), one target tgt[m]; with pa, pb the softmaxes of
+// their logits za, zb over the catalog (or the candidates, sampled):
+//   loss_m = (CE_a + CE_b) / 2 + lambda (KL(pa||pb) + KL(pb||pa)) / 2
+// The bidirectional KL is (Ea + Eb) / 2, Ea = E_pa[za - zb], Eb =
+// E_pb[zb - za] (the log-sum-exps cancel): one more per-row sum per view
+// over the catalog, Ta = sum_v exp(za_v - ma)(za_v - zb_v), taken in pass 2
+// next to Sa = sum_v exp(za_v - ma) and reduced over slices the same way
+// (exact, relative to the global max), so no extra pass. Same block and
+// tile rules as ce_*; grp as ce_backward.
+// Scratch elements of bkl_sumexp/bkl_backward. Cannot fail.
+size_t bkl_scratch_elems(int64_t rchunk, int64_t tile, int64_t D);
+// Pass 1 is ce_rowmax on each view: gmax (M,2) = (max za, max zb) over the
+// whole catalog. Pass 2: sx (M,4) += (Sa, Sb, Ta, Tb) over the slice;
+// tlogit (M,2) = (za, zb) at the target when the slice holds it.
+uint32_t bkl_sumexp(lr_xs *sx, float *tlogit, const float *hs_a, const float *hs_b,
+                    const int32_t *tgt, const float *rows, const float *gmax, int64_t lo,
+                    int64_t hi, int64_t n_rows, int64_t M, int64_t D, int64_t tile,
+                    int64_t rchunk, float *scratch);
+// st (M,4) = (lse_a, lse_b, Ea, Eb) from gmax and the merged sx.
+void bkl_stats(float *st, const float *gmax, const lr_xs *sx, int64_t M);
+// One row's loss from st (4) and tlogit (2); *ce, *kl (may be NULL) its mean
+// CE and bidirectional KL.
+double bkl_row_loss(const float *st, const float *tlogit, double lambda, double *ce, double *kl);
+// Pass 3: dhs_a, dhs_b (M,D) += (exact per block), drows ((hi-lo),D) +=
+// (exact per example and view) coef times the gradients (any may be NULL).
+uint32_t bkl_backward(lr_xs *dhs_a, lr_xs *dhs_b, lr_xs *drows, const float *hs_a,
+                      const float *hs_b, const int32_t *tgt, const int32_t *grp,
+                      const float *rows, const float *st, double lambda, int64_t lo, int64_t hi,
+                      int64_t n_rows, int64_t M, int64_t D, int64_t tile, int64_t rchunk,
+                      float coef, float *scratch);
+// Sampled: both views score the same candidates cand (M,C) (the target
+// first; as sampled_forward_backward). *loss += sum_m loss_m; dhs_a, dhs_b
+// (M,D) += per row; drows (U,D) += exact per row and candidate. scratch:
+// 4 M C floats.
+uint32_t bkl_sampled_forward_backward(lr_xs *loss, float *dhs_a, float *dhs_b, lr_xs *drows,
+                                      const float *hs_a, const float *hs_b, const int32_t *cand,
+                                      const int32_t *cand_ids, const float *rows, int64_t M,
+                                      int64_t C, int64_t D, double lambda, float coef,
+                                      float *scratch);
+uint32_t bkl_sumexp_f64(double *sx, double *tlogit, const double *hs_a, const double *hs_b,
+                        const int32_t *tgt, const double *rows, const double *gmax, int64_t lo,
+                        int64_t hi, int64_t n_rows, int64_t M, int64_t D, int64_t tile,
+                        int64_t rchunk, double *scratch);
+void bkl_stats_f64(double *st, const double *gmax, const double *sx, int64_t M);
+double bkl_row_loss_f64(const double *st, const double *tlogit, double lambda, double *ce,
+                        double *kl);
+uint32_t bkl_backward_f64(double *dhs_a, double *dhs_b, double *drows, const double *hs_a,
+                          const double *hs_b, const int32_t *tgt, const int32_t *grp,
+                          const double *rows, const double *st, double lambda, int64_t lo,
+                          int64_t hi, int64_t n_rows, int64_t M, int64_t D, int64_t tile,
+                          int64_t rchunk, double coef, double *scratch);
+uint32_t bkl_sampled_forward_backward_f64(double *loss, double *dhs_a, double *dhs_b,
+                                          double *drows, const double *hs_a, const double *hs_b,
+                                          const int32_t *cand, const int32_t *cand_ids,
+                                          const double *rows, int64_t M, int64_t C, int64_t D,
+                                          double lambda, double coef, double *scratch);
+
 #endif

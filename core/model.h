@@ -47,6 +47,7 @@ typedef struct {
   float emb_scale;   // item rows scaled by this in E (0: 1; the released code: sqrt(D))
   int pos_from_end;  // position of row t is N - len + t (left-padding semantics), else t
   int no_user_table; // RAM-u: no users row group
+  int ffn_relu;      // sasrec: ReLU in the FFN (Blin's, model.ffn=relu), else GELU
 } lr_model_cfg;
 
 // ---- the architectures ---------------------------------------------------------------------
@@ -191,6 +192,10 @@ typedef struct {
   uint32_t *keep_bits; // dropout masks, forward to backward: keep_blocks x max_B*N rows of bits
   int64_t B;         // batch of the last forward
   const int32_t *lens; // lens of the last forward (borrowed)
+  // Per-position key mask (B,N) of the next forward and its backward
+  // (borrowed; NULL: none): model_set_keymask. Only sasrec passes it to its
+  // attention kind (which must take one: attention.h, fwd_km).
+  const uint8_t *kmask;
 } lr_model;
 
 // Allocate the arenas for up to max_B sequences and initialise parameters:
@@ -234,6 +239,9 @@ void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
 
 // Set the DropPath rate (0 <= p < 1, asserted by its user). Cannot fail.
 static inline void model_set_drop_path(lr_model *m, float p) { m->cfg.drop_path = p; }
+// Set the key mask (B,N) of the next forward and its backward (NULL:
+// none; RandomPad's delimiters, core/blin.h). Cannot fail.
+static inline void model_set_keymask(lr_model *m, const uint8_t *km) { m->kmask = km; }
 // Set cfg.last_only for the next forward (and its backward). Cannot fail.
 static inline void model_set_last_only(lr_model *m, int on) { m->cfg.last_only = on; }
 

@@ -19,6 +19,7 @@ enum {
   LR_STREAM_INIT = 4,
   LR_STREAM_SYNTH = 5,
   LR_STREAM_EVAL = 6,
+  LR_STREAM_AUGMENT = 7, // Blin's RandomPad (core/blin.h)
 };
 
 typedef struct {

@@ -30,6 +30,7 @@ int state_model_cfg(lr_model_cfg *mc, const lr_config *c, int64_t n_items, int t
                        .inner = c->model_inner,
                        .dropout = training ? (float)c->model_dropout : 0.0f,
                        .ln_eps = (float)c->model_ln_eps,
+                       .ffn_relu = c->model_ffn == LR_FFN_RELU,
                        .attn = k,
                        .arch = a,
                        .drop_path = training ? (float)c->model_drop_path : 0.0f,

@@ -12,7 +12,8 @@ void table_free(lr_table *t) {
   emb_shard_free(&t->emb);
   vocab_ce_free(&t->ce);
   void *bufs[] = {t->rows, t->drows, t->ce_scratch, t->gmax, t->lse, t->tlogit,
-                  t->sx,   t->dhs_x, t->mark,       t->touched};
+                  t->sx,   t->dhs_x, t->mark,       t->touched, t->bkl_f, t->bkl_scratch,
+                  t->bkl_x};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lr_free(bufs[i]);
   memset(t, 0, sizeof *t);
@@ -241,4 +242,61 @@ void table_stats(const lr_table *t, dist_stats *lookup, dist_stats *push, dist_s
   *push = t->mode == LR_TABLE_SHARDED ? t->emb.push_stats : zero;
   *loss = t->mode == LR_TABLE_SHARDED ? t->ce.stats : t->loss;
   *allreduce = t->allreduce;
+}
+
+// ---- Blin's two-view loss -----------------------------------------------------------
+
+int table_enable_bkl(lr_table *t) {
+  if (t->mode == LR_TABLE_SHARDED) return t->ce.max_rows > 0 ? vocab_ce_enable_bkl(&t->ce) : LR_OK;
+  if (!t->ce_scratch || t->bkl_f) return LR_OK;
+  const size_t R = (size_t)t->rchunk, D = (size_t)t->D;
+  t->bkl_f = lr_calloc(9 * R, sizeof(float), "two-view loss row statistics");
+  t->bkl_x = lr_calloc(4 * R + 2 * R * D, sizeof(lr_xs), "two-view loss sums");
+  t->bkl_scratch =
+      lr_calloc(bkl_scratch_elems(t->rchunk, t->tile, t->D), sizeof(float), "two-view CE tiles");
+  LR_CHECK(t->bkl_f && t->bkl_x && t->bkl_scratch, LR_ERR_NOMEM, "table_enable_bkl: out of memory");
+  return LR_OK;
+}
+
+int table_bkl(lr_table *t, lr_xs *loss, float *dhs_a, float *dhs_b, const float *hs_a,
+              const float *hs_b, const int32_t *tgt, const int32_t *grp, int64_t M, double lambda,
+              float coef) {
+  if (t->mode == LR_TABLE_SHARDED)
+    return vocab_bkl_forward_backward(&t->ce, loss, &t->bad, dhs_a, dhs_b,
+                                      dhs_a ? t->tab.gx : NULL, hs_a, hs_b, tgt, grp, t->tab.w, M,
+                                      lambda, coef);
+  LR_ASSERT(t->bkl_f);
+  const double t0 = dist_wtime();
+  for (int64_t m = 0; m < M; m++)
+    LR_CHECK(tgt[m] >= 1 && tgt[m] < t->n_rows, LR_ERR_ARG, "CE target %d outside [1, %lld)",
+             tgt[m], (long long)t->n_rows);
+  const int64_t D = t->D, n = t->n_rows, R = t->rchunk;
+  float *gm = t->bkl_f, *g1 = gm + 2 * R, *tl = g1 + R, *st = tl + 2 * R;
+  lr_xs *sx = t->bkl_x, *da = sx + 4 * R, *db = da + R * D;
+  for (int64_t m0 = 0, m1; m0 < M; m0 = m1) {
+    m1 = ce_chunk_end(grp, m0, M, R);
+    const int64_t mc = m1 - m0;
+    const float *ca = hs_a + (size_t)m0 * (size_t)D, *cb = hs_b + (size_t)m0 * (size_t)D;
+    for (int v = 0; v < 2; v++) {
+      ce_rowmax(g1, v ? cb : ca, t->tab.w, 0, n, n, mc, D, t->tile, R, t->bkl_scratch);
+      for (int64_t i = 0; i < mc; i++) gm[2 * i + v] = g1[i];
+    }
+    memset(sx, 0, (size_t)(4 * mc) * sizeof *sx);
+    t->bad |= bkl_sumexp(sx, tl, ca, cb, tgt + m0, t->tab.w, gm, 0, n, n, mc, D, t->tile, R,
+                         t->bkl_scratch);
+    bkl_stats(st, gm, sx, mc);
+    for (int64_t i = 0; i < mc; i++)
+      t->bad |= xsum_add_d(loss, bkl_row_loss(st + 4 * i, tl + 2 * i, lambda, NULL, NULL));
+    if (!dhs_a) continue;
+    memset(da, 0, (size_t)(mc * D) * sizeof *da);
+    memset(db, 0, (size_t)(mc * D) * sizeof *db);
+    t->bad |= bkl_backward(da, db, t->tab.gx, ca, cb, tgt + m0, grp ? grp + m0 : NULL, t->tab.w,
+                           st, lambda, 0, n, n, mc, D, t->tile, R, coef, t->bkl_scratch);
+    float *ha = dhs_a + (size_t)m0 * (size_t)D, *hb = dhs_b + (size_t)m0 * (size_t)D;
+    for (int64_t i = 0; i < mc * D; i++)
+      ha[i] += (float)xsum_value(da[i]), hb[i] += (float)xsum_value(db[i]);
+  }
+  t->loss.calls++;
+  t->loss.seconds += dist_wtime() - t0;
+  return LR_OK;
 }

@@ -32,6 +32,8 @@ typedef struct {
   int64_t tile, rchunk; // CE: items per logits tile, loss rows per chunk
   float *ce_scratch, *gmax, *lse, *tlogit; // replicated CE (rchunk rows)
   lr_xs *sx, *dhs_x;                       //   their sums, hidden-state gradients
+  float *bkl_f, *bkl_scratch; // replicated two-view loss (table_enable_bkl): 9 floats per row
+  lr_xs *bkl_x;               //   4 sums per row, then two views' hidden-state gradients
   uint8_t *mark;        // replicated: (n_rows) rows looked up this step (any rank after sync)
   int64_t *touched, n_touched; // replicated: the marked rows, after table_sync
   uint32_t bad;         // gradient or loss terms out of xsum.h's range since table_zero_grad
@@ -90,5 +92,18 @@ void table_zero_grad(lr_table *t, int dense);
 // Traffic of the table by kind since the start: lookup, push, loss, allreduce.
 void table_stats(const lr_table *t, dist_stats *lookup, dist_stats *push, dist_stats *loss,
                  dist_stats *allreduce);
+
+// ---- Blin's two-view loss ---------------------------------------------------------------
+// Buffers for table_bkl (after table_init with max_loss_rows = twice the
+// pairs). LR_ERR_NOMEM. Local.
+int table_enable_bkl(lr_table *t);
+// Mean CE of two views + lambda * bidirectional KL over the full catalog
+// (core/loss.h bkl_*; sharded: dist/vocab_ce.h vocab_bkl_forward_backward),
+// for M pairs (hs_a[m], hs_b[m]) with target tgt[m], example grp[m]:
+// *loss += the pairs' losses (exact), dhs_a, dhs_b (M,D) += and the table
+// gradient += coef times the gradients. Collective in sharded mode.
+int table_bkl(lr_table *t, lr_xs *loss, float *dhs_a, float *dhs_b, const float *hs_a,
+              const float *hs_b, const int32_t *tgt, const int32_t *grp, int64_t M, double lambda,
+              float coef);
 
 #endif

@@ -34,6 +34,21 @@ int train_check_config(const lr_config *c) {
            "key \"train.positions\": \"all\" needs a causal attention kind; model.attention "
            "is \"%s\"",
            k->name);
+  const int augment = c->train_augment == LR_AUG_RANDOMPAD;
+  const char *arch = model_arch_name(model_arch_get(c->model_arch));
+  LR_CHECK((c->train_views == 1 && !augment) ||
+               (c->train_positions == LR_POS_LAST && !strcmp(arch, "sasrec")),
+           LR_ERR_CONFIG,
+           "keys \"train.views\" 2 and \"train.augment\" randompad (Blin) need train.positions "
+           "\"last\" and model.arch \"sasrec\"");
+  LR_CHECK(c->model_ffn == LR_FFN_GELU || !strcmp(arch, "sasrec"), LR_ERR_CONFIG,
+           "key \"model.ffn\": relu is built for model.arch \"sasrec\" only");
+  LR_CHECK(c->train_views == 1 || c->train_objective != LR_OBJ_BCE, LR_ERR_CONFIG,
+           "key \"train.views\": 2 views take train.objective ce or sampled, not bce");
+  LR_CHECK(!augment || (k->fwd_km && k->bwd_km), LR_ERR_CONFIG,
+           "key \"train.augment\": randompad needs an attention kind that takes a key mask (blin, "
+           "blin_left); model.attention is \"%s\"",
+           k->name);
   return LR_OK;
 }
 

@@ -45,6 +45,12 @@ typedef struct {
   lr_xs loss_x;                    // this step's loss rows' losses (exact)
   uint32_t bad;                    // sampled loss terms out of xsum.h's range this step
   int32_t *cand, *cand_ids;        // (Bm*N, C)
+  // Blin (train.views 2): the buffers above hold V = 2 sequences per
+  // example (view v of example b at sequence v*nb + b) and 2 loss rows per
+  // pair in lrow; the examples as filled, before RandomPad
+  int64_t V;                       // 1 or 2
+  int32_t *src_ids, *src_lens;     // (Bm,N), (Bm)
+  uint8_t *kmask;                  // (V*Bm,N) key mask (RandomPad's delimiters 0)
   float *s_scratch;                // (Bm*N*C)
   lr_report rep;                   // metrics.jsonl
   // seconds of this rank in the step's phases outside the model (the model's

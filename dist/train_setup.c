@@ -25,7 +25,8 @@ void trainer_free(trainer *t) {
   state_free(&t->st);
   void *bufs[] = {t->pop,  t->pop_cdf, t->local_ex, t->rank_cnt, t->ids,      t->lens,     t->tgt,
                   t->idx,  t->ex_ids,  t->row_ids,  t->users,    t->hs,       t->dhs,      t->dout,
-                  t->ltgt, t->lgrp,    t->lrow,     t->cand,     t->cand_ids, t->s_scratch};
+                  t->ltgt, t->lgrp,    t->lrow,     t->cand,     t->cand_ids, t->s_scratch,
+                  t->src_ids, t->src_lens, t->kmask};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lr_free(bufs[i]);
   report_close(&t->rep);
@@ -33,18 +34,21 @@ void trainer_free(trainer *t) {
 }
 
 static int alloc_buffers(trainer *t) {
-  size_t BN = (size_t)(t->Bm * t->N), D = (size_t)t->D, C = (size_t)t->C;
+  // V sequences per example (Blin's two views); the sampled two-view loss
+  // wants 4 scores per candidate
+  const size_t V = (size_t)t->V, B1N = (size_t)(t->Bm * t->N);
+  size_t BN = V * B1N, D = (size_t)t->D, C = (size_t)t->C;
 #define ALLOC(p, n, what)                                                                          \
   if (!((p) = lr_calloc((n), sizeof *(p), what))) goto nomem;
   ALLOC(t->local_ex, (size_t)t->c->train_batch_size, "step examples");
   ALLOC(t->rank_cnt, (size_t)dist_size(), "step examples per rank");
   ALLOC(t->ids, BN, "batch ids");
-  ALLOC(t->lens, (size_t)t->Bm, "batch lengths");
+  ALLOC(t->lens, V * (size_t)t->Bm, "batch lengths");
   ALLOC(t->tgt, BN, "batch targets");
   ALLOC(t->idx, BN, "batch row index");
   ALLOC(t->ex_ids, (size_t)t->Bm, "batch example ids");
   ALLOC(t->row_ids, BN, "batch dropout keys");
-  ALLOC(t->users, (size_t)t->Bm, "batch users");
+  ALLOC(t->users, V * (size_t)t->Bm, "batch users");
   ALLOC(t->hs, BN * D, "loss hidden states");
   ALLOC(t->dhs, BN * D, "loss hidden gradients");
   ALLOC(t->dout, BN * D, "output gradient");
@@ -53,7 +57,12 @@ static int alloc_buffers(trainer *t) {
   ALLOC(t->lrow, BN, "loss rows");
   ALLOC(t->cand, BN * C, "sampled candidates");
   ALLOC(t->cand_ids, BN * C, "sampled candidate ids");
-  ALLOC(t->s_scratch, BN * C, "sampled scores");
+  ALLOC(t->s_scratch, V * BN * C, "sampled scores");
+  if (V > 1) {
+    ALLOC(t->src_ids, B1N, "batch ids before RandomPad");
+    ALLOC(t->src_lens, (size_t)t->Bm, "batch lengths before RandomPad");
+    ALLOC(t->kmask, BN, "batch key mask");
+  }
 #undef ALLOC
   return LR_OK;
 nomem:
@@ -78,6 +87,7 @@ static int init_local(trainer *t, const lr_config *c, lr_state_opts *so) {
   t->D = c->model_d;
   t->C = c->train_objective == LR_OBJ_CE ? 1 : 1 + c->train_negatives;
   t->full = c->train_objective == LR_OBJ_CE;
+  t->V = c->train_views;
   LR_CALL(examples_init(&t->ex, &t->ds, t->N, c->train_positions == LR_POS_ALL));
   LR_CHECK(t->ex.n_examples > 0, LR_ERR_DATA,
            "no training examples: every user needs at least 2 training interactions");
@@ -106,14 +116,15 @@ static int init_local(trainer *t, const lr_config *c, lr_state_opts *so) {
     max_B = c->eval_batch_size < fit ? c->eval_batch_size : fit;
     if (max_B < t->Bm) max_B = t->Bm;
   }
+  if (max_B < t->V * t->Bm) max_B = t->V * t->Bm; // both views in one forward
   so->training = 1;
   so->max_B = max_B;
   const int64_t loss_rows = t->Bm * (t->ex.all ? t->N : 1);
   // evaluation passes: at most the model's capacity (dist/eval.c)
   const int64_t Be = c->eval_batch_size < max_B ? c->eval_batch_size : max_B;
-  so->max_ids = t->Bm * t->N + loss_rows * t->C;
+  so->max_ids = t->V * t->Bm * t->N + loss_rows * t->C;
   if (so->max_ids < Be * (t->N + 101)) so->max_ids = Be * (t->N + 101);
-  so->ce_rows = c->train_objective == LR_OBJ_CE ? loss_rows : 0;
+  so->ce_rows = c->train_objective == LR_OBJ_CE ? t->V * loss_rows : 0;
   if (so->ce_rows < Be) so->ce_rows = Be;
   so->rchunk = t->N > 256 ? t->N : 256; // CE chunks of whole examples
   return LR_OK;
@@ -144,6 +155,7 @@ int trainer_init(trainer *t, const lr_config *c) {
   t->pop = eval_popularity(&t->ds);
   t->pop_cdf = lr_calloc((size_t)t->ds.n_items + 1, sizeof(double), "popularity cdf");
   int rc = t->pop && t->pop_cdf ? alloc_buffers(t) : LR_ERR_NOMEM;
+  if (rc == LR_OK && t->V > 1) rc = table_enable_bkl(&t->st.table);
   LR_CALL(dist_agree(rc));
   for (int64_t v = 1; v <= t->ds.n_items; v++)
     t->pop_cdf[v] = t->pop_cdf[v - 1] + t->pop[v];

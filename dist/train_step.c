@@ -11,6 +11,7 @@
 #include <stdlib.h> // getenv
 #include <string.h> // memset, memcpy
 
+#include "blin.h"
 #include "comm.h"
 #include "loss.h"
 #include "lr.h"
@@ -157,6 +158,110 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, float coef, ui
   return rc;
 }
 
+// Blin (train.views 2): micro_step with two views per example. View v of
+// example b is sequence v*nb + b: the example's input, through RandomPad
+// when train.augment is randompad (keyed by (seed, epoch, example id, v)),
+// with its own dropout keys (row id (v * n_examples + example id) * N +
+// position: view 0 keeps the one-view keys). One loss row pair per example:
+// the last position of each view, the example's target; the loss is the
+// mean of the two views' CEs + train.bkl_weight * the bidirectional KL
+// (core/loss.h bkl_*; sampled: both views share the negatives, drawn as for
+// one view). Both views run through one forward and one backward.
+// Collective in sharded mode.
+static int micro_step_views(trainer *t, const int64_t *exs, int64_t nb, float coef,
+                            uint32_t epoch) {
+  const lr_config *c = t->c;
+  lr_state *s = &t->st;
+  const int64_t N = t->N, D = t->D, C = t->C, B2 = 2 * nb;
+  const int aug = c->train_augment == LR_AUG_RANDOMPAD;
+  const uint64_t n_ex = (uint64_t)t->ex.n_examples;
+  int64_t M = 0;
+  if (nb > 0) {
+    examples_fill(&t->ex, exs, nb, t->src_ids, t->src_lens, t->tgt, t->ex_ids);
+    for (int v = 0; v < 2; v++)
+      for (int64_t b = 0; b < nb; b++) {
+        const int64_t q = v * nb + b;
+        int32_t *ids = t->ids + q * N;
+        uint8_t *km = t->kmask + q * N;
+        const int32_t *src = t->src_ids + b * N;
+        int64_t n = t->src_lens[b];
+        if (aug) {
+          n = blin_randompad(ids, km, NULL, src, n, N, (uint64_t)c->train_seed, epoch,
+                             t->ex_ids[b], (uint32_t)v);
+        } else {
+          memcpy(ids, src, (size_t)n * sizeof *ids);
+          memset(km, 1, (size_t)n);
+        }
+        memset(ids + n, 0, (size_t)(N - n) * sizeof *ids);
+        memset(km + n, 0, (size_t)(N - n));
+        t->lens[q] = (int32_t)n;
+        t->users[q] = examples_user(&t->ex, exs[b]);
+        for (int64_t p = 0; p < N; p++)
+          t->row_ids[q * N + p] = ((uint64_t)v * n_ex + t->ex_ids[b]) * (uint64_t)N + (uint64_t)p;
+        t->lrow[q] = q * N + n - 1;
+      }
+    for (int64_t b = 0; b < nb; b++) t->lgrp[b] = (int32_t)b, t->ltgt[b] = t->tgt[b];
+    M = nb;
+  }
+  const int sampled = c->train_objective != LR_OBJ_CE;
+  if (sampled)
+    for (int64_t m = 0; m < M; m++) {
+      t->cand_ids[m * C] = t->ltgt[m];
+      for (int64_t j = 1; j < C; j++)
+        t->cand_ids[m * C + j] = draw_negative(t, t->ex_ids[m], t->src_lens[m] - 1, j - 1, epoch);
+    }
+  const float *rows;
+  lr_xs *drows;
+  double t0 = dist_wtime();
+  LR_CALL(table_lookup(&s->table, &rows, &drows, t->idx, t->ids, B2 * N, t->cand, t->cand_ids,
+                       sampled ? M * C : 0));
+  t->ph_comm += dist_wtime() - t0;
+  lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout, NULL};
+  model_set_keymask(&s->model, aug ? t->kmask : NULL);
+  const float *h = nb > 0 ? model_forward(&s->model, t->idx, rows, t->lens, t->row_ids, B2, dp,
+                                          state_seq_rows(s, t->users, B2))
+                          : NULL;
+  double t1 = dist_wtime();
+  float *hs_a = t->hs, *hs_b = t->hs + M * D, *dh_a = t->dhs, *dh_b = t->dhs + M * D;
+  if (nb > 0) {
+    for (int64_t m = 0; m < M; m++) {
+      memcpy(hs_a + m * D, h + t->lrow[m] * D, (size_t)D * sizeof(float));
+      memcpy(hs_b + m * D, h + t->lrow[nb + m] * D, (size_t)D * sizeof(float));
+    }
+    memset(t->dhs, 0, (size_t)(2 * M * D) * sizeof(float));
+  }
+  int rc = LR_OK;
+  if (!sampled)
+    rc = table_bkl(&s->table, &t->loss_x, dh_a, dh_b, hs_a, hs_b, t->ltgt, t->lgrp, M,
+                   c->train_bkl_weight, coef);
+  else if (M > 0)
+    t->bad |= bkl_sampled_forward_backward(&t->loss_x, dh_a, dh_b, drows, hs_a, hs_b, t->cand,
+                                           t->cand_ids, rows, M, C, D, c->train_bkl_weight, coef,
+                                           t->s_scratch);
+  if (rc != LR_OK) {
+    model_set_keymask(&s->model, NULL);
+    return rc;
+  }
+  if (nb > 0) {
+    memset(t->dout, 0, (size_t)(B2 * N * D) * sizeof(float));
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t j = 0; j < D; j++) {
+        t->dout[t->lrow[m] * D + j] += dh_a[m * D + j];
+        t->dout[t->lrow[nb + m] * D + j] += dh_b[m * D + j];
+      }
+    t->ph_loss += dist_wtime() - t1;
+    model_backward(&s->model, drows, t->dout, t->idx, t->row_ids, dp, state_seq_grads(s));
+    state_seq_push(s, t->users, B2);
+  } else {
+    t->ph_loss += dist_wtime() - t1;
+  }
+  model_set_keymask(&s->model, NULL); // evaluation sees plain histories
+  double t2 = dist_wtime();
+  rc = table_push(&s->table);
+  t->ph_comm += dist_wtime() - t2;
+  return rc;
+}
+
 // Injected failures for the fault tests: LINREC_INJECT_FAULT=RANK:STEP makes
 // that rank fail at that step as a real error would;
 // LINREC_INJECT_DIVERGE=STEP makes rank 0 see a gradient term out of range
@@ -205,7 +310,10 @@ int train_step(trainer *t, int64_t start, int64_t G, uint32_t epoch, int64_t ste
     int64_t off = k * t->Bm, nb = n_local - off;
     nb = nb < 0 ? 0 : nb > t->Bm ? t->Bm : nb;
     if (k == n_micro - 1) gradsync_arm(s->gsync); // the last micro-batch starts the buckets
-    LR_CALL(micro_step(t, t->local_ex + off, nb, coef, epoch));
+    if (t->V > 1)
+      LR_CALL(micro_step_views(t, t->local_ex + off, nb, coef, epoch));
+    else
+      LR_CALL(micro_step(t, t->local_ex + off, nb, coef, epoch));
   }
   double t0 = dist_wtime();
   uint32_t bad;

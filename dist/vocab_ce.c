@@ -13,7 +13,8 @@
 void vocab_ce_free(vocab_ce_plan *p) {
   void *bufs[] = {p->info,    p->cnt,     p->dsp, p->cnt_f,  p->dsp_f, p->cnt_x,
                   p->hs_all,  p->dhs_all, p->tgt_all, p->grp_all, p->gid, p->gmax,
-                  p->lse,     p->tlogit,  p->sx,  p->dhs_mine, p->red, p->scratch};
+                  p->lse,     p->tlogit,  p->sx,  p->dhs_mine, p->red, p->scratch,
+                  p->sx4,     p->st4,     p->tl2, p->bkl_scratch, p->red4};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lr_free(bufs[i]);
   memset(p, 0, sizeof *p);
@@ -191,6 +192,95 @@ int vocab_ce_forward_backward(vocab_ce_plan *p, lr_xs *loss, uint32_t *bad, floa
     st->bytes_sent += (int64_t)sizeof(lr_xs) * D * others;
     st->bytes_recv += (int64_t)sizeof(lr_xs) * D * M * (int64_t)(P - 1);
   }
+  st->seconds += dist_wtime() - t0;
+  return LR_OK;
+}
+
+// ---- Blin's two-view loss -----------------------------------------------------------
+
+int vocab_ce_enable_bkl(vocab_ce_plan *p) {
+  if (p->sx4) return LR_OK;
+  const size_t pairs = (size_t)p->P * (size_t)p->max_rows / 2 + 1;
+  LR_CHECK((p->sx4 = lr_calloc(4 * pairs, sizeof *p->sx4, "vocab_bkl sums")) &&
+               (p->st4 = lr_calloc(4 * pairs, sizeof *p->st4, "vocab_bkl statistics")) &&
+               (p->tl2 = lr_calloc(2 * pairs, sizeof *p->tl2, "vocab_bkl target logits")) &&
+               (p->red4 = lr_calloc((4 * LR_XS_LIMBS + 2) * (size_t)p->rchunk, sizeof *p->red4,
+                                    "vocab_bkl reduction")) &&
+               (p->bkl_scratch = lr_calloc(bkl_scratch_elems(p->rchunk, p->tile, p->D),
+                                           sizeof(float), "vocab_bkl logits tiles")),
+           LR_ERR_NOMEM, "vocab_bkl: out of memory");
+  return LR_OK;
+}
+
+int vocab_bkl_forward_backward(vocab_ce_plan *p, lr_xs *loss, uint32_t *bad, float *dhs_a,
+                               float *dhs_b, lr_xs *drows, const float *hs_a, const float *hs_b,
+                               const int32_t *tgt, const int32_t *grp, const float *rows,
+                               int64_t M, double lambda, float coef) {
+  const double t0 = dist_wtime();
+  const int P = p->P, me = p->rank, want_grad = dhs_a != NULL;
+  const int64_t D = p->D, n_rows = p->n_rows, half = P * p->max_rows / 2;
+  LR_ASSERT(p->sx4 && (dhs_a != NULL) == (dhs_b != NULL));
+  int64_t Ma = 0;
+  LR_CALL(exchange_counts(p, &Ma, tgt, 2 * M <= p->max_rows ? M : -1, want_grad, coef));
+  dist_stats *st = &p->stats;
+  st->calls++;
+  if (Ma == 0) {
+    st->seconds += dist_wtime() - t0;
+    return LR_OK;
+  }
+  float *ha = p->hs_all, *hb = p->hs_all + (size_t)half * (size_t)D;
+  lr_xs *da = p->dhs_all, *db = p->dhs_all + (size_t)half * (size_t)D;
+  LR_CALL(dist_allgatherv(ha, p->cnt_f, p->dsp_f, hs_a, M * D, LR_DTYPE_F32));
+  LR_CALL(dist_allgatherv(hb, p->cnt_f, p->dsp_f, hs_b, M * D, LR_DTYPE_F32));
+  LR_CALL(dist_allgatherv(p->tgt_all, p->cnt, p->dsp, tgt, M, LR_DTYPE_I32));
+  for (int64_t m = 0; m < M; m++) p->gid[m] = grp ? grp[m] : (int32_t)m;
+  LR_CALL(dist_allgatherv(p->grp_all, p->cnt, p->dsp, p->gid, M, LR_DTYPE_I32));
+  example_ids(p);
+  if (want_grad) memset(p->dhs_all, 0, (size_t)(2 * half) * (size_t)D * sizeof *p->dhs_all);
+  for (int64_t m0 = 0, m1; m0 < Ma; m0 = m1) {
+    m1 = ce_chunk_end(p->gid, m0, Ma, p->rchunk);
+    const int64_t mc = m1 - m0;
+    const float *ca = ha + (size_t)m0 * (size_t)D, *cb = hb + (size_t)m0 * (size_t)D;
+    float *gm = p->gmax + 2 * m0, *g1 = p->lse; // lse: a free row of mc floats here
+    // 3. the row max of each view over the whole catalog
+    for (int v = 0; v < 2; v++) {
+      ce_rowmax(g1, v ? cb : ca, rows, p->lo, p->hi, n_rows, mc, D, p->tile, p->rchunk,
+                p->bkl_scratch);
+      for (int64_t i = 0; i < mc; i++) gm[2 * i + v] = g1[i];
+    }
+    LR_CALL(dist_allreduce_max_f(gm, 2 * mc));
+    // 4. Sa, Sb, Ta, Tb and both target logits, one exact allreduce
+    lr_xs *sx = p->sx4 + 4 * m0;
+    float *tl = p->tl2 + 2 * m0;
+    memset(sx, 0, (size_t)(4 * mc) * sizeof *sx);
+    memset(tl, 0, (size_t)(2 * mc) * sizeof *tl);
+    *bad |= bkl_sumexp(sx, tl, ca, cb, p->tgt_all + m0, rows, gm, p->lo, p->hi, n_rows, mc, D,
+                       p->tile, p->rchunk, p->bkl_scratch);
+    int64_t *red = p->red4, *bits = red + 4 * LR_XS_LIMBS * mc;
+    memcpy(red, sx, (size_t)(4 * mc) * sizeof *sx);
+    for (int64_t i = 0; i < 2 * mc; i++) bits[i] = float_bits(tl[i]);
+    LR_CALL(dist_allreduce_sum_i64(red, (4 * LR_XS_LIMBS + 2) * mc));
+    memcpy(sx, red, (size_t)(4 * mc) * sizeof *sx);
+    for (int64_t i = 0; i < 2 * mc; i++) {
+      const uint32_t u = (uint32_t)bits[i];
+      memcpy(&tl[i], &u, sizeof u);
+    }
+    bkl_stats(p->st4 + 4 * m0, gm, sx, mc);
+    // 5. gradients of own item rows, partial dhs of both views
+    if (want_grad)
+      *bad |= bkl_backward(da + (size_t)m0 * (size_t)D, db + (size_t)m0 * (size_t)D, drows, ca, cb,
+                           p->tgt_all + m0, p->gid + m0, rows, p->st4 + 4 * m0, lambda, p->lo,
+                           p->hi, n_rows, mc, D, p->tile, p->rchunk, coef, p->bkl_scratch);
+  }
+  for (int64_t m = p->dsp[me]; m < p->dsp[me] + M; m++)
+    *bad |= xsum_add_d(loss, bkl_row_loss(p->st4 + 4 * m, p->tl2 + 2 * m, lambda, NULL, NULL));
+  if (want_grad)
+    for (int v = 0; v < 2; v++) {
+      LR_CALL(dist_reduce_scatter_sum_i64((int64_t *)(void *)p->dhs_mine,
+                                          (const int64_t *)(const void *)(v ? db : da), p->cnt_x));
+      float *dh = v ? dhs_b : dhs_a;
+      for (int64_t i = 0; i < M * D; i++) dh[i] += (float)xsum_value(p->dhs_mine[i]);
+    }
   st->seconds += dist_wtime() - t0;
   return LR_OK;
 }

@@ -64,6 +64,12 @@ typedef struct {
   lr_xs *dhs_mine;         // (max_rows, D) reduce-scatter result
   int64_t *red;            // ((LR_XS_LIMBS+1)*rchunk) one chunk's sums and target logits, reduced
   float *scratch;          // ce_scratch_elems(rchunk, tile, D)
+  // Blin's two-view loss (vocab_ce_enable_bkl; NULL until then): per pair
+  // (Sa, Sb, Ta, Tb) sums, (lse_a, lse_b, Ea, Eb), the target logits of both
+  // views, one chunk's reduction, bkl_scratch_elems floats
+  lr_xs *sx4;
+  float *st4, *tl2, *bkl_scratch;
+  int64_t *red4;
   dist_stats stats;
 } vocab_ce_plan;
 
@@ -102,5 +108,23 @@ void vocab_ce_free(vocab_ce_plan *p);
 int vocab_ce_forward_backward(vocab_ce_plan *p, lr_xs *loss, uint32_t *bad, float *dhs,
                               lr_xs *drows, const float *hs, const int32_t *tgt,
                               const int32_t *grp, const float *rows, int64_t M, float coef);
+
+// ---- Blin: mean CE of two views + lambda * bidirectional KL (core/loss.h, bkl_*) ----------
+// Each rank passes M pairs of loss rows (hs_a[m], hs_b[m]: the two views of
+// one loss row, target tgt[m], example grp[m]); 2M must fit the plan's
+// max_rows. The same steps as vocab_ce_forward_backward on both views at
+// once: the two views' rows are gathered (two allgatherv), the row max of
+// each view reduced by MAX, then pass 2 keeps per pair the two sums of
+// exponentials and the two KL sums Ta, Tb (merged in the same one exact
+// allreduce, next to the two target logits' bits: no extra pass), then the
+// gradients; two reduce-scatters return dhs_a and dhs_b. *loss += each own
+// pair's loss (exact). Bitwise the same at any P. Collective; errors as
+// vocab_ce_forward_backward.
+// Allocate the two-view buffers once (after vocab_ce_init). Local.
+int vocab_ce_enable_bkl(vocab_ce_plan *p);
+int vocab_bkl_forward_backward(vocab_ce_plan *p, lr_xs *loss, uint32_t *bad, float *dhs_a,
+                               float *dhs_b, lr_xs *drows, const float *hs_a, const float *hs_b,
+                               const int32_t *tgt, const int32_t *grp, const float *rows,
+                               int64_t M, double lambda, float coef);
 
 #endif

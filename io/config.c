@@ -79,6 +79,8 @@ static key_def KEYS[] = {
     {"model.inner", T_INT, OFF(model_inner), "256", 1, 1048576, NULL, "FFN inner size"},
     {"model.max_len", T_INT, OFF(model_max_len), "50", 2, 1048576, NULL,
      "sequence length N (the most recent N items are kept)"},
+    {"model.ffn", T_ENUM, OFF(model_ffn), "gelu", 0, 0, "gelu|relu",
+     "sasrec: the FFN's activation (relu: Blin's, with model.inner = model.d as the paper)"},
     {"model.dropout", T_FLOAT, OFF(model_dropout), "0.2", 0, 0.95, NULL,
      "dropout on embeddings, attention output and FFN output"},
     {"model.ln_eps", T_FLOAT, OFF(model_ln_eps), "1e-12", 1e-30, 1, NULL, "LayerNorm epsilon"},
@@ -108,6 +110,17 @@ static key_def KEYS[] = {
     {"train.negatives_skip_history", T_BOOL, OFF(train_neg_skip_history), "false", 0, 0, NULL,
      "sampled, bce: draw again (up to 64 times) a negative that is in the user's training "
      "history (the released SASRec/RAM sampler)"},
+    {"train.views", T_INT, OFF(train_views), "1", 1, 2, NULL,
+     "sequences per example: 2 = Blin's two views (their own dropout keys and RandomPad "
+     "draws), loss = mean of the two CEs + train.bkl_weight * bidirectional KL; needs "
+     "train.positions last and model.arch sasrec"},
+    {"train.bkl_weight", T_FLOAT, OFF(train_bkl_weight), "2", 0, 1e6, NULL,
+     "train.views 2: lambda, the weight of the bidirectional KL between the two views' "
+     "predictive distributions (0 = the mean of the two CEs only)"},
+    {"train.augment", T_ENUM, OFF(train_augment), "none", 0, 0, "none|randompad",
+     "training inputs: as they are, or RandomPad (Blin Eq. 4: the history repeated "
+     "alpha+1 times with masked delimiters); randompad needs train.positions last and an "
+     "attention kind that takes a key mask (blin, blin_left)"},
     {"train.seed", T_INT, OFF(train_seed), "42", 0, 9e18, NULL,
      "seed of initialisation, shuffling, dropout and negatives"},
     {"train.patience", T_INT, OFF(train_patience), "5", 0, 1e9, NULL,

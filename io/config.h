@@ -15,6 +15,8 @@
 #define LR_CONFIG_CHOICES_MAX 1024 // bytes of a run-time enum's choices, '|' separated
 
 typedef enum { LR_POS_LAST = 0, LR_POS_ALL } lr_positions;
+typedef enum { LR_AUG_NONE = 0, LR_AUG_RANDOMPAD } lr_augment;
+typedef enum { LR_FFN_GELU = 0, LR_FFN_RELU } lr_ffn;
 typedef enum { LR_OBJ_CE = 0, LR_OBJ_SAMPLED, LR_OBJ_BCE } lr_objective;
 typedef enum { LR_SAMPLER_UNIFORM = 0, LR_SAMPLER_POP } lr_sampler;
 typedef enum { LR_EVAL_FULL = 0, LR_EVAL_UNI100, LR_EVAL_POP100 } lr_eval_mode;
@@ -35,6 +37,7 @@ typedef struct {
   double model_drop_path;
   int model_ram_emb_scale, model_ram_pos_from, model_ram_users; // pos_from: 0 end, 1 start
   int64_t model_d, model_heads, model_layers, model_inner, model_max_len;
+  int model_ffn; // lr_ffn
   double model_dropout, model_ln_eps;
   // train.*
   int64_t train_epochs, train_max_steps, train_batch_size, train_micro_batch;
@@ -44,6 +47,9 @@ typedef struct {
   int64_t train_negatives;
   int train_sampler; // lr_sampler
   int train_neg_skip_history;
+  int64_t train_views;     // 1 or 2 (Blin's two views)
+  double train_bkl_weight; // lambda of the bidirectional KL (train.views 2)
+  int train_augment;       // lr_augment
   int64_t train_seed, train_patience, train_threads, train_loss_tile;
   // train.checkpoint.*
   int64_t ckpt_every_steps, ckpt_every_epochs, ckpt_keep_last, ckpt_zstd_level;

@@ -148,7 +148,7 @@ static void fill_ids(int32_t *ids, const int32_t *lens, int64_t B, int64_t N, ui
 static int fx_init(fixture *f, const lr_attn_ops *kind, int64_t N, int64_t B, const int32_t *ids,
                    const int32_t *lens, const uint64_t *ex, float p) {
   memset(f, 0, sizeof *f);
-  lr_model_cfg c = {NI, N, ND, NH, NL, NF, p, 1e-12f, kind, g_arch, 0.0f, 0, 0.0f, 0, 0};
+  lr_model_cfg c = {NI, N, ND, NH, NL, NF, p, 1e-12f, kind, g_arch, 0.0f, 0, 0.0f, 0, 0, 0};
   if (model_init(&f->m, &c, B, 3) != LR_OK || itemtab_init(&f->tab, 0, NI + 1, ND, 3) != LR_OK) {
     t_check(0, "%s: model_init/itemtab_init: %s", kind->name, lr_error_msg());
     lr_error_clear();

@@ -465,7 +465,7 @@ static int mfix_init(mfix *f, int threads, int64_t chunk) {
   if (lr_par_set_threads(threads) != LR_OK) return -1;
   lr_model_cfg c = {
       MI, MN, MD, 2, 2, 12, 0.1f, 1e-12f, attn_find("rela"), model_arch_find("recgrela"), 0.0f,
-      0, 0.0f, 0, 0};
+      0, 0.0f, 0, 0, 0};
   if (model_init(&f->m, &c, MB, 5) != LR_OK || itemtab_init(&f->tab, 0, MI + 1, MD, 5) != LR_OK)
     return -1;
   model_set_drop_path(&f->m, 0.5f);
@@ -601,7 +601,7 @@ static void test_droppath_model(void) {
 static void test_param_count(void) {
   lr_model_cfg c = {
       3416, 200, 64, 4, 4, 256, 0.1f, 1e-12f, attn_find("rela"), model_arch_find("recgrela"), 0.0f,
-      0, 0.0f, 0, 0};
+      0, 0.0f, 0, 0, 0};
   const size_t n = model_param_elems(&c) + (size_t)(3416 + 1) * 64;
   t_check(n == 436672,
           "recgrela D=64 H=4 L=4 inner 256, 3,416 items: %zu parameters with the item table "

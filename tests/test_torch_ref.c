@@ -58,6 +58,11 @@ static const char REF_TRAILER[8] = {'L', 'R', 'T', 'R', 'E', 'N', 'D', 0};
 #define REF_ALL 1u   // a loss row at every valid position
 #define REF_BCE 2u   // BCE with one negative per loss row (else full-catalog CE)
 #define REF_USERS 4u // a users row per sequence (the ram users table)
+#define REF_BLIN 8u  // Blin: B = 2P sequences (view v of example p at v*P + p), ids 0 inside
+                     // the valid length are RandomPad's delimiters (masked keys), P targets;
+                     // loss = mean CE of the views + 2 * bidirectional KL (make_blin_ref.py)
+#define REF_RELU 16u // the FFN's activation is ReLU (model.ffn=relu; make_blin_ref.py)
+#define BLIN_LAMBDA 2.0
 typedef struct {
   lr_model_cfg cfg;
   int64_t B, S; // batch, Adam steps
@@ -140,13 +145,14 @@ static int ref_load(ref_dump *r, const char *path) {
   const lr_arch *arch = r->arch[0] ? model_arch_find(r->arch) : NULL;
   if (r->arch[0] && !arch) FAIL(88, "unknown architecture '%s'", r->arch);
   r->flags = le_get_u32(b + 104);
-  if (r->flags & ~(REF_ALL | REF_BCE | REF_USERS)) FAIL(104, "unknown flags %#x", (unsigned)r->flags);
+  if (r->flags & ~(REF_ALL | REF_BCE | REF_USERS | REF_BLIN | REF_RELU))
+    FAIL(104, "unknown flags %#x", (unsigned)r->flags);
   const float scale = le_get_f32(b + 108);
   if (!(scale >= 0.0f && scale < 1e3f)) FAIL(108, "embedding scale %g", (double)scale);
   // a dump without REF_ALL has one loss row per sequence, its last: ram's fast path
   lr_model_cfg c = {dim[0], dim[1], dim[2], dim[3], dim[4], dim[5], 0.0f, le_get_f32(b + 48),
                     ops, arch, 0.0f, !(r->flags & REF_ALL), scale, le_get_u32(b + 112) != 0,
-                    !(r->flags & REF_USERS)};
+                    !(r->flags & REF_USERS), (r->flags & REF_RELU) != 0};
   lr_seq_group sg[LR_MAX_SEQ_GROUPS];
   if (model_seq_groups(&c, sg) != ((r->flags & REF_USERS) ? 1 : 0))
     FAIL(104, "the users flag does not match architecture '%s'", r->arch[0] ? r->arch : "sasrec");
@@ -159,11 +165,14 @@ static int ref_load(ref_dump *r, const char *path) {
   r->init_std = le_get_f32(b + 84);
   if (!(r->init_std > 0.0f && r->init_std < 10.0f)) FAIL(84, "init std %g", (double)r->init_std);
   snprintf(r->label, sizeof r->label, "%s%s%s%s (init std %g)", r->arch, r->arch[0] ? "/" : "",
-           r->name, r->flags & REF_BCE ? (r->flags & REF_ALL ? " BCE all" : " BCE last") : "",
+           r->name,
+           r->flags & REF_BCE    ? (r->flags & REF_ALL ? " BCE all" : " BCE last")
+           : r->flags & REF_RELU ? " relu FFN"
+                                 : "",
            (double)r->init_std);
   const size_t P = model_param_elems(&c), T = (size_t)(c.n_items + 1) * (size_t)c.d;
   const size_t B = (size_t)r->B, N = (size_t)c.max_len, D = (size_t)c.d;
-  const size_t U = (r->flags & REF_USERS) ? B * D : 0, G = (r->flags & REF_ALL) ? B * N : B;
+  const size_t U = (r->flags & REF_USERS) ? B * D : 0, G = (r->flags & REF_ALL) ? B * N : (r->flags & REF_BLIN) ? B / 2 : B;
   r->n_params = P, r->n_table = T, r->n_tgt = G;
   const size_t want = REF_HEADER_BYTES +
                       4 * (P + T + U + B * N + B + G * ((r->flags & REF_BCE) ? 2 : 1) +
@@ -211,7 +220,8 @@ static int ref_load(ref_dump *r, const char *path) {
     }
     for (size_t p = 0; p < N; p++) {
       const int32_t id = r->ids[bb * N + p];
-      const int ok = (int64_t)p < n ? id >= 1 && id <= c.n_items : id == 0;
+      const int delim = (r->flags & REF_BLIN) && id == 0 && (int64_t)p < n - 1;
+      const int ok = (int64_t)p < n ? (id >= 1 && id <= c.n_items) || delim : id == 0;
       if (!ok) FAIL(off_ids + 4 * (bb * N + p), "ids[%zu,%zu] = %d with length %d", bb, p, id, n);
     }
   }
@@ -238,7 +248,34 @@ typedef struct {
   float *users, *ug, *um, *uv; // REF_USERS: the rows (B,D), their gradient, Adam moments
   lr_xs *ugx;                  // (B,D) their exact gradient
   const float *h; // (B,N,D) final hidden states of the last forward
+  uint8_t *km;    // REF_BLIN: (B,N) key mask (0 at delimiters and padding)
 } runner;
+
+// REF_BLIN: the two-view loss over the whole catalog in one slice (as
+// dist/table.c's replicated table_bkl): the M/2 pairs are rows k and M/2 + k
+// of hs; dhs += and tab.gx += the gradients of the mean. Returns the mean.
+static double blin_loss(runner *x, const ref_dump *r) {
+  const int64_t P = x->M / 2, D = r->cfg.d, n = r->cfg.n_items + 1;
+  const int64_t tile = ce_tile_items(CE_TILE, n);
+  float *scr = t_alloc((int64_t)bkl_scratch_elems(P, tile, D), sizeof(float));
+  float *g1 = t_alloc(P, sizeof(float)), *gm = t_alloc(2 * P, sizeof(float));
+  float *tl = t_alloc(2 * P, sizeof(float)), *st = t_alloc(4 * P, sizeof(float));
+  lr_xs *sx = t_alloc(4 * P, sizeof(lr_xs)), *da = t_alloc(2 * P * D, sizeof(lr_xs));
+  const float *ha = x->hs, *hb = x->hs + P * D;
+  for (int v = 0; v < 2; v++) {
+    ce_rowmax(g1, v ? hb : ha, x->tab.w, 0, n, n, P, D, tile, P, scr);
+    for (int64_t k = 0; k < P; k++) gm[2 * k + v] = g1[k];
+  }
+  bkl_sumexp(sx, tl, ha, hb, x->ltgt, x->tab.w, gm, 0, n, n, P, D, tile, P, scr);
+  bkl_stats(st, gm, sx, P);
+  double loss = 0;
+  for (int64_t k = 0; k < P; k++) loss += bkl_row_loss(st + 4 * k, tl + 2 * k, BLIN_LAMBDA, NULL, NULL);
+  bkl_backward(da, da + P * D, x->tab.gx, ha, hb, x->ltgt, NULL, x->tab.w, st, BLIN_LAMBDA, 0, n,
+               n, P, D, tile, P, (float)(1.0 / (double)P), scr);
+  for (int64_t i = 0; i < 2 * P * D; i++) x->dhs[i] += (float)xsum_value(da[i]);
+  free(scr), free(g1), free(gm), free(tl), free(st), free(sx), free(da);
+  return loss / (double)P;
+}
 
 // One training step's forward and backward on the dump's batch: zeroes the
 // gradients, then leaves them in m.grads_mem and tab.g; returns the loss.
@@ -250,13 +287,16 @@ static double run_step(runner *x, const ref_dump *r) {
   const int users = (r->flags & REF_USERS) != 0;
   model_zero_grad(&x->m);
   memset(x->tab.g, 0, r->n_table * sizeof(float));
+  model_set_keymask(&x->m, x->km);
   const float *h = x->h =
       model_forward(&x->m, x->idx, x->tab.w, r->lens, x->row_ids, B, dp, users ? seq : NULL);
   for (int64_t k = 0; k < M; k++)
     memcpy(x->hs + k * D, h + x->lrow[k] * D, (size_t)D * sizeof(float));
   memset(x->dhs, 0, (size_t)(M * D) * sizeof(float));
   double loss;
-  if (r->flags & REF_BCE) { // main.py's loss: the mean over the loss rows (coef 1/M)
+  if (r->flags & REF_BLIN) {
+    loss = blin_loss(x, r);
+  } else if (r->flags & REF_BCE) { // main.py's loss: the mean over the loss rows (coef 1/M)
     lr_xs lx = {0, 0, 0};
     sampled_forward_backward(&lx, x->dhs, x->tab.gx, x->hs, x->cand, x->cand, x->tab.w, M, 2, D,
                              LR_SAMPLED_BCE, (float)(1.0 / (double)M), x->ce_scratch);
@@ -327,13 +367,20 @@ static void check_dump(const char *path) {
   // the loss rows: every valid position (REF_ALL) or each sequence's last
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = (r.flags & REF_ALL) ? 0 : r.lens[b] - 1; t < r.lens[b]; t++) {
-      const size_t k = (r.flags & REF_ALL) ? (size_t)(b * N + t) : (size_t)b;
+      const size_t k = (r.flags & REF_ALL)    ? (size_t)(b * N + t)
+                       : (r.flags & REF_BLIN) ? (size_t)(b % (B / 2))
+                                              : (size_t)b;
       x.lrow[x.M] = b * N + t;
       x.ltgt[x.M] = r.tgt[k];
       x.cand[2 * x.M] = r.tgt[k];
       x.cand[2 * x.M + 1] = r.neg ? r.neg[k] : r.tgt[k];
       x.M++;
     }
+  if (r.flags & REF_BLIN) {
+    x.km = t_alloc(B * N, sizeof(uint8_t));
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t t = 0; t < N; t++) x.km[b * N + t] = t < r.lens[b] && r.ids[b * N + t] != 0;
+  }
   if (r.flags & REF_USERS) {
     x.users = t_alloc(B * D, sizeof(float));
     x.ug = t_alloc(B * D, sizeof(float));
@@ -395,7 +442,7 @@ done:
   free(x.idx);
   free(x.row_ids);
   free(x.lrow), free(x.ltgt), free(x.cand);
-  free(x.users), free(x.ug), free(x.um), free(x.uv), free(x.ugx);
+  free(x.users), free(x.ug), free(x.um), free(x.uv), free(x.ugx), free(x.km);
   free(x.hs);
   free(x.dhs);
   free(x.dout);
@@ -471,8 +518,9 @@ static void check_damaged(const char *path) {
 extern const lr_attn_ops lr_attn_rela_released; // core/attn_rela.c: replay only
 
 int main(void) {
-  // the released RecGRELA's padding semantics, for its replay only (id 8, as recorded)
-  t_check(attn_register(&lr_attn_rela_released) == 8, "registry: rela_released registered");
+  // the released RecGRELA's padding semantics, for its replay only (id 10, as
+  // recorded: after the 10 built-in kinds)
+  t_check(attn_register(&lr_attn_rela_released) == 10, "registry: rela_released registered");
   static const char *const dumps[] = {
       LR_TEST_DIR "/ref/model_softmax.bin",
       LR_TEST_DIR "/ref/model_softmax_wide.bin",
@@ -487,7 +535,10 @@ int main(void) {
       LR_TEST_DIR "/ref/ram_softmax_all.bin",
       LR_TEST_DIR "/ref/ram_softmax_all_wide.bin",
       LR_TEST_DIR "/ref/ram_softmax_last.bin",
-      LR_TEST_DIR "/ref/ram_softmax_last_wide.bin"};
+      LR_TEST_DIR "/ref/ram_softmax_last_wide.bin",
+      LR_TEST_DIR "/ref/blin_blin.bin",
+      LR_TEST_DIR "/ref/blin_blin_wide.bin",
+      LR_TEST_DIR "/ref/blin_blin_relu.bin"};
   for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++)
     check_dump(dumps[i]);
   check_damaged(dumps[0]);

@@ -74,7 +74,7 @@ EPS = 1e-6  # the released denominator constant
 SEED = 20250604
 # attention kind ids in linrec's registry at replay time (core/attention.c's
 # built-ins, then rela_released registered by tests/test_torch_ref.c)
-KINDS = {'rela': 6, 'rela_causal': 7, 'rela_released': 8}
+KINDS = {'rela': 6, 'rela_causal': 7, 'rela_released': 10}
 INITS = {'': 0.02, '_wide': 0.2}
 LENS = [10, 6, 3, 1]
 ARCH = 'recgrela'

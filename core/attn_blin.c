@@ -1,0 +1,275 @@
+// attn_blin.c: the `blin` attention kinds (Blin, Eqs. 10-11), per head:
+//   A = softmax_row(Q) (softmax_col(K)^T V) + DWC(V)
+// the `efficient` kind plus a depthwise convolution of V over the sequence
+// axis (blin.h), whose weight (D,k) and bias (D) are the kind's own
+// parameters (k = LR_BLIN_K = 5). `blin`: the convolution centred (rows
+// t-2..t+2); `blin_left`: left-aligned (rows t-4..t, causal in the
+// convolution; the attention stays non-causal). Both take a key mask
+// (attention.h): masked rows (RandomPad's delimiters) give no key to the
+// column softmax, no value to K^T V and no input to the convolution. O(N d^2
+// + N D k); not causal.
+#ifndef ATTN_BODY
+#include <math.h> // sqrtf, sqrt
+
+#include "attn_kernels.h"
+#include "blin.h"
+#include "rng.h"
+
+static size_t cache_elems(int64_t N, int64_t D, int64_t H) {
+  return attn_linear_layout_of(N, D, H, 0).total;
+}
+static size_t scratch_elems(int64_t N, int64_t D, int64_t H) {
+  return attn_linear_layout_of(N, D, H, 0).stotal;
+}
+static size_t param_elems(int64_t D, int64_t H) {
+  (void)H;
+  return (size_t)(D * LR_BLIN_K + D);
+}
+// PyTorch's Conv1d default (groups = D, fan_in = k): weight and bias
+// U(-1/sqrt(k), 1/sqrt(k)), keyed by (seed, element, layer).
+static void param_init(float *prm, int64_t D, int64_t H, int64_t layer, uint64_t seed) {
+  const float a = 1.0f / sqrtf((float)LR_BLIN_K);
+  const size_t n = param_elems(D, H);
+  for (size_t e = 0; e < n; e++) {
+    const lr_rng4 r = lr_philox(seed, LR_STREAM_INIT, (uint32_t)e, (uint32_t)layer, 0xB11u, 0);
+    prm[e] = a * (2.0f * lr_u01(r.v[0]) - 1.0f);
+  }
+}
+static double flops(int64_t N, int64_t D, int64_t H) {
+  return attn_linear_flops(N, D, H) + (double)N * (double)D * LR_BLIN_K;
+}
+
+#define ATTN_SELF "attn_blin.c"
+#include "attn_instantiate.h"
+
+const lr_attn_ops lr_attn_blin = {
+    "blin",
+    "Blin Eq. 11: softmax_row(Q) (softmax_col(K)^T V) + DWC(V), DWC depthwise k=5 centred "
+    "(learned); takes RandomPad's key mask",
+    0,
+    cache_elems,
+    scratch_elems,
+    param_elems,
+    param_init,
+    blin_c_fwd,
+    blin_c_bwd,
+    blin_c_fwd_f64,
+    blin_c_bwd_f64,
+    flops,
+    blin_c_fwd_km,
+    blin_c_bwd_km,
+    blin_c_fwd_km_f64,
+    blin_c_bwd_km_f64};
+
+const lr_attn_ops lr_attn_blin_left = {
+    "blin_left",
+    "blin with the DWC left-aligned (rows t-4..t; causal convolution, non-causal attention)",
+    0,
+    cache_elems,
+    scratch_elems,
+    param_elems,
+    param_init,
+    blin_l_fwd,
+    blin_l_bwd,
+    blin_l_fwd_f64,
+    blin_l_bwd_f64,
+    flops,
+    blin_l_fwd_km,
+    blin_l_bwd_km,
+    blin_l_fwd_km_f64,
+    blin_l_bwd_km_f64};
+
+#else // ---- the kernels, over `real` ------------------------------------------------------
+
+// Whether row i (< n) is a key.
+#define IS_KEY(km, i) (!(km) || (km)[i])
+
+void FN(blin_dwc_forward)(real *out, int64_t ldo, const real *v, int64_t ldv, const uint8_t *km,
+                          const real *w, int64_t n, int64_t D, int64_t k, int left) {
+  const int64_t off = left ? k - 1 : (k - 1) / 2;
+  const real *b = w + D * k;
+  for (int64_t t = 0; t < n; t++) {
+    real *o = out + t * ldo;
+    for (int64_t c = 0; c < D; c++) {
+      real acc = b[c];
+      for (int64_t j = 0; j < k; j++) {
+        const int64_t s = t + j - off;
+        if (s >= 0 && s < n && IS_KEY(km, s)) acc += w[c * k + j] * v[s * ldv + c];
+      }
+      o[c] += acc;
+    }
+  }
+}
+
+void FN(blin_dwc_backward)(real *dv, int64_t lddv, real *dw, const real *g, int64_t ldg,
+                           const real *v, int64_t ldv, const uint8_t *km, const real *w, int64_t n,
+                           int64_t D, int64_t k, int left) {
+  const int64_t off = left ? k - 1 : (k - 1) / 2;
+  real *db = dw ? dw + D * k : NULL;
+  for (int64_t c = 0; dw && c < D; c++) {
+    real sb = 0;
+    for (int64_t t = 0; t < n; t++)
+      sb += g[t * ldg + c];
+    db[c] += sb;
+    for (int64_t j = 0; j < k; j++) {
+      real sw = 0;
+      for (int64_t t = 0; t < n; t++) {
+        const int64_t s = t + j - off;
+        if (s >= 0 && s < n && IS_KEY(km, s)) sw += g[t * ldg + c] * v[s * ldv + c];
+      }
+      dw[c * k + j] += sw;
+    }
+  }
+  // dv_s = sum_j w_j g_{s-j+off}, per row s in order.
+  for (int64_t s = 0; s < n; s++) {
+    if (!IS_KEY(km, s)) continue;
+    for (int64_t c = 0; c < D; c++) {
+      real acc = 0;
+      for (int64_t j = 0; j < k; j++) {
+        const int64_t t = s - j + off;
+        if (t >= 0 && t < n) acc += w[c * k + j] * g[t * ldg + c];
+      }
+      dv[s * lddv + c] += acc;
+    }
+  }
+}
+
+// qf = softmax over each head's d features of a Q row (every valid row);
+// kf = softmax over the valid key rows of each K column, 0 at masked rows.
+// vec: 4D scratch. As attn_efficient.c's with the mask.
+static void FN(blin_maps_forward)(real *qf, real *kf, const real *xb, const uint8_t *km, int64_t n,
+                                  int64_t N, int64_t D, int64_t H, real *vec) {
+  const int64_t d = D / H, ldx = 3 * D;
+  real *t = vec, *mx = vec + 2 * D, *sum = vec + 3 * D;
+  for (int64_t i = 0; i < n; i++) {
+    const real *x = xb + i * ldx;
+    for (int64_t h = 0; h < H; h++) {
+      real m = x[h * d];
+      for (int64_t j = 1; j < d; j++)
+        m = x[h * d + j] > m ? x[h * d + j] : m;
+      for (int64_t j = 0; j < d; j++)
+        t[h * d + j] = x[h * d + j] - m;
+    }
+    FN(attn_exp_run)(t, t, D);
+    for (int64_t h = 0; h < H; h++) {
+      real z = 0, *y = qf + h * N * d + i * d;
+      for (int64_t j = 0; j < d; j++)
+        z += t[h * d + j];
+      for (int64_t j = 0; j < d; j++)
+        y[j] = t[h * d + j] / z;
+    }
+  }
+  int any = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (!IS_KEY(km, i)) continue;
+    for (int64_t c = 0; c < D; c++)
+      mx[c] = !any || xb[i * ldx + D + c] > mx[c] ? xb[i * ldx + D + c] : mx[c];
+    any = 1;
+  }
+  for (int64_t c = 0; c < D; c++)
+    sum[c] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (!IS_KEY(km, i)) {
+      for (int64_t h = 0; h < H; h++)
+        for (int64_t j = 0; j < d; j++)
+          kf[h * N * d + i * d + j] = 0;
+      continue;
+    }
+    for (int64_t c = 0; c < D; c++)
+      t[c] = xb[i * ldx + D + c] - mx[c];
+    FN(attn_exp_run)(t, t, D);
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t j = 0; j < d; j++)
+        kf[h * N * d + i * d + j] = t[h * d + j];
+    for (int64_t c = 0; c < D; c++)
+      sum[c] += t[c];
+  }
+  if (!any) return; // no key at all: kf is 0
+  for (int64_t c = 0; c < D; c++)
+    sum[c] = (real)1 / sum[c];
+  for (int64_t h = 0; h < H; h++)
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < d; j++)
+        kf[h * N * d + i * d + j] *= sum[h * d + j];
+}
+
+// dxb (Q and K columns) += gradients through both softmaxes: y = softmax(x)
+// along the map's axis gives dx = y (dy - sum(y dy)); masked key rows have
+// y = 0 and get nothing.
+static void FN(blin_maps_backward)(real *dxb, const real *dqf, const real *dkf, const real *qf,
+                                   const real *kf, int64_t n, int64_t N, int64_t D, int64_t H,
+                                   real *vec) {
+  const int64_t d = D / H, ldx = 3 * D;
+  real *dot = vec + 2 * D;
+  for (int64_t c = 0; c < D; c++)
+    dot[c] = 0;
+  for (int64_t h = 0; h < H; h++)
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < d; j++)
+        dot[h * d + j] += kf[h * N * d + i * d + j] * dkf[h * N * d + i * d + j];
+  for (int64_t i = 0; i < n; i++) {
+    real *dq = dxb + i * ldx, *dk = dxb + i * ldx + D;
+    for (int64_t h = 0; h < H; h++) {
+      const real *y = qf + h * N * d + i * d, *dy = dqf + h * N * d + i * d;
+      real ydy = 0;
+      for (int64_t j = 0; j < d; j++)
+        ydy += y[j] * dy[j];
+      for (int64_t j = 0; j < d; j++)
+        dq[h * d + j] += y[j] * (dy[j] - ydy);
+      const real *ky = kf + h * N * d + i * d, *dky = dkf + h * N * d + i * d;
+      for (int64_t j = 0; j < d; j++)
+        dk[h * d + j] += ky[j] * (dky[j] - dot[h * d + j]);
+    }
+  }
+}
+
+static void FN(blin_fwd_any)(real *ob, real *cache, const real *xb, const real *prm,
+                             const uint8_t *km, int64_t n, int64_t N, int64_t D, int64_t H,
+                             real *scratch, int left) {
+  const attn_linear_layout l = attn_linear_layout_of(N, D, H, 0);
+  FN(blin_maps_forward)(cache + l.qf, cache + l.kf, xb, km, n, N, D, H, scratch + l.vec);
+  FN(attn_qkv_linear_forward)(ob, cache + l.kv, cache + l.qf, cache + l.kf, xb, n, N, D, H);
+  FN(blin_dwc_forward)(ob, D, xb + 2 * D, 3 * D, km, prm, n, D, LR_BLIN_K, left);
+}
+
+static void FN(blin_bwd_any)(real *dxb, real *dprm, const real *gb, const real *xb, const real *prm,
+                             const uint8_t *km, const real *cache, int64_t n, int64_t N, int64_t D,
+                             int64_t H, real *scratch, int left) {
+  const attn_linear_layout l = attn_linear_layout_of(N, D, H, 0);
+  FN(attn_qkv_linear_backward)
+  (scratch + l.dqf, scratch + l.dkf, dxb, scratch + l.dkv, gb, cache + l.qf, cache + l.kf,
+   cache + l.kv, xb, n, N, D, H);
+  FN(blin_maps_backward)
+  (dxb, scratch + l.dqf, scratch + l.dkf, cache + l.qf, cache + l.kf, n, N, D, H, scratch + l.vec);
+  FN(blin_dwc_backward)
+  (dxb + 2 * D, 3 * D, dprm, gb, D, xb + 2 * D, 3 * D, km, prm, n, D, LR_BLIN_K, left);
+}
+
+// The four entry points of each kind: centred (c) and left-aligned (l),
+// without and with a key mask.
+#define BLIN_ENTRIES(tag, left)                                                                    \
+  static void FN(blin_##tag##_fwd_km)(real * ob, real * cache, const real *xb, const real *prm,    \
+                                      const uint8_t *km, int64_t n, int64_t N, int64_t D,          \
+                                      int64_t H, real *scratch) {                                  \
+    FN(blin_fwd_any)(ob, cache, xb, prm, km, n, N, D, H, scratch, left);                           \
+  }                                                                                                \
+  static void FN(blin_##tag##_bwd_km)(real * dxb, real * dprm, const real *gb, const real *xb,     \
+                                      const real *prm, const uint8_t *km, const real *cache,       \
+                                      int64_t n, int64_t N, int64_t D, int64_t H, real *scratch) { \
+    FN(blin_bwd_any)(dxb, dprm, gb, xb, prm, km, cache, n, N, D, H, scratch, left);                \
+  }                                                                                                \
+  static void FN(blin_##tag##_fwd)(real * ob, real * cache, const real *xb, const real *prm,       \
+                                   int64_t n, int64_t N, int64_t D, int64_t H, real *scratch) {    \
+    FN(blin_fwd_any)(ob, cache, xb, prm, NULL, n, N, D, H, scratch, left);                         \
+  }                                                                                                \
+  static void FN(blin_##tag##_bwd)(real * dxb, real * dprm, const real *gb, const real *xb,        \
+                                   const real *prm, const real *cache, int64_t n, int64_t N,       \
+                                   int64_t D, int64_t H, real *scratch) {                          \
+    FN(blin_bwd_any)(dxb, dprm, gb, xb, prm, NULL, cache, n, N, D, H, scratch, left);              \
+  }
+BLIN_ENTRIES(c, 0)
+BLIN_ENTRIES(l, 1)
+#undef BLIN_ENTRIES
+#undef IS_KEY
+
+#endif
