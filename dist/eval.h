@@ -53,5 +53,11 @@ int eval_split(lr_metrics *out, const lr_scorer *sc, const lr_dataset *ds, lr_sp
 // single-rank) table. LR_ERR_NOMEM on failure. Local.
 int eval_topk(int32_t *items, float *scores, const lr_scorer *sc, const lr_dataset *ds,
               const int64_t *users, int64_t n, int K, int exclude_history, const lr_config *c);
+// The same, also copying each user's hidden state (the final layer's output
+// at the last position, whose dot product with an item row is the item's
+// score) into hidden (n, model.d) when not NULL (a model scorer only).
+int eval_topk_hidden(int32_t *items, float *scores, float *hidden, const lr_scorer *sc,
+                     const lr_dataset *ds, const int64_t *users, int64_t n, int K,
+                     int exclude_history, const lr_config *c);
 
 #endif

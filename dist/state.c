@@ -491,7 +491,8 @@ static void mf_groups(const lr_state *s, lr_mf_group *mg) {
 // error on rank 0 after that is remembered (wrc) while the transfer
 // completes, so no sender is left blocked. An MPI error ends the transfer
 // (it aborts the job).
-int state_save_model(lr_state *s, const char *path, const char *config_json) {
+int state_save_model(lr_state *s, const char *path, const char *config_json,
+                     const lr_dataset *ids) {
   const int P = dist_size(), me = dist_rank();
   lr_modelfile_writer *w = NULL;
   float *chunk = NULL;
@@ -500,6 +501,16 @@ int state_save_model(lr_state *s, const char *path, const char *config_json) {
     lr_mf_group mg[LR_MAX_GROUPS];
     mf_groups(s, mg);
     rc = modelfile_begin(&w, path, config_json, mg, s->n_groups);
+    if (rc == LR_OK && ids) { // the id maps (section 4): rank 0 holds the whole dataset
+      lr_names un, in;
+      rc = data_id_names(ids, &un, &in);
+      if (rc == LR_OK) {
+        rc = modelfile_set_ids(w, &un, &in);
+        if (rc != LR_OK) w = NULL; // abandoned by set_ids
+        names_free(&un);
+        names_free(&in);
+      }
+    }
     if (rc == LR_OK && P > 1 &&
         !(chunk = lr_calloc((size_t)SAVE_CHUNK, sizeof *chunk, "model file chunk")))
       rc = LR_ERR_NOMEM;

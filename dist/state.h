@@ -199,8 +199,10 @@ int state_ckpt_load(lr_state *s, const char *dir, const ckpt_manifest *m);
 // ---- the model file ---------------------------------------------------------------------------
 // Write every group's weights (the current ones) with the config text to
 // path (io/modelfile.h), rank 0 streaming the other ranks' rows in chunks.
-// Collective; the outcome is agreed.
-int state_save_model(lr_state *s, const char *path, const char *config_json);
+// With ids (the whole dataset, on rank 0), the file carries its id maps
+// (internal -> original user and item ids). Collective; the outcome is agreed.
+int state_save_model(lr_state *s, const char *path, const char *config_json,
+                     const lr_dataset *ids);
 // Load path's weights into every group's rows on this rank (the file's
 // groups must be the state's). Collective; the outcome is agreed.
 int state_load_model(lr_state *s, const char *path);

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "eval.h"
+#include "export.h"
 #include "gemm.h" // lr_set_threads
 #include "jobcheck.h"
 #include "state.h"
@@ -41,7 +42,7 @@
 
 typedef struct {
   const char *cmd;
-  const char *config_path, *out, *model, *users, *split, *resume;
+  const char *config_path, *out, *model, *users, *split, *resume, *hidden;
   const char *sets[256];
   int n_sets, k, include_history, help, markdown, allow_data_change;
 } cli;
@@ -57,6 +58,7 @@ static void usage_main(FILE *f) {
           "  bench      measure training speed on synthetic data (one JSON line)\n"
           "  eval       evaluate a trained model or the popularity baseline\n"
           "  recommend  print top-K items for users\n"
+          "  export     write a model's embeddings and tensors as NumPy .npy files\n"
           "  ckpt       inspect or verify a training checkpoint\n\n"
           "`linrec <command> --help` describes each; exit codes: 0 ok, 1 runtime error\n"
           "(also: a damaged checkpoint), 2 usage or configuration error, 75 training\n"
@@ -115,9 +117,21 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  the base that --config and --set override.\n");
   else if (!strcmp(cmd, "recommend"))
     fprintf(f, "usage: linrec recommend --model FILE|DIR [--config FILE] [--set key=value]... "
-               "--users ID[,ID...] [--k K] [--include-history]\n"
+               "--users ID[,ID...] [--k K] [--include-history] [--hidden FILE.npy]\n"
                "  Prints one JSON line per user: original user id, top-K original item ids\n"
-               "  and scores, predicting each user's next interaction from the whole history.\n");
+               "  and scores, predicting each user's next interaction from the whole history.\n"
+               "  Ids are the original ones (numbers, or strings in quotes); the model file's\n"
+               "  id maps are used when it has them. --hidden writes each user's final\n"
+               "  hidden state (users x model.d float32): an item's score is its dot\n"
+               "  product with the item's row of `linrec export`'s items.npy.\n");
+  else if (!strcmp(cmd, "export")) {
+    fprintf(f, "usage: linrec export --model FILE|DIR --out DIR\n"
+               "  Writes the model's item embeddings (items.npy, row r = line r of items.txt,\n"
+               "  the original ids), the user table when the architecture has one (users.npy,\n"
+               "  users.txt), other row groups (<name>.npy), the encoder's tensors by name\n"
+               "  (dense/<tensor>.npy) and config.json: everything loads with numpy alone.\n");
+    return;
+  }
   fprintf(f, "\ncommon options:\n"
              "  --config FILE      JSON config (nested objects or dotted keys)\n"
              "  --set key=value    override one key (repeatable)\n"
@@ -152,6 +166,7 @@ static int parse_args(cli *a, int argc, char **argv) {
     else if (!strcmp(o, "--users")) { NEED_VALUE a->users = argv[++i]; }
     else if (!strcmp(o, "--split")) { NEED_VALUE a->split = argv[++i]; }
     else if (!strcmp(o, "--resume")) { NEED_VALUE a->resume = argv[++i]; }
+    else if (!strcmp(o, "--hidden")) { NEED_VALUE a->hidden = argv[++i]; }
     else if (!strcmp(o, "--k")) {
       NEED_VALUE
       char *end;
@@ -408,49 +423,104 @@ static int cmd_eval(const cli *a) {
   return rc;
 }
 
+// s as a JSON string (ids hold no control characters: only " and \\ need escaping).
+static void print_json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') fputc('\\', f);
+    fputc(*s, f);
+  }
+  fputc('"', f);
+}
+
+// The id as the maps hold it: a decimal integer without leading zeros
+// ("007" is 7), any other string as it is. out has LR_ID_MAX_BYTES+1 bytes.
+static void canonical_id(const char *s, size_t n, char *out) {
+  size_t k = 0;
+  int digits = n > 0;
+  for (size_t j = 0; j < n; j++) digits &= s[j] >= '0' && s[j] <= '9';
+  if (digits) while (k + 1 < n && s[k] == '0') k++;
+  n -= k;
+  if (n > LR_ID_MAX_BYTES) n = LR_ID_MAX_BYTES;
+  memcpy(out, s + k, n);
+  out[n] = '\0';
+}
+
+// The model's id maps (section 4 of its file) when it has them, else the
+// data's; the model's must match the data's counts.
+static int id_maps(const loaded *l, const char *model_file, lr_names *users, lr_names *items) {
+  LR_CALL(modelfile_read_ids(model_file, users, items));
+  if (users->n == 0 && items->n == 0) return data_id_names(&l->ds, users, items);
+  if (users->n != l->ds.n_users || items->n != l->ds.n_items + 1) {
+    int64_t u = users->n, i = items->n - 1;
+    names_free(users);
+    names_free(items);
+    return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
+                    "%s: the model's id maps have %lld users and %lld items, the data %lld and %lld: "
+                    "not the data it was trained on",
+                    model_file, (long long)u, (long long)i, (long long)l->ds.n_users,
+                    (long long)l->ds.n_items);
+  }
+  return LR_OK;
+}
+
 static int cmd_recommend(const cli *a) {
   LR_CHECK(a->users, LR_ERR_CONFIG, "recommend: --users ID[,ID...] is required");
   LR_CHECK(a->model && strcmp(a->model, "pop"), LR_ERR_CONFIG,
            "recommend: --model FILE is required (a trained model)");
   loaded l;
   int rc = load_scorer(&l, a);
-  int64_t *users = NULL;
+  int64_t *users = NULL, *order = NULL;
   int32_t *items = NULL;
-  float *scores = NULL;
+  float *scores = NULL, *hidden = NULL;
   int64_t n = 0;
+  lr_names un = {0}, in = {0};
+  char path[LR_PATH_MAX];
   if (rc) goto out;
+  model_path(path, sizeof path, a->model);
+  if ((rc = id_maps(&l, path, &un, &in)) != LR_OK || (rc = names_index(&un, &order)) != LR_OK)
+    goto out;
   // Parse the original user ids and find their remapped ids.
   size_t cap = 1;
   for (const char *p = a->users; *p; p++) cap += *p == ',';
   users = lr_calloc(cap, sizeof *users, "user list");
   if (!users) { rc = LR_ERR_NOMEM; goto out; }
-  for (const char *p = a->users; *p;) {
-    char *end;
-    errno = 0;
-    long long id = strtoll(p, &end, 10);
-    if (end == p || errno || (*end && *end != ',')) {
-      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "--users: not an integer id list: %s", a->users);
-      goto out;
-    }
-    int64_t u = -1;
-    for (int64_t i = 0; i < l.ds.n_users && u < 0; i++)
-      if (l.ds.user_orig[i] == id) u = i;
+  for (const char *p = a->users;;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char id[LR_ID_MAX_BYTES + 1];
+    canonical_id(p, len, id);
+    int64_t u = len && len <= LR_ID_MAX_BYTES ? names_find(&un, order, id) : -1;
     if (u < 0) {
-      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "--users: user %lld is not in the dataset", id);
+      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "--users: user '%.*s' is not in the dataset",
+                    (int)(len > 80 ? 80 : len), p);
       goto out;
     }
     users[n++] = u;
-    p = *end ? end + 1 : end;
+    if (!end) break;
+    p = end + 1;
   }
   items = lr_calloc((size_t)(n * a->k), sizeof *items, "recommendations");
   scores = lr_calloc((size_t)(n * a->k), sizeof *scores, "recommendation scores");
-  if (!items || !scores) { rc = LR_ERR_NOMEM; goto out; }
-  rc = eval_topk(items, scores, &l.sc, &l.ds, users, n, a->k, !a->include_history, &l.c);
+  if (a->hidden) hidden = lr_calloc((size_t)(n * l.c.model_d), sizeof *hidden, "hidden states");
+  if (!items || !scores || (a->hidden && !hidden)) { rc = LR_ERR_NOMEM; goto out; }
+  rc = eval_topk_hidden(items, scores, hidden, &l.sc, &l.ds, users, n, a->k, !a->include_history,
+                        &l.c);
+  if (rc == LR_OK && hidden && dist_rank() == 0) rc = export_npy(a->hidden, hidden, n, l.c.model_d);
   if (rc) goto out;
+  // numeric ids print as JSON numbers (as always), string ids as strings
+  const int ustr = l.ds.user_names.n > 0, istr = l.ds.item_names.n > 0;
   for (int64_t i = 0; i < n && dist_rank() == 0; i++) {
-    printf("{\"user\":%lld,\"items\":[", (long long)l.ds.user_orig[users[i]]);
-    for (int j = 0; j < a->k; j++)
-      if (items[i * a->k + j]) printf("%s%lld", j ? "," : "", (long long)l.ds.item_orig[items[i * a->k + j]]);
+    printf("{\"user\":");
+    if (ustr) print_json_str(stdout, names_get(&un, users[i]));
+    else printf("%s", names_get(&un, users[i]));
+    printf(",\"items\":[");
+    for (int j = 0; j < a->k; j++) {
+      if (!items[i * a->k + j]) continue;
+      printf("%s", j ? "," : "");
+      if (istr) print_json_str(stdout, names_get(&in, items[i * a->k + j]));
+      else printf("%s", names_get(&in, items[i * a->k + j]));
+    }
     printf("],\"scores\":[");
     for (int j = 0; j < a->k; j++)
       if (items[i * a->k + j]) printf("%s%.5f", j ? "," : "", scores[i * a->k + j]);
@@ -458,10 +528,23 @@ static int cmd_recommend(const cli *a) {
   }
 out:
   lr_free(users);
+  free(order);
   lr_free(items);
   lr_free(scores);
+  lr_free(hidden);
+  names_free(&un);
+  names_free(&in);
   loaded_free(&l);
   return rc;
+}
+
+// linrec export: local, on rank 0 only.
+static int cmd_export(const cli *a) {
+  LR_CHECK(a->model && a->out, LR_ERR_CONFIG, "export: --model FILE|DIR and --out DIR are required");
+  if (dist_rank() != 0) return LR_OK;
+  char path[LR_PATH_MAX];
+  model_path(path, sizeof path, a->model);
+  return export_model(path, a->out, 0);
 }
 
 // ---- ckpt -----------------------------------------------------------------------------
@@ -579,7 +662,8 @@ int main(int argc, char **argv) {
   }
   int known = a.cmd && (!strcmp(a.cmd, "prep") || !strcmp(a.cmd, "train") ||
                         !strcmp(a.cmd, "bench") ||
-                        !strcmp(a.cmd, "eval") || !strcmp(a.cmd, "recommend"));
+                        !strcmp(a.cmd, "eval") || !strcmp(a.cmd, "recommend") ||
+                        !strcmp(a.cmd, "export"));
   if (!known) {
     fprintf(stderr, "linrec: unknown command '%s'\n\n", a.cmd ? a.cmd : "");
     usage_main(stderr);
@@ -612,6 +696,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a.cmd, "train")) rc = cmd_train(&a, &ok_code);
     else if (!strcmp(a.cmd, "eval")) rc = cmd_eval(&a);
     else if (!strcmp(a.cmd, "bench")) rc = cmd_bench(&a);
+    else if (!strcmp(a.cmd, "export")) rc = cmd_export(&a);
     else rc = cmd_recommend(&a);
   }
   lr_set_threads(1); // join the thread team's workers

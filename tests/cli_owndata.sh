@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# cli_owndata.sh: users' own data in, models out (issue 19):
+#  1. a CSV with string ids and its own header (`;`, columns in any order,
+#     an extra column) goes through `prep` with data.columns and
+#     data.separator; a missing column is an error naming the file, line and
+#     column; the binary dataset keeps the strings (prep of it again is the
+#     same bytes);
+#  2. a model trained on it carries the id maps (model file version 4):
+#     `recommend` takes and prints the original string ids (007 = 7 for
+#     numeric ids), an unknown user is a usage error (exit 2);
+#  3. `export` writes items.npy/items.txt, dense/<tensor>.npy and
+#     config.json; a numpy script (Debian's python3-numpy) loads them and,
+#     from the hidden states `recommend --hidden` dumped, reproduces
+#     recommend's top-10 items and scores to 1e-5; for model.arch=ram the
+#     users table and users.txt are exported too.
+# Usage: cli_owndata.sh LINREC_BINARY SOURCE_DIR
+source "$(dirname "$0")/lib_cli.sh"
+py=/usr/bin/python3
+# 80 users U000..U079, 40 items B00K00..B00K39 and the numeric item 7,
+# ts;userId;extra;itemId;stars
+/usr/bin/python3 - "$tmp/own.csv" <<'PY'
+import random, sys
+r = random.Random(5)
+with open(sys.argv[1], "w") as f:
+    f.write("ts;userId;extra;itemId;stars\n")
+    t = 0
+    for u in range(80):
+        for _ in range(r.randint(4, 14)):
+            t += 1
+            i = r.randint(0, 40)
+            item = "007" if i == 40 else "B00K%02d" % i
+            f.write('%d;"U%03d";x y;%s;%d\n' % (t, u, item, r.randint(1, 5)))
+PY
+cols=(--set data.format=csv --set data.path="$tmp/own.csv" --set data.separator=semicolon
+      --set data.columns=user=userId,item=itemId,time=ts,rating=stars)
+"$bin" prep "${cols[@]}" --out "$tmp/own.lrd" > "$tmp/prep.out" 2> "$tmp/prep.err"
+check "prep: string ids with data.columns and data.separator (80 users, 41 items)" \
+  grep -q '"users":80,"items":41' "$tmp/prep.out" || cat "$tmp/prep.err"
+"$bin" prep --set data.format=binary --set data.path="$tmp/own.lrd" --out "$tmp/again.lrd" > /dev/null 2>&1
+check "prep: the binary dataset with string ids reads and writes back the same bytes" \
+  cmp -s "$tmp/own.lrd" "$tmp/again.lrd"
+"$bin" prep "${cols[@]}" --set data.columns=user=userId,item=item_id --out "$tmp/x.lrd" \
+  > /dev/null 2> "$tmp/miss.err"
+rc=$?
+check "prep: a missing column: exit 1, the file, line 1, the column and the header" \
+  [ $rc = 1 ] && grep -q "own.csv:1: no column 'item_id' (data.columns item=item_id)" "$tmp/miss.err" &&
+  grep -q "ts, userId, extra, itemId, stars" "$tmp/miss.err" || cat "$tmp/miss.err"
+"$bin" prep "${cols[@]}" --set data.separator=ab --out "$tmp/x.lrd" > /dev/null 2> "$tmp/sep.err"
+check "prep: a bad data.separator is a config error (exit 2)" [ $? = 2 ] ||  cat "$tmp/sep.err"
+
+tiny=(--set data.format=binary --set data.path="$tmp/own.lrd" --set model.d=16 --set model.heads=2
+      --set model.layers=2 --set model.inner=16 --set model.max_len=8 --set train.batch_size=32
+      --set train.epochs=2 --set train.patience=0 --set log.progress=off)
+timeout 300 "$bin" train "${tiny[@]}" --out "$tmp/run" > "$tmp/train.log" 2>&1
+check "train on string ids (exit 0)" [ $? = 0 ] || tail -5 "$tmp/train.log"
+check "model file: version 4" $py -c '
+import struct, sys
+b = open(sys.argv[1], "rb").read(64)
+sys.exit(0 if b[:8] == b"LRMODEL1" and struct.unpack("<I", b[8:12])[0] == 4 and struct.unpack("<Q", b[32:40])[0] > 0 else 1)' "$tmp/run/model.lrm"
+"$bin" recommend --model "$tmp/run" --users U003,U017,U042,U079 --k 10 --include-history \
+  --hidden "$tmp/h.npy" > "$tmp/rec.out" 2> "$tmp/rec.err"
+check "recommend: string user and item ids in, quoted ids out" \
+  grep -q '^{"user":"U017","items":\["' "$tmp/rec.out" || cat "$tmp/rec.err" "$tmp/rec.out"
+[ "$(wc -l < "$tmp/rec.out")" = 4 ] || bad "recommend: 4 lines"
+"$bin" recommend --model "$tmp/run" --users U003,NOBODY --k 10 > /dev/null 2> "$tmp/unk.err"
+check "recommend: an unknown user is a usage error naming it (exit 2)" [ $? = 2 ] &&
+  grep -q "user 'NOBODY' is not in the dataset" "$tmp/unk.err" || cat "$tmp/unk.err"
+mv "$tmp/own.lrd" "$tmp/own-moved.lrd"
+"$bin" recommend --model "$tmp/run" --users U003 --set data.path="$tmp/own-moved.lrd" > "$tmp/rec2.out" 2>&1
+check "recommend: --set data.path moves the data" grep -q '"user":"U003"' "$tmp/rec2.out" || cat "$tmp/rec2.out"
+
+"$bin" export --model "$tmp/run/model.lrm" --out "$tmp/exp" > "$tmp/exp.out" 2> "$tmp/exp.err"
+check "export: exit 0, items.npy, items.txt, dense tensors, config.json" \
+  [ -s "$tmp/exp/items.npy" ] && [ -s "$tmp/exp/items.txt" ] && [ -s "$tmp/exp/dense/pos.npy" ] &&
+  [ -s "$tmp/exp/config.json" ] || cat "$tmp/exp.err"
+check "export: items.txt holds the original ids in byte order (007 is 7)" \
+  $py -c 'import sys
+ids = open(sys.argv[1]).read().split("\n")[:-1]
+sys.exit(0 if len(ids) == 41 and ids[0] == "7" and ids[1:] == ["B00K%02d" % i for i in range(40)] else 1)' "$tmp/exp/items.txt"
+check "export: numpy reproduces recommend's top-10 ids and scores from the hidden states (1e-5)" \
+  $py - "$tmp/exp" "$tmp/h.npy" "$tmp/rec.out" <<'PY'
+import json, sys
+import numpy as np
+d, hidden, rec = sys.argv[1], np.load(sys.argv[2]), [json.loads(l) for l in open(sys.argv[3])]
+E = np.load(d + "/items.npy")
+ids = open(d + "/items.txt").read().split("\n")[:-1]
+assert E.dtype == np.float32 and E.shape == (len(ids), hidden.shape[1]), (E.shape, hidden.shape)
+for h, r in zip(hidden, rec):
+    s = E.astype(np.float64) @ h.astype(np.float64)
+    top = sorted(range(len(ids)), key=lambda k: (-s[k], k))[:10]
+    assert [ids[k] for k in top] == r["items"], ([ids[k] for k in top], r["items"])
+    assert np.max(np.abs(s[top] - np.array(r["scores"]))) < 1e-5, (s[top], r["scores"])
+PY
+
+# ram: the users table comes out too
+timeout 300 "$bin" train "${tiny[@]}" --set data.path="$tmp/own-moved.lrd" --set model.arch=ram \
+  --set train.max_steps=6 --out "$tmp/ram" > "$tmp/ram.log" 2>&1
+check "ram: train on string ids (exit 0)" [ $? = 0 ] || tail -5 "$tmp/ram.log"
+"$bin" export --model "$tmp/ram" --out "$tmp/rexp" > /dev/null 2> "$tmp/rexp.err"
+check "ram export: users.npy (80 x 16) with users.txt U000..U079" $py -c 'import sys
+import numpy as np
+U = np.load(sys.argv[1] + "/users.npy"); ids = open(sys.argv[1] + "/users.txt").read().split()
+sys.exit(0 if U.shape == (80, 16) and ids == ["U%03d" % u for u in range(80)] else 1)' "$tmp/rexp" ||
+  cat "$tmp/rexp.err"
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
