@@ -198,7 +198,8 @@ int modelfile_set_ids(lr_modelfile_writer *w, const lr_names *users, const lr_na
                                    side ? "item" : "user", (long long)k, len, LR_ID_MAX_BYTES));
     }
   }
-  LR_CHECK(items->n >= 1, LR_ERR_ARG, "%s: no item names", w->f.path);
+  if (items->n < 1)
+    return mw_fail(w, lr_error(LR_ERR_ARG, __FILE__, __LINE__, "%s: no item names", w->f.path));
   const size_t raw_n = 16 + ids_raw_bytes(users, 0) + ids_raw_bytes(items, 1);
   unsigned char *raw = lr_fault_malloc(raw_n);
   const size_t cap = ZSTD_compressBound(raw_n);
