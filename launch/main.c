@@ -19,6 +19,8 @@
 #include "ckpt.h"
 #include "ckpt_resume.h"
 #include "comm.h"
+#include <cjson/cJSON.h> // cJSON_Parse: recommend --history -
+
 #include "config.h"
 #include "dataset.h"
 #include "eval.h"
@@ -42,7 +44,7 @@
 
 typedef struct {
   const char *cmd;
-  const char *config_path, *out, *model, *users, *split, *resume, *hidden;
+  const char *config_path, *out, *model, *users, *split, *resume, *hidden, *users_file, *history;
   const char *sets[256];
   int n_sets, k, include_history, help, markdown, allow_data_change;
 } cli;
@@ -117,9 +119,14 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  the base that --config and --set override.\n");
   else if (!strcmp(cmd, "recommend"))
     fprintf(f, "usage: linrec recommend --model FILE|DIR [--config FILE] [--set key=value]... "
-               "--users ID[,ID...] [--k K] [--include-history] [--hidden FILE.npy]\n"
+               "--users all|ID[,ID...] | --users-file FILE | --history ID[,ID...]|-\n"
+               "       [--k K] [--include-history] [--out FILE] [--hidden FILE.npy]\n"
                "  Prints one JSON line per user: original user id, top-K original item ids\n"
-               "  and scores, predicting each user's next interaction from the whole history.\n"
+               "  and scores, predicting each user's next interaction from the whole history\n"
+               "  (--users all: every user; --users-file: one id a line), in batches, to\n"
+               "  stdout or --out FILE. --history ranks an ad-hoc history of original item\n"
+               "  ids; --history - reads JSON lines {\"id\": ..., \"items\": [...]} from stdin\n"
+               "  (one rank) and prints {\"id\": ..., \"items\": [...], \"scores\": [...]}.\n"
                "  Ids are the original ones (numbers, or strings in quotes); the model file's\n"
                "  id maps are used when it has them. --hidden writes each user's final\n"
                "  hidden state (users x model.d float32): an item's score is its dot\n"
@@ -167,6 +174,8 @@ static int parse_args(cli *a, int argc, char **argv) {
     else if (!strcmp(o, "--split")) { NEED_VALUE a->split = argv[++i]; }
     else if (!strcmp(o, "--resume")) { NEED_VALUE a->resume = argv[++i]; }
     else if (!strcmp(o, "--hidden")) { NEED_VALUE a->hidden = argv[++i]; }
+    else if (!strcmp(o, "--users-file")) { NEED_VALUE a->users_file = argv[++i]; }
+    else if (!strcmp(o, "--history")) { NEED_VALUE a->history = argv[++i]; }
     else if (!strcmp(o, "--k")) {
       NEED_VALUE
       char *end;
@@ -269,10 +278,13 @@ static int set_threads(const lr_config *c) {
 // The command line's words that are not config, which every rank must share
 // (jobcheck_start). Cannot fail.
 static void command_text(const cli *a, char *out, size_t size) {
-  snprintf(out, size, "%s --out %s --resume %s%s --model %s --split %s --users %s --k %d%s",
+  snprintf(out, size,
+           "%s --out %s --resume %s%s --model %s --split %s --users %s --users-file %s --history %s "
+           "--k %d%s",
            a->cmd, a->out ? a->out : "-", a->resume ? a->resume : "-",
            a->allow_data_change ? " --allow-data-change" : "", a->model ? a->model : "-",
-           a->split, a->users ? a->users : "-", a->k, a->include_history ? " --include-history" : "");
+           a->split, a->users ? a->users : "-", a->users_file ? a->users_file : "-",
+           a->history ? a->history : "-", a->k, a->include_history ? " --include-history" : "");
 }
 
 // Started by a launcher (mpirun, srun): its environment, seen before MPI_Init
@@ -464,76 +476,361 @@ static int id_maps(const loaded *l, const char *model_file, lr_names *users, lr_
   return LR_OK;
 }
 
+// What recommend ranks: n inputs, each a known user (ds = the data) or an
+// ad-hoc history (ds = own, a dataset of the histories alone).
+typedef struct {
+  int64_t n;
+  int64_t *users;     // (n) index into *ds
+  int64_t *row_users; // (n) the state's user (per-user rows), or NULL = users
+  char **label;       // (n) ad-hoc: the id to print as given (JSON text), or NULL
+  lr_dataset own;     // ad-hoc histories
+  int adhoc;
+} rec_inputs;
+
+static void rec_inputs_free(rec_inputs *r) {
+  lr_free(r->users);
+  lr_free(r->row_users);
+  for (int64_t i = 0; r->label && i < r->n; i++) free(r->label[i]);
+  lr_free(r->label);
+  dataset_free(&r->own);
+  memset(r, 0, sizeof *r);
+}
+
+// Index of original id s (len bytes) in t (order from names_index), or -1.
+static int64_t find_id(const lr_names *t, const int64_t *order, const char *s, size_t len) {
+  char id[LR_ID_MAX_BYTES + 1];
+  if (len == 0 || len > LR_ID_MAX_BYTES) return -1;
+  canonical_id(s, len, id);
+  return names_find(t, order, id);
+}
+
+// Append one id to the user list (grown as needed).
+static int push_user(rec_inputs *r, int64_t *cap, int64_t u) {
+  if (r->n == *cap) {
+    int64_t nc = *cap ? *cap * 2 : 64;
+    int64_t *p = lr_calloc((size_t)nc, sizeof *p, "user list");
+    if (!p) return LR_ERR_NOMEM;
+    if (r->n) memcpy(p, r->users, (size_t)r->n * sizeof *p);
+    lr_free(r->users);
+    r->users = p, *cap = nc;
+  }
+  r->users[r->n++] = u;
+  return LR_OK;
+}
+
+// --users all | ID,ID,... and --users-file FILE (one id a line).
+static int known_users(rec_inputs *r, const cli *a, const loaded *l, const lr_names *un,
+                       const int64_t *order) {
+  int64_t cap = 0;
+  if (a->users && !strcmp(a->users, "all")) {
+    for (int64_t u = 0; u < l->ds.n_users; u++) LR_CALL(push_user(r, &cap, u));
+    return LR_OK;
+  }
+  if (a->users) {
+    for (const char *p = a->users;;) {
+      const char *end = strchr(p, ',');
+      size_t len = end ? (size_t)(end - p) : strlen(p);
+      int64_t u = find_id(un, order, p, len);
+      LR_CHECK(u >= 0, LR_ERR_CONFIG, "--users: user '%.*s' is not in the dataset",
+               (int)(len > 80 ? 80 : len), p);
+      LR_CALL(push_user(r, &cap, u));
+      if (!end) return LR_OK;
+      p = end + 1;
+    }
+  }
+  FILE *f = fopen(a->users_file, "r");
+  LR_CHECK(f, LR_ERR_IO, "--users-file %s: %s", a->users_file, strerror(errno));
+  char line[LR_ID_MAX_BYTES + 8];
+  long long ln = 0;
+  int rc = LR_OK;
+  while (rc == LR_OK && fgets(line, sizeof line, f)) {
+    ln++;
+    size_t len = strlen(line);
+    if (len == sizeof line - 1 && line[len - 1] != '\n') {
+      rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: id longer than %d bytes",
+                    a->users_file, ln, LR_ID_MAX_BYTES);
+      break;
+    }
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
+                   line[len - 1] == '\t'))
+      line[--len] = '\0';
+    char *s = line;
+    while (*s == ' ' || *s == '\t') s++, len--;
+    if (!len) continue;
+    int64_t u = find_id(un, order, s, len);
+    if (u < 0)
+      rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: user '%.80s' is not in the dataset",
+                    a->users_file, ln, s);
+    else
+      rc = push_user(r, &cap, u);
+  }
+  if (rc == LR_OK && ferror(f))
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "read %s: %s", a->users_file, strerror(errno));
+  fclose(f);
+  if (rc == LR_OK && r->n == 0)
+    rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s: no user ids", a->users_file);
+  return rc;
+}
+
+// One ad-hoc history: items (n original ids), its label (JSON text or NULL)
+// and, when given, a known user whose per-user rows it uses.
+typedef struct {
+  int64_t n_hist, cap_hist, n_items_total, cap_items;
+  int64_t *len;      // (n_hist)
+  int32_t *items;    // all histories back to back
+  int64_t *row_user; // (n_hist) known user or -1
+  char **label;      // (n_hist)
+} adhoc_buf;
+
+static int adhoc_grow(adhoc_buf *b, int64_t more_items) {
+  if (b->n_hist == b->cap_hist) {
+    int64_t nc = b->cap_hist ? b->cap_hist * 2 : 16;
+    int64_t *len = realloc(b->len, (size_t)nc * sizeof *len);
+    if (len) b->len = len;
+    int64_t *ru = realloc(b->row_user, (size_t)nc * sizeof *ru);
+    if (ru) b->row_user = ru;
+    char **lb = realloc(b->label, (size_t)nc * sizeof *lb);
+    if (lb) b->label = lb;
+    LR_CHECK(len && ru && lb, LR_ERR_NOMEM, "out of memory for %lld histories", (long long)nc);
+    b->cap_hist = nc;
+  }
+  if (b->n_items_total + more_items > b->cap_items) {
+    int64_t nc = b->cap_items ? b->cap_items : 256;
+    while (nc < b->n_items_total + more_items) nc *= 2;
+    int32_t *it = realloc(b->items, (size_t)nc * sizeof *it);
+    LR_CHECK(it, LR_ERR_NOMEM, "out of memory for %lld history items", (long long)nc);
+    b->items = it, b->cap_items = nc;
+  }
+  return LR_OK;
+}
+
+static void adhoc_free(adhoc_buf *b) {
+  for (int64_t i = 0; i < b->n_hist; i++) free(b->label[i]);
+  free(b->len), free(b->items), free(b->row_user), free(b->label);
+  memset(b, 0, sizeof *b);
+}
+
+// An item id of a JSON history: a string, or an integer number.
+static int json_item_id(const cJSON *v, char *out, size_t cap) {
+  if (cJSON_IsString(v)) {
+    if (strlen(v->valuestring) >= cap) return 0;
+    snprintf(out, cap, "%s", v->valuestring);
+    return 1;
+  }
+  if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 9007199254740991.0 &&
+      v->valuedouble == (double)(int64_t)v->valuedouble) {
+    snprintf(out, cap, "%lld", (long long)v->valuedouble);
+    return 1;
+  }
+  return 0;
+}
+
+// Add one history from ids (a JSON array, or NULL and a comma list).
+static int adhoc_add(adhoc_buf *b, const cJSON *arr, const char *list, const char *where,
+                     const lr_names *in, const int64_t *iorder, int64_t row_user, char *label) {
+  int64_t n = 0;
+  if (arr) n = cJSON_GetArraySize(arr);
+  else for (const char *p = list; *p; p++) n += *p == ',';
+  if (!arr) n += 1;
+  int rc = adhoc_grow(b, n);
+  if (rc != LR_OK) {
+    free(label);
+    return rc;
+  }
+  b->label[b->n_hist] = label; // owned from here
+  b->row_user[b->n_hist] = row_user;
+  b->len[b->n_hist++] = 0;
+  int64_t *len = &b->len[b->n_hist - 1];
+  char id[LR_ID_MAX_BYTES + 1];
+  const char *p = list;
+  for (int64_t k = 0; k < n; k++) {
+    int64_t i;
+    if (arr) {
+      const cJSON *v = cJSON_GetArrayItem(arr, (int)k);
+      LR_CHECK(json_item_id(v, id, sizeof id), LR_ERR_DATA,
+               "%s: item %lld of \"items\" is not an id (a string, or an integer)", where,
+               (long long)k + 1);
+      i = find_id(in, iorder, id, strlen(id));
+      LR_CHECK(i > 0, LR_ERR_DATA, "%s: item '%.80s' is not in the model's catalog", where, id);
+    } else {
+      const char *end = strchr(p, ',');
+      size_t l = end ? (size_t)(end - p) : strlen(p);
+      i = find_id(in, iorder, p, l);
+      LR_CHECK(i > 0, LR_ERR_CONFIG, "%s: item '%.*s' is not in the model's catalog", where,
+               (int)(l > 80 ? 80 : l), p);
+      p = end ? end + 1 : p + l;
+    }
+    b->items[b->n_items_total++] = (int32_t)i;
+    (*len)++;
+  }
+  LR_CHECK(*len > 0, LR_ERR_DATA, "%s: an empty history", where);
+  return LR_OK;
+}
+
+// JSON lines on stdin: {"id": ..., "items": [...]} ("id" optional: printed
+// back; when it is a known user, that user's per-user rows are used).
+static int adhoc_stdin(adhoc_buf *b, const lr_names *un, const int64_t *uorder,
+                       const lr_names *in, const int64_t *iorder) {
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t got;
+  long long ln = 0;
+  int rc = LR_OK;
+  while (rc == LR_OK && (got = getline(&line, &cap, stdin)) >= 0) {
+    ln++;
+    char where[48];
+    snprintf(where, sizeof where, "stdin:%lld", ln);
+    if (got > (1 << 20)) {
+      rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s: line over 1 MiB", where);
+      break;
+    }
+    const char *s = line;
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
+    if (!*s) continue;
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *items = o ? cJSON_GetObjectItemCaseSensitive(o, "items") : NULL;
+    const cJSON *idv = o ? cJSON_GetObjectItemCaseSensitive(o, "id") : NULL;
+    if (!cJSON_IsObject(o) || !cJSON_IsArray(items)) {
+      rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__,
+                    "%s: expected a JSON object {\"id\": ..., \"items\": [ids...]}, got '%.60s'",
+                    where, s);
+      cJSON_Delete(o);
+      break;
+    }
+    char *label = NULL;
+    int64_t row_user = -1;
+    if (idv && !cJSON_IsNull(idv)) {
+      char id[LR_ID_MAX_BYTES + 1];
+      label = cJSON_PrintUnformatted(idv);
+      if (!label) rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+      else if (json_item_id(idv, id, sizeof id)) row_user = find_id(un, uorder, id, strlen(id));
+    }
+    if (rc == LR_OK) rc = adhoc_add(b, items, NULL, where, in, iorder, row_user, label);
+    else free(label);
+    cJSON_Delete(o);
+  }
+  free(line);
+  if (rc == LR_OK && ferror(stdin))
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "read stdin: %s", strerror(errno));
+  if (rc == LR_OK && b->n_hist == 0)
+    rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__, "stdin: no histories");
+  return rc;
+}
+
+// The histories as a dataset of their own (items within the model's catalog).
+static int adhoc_inputs(rec_inputs *r, adhoc_buf *b, const loaded *l) {
+  r->adhoc = 1;
+  r->n = b->n_hist;
+  lr_dataset *d = &r->own;
+  d->n_users = b->n_hist, d->n_items = l->ds.n_items, d->n_inter = b->n_items_total;
+  d->offsets = lr_calloc((size_t)d->n_users + 1, sizeof *d->offsets, "history offsets");
+  d->items = lr_calloc((size_t)d->n_inter, sizeof *d->items, "history items");
+  r->users = lr_calloc((size_t)r->n, sizeof *r->users, "history list");
+  r->row_users = lr_calloc((size_t)r->n, sizeof *r->row_users, "history users");
+  r->label = lr_calloc((size_t)r->n, sizeof *r->label, "history ids");
+  if (!d->offsets || !d->items || !r->users || !r->row_users || !r->label) return LR_ERR_NOMEM;
+  memcpy(d->items, b->items, (size_t)d->n_inter * sizeof *d->items);
+  for (int64_t h = 0; h < r->n; h++) {
+    d->offsets[h + 1] = d->offsets[h] + b->len[h];
+    r->users[h] = h;
+    r->label[h] = b->label[h], b->label[h] = NULL;
+    if (b->row_user[h] < 0 && l->st.n_rows_groups > 0)
+      return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
+                      "history %lld: this model (model.arch with a users table) needs the \"id\" "
+                      "of a known user for an ad-hoc history",
+                      (long long)h + 1);
+    r->row_users[h] = b->row_user[h] < 0 ? 0 : b->row_user[h]; // 0: no per-user rows to read
+  }
+  return LR_OK;
+}
+
 static int cmd_recommend(const cli *a) {
-  LR_CHECK(a->users, LR_ERR_CONFIG, "recommend: --users ID[,ID...] is required");
+  const int modes = (a->users != NULL) + (a->users_file != NULL) + (a->history != NULL);
+  LR_CHECK(modes == 1, LR_ERR_CONFIG,
+           "recommend: give one of --users all|ID[,ID...], --users-file FILE, --history "
+           "ID[,ID...]|-");
   LR_CHECK(a->model && strcmp(a->model, "pop"), LR_ERR_CONFIG,
            "recommend: --model FILE is required (a trained model)");
+  LR_CHECK(!(a->history && !strcmp(a->history, "-")) || dist_size() == 1, LR_ERR_CONFIG,
+           "recommend --history -: reads stdin, run it on one rank");
   loaded l;
   int rc = load_scorer(&l, a);
-  int64_t *users = NULL, *order = NULL;
+  int64_t *uorder = NULL, *iorder = NULL;
   int32_t *items = NULL;
   float *scores = NULL, *hidden = NULL;
-  int64_t n = 0;
   lr_names un = {0}, in = {0};
+  rec_inputs r = {0};
+  adhoc_buf b = {0};
+  FILE *out = stdout;
   char path[LR_PATH_MAX];
-  if (rc) goto out;
+  if (rc) goto done;
   model_path(path, sizeof path, a->model);
-  if ((rc = id_maps(&l, path, &un, &in)) != LR_OK || (rc = names_index(&un, &order)) != LR_OK)
-    goto out;
-  // Parse the original user ids and find their remapped ids.
-  size_t cap = 1;
-  for (const char *p = a->users; *p; p++) cap += *p == ',';
-  users = lr_calloc(cap, sizeof *users, "user list");
-  if (!users) { rc = LR_ERR_NOMEM; goto out; }
-  for (const char *p = a->users;;) {
-    const char *end = strchr(p, ',');
-    size_t len = end ? (size_t)(end - p) : strlen(p);
-    char id[LR_ID_MAX_BYTES + 1];
-    canonical_id(p, len, id);
-    int64_t u = len && len <= LR_ID_MAX_BYTES ? names_find(&un, order, id) : -1;
-    if (u < 0) {
-      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "--users: user '%.*s' is not in the dataset",
-                    (int)(len > 80 ? 80 : len), p);
-      goto out;
-    }
-    users[n++] = u;
-    if (!end) break;
-    p = end + 1;
+  if ((rc = id_maps(&l, path, &un, &in)) != LR_OK || (rc = names_index(&un, &uorder)) != LR_OK ||
+      (rc = names_index(&in, &iorder)) != LR_OK)
+    goto done;
+  if (a->history) {
+    rc = !strcmp(a->history, "-")
+             ? adhoc_stdin(&b, &un, uorder, &in, iorder)
+             : adhoc_add(&b, NULL, a->history, "--history", &in, iorder, -1, NULL);
+    if (rc == LR_OK) rc = adhoc_inputs(&r, &b, &l);
+  } else {
+    rc = known_users(&r, a, &l, &un, uorder);
   }
-  items = lr_calloc((size_t)(n * a->k), sizeof *items, "recommendations");
-  scores = lr_calloc((size_t)(n * a->k), sizeof *scores, "recommendation scores");
-  if (a->hidden) hidden = lr_calloc((size_t)(n * l.c.model_d), sizeof *hidden, "hidden states");
-  if (!items || !scores || (a->hidden && !hidden)) { rc = LR_ERR_NOMEM; goto out; }
-  rc = eval_topk_hidden(items, scores, hidden, &l.sc, &l.ds, users, n, a->k, !a->include_history,
-                        &l.c);
-  if (rc == LR_OK && hidden && dist_rank() == 0) rc = export_npy(a->hidden, hidden, n, l.c.model_d);
-  if (rc) goto out;
+  if (rc) goto done;
+  const lr_dataset *ds = r.adhoc ? &r.own : &l.ds;
+  if (a->out && dist_rank() == 0 && !(out = fopen(a->out, "w"))) {
+    out = stdout;
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "create %s: %s", a->out, strerror(errno));
+    goto done;
+  }
+  // in batches: memory bounded whatever the number of users
+  const int64_t BATCH = 8192, K = a->k, D = l.c.model_d;
+  items = lr_calloc((size_t)(BATCH * K), sizeof *items, "recommendations");
+  scores = lr_calloc((size_t)(BATCH * K), sizeof *scores, "recommendation scores");
+  if (a->hidden) hidden = lr_calloc((size_t)(r.n * D), sizeof *hidden, "hidden states");
+  if (!items || !scores || (a->hidden && !hidden)) { rc = LR_ERR_NOMEM; goto done; }
   // numeric ids print as JSON numbers (as always), string ids as strings
   const int ustr = l.ds.user_names.n > 0, istr = l.ds.item_names.n > 0;
-  for (int64_t i = 0; i < n && dist_rank() == 0; i++) {
-    printf("{\"user\":");
-    if (ustr) print_json_str(stdout, names_get(&un, users[i]));
-    else printf("%s", names_get(&un, users[i]));
-    printf(",\"items\":[");
-    for (int j = 0; j < a->k; j++) {
-      if (!items[i * a->k + j]) continue;
-      printf("%s", j ? "," : "");
-      if (istr) print_json_str(stdout, names_get(&in, items[i * a->k + j]));
-      else printf("%s", names_get(&in, items[i * a->k + j]));
+  for (int64_t s = 0; s < r.n && rc == LR_OK; s += BATCH) {
+    const int64_t nb = r.n - s < BATCH ? r.n - s : BATCH;
+    rc = eval_topk_hidden(items, scores, hidden ? hidden + s * D : NULL, &l.sc, ds, r.users + s,
+                          r.row_users ? r.row_users + s : NULL, nb, a->k, !a->include_history,
+                          &l.c);
+    for (int64_t i = 0; rc == LR_OK && i < nb && dist_rank() == 0; i++) {
+      if (r.adhoc) {
+        fprintf(out, "{\"id\":%s", r.label[s + i] ? r.label[s + i] : "null");
+      } else {
+        fprintf(out, "{\"user\":");
+        if (ustr) print_json_str(out, names_get(&un, r.users[s + i]));
+        else fputs(names_get(&un, r.users[s + i]), out);
+      }
+      fprintf(out, ",\"items\":[");
+      for (int j = 0; j < a->k; j++) {
+        if (!items[i * K + j]) continue;
+        fputs(j ? "," : "", out);
+        if (istr) print_json_str(out, names_get(&in, items[i * K + j]));
+        else fputs(names_get(&in, items[i * K + j]), out);
+      }
+      fprintf(out, "],\"scores\":[");
+      for (int j = 0; j < a->k; j++)
+        if (items[i * K + j]) fprintf(out, "%s%.5f", j ? "," : "", scores[i * K + j]);
+      fprintf(out, "]}\n");
     }
-    printf("],\"scores\":[");
-    for (int j = 0; j < a->k; j++)
-      if (items[i * a->k + j]) printf("%s%.5f", j ? "," : "", scores[i * a->k + j]);
-    printf("]}\n");
   }
-out:
-  lr_free(users);
-  free(order);
+  if (rc == LR_OK && hidden && dist_rank() == 0) rc = export_npy(a->hidden, hidden, r.n, D);
+done:
+  if (out != stdout && fclose(out) != 0 && rc == LR_OK)
+    rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "write %s: %s", a->out, strerror(errno));
+  fflush(stdout);
+  free(uorder);
+  free(iorder);
   lr_free(items);
   lr_free(scores);
   lr_free(hidden);
   names_free(&un);
   names_free(&in);
+  rec_inputs_free(&r);
+  adhoc_free(&b);
   loaded_free(&l);
   return rc;
 }

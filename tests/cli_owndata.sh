@@ -8,6 +8,10 @@
 #  2. a model trained on it carries the id maps (model file version 4):
 #     `recommend` takes and prints the original string ids (007 = 7 for
 #     numeric ids), an unknown user is a usage error (exit 2);
+#     batches: --users all / --users-file to --out FILE; ad-hoc histories
+#     (--history ID,...; JSON lines on stdin): a user's whole history given
+#     as item ids ranks exactly as the user; unknown items and users and
+#     malformed lines are errors naming them;
 #  3. `export` writes items.npy/items.txt, dense/<tensor>.npy and
 #     config.json; a numpy script (Debian's python3-numpy) loads them and,
 #     from the hidden states `recommend --hidden` dumped, reproduces
@@ -65,6 +69,46 @@ check "recommend: string user and item ids in, quoted ids out" \
 "$bin" recommend --model "$tmp/run" --users U003,NOBODY --k 10 > /dev/null 2> "$tmp/unk.err"
 check "recommend: an unknown user is a usage error naming it (exit 2)" [ $? = 2 ] &&
   grep -q "user 'NOBODY' is not in the dataset" "$tmp/unk.err" || cat "$tmp/unk.err"
+
+# batches: --users all and --users-file, to --out FILE
+"$bin" recommend --model "$tmp/run" --users all --k 5 --out "$tmp/all.jsonl" > "$tmp/all.out" 2>&1
+check "recommend --users all --out FILE: 80 lines, stdout empty" \
+  [ "$(wc -l < "$tmp/all.jsonl")" = 80 ] && [ ! -s "$tmp/all.out" ] || cat "$tmp/all.out"
+printf 'U017\n\n  U003 \nU079\n' > "$tmp/ids.txt"
+"$bin" recommend --model "$tmp/run" --users-file "$tmp/ids.txt" --k 5 > "$tmp/uf.out" 2>&1
+check "recommend --users-file: the lines of --users all for those users, in file order" \
+  cmp -s "$tmp/uf.out" <(grep -E '"user":"(U017|U003|U079)"' "$tmp/all.jsonl" |
+                        sort -t'"' -k4,4 | awk 'NR==2{print} NR==1{a=$0} NR==3{c=$0} END{print a; print c}')
+printf 'U017\nWHO\n' > "$tmp/ids2.txt"
+"$bin" recommend --model "$tmp/run" --users-file "$tmp/ids2.txt" > /dev/null 2> "$tmp/uf2.err"
+check "recommend --users-file: an unknown user names the file and line (exit 1)" [ $? = 1 ] &&
+  grep -q "ids2.txt:2: user 'WHO' is not in the dataset" "$tmp/uf2.err" || cat "$tmp/uf2.err"
+# ad-hoc histories: a user's whole history given as item ids ranks as that user
+hist=$($py -c 'import sys
+h = [l.split(";")[3] for l in open(sys.argv[1]).read().split("\n")[1:] if l and l.split(";")[1] == "\"U003\""]
+print(",".join(h))' "$tmp/own.csv")
+"$bin" recommend --model "$tmp/run" --history "$hist" --k 10 --include-history > "$tmp/h1.out" 2> "$tmp/h1.err"
+check "recommend --history (the items of U003, 007 as given): U003's list and scores" \
+  [ "$(sed 's/^{"id":null,/{/' "$tmp/h1.out")" = "$(grep '"user":"U003"' "$tmp/rec.out" | sed 's/^{"user":"U003",/{/')" ] ||
+  { cat "$tmp/h1.err" "$tmp/h1.out"; grep U003 "$tmp/rec.out"; }
+printf '{"id": "mine", "items": %s}\n\n{"items": ["B00K01", 7]}\n' \
+  "$($py -c 'import json,sys; print(json.dumps(sys.argv[1].split(",")))' "$hist")" |
+  "$bin" recommend --model "$tmp/run" --history - --k 10 --include-history > "$tmp/h2.out" 2> "$tmp/h2.err"
+check "recommend --history - (JSON lines): one line each, ids given back, the first as --history" \
+  [ "$(wc -l < "$tmp/h2.out")" = 2 ] && grep -q '^{"id":null,"items":\[' "$tmp/h2.out" &&
+  [ "$(head -1 "$tmp/h2.out" | sed 's/^{"id":"mine",/{/')" = "$(sed 's/^{"id":null,/{/' "$tmp/h1.out")" ] ||
+  cat "$tmp/h2.err" "$tmp/h2.out"
+printf '{"id": 1, "items": ["B00K01"]}\n{"id": 2, "items": ["B00K01", "NOPE"]}\n' |
+  "$bin" recommend --model "$tmp/run" --history - > /dev/null 2> "$tmp/h3.err"
+check "recommend --history -: an unknown item names stdin's line and the item (exit 1)" [ $? = 1 ] &&
+  grep -q "stdin:2: item 'NOPE' is not in the model's catalog" "$tmp/h3.err" || cat "$tmp/h3.err"
+echo '{"items": 5}' | "$bin" recommend --model "$tmp/run" --history - > /dev/null 2> "$tmp/h4.err"
+check "recommend --history -: a line that is not {id, items:[...]} is refused (exit 1)" [ $? = 1 ] &&
+  grep -q "stdin:1: expected a JSON object" "$tmp/h4.err" || cat "$tmp/h4.err"
+"$bin" recommend --model "$tmp/run" --history B00K01,XX > /dev/null 2> "$tmp/h5.err"
+check "recommend --history: an unknown item is a usage error (exit 2)" [ $? = 2 ] &&
+  grep -q "item 'XX' is not in the model's catalog" "$tmp/h5.err" || cat "$tmp/h5.err"
+
 mv "$tmp/own.lrd" "$tmp/own-moved.lrd"
 "$bin" recommend --model "$tmp/run" --users U003 --set data.path="$tmp/own-moved.lrd" > "$tmp/rec2.out" 2>&1
 check "recommend: --set data.path moves the data" grep -q '"user":"U003"' "$tmp/rec2.out" || cat "$tmp/rec2.out"
@@ -102,5 +146,17 @@ import numpy as np
 U = np.load(sys.argv[1] + "/users.npy"); ids = open(sys.argv[1] + "/users.txt").read().split()
 sys.exit(0 if U.shape == (80, 16) and ids == ["U%03d" % u for u in range(80)] else 1)' "$tmp/rexp" ||
   cat "$tmp/rexp.err"
+"$bin" recommend --model "$tmp/ram" --users U005 --k 10 > "$tmp/ru.out" 2>&1
+h5=$($py -c 'import sys
+h = [l.split(";")[3] for l in open(sys.argv[1]).read().split("\n")[1:] if l and l.split(";")[1] == "\"U005\""]
+print("[" + ",".join("\"%s\"" % x for x in h) + "]")' "$tmp/own.csv")
+echo "{\"id\": \"U005\", \"items\": $h5}" |
+  "$bin" recommend --model "$tmp/ram" --history - --k 10 > "$tmp/rh.out" 2> "$tmp/rh.err"
+check "ram: an ad-hoc history with a known user's id uses that user's row (U005's list)" \
+  [ "$(sed 's/^{"id":"U005",/{/' "$tmp/rh.out")" = "$(sed 's/^{"user":"U005",/{/' "$tmp/ru.out")" ] ||
+  cat "$tmp/rh.err" "$tmp/rh.out" "$tmp/ru.out"
+"$bin" recommend --model "$tmp/ram" --history B00K01 > /dev/null 2> "$tmp/rh2.err"
+check "ram: an ad-hoc history without a known user is a usage error (exit 2)" [ $? = 2 ] &&
+  grep -q "needs the \"id\" of a known user" "$tmp/rh2.err" || cat "$tmp/rh2.err"
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
