@@ -11,7 +11,8 @@
 //   users.txt          the original user ids, one a line (internal user r)
 //   <group>.npy        any other row group of the architecture, by its name
 //   dense/<tensor>.npy the encoder's tensors by name: (elems,) or, for a
-//                      per-layer tensor, (layers, elems/layers)
+//                      per-layer tensor, (layers, elems/layers); empty
+//                      tensors (attn_p of a kind without parameters) are left out
 // The score of item r for a hidden state h (`recommend --hidden`) is
 // h . items[r]: the final layer's scores.
 #include "export.h"
@@ -51,7 +52,7 @@ static int close_checked(FILE *f, int rc, const char *path) {
 
 int export_npy(const char *path, const float *x, int64_t rows, int64_t cols) {
   char hdr[256];
-  int n = cols > 0 ? snprintf(hdr, sizeof hdr,
+  int n = cols >= 0 ? snprintf(hdr, sizeof hdr,
                               "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
                               (long long)rows, (long long)cols)
                    : snprintf(hdr, sizeof hdr,
@@ -68,7 +69,7 @@ int export_npy(const char *path, const float *x, int64_t rows, int64_t cols) {
   LR_CHECK(f, LR_ERR_IO, "create %s: %s", path, strerror(errno));
   int rc = write_all(f, pre, sizeof pre, path);
   if (rc == LR_OK) rc = write_all(f, hdr, (size_t)n, path);
-  const int64_t elems = rows * (cols > 0 ? cols : 1);
+  const int64_t elems = rows * (cols >= 0 ? cols : 1);
   // floats little-endian (the x86-64 and ARM hosts linrec runs on)
   if (rc == LR_OK) rc = write_all(f, x, (size_t)elems * sizeof(float), path);
   return close_checked(f, rc, path);
@@ -148,8 +149,9 @@ int export_model(const char *model_file, const char *out_dir, int quiet) {
   for (int k = 0; rc == LR_OK && k < nt; k++) {
     snprintf(path, sizeof path, "%s/dense/%s.npy", out_dir, t[k].name);
     const int64_t L = t[k].per_layer ? mc.layers : 0;
-    rc = L ? export_npy(path, w[dense] + off, L, (int64_t)t[k].elems / L)
-           : export_npy(path, w[dense] + off, (int64_t)t[k].elems, 0);
+    if (t[k].elems) // an attention kind without parameters has an empty attn_p
+      rc = L ? export_npy(path, w[dense] + off, L, (int64_t)t[k].elems / L)
+             : export_npy(path, w[dense] + off, (int64_t)t[k].elems, -1);
     off += t[k].elems;
   }
   if (rc == LR_OK && in.n) {

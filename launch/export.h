@@ -4,8 +4,8 @@
 
 #include <stdint.h>
 
-// x (rows, cols) float32 as a NumPy .npy file (format 1.0); cols = 0: a 1-D
-// array of rows. LR_ERR_IO naming the operation and path.
+// x (rows, cols) float32 as a NumPy .npy file (format 1.0); cols < 0: a
+// 1-D array of rows. LR_ERR_IO naming the operation and path.
 int export_npy(const char *path, const float *x, int64_t rows, int64_t cols);
 
 // Export model_file into out_dir (created if missing). LR_ERR_IO,

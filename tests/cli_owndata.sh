@@ -117,6 +117,13 @@ check "recommend: --set data.path moves the data" grep -q '"user":"U003"' "$tmp/
 check "export: exit 0, items.npy, items.txt, dense tensors, config.json" \
   [ -s "$tmp/exp/items.npy" ] && [ -s "$tmp/exp/items.txt" ] && [ -s "$tmp/exp/dense/pos.npy" ] &&
   [ -s "$tmp/exp/config.json" ] || cat "$tmp/exp.err"
+check "export: every dense/*.npy loads as float32; per-layer ones are (2, n); no empty tensor" \
+  $py -c 'import glob, sys
+import numpy as np
+a = {f.split("/")[-1][:-4]: np.load(f) for f in glob.glob(sys.argv[1] + "/dense/*.npy")}
+ok = all(x.dtype == np.float32 and x.size > 0 for x in a.values())
+ok = ok and a["qkv_w"].shape == (2, 16 * 48) and a["pos"].ndim == 1 and "attn_p" not in a
+sys.exit(0 if ok else 1)' "$tmp/exp"
 check "export: items.txt holds the original ids in byte order (007 is 7)" \
   $py -c 'import sys
 ids = open(sys.argv[1]).read().split("\n")[:-1]
