@@ -25,6 +25,7 @@
 #include "dataset.h"
 #include "eval.h"
 #include "export.h"
+#include "plot.h"
 #include "gemm.h" // lr_set_threads
 #include "jobcheck.h"
 #include "state.h"
@@ -63,6 +64,7 @@ static void usage_main(FILE *f) {
           "  eval       evaluate a trained model or the popularity baseline\n"
           "  recommend  print top-K items for users\n"
           "  export     write a model's embeddings and tensors as NumPy .npy files\n"
+          "  plot       draw runs' loss, validation metrics and throughput (gnuplot)\n"
           "  ckpt       inspect or verify a training checkpoint\n\n"
           "`linrec <command> --help` describes each; exit codes: 0 ok, 1 runtime error\n"
           "(also: a damaged checkpoint), 2 usage or configuration error, 75 training\n"
@@ -133,6 +135,14 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  id maps are used when it has them. --hidden writes each user's final\n"
                "  hidden state (users x model.d float32): an item's score is its dot\n"
                "  product with the item's row of `linrec export`'s items.npy.\n");
+  else if (!strcmp(cmd, "plot")) {
+    fprintf(f, "usage: linrec plot RUN_DIR... [--out FILE.png|FILE.svg] [--csv FILE]\n"
+               "  Draws each run's metrics.jsonl with gnuplot: training loss by step,\n"
+               "  validation NDCG@10 and Recall@10 by epoch, sequences/s by epoch, the runs\n"
+               "  overlaid with a legend. --csv writes the same numbers for spreadsheets\n"
+               "  (one row per run and step; a step repeated by a resume counts once).\n");
+    return;
+  }
   else if (!strcmp(cmd, "export")) {
     fprintf(f, "usage: linrec export --model FILE|DIR --out DIR\n"
                "  Writes the model's item embeddings (items.npy, row r = line r of items.txt,\n"
@@ -955,6 +965,37 @@ static int cmd_ckpt(int argc, char **argv) {
   return rc == LR_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
 }
 
+// linrec plot RUN_DIR... [--out FILE.png|svg] [--csv FILE]. Local (no MPI);
+// returns the exit code.
+static int cmd_plot(int argc, char **argv) {
+  const char *runs[64], *out = NULL, *csv = NULL;
+  int n = 0, rc = LR_OK;
+  for (int i = 2; i < argc && rc == LR_OK; i++) {
+    const char *o = argv[i];
+    if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+      usage_cmd(stdout, "plot");
+      return 0;
+    }
+    const char *v = NULL;
+    if (!strncmp(o, "--out=", 6) || !strncmp(o, "--csv=", 6)) v = o + 6;
+    else if ((!strcmp(o, "--out") || !strcmp(o, "--csv")) && i + 1 < argc) v = argv[++i];
+    else if (!strcmp(o, "--out") || !strcmp(o, "--csv"))
+      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "%s needs a value", o);
+    else if (!strncmp(o, "--", 2))
+      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "plot: unknown option %s", o);
+    else if (n == 64)
+      rc = lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "plot: at most 64 runs");
+    else
+      runs[n++] = o;
+    if (v && !strncmp(o, "--out", 5)) out = v;
+    else if (v) csv = v;
+  }
+  if (rc == LR_OK) rc = plot_runs(runs, n, out, csv);
+  if (rc == LR_OK) return 0;
+  fprintf(stderr, "linrec plot: %s: %s\n", lr_status_str(rc), lr_error_msg());
+  return rc == LR_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
 // ---- main -----------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
@@ -964,6 +1005,7 @@ int main(int argc, char **argv) {
     return EXIT_RUNTIME;
   }
   if (argc >= 2 && !strcmp(argv[1], "ckpt")) return cmd_ckpt(argc, argv);
+  if (argc >= 2 && !strcmp(argv[1], "plot")) return cmd_plot(argc, argv);
   if (argc == 2 && !strcmp(argv[1], "--version")) {
     printf("linrec %s (commit %s)\n", LR_VERSION, LR_COMMIT);
     return 0;
