@@ -83,10 +83,13 @@ typedef struct {
 // and the same four fields tab separated (ML-100K u.data); csv needs the
 // header `userId,movieId,rating,timestamp`; recbole finds user_id, item_id
 // and the optional rating and timestamp columns by name in its typed header;
-// sasrec is `user item`, one a line, in time order. Original ids are
-// integers 0 .. 2^53-1. Remapped ids: users 0..U-1 and items 1..I, both in
-// increasing original id (dense inputs keep their order: SASRec item k
-// stays item k). Steps run as: rating threshold (while reading), stable
+// sasrec is `user item`, one a line, in time order; o->columns names the
+// columns of csv (with o->sep) and recbole headers instead. Original ids
+// are integers 0 .. 2^53-1, or strings (a column with one id that is not
+// such an integer: user_names/item_names, io/README.md "Data"). Remapped
+// ids: users 0..U-1 and items 1..I, both in increasing original id (byte
+// order for strings; dense inputs keep their order: SASRec item k stays
+// item k). Steps run as: rating threshold (while reading), stable
 // chronological sort, dedup (first/last in that order), k-core (iterated to
 // a fixpoint: every user and item keeps >= kcore interactions), remap.
 // Synthetic data gets dedup and k-core too when asked; a binary dataset is

@@ -12,7 +12,12 @@
 //   sasrec     `user item` separated by spaces/tabs, one interaction a line,
 //              already in chronological order per user.
 //
-// Ids are decimal integers 0 .. LR_DATA_ID_MAX (2^53-1); ratings and
+//   csv/recbole with data.columns: the named columns of any header (csv
+//              with data.separator; fields in double quotes are unquoted).
+//
+// Ids are decimal integers 0 .. LR_DATA_ID_MAX (2^53-1), or else strings
+// of 1..LR_ID_MAX_BYTES bytes without control characters (raw.c turns the
+// column's map to strings at the first such id); ratings and
 // timestamps are finite decimal numbers; blanks (spaces, tabs) around a
 // field are ignored in every format ("   5" is 5). Lines holding only blanks
 // are skipped (they still count in line numbers). In the formats with a
