@@ -40,6 +40,18 @@ int state_model_cfg(lr_model_cfg *mc, const lr_config *c, int64_t n_items, int t
   return LR_OK;
 }
 
+int state_dense_tensors(const lr_config *c, int64_t n_items, lr_dense_tensor t[LR_MAX_TENSORS],
+                        int *n, int64_t *layers) {
+  lr_model_cfg mc;
+  LR_CALL(state_model_cfg(&mc, c, n_items, 0));
+  lr_tensor mt[LR_MAX_TENSORS];
+  *n = model_tensors(&mc, mt);
+  for (int k = 0; k < *n; k++)
+    t[k] = (lr_dense_tensor){mt[k].name, mt[k].elems, mt[k].per_layer};
+  *layers = mc.layers;
+  return LR_OK;
+}
+
 lr_table_mode state_items_mode(const lr_config *c, int64_t n_items, int training,
                                int64_t rows_per_step, int64_t ids_per_step) {
   if (c->dist_item_table == 1) return LR_TABLE_SHARDED;

@@ -26,9 +26,8 @@
 #include "config.h"
 #include "dataset.h" // lr_names
 #include "lr.h"
-#include "model.h"     // model_tensors
 #include "modelfile.h" // modelfile_read_config, modelfile_read, modelfile_read_ids
-#include "state.h"     // state_model_cfg
+#include "state.h"     // state_dense_tensors
 
 static int mkdir_p(const char *dir) {
   if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
@@ -105,12 +104,11 @@ int export_model(const char *model_file, const char *out_dir, int quiet) {
   if (rc == LR_OK && (items < 0 || dense < 0 || g[dense].width != 1))
     rc = lr_error(LR_ERR_CORRUPT, __FILE__, __LINE__, "%s: no \"items\" or \"dense\" group",
                   model_file);
-  lr_model_cfg mc;
-  lr_tensor t[LR_MAX_TENSORS];
+  lr_dense_tensor t[LR_MAX_TENSORS];
   int nt = 0;
-  if (rc == LR_OK) rc = state_model_cfg(&mc, &c, g[items].n_rows - 1, 0);
+  int64_t layers = 0;
+  if (rc == LR_OK) rc = state_dense_tensors(&c, g[items].n_rows - 1, t, &nt, &layers);
   if (rc == LR_OK) {
-    nt = model_tensors(&mc, t);
     size_t sum = 0;
     for (int k = 0; k < nt; k++) sum += t[k].elems;
     if ((int64_t)sum != g[dense].n_rows)
@@ -148,7 +146,7 @@ int export_model(const char *model_file, const char *out_dir, int quiet) {
   size_t off = 0;
   for (int k = 0; rc == LR_OK && k < nt; k++) {
     snprintf(path, sizeof path, "%s/dense/%s.npy", out_dir, t[k].name);
-    const int64_t L = t[k].per_layer ? mc.layers : 0;
+    const int64_t L = t[k].per_layer ? layers : 0;
     if (t[k].elems) // an attention kind without parameters has an empty attn_p
       rc = L ? export_npy(path, w[dense] + off, L, (int64_t)t[k].elems / L)
              : export_npy(path, w[dense] + off, (int64_t)t[k].elems, -1);
