@@ -456,6 +456,22 @@ int modelfile_read(const char *path, const lr_mf_group *want, int n_want, const 
   if (rc == LR_OK && crc != h.payload_crc)
     rc = LR_CORRUPT(path, at, "payload section: CRC32 expected %08x (header), computed %08x" HINT,
                     h.payload_crc, crc);
+  // section 4 (the id maps) follows: its CRC32 too, so that any damaged byte
+  // fails every load of the file, even one that does not use the ids
+  if (rc == LR_OK && h.ids_bytes) {
+    uint64_t left4 = h.ids_bytes;
+    uint32_t c4 = (uint32_t)crc32(0, NULL, 0);
+    const int64_t at4 = at + (int64_t)h.payload_bytes;
+    while (left4 > 0 && rc == LR_OK) {
+      size_t n = left4 < icap ? (size_t)left4 : icap;
+      if (fread(zin, 1, n, f) != n) rc = LR_CORRUPT(path, at4, "cannot read the id-map section" HINT);
+      c4 = (uint32_t)crc32(c4, zin, (uInt)n);
+      left4 -= n;
+    }
+    if (rc == LR_OK && c4 != h.ids_crc)
+      rc = LR_CORRUPT(path, at4, "id-map section: CRC32 expected %08x (header), computed %08x" HINT,
+                      h.ids_crc, c4);
+  }
 out:
   ZSTD_freeDCtx(dctx);
   free(zin);

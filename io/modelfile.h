@@ -85,8 +85,9 @@ typedef struct {
 // (names, rows, widths, order; LR_ERR_CORRUPT naming the first difference,
 // expected vs found, otherwise), copying the rows each dest asks for.
 // Streams the payload: memory beyond the caller's buffers is a few hundred
-// KiB. The payload's CRC32 and the frame's checksum are verified (the
-// destinations must not be used after a failure). Local.
+// KiB. The payload's CRC32 and the frame's checksum are verified, and the
+// id-map section's CRC32 (the destinations must not be used after a
+// failure). Local.
 int modelfile_read(const char *path, const lr_mf_group *want, int n_want, const lr_mf_dest *dest,
                    int n_dest);
 
