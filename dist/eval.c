@@ -446,6 +446,13 @@ static void heap_push(float *hs, int32_t *hi, int *n, int K, float s, int32_t it
 
 int eval_topk(int32_t *items, float *scores, const lr_scorer *sc, const lr_dataset *ds,
               const int64_t *users, int64_t n, int K, int exclude_history, const lr_config *c) {
+  return eval_topk_hidden(items, scores, NULL, sc, ds, users, NULL, n, K, exclude_history, c);
+}
+
+int eval_topk_hidden(int32_t *items, float *scores, float *hidden, const lr_scorer *sc,
+                     const lr_dataset *ds, const int64_t *users, const int64_t *row_users,
+                     int64_t n, int K, int exclude_history, const lr_config *c) {
+  LR_CHECK(!hidden || sc->model, LR_ERR_ARG, "eval_topk: no hidden states without a model");
   LR_CHECK(!sc->model || sc->table->mode == LR_TABLE_REPLICATED || dist_size() == 1, LR_ERR_ARG,
            "eval_topk: needs the whole item table on this rank");
   eval_ws w;
@@ -466,10 +473,11 @@ int eval_topk(int32_t *items, float *scores, const lr_scorer *sc, const lr_datas
       int64_t from = len > w.N ? len - w.N : 0;
       for (int64_t i = from; i < len; i++) w.ids[b * w.N + i - from] = ds->items[ds->offsets[u] + i];
       w.lens[b] = (int32_t)(len - from > 0 ? len - from : 1);
-      w.users[b] = u;
+      w.users[b] = row_users ? row_users[start + b] : u;
     }
     const float *trows;
     if ((rc = hidden_states(sc, &w, nb, 0, &trows))) break;
+    if (hidden) memcpy(hidden + start * w.D, w.hs, (size_t)(nb * w.D) * sizeof(float));
     memset(fill, 0, (size_t)w.Bu * sizeof(int));
     for (int64_t lo = 0; lo < rows; lo += w.T) {
       int64_t hi = lo + w.T < rows ? lo + w.T : rows, T = hi - lo;

@@ -53,5 +53,14 @@ int eval_split(lr_metrics *out, const lr_scorer *sc, const lr_dataset *ds, lr_sp
 // single-rank) table. LR_ERR_NOMEM on failure. Local.
 int eval_topk(int32_t *items, float *scores, const lr_scorer *sc, const lr_dataset *ds,
               const int64_t *users, int64_t n, int K, int exclude_history, const lr_config *c);
+// The same, also copying each user's hidden state (the final layer's output
+// at the last position, whose dot product with an item row is the item's
+// score) into hidden (n, model.d) when not NULL (a model scorer only).
+// row_users (NULL: users) gives the state's user index of each input for
+// the architecture's per-user rows (model.arch=ram's users table): ad-hoc
+// histories in a dataset of their own use a known user's row.
+int eval_topk_hidden(int32_t *items, float *scores, float *hidden, const lr_scorer *sc,
+                     const lr_dataset *ds, const int64_t *users, const int64_t *row_users,
+                     int64_t n, int K, int exclude_history, const lr_config *c);
 
 #endif

@@ -41,6 +41,18 @@ int state_model_cfg(lr_model_cfg *mc, const lr_config *c, int64_t n_items, int t
   return LR_OK;
 }
 
+int state_dense_tensors(const lr_config *c, int64_t n_items, lr_dense_tensor t[LR_MAX_TENSORS],
+                        int *n, int64_t *layers) {
+  lr_model_cfg mc;
+  LR_CALL(state_model_cfg(&mc, c, n_items, 0));
+  lr_tensor mt[LR_MAX_TENSORS];
+  *n = model_tensors(&mc, mt);
+  for (int k = 0; k < *n; k++)
+    t[k] = (lr_dense_tensor){mt[k].name, mt[k].elems, mt[k].per_layer};
+  *layers = mc.layers;
+  return LR_OK;
+}
+
 lr_table_mode state_items_mode(const lr_config *c, int64_t n_items, int training,
                                int64_t rows_per_step, int64_t ids_per_step) {
   if (c->dist_item_table == 1) return LR_TABLE_SHARDED;
@@ -492,7 +504,8 @@ static void mf_groups(const lr_state *s, lr_mf_group *mg) {
 // error on rank 0 after that is remembered (wrc) while the transfer
 // completes, so no sender is left blocked. An MPI error ends the transfer
 // (it aborts the job).
-int state_save_model(lr_state *s, const char *path, const char *config_json) {
+int state_save_model(lr_state *s, const char *path, const char *config_json,
+                     const lr_dataset *ids) {
   const int P = dist_size(), me = dist_rank();
   lr_modelfile_writer *w = NULL;
   float *chunk = NULL;
@@ -501,6 +514,16 @@ int state_save_model(lr_state *s, const char *path, const char *config_json) {
     lr_mf_group mg[LR_MAX_GROUPS];
     mf_groups(s, mg);
     rc = modelfile_begin(&w, path, config_json, mg, s->n_groups);
+    if (rc == LR_OK && ids) { // the id maps (section 4): rank 0 holds the whole dataset
+      lr_names un, in;
+      rc = data_id_names(ids, &un, &in);
+      if (rc == LR_OK) {
+        rc = modelfile_set_ids(w, &un, &in);
+        if (rc != LR_OK) w = NULL; // abandoned by set_ids
+        names_free(&un);
+        names_free(&in);
+      }
+    }
     if (rc == LR_OK && P > 1 &&
         !(chunk = lr_calloc((size_t)SAVE_CHUNK, sizeof *chunk, "model file chunk")))
       rc = LR_ERR_NOMEM;

@@ -113,6 +113,18 @@ int state_config_choices(void);
 // model.arch names nothing registered. Local.
 int state_model_cfg(lr_model_cfg *mc, const lr_config *c, int64_t n_items, int training);
 
+// The tensors of the "dense" group for config c and n_items items, in arena
+// order (`linrec export` names them): t[0..*n) with their names, floats and
+// per-layer flag (a per-layer tensor is layers x elems/layers); *layers =
+// model.layers. LR_ERR_CONFIG as state_model_cfg. Local.
+typedef struct {
+  const char *name;
+  size_t elems;
+  int per_layer;
+} lr_dense_tensor;
+int state_dense_tensors(const lr_config *c, int64_t n_items, lr_dense_tensor t[LR_MAX_TENSORS],
+                        int *n, int64_t *layers);
+
 // The item table's layout by the rule above, for `rows_per_step` CE loss
 // rows and `ids_per_step` looked-up ids per optimizer step over all ranks
 // (training), or none (eval: 0, 0). Prints the choice for auto on rank 0.
@@ -199,8 +211,10 @@ int state_ckpt_load(lr_state *s, const char *dir, const ckpt_manifest *m);
 // ---- the model file ---------------------------------------------------------------------------
 // Write every group's weights (the current ones) with the config text to
 // path (io/modelfile.h), rank 0 streaming the other ranks' rows in chunks.
-// Collective; the outcome is agreed.
-int state_save_model(lr_state *s, const char *path, const char *config_json);
+// With ids (the whole dataset, on rank 0), the file carries its id maps
+// (internal -> original user and item ids). Collective; the outcome is agreed.
+int state_save_model(lr_state *s, const char *path, const char *config_json,
+                     const lr_dataset *ids);
 // Load path's weights into every group's rows on this rank (the file's
 // groups must be the state's). Collective; the outcome is agreed.
 int state_load_model(lr_state *s, const char *path);

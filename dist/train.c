@@ -348,7 +348,7 @@ static int run(trainer *t, const lr_config *c, const char *out_dir, const lr_tra
   LR_CALL(dist_agree(report_status(&t->rep)));
   char path[LR_PATH_MAX + 64], *json = config_to_json(c);
   snprintf(path, sizeof path, "%s/model.lrm", out_dir);
-  int rc = json ? state_save_model(&t->st, path, json) : LR_ERR_NOMEM;
+  int rc = json ? state_save_model(&t->st, path, json, &t->ds) : LR_ERR_NOMEM;
   free(json);
   return dist_agree(rc);
 stopped:

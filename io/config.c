@@ -43,6 +43,12 @@ static key_def KEYS[] = {
      "repeatedly drop users and items with fewer interactions; 0 = off"},
     {"data.dedup", T_ENUM, OFF(data_dedup), "none", 0, 0, "none|first|last",
      "repeated (user,item) pairs: keep all, the first or the last"},
+    {"data.columns", T_STRING, OFF(data_columns), "", 0, 0, NULL,
+     "csv/recbole: the header's columns to read, `user=NAME,item=NAME[,time=NAME][,rating=NAME]` "
+     "(other columns ignored); empty: csv needs `userId,movieId,rating,timestamp`, recbole "
+     "`user_id`, `item_id` and optional `rating`, `timestamp`"},
+    {"data.separator", T_STRING, OFF(data_separator), ",", 0, 0, NULL,
+     "csv field separator: one character, or tab, comma, semicolon, pipe, space"},
     {"data.synthetic.users", T_INT, OFF(syn_users), "4000", 1, 1e9, NULL,
      "synthetic dataset: number of users"},
     {"data.synthetic.items", T_INT, OFF(syn_items), "1000", 3, 2e9, NULL,
@@ -502,7 +508,28 @@ int config_validate(const lr_config *c) {
   if (c->data_format == LR_FMT_SYNTHETIC && c->syn_items < 3)
     return CFG_ERR("key \"data.synthetic.items\": need at least 3 items");
   if (c->data_format == LR_FMT_SYNTHETIC) LR_CALL(config_check_catalog(c, c->syn_items));
+  if (config_separator(c) < 0)
+    return CFG_ERR("key \"data.separator\": expected one character (not a quote, newline or NUL) "
+                   "or tab, comma, semicolon, pipe, space; got \"%s\"",
+                   c->data_separator);
+  if (c->data_columns[0] && c->data_format != LR_FMT_CSV && c->data_format != LR_FMT_RECBOLE)
+    return CFG_ERR("key \"data.columns\": applies to data.format csv and recbole, not \"%s\"",
+                   data_format_name(c->data_format));
+  if (strcmp(c->data_separator, ",") && c->data_format != LR_FMT_CSV)
+    return CFG_ERR("key \"data.separator\": applies to data.format csv, not \"%s\"",
+                   data_format_name(c->data_format));
   return LR_OK;
+}
+
+int config_separator(const lr_config *c) {
+  static const char *const names[5] = {"tab", "comma", "semicolon", "pipe", "space"};
+  static const char chars[5] = {'\t', ',', ';', '|', ' '};
+  const char *s = c->data_separator;
+  for (int k = 0; k < 5; k++)
+    if (!strcmp(s, names[k])) return chars[k];
+  if (!strcmp(s, "\\t")) return '\t';
+  if (strlen(s) != 1 || s[0] == '"' || s[0] == '\n' || s[0] == '\r') return -1;
+  return (unsigned char)s[0];
 }
 
 int config_check_catalog(const lr_config *c, int64_t n_items) {
@@ -641,6 +668,8 @@ lr_data_opts config_data_opts(const lr_config *c) {
   o.min_rating = c->data_min_rating;
   o.kcore = c->data_kcore;
   o.dedup = (lr_dedup)c->data_dedup;
+  o.columns = c->data_columns;
+  o.sep = config_separator(c) > 0 ? (char)config_separator(c) : ',';
   o.synth.users = c->syn_users;
   o.synth.items = c->syn_items;
   o.synth.mean_len = c->syn_mean_len;

@@ -28,6 +28,8 @@ typedef struct {
   double data_min_rating;
   int64_t data_kcore;
   int data_dedup; // lr_dedup
+  char data_columns[LR_PATH_MAX];   // "user=NAME,item=NAME[,time=NAME][,rating=NAME]" or ""
+  char data_separator[LR_PATH_MAX]; // csv field separator: one character, or tab|comma|semicolon|pipe|space
   int64_t syn_users, syn_items, syn_inter;
   double syn_mean_len, syn_zipf;
   int64_t syn_seed;
@@ -143,5 +145,7 @@ void config_print_keys(FILE *f, int markdown);
 
 // Data options of the config (pointers into c). Cannot fail.
 lr_data_opts config_data_opts(const lr_config *c);
+// data.separator as a character, or -1 when it names none. Cannot fail.
+int config_separator(const lr_config *c);
 
 #endif

@@ -47,6 +47,13 @@ void data_fingerprint(const lr_dataset *ds, lr_data_fp *fp) {
   if (ds->items) h = fp_bytes(h, ds->items, N * sizeof *ds->items);
   if (ds->user_orig) h = fp_bytes(h, ds->user_orig, U * sizeof *ds->user_orig);
   if (ds->item_orig) h = fp_bytes(h, ds->item_orig, (I + 1) * sizeof *ds->item_orig);
+  // string ids (none: the hash of numeric data is what it always was)
+  const lr_names *t[2] = {&ds->user_names, &ds->item_names};
+  for (int k = 0; k < 2; k++)
+    if (t[k]->n) {
+      h = fp_word(h, 0x6e616d6573ull + (uint64_t)k); // "names"
+      h = fp_bytes(h, t[k]->text, (size_t)t[k]->off[t[k]->n]);
+    }
   // final avalanche (splitmix64's)
   h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
   h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;

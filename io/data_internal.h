@@ -19,20 +19,32 @@
 #define LR_DATA_ID_MAX ((int64_t)9007199254740991LL)
 
 // ---------------------------------------------------------------------------
-// id map: original id (>= 0) -> dense index 0..n-1 in order of first insert.
+// id map: original id -> dense index 0..n-1 in order of first insert.
+// Numeric until the first id that is not a decimal integer arrives; then
+// the map turns to strings (every id seen so far becomes its decimal text,
+// and later integer ids too: "007" and "7" stay one id either way).
 
 typedef struct {
-  int64_t *keys; // (cap) original id, -1 = empty slot
-  int32_t *vals; // (cap) dense index
+  int64_t *keys; // (cap) numeric: original id; strings: dense index; -1 = empty slot
+  int32_t *vals; // (cap) dense index (numeric)
   int64_t cap;   // power of two
   int64_t n;     // dense indices handed out
-  int64_t *orig; // (orig_cap) original id of dense index i, i < n
+  int64_t *orig; // (orig_cap) numeric: original id of dense index i; strings: offset of its name in pool
   int64_t orig_cap;
+  int str;     // the ids are strings
+  char *pool;  // (pool_cap) the names, NUL-terminated, back to back
+  int64_t pool_n, pool_cap;
 } lr_idmap_;
+
+// An original id as read: a string s, or (s == NULL) the integer v.
+typedef struct {
+  const char *s;
+  int64_t v;
+} lr_id_;
 
 // Dense index of `key`, inserting it if new. LR_ERR_NOMEM, or LR_ERR_DATA
 // (via `what`, e.g. "items") when more than INT32_MAX - 1 distinct ids.
-int idmap_get_(lr_idmap_ *m, int64_t key, int32_t *idx, const char *what);
+int idmap_get_(lr_idmap_ *m, lr_id_ key, int32_t *idx, const char *what);
 void idmap_free_(lr_idmap_ *m);
 
 // ---------------------------------------------------------------------------
@@ -45,13 +57,13 @@ typedef struct {
   double *ts;    // (n) timestamp; NULL when the format has none (file order is time)
   int has_ts;
   lr_idmap_ users, items;
-  int has_last; // cache of the last user looked up (files group users)
+  int has_last; // cache of the last user looked up (files group users): numeric ids
   int64_t last_user;
   int32_t last_idx;
 } lr_raw_;
 
 // Append one interaction. LR_ERR_NOMEM, LR_ERR_DATA (too many ids).
-int raw_push_(lr_raw_ *r, int64_t user_orig, int64_t item_orig, double ts);
+int raw_push_(lr_raw_ *r, lr_id_ user, lr_id_ item, double ts);
 void raw_free_(lr_raw_ *r);
 
 // Parse o->path (format movielens, csv, recbole or sasrec) into r, dropping
@@ -68,8 +80,9 @@ typedef struct {
   int64_t *offsets;         // (n_users+1)
   int32_t *items;           // (offsets[n_users]) dense item index 0..n_items-1
   double *ts;               // (offsets[n_users]) or NULL
-  int64_t *user_orig;       // (n_users)
-  int64_t *item_orig;       // (n_items)
+  int64_t *user_orig;       // (n_users) numeric id, or offset of the name in user_pool
+  int64_t *item_orig;       // (n_items) same for items
+  char *user_pool, *item_pool; // string ids (NULL: numeric), moved over from the id maps
 } lr_csr_;
 
 // Group r by user (counting sort; file order kept within a user). Consumes

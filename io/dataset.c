@@ -3,7 +3,9 @@
 // Not here: parsing (readers.c), preprocessing steps (prep.c), the binary
 // file (dataset_bin.c), the generator (synth.c).
 #include <math.h>    // isfinite
-#include <string.h>  // memset
+#include <stdio.h>   // snprintf
+#include <stdlib.h>  // malloc, free, qsort
+#include <string.h>  // memset, strlen, strcmp
 #include <strings.h> // strcasecmp
 
 #include "data_internal.h"
@@ -38,7 +40,112 @@ void dataset_free(lr_dataset *ds) {
   lr_free(ds->items);
   lr_free(ds->user_orig);
   lr_free(ds->item_orig);
+  names_free(&ds->user_names);
+  names_free(&ds->item_names);
   memset(ds, 0, sizeof *ds);
+}
+
+void names_free(lr_names *t) {
+  if (!t) return;
+  free(t->off);
+  free(t->text);
+  memset(t, 0, sizeof *t);
+}
+
+int names_build(lr_names *t, const char *const *s, int64_t n) {
+  memset(t, 0, sizeof *t);
+  size_t bytes = 0;
+  for (int64_t k = 0; k < n; k++)
+    bytes += strlen(s[k]) + 1;
+  t->off = malloc((size_t)(n + 1) * sizeof *t->off);
+  t->text = malloc(bytes ? bytes : 1);
+  if (!t->off || !t->text) {
+    names_free(t);
+    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "out of memory for %lld id names",
+                    (long long)n);
+  }
+  int64_t pos = 0;
+  for (int64_t k = 0; k < n; k++) {
+    size_t len = strlen(s[k]) + 1;
+    t->off[k] = pos;
+    memcpy(t->text + pos, s[k], len);
+    pos += (int64_t)len;
+  }
+  t->off[n] = pos;
+  t->n = n;
+  return LR_OK;
+}
+
+// The names of one side: the string table when there is one, else the
+// numbers orig[first..first+n) in decimal (items: [0] = "").
+static int side_names(lr_names *t, const lr_names *str, const int64_t *orig, int64_t n,
+                      int items) {
+  memset(t, 0, sizeof *t);
+  if (str->n) {
+    const char **p = malloc((size_t)(str->n ? str->n : 1) * sizeof *p);
+    LR_CHECK(p, LR_ERR_NOMEM, "out of memory for %lld id names", (long long)str->n);
+    for (int64_t k = 0; k < str->n; k++)
+      p[k] = names_get(str, k);
+    int rc = names_build(t, p, str->n);
+    free(p);
+    return rc;
+  }
+  t->off = malloc((size_t)(n + 1) * sizeof *t->off);
+  t->text = malloc((size_t)(n ? n : 1) * 17);
+  if (!t->off || !t->text) {
+    names_free(t);
+    return lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "out of memory for %lld id names",
+                    (long long)n);
+  }
+  int64_t pos = 0;
+  for (int64_t k = 0; k < n; k++) {
+    t->off[k] = pos;
+    if (items && k == 0)
+      t->text[pos++] = '\0';
+    else
+      pos += snprintf(t->text + pos, 17, "%lld", (long long)orig[k]) + 1;
+  }
+  t->off[n] = pos;
+  t->n = n;
+  return LR_OK;
+}
+
+int data_id_names(const lr_dataset *ds, lr_names *users, lr_names *items) {
+  memset(items, 0, sizeof *items);
+  LR_CALL(side_names(users, &ds->user_names, ds->user_orig, ds->n_users, 0));
+  int rc = side_names(items, &ds->item_names, ds->item_orig, ds->n_items + 1, 1);
+  if (rc != LR_OK) names_free(users);
+  return rc;
+}
+
+static const lr_names *g_sort_names; // qsort has no context argument
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(names_get(g_sort_names, *(const int64_t *)a),
+                names_get(g_sort_names, *(const int64_t *)b));
+}
+
+int names_index(const lr_names *t, int64_t **order) {
+  *order = malloc((size_t)(t->n ? t->n : 1) * sizeof **order);
+  LR_CHECK(*order, LR_ERR_NOMEM, "out of memory indexing %lld id names", (long long)t->n);
+  for (int64_t k = 0; k < t->n; k++)
+    (*order)[k] = k;
+  g_sort_names = t;
+  qsort(*order, (size_t)t->n, sizeof **order, by_name);
+  g_sort_names = NULL;
+  return LR_OK;
+}
+
+int64_t names_find(const lr_names *t, const int64_t *order, const char *s) {
+  int64_t lo = 0, hi = t->n;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(names_get(t, order[mid]), s);
+    if (c == 0) return order[mid];
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return -1;
 }
 
 static int load_text(lr_dataset *ds, const lr_data_opts *o) {

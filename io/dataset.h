@@ -14,6 +14,17 @@
 #include <stddef.h> // size_t
 #include <stdint.h>
 
+// A table of id strings: name k is text + off[k], NUL-terminated, of
+// off[k+1] - off[k] - 1 bytes. n == 0: no table.
+typedef struct {
+  int64_t n;
+  int64_t *off; // (n+1)
+  char *text;   // (off[n])
+} lr_names;
+
+// Longest original id string accepted (bytes).
+#define LR_ID_MAX_BYTES 256
+
 typedef struct {
   int64_t n_users;
   int64_t n_items;    // real items; ids 1..n_items
@@ -23,6 +34,12 @@ typedef struct {
   int64_t *user_orig; // (n_users) original user id of each remapped user
   int64_t *item_orig; // (n_items+1) original item id of each remapped item; [0] = 0
   int64_t user_first; // global id of local user 0: 0, or user_lo of data_read_binary_users
+  // String ids (io/README.md, "Data"): when a column held an id that is not
+  // a decimal integer, its ids are strings: user_names.n == n_users (name of
+  // local user u) and user_orig[u] is u's rank in byte order (global); for
+  // items item_names.n == n_items+1 ([0] = "") and item_orig[i] = i-1
+  // (item_orig[0] = 0). n == 0: the ids are the numbers in *_orig.
+  lr_names user_names, item_names;
 } lr_dataset;
 
 typedef enum {
@@ -48,6 +65,11 @@ typedef struct {
 typedef struct {
   const char *path; // input file (not for synthetic)
   lr_data_format format;
+  // csv and recbole: "user=NAME,item=NAME[,time=NAME][,rating=NAME]": the
+  // header's columns to read (any order, other columns ignored); "" = the
+  // format's default names. sep: csv's field separator ('\0' = ',').
+  const char *columns;
+  char sep;
   double min_rating; // keep ratings >= this (formats with ratings); <= 0 keeps all
   int64_t kcore;     // iteratively drop users and items with < kcore interactions; 0 = off
   lr_dedup dedup;    // repeated (user,item) pairs: keep all, first or last
@@ -61,10 +83,13 @@ typedef struct {
 // and the same four fields tab separated (ML-100K u.data); csv needs the
 // header `userId,movieId,rating,timestamp`; recbole finds user_id, item_id
 // and the optional rating and timestamp columns by name in its typed header;
-// sasrec is `user item`, one a line, in time order. Original ids are
-// integers 0 .. 2^53-1. Remapped ids: users 0..U-1 and items 1..I, both in
-// increasing original id (dense inputs keep their order: SASRec item k
-// stays item k). Steps run as: rating threshold (while reading), stable
+// sasrec is `user item`, one a line, in time order; o->columns names the
+// columns of csv (with o->sep) and recbole headers instead. Original ids
+// are integers 0 .. 2^53-1, or strings (a column with one id that is not
+// such an integer: user_names/item_names, io/README.md "Data"). Remapped
+// ids: users 0..U-1 and items 1..I, both in increasing original id (byte
+// order for strings; dense inputs keep their order: SASRec item k stays
+// item k). Steps run as: rating threshold (while reading), stable
 // chronological sort, dedup (first/last in that order), k-core (iterated to
 // a fixpoint: every user and item keeps >= kcore interactions), remap.
 // Synthetic data gets dedup and k-core too when asked; a binary dataset is
@@ -138,6 +163,21 @@ int data_fp_equal(const lr_data_fp *a, const lr_data_fp *b);
 
 // Frees and zeroes; accepts a zeroed or half-built dataset.
 void dataset_free(lr_dataset *ds);
+
+// Every id of ds as text, numeric ids in decimal: users (n_users names) and
+// items (n_items+1 names, [0] = ""). LR_ERR_NOMEM; both zeroed on failure.
+int data_id_names(const lr_dataset *ds, lr_names *users, lr_names *items);
+// Name k of t (k < t->n).
+static inline const char *names_get(const lr_names *t, int64_t k) { return t->text + t->off[k]; }
+// Frees and zeroes (accepts a zeroed table).
+void names_free(lr_names *t);
+// Builds t from n strings; LR_ERR_NOMEM.
+int names_build(lr_names *t, const char *const *s, int64_t n);
+// Index lookup over a table: an order of its names (sorted by bytes) for
+// names_find. LR_ERR_NOMEM.
+int names_index(const lr_names *t, int64_t **order);
+// k with name s, or -1 (order from names_index).
+int64_t names_find(const lr_names *t, const int64_t *order, const char *s);
 
 // Names <-> enums ("movielens", ...; "none"/"first"/"last"), matched
 // case-insensitively. parse returns -1 for an unknown name.

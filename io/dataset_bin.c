@@ -6,23 +6,30 @@
 // decoded into their own buffers, so aligning them would buy nothing):
 //  1. Header, 128 bytes at offset 0:
 //       0  char[8] magic "LRDATA01"
-//       8  u32 version (1)
+//       8  u32 version (2; version 1 is still read)
 //      12  u32 header bytes (128)
 //      16  i64 n_users               24  i64 n_items (ids 1..n_items)
-//      32  i64 n_inter               40  u64 flags (none defined: must be 0)
+//      32  i64 n_inter               40  u64 flags: bit 0 user ids are strings,
+//                                        bit 1 item ids are strings (version 1: 0)
 //      48  i64 n_blocks              56  u64 file bytes (whole file)
 //      64  u64 lengths offset        72  u64 lengths bytes (section 3)
 //      80  u64 maps offset           88  u64 maps bytes    (section 4)
 //      96  u32 crc32 of section 2   100  u32 crc32 of section 3
-//     104  u32 crc32 of section 4   108  16 reserved bytes, zero
-//     124  u32 crc32 of bytes 0..123
+//     104  u32 crc32 of section 4   108  u64 section 4's raw (decompressed)
+//                                        bytes (version 1: zero, the size
+//                                        is 8 (n_users + n_items + 1))
+//     116  8 reserved bytes, zero   124  u32 crc32 of bytes 0..123
 //  2. Block index at offset 128: n_blocks entries of 48 bytes:
 //       u64 offset, u64 compressed bytes, i64 first user, i64 n_users,
 //       i64 n_inter, u32 crc32 of the compressed bytes, u32 reserved (0).
 //     Blocks cover users 0..n_users-1 in order, each at most 65536 users
 //     and closed once it holds >= 2^20 interactions.
 //  3. Lengths: one zstd frame of u32 len[n_users] (interactions per user).
-//  4. Maps: one zstd frame of i64 user_orig[n_users], i64 item_orig[n_items+1].
+//  4. Maps: one zstd frame of i64 user_orig[n_users], i64 item_orig[n_items+1],
+//     then (flag bit 0) the n_users user id strings, then (bit 1) the n_items
+//     item id strings of items 1..n_items, each as u32 length (1..256) and
+//     its bytes (no NUL, no control character), strictly increasing in byte
+//     order; with string ids user_orig[u] = u and item_orig[i] = i-1 (ranks).
 //  5. Blocks: one zstd frame each, the i32 item ids of its users in order.
 // Every zstd frame records its content size and an XXH64 content checksum
 // (verified by libzstd); the crc32s (zlib) cover the compressed bytes. The
@@ -63,7 +70,9 @@
 #include "lr.h"
 
 #define BIN_MAGIC "LRDATA01"
-#define BIN_VERSION 1u
+#define BIN_VERSION 2u
+#define FLAG_USER_NAMES 1u
+#define FLAG_ITEM_NAMES 2u
 #define HEADER_BYTES 128
 #define INDEX_ENTRY_BYTES 48
 #define BLOCK_MAX_USERS 65536
@@ -76,7 +85,7 @@
 typedef struct {
   uint32_t version;
   int64_t n_users, n_items, n_inter, n_blocks;
-  uint64_t flags, file_bytes, len_off, len_bytes, maps_off, maps_bytes;
+  uint64_t flags, file_bytes, len_off, len_bytes, maps_off, maps_bytes, maps_raw;
   uint32_t index_crc, len_crc, maps_crc;
 } bin_header;
 
@@ -118,6 +127,7 @@ static void header_encode(unsigned char *b, const bin_header *h) {
   le_put_u32(b + 96, h->index_crc);
   le_put_u32(b + 100, h->len_crc);
   le_put_u32(b + 104, h->maps_crc);
+  le_put_u64(b + 108, h->maps_raw);
   le_put_u32(b + 124, crc(b, 124));
 }
 
@@ -174,6 +184,56 @@ static int put_frame(writer *w, size_t raw_bytes, uint64_t *pos, uint64_t *off, 
   return LR_OK;
 }
 
+// A string id as prep writes it: 1..LR_ID_MAX_BYTES bytes, none a control
+// character. Returns NULL or the reason.
+static const char *bad_name(const unsigned char *p, size_t n) {
+  if (n < 1 || n > LR_ID_MAX_BYTES) return "length outside 1..256";
+  for (size_t k = 0; k < n; k++)
+    if (p[k] < 0x20 || p[k] == 0x7f) return "a control character";
+  return NULL;
+}
+
+// Byte order of two names (a, an) and (b, bn): memcmp, then the shorter first.
+static int name_cmp(const void *a, size_t an, const void *b, size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  return c ? c : (an > bn) - (an < bn);
+}
+
+// The string ids of one side of a dataset to write (none: numeric).
+static int check_names(const lr_names *t, int64_t n, int items, const int64_t *orig,
+                       const char *path, const char *what) {
+  if (!t->n) return LR_OK;
+  LR_CHECK(t->n == n + items && t->off && t->text && (!items || !names_get(t, 0)[0]), LR_ERR_ARG,
+           "%s: %s id table has %lld names for %lld %ss", path, what, (long long)t->n,
+           (long long)n, what);
+  for (int64_t k = items; k < t->n; k++) {
+    const char *s = names_get(t, k), *why = bad_name((const unsigned char *)s, strlen(s));
+    LR_CHECK(!why, LR_ERR_ARG, "%s: %s %lld: id '%.40s' has %s", path, what, (long long)k, s, why);
+    LR_CHECK(k == items || strcmp(names_get(t, k - 1), s) < 0, LR_ERR_ARG,
+             "%s: %s %lld: id '%.40s' not after '%.40s' in byte order", path, what, (long long)k,
+             s, names_get(t, k - 1));
+    LR_CHECK(orig[k] == k - items, LR_ERR_ARG, "%s: %s %lld: rank %lld, expected %lld", path, what,
+             (long long)k, (long long)orig[k], (long long)(k - items));
+  }
+  return LR_OK;
+}
+
+// Raw bytes of the names of t from index `first` (u32 length + bytes each).
+static size_t names_bytes(const lr_names *t, int64_t first) {
+  return t->n ? (size_t)(t->off[t->n] - t->off[first]) + 3 * (size_t)(t->n - first) : 0;
+}
+
+static size_t put_names(unsigned char *p, const lr_names *t, int64_t first) {
+  size_t w = 0;
+  for (int64_t k = first; k < t->n; k++) {
+    size_t len = (size_t)(t->off[k + 1] - t->off[k] - 1);
+    le_put_u32(p + w, (uint32_t)len);
+    memcpy(p + w + 4, names_get(t, k), len);
+    w += 4 + len;
+  }
+  return w;
+}
+
 // Check what data_read_binary will check, so a bad dataset fails here.
 static int check_dataset(const lr_dataset *ds, const char *path) {
   LR_CHECK(ds && ds->n_users >= 0 && ds->n_users <= MAX_USERS && ds->n_items >= 0 &&
@@ -187,6 +247,8 @@ static int check_dataset(const lr_dataset *ds, const char *path) {
   LR_CHECK(ds->offsets[0] == 0 && ds->offsets[ds->n_users] == ds->n_inter, LR_ERR_ARG,
            "%s: dataset offsets run 0..%lld, expected 0..%lld", path,
            (long long)ds->offsets[ds->n_users], (long long)ds->n_inter);
+  LR_CALL(check_names(&ds->user_names, ds->n_users, 0, ds->user_orig, path, "user"));
+  LR_CALL(check_names(&ds->item_names, ds->n_items, 1, ds->item_orig, path, "item"));
   for (int64_t u = 0; u < ds->n_users; u++) {
     int64_t n = ds->offsets[u + 1] - ds->offsets[u];
     LR_CHECK(n >= 1 && n <= (int64_t)UINT32_MAX, LR_ERR_ARG, "%s: user %lld has %lld items", path,
@@ -239,12 +301,19 @@ static int write_sections(writer *w, const lr_dataset *ds, bin_block *blocks, in
     le_put_u32(w->raw + 4 * u, (uint32_t)(ds->offsets[u + 1] - ds->offsets[u]));
   LR_CALL(put_frame(w, (size_t)ds->n_users * 4, &pos, &h.len_off, &h.len_bytes, &h.len_crc));
   // 4. maps
-  size_t maps_raw = (size_t)(ds->n_users + ds->n_items + 1) * 8;
+  const size_t ints = (size_t)(ds->n_users + ds->n_items + 1) * 8;
+  size_t maps_raw = ints + names_bytes(&ds->user_names, 0) + names_bytes(&ds->item_names, 1);
   LR_CALL(scratch(w, maps_raw));
   for (int64_t u = 0; u < ds->n_users; u++)
     le_put_u64(w->raw + 8 * u, (uint64_t)ds->user_orig[u]);
   for (int64_t i = 0; i <= ds->n_items; i++)
     le_put_u64(w->raw + 8 * (ds->n_users + i), (uint64_t)ds->item_orig[i]);
+  size_t at = ints;
+  at += put_names(w->raw + at, &ds->user_names, 0);
+  at += put_names(w->raw + at, &ds->item_names, 1);
+  LR_ASSERT(at == maps_raw);
+  h.maps_raw = maps_raw;
+  h.flags = (ds->user_names.n ? FLAG_USER_NAMES : 0) | (ds->item_names.n ? FLAG_ITEM_NAMES : 0);
   LR_CALL(put_frame(w, maps_raw, &pos, &h.maps_off, &h.maps_bytes, &h.maps_crc));
   // 5. blocks
   for (int64_t b = 0; b < nb; b++) {
@@ -350,8 +419,8 @@ static int header_decode(bin_file *f, const unsigned char *b) {
                       BIN_MAGIC, found);
   }
   h->version = le_get_u32(b + 8);
-  if (h->version != BIN_VERSION)
-    return LR_CORRUPT(f->path, 8, "format version expected %u, found %u" HINT, BIN_VERSION,
+  if (h->version != 1 && h->version != BIN_VERSION)
+    return LR_CORRUPT(f->path, 8, "format version expected 1 or %u, found %u" HINT, BIN_VERSION,
                       h->version);
   uint32_t want = le_get_u32(b + 124), got = crc(b, 124);
   if (want != got)
@@ -372,13 +441,15 @@ static int header_decode(bin_file *f, const unsigned char *b) {
   h->index_crc = le_get_u32(b + 96);
   h->len_crc = le_get_u32(b + 100);
   h->maps_crc = le_get_u32(b + 104);
+  h->maps_raw = le_get_u64(b + 108);
   if (h->file_bytes != f->size)
     return LR_CORRUPT(f->path, 56, "file size expected %llu bytes (header), found %llu%s" HINT,
                       (unsigned long long)h->file_bytes, (unsigned long long)f->size,
                       f->size < h->file_bytes ? " (truncated)" : "");
-  if (h->flags != 0)
-    return LR_CORRUPT(f->path, 40, "flags expected 0, found %#llx" HINT,
-                      (unsigned long long)h->flags);
+  const uint64_t known = h->version == 1 ? 0 : FLAG_USER_NAMES | FLAG_ITEM_NAMES;
+  if (h->flags & ~known)
+    return LR_CORRUPT(f->path, 40, "flags expected within %#llx, found %#llx" HINT,
+                      (unsigned long long)known, (unsigned long long)h->flags);
   if (h->n_users < 0 || h->n_users > MAX_USERS || h->n_items < 0 || h->n_items > INT32_MAX ||
       h->n_inter < 0 || h->n_inter > MAX_INTER || h->n_blocks < 0 || h->n_blocks > h->n_users ||
       (h->n_users > 0 && h->n_blocks == 0) ||
@@ -397,6 +468,16 @@ static int header_decode(bin_file *f, const unsigned char *b) {
                       "prep` writes at least one user and one item, and at least one "
                       "interaction per user)" HINT,
                       (long long)h->n_users, (long long)h->n_items, (long long)h->n_inter);
+  const uint64_t ints = (uint64_t)(h->n_users + h->n_items + 1) * 8;
+  const uint64_t most = ints + (uint64_t)(h->n_users + h->n_items) * (4 + LR_ID_MAX_BYTES);
+  if (h->version == 1 ? h->maps_raw != 0
+                      : h->maps_raw < ints || h->maps_raw > most ||
+                            (h->flags == 0 && h->maps_raw != ints))
+    return LR_CORRUPT(f->path, 108, "maps section of %llu raw bytes, expected %s %llu" HINT,
+                      (unsigned long long)h->maps_raw,
+                      h->version == 1 ? "(version 1)" : h->flags ? "between" : "exactly",
+                      (unsigned long long)(h->version == 1 ? 0 : ints));
+  if (h->version == 1) h->maps_raw = ints;
   uint64_t index_end = HEADER_BYTES + (uint64_t)h->n_blocks * INDEX_ENTRY_BYTES;
   LR_CALL(check_range(f, 48, "block index", HEADER_BYTES, index_end - HEADER_BYTES, HEADER_BYTES));
   LR_CALL(check_range(f, 64, "lengths section", h->len_off, h->len_bytes, index_end));
@@ -605,6 +686,78 @@ static int check_maps(const bin_file *f, const unsigned char *maps) {
   return LR_OK;
 }
 
+// Check the names of one side at maps[*at..) (n of them) and advance *at;
+// copy those of [lo, hi) into t (items: preceded by "" for item 0).
+static int take_names(const bin_file *f, const unsigned char *maps, uint64_t *at, int64_t n,
+                      int64_t lo, int64_t hi, int items, lr_names *t) {
+  const char *what = items ? "item" : "user";
+  const uint64_t end = f->h.maps_raw, start = *at;
+  uint64_t p = start, prev = 0, prev_len = 0, keep = 0;
+  for (int64_t k = 0; k < n; k++) {
+    if (end - p < 4 || end - p - 4 < le_get_u32(maps + p))
+      return LR_CORRUPT(f->path, (int64_t)f->h.maps_off,
+                        "maps section: %s id string %lld runs past the section's end" HINT, what,
+                        (long long)k);
+    const uint32_t len = le_get_u32(maps + p);
+    const char *why = bad_name(maps + p + 4, len);
+    if (why || (k > 0 && name_cmp(maps + prev + 4, prev_len, maps + p + 4, len) >= 0))
+      return LR_CORRUPT(f->path, (int64_t)f->h.maps_off,
+                        "maps section: %s id string %lld %s%s" HINT, what, (long long)k,
+                        why ? "has " : "is not after the one before in byte order",
+                        why ? why : "");
+    if (k >= lo && k < hi) keep += len + 1;
+    prev = p, prev_len = len;
+    p += 4 + (uint64_t)len;
+  }
+  *at = p;
+  const int64_t cnt = hi - lo + items;
+  t->off = malloc((size_t)(cnt + 1) * sizeof *t->off);
+  t->text = malloc((size_t)keep + 1);
+  LR_CHECK(t->off && t->text, LR_ERR_NOMEM, "%s: out of memory for %lld id strings", f->path,
+           (long long)cnt);
+  int64_t w = 0, j = 0;
+  if (items) t->off[j++] = w, t->text[w++] = '\0';
+  p = start;
+  for (int64_t k = 0; k < n; k++) {
+    const uint32_t len = le_get_u32(maps + p);
+    if (k >= lo && k < hi) {
+      t->off[j++] = w;
+      memcpy(t->text + w, maps + p + 4, len);
+      w += len;
+      t->text[w++] = '\0';
+    }
+    p += 4 + (uint64_t)len;
+  }
+  t->off[j] = w;
+  t->n = cnt;
+  return LR_OK;
+}
+
+// The string ids of a version-2 file (flags), with the ranks they imply.
+static int read_names(const bin_file *f, const unsigned char *maps, lr_dataset *ds, int64_t lo,
+                      int64_t hi) {
+  const int64_t U = f->h.n_users, I = f->h.n_items;
+  uint64_t at = (uint64_t)(U + I + 1) * 8;
+  for (int side = 0; side < 2; side++) {
+    if (!(f->h.flags & (side ? FLAG_ITEM_NAMES : FLAG_USER_NAMES))) continue;
+    const int64_t n = side ? I : U;
+    for (int64_t k = 0; k < n; k++)
+      if (le_get_u64(maps + 8 * (side ? U + 1 + k : k)) != (uint64_t)k)
+        return LR_CORRUPT(f->path, (int64_t)f->h.maps_off,
+                          "maps section: %s %lld has string ids but rank %llu, expected %lld" HINT,
+                          side ? "item" : "user", (long long)(side ? k + 1 : k),
+                          (unsigned long long)le_get_u64(maps + 8 * (side ? U + 1 + k : k)),
+                          (long long)k);
+    LR_CALL(take_names(f, maps, &at, n, side ? 0 : lo, side ? I : hi, side,
+                       side ? &ds->item_names : &ds->user_names));
+  }
+  if (at != f->h.maps_raw)
+    return LR_CORRUPT(f->path, (int64_t)f->h.maps_off,
+                      "maps section: %llu bytes after the id strings" HINT,
+                      (unsigned long long)(f->h.maps_raw - at));
+  return LR_OK;
+}
+
 // Global offsets (n_users+1) from f->lens.
 static int64_t *global_offsets(const bin_file *f) {
   int64_t *g = malloc((size_t)(f->h.n_users + 1) * sizeof *g);
@@ -624,7 +777,7 @@ static int read_users(lr_dataset *ds, bin_file *f, int64_t lo, int64_t hi, int a
   unsigned char *maps = NULL;
   int64_t *goff = NULL;
   int rc = read_frame(f, "maps section", f->h.maps_off, f->h.maps_bytes, f->h.maps_crc,
-                      (size_t)(U + I + 1) * 8, &maps);
+                      (size_t)f->h.maps_raw, &maps);
   if (rc != LR_OK) goto done;
   if (!(goff = global_offsets(f))) {
     rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for offsets", f->path);
@@ -645,6 +798,7 @@ static int read_users(lr_dataset *ds, bin_file *f, int64_t lo, int64_t hi, int a
   for (int64_t u = lo; u <= hi; u++)
     ds->offsets[u - lo] = goff[u] - goff[lo];
   if ((rc = check_maps(f, maps)) != LR_OK) goto done;
+  if ((rc = read_names(f, maps, ds, lo, hi)) != LR_OK) goto done;
   for (int64_t u = lo; u < hi; u++)
     ds->user_orig[u - lo] = (int64_t)le_get_u64(maps + 8 * u);
   for (int64_t i = 0; i <= I; i++)

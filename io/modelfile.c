@@ -17,7 +17,7 @@
 #include "lr.h"
 
 #define MAGIC "LRMODEL1"
-#define VERSION 3u
+#define VERSION 4u
 #define HDR_BYTES 64
 #define GROUP_BYTES 32 // a group table entry
 #define MAX_JSON_BYTES (1 << 24)
@@ -28,6 +28,8 @@ typedef struct {
   uint32_t version;
   uint64_t json_bytes, payload_bytes;
   uint32_t json_crc, payload_crc; // json_crc: of section 2 (version 2: the config alone)
+  uint64_t ids_bytes;             // section 4 (version 4; 0: none)
+  uint32_t ids_crc;
   int n_groups;
   lr_mf_group g[LR_MF_MAX_GROUPS];
 } hdr;
@@ -61,6 +63,8 @@ struct lr_modelfile_writer {
   uint32_t payload_crc;       // CRC32 of those bytes
   uint64_t want, got;         // floats expected / appended
   unsigned char h[HDR_BYTES]; // header, payload size filled in by commit
+  unsigned char *ids;         // section 4, compressed (modelfile_set_ids), or NULL
+  size_t ids_bytes;
 };
 
 static int mw_fail(lr_modelfile_writer *w, int rc) {
@@ -145,6 +149,9 @@ int modelfile_commit(lr_modelfile_writer *w) {
                                "%s: %llu floats appended, the header says %llu", w->f.path,
                                (unsigned long long)w->got, (unsigned long long)w->want));
   if ((rc = mw_pump(w, NULL, 0, 1)) != LR_OK) return mw_fail(w, rc);
+  if (w->ids && (rc = afile_write(&w->f, w->ids, w->ids_bytes)) != LR_OK) return mw_fail(w, rc);
+  le_put_u64(w->h + 32, w->ids_bytes);
+  le_put_u32(w->h + 40, w->ids ? (uint32_t)crc32(0, w->ids, (uInt)w->ids_bytes) : 0);
   le_put_u64(w->h + 48, w->payload_bytes);
   le_put_u32(w->h + 56, w->payload_crc);
   le_put_u32(w->h + 60, (uint32_t)crc32(0, w->h, 60));
@@ -160,7 +167,67 @@ void modelfile_abandon(lr_modelfile_writer *w) {
   afile_abort(&w->f);
   ZSTD_freeCCtx(w->cctx);
   free(w->z);
+  free(w->ids);
   free(w);
+}
+
+// Raw bytes of the names of t from index first (u32 length + bytes each).
+static size_t ids_raw_bytes(const lr_names *t, int64_t first) {
+  return (size_t)(t->off[t->n] - t->off[first]) + 3 * (size_t)(t->n - first);
+}
+
+static size_t ids_put(unsigned char *p, const lr_names *t, int64_t first) {
+  size_t at = 0;
+  for (int64_t k = first; k < t->n; k++) {
+    const size_t len = (size_t)(t->off[k + 1] - t->off[k] - 1);
+    le_put_u32(p + at, (uint32_t)len);
+    memcpy(p + at + 4, names_get(t, k), len);
+    at += 4 + len;
+  }
+  return at;
+}
+
+int modelfile_set_ids(lr_modelfile_writer *w, const lr_names *users, const lr_names *items) {
+  for (int side = 0; side < 2; side++) {
+    const lr_names *t = side ? items : users;
+    for (int64_t k = side; k < t->n; k++) {
+      const size_t len = (size_t)(t->off[k + 1] - t->off[k] - 1);
+      if (len < 1 || len > LR_ID_MAX_BYTES)
+        return mw_fail(w, lr_error(LR_ERR_ARG, __FILE__, __LINE__,
+                                   "%s: %s %lld has an id of %zu bytes (1..%d)", w->f.path,
+                                   side ? "item" : "user", (long long)k, len, LR_ID_MAX_BYTES));
+    }
+  }
+  if (items->n < 1)
+    return mw_fail(w, lr_error(LR_ERR_ARG, __FILE__, __LINE__, "%s: no item names", w->f.path));
+  const size_t raw_n = 16 + ids_raw_bytes(users, 0) + ids_raw_bytes(items, 1);
+  unsigned char *raw = lr_fault_malloc(raw_n);
+  const size_t cap = ZSTD_compressBound(raw_n);
+  free(w->ids);
+  w->ids = lr_fault_malloc(cap);
+  ZSTD_CCtx *cc = ZSTD_createCCtx();
+  int rc = LR_OK;
+  if (!raw || !w->ids || !cc) {
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for the id maps", w->f.path);
+  } else {
+    le_put_u64(raw, (uint64_t)users->n);
+    le_put_u64(raw + 8, (uint64_t)(items->n - 1));
+    size_t at = 16;
+    at += ids_put(raw + at, users, 0);
+    at += ids_put(raw + at, items, 1);
+    LR_ASSERT(at == raw_n);
+    size_t n = 0;
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 3)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1)) ||
+        ZSTD_isError(n = ZSTD_compress2(cc, w->ids, cap, raw, raw_n)))
+      rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "%s: compressing the id maps failed",
+                    w->f.path);
+    w->ids_bytes = n;
+  }
+  ZSTD_freeCCtx(cc);
+  free(raw);
+  if (rc != LR_OK) return mw_fail(w, rc);
+  return LR_OK;
 }
 
 // Open path, read and check the header, the config (into *json when not
@@ -194,15 +261,21 @@ static int read_header(const char *path, FILE **fp, hdr *h, char **json) {
     rc = LR_CORRUPT(path, 8,
                     "format version 1: its config section is under no checksum, so a damaged "
                     "byte there would silently change results; this build reads versions 2 "
-                    "and %u\nHINT: re-train to write a version %u model file",
+                    "to %u\nHINT: re-train to write a version %u model file",
                     VERSION, VERSION);
-  else if (h->version != 2 && h->version != VERSION)
-    rc = LR_CORRUPT(path, 8, "format version %u, expected 2 or %u", h->version, VERSION);
+  else if (h->version < 2 || h->version > VERSION)
+    rc = LR_CORRUPT(path, 8, "format version %u, expected 2 to %u", h->version, VERSION);
   if (rc == LR_OK) {
     h->json_crc = le_get_u32(b + 12);
     h->json_bytes = le_get_u64(b + 16);
     h->payload_bytes = le_get_u64(b + 48);
     h->payload_crc = le_get_u32(b + 56);
+    if (h->version >= 4) h->ids_bytes = le_get_u64(b + 32), h->ids_crc = le_get_u32(b + 40);
+    if (h->version == 3 && (le_get_u64(b + 32) || le_get_u64(b + 40)))
+      rc = LR_CORRUPT(path, 32, "version 3: reserved bytes 32..47 are not zero" HINT);
+    if (h->ids_bytes > UINT64_MAX / 4)
+      rc = LR_CORRUPT(path, 32, "id-map section of %llu bytes is implausible" HINT,
+                      (unsigned long long)h->ids_bytes);
     if (h->json_bytes > MAX_JSON_BYTES)
       rc = LR_CORRUPT(path, 16, "config JSON of %llu bytes is implausible" HINT,
                       (unsigned long long)h->json_bytes);
@@ -221,7 +294,7 @@ static int read_header(const char *path, FILE **fp, hdr *h, char **json) {
   }
   const uint64_t tn = h->version == 2 ? 0 : (uint64_t)h->n_groups * GROUP_BYTES;
   if (rc == LR_OK) {
-    want = HDR_BYTES + h->json_bytes + tn + h->payload_bytes;
+    want = HDR_BYTES + h->json_bytes + tn + h->payload_bytes + h->ids_bytes;
     if (h->payload_bytes > UINT64_MAX / 2 || (uint64_t)st.st_size != want)
       rc = LR_CORRUPT(path, (int64_t)st.st_size,
                       "file is %lld bytes, header says %llu (truncated?)" HINT,
@@ -383,10 +456,124 @@ int modelfile_read(const char *path, const lr_mf_group *want, int n_want, const 
   if (rc == LR_OK && crc != h.payload_crc)
     rc = LR_CORRUPT(path, at, "payload section: CRC32 expected %08x (header), computed %08x" HINT,
                     h.payload_crc, crc);
+  // section 4 (the id maps) follows: its CRC32 too, so that any damaged byte
+  // fails every load of the file, even one that does not use the ids
+  if (rc == LR_OK && h.ids_bytes) {
+    uint64_t left4 = h.ids_bytes;
+    uint32_t c4 = (uint32_t)crc32(0, NULL, 0);
+    const int64_t at4 = at + (int64_t)h.payload_bytes;
+    while (left4 > 0 && rc == LR_OK) {
+      size_t n = left4 < icap ? (size_t)left4 : icap;
+      if (fread(zin, 1, n, f) != n) rc = LR_CORRUPT(path, at4, "cannot read the id-map section" HINT);
+      c4 = (uint32_t)crc32(c4, zin, (uInt)n);
+      left4 -= n;
+    }
+    if (rc == LR_OK && c4 != h.ids_crc)
+      rc = LR_CORRUPT(path, at4, "id-map section: CRC32 expected %08x (header), computed %08x" HINT,
+                      h.ids_crc, c4);
+  }
 out:
   ZSTD_freeDCtx(dctx);
   free(zin);
   free(out);
   fclose(f);
+  return rc;
+}
+
+int modelfile_read_ids(const char *path, lr_names *users, lr_names *items) {
+  memset(users, 0, sizeof *users);
+  memset(items, 0, sizeof *items);
+  FILE *f;
+  hdr h;
+  LR_CALL(read_header(path, &f, &h, NULL));
+  if (!h.ids_bytes) {
+    fclose(f);
+    return LR_OK;
+  }
+  const int64_t at = (int64_t)(HDR_BYTES + h.json_bytes + (uint64_t)h.n_groups * GROUP_BYTES +
+                               h.payload_bytes);
+  unsigned char *z = malloc((size_t)h.ids_bytes), *raw = NULL;
+  const char **p = NULL;
+  int rc = LR_OK;
+  unsigned long long rn = 0;
+  if (!z) rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
+  if (rc == LR_OK && (fseek(f, (long)at, SEEK_SET) != 0 || fread(z, 1, h.ids_bytes, f) != h.ids_bytes))
+    rc = LR_CORRUPT(path, at, "cannot read the id-map section" HINT);
+  if (rc == LR_OK && (uint32_t)crc32(0, z, (uInt)h.ids_bytes) != h.ids_crc)
+    rc = LR_CORRUPT(path, at, "id-map section: CRC32 expected %08x (header), computed %08x" HINT,
+                    h.ids_crc, (uint32_t)crc32(0, z, (uInt)h.ids_bytes));
+  if (rc == LR_OK) {
+    rn = ZSTD_getFrameContentSize(z, h.ids_bytes);
+    if (rn >= ZSTD_CONTENTSIZE_ERROR || rn < 16 || rn > ((unsigned long long)1 << 40))
+      rc = LR_CORRUPT(path, at, "id-map section: bad zstd frame size" HINT);
+  }
+  if (rc == LR_OK && !(raw = malloc((size_t)rn)))
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for the id maps", path);
+  if (rc == LR_OK) {
+    size_t n = ZSTD_decompress(raw, (size_t)rn, z, h.ids_bytes);
+    if (ZSTD_isError(n) || n != rn)
+      rc = LR_CORRUPT(path, at, "id-map section: zstd: %s" HINT,
+                      ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame");
+  }
+  uint64_t U = 0, I = 0;
+  if (rc == LR_OK) {
+    U = le_get_u64(raw), I = le_get_u64(raw + 8);
+    if (U > (rn - 16) / 5 || I > (rn - 16) / 5 || U + I > (rn - 16) / 5)
+      rc = LR_CORRUPT(path, at, "id-map section: %llu users and %llu items do not fit in %llu bytes" HINT,
+                      (unsigned long long)U, (unsigned long long)I, rn);
+  }
+  // the rows of the groups must agree: "users" and "items" tables when present
+  for (int g = 0; rc == LR_OK && g < h.n_groups; g++) {
+    const int64_t want = !strcmp(h.g[g].name, "items") ? (int64_t)I + 1
+                         : !strcmp(h.g[g].name, "users") ? (int64_t)U : -1;
+    if (want >= 0 && h.g[g].n_rows != want)
+      rc = LR_CORRUPT(path, at, "id-map section: %lld %s ids for a table of %lld rows" HINT,
+                      (long long)want, h.g[g].name, (long long)h.g[g].n_rows);
+  }
+  if (rc == LR_OK && !(p = malloc((size_t)(U + I + 1) * sizeof *p)))
+    rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory for the id maps", path);
+  // names in place: each length word is overwritten by the previous name's NUL
+  uint64_t pos = 16;
+  for (uint64_t k = 0; rc == LR_OK && k < U + I; k++) {
+    if (rn - pos < 4 || le_get_u32(raw + pos) > rn - pos - 4)
+      rc = LR_CORRUPT(path, at, "id-map section: id %llu runs past its end" HINT,
+                      (unsigned long long)k);
+    else {
+      const uint32_t len = le_get_u32(raw + pos);
+      if (len < 1 || len > LR_ID_MAX_BYTES || memchr(raw + pos + 4, 0, len))
+        rc = LR_CORRUPT(path, at, "id-map section: id %llu has %u bytes or a NUL" HINT,
+                        (unsigned long long)k, len);
+      pos += 4 + len;
+    }
+  }
+  if (rc == LR_OK && pos != rn)
+    rc = LR_CORRUPT(path, at, "id-map section: %llu bytes after the ids" HINT, rn - pos);
+  if (rc == LR_OK) {
+    // copy out: names_build wants NUL-terminated strings
+    char *buf = malloc((size_t)rn + 1);
+    if (!buf) rc = lr_error(LR_ERR_NOMEM, __FILE__, __LINE__, "%s: out of memory", path);
+    uint64_t q = 16, w = 0;
+    for (uint64_t k = 0; rc == LR_OK && k < U + I; k++) {
+      const uint32_t len = le_get_u32(raw + q);
+      memcpy(buf + w, raw + q + 4, len);
+      buf[w + len] = '\0';
+      p[k < U ? k : k + 1] = buf + w;
+      w += len + 1, q += 4 + len;
+    }
+    if (rc == LR_OK) {
+      p[U] = "";
+      rc = names_build(users, p, (int64_t)U);
+      if (rc == LR_OK) rc = names_build(items, p + U, (int64_t)I + 1);
+    }
+    free(buf);
+  }
+  free(p);
+  free(z);
+  free(raw);
+  fclose(f);
+  if (rc != LR_OK) {
+    names_free(users);
+    names_free(items);
+  }
   return rc;
 }

@@ -2,17 +2,24 @@
 // --model` and `recommend`: the config it was trained with and the weights
 // of its parameter groups (dist/state.h: "dense", "items", and any row table
 // its architecture declares, e.g. "users"). Single file, written atomically
-// (io/afile.h). Version 3:
+// (io/afile.h). Version 4 (README.md, "The model file", has it byte by byte):
 //   1. header, 64 bytes little-endian: 0 magic "LRMODEL1", 8 u32 version
-//      (3), 12 u32 CRC32 of section 2, 16 u64 config JSON bytes, 24 u64
-//      groups (1..LR_MF_MAX_GROUPS), 32 16 reserved bytes (zero), 48 u64
-//      payload (compressed) bytes, 56 u32 CRC32 of section 3, 60 u32 CRC32
-//      of bytes 0..59;
+//      (4), 12 u32 CRC32 of section 2, 16 u64 config JSON bytes, 24 u64
+//      groups (1..LR_MF_MAX_GROUPS), 32 u64 id-map section (compressed)
+//      bytes (0: none), 40 u32 CRC32 of section 4, 44 u32 reserved (zero),
+//      48 u64 payload (compressed) bytes, 56 u32 CRC32 of section 3, 60 u32
+//      CRC32 of bytes 0..59;
 //   2. the config JSON text (its bytes as counted; no NUL), then the group
 //      table: per group 32 bytes, its name (16 bytes, NUL-padded), u64 rows,
 //      u64 width (floats per row);
 //   3. one zstd frame (with content checksum) of every group's rows in
-//      table order, each (rows, width) floats, row-major.
+//      table order, each (rows, width) floats, row-major;
+//   4. the id maps (internal -> original), one zstd frame (content size and
+//      checksum): u64 users U, u64 items I, then the original id of user
+//      0..U-1, then of item 1..I, each u32 length (1..256) and its bytes
+//      (numeric ids in decimal).
+// Version 3 is version 4 without section 4 (bytes 32..47 zero): it loads,
+// without id maps (the data must be loaded to map ids).
 // Every byte of the file is under a CRC32 checked on load (the config, which
 // sets the model's shape and the evaluation, and the group table included),
 // so a damaged byte anywhere is LR_ERR_CORRUPT naming the file, the byte
@@ -29,6 +36,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "dataset.h" // lr_names
 
 #define LR_MF_MAX_GROUPS 8
 #define LR_MF_NAME_MAX 16 // bytes of a group name, with its NUL
@@ -52,6 +61,10 @@ int modelfile_begin(lr_modelfile_writer **w, const char *path, const char *confi
                     const lr_mf_group *groups, int n_groups);
 int modelfile_append(lr_modelfile_writer *w, const float *x, size_t n);
 int modelfile_commit(lr_modelfile_writer *w);
+// Give the id maps (section 4) before commit: users (U names), items (I+1
+// names, [0] = "" for the padding item). LR_ERR_ARG (a name of 0 or more
+// than 256 bytes), LR_ERR_NOMEM; w is abandoned on failure.
+int modelfile_set_ids(lr_modelfile_writer *w, const lr_names *users, const lr_names *items);
 void modelfile_abandon(lr_modelfile_writer *w);
 
 // Read the header and config JSON (caller frees *config_json with free()),
@@ -72,9 +85,15 @@ typedef struct {
 // (names, rows, widths, order; LR_ERR_CORRUPT naming the first difference,
 // expected vs found, otherwise), copying the rows each dest asks for.
 // Streams the payload: memory beyond the caller's buffers is a few hundred
-// KiB. The payload's CRC32 and the frame's checksum are verified (the
-// destinations must not be used after a failure). Local.
+// KiB. The payload's CRC32 and the frame's checksum are verified, and the
+// id-map section's CRC32 (the destinations must not be used after a
+// failure). Local.
 int modelfile_read(const char *path, const lr_mf_group *want, int n_want, const lr_mf_dest *dest,
                    int n_dest);
+
+// The id maps of section 4 into users (U names) and items (I+1 names, [0] =
+// ""); both left empty (n = 0) for a file without them (version 2 or 3).
+// Checksums verified; LR_ERR_CORRUPT / LR_ERR_IO / LR_ERR_NOMEM. Local.
+int modelfile_read_ids(const char *path, lr_names *users, lr_names *items);
 
 #endif

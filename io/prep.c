@@ -14,6 +14,8 @@
 //   5. remap: users 0..U-1 in increasing original id, items 1..I in
 //      increasing original id (so already-dense ids like SASRec's or
 //      ML-100K's stay what they were); user_orig/item_orig keep the maps.
+//      String ids go in byte order (strcmp), their names into
+//      user_names/item_names and their ranks into user_orig/item_orig.
 // Cost: O(n log L) for n interactions and longest user history L, plus
 // O(U log U + I log I) for the remap. Peak memory about 24 bytes per
 // interaction while grouping, 12 afterwards.
@@ -30,6 +32,8 @@ void csr_free_(lr_csr_ *c) {
   free(c->ts);
   free(c->user_orig);
   free(c->item_orig);
+  free(c->user_pool);
+  free(c->item_pool);
   memset(c, 0, sizeof *c);
 }
 
@@ -65,6 +69,8 @@ int prep_group_(lr_csr_ *c, lr_raw_ *r) {
   c->user_orig = r->users.orig; // the maps move over
   c->item_orig = r->items.orig;
   r->users.orig = r->items.orig = NULL;
+  if (r->users.str) c->user_pool = r->users.pool, r->users.pool = NULL;
+  if (r->items.str) c->item_pool = r->items.pool, r->items.pool = NULL;
   raw_free_(r);
   return LR_OK;
 nomem:
@@ -224,11 +230,25 @@ static int kcore(const lr_csr_ *c, int64_t k, unsigned char *ualive, unsigned ch
 typedef struct {
   int64_t orig;
   int64_t idx;
+  const char *name; // string ids: the id (orig is its offset in the pool)
 } keyed;
 
 static int keyed_cmp(const void *a, const void *b) {
-  int64_t x = ((const keyed *)a)->orig, y = ((const keyed *)b)->orig;
-  return (x > y) - (x < y);
+  const keyed *p = a, *q = b;
+  if (p->name) return strcmp(p->name, q->name); // byte order (strcmp compares unsigned chars)
+  return (p->orig > q->orig) - (p->orig < q->orig);
+}
+
+// The names of the kept ids, in their new order, into t (items: [0] = "").
+static int keep_names(lr_names *t, const keyed *k, int64_t n, int items) {
+  const char **p = malloc((size_t)(n + 1) * sizeof *p);
+  LR_CHECK(p, LR_ERR_NOMEM, "out of memory for %lld id names", (long long)n);
+  if (items) p[0] = "";
+  for (int64_t j = 0; j < n; j++)
+    p[j + items] = k[j].name;
+  int rc = names_build(t, p, n + items);
+  free(p);
+  return rc;
 }
 
 static int remap(lr_dataset *ds, const lr_csr_ *c, const unsigned char *ualive,
@@ -252,11 +272,14 @@ static int remap(lr_dataset *ds, const lr_csr_ *c, const unsigned char *ualive,
     int64_t cnt = 0;
     for (int64_t p = c->offsets[u]; p < c->offsets[u + 1]; p++)
       if (ialive[c->items[p]]) used[c->items[p]] = 1, cnt++;
-    if (cnt > 0) ku[nu++] = (keyed){c->user_orig[u], u}, n += cnt;
+    if (cnt > 0)
+      ku[nu++] = (keyed){c->user_orig[u], u, c->user_pool ? c->user_pool + c->user_orig[u] : NULL},
+      n += cnt;
   }
   int64_t ni = 0;
   for (int64_t i = 0; i < I; i++)
-    if (used[i]) ki[ni++] = (keyed){c->item_orig[i], i};
+    if (used[i])
+      ki[ni++] = (keyed){c->item_orig[i], i, c->item_pool ? c->item_pool + c->item_orig[i] : NULL};
   if (nu == 0) {
     rc = lr_error(LR_ERR_DATA, __FILE__, __LINE__,
                   "%s: no interactions left after the %lld-core filter (no set of users and "
@@ -279,12 +302,14 @@ static int remap(lr_dataset *ds, const lr_csr_ *c, const unsigned char *ualive,
     rc = LR_ERR_NOMEM;
     goto done;
   }
-  for (int64_t j = 0; j < ni; j++)
-    ds->item_orig[j + 1] = ki[j].orig;
+  if (c->user_pool && (rc = keep_names(&ds->user_names, ku, nu, 0)) != LR_OK) goto done;
+  if (c->item_pool && (rc = keep_names(&ds->item_names, ki, ni, 1)) != LR_OK) goto done;
+  for (int64_t j = 0; j < ni; j++) // string ids: their rank
+    ds->item_orig[j + 1] = c->item_pool ? j : ki[j].orig;
   int64_t w = 0;
   for (int64_t j = 0; j < nu; j++) {
     int64_t u = ku[j].idx;
-    ds->user_orig[j] = ku[j].orig;
+    ds->user_orig[j] = c->user_pool ? j : ku[j].orig;
     ds->offsets[j] = w;
     for (int64_t p = c->offsets[u]; p < c->offsets[u + 1]; p++)
       if (ialive[c->items[p]]) ds->items[w++] = newid[c->items[p]];

@@ -12,7 +12,12 @@
 //   sasrec     `user item` separated by spaces/tabs, one interaction a line,
 //              already in chronological order per user.
 //
-// Ids are decimal integers 0 .. LR_DATA_ID_MAX (2^53-1); ratings and
+//   csv/recbole with data.columns: the named columns of any header (csv
+//              with data.separator; fields in double quotes are unquoted).
+//
+// Ids are decimal integers 0 .. LR_DATA_ID_MAX (2^53-1), or else strings
+// of 1..LR_ID_MAX_BYTES bytes without control characters (raw.c turns the
+// column's map to strings at the first such id); ratings and
 // timestamps are finite decimal numbers; blanks (spaces, tabs) around a
 // field are ignored in every format ("   5" is 5). Lines holding only blanks
 // are skipped (they still count in line numbers). In the formats with a
@@ -134,14 +139,24 @@ static id_err parse_id(const char *s, int64_t *out) {
   return ID_OK;
 }
 
-static int bad_id(const reader *r, const char *what, const char *s, id_err e) {
-  const char *why = e == ID_EMPTY      ? "is empty"
-                    : e == ID_NOT_INT  ? "is not a non-negative integer"
-                    : e == ID_NEGATIVE ? "is negative"
-                    : e == ID_OVERFLOW ? "overflows a 64-bit integer"
-                                       : "exceeds the largest supported id 2^53-1";
-  return lr_error(LR_ERR_DATA, __FILE__, __LINE__, "%s:%lld: %s id '%.40s' %s", r->path, lineno(r),
-                  what, s, why);
+// An id field: a decimal integer within 0..LR_DATA_ID_MAX is a number,
+// anything else a string (at most LR_ID_MAX_BYTES bytes, no control
+// characters); empty is an error.
+static int read_id(const reader *r, const char *what, const char *s, lr_id_ *out) {
+  int64_t v;
+  id_err e = parse_id(s, &v);
+  *out = (lr_id_){NULL, v};
+  if (e == ID_OK) return LR_OK;
+  LR_CHECK(e != ID_EMPTY, LR_ERR_DATA, "%s:%lld: %s id is empty", r->path, lineno(r), what);
+  size_t n = strlen(s);
+  LR_CHECK(n <= LR_ID_MAX_BYTES, LR_ERR_DATA, "%s:%lld: %s id '%.40s...' is %zu bytes, at most %d",
+           r->path, lineno(r), what, s, n, LR_ID_MAX_BYTES);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    LR_CHECK(*p >= 0x20 && *p != 0x7f, LR_ERR_DATA,
+             "%s:%lld: %s id '%.40s' holds the control character 0x%02x", r->path, lineno(r),
+             what, s, *p);
+  out->s = s;
+  return LR_OK;
 }
 
 static const double POW10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
@@ -191,11 +206,10 @@ static int take(reader *r, char *user_s, char *item_s, char *rating_s, char *ts_
   user_s = trim(user_s), item_s = trim(item_s);
   if (rating_s) rating_s = trim(rating_s);
   if (ts_s) ts_s = trim(ts_s);
-  int64_t u, i;
+  lr_id_ u, i;
   double rating = 0, ts = 0;
-  id_err e;
-  if ((e = parse_id(user_s, &u))) return bad_id(r, "user", user_s, e);
-  if ((e = parse_id(item_s, &i))) return bad_id(r, "item", item_s, e);
+  LR_CALL(read_id(r, "user", user_s, &u));
+  LR_CALL(read_id(r, "item", item_s, &i));
   if (rating_s && !parse_num(rating_s, &rating)) return bad_num(r, "rating", rating_s);
   if (ts_s && !parse_num(ts_s, &ts)) return bad_num(r, "timestamp", ts_s);
   r->n_data_lines++;
@@ -228,6 +242,131 @@ static int read_movielens(reader *r) {
              lineno(r), sep == ':' ? "'::'-separated" : "tab-separated", sep == ':' ? "::" : "\\t",
              sep == ':' ? "::" : "\\t", sep == ':' ? "::" : "\\t", n);
     LR_CALL(take(r, f[0], f[1], f[2], f[3]));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// named columns (data.columns)
+
+static const char *const ROLES[4] = {"user", "item", "rating", "time"};
+
+// Parse `user=NAME,item=NAME[,time=NAME][,rating=NAME]` into name[role]
+// ("" = not read). LR_ERR_CONFIG naming the problem.
+static int parse_columns(const char *spec, char name[4][LR_ID_MAX_BYTES + 1]) {
+  for (int k = 0; k < 4; k++)
+    name[k][0] = '\0';
+  const char *p = spec;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *eq = memchr(p, '=', len);
+    LR_CHECK(eq, LR_ERR_CONFIG,
+             "data.columns: '%.*s' is not role=NAME (roles user, item, time, rating; e.g. "
+             "user=userId,item=itemId,time=ts)",
+             (int)len, p);
+    size_t rl = (size_t)(eq - p), nl = len - rl - 1;
+    int role = -1;
+    for (int k = 0; k < 4; k++)
+      if (strlen(ROLES[k]) == rl && !strncmp(p, ROLES[k], rl)) role = k;
+    if (rl == 9 && !strncmp(p, "timestamp", 9)) role = 3;
+    LR_CHECK(role >= 0, LR_ERR_CONFIG,
+             "data.columns: unknown role '%.*s' (user, item, time, rating)", (int)rl, p);
+    LR_CHECK(!name[role][0], LR_ERR_CONFIG, "data.columns: role %s given twice", ROLES[role]);
+    LR_CHECK(nl >= 1 && nl <= LR_ID_MAX_BYTES, LR_ERR_CONFIG,
+             "data.columns: role %s has %s column name", ROLES[role], nl ? "a too long" : "an empty");
+    memcpy(name[role], eq + 1, nl);
+    name[role][nl] = '\0';
+    p += len + (end ? 1 : 0);
+  }
+  LR_CHECK(name[0][0] && name[1][0], LR_ERR_CONFIG,
+           "data.columns: '%s' needs user=NAME and item=NAME (time=NAME and rating=NAME are "
+           "optional)",
+           spec);
+  return LR_OK;
+}
+
+// Find the columns of name[] among the header fields f[0..n) (recbole:
+// `name:type`, matched on name). col[role] = index or -1 when not asked.
+static int find_columns(const reader *r, char **f, int n, int recbole,
+                        char name[4][LR_ID_MAX_BYTES + 1], int col[4]) {
+  for (int k = 0; k < 4; k++) {
+    col[k] = -1;
+    if (!name[k][0]) continue;
+    for (int c = 0; c < n && col[k] < 0; c++) {
+      const char *h = f[c];
+      size_t hl = strlen(h);
+      if (recbole) {
+        const char *colon = strrchr(h, ':');
+        if (colon) hl = (size_t)(colon - h);
+      }
+      if (hl == strlen(name[k]) && !strncmp(h, name[k], hl)) col[k] = c;
+    }
+    if (col[k] < 0) {
+      char found[256];
+      size_t w = 0;
+      found[0] = '\0';
+      for (int c = 0; c < n && w < sizeof found - 4; c++) {
+        int m = snprintf(found + w, sizeof found - w, "%s%s", c ? ", " : "", f[c]);
+        w += m > 0 ? (size_t)m : 0;
+      }
+      if (w >= sizeof found) snprintf(found + sizeof found - 4, 4, "...");
+      return lr_error(LR_ERR_DATA, __FILE__, __LINE__,
+                      "%s:%lld: no column '%s' (data.columns %s=%s) in the header; its columns: %s",
+                      r->path, lineno(r), name[k], ROLES[k], name[k], found);
+    }
+  }
+  return LR_OK;
+}
+
+// Strip one pair of surrounding double quotes (CSV quoting of a field
+// without separators or quotes inside).
+static char *unquote(char *s) {
+  size_t n = strlen(s);
+  if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+    s[n - 1] = '\0';
+    return s + 1;
+  }
+  return s;
+}
+
+static int split_sep(char *line, char sep, char **f, int maxf) {
+  return sep == ' ' ? split_ws(line, f, maxf) : split(line, sep, f, maxf);
+}
+
+// csv with data.columns (or another separator): columns by name.
+static int read_csv_named(reader *r, const char *spec, char sep) {
+  char name[4][LR_ID_MAX_BYTES + 1];
+  LR_CALL(parse_columns(spec && spec[0] ? spec : "user=userId,item=movieId,rating=rating,time=timestamp",
+                        name));
+  char *line, *f[MAX_COLS];
+  size_t len;
+  int col[4];
+  LR_CALL(linestream_next(r->ls, &line, &len));
+  if (!line) return LR_OK;
+  if (!strncmp(line, "\xEF\xBB\xBF", 3)) line += 3;
+  LR_CALL(keep_header(r, line));
+  int n_cols = split_sep(line, sep, f, MAX_COLS);
+  LR_CHECK(n_cols <= MAX_COLS, LR_ERR_DATA, "%s:1: bad header: %d columns, at most %d supported",
+           r->path, n_cols, MAX_COLS);
+  for (int c = 0; c < n_cols; c++)
+    f[c] = unquote(trim(f[c]));
+  LR_CALL(find_columns(r, f, n_cols, 0, name, col));
+  r->raw->has_ts = col[3] >= 0;
+  LR_CHECK(col[2] >= 0 || r->min_rating <= 0, LR_ERR_CONFIG,
+           "%s: min_rating %g given, but data.columns names no rating column", r->path,
+           r->min_rating);
+  for (;;) {
+    LR_CALL(linestream_next(r->ls, &line, &len));
+    if (!line) return LR_OK;
+    if (is_blank(line) || is_header_again(r, line)) continue;
+    int n = split_sep(line, sep, f, MAX_COLS);
+    LR_CHECK(n == n_cols, LR_ERR_DATA,
+             "%s:%lld: expected %d fields separated by '%s' (as the header), got %d", r->path,
+             lineno(r), n_cols, sep == '\t' ? "\\t" : (char[2]){sep, 0}, n);
+    for (int k = 0; k < 4; k++)
+      if (col[k] >= 0) f[col[k]] = unquote(trim(f[col[k]]));
+    LR_CALL(take(r, f[col[0]], f[col[1]], col[2] >= 0 ? f[col[2]] : NULL,
+                 col[3] >= 0 ? f[col[3]] : NULL));
   }
 }
 
@@ -301,14 +440,23 @@ static int recbole_header(reader *r, char *line, int col[4], int *n_cols) {
   return LR_OK;
 }
 
-static int read_recbole(reader *r) {
+static int read_recbole(reader *r, const char *spec) {
   char *line, *f[MAX_COLS];
   size_t len;
   int col[4] = {-1, -1, -1, -1}, n_cols = 0;
   LR_CALL(linestream_next(r->ls, &line, &len));
   if (!line) return LR_OK;
   LR_CALL(keep_header(r, line));
-  LR_CALL(recbole_header(r, line, col, &n_cols));
+  if (spec && spec[0]) {
+    char name[4][LR_ID_MAX_BYTES + 1];
+    LR_CALL(parse_columns(spec, name));
+    n_cols = split(line, '\t', f, MAX_COLS);
+    LR_CHECK(n_cols <= MAX_COLS, LR_ERR_DATA, "%s:1: bad header: %d columns, at most %d supported",
+             r->path, n_cols, MAX_COLS);
+    LR_CALL(find_columns(r, f, n_cols, 1, name, col));
+  } else {
+    LR_CALL(recbole_header(r, line, col, &n_cols));
+  }
   r->raw->has_ts = col[3] >= 0;
   LR_CHECK(col[2] >= 0 || r->min_rating <= 0, LR_ERR_CONFIG,
            "%s: min_rating %g given, but the file has no rating column", r->path, r->min_rating);
@@ -352,8 +500,12 @@ int data_read_text_(lr_raw_ *raw, const lr_data_opts *o) {
   int rc;
   switch (o->format) {
   case LR_FMT_MOVIELENS: rc = read_movielens(&r); break;
-  case LR_FMT_CSV: rc = read_csv(&r); break;
-  case LR_FMT_RECBOLE: rc = read_recbole(&r); break;
+  case LR_FMT_CSV:
+    rc = (o->columns && o->columns[0]) || (o->sep && o->sep != ',')
+             ? read_csv_named(&r, o->columns, o->sep)
+             : read_csv(&r);
+    break;
+  case LR_FMT_RECBOLE: rc = read_recbole(&r, o->columns); break;
   case LR_FMT_SASREC: rc = read_sasrec(&r); break;
   default:
     rc = lr_error(LR_ERR_ARG, __FILE__, __LINE__, "%s: format %d is not a text format", o->path,

@@ -42,5 +42,19 @@ done
 "$bin" eval --model "$fx/model.lrm" --split both > "$tmp/eval.out" 2> "$tmp/eval.err"
 check "v2 model file: eval --model prints the recorded metrics" \
   cmp -s "$tmp/eval.out" "$fx/eval.expected" || { cat "$tmp/eval.err"; diff "$tmp/eval.out" "$fx/eval.expected"; }
+"$bin" eval --model "$fx/model-v3.lrm" --split both > "$tmp/eval3.out" 2> "$tmp/eval3.err"
+check "v3 model file (no id maps): eval --model prints the recorded metrics" \
+  cmp -s "$tmp/eval3.out" "$fx/eval-v3.expected" || { cat "$tmp/eval3.err"; diff "$tmp/eval3.out" "$fx/eval-v3.expected"; }
+"$bin" recommend --model "$fx/model-v3.lrm" --users 1,2 --k 5 > "$tmp/rec3.out" 2> "$tmp/rec3.err"
+check "v3 model file (no id maps): recommend prints the recorded top-5" \
+  cmp -s "$tmp/rec3.out" "$fx/recommend-v3.expected" || { cat "$tmp/rec3.err"; diff "$tmp/rec3.out" "$fx/recommend-v3.expected"; }
+printf '2 10\n2 13\n2 11\n2 12\n5 10\n5 11\n5 12\n5 10\n9 11\n9 13\n9 12\n' > "$tmp/d.txt"
+"$bin" prep --set data.format=sasrec --set data.path="$tmp/d.txt" --out "$tmp/d.lrd" > /dev/null 2>&1
+"$bin" eval --model pop --set data.format=binary --set data.path="$fx/dataset-v1.lrd" --split test \
+  > "$tmp/ev1.out" 2> "$tmp/ev1.err"
+"$bin" eval --model pop --set data.format=binary --set data.path="$tmp/d.lrd" --split test \
+  > "$tmp/ev2.out" 2> "$tmp/ev2.err"
+check "v1 binary dataset: loads, and evaluates as the same data prepared today" \
+  cmp -s "$tmp/ev1.out" "$tmp/ev2.out" || { cat "$tmp/ev1.err" "$tmp/ev2.err"; diff "$tmp/ev1.out" "$tmp/ev2.out"; }
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

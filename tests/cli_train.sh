@@ -123,9 +123,13 @@ expect_err "model file: a config digit changed (eval.k): recommend exits 1" 1 \
 mkfifo "$tmp/fifo.lrm"
 expect_err "model file: a FIFO is refused, never opened for a blocking read" 1 \
   'fifo.lrm: is a FIFO, not a model file' timeout 20 "$bin" eval --model "$tmp/fifo.lrm"
-edit_model payload.lrm "b[len(b) - 100] ^= 0x04"
+# the payload (section 3) ends where the id maps (section 4, its size at byte 32) begin
+edit_model payload.lrm "import struct; b[len(b) - struct.unpack('<Q', bytes(b[32:40]))[0] - 100] ^= 0x04"
 expect_err "model file: a payload byte flipped: eval exits 1 naming the payload" 1 \
   'payload.lrm: byte [0-9]+: payload section' "$bin" eval --model "$tmp/payload.lrm"
+edit_model ids.lrm "b[len(b) - 5] ^= 0x04"
+expect_err "model file: an id-map byte flipped: eval (which needs no ids) exits 1 naming the id maps" 1 \
+  'ids.lrm: byte [0-9]+: id-map section' "$bin" eval --model "$tmp/ids.lrm"
 
 "$bin" train --help > "$tmp/help" 2>&1
 check "train --help lists every key" grep -q 'eval.exclude_history' "$tmp/help"

@@ -8,9 +8,10 @@ jobs=$(nproc)
 bash "$here/launch/setup.sh" "$here/build"
 # The cluster tests (ctest label `cluster`) start Slurm, munge and network
 # namespaces themselves; install the packages when missing, without letting
-# their install scripts start any daemon.
+# their install scripts start any daemon. gnuplot-nox draws `linrec plot`
+# (tests/cli_plot.sh), python3-numpy loads `linrec export` (cli_owndata.sh).
 missing=""
-for p in slurm-wlm munge nftables iproute2; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+for p in slurm-wlm munge nftables iproute2 gnuplot-nox python3-numpy; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   echo "run.sh: installing$missing"
   prc=""

@@ -185,14 +185,14 @@ static void test_flips(const char *p) {
   write_bytes(q, b, n);
   t_check(read_is_corrupt(q) && strstr(lr_error_msg(), "magic"), "binary: wrong magic");
   memcpy(b, "LRDATA01", 8);
-  b[8] = 2;
+  b[8] = 3;
   write_bytes(q, b, n);
   t_check(read_is_corrupt(q) && strstr(lr_error_msg(), "version"), "binary: wrong version");
   fix_header_crc(b);
   write_bytes(q, b, n);
   t_check(read_is_corrupt(q) && strstr(lr_error_msg(), "version"),
           "binary: wrong version with a valid header crc");
-  b[8] = 1;
+  b[8] = 2;
   fix_header_crc(b);
   // trailing garbage and truncation
   unsigned char *longer = malloc(n + 5);

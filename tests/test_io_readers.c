@@ -249,14 +249,16 @@ static void test_bad_files(void) {
   bad_file("fields5.dat", LR_FMT_MOVIELENS, "1::2::3::4\n\n1::2::3::4::5\n", D, 3, "5 fields");
   bad_file("nosep.dat", LR_FMT_MOVIELENS, "1 2 3 4\n", D, 1, "no separator");
   bad_file("mixed.dat", LR_FMT_MOVIELENS, "1::2::3::4\n1\t2\t3\t4\n", D, 2, "mixed separators");
-  bad_file("user.dat", LR_FMT_MOVIELENS, "1::2::3::4\nabc::2::3::4\n", D, 2, "non-numeric user");
-  bad_file("item.dat", LR_FMT_MOVIELENS, "1::2x::3::4\n", D, 1, "non-numeric item");
-  bad_file("neg.dat", LR_FMT_MOVIELENS, "1::2::3::4\n1::-2::3::4\n", D, 2, "negative item");
-  bad_file("negu.dat", LR_FMT_MOVIELENS, "-1::2::3::4\n", D, 1, "negative user");
-  bad_file("ovf.dat", LR_FMT_MOVIELENS, "1::99999999999999999999::3::4\n", D, 1,
-           "item id overflowing int64");
-  bad_file("big.dat", LR_FMT_MOVIELENS, "9007199254740993::1::3::4\n", D, 1,
-           "user id above 2^53-1");
+  { // ids are numbers or strings now; bad strings: too long, control characters
+    char t[400];
+    snprintf(t, sizeof t, "1::2::3::4\n1::%0257d::3::4\n", 0);
+    t[strlen("1::2::3::4\n1::")] = 'x';
+    bad_file("long.dat", LR_FMT_MOVIELENS, t, D, 2, "an id over 256 bytes");
+  }
+  bad_file("ctl.dat", LR_FMT_MOVIELENS, "1::2::3::4\n1::\x01b::3::4\n", D, 2,
+           "an id holding a control character");
+  bad_file("del.inter", LR_FMT_RECBOLE, "user_id:token\titem_id:token\n\x7f\t2\n", D, 2,
+           "a DEL character in an id");
   bad_file("emptyid.dat", LR_FMT_MOVIELENS, "::1::3::4\n", D, 1, "empty user id");
   bad_file("rating.dat", LR_FMT_MOVIELENS, "1::2::3::4\n1::3::five::4\n", D, 2,
            "non-numeric rating");
@@ -276,8 +278,6 @@ static void test_bad_files(void) {
            "3 fields");
   bad_file("inf.csv", LR_FMT_CSV, "userId,movieId,rating,timestamp\n1,2,inf,4\n", D, 2,
            "an infinite rating");
-  bad_file("float.csv", LR_FMT_CSV, "userId,movieId,rating,timestamp\n1,2.0,3,4\n", D, 2,
-           "a fractional item id");
   // recbole
   bad_file("noitem.inter", LR_FMT_RECBOLE, "user_id:token\trating:float\n1\t2\n", D, 1,
            "a header without item_id");
@@ -292,14 +292,11 @@ static void test_bad_files(void) {
   bad_file("ts.inter", LR_FMT_RECBOLE,
            "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n1\t2\tyesterday\n", D, 3,
            "a non-numeric timestamp");
-  bad_file("str.inter", LR_FMT_RECBOLE, "user_id:token\titem_id:token\nA1YJEY40\t2\n", D, 2,
-           "a string token id");
   bad_file("only.inter", LR_FMT_RECBOLE, "user_id:token\titem_id:token\n", D, 1,
            "a header-only file");
   // sasrec
   bad_file("three.txt", LR_FMT_SASREC, "1 2\n1 2 3\n", D, 2, "3 fields");
   bad_file("one.txt", LR_FMT_SASREC, "1 2\n\n7\n", D, 3, "1 field");
-  bad_file("item.txt", LR_FMT_SASREC, "1 2\n1 b\n", D, 2, "a non-numeric item");
   bad_file("empty.txt", LR_FMT_SASREC, "", D, 1, "an empty file");
   // a NUL byte inside a line (issue 14.4: it used to cut the line, reading
   // timestamp "2\0000" as 2)
@@ -311,7 +308,6 @@ static void test_bad_files(void) {
   static const char nul_head[] = "userId,movieId\0,rating,timestamp\n1,2,3,4\n";
   bad_bytes("nul.csv", LR_FMT_CSV, nul_head, sizeof nul_head - 1, D, 1, "a NUL byte in the header");
   // blanks around an id are trimmed; inside one they are not
-  bad_file("inner.dat", LR_FMT_MOVIELENS, "1::2 3::3::4\n", D, 1, "a blank inside an id");
   // min_rating on a format without ratings is a configuration error
   const char *p = path_of("seq_rating.txt");
   write_text(p, "1 2\n");
@@ -430,6 +426,137 @@ static void test_names(void) {
   t_check(ok, "readers: format and dedup names round-trip");
 }
 
+// ---------------------------------------------------------------------------
+// string ids and named columns (issue 19)
+
+// Load text as fmt (columns, sep as given); the status.
+static int load_as(lr_dataset *ds, const char *name, lr_data_format fmt, const char *text,
+                   const char *columns, char sep) {
+  const char *p = path_of(name);
+  write_text(p, text);
+  lr_data_opts o = {.path = p, .format = fmt, .columns = columns, .sep = sep};
+  lr_error_clear();
+  return data_load(ds, &o);
+}
+
+static int names_are(const lr_names *t, const char *const *want, int64_t n) {
+  if (t->n != n) return 0;
+  for (int64_t k = 0; k < n; k++)
+    if (strcmp(names_get(t, k), want[k])) return 0;
+  return 1;
+}
+
+static int items_are(const lr_dataset *ds, int64_t u, const int32_t *want, int64_t n) {
+  if (ds->offsets[u + 1] - ds->offsets[u] != n) return 0;
+  return !memcmp(ds->items + ds->offsets[u], want, (size_t)n * sizeof *want);
+}
+
+static void test_string_ids(void) {
+  lr_dataset ds;
+  // a non-numeric user after numeric ones: the column turns to strings
+  int ok = !load_as(&ds, "su.dat", LR_FMT_MOVIELENS,
+                    "1::2::3::4\nabc::2::3::5\nabc::3::3::1\n", NULL, 0);
+  static const char *const users1[] = {"1", "abc"};
+  t_check(ok && names_are(&ds.user_names, users1, 2) && ds.user_orig[1] == 1 &&
+              ds.item_names.n == 0 && ds.item_orig[2] == 3,
+          "string ids: a non-numeric user id turns the users to strings, the items stay numeric");
+  dataset_free(&ds);
+  // items: numbers first ("007" is 7), then strings, in byte order
+  ok = !load_as(&ds, "si.txt", LR_FMT_SASREC, "u1 10\nu1 9\nu2 B0\nu2 007\nu2 7\n", NULL, 0);
+  static const char *const items[] = {"", "10", "7", "9", "B0"};
+  static const char *const users[] = {"u1", "u2"};
+  const int32_t h1[] = {1, 3}, h2[] = {4, 2, 2};
+  t_check(ok && names_are(&ds.item_names, items, 5) && names_are(&ds.user_names, users, 2) &&
+              items_are(&ds, 0, h1, 2) && items_are(&ds, 1, h2, 3) && ds.item_orig[0] == 0 &&
+              ds.item_orig[1] == 0 && ds.item_orig[4] == 3,
+          "string ids: mixed item ids remapped in byte order, integers canonical (007 = 7)");
+  // the binary dataset keeps them; a user range keeps its users' names
+  const char *bin = path_of("si.lrd");
+  lr_dataset rd, part;
+  ok = ok && data_write_binary(&ds, bin) == LR_OK && data_read_binary(&rd, bin) == LR_OK;
+  lr_data_fp a, b;
+  data_fingerprint(&ds, &a);
+  if (ok) data_fingerprint(&rd, &b);
+  t_check(ok && names_are(&rd.item_names, items, 5) && names_are(&rd.user_names, users, 2) &&
+              items_are(&rd, 1, h2, 3) && data_fp_equal(&a, &b),
+          "string ids: the binary dataset reads back the same names and fingerprint");
+  int okp = ok && data_read_binary_users(&part, bin, 1, 2) == LR_OK;
+  t_check(okp && part.user_names.n == 1 && !strcmp(names_get(&part.user_names, 0), "u2") &&
+              names_are(&part.item_names, items, 5),
+          "string ids: data_read_binary_users keeps the names of its users and every item");
+  if (okp) dataset_free(&part);
+  if (ok) {
+    rd.user_names.text[rd.user_names.off[1] + 1] = '3'; // "u3"
+    data_fingerprint(&rd, &b);
+    t_check(!data_fp_equal(&a, &b), "string ids: another user name is another fingerprint");
+    dataset_free(&rd);
+  }
+  if (ds.user_names.n) {
+    ds.user_names.text[0] = 'v'; // "v1" > "u2"
+    lr_error_clear();
+    t_check(data_write_binary(&ds, path_of("bad.lrd")) == LR_ERR_ARG &&
+                strstr(lr_error_msg(), "byte order"),
+            "string ids: the writer refuses names out of byte order");
+  }
+  dataset_free(&ds);
+  // RecBole token ids as the Amazon atomic files have them
+  ok = !load_as(&ds, "amz.inter", LR_FMT_RECBOLE,
+                "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                "A1YJEY40\tB00X\t5\t3\nA1YJEY40\tB00A\t4\t1\nA0Z\tB00X\t2\t2\n",
+                NULL, 0);
+  static const char *const ru[] = {"A0Z", "A1YJEY40"}, *const ri[] = {"", "B00A", "B00X"};
+  const int32_t r1[] = {1, 2};
+  t_check(ok && names_are(&ds.user_names, ru, 2) && names_are(&ds.item_names, ri, 3) &&
+              items_are(&ds, 1, r1, 2),
+          "string ids: RecBole token ids (Amazon-like), chronological");
+  dataset_free(&ds);
+}
+
+static void test_named_columns(void) {
+  lr_dataset ds;
+  const char *cols = "user=userId,item=itemId,time=ts,rating=stars";
+  int ok = !load_as(&ds, "named.csv", LR_FMT_CSV,
+                    "\xEF\xBB\xBFts;userId;extra;itemId;stars\n3;\"A1\";x;B9;5\n1;A1;y;B2;4\n"
+                    "2;A2;z;7;1\n",
+                    cols, ';');
+  static const char *const u[] = {"A1", "A2"}, *const i[] = {"", "7", "B2", "B9"};
+  const int32_t h1[] = {2, 3};
+  t_check(ok && names_are(&ds.user_names, u, 2) && names_are(&ds.item_names, i, 4) &&
+              items_are(&ds, 0, h1, 2),
+          "named columns: any order, extra columns, ';' separator, quotes, BOM");
+  dataset_free(&ds);
+  lr_data_opts o = {.format = LR_FMT_CSV, .columns = cols, .sep = ';', .min_rating = 3};
+  o.path = path_of("named.csv");
+  t_check(data_load(&ds, &o) == LR_OK && ds.n_inter == 2,
+          "named columns: the rating column filters");
+  dataset_free(&ds);
+  // a missing column: the file, line 1, the column and the header's columns
+  int rc = load_as(&ds, "miss.csv", LR_FMT_CSV, "userId,itemId,ts\n1,2,3\n", cols, ',');
+  t_check(rc == LR_ERR_DATA && strstr(lr_error_msg(), "miss.csv:1:") &&
+              strstr(lr_error_msg(), "no column 'stars'") && strstr(lr_error_msg(), "rating=stars") &&
+              strstr(lr_error_msg(), "userId, itemId, ts"),
+          "named columns: a missing column names the file, line, column and the header");
+  rc = load_as(&ds, "short.csv", LR_FMT_CSV, "u\tit\n1\t2\n3\n", "user=u,item=it", '\t');
+  t_check(rc == LR_ERR_DATA && strstr(lr_error_msg(), "short.csv:3:") &&
+              strstr(lr_error_msg(), "expected 2"),
+          "named columns: a short line names its line");
+  const char *bad_specs[] = {"user=u", "user=u,item=i,color=c", "user=u,user=v,item=i", "user",
+                             "user=,item=i"};
+  for (int k = 0; k < 5; k++) {
+    rc = load_as(&ds, "spec.csv", LR_FMT_CSV, "u,i\n1,2\n", bad_specs[k], ',');
+    t_check(rc == LR_ERR_CONFIG && strstr(lr_error_msg(), "data.columns"),
+            "named columns: spec '%s' is a config error naming data.columns", bad_specs[k]);
+  }
+  // recbole with its own names
+  ok = !load_as(&ds, "own.inter", LR_FMT_RECBOLE,
+                "uid:token\tiid:token\tt:float\n5\t100\t2\n5\t7\t1\n", "user=uid,item=iid,time=t",
+                0);
+  const int32_t r[] = {1, 2};
+  t_check(ok && ds.n_users == 1 && ds.item_orig[1] == 7 && items_are(&ds, 0, r, 2),
+          "named columns: recbole columns by name");
+  dataset_free(&ds);
+}
+
 int main(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/lr_test_io_readers_XXXXXX");
   if (!mkdtemp(g_dir)) {
@@ -444,6 +571,8 @@ int main(void) {
   test_damaged_streams();
   test_big_file();
   test_names();
+  test_string_ids();
+  test_named_columns();
   nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   return t_done();
 }

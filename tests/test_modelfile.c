@@ -5,7 +5,9 @@
 // byte offset (the config section included: a changed digit there used to
 // give different results silently); a version 1 file is refused with a
 // HINT to re-train; a directory or a FIFO in place of the file is an error
-// without blocking. Then the writer under fault injection (test_fault.h)
+// without blocking. The id maps of version 4: round trip, every flip of
+// their header fields and section caught, version 3 without them. Then the
+// writer under fault injection (test_fault.h)
 // replacing an older file, as in test_io_binary.c, and an abandoned writer.
 #define _GNU_SOURCE   // memmem
 #include <stdio.h>    // printf, perror
@@ -59,6 +61,74 @@ static int write_model(const char *path, const float *dense, const float *items)
     return rc;
   }
   return modelfile_commit(w);
+}
+
+// ---------------------------------------------------------------------------
+// id maps (version 4, section 4)
+
+static int read_all_ids(const char *path, lr_names *u, lr_names *i) {
+  static float d2[N_DENSE], i2[N_ROWS * D];
+  int rc = read_model(path, d2, i2);
+  return rc ? rc : modelfile_read_ids(path, u, i);
+}
+
+static void test_ids(const float *dense, const float *items) {
+  const char *p = t_path("ids.lrm"), *q = t_path("ids-bad.lrm");
+  const char *un[3] = {"A1B2C3", "7", "u\"q\\"};
+  const char *in[N_ROWS];
+  static char buf[N_ROWS][16];
+  in[0] = "";
+  for (int k = 1; k < N_ROWS; k++) snprintf(buf[k], sizeof buf[k], "B00X%02d", k), in[k] = buf[k];
+  lr_names U, I, U2, I2;
+  int rc = names_build(&U, un, 3);
+  if (rc == LR_OK) rc = names_build(&I, in, N_ROWS);
+  lr_modelfile_writer *w;
+  if (rc == LR_OK) rc = modelfile_begin(&w, p, CONFIG, GROUPS, 2);
+  if (rc == LR_OK) rc = modelfile_set_ids(w, &U, &I);
+  if (rc == LR_OK) rc = modelfile_append(w, dense, N_DENSE);
+  if (rc == LR_OK) rc = modelfile_append(w, items, N_ROWS * D);
+  if (rc == LR_OK) rc = modelfile_commit(w);
+  rc = rc ? rc : read_all_ids(p, &U2, &I2);
+  int same = rc == LR_OK && U2.n == 3 && I2.n == N_ROWS;
+  for (int k = 0; same && k < 3; k++) same = !strcmp(names_get(&U2, k), un[k]);
+  for (int k = 0; same && k < N_ROWS; k++) same = !strcmp(names_get(&I2, k), in[k]);
+  t_check(same, "model file v4: the id maps round trip (users and items 1..I, [0] = \"\")");
+  if (rc == LR_OK) names_free(&U2), names_free(&I2);
+  // every bit of the header's id fields and of section 4 flipped: caught
+  size_t n;
+  unsigned char *b = t_read_file(p, &n);
+  const uint64_t z = b ? le_get_u64(b + 32) : 0;
+  size_t missed = 0, tried = 0;
+  for (size_t at = 0; b && at < n; at++) {
+    if (!((at >= 32 && at < 48) || at >= n - z)) continue;
+    for (int bit = 0; bit < 8; bit++, tried++) {
+      b[at] ^= (unsigned char)(1u << bit);
+      t_write_file(q, b, n);
+      b[at] ^= (unsigned char)(1u << bit);
+      rc = read_all_ids(q, &U2, &I2);
+      if (rc == LR_OK) names_free(&U2), names_free(&I2);
+      missed += !is_corrupt(rc, q, NULL);
+    }
+  }
+  t_check(b && z > 0 && missed == 0,
+          "model file v4: all %zu flips of the id fields and the %llu-byte id section are corrupt "
+          "(%zu missed)",
+          tried, (unsigned long long)z, missed);
+  free(b);
+  // an empty id: refused by the writer
+  const char *bad[3] = {"a", "", "c"};
+  lr_names B;
+  rc = names_build(&B, bad, 3);
+  if (rc == LR_OK) rc = modelfile_begin(&w, q, CONFIG, GROUPS, 2);
+  if (rc == LR_OK) rc = modelfile_set_ids(w, &B, &I);
+  t_check(rc == LR_ERR_ARG, "model file v4: an empty user id is refused by the writer");
+  lr_error_clear();
+  names_free(&B);
+  // version 3 (tests/fixtures/v1/model-v3.lrm): no id maps, loads
+  rc = modelfile_read_ids(LR_TEST_DIR "/fixtures/v1/model-v3.lrm", &U2, &I2);
+  t_check(rc == LR_OK && U2.n == 0 && I2.n == 0, "model file v3: loads, without id maps");
+  names_free(&U);
+  names_free(&I);
 }
 
 // ---------------------------------------------------------------------------
@@ -225,6 +295,7 @@ int main(void) {
   alarm(0);
   free(b);
   test_faults(dense, items);
+  test_ids(dense, items);
   t_rm_tree(dir0);
   return t_done();
 }
