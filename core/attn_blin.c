@@ -134,100 +134,11 @@ void FN(blin_dwc_backward)(real *dv, int64_t lddv, real *dw, const real *g, int6
   }
 }
 
-// qf = softmax over each head's d features of a Q row (every valid row);
-// kf = softmax over the valid key rows of each K column, 0 at masked rows.
-// vec: 4D scratch. As attn_efficient.c's with the mask.
-static void FN(blin_maps_forward)(real *qf, real *kf, const real *xb, const uint8_t *km, int64_t n,
-                                  int64_t N, int64_t D, int64_t H, real *vec) {
-  const int64_t d = D / H, ldx = 3 * D;
-  real *t = vec, *mx = vec + 2 * D, *sum = vec + 3 * D;
-  for (int64_t i = 0; i < n; i++) {
-    const real *x = xb + i * ldx;
-    for (int64_t h = 0; h < H; h++) {
-      real m = x[h * d];
-      for (int64_t j = 1; j < d; j++)
-        m = x[h * d + j] > m ? x[h * d + j] : m;
-      for (int64_t j = 0; j < d; j++)
-        t[h * d + j] = x[h * d + j] - m;
-    }
-    FN(attn_exp_run)(t, t, D);
-    for (int64_t h = 0; h < H; h++) {
-      real z = 0, *y = qf + h * N * d + i * d;
-      for (int64_t j = 0; j < d; j++)
-        z += t[h * d + j];
-      for (int64_t j = 0; j < d; j++)
-        y[j] = t[h * d + j] / z;
-    }
-  }
-  int any = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (!IS_KEY(km, i)) continue;
-    for (int64_t c = 0; c < D; c++)
-      mx[c] = !any || xb[i * ldx + D + c] > mx[c] ? xb[i * ldx + D + c] : mx[c];
-    any = 1;
-  }
-  for (int64_t c = 0; c < D; c++)
-    sum[c] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (!IS_KEY(km, i)) {
-      for (int64_t h = 0; h < H; h++)
-        for (int64_t j = 0; j < d; j++)
-          kf[h * N * d + i * d + j] = 0;
-      continue;
-    }
-    for (int64_t c = 0; c < D; c++)
-      t[c] = xb[i * ldx + D + c] - mx[c];
-    FN(attn_exp_run)(t, t, D);
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t j = 0; j < d; j++)
-        kf[h * N * d + i * d + j] = t[h * d + j];
-    for (int64_t c = 0; c < D; c++)
-      sum[c] += t[c];
-  }
-  if (!any) return; // no key at all: kf is 0
-  for (int64_t c = 0; c < D; c++)
-    sum[c] = (real)1 / sum[c];
-  for (int64_t h = 0; h < H; h++)
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < d; j++)
-        kf[h * N * d + i * d + j] *= sum[h * d + j];
-}
-
-// dxb (Q and K columns) += gradients through both softmaxes: y = softmax(x)
-// along the map's axis gives dx = y (dy - sum(y dy)); masked key rows have
-// y = 0 and get nothing.
-static void FN(blin_maps_backward)(real *dxb, const real *dqf, const real *dkf, const real *qf,
-                                   const real *kf, int64_t n, int64_t N, int64_t D, int64_t H,
-                                   real *vec) {
-  const int64_t d = D / H, ldx = 3 * D;
-  real *dot = vec + 2 * D;
-  for (int64_t c = 0; c < D; c++)
-    dot[c] = 0;
-  for (int64_t h = 0; h < H; h++)
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < d; j++)
-        dot[h * d + j] += kf[h * N * d + i * d + j] * dkf[h * N * d + i * d + j];
-  for (int64_t i = 0; i < n; i++) {
-    real *dq = dxb + i * ldx, *dk = dxb + i * ldx + D;
-    for (int64_t h = 0; h < H; h++) {
-      const real *y = qf + h * N * d + i * d, *dy = dqf + h * N * d + i * d;
-      real ydy = 0;
-      for (int64_t j = 0; j < d; j++)
-        ydy += y[j] * dy[j];
-      for (int64_t j = 0; j < d; j++)
-        dq[h * d + j] += y[j] * (dy[j] - ydy);
-      const real *ky = kf + h * N * d + i * d, *dky = dkf + h * N * d + i * d;
-      for (int64_t j = 0; j < d; j++)
-        dk[h * d + j] += ky[j] * (dky[j] - dot[h * d + j]);
-    }
-  }
-}
-
 static void FN(blin_fwd_any)(real *ob, real *cache, const real *xb, const real *prm,
                              const uint8_t *km, int64_t n, int64_t N, int64_t D, int64_t H,
                              real *scratch, int left) {
   const attn_linear_layout l = attn_linear_layout_of(N, D, H, 0);
-  FN(blin_maps_forward)(cache + l.qf, cache + l.kf, xb, km, n, N, D, H, scratch + l.vec);
+  FN(attn_softmax_maps_forward)(cache + l.qf, cache + l.kf, xb, km, n, N, D, H, scratch + l.vec);
   FN(attn_qkv_linear_forward)(ob, cache + l.kv, cache + l.qf, cache + l.kf, xb, n, N, D, H);
   FN(blin_dwc_forward)(ob, D, xb + 2 * D, 3 * D, km, prm, n, D, LR_BLIN_K, left);
 }
@@ -239,7 +150,7 @@ static void FN(blin_bwd_any)(real *dxb, real *dprm, const real *gb, const real *
   FN(attn_qkv_linear_backward)
   (scratch + l.dqf, scratch + l.dkf, dxb, scratch + l.dkv, gb, cache + l.qf, cache + l.kf,
    cache + l.kv, xb, n, N, D, H);
-  FN(blin_maps_backward)
+  FN(attn_softmax_maps_backward)
   (dxb, scratch + l.dqf, scratch + l.dkf, cache + l.qf, cache + l.kf, n, N, D, H, scratch + l.vec);
   FN(blin_dwc_backward)
   (dxb + 2 * D, 3 * D, dprm, gb, D, xb + 2 * D, 3 * D, km, prm, n, D, LR_BLIN_K, left);

@@ -37,6 +37,24 @@ void attn_rownorm_backward(float *dx, const float *dy, const float *y, const flo
 void attn_rownorm_backward_f64(double *dx, const double *dy, const double *y, const double *g,
                                double r, double s, int64_t d);
 
+// ---- the softmax maps of efficient attention (efficient, blin) ----------------------------
+// qf (H,N,d) = softmax over each head's d features of each of the n rows' Q;
+// kf (H,N,d) = softmax over the key rows of each K column (km: the key mask,
+// NULL = every row 0..n-1 a key; masked rows get 0, and with no key at all kf
+// is 0). xb: the q|k|v rows (ld 3D); vec: 4D scratch. Backward adds into dxb's
+// Q and K columns the gradients through both softmaxes, dx = y (dy - sum(y dy))
+// along each map's axis (masked rows, y = 0, get nothing).
+void attn_softmax_maps_forward(float *qf, float *kf, const float *xb, const uint8_t *km,
+                               int64_t n, int64_t N, int64_t D, int64_t H, float *vec);
+void attn_softmax_maps_forward_f64(double *qf, double *kf, const double *xb, const uint8_t *km,
+                                   int64_t n, int64_t N, int64_t D, int64_t H, double *vec);
+void attn_softmax_maps_backward(float *dxb, const float *dqf, const float *dkf, const float *qf,
+                                const float *kf, int64_t n, int64_t N, int64_t D, int64_t H,
+                                float *vec);
+void attn_softmax_maps_backward_f64(double *dxb, const double *dqf, const double *dkf,
+                                    const double *qf, const double *kf, int64_t n, int64_t N,
+                                    int64_t D, int64_t H, double *vec);
+
 // ---- out = qf (kf^T V) per head ------------------------------------------------------
 // The non-causal linear kinds. qf, kf (H,N,d) head-major (head h at h N d);
 // xb the sequence's q|k|v rows (ld 3D, V at column 2D); ob (ld D). kv (H,d,d)
