@@ -431,12 +431,98 @@ static double recgrela_layer_flops(const lr_model_cfg *c) {
               (ab & NO_CONV ? 0 : (double)GRELA_CONV_K * D));
 }
 
+// ---- streaming (model.h, model_stream_step) ----------------------------------------------
+
+// State per layer: the attention kind's, then the last K-1 rows of V (oldest
+// first; the conv's window). Workspace: the kind's, then one position's
+// rows: x (the layer's input and output), xt, gz, g, qkv (3D), ac, res,
+// xt2, fc1 (F), act (F), the conv's window v, c, z (K,D), mean and rstd.
+static size_t step_layer_elems(const lr_model *m) {
+  const lr_model_cfg *c = &m->cfg;
+  return attn_kind(m)->step_elems(c->d, c->heads) + (size_t)((GRELA_CONV_K - 1) * c->d);
+}
+
+static size_t recgrela_step_elems(const lr_model *m) {
+  return attn_kind(m)->step ? (size_t)m->cfg.layers * step_layer_elems(m) : 0;
+}
+
+static size_t recgrela_step_ws_elems(const lr_model *m) {
+  const lr_model_cfg *c = &m->cfg;
+  return attn_kind(m)->step_ws_elems(c->max_len, c->d, c->heads) +
+         (size_t)((10 + 3 * GRELA_CONV_K) * c->d + 2 * c->inner + 2);
+}
+
+static void recgrela_step_ws_init(const lr_model *m, float *ws) {
+  const lr_model_cfg *c = &m->cfg;
+  const lr_attn_ops *k = attn_kind(m);
+  if (k->step_ws_init) k->step_ws_init(ws, c->max_len, c->d, c->heads);
+}
+
+// recgrela_fwd's calls for one row (evaluation: no dropout, DropPath scale 1).
+static void recgrela_step(const lr_model *m, float *st, float *ws, const float *row, int64_t t,
+                          float *h) {
+  const lr_model_cfg *c = &m->cfg;
+  const int64_t N = c->max_len, D = c->d, F = c->inner, H = c->heads, L = c->layers;
+  const int64_t K = GRELA_CONV_K, nw = t + 1 < K ? t + 1 : K; // rows in the conv's window
+  const lr_attn_ops *kind = attn_kind(m);
+  const unsigned ab = ablated(m->arch);
+  const size_t ke = kind->step_elems(D, H), le = step_layer_elems(m);
+  float *P = m->params_mem, *kws = ws;
+  float *x = ws + kind->step_ws_elems(N, D, H), *xt = x + D, *gz = xt + D, *g = gz + D;
+  float *qkv = g + D, *ac = qkv + 3 * D, *res = ac + D, *xt2 = res + D, *fc1 = xt2 + D;
+  float *act = fc1 + F, *wv = act + F, *wc = wv + K * D, *wz = wc + K * D, *mean = wz + K * D;
+  float *rstd = mean + 1;
+  const int32_t idx0 = 0;
+  const lr_dropout off = {0};
+  embedding_forward(xt, &idx0, row, NULL, 1, 1, D);
+  dropout_forward(xt, xt, NULL, 1, D, off);
+  layernorm_forward(x, mean, rstd, xt, model_tensor_in(m, P, T_LN0_W),
+                    model_tensor_in(m, P, T_LN0_B), 1, D, c->ln_eps);
+  for (int64_t l = 0; l < L; l++) {
+    float *kst = st + (size_t)l * le, *vh = kst + ke; // vh: V of rows t-K+1 .. t-1
+    layernorm_forward(xt, mean, rstd, x, model_tensor_layer(m, P, T_LN1_W, l),
+                      model_tensor_layer(m, P, T_LN1_B, l), 1, D, c->ln_eps);
+    if (!(ab & NO_GATE)) {
+      linear_forward(gz, xt, model_tensor_layer(m, P, T_G_W, l), NULL, 1, D, D);
+      grela_silu_forward(g, gz, model_tensor_layer(m, P, T_G_B, l), 1, D);
+    }
+    linear_into(qkv + 2 * D, 3 * D, xt, D, model_tensor_layer(m, P, T_IN_W, l),
+                model_tensor_layer(m, P, T_IN_B, l), 1, D, D);
+    linear_into(qkv, 3 * D, qkv + 2 * D, 3 * D, model_tensor_layer(m, P, T_QK_W, l),
+                model_tensor_layer(m, P, T_QK_B, l), 1, D, 2 * D);
+    kind->step(ac, kst, kws, qkv, model_tensor_layer(m, P, T_ATTN_P, l), t, D, H);
+    // the conv over the window of rows max(0, t-K+1) .. t, as a sequence of its own: the
+    // forward's taps before row 0 are skipped there too
+    memcpy(wv, vh + (K - nw) * D, (size_t)((nw - 1) * D) * sizeof(float));
+    memcpy(wv + (nw - 1) * D, qkv + 2 * D, (size_t)D * sizeof(float));
+    memmove(vh, vh + D, (size_t)((K - 2) * D) * sizeof(float));
+    memcpy(vh + (K - 2) * D, qkv + 2 * D, (size_t)D * sizeof(float));
+    float *y = wc + (nw - 1) * D;
+    if (!(ab & NO_CONV))
+      grela_conv_forward(wc, wz, wv, D, model_tensor_layer(m, P, T_CONV_W, l),
+                         model_tensor_layer(m, P, T_CONV_B, l), 1, nw, D);
+    grela_gate_forward(y, ac, ab & NO_CONV ? NULL : y, ab & NO_GATE ? NULL : g, D);
+    linear_forward(res, y, model_tensor_layer(m, P, T_OUT_W, l), NULL, 1, D, D);
+    grela_path_forward(res, res, model_tensor_layer(m, P, T_OUT_B, l), x, 1.0, 1, D);
+    layernorm_forward(xt2, mean, rstd, res, model_tensor_layer(m, P, T_LN2_W, l),
+                      model_tensor_layer(m, P, T_LN2_B, l), 1, D, c->ln_eps);
+    linear_forward(fc1, xt2, model_tensor_layer(m, P, T_FC1_W, l), NULL, 1, D, F);
+    gelu_forward_train(act, fc1, model_tensor_layer(m, P, T_FC1_B, l), 1, F);
+    dropout_forward(act, act, NULL, 1, F, off);
+    linear_forward(x, act, model_tensor_layer(m, P, T_FC2_W, l), NULL, 1, F, D);
+    dropout_residual_forward(x, x, model_tensor_layer(m, P, T_FC2_B, l), res, NULL, 1, D, off);
+  }
+  memcpy(h, x, (size_t)D * sizeof(float));
+}
+
 // recgrela and its ablations: the same functions; ablated() tells them apart.
 #define RECGRELA_VARIANT(nm)                                                                       \
   {                                                                                                \
     .name = nm, .tensors = recgrela_tensors, .acts = recgrela_acts,                                \
     .keep_blocks = recgrela_keep_blocks, .fwd = recgrela_fwd, .bwd = recgrela_bwd,                 \
     .output = recgrela_output, .layer_flops = recgrela_layer_flops,                                \
+    .step_elems = recgrela_step_elems, .step_ws_elems = recgrela_step_ws_elems,                    \
+    .step_ws_init = recgrela_step_ws_init, .step = recgrela_step,                                  \
   }
 const lr_arch lr_arch_recgrela = RECGRELA_VARIANT("recgrela");
 const lr_arch lr_arch_recgrela_nogate = RECGRELA_VARIANT("recgrela_nogate");

@@ -7,7 +7,7 @@
 //     H = LayerNorm(S + Dropout(W2 gelu(W1 S + b1) + b2))
 // MultiHead is the configured attention kind (attention.h) over the fused
 // Q/K/V projection.
-#include <string.h> // memset
+#include <string.h> // memset, memcpy
 
 #include "lr.h"
 #include "model_arch.h"
@@ -288,6 +288,65 @@ static double sasrec_layer_flops(const lr_model_cfg *c) {
   return 3 * N * D * D + N * D * D + 2 * N * D * F; // QKV, output, FFN
 }
 
+// ---- streaming (model.h, model_stream_step) ----------------------------------------------
+
+// State: per layer, the attention kind's. Workspace: the kind's, then the
+// rows of one position: x (the layer's input and output), emb, qkv (3D),
+// ctx, res, s, fc1 (F), act (F), LayerNorm mean and rstd.
+static size_t sasrec_step_elems(const lr_model *m) {
+  const lr_model_cfg *c = &m->cfg;
+  if (!c->attn->step) return 0;
+  return (size_t)c->layers * c->attn->step_elems(c->d, c->heads);
+}
+
+static size_t sasrec_step_ws_elems(const lr_model *m) {
+  const lr_model_cfg *c = &m->cfg;
+  return c->attn->step_ws_elems(c->max_len, c->d, c->heads) + (size_t)(8 * c->d + 2 * c->inner + 2);
+}
+
+static void sasrec_step_ws_init(const lr_model *m, float *ws) {
+  const lr_model_cfg *c = &m->cfg;
+  if (c->attn->step_ws_init) c->attn->step_ws_init(ws, c->max_len, c->d, c->heads);
+}
+
+// sasrec_fwd's calls for one row (evaluation: the dropouts are the identity).
+static void sasrec_step(const lr_model *m, float *st, float *ws, const float *row, int64_t t,
+                        float *h) {
+  const lr_model_cfg *c = &m->cfg;
+  const int64_t N = c->max_len, D = c->d, F = c->inner, H = c->heads, L = c->layers;
+  const size_t ke = c->attn->step_elems(D, H);
+  float *P = m->params_mem, *kws = ws;
+  float *x = ws + c->attn->step_ws_elems(N, D, H), *emb = x + D, *qkv = emb + D;
+  float *ctx = qkv + 3 * D, *res = ctx + D, *s = res + D, *fc1 = s + D, *act = fc1 + F;
+  float *mean = act + F, *rstd = mean + 1;
+  const int32_t idx0 = 0;
+  const lr_dropout off = {0};
+  embedding_forward(emb, &idx0, row, model_tensor_in(m, P, T_POS) + t * D, 1, 1, D);
+  layernorm_forward(x, mean, rstd, emb, model_tensor_in(m, P, T_LN0_W),
+                    model_tensor_in(m, P, T_LN0_B), 1, D, c->ln_eps);
+  dropout_forward(x, x, NULL, 1, D, off);
+  for (int64_t l = 0; l < L; l++) {
+    linear_forward(qkv, x, model_tensor_layer(m, P, T_QKV_W, l),
+                   model_tensor_layer(m, P, T_QKV_B, l), 1, D, 3 * D);
+    c->attn->step(ctx, st + (size_t)l * ke, kws, qkv, model_tensor_layer(m, P, T_ATTN_P, l), t,
+                  D, H);
+    linear_forward(res, ctx, model_tensor_layer(m, P, T_O_W, l), NULL, 1, D, D);
+    dropout_residual_forward(res, res, model_tensor_layer(m, P, T_O_B, l), x, NULL, 1, D, off);
+    layernorm_forward(s, mean, rstd, res, model_tensor_layer(m, P, T_LN1_W, l),
+                      model_tensor_layer(m, P, T_LN1_B, l), 1, D, c->ln_eps);
+    linear_forward(fc1, s, model_tensor_layer(m, P, T_FC1_W, l), NULL, 1, D, F);
+    if (c->ffn_relu)
+      relu_forward_train(act, fc1, model_tensor_layer(m, P, T_FC1_B, l), 1, F);
+    else
+      gelu_forward_train(act, fc1, model_tensor_layer(m, P, T_FC1_B, l), 1, F);
+    linear_forward(res, act, model_tensor_layer(m, P, T_FC2_W, l), NULL, 1, F, D);
+    dropout_residual_forward(res, res, model_tensor_layer(m, P, T_FC2_B, l), s, NULL, 1, D, off);
+    layernorm_forward(x, mean, rstd, res, model_tensor_layer(m, P, T_LN2_W, l),
+                      model_tensor_layer(m, P, T_LN2_B, l), 1, D, c->ln_eps);
+  }
+  memcpy(h, x, (size_t)D * sizeof(float));
+}
+
 const lr_arch lr_arch_sasrec = {
     .name = "sasrec",
     .tensors = sasrec_tensors,
@@ -297,4 +356,8 @@ const lr_arch lr_arch_sasrec = {
     .bwd = sasrec_bwd,
     .output = sasrec_output,
     .layer_flops = sasrec_layer_flops,
+    .step_elems = sasrec_step_elems,
+    .step_ws_elems = sasrec_step_ws_elems,
+    .step_ws_init = sasrec_step_ws_init,
+    .step = sasrec_step,
 };

@@ -86,6 +86,18 @@ typedef struct {
   lr_attn_bwd_km bwd_km;
   lr_attn_fwd_km_f64 fwd_km_f64;
   lr_attn_bwd_km_f64 bwd_km_f64;
+  // Optional (NULL: the kind cannot stream; recommend --stream re-encodes
+  // the window instead): a causal kind one row at a time, with the carried
+  // state of one sequence (step_elems floats, zeroed = empty) and a
+  // workspace (step_ws_elems floats for sequences up to N rows, set once by
+  // step_ws_init when not NULL, otherwise scratch). step: out (D) = row t of
+  // fwd's output for the sequence whose rows 0..t-1 went through st, given
+  // row t of x (3D); updates st. Bitwise fwd's row t (tests/test_stream.c).
+  size_t (*step_elems)(int64_t D, int64_t H);
+  size_t (*step_ws_elems)(int64_t N, int64_t D, int64_t H);
+  void (*step_ws_init)(float *ws, int64_t N, int64_t D, int64_t H);
+  void (*step)(float *out, float *st, float *ws, const float *x, const float *prm, int64_t t,
+               int64_t D, int64_t H);
 } lr_attn_ops;
 
 // ---- the registry ------------------------------------------------------------------------

@@ -59,7 +59,8 @@ const lr_attn_ops lr_attn_blin = {
     blin_c_fwd_km,
     blin_c_bwd_km,
     blin_c_fwd_km_f64,
-    blin_c_bwd_km_f64};
+    blin_c_bwd_km_f64,
+    NULL, NULL, NULL, NULL};
 
 const lr_attn_ops lr_attn_blin_left = {
     "blin_left",
@@ -77,7 +78,8 @@ const lr_attn_ops lr_attn_blin_left = {
     blin_l_fwd_km,
     blin_l_bwd_km,
     blin_l_fwd_km_f64,
-    blin_l_bwd_km_f64};
+    blin_l_bwd_km_f64,
+    NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 

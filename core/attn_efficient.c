@@ -21,7 +21,8 @@ static size_t scratch_elems(int64_t N, int64_t D, int64_t H) {
 const lr_attn_ops lr_attn_efficient = {
     "efficient",  "softmax_row(Q) (softmax_col(K)^T V) (Shen et al.)", 0, cache_elems,
     scratch_elems, NULL, NULL, efficient_fwd, efficient_bwd, efficient_fwd_f64,
-    efficient_bwd_f64, attn_linear_flops, NULL, NULL, NULL, NULL};
+    efficient_bwd_f64, attn_linear_flops, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 

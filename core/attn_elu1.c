@@ -33,7 +33,8 @@ static size_t scratch_elems(int64_t N, int64_t D, int64_t H) {
 const lr_attn_ops lr_attn_elu1 = {
     "elu1",       "causal linear transformer, phi = elu+1, with its denominator (+1e-6)", 1,
     cache_elems,  scratch_elems, NULL, NULL, elu1_fwd, elu1_bwd, elu1_fwd_f64, elu1_bwd_f64,
-    attn_causal_flops, NULL, NULL, NULL, NULL};
+    attn_causal_flops, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 

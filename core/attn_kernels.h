@@ -85,6 +85,17 @@ void attn_causal_linear_forward(float *o, int64_t ldo, const float *a, int64_t l
 void attn_causal_linear_forward_f64(double *o, int64_t ldo, const double *a, int64_t lda,
                                     const double *b, int64_t ldb, const double *v, int64_t ldv,
                                     int64_t n, int64_t dk, int64_t dv, double *p, double *s);
+// Row t of the forward above for a sequence that grows a row at a time
+// (recommend --stream): o (dv) from a, b (dk), v (dv) of row t and st, the
+// carried state of rows 0..t-1 (attn_causal_step_elems floats, zeroed =
+// empty), which it updates. Bitwise the forward's row t. p: C scratch.
+void attn_causal_linear_step(float *o, const float *a, const float *b, const float *v, float *st,
+                             int64_t t, int64_t dk, int64_t dv, float *p);
+void attn_causal_linear_step_f64(double *o, const double *a, const double *b, const double *v,
+                                 double *st, int64_t t, int64_t dk, int64_t dv, double *p);
+static inline size_t attn_causal_step_elems(int64_t dk, int64_t dv) {
+  return (size_t)(dk * dv + LR_ATTN_CHUNK * (dk + dv));
+}
 // da (n,dk) +=, db (n,dk) +=, dvo[:, 0:nvg] (n,nvg) += the gradients of <dO, O>
 // (dO (n,dv)); only the first nvg columns of v get one. p, m (C,C), st
 // (nchunks,dk,dv), r (dk,dv) scratch.

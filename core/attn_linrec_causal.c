@@ -32,6 +32,16 @@ static size_t scratch_elems(int64_t N, int64_t D, int64_t H) {
   return attn_causal_layout_of(N, D, H).total;
 }
 
+static size_t step_elems(int64_t D, int64_t H) {
+  return (size_t)D + (size_t)H * attn_causal_step_elems(D / H, D / H);
+}
+static size_t step_ws_elems(int64_t N, int64_t D, int64_t H) {
+  (void)N;
+  return (size_t)(5 * D + H + LR_ATTN_CHUNK);
+}
+static void linrec_causal_step(float *out, float *st, float *ws, const float *x, const float *prm,
+                               int64_t t, int64_t D, int64_t H);
+
 #define ATTN_SELF "attn_linrec_causal.c"
 #include "attn_instantiate.h"
 
@@ -47,34 +57,43 @@ const lr_attn_ops lr_attn_linrec_causal = {
     linrec_causal_bwd,
     linrec_causal_fwd_f64,
     linrec_causal_bwd_f64,
-    attn_causal_flops, NULL, NULL, NULL, NULL};
+    attn_causal_flops, NULL, NULL, NULL, NULL,
+    step_elems, step_ws_elems, NULL, linrec_causal_step};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 
-// qf = rho1(phi(Q)), rq its row scales; kf = phi(K), cf_ij = 1/(sqrt(i+1)
-// ||phi_{0..i,j}||) (prefix sums). vec: 4D scratch.
+// Row i of the maps: qf = rho1(phi(Q)), rq its scale per head, kf =
+// phi(K), cf_ij = 1/(sqrt(i+1) ||phi_{0..i,j}||) with acc (D) the running
+// column sums of phi^2 over rows 0..i-1 (updated). Head h's row starts at
+// qf, kf, cf + h*hs and rq + h*rs. ph: 2D scratch.
+static void FN(maps_row)(real *qf, real *kf, real *cf, real *rq, int64_t hs, int64_t rs,
+                         real *acc, const real *x, int64_t i, int64_t D, int64_t H, real *ph) {
+  const int64_t d = D / H;
+  const real rho1 = (real)1 / R_SQRT((real)d);
+  FN(attn_elu_run)(ph, x, 2 * D);
+  const real isn = (real)1 / R_SQRT((real)(i + 1));
+  for (int64_t h = 0; h < H; h++) {
+    real *qy = qf + h * hs, *ky = kf + h * hs, *cy = cf + h * hs, *ac = acc + h * d;
+    const real *pk = ph + D + h * d;
+    rq[h * rs] = FN(attn_rownorm_forward)(qy, ph + h * d, d, rho1);
+    for (int64_t j = 0; j < d; j++) {
+      ky[j] = pk[j];
+      ac[j] += pk[j] * pk[j];
+      cy[j] = isn / R_SQRT(ac[j] + (real)LR_ATTN_EPS);
+    }
+  }
+}
+
+// The maps of rows 0..n-1 into the cache, head-major (H,N,d). vec: 4D scratch.
 static void FN(maps_forward)(real *qf, real *kf, real *cf, real *rq, const real *xb, int64_t n,
                              int64_t N, int64_t D, int64_t H, real *vec) {
-  const int64_t d = D / H, ldx = 3 * D;
-  const real rho1 = (real)1 / R_SQRT((real)d);
+  const int64_t d = D / H;
   real *ph = vec, *acc = vec + 2 * D; // ph: phi of one row's Q|K; acc: column sums of phi^2
   for (int64_t c = 0; c < D; c++)
     acc[c] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    FN(attn_elu_run)(ph, xb + i * ldx, 2 * D);
-    const real isn = (real)1 / R_SQRT((real)(i + 1));
-    for (int64_t h = 0; h < H; h++) {
-      real *qy = qf + h * N * d + i * d, *ky = kf + h * N * d + i * d;
-      real *cy = cf + h * N * d + i * d, *ac = acc + h * d;
-      const real *pk = ph + D + h * d;
-      rq[h * N + i] = FN(attn_rownorm_forward)(qy, ph + h * d, d, rho1);
-      for (int64_t j = 0; j < d; j++) {
-        ky[j] = pk[j];
-        ac[j] += pk[j] * pk[j];
-        cy[j] = isn / R_SQRT(ac[j] + (real)LR_ATTN_EPS);
-      }
-    }
-  }
+  for (int64_t i = 0; i < n; i++)
+    FN(maps_row)(qf + i * d, kf + i * d, cf + i * d, rq + i, N * d, N, acc, xb + i * 3 * D, i, D,
+                 H, ph);
 }
 
 // dxb (Q and K columns) += gradients through the maps given dqf, dkf (H,N,d)
@@ -165,4 +184,23 @@ static void FN(linrec_causal_bwd)(real *dxb, real *dprm, const real *gb, const r
   FN(maps_backward)(dxb, dqf, dkf, cache + c.qf, cache + c.rq, xb, n, N, D, H, scratch + s.vec);
 }
 
+
+#if !LR_F64
+// One row (recommend --stream). st: acc (D), then per head the causal
+// linear state; ws: ph (2D), qf, kf, cf (D each), rq (H), p (C).
+static void linrec_causal_step(float *out, float *st, float *ws, const float *x, const float *prm,
+                               int64_t t, int64_t D, int64_t H) {
+  (void)prm;
+  const int64_t d = D / H;
+  const size_t hst = attn_causal_step_elems(d, d);
+  float *acc = st, *ph = ws, *qf = ws + 2 * D, *kf = qf + D, *cf = kf + D, *rq = cf + D;
+  float *p = rq + H;
+  maps_row(qf, kf, cf, rq, d, 1, acc, x, t, D, H, ph);
+  for (int64_t i = 0; i < D; i++)
+    qf[i] *= cf[i]; // Q~ = qf . cf, as head_forward
+  for (int64_t h = 0; h < H; h++)
+    attn_causal_linear_step(out + h * d, qf + h * d, kf + h * d, x + 2 * D + h * d,
+                            st + D + (size_t)h * hst, t, d, d, p);
+}
+#endif
 #endif

@@ -31,7 +31,8 @@ const lr_attn_ops lr_attn_linrec_code = {
     linrec_code_bwd,
     linrec_code_fwd_f64,
     linrec_code_bwd_f64,
-    attn_linear_flops, NULL, NULL, NULL, NULL};
+    attn_linear_flops, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 

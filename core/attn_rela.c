@@ -83,7 +83,8 @@ const lr_attn_ops lr_attn_rela = {
     rela_bwd,
     rela_fwd_f64,
     rela_bwd_f64,
-    attn_linear_flops, NULL, NULL, NULL, NULL};
+    attn_linear_flops, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL};
 
 const lr_attn_ops lr_attn_rela_released = {
     "rela_released",
@@ -97,7 +98,8 @@ const lr_attn_ops lr_attn_rela_released = {
     rela_released_bwd,
     rela_released_fwd_f64,
     rela_released_bwd_f64,
-    attn_linear_flops, NULL, NULL, NULL, NULL};
+    attn_linear_flops, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL};
 
 const lr_attn_ops lr_attn_rela_norope = {
     "rela_norope",
@@ -111,7 +113,8 @@ const lr_attn_ops lr_attn_rela_norope = {
     rela_norope_bwd,
     rela_norope_fwd_f64,
     rela_norope_bwd_f64,
-    attn_linear_flops, NULL, NULL, NULL, NULL};
+    attn_linear_flops, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 

@@ -57,6 +57,31 @@ static scratch_layout slayout(int64_t N, int64_t D, int64_t H) {
 static size_t cache_elems(int64_t N, int64_t D, int64_t H) { return layout(N, D, H).total; }
 static size_t scratch_elems(int64_t N, int64_t D, int64_t H) { return slayout(N, D, H).total; }
 
+// Streaming (attention.h, step): the state, and the workspace: the step's
+// scratch (qf, kf, qr, kr (D each), vec (2D), den (H), p (C)), then the
+// RoPE table of N rows built once by step_ws_init (the identity for the
+// ablation without RoPE).
+static size_t step_elems(int64_t D, int64_t H) {
+  return (size_t)D + (size_t)H * attn_causal_step_elems(D / H, D / H);
+}
+static size_t step_ws_scratch(int64_t D, int64_t H) { return (size_t)(6 * D + H + LR_ATTN_CHUNK); }
+static size_t step_ws_elems(int64_t N, int64_t D, int64_t H) {
+  return step_ws_scratch(D, H) + (size_t)(N * D);
+}
+static void step_ws_rope(float *ws, int64_t N, int64_t D, int64_t H) {
+  grela_rope_cs(ws + step_ws_scratch(D, H), N, D, 1);
+}
+static void step_ws_norope(float *ws, int64_t N, int64_t D, int64_t H) {
+  grela_rope_cs(ws + step_ws_scratch(D, H), N, D, 0);
+}
+static void step_run(float *out, float *st, float *ws, const float *x, int64_t t, int64_t D,
+                     int64_t H);
+static void rela_causal_step(float *out, float *st, float *ws, const float *x, const float *prm,
+                             int64_t t, int64_t D, int64_t H) {
+  (void)prm;
+  step_run(out, st, ws, x, t, D, H);
+}
+
 #define ATTN_SELF "attn_rela_causal.c"
 #include "attn_instantiate.h"
 
@@ -72,7 +97,8 @@ const lr_attn_ops lr_attn_rela_causal = {
     rela_causal_bwd,
     rela_causal_fwd_f64,
     rela_causal_bwd_f64,
-    attn_causal_flops, NULL, NULL, NULL, NULL};
+    attn_causal_flops, NULL, NULL, NULL, NULL,
+    step_elems, step_ws_elems, step_ws_rope, rela_causal_step};
 
 // Not in the registry: rela_causal without RoPE, the attention of the
 // ablation model.arch=recgrela_norope (core/arch_recgrela.c).
@@ -88,9 +114,32 @@ const lr_attn_ops lr_attn_rela_causal_norope = {
     rela_causal_norope_bwd,
     rela_causal_norope_fwd_f64,
     rela_causal_norope_bwd_f64,
-    attn_causal_flops, NULL, NULL, NULL, NULL};
+    attn_causal_flops, NULL, NULL, NULL, NULL,
+    step_elems, step_ws_elems, step_ws_norope, rela_causal_step};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
+
+// Row i's division by its denominator: run (D) += kf (the prefix sum of
+// rows 0..i), den (H) = qf . run + (i+1) eps per head, ob (D) /= den; o
+// (D; NULL: none) gets a copy.
+static void FN(divide_row)(real *ob, real *o, real *den, real *run, const real *qf, const real *kf,
+                           int64_t i, int64_t D, int64_t H) {
+  const int64_t d = D / H;
+  const real eps = (real)((double)(i + 1) * GRELA_EPS);
+  for (int64_t j = 0; j < D; j++)
+    run[j] += kf[j];
+  for (int64_t h = 0; h < H; h++) {
+    real q = 0;
+    for (int64_t j = h * d; j < (h + 1) * d; j++)
+      q += qf[j] * run[j];
+    den[h] = q + eps;
+    const real inv = (real)1 / den[h];
+    for (int64_t j = h * d; j < (h + 1) * d; j++) {
+      ob[j] *= inv;
+      if (o) o[j] = ob[j];
+    }
+  }
+}
 
 static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_t N, int64_t D,
                         int64_t H, real *scratch, int rope) {
@@ -107,20 +156,8 @@ static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_
      scratch + s.r);
   for (int64_t j = 0; j < D; j++)
     run[j] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    const real eps = (real)((double)(i + 1) * GRELA_EPS);
-    for (int64_t j = 0; j < D; j++)
-      run[j] += kf[i * D + j];
-    for (int64_t h = 0; h < H; h++) {
-      real q = 0;
-      for (int64_t j = h * d; j < (h + 1) * d; j++)
-        q += qf[i * D + j] * run[j];
-      den[i * H + h] = q + eps;
-      const real inv = (real)1 / den[i * H + h];
-      for (int64_t j = h * d; j < (h + 1) * d; j++)
-        o[i * D + j] = ob[i * D + j] *= inv;
-    }
-  }
+  for (int64_t i = 0; i < n; i++)
+    FN(divide_row)(ob + i * D, o + i * D, den + i * H, run, qf + i * D, kf + i * D, i, D, H);
 }
 
 // forward: o_i = num_i / den_i, num = causal_linear(qr, kr, V), den_i = qf_i . P_i + eps_i,
@@ -193,4 +230,23 @@ static void FN(rela_causal_norope_bwd)(real *dxb, real *dprm, const real *gb, co
   FN(run_bwd)(dxb, gb, xb, cache, n, N, D, H, scratch, 0);
 }
 
+
+#if !LR_F64
+// One row (recommend --stream). st: run (D), then per head the causal
+// linear state; ws: see step_ws_elems.
+static void step_run(float *out, float *st, float *ws, const float *x, int64_t t, int64_t D,
+                     int64_t H) {
+  const int64_t d = D / H;
+  const size_t hst = attn_causal_step_elems(d, d);
+  float *qf = ws, *kf = qf + D, *qr = kf + D, *kr = qr + D, *vec = kr + D;
+  float *den = vec + 2 * D, *p = den + H, *cs = ws + step_ws_scratch(D, H) + t * D;
+  grela_maps_forward(qf, kf, x, 1, D, vec);
+  grela_rope_forward(qr, D, qf, D, cs, 1, D);
+  grela_rope_forward(kr, D, kf, D, cs, 1, D);
+  for (int64_t h = 0; h < H; h++)
+    attn_causal_linear_step(out + h * d, qr + h * d, kr + h * d, x + 2 * D + h * d,
+                            st + D + (size_t)h * hst, t, d, d, p);
+  divide_row(out, NULL, den, st, qf, kf, t, D, H);
+}
+#endif
 #endif

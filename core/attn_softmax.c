@@ -32,7 +32,8 @@ static double flops(int64_t N, int64_t D, int64_t H) { // Q K^T and P V over (N,
 
 const lr_attn_ops lr_attn_softmax = {
     "softmax", "softmax(QK^T/sqrt(Dh) + causal/pad mask) V (SASRec)", 1, cache_elems,
-    scratch_elems, NULL, NULL, softmax_fwd, softmax_bwd, softmax_fwd_f64, softmax_bwd_f64, flops, NULL, NULL, NULL, NULL};
+    scratch_elems, NULL, NULL, softmax_fwd, softmax_bwd, softmax_fwd_f64, softmax_bwd_f64, flops, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------
 

@@ -64,6 +64,9 @@ void grela_maps_backward_f64(double *dx, const double *dqf, const double *dkf, c
 // rope = 0 (the ablation model.arch=recgrela_norope): cs is the identity
 // (cos 1, sin 0), so qr = qf and kr = kf exactly, and so are the
 // gradients through grela_rope_backward.
+// cs (n,D) = the RoPE table (grela_rope_table), or the identity when rope = 0.
+void grela_rope_cs(float *cs, int64_t n, int64_t D, int rope);
+void grela_rope_cs_f64(double *cs, int64_t n, int64_t D, int rope);
 void grela_rope_qk(float *cs, float *qr, float *kr, const float *qf, const float *kf, int64_t n,
                    int64_t D, int rope);
 void grela_rope_qk_f64(double *cs, double *qr, double *kr, const double *qf, const double *kf,

@@ -238,7 +238,7 @@ float *model_act_layer(const lr_model *m, int i, int64_t l) {
 void model_free(lr_model *m) {
   void *bufs[] = {m->params_mem, m->grads_mem, m->m_mem,        m->v_mem,
                   m->acts_mem,   m->keep_bits, m->gx,           m->lane_gx_mem,
-                  m->stage_mem,  m->lane_bad,  m->seq_stage_mem};
+                  m->stage_mem,  m->lane_bad,  m->seq_stage_mem, m->stream_ws};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lr_free(bufs[i]);
   memset(m, 0, sizeof *m);
@@ -564,4 +564,31 @@ void model_backward(lr_model *m, lr_xs *drows, float *dout, const int32_t *idx,
   m->grad_bad |= bad;
   model_lap(m, LR_PHASE_EMBED, &t0);
   if (m->hook) m->hook(m->hook_ctx, -1);
+}
+
+// ---- streaming ------------------------------------------------------------------------------
+
+int model_stream_capable(const lr_model *m) {
+  const lr_arch *a = m->arch;
+  return a->step && a->step_elems && a->step_elems(m) > 0;
+}
+
+size_t model_stream_elems(const lr_model *m) {
+  return model_stream_capable(m) ? m->arch->step_elems(m) : 0;
+}
+
+int model_stream_open(lr_model *m) {
+  LR_CHECK(model_stream_capable(m), LR_ERR_ARG,
+           "model: model.arch=%s with model.attention=%s cannot stream an item at a time",
+           model_arch_name(m->arch), m->cfg.attn->name);
+  if (m->stream_ws) return LR_OK;
+  m->stream_ws = lr_calloc(m->arch->step_ws_elems(m), sizeof(float), "stream workspace");
+  if (!m->stream_ws) return LR_ERR_NOMEM;
+  if (m->arch->step_ws_init) m->arch->step_ws_init(m, m->stream_ws);
+  return LR_OK;
+}
+
+void model_stream_step(lr_model *m, float *st, const float *row, int64_t t, float *h) {
+  LR_ASSERT(m->stream_ws && t >= 0 && t < m->cfg.max_len);
+  m->arch->step(m, st, m->stream_ws, row, t, h);
 }

@@ -196,6 +196,7 @@ typedef struct {
   // (borrowed; NULL: none): model_set_keymask. Only sasrec passes it to its
   // attention kind (which must take one: attention.h, fwd_km).
   const uint8_t *kmask;
+  float *stream_ws; // model_stream_open's workspace (NULL until then)
 } lr_model;
 
 // Allocate the arenas for up to max_B sequences and initialise parameters:
@@ -267,6 +268,28 @@ void model_zero_grad(lr_model *m);
 // m->g (the float gradient the optimizer reads) = the value of m->gx.
 // Cannot fail.
 void model_grads_to_float(lr_model *m);
+
+// ---- streaming: one sequence grown an item at a time (recommend --stream) -------------
+// A causal model can carry a sequence's state from one item to the next:
+// per layer the attention kind's carried state (a (d,d) sum per head, the
+// current chunk's keys and values, running norms) and whatever else the
+// block keeps (recgrela: the conv's last 3 rows of V), independent of the
+// sequence's length, so an item costs O(L d^2) instead of a forward over
+// the whole history. Each hidden state is bitwise model_forward's row t of
+// the same sequence in evaluation (tests/test_stream.c).
+// Whether m can: its architecture has a step (sasrec, recgrela and its
+// ablations) and its attention kind has one (linrec_causal, rela_causal).
+// Cannot fail.
+int model_stream_capable(const lr_model *m);
+// Floats of one sequence's state; all zero = the empty sequence. Cannot fail.
+size_t model_stream_elems(const lr_model *m);
+// Allocate and set the workspace (once; model_free frees it). LR_ERR_ARG
+// (m cannot stream), LR_ERR_NOMEM.
+int model_stream_open(lr_model *m);
+// Append the item with table row `row` (D floats) at position t, the items
+// already in st (0 <= t < N = cfg.max_len, asserted); h (D) = row t's final
+// hidden state. Local, single-threaded, cannot fail.
+void model_stream_step(lr_model *m, float *st, const float *row, int64_t t, float *h);
 
 // Item table rows, initialised as the paper (N(0, 0.02), row 0 = padding = 0),
 // keyed by GLOBAL row id so any row range gives the same values.

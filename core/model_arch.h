@@ -76,6 +76,15 @@ struct lr_arch {
   // Forward multiply-adds of one layer over N rows, the attention kind's
   // own excluded (model_train_flops adds it).
   double (*layer_flops)(const lr_model_cfg *c);
+  // Optional (NULL: the architecture cannot stream): one item at a time
+  // (model.h, model_stream_step). step_elems: one sequence's state (zeroed
+  // = empty), 0 when m's attention kind cannot step; step_ws_elems: the
+  // workspace, set once by step_ws_init (the kind's part: its step_ws_init);
+  // step: h (D) = the final hidden state of row t, appending item row `row`.
+  size_t (*step_elems)(const lr_model *m);
+  size_t (*step_ws_elems)(const lr_model *m);
+  void (*step_ws_init)(const lr_model *m, float *ws);
+  void (*step)(const lr_model *m, float *st, float *ws, const float *row, int64_t t, float *h);
 };
 
 // ---- the engine's helpers ------------------------------------------------------------------

@@ -44,7 +44,8 @@ const lr_attn_ops ref_toy_attn = {
     toy_bwd,
     toy_fwd_f64,
     toy_bwd_f64,
-    flops, NULL, NULL, NULL, NULL};
+    flops, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL};
 
 int ref_toy_attn_register(void) {
   const int id = attn_id(&ref_toy_attn);
