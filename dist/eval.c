@@ -444,6 +444,34 @@ static void heap_push(float *hs, int32_t *hi, int *n, int K, float s, int32_t it
   }
 }
 
+// Heap of fill entries -> best first; the slots after them: item 0, -inf.
+static void heap_sort(float *hs, int32_t *hi, int fill, int K) {
+  for (int i = 1; i < fill; i++)
+    for (int j = i; j > 0 && worse(hs[j - 1], hi[j - 1], hs[j], hi[j]); j--) {
+      float ts = hs[j]; hs[j] = hs[j - 1]; hs[j - 1] = ts;
+      int32_t ti = hi[j]; hi[j] = hi[j - 1]; hi[j - 1] = ti;
+    }
+  for (int i = fill; i < K; i++) hs[i] = -INFINITY, hi[i] = 0;
+}
+
+void eval_topk_one(int32_t *items, float *scores, const lr_scorer *sc, const float *h,
+                   const uint8_t *skip, int K, float *tile) {
+  const lr_itemtab *tb = &sc->table->tab;
+  const int64_t D = sc->model->cfg.d, hi = tb->lo + itemtab_rows(tb);
+  LR_ASSERT(tb->lo == 0);
+  int fill = 0;
+  for (int64_t lo = 0; lo < hi; lo += EVAL_ONE_TILE) {
+    const int64_t T = hi - lo < EVAL_ONE_TILE ? hi - lo : EVAL_ONE_TILE;
+    lr_sgemm(0, 1, 1, T, D, 1.0f, h, D, tb->w + lo * D, D, 0.0f, tile, T);
+    for (int64_t j = 0; j < T; j++) {
+      const int32_t v = (int32_t)(lo + j);
+      if (v == 0 || (skip && skip[v])) continue;
+      heap_push(scores, items, &fill, K, tile[j], v);
+    }
+  }
+  heap_sort(scores, items, fill, K);
+}
+
 int eval_topk(int32_t *items, float *scores, const lr_scorer *sc, const lr_dataset *ds,
               const int64_t *users, int64_t n, int K, int exclude_history, const lr_config *c) {
   return eval_topk_hidden(items, scores, NULL, sc, ds, users, NULL, n, K, exclude_history, c);
@@ -496,17 +524,8 @@ int eval_topk_hidden(int32_t *items, float *scores, float *hidden, const lr_scor
         }
       }
     }
-    // Heap -> best first.
-    for (int64_t b = 0; b < nb; b++) {
-      float *hs = scores + (start + b) * K;
-      int32_t *hi_ = items + (start + b) * K;
-      for (int i = 1; i < fill[b]; i++)
-        for (int j = i; j > 0 && worse(hs[j - 1], hi_[j - 1], hs[j], hi_[j]); j--) {
-          float ts = hs[j]; hs[j] = hs[j - 1]; hs[j - 1] = ts;
-          int32_t ti = hi_[j]; hi_[j] = hi_[j - 1]; hi_[j - 1] = ti;
-        }
-      for (int i = fill[b]; i < K; i++) hs[i] = -INFINITY, hi_[i] = 0;
-    }
+    for (int64_t b = 0; b < nb; b++)
+      heap_sort(scores + (start + b) * K, items + (start + b) * K, fill[b], K);
   }
   lr_free(fill);
   ws_free(&w);

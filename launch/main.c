@@ -25,6 +25,8 @@
 #include "dataset.h"
 #include "eval.h"
 #include "export.h"
+#include "ids.h"
+#include "stream.h"
 #include "plot.h"
 #include "gemm.h" // lr_set_threads
 #include "jobcheck.h"
@@ -49,7 +51,8 @@ typedef struct {
   const char *cmd;
   const char *config_path, *out, *model, *users, *split, *resume, *hidden, *users_file, *history;
   const char *sets[256];
-  int n_sets, k, include_history, help, markdown, allow_data_change;
+  int n_sets, k, include_history, help, markdown, allow_data_change, stream;
+  long long stream_keep;
 } cli;
 
 // ---- help -----------------------------------------------------------------------------
@@ -123,8 +126,9 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  the base that --config and --set override.\n");
   else if (!strcmp(cmd, "recommend"))
     fprintf(f, "usage: linrec recommend --model FILE|DIR [--config FILE] [--set key=value]... "
-               "--users all|ID[,ID...] | --users-file FILE | --history ID[,ID...]|-\n"
-               "       [--k K] [--include-history] [--out FILE] [--hidden FILE.npy]\n"
+               "--users all|ID[,ID...] | --users-file FILE | --history ID[,ID...]|- | --stream\n"
+               "       [--k K] [--include-history] [--out FILE] [--hidden FILE.npy] "
+               "[--stream-keep K]\n"
                "  Prints one JSON line per user: original user id, top-K original item ids\n"
                "  and scores, predicting each user's next interaction from the whole history\n"
                "  (--users all: every user; --users-file: one id a line), in batches, to\n"
@@ -134,7 +138,17 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  Ids are the original ones (numbers, or strings in quotes); the model file's\n"
                "  id maps are used when it has them. --hidden writes each user's final\n"
                "  hidden state (users x model.d float32): an item's score is its dot\n"
-               "  product with the item's row of `linrec export`'s items.npy.\n");
+               "  product with the item's row of `linrec export`'s items.npy.\n"
+               "  --stream (one rank) reads events `user item` (original ids, a line each;\n"
+               "  blanks or a comma between them, further fields ignored) from stdin and\n"
+               "  prints {\"user\", \"item\", \"items\", \"scores\"} after each: the user's top-K\n"
+               "  given the history so far (a user the data knows starts from its history).\n"
+               "  Causal models (linrec_causal, rela_causal) carry each user's state: an\n"
+               "  event costs O(L d^2), exactly the answer for the window of the last items\n"
+               "  (the whole history up to model.max_len; past it the window restarts from\n"
+               "  the last --stream-keep items, default max_len/2). Other models re-encode\n"
+               "  the last max_len items per event. A bad event is reported and skipped\n"
+               "  (exit 1 at the end).\n");
   else if (!strcmp(cmd, "plot")) {
     fprintf(f, "usage: linrec plot RUN_DIR... [--out FILE.png|FILE.svg] [--csv FILE]\n"
                "  Draws each run's metrics.jsonl with gnuplot: training loss by step,\n"
@@ -196,6 +210,7 @@ static int parse_args(cli *a, int argc, char **argv) {
   if (i + 1 >= argc) return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "%s needs a value", o);
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) a->help = 1;
     else if (!strcmp(o, "--include-history")) a->include_history = 1;
+    else if (!strcmp(o, "--stream")) a->stream = 1;
     else if (!strcmp(o, "--markdown")) a->markdown = 1;
     else if (!strcmp(o, "--allow-data-change")) a->allow_data_change = 1;
     else if (!strcmp(o, "--config")) { NEED_VALUE a->config_path = argv[++i]; }
@@ -214,6 +229,14 @@ static int parse_args(cli *a, int argc, char **argv) {
       if (*end || v < 1 || v > 100000)
         return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__, "--k: expected 1..100000, got %s", argv[i]);
       a->k = (int)v;
+    } else if (!strcmp(o, "--stream-keep")) {
+      NEED_VALUE
+      char *end;
+      long long v = strtoll(argv[++i], &end, 10);
+      if (*end || v < 1 || v > 1000000000)
+        return lr_error(LR_ERR_CONFIG, __FILE__, __LINE__,
+                        "--stream-keep: expected a number of items >= 1, got %s", argv[i]);
+      a->stream_keep = v;
     } else if (!strcmp(o, "--set")) {
       NEED_VALUE
       if (a->n_sets == (int)(sizeof a->sets / sizeof a->sets[0]))
@@ -311,11 +334,12 @@ static int set_threads(const lr_config *c) {
 static void command_text(const cli *a, char *out, size_t size) {
   snprintf(out, size,
            "%s --out %s --resume %s%s --model %s --split %s --users %s --users-file %s --history %s "
-           "--k %d%s",
+           "--k %d%s%s --stream-keep %lld",
            a->cmd, a->out ? a->out : "-", a->resume ? a->resume : "-",
            a->allow_data_change ? " --allow-data-change" : "", a->model ? a->model : "-",
            a->split, a->users ? a->users : "-", a->users_file ? a->users_file : "-",
-           a->history ? a->history : "-", a->k, a->include_history ? " --include-history" : "");
+           a->history ? a->history : "-", a->k, a->include_history ? " --include-history" : "",
+           a->stream ? " --stream" : "", a->stream_keep);
 }
 
 // Started by a launcher (mpirun, srun): its environment, seen before MPI_Init
@@ -466,29 +490,6 @@ static int cmd_eval(const cli *a) {
   return rc;
 }
 
-// s as a JSON string (ids hold no control characters: only " and \\ need escaping).
-static void print_json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') fputc('\\', f);
-    fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
-// The id as the maps hold it: a decimal integer without leading zeros
-// ("007" is 7), any other string as it is. out has LR_ID_MAX_BYTES+1 bytes.
-static void canonical_id(const char *s, size_t n, char *out) {
-  size_t k = 0;
-  int digits = n > 0;
-  for (size_t j = 0; j < n; j++) digits &= s[j] >= '0' && s[j] <= '9';
-  if (digits) while (k + 1 < n && s[k] == '0') k++;
-  n -= k;
-  if (n > LR_ID_MAX_BYTES) n = LR_ID_MAX_BYTES;
-  memcpy(out, s + k, n);
-  out[n] = '\0';
-}
-
 // The model's id maps (section 4 of its file) when it has them, else the
 // data's; the model's must match the data's counts.
 static int id_maps(const loaded *l, const char *model_file, lr_names *users, lr_names *items) {
@@ -525,14 +526,6 @@ static void rec_inputs_free(rec_inputs *r) {
   lr_free(r->label);
   dataset_free(&r->own);
   memset(r, 0, sizeof *r);
-}
-
-// Index of original id s (len bytes) in t (order from names_index), or -1.
-static int64_t find_id(const lr_names *t, const int64_t *order, const char *s, size_t len) {
-  char id[LR_ID_MAX_BYTES + 1];
-  if (len == 0 || len > LR_ID_MAX_BYTES) return -1;
-  canonical_id(s, len, id);
-  return names_find(t, order, id);
 }
 
 // Append one id to the user list (grown as needed).
@@ -776,14 +769,21 @@ static int adhoc_inputs(rec_inputs *r, adhoc_buf *b, const loaded *l) {
 }
 
 static int cmd_recommend(const cli *a) {
-  const int modes = (a->users != NULL) + (a->users_file != NULL) + (a->history != NULL);
+  const int modes =
+      (a->users != NULL) + (a->users_file != NULL) + (a->history != NULL) + a->stream;
   LR_CHECK(modes == 1, LR_ERR_CONFIG,
            "recommend: give one of --users all|ID[,ID...], --users-file FILE, --history "
-           "ID[,ID...]|-");
+           "ID[,ID...]|-, --stream");
   LR_CHECK(a->model && strcmp(a->model, "pop"), LR_ERR_CONFIG,
            "recommend: --model FILE is required (a trained model)");
   LR_CHECK(!(a->history && !strcmp(a->history, "-")) || dist_size() == 1, LR_ERR_CONFIG,
            "recommend --history -: reads stdin, run it on one rank");
+  LR_CHECK(!a->stream || dist_size() == 1, LR_ERR_CONFIG,
+           "recommend --stream: reads stdin, run it on one rank");
+  LR_CHECK(!a->stream_keep || a->stream, LR_ERR_CONFIG,
+           "recommend: --stream-keep goes with --stream");
+  LR_CHECK(!a->stream || !a->hidden, LR_ERR_CONFIG,
+           "recommend: --hidden does not go with --stream");
   loaded l;
   int rc = load_scorer(&l, a);
   int64_t *uorder = NULL, *iorder = NULL;
@@ -799,6 +799,18 @@ static int cmd_recommend(const cli *a) {
   if ((rc = id_maps(&l, path, &un, &in)) != LR_OK || (rc = names_index(&un, &uorder)) != LR_OK ||
       (rc = names_index(&in, &iorder)) != LR_OK)
     goto done;
+  if (a->stream) {
+    if (a->out && !(out = fopen(a->out, "w"))) {
+      out = stdout;
+      rc = lr_error(LR_ERR_IO, __FILE__, __LINE__, "create %s: %s", a->out, strerror(errno));
+      goto done;
+    }
+    const lr_stream_opts so = {&l.c, &l.sc, &l.ds, &un, &in, uorder, iorder,
+                               l.ds.user_names.n > 0, l.ds.item_names.n > 0, a->k,
+                               a->include_history, a->stream_keep, stdin, out, "stdin"};
+    rc = recommend_stream(&so);
+    goto done;
+  }
   if (a->history) {
     rc = !strcmp(a->history, "-")
              ? adhoc_stdin(&b, &un, uorder, &in, iorder)
@@ -832,15 +844,13 @@ static int cmd_recommend(const cli *a) {
         fprintf(out, "{\"id\":%s", r.label[s + i] ? r.label[s + i] : "null");
       } else {
         fprintf(out, "{\"user\":");
-        if (ustr) print_json_str(out, names_get(&un, r.users[s + i]));
-        else fputs(names_get(&un, r.users[s + i]), out);
+        print_id(out, &un, r.users[s + i], ustr);
       }
       fprintf(out, ",\"items\":[");
       for (int j = 0; j < a->k; j++) {
         if (!items[i * K + j]) continue;
         fputs(j ? "," : "", out);
-        if (istr) print_json_str(out, names_get(&in, items[i * K + j]));
-        else fputs(names_get(&in, items[i * K + j]), out);
+        print_id(out, &in, items[i * K + j], istr);
       }
       fprintf(out, "],\"scores\":[");
       for (int j = 0; j < a->k; j++)
