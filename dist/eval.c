@@ -454,15 +454,12 @@ static void heap_sort(float *hs, int32_t *hi, int fill, int K) {
   for (int i = fill; i < K; i++) hs[i] = -INFINITY, hi[i] = 0;
 }
 
-void eval_topk_one(int32_t *items, float *scores, const lr_scorer *sc, const float *h,
-                   const uint8_t *skip, int K, float *tile) {
-  const lr_itemtab *tb = &sc->table->tab;
-  const int64_t D = sc->model->cfg.d, hi = tb->lo + itemtab_rows(tb);
-  LR_ASSERT(tb->lo == 0);
+void eval_topk_one(int32_t *items, float *scores, const float *table, int64_t rows, int64_t D,
+                   const float *h, const uint8_t *skip, int K, float *tile) {
   int fill = 0;
-  for (int64_t lo = 0; lo < hi; lo += EVAL_ONE_TILE) {
-    const int64_t T = hi - lo < EVAL_ONE_TILE ? hi - lo : EVAL_ONE_TILE;
-    lr_sgemm(0, 1, 1, T, D, 1.0f, h, D, tb->w + lo * D, D, 0.0f, tile, T);
+  for (int64_t lo = 0; lo < rows; lo += EVAL_ONE_TILE) {
+    const int64_t T = rows - lo < EVAL_ONE_TILE ? rows - lo : EVAL_ONE_TILE;
+    lr_sgemm(0, 1, 1, T, D, 1.0f, h, D, table + lo * D, D, 0.0f, tile, T);
     for (int64_t j = 0; j < T; j++) {
       const int32_t v = (int32_t)(lo + j);
       if (v == 0 || (skip && skip[v])) continue;

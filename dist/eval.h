@@ -63,13 +63,13 @@ int eval_topk_hidden(int32_t *items, float *scores, float *hidden, const lr_scor
                      const lr_dataset *ds, const int64_t *users, const int64_t *row_users,
                      int64_t n, int K, int exclude_history, const lr_config *c);
 
-// Top-K of one hidden state h (model.d) over the whole catalog, as
-// eval_topk_hidden ranks (the same scores, bits and order): items (K) best
-// first, scores (K); items v with skip[v] != 0 are left out (skip (I+1) may
-// be NULL). The table must be whole on this rank (replicated or one rank;
-// asserted). tile: EVAL_ONE_TILE floats of scratch. Local, cannot fail.
+// Top-K of one hidden state h (D) over a whole item table (rows, D) (row 0
+// the padding, never ranked), as eval_topk_hidden ranks (the same scores,
+// bits and order): items (K) best first, scores (K); items v with skip[v]
+// != 0 are left out (skip (rows) may be NULL). tile: EVAL_ONE_TILE floats of
+// scratch. Local, cannot fail.
 #define EVAL_ONE_TILE 4096
-void eval_topk_one(int32_t *items, float *scores, const lr_scorer *sc, const float *h,
-                   const uint8_t *skip, int K, float *tile);
+void eval_topk_one(int32_t *items, float *scores, const float *table, int64_t rows, int64_t D,
+                   const float *h, const uint8_t *skip, int K, float *tile);
 
 #endif

@@ -109,7 +109,11 @@ static void usage_cmd(FILE *f, const char *cmd) {
                "  the sgemm peak of the same ranks and threads. Prints one JSON line on\n"
                "  stdout: seq_per_s, gflops (analytic FLOPs x seq/s), sgemm_peak_gflops\n"
                "  (linrec's GEMM), blas_peak_gflops (OpenBLAS's, for comparison),\n"
-               "  peak_rss_mib (largest rank) and phases (seconds per step by phase).\n");
+               "  peak_rss_mib (largest rank) and phases (seconds per step by phase).\n"
+               "  --stream (one rank): instead, recommend --stream's cost per event for the\n"
+               "  configured causal model at its model.max_len: stepping the carried state\n"
+               "  against re-encoding the last max_len items, events/s and p50/p99 latency\n"
+               "  (3 s each, random parameters, the synthetic catalog's size).\n");
   else if (!strcmp(cmd, "ckpt")) {
     fprintf(f, "usage: linrec ckpt inspect|verify DIR\n"
                "  DIR is a checkpoint (step-NNNNNNNN) or a checkpoint directory (then the one\n"
@@ -399,6 +403,10 @@ static int cmd_bench(const cli *a) {
   lr_config c;
   LR_CALL(config_agreed(&c, a, NULL));
   LR_CALL(set_threads(&c));
+  if (a->stream) {
+    LR_CHECK(dist_size() == 1, LR_ERR_CONFIG, "bench --stream: run it on one rank");
+    return bench_stream(&c, 3.0);
+  }
   dist_log0_stream(stderr);
   lr_bench_result r;
   LR_CALL(train_bench(&c, &r));

@@ -43,4 +43,14 @@ typedef struct {
 // out of range). Local.
 int recommend_stream(const lr_stream_opts *o);
 
+// `linrec bench --stream`: the configured model (random parameters, the
+// synthetic catalog's size) serving a stream of random events of 8 users
+// whose histories start N items long, each mode for `budget` seconds: step
+// (the window policy above, keep N/2) and reencode (a forward of the last N
+// items, the fast path of the last row), both ranking the catalog's top 10.
+// Prints a JSON line per mode (events/s, p50 and p99 latency per event, the
+// same for the encoder alone) and their ratio. LR_ERR_CONFIG (the model
+// cannot step), LR_ERR_NOMEM. Local.
+int bench_stream(const lr_config *c, double budget);
+
 #endif

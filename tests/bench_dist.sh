@@ -50,7 +50,8 @@ rss)
 speed)
   cfg=${4:-$src/configs/ml-1m-causal.json}
   for np in 1 2 1 2; do # A B A B
-    mpi "$np" "$bin" train --config "$cfg" --set train.epochs=1 --set log.progress=off \
+    mpi "$np" "$bin" train --config "$cfg" --set data.path="${ML1M:-$src/../shared/data/ml-1m/ml-1m.txt.gz}" \
+      --set train.epochs=1 --set log.progress=off \
       --set train.patience=0 --set train.batch_size=128 --out "$tmp/s$np" > "$tmp/s$np.log" 2>&1
     echo "P=$np seq_per_s $(field "$tmp/s$np/metrics.jsonl" "['seq_per_s']")"
   done | tee "$tmp/speed.txt"

@@ -6,8 +6,9 @@
 #     past model.max_len (N = 12) twice with --stream-keep 5, equals
 #     `recommend --history -` of the documented window (the history's last
 #     min(n, N) items at the first event, then restarted from the last 5 when
-#     it would pass N): the same items and the same scores, to the printed
-#     digit (the hidden states are bitwise equal: tests/test_stream.c);
+#     it would pass N; also with keep 9 > N/2 + 1): the same items and the
+#     same scores, to the printed digit (the hidden states are bitwise equal:
+#     tests/test_stream.c);
 #  2. a model that cannot step (softmax) answers as `recommend --history` of
 #     the history's last N items at every event;
 #  3. without --include-history no answer holds an item of the user's
@@ -90,6 +91,13 @@ for m in "causal sasrec linrec_causal 1" "grela recgrela rela_causal 1" "soft sa
     check "$name: says it re-encodes" grep -q "re-encodes the history's last 12 items" "$tmp/$name.err"
   fi
 done
+# keep 9 > N/2 + 1: the next window cannot be built alongside from its start
+"$bin" recommend --model "$tmp/causal" --stream --stream-keep 9 --include-history \
+  < "$tmp/events.txt" > "$tmp/k9.stream" 2> "$tmp/k9.err" || cat "$tmp/k9.err"
+expected k9 9 1
+"$bin" recommend --model "$tmp/causal" --history - --include-history < "$tmp/k9.hist" \
+  > "$tmp/k9.ref" 2> "$tmp/k9.referr" || cat "$tmp/k9.referr"
+check "causal, --stream-keep 9: each answer is recommend --history of its window" same k9
 "$bin" recommend --model "$tmp/causal" --stream < "$tmp/events.txt" > "$tmp/excl.stream" 2> /dev/null
 check "without --include-history no answer holds an item of the user's history" \
   $py - "$tmp/data.txt" "$tmp/events.txt" "$tmp/excl.stream" <<'PY'
