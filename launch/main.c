@@ -26,6 +26,7 @@
 #include "eval.h"
 #include "export.h"
 #include "ids.h"
+#include "serve.h"
 #include "stream.h"
 #include "plot.h"
 #include "gemm.h" // lr_set_threads
