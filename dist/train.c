@@ -34,6 +34,9 @@ int train_check_config(const lr_config *c) {
            "key \"train.positions\": \"all\" needs a causal attention kind; model.attention "
            "is \"%s\"",
            k->name);
+  LR_CHECK(c->train_positions == LR_POS_ALL || !c->train_windows, LR_ERR_CONFIG,
+           "key \"train.windows\": \"all\" needs train.positions \"all\" (with positions "
+           "\"last\" every prefix is an example already)");
   const int augment = c->train_augment == LR_AUG_RANDOMPAD;
   const char *arch = model_arch_name(model_arch_get(c->model_arch));
   LR_CHECK((c->train_views == 1 && !augment) ||

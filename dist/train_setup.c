@@ -88,7 +88,8 @@ static int init_local(trainer *t, const lr_config *c, lr_state_opts *so) {
   t->C = c->train_objective == LR_OBJ_CE ? 1 : 1 + c->train_negatives;
   t->full = c->train_objective == LR_OBJ_CE;
   t->V = c->train_views;
-  LR_CALL(examples_init(&t->ex, &t->ds, t->N, c->train_positions == LR_POS_ALL));
+  LR_CALL(examples_init(&t->ex, &t->ds, t->N,
+                        c->train_positions == LR_POS_ALL ? 1 + c->train_windows : 0));
   LR_CHECK(t->ex.n_examples > 0, LR_ERR_DATA,
            "no training examples: every user needs at least 2 training interactions");
   lr_model_cfg mc;

@@ -107,6 +107,10 @@ static key_def KEYS[] = {
      "clip the global gradient norm to this; 0 = off"},
     {"train.positions", T_ENUM, OFF(train_positions), "last", 0, 0, "last|all",
      "loss at the last position of every prefix, or at all positions (causal kinds)"},
+    {"train.windows", T_ENUM, OFF(train_windows), "last", 0, 0, "last|all",
+     "train.positions all: one window per user (its last N training items), or the "
+     "training items cut into consecutive windows of N from the end (every item a target "
+     "once per epoch)"},
     {"train.objective", T_ENUM, OFF(train_objective), "ce", 0, 0, "ce|sampled|bce",
      "full-catalog cross-entropy, sampled softmax, or BCE with train.negatives negatives"},
     {"train.negatives", T_INT, OFF(train_negatives), "1", 1, 100000, NULL,

@@ -45,6 +45,7 @@ typedef struct {
   int64_t train_epochs, train_max_steps, train_batch_size, train_micro_batch;
   double train_lr, train_beta1, train_beta2, train_adam_eps, train_weight_decay, train_clip_norm;
   int train_positions; // lr_positions
+  int train_windows;   // positions all: 0 the last window per user, 1 every window
   int train_objective; // lr_objective
   int64_t train_negatives;
   int train_sampler; // lr_sampler

@@ -30,7 +30,7 @@ int examples_init(lr_examples *ex, const lr_dataset *ds, int64_t N, int position
   if (!ex->cum) goto fail;
   for (int64_t u = 0; u < ds->n_users; u++) {
     int64_t t = examples_train_len(ds, u);
-    int64_t k = t >= 2 ? (positions_all ? 1 : t - 1) : 0;
+    int64_t k = t < 2 ? 0 : positions_all == 2 ? (t - 1 + N - 1) / N : positions_all ? 1 : t - 1;
     ex->cum[u + 1] = ex->cum[u] + k;
   }
   ex->n_examples = ex->cum[ds->n_users];
@@ -75,6 +75,8 @@ void examples_batch(const lr_examples *ex, int64_t start, int64_t B, int32_t *id
 // Position of the (last) target of example e (of user u) in u's sequence;
 // the input is the up to N items before it.
 static int64_t target_pos(const lr_examples *ex, int64_t e, int64_t u) {
+  if (ex->all == 2) // windows: the last ends at the last training item, each one N before
+    return examples_train_len(ex->ds, u) - 1 - (ex->cum[u + 1] - 1 - e) * ex->N;
   return ex->all ? examples_train_len(ex->ds, u) - 1 : e - ex->cum[u] + 1;
 }
 
@@ -119,10 +121,7 @@ int64_t examples_eval_input(const lr_dataset *ds, int64_t u, lr_split split, int
 int64_t examples_loss_rows(const lr_examples *ex, int64_t start, int64_t n) {
   if (!ex->all) return n;
   int64_t rows = 0;
-  for (int64_t b = 0; b < n; b++) {
-    int64_t u = examples_user(ex, ex->perm[start + b]);
-    int64_t t = examples_train_len(ex->ds, u) - 1;
-    rows += t > ex->N ? ex->N : t;
-  }
+  for (int64_t b = 0; b < n; b++)
+    rows += examples_input_len(ex, ex->perm[start + b]);
   return rows;
 }

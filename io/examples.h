@@ -4,7 +4,11 @@
 // positions=last: every prefix of a user's training sequence is an example:
 //   input = the (up to N) items before position t, target = item t, t >= 1.
 // positions=all: one window per user (SASRec): input = the last N training
-//   items but one, targets = the same window shifted by one.
+//   items but one, targets = the same window shifted by one; with
+//   train.windows=all (positions_all = 2) the user's training targets are cut
+//   into consecutive windows of N from the end (the last one as above, each
+//   other ending N items before the next), so every training item is a
+//   target once per epoch; examples of a user in sequence order.
 // Inputs are right-padded: ids[b, 0..len-1] real, ids[b, len..N-1] = 0.
 // An example id is its index in the unshuffled enumeration (user-major).
 #ifndef LR_EXAMPLES_H
@@ -17,7 +21,7 @@
 typedef struct {
   const lr_dataset *ds; // borrowed
   int64_t N;
-  int all;              // positions=all
+  int all;              // positions=all: 1 (the last window), 2 (every window)
   int64_t n_examples;
   int64_t *cum;         // (n_users+1) examples before user u
   int64_t *perm;        // (n_examples) order of the current epoch
@@ -26,7 +30,8 @@ typedef struct {
 // Number of training items of user u (leave-one-out: n-2 when n >= 3).
 int64_t examples_train_len(const lr_dataset *ds, int64_t u);
 
-// Enumerate the examples of ds. LR_ERR_NOMEM on failure (ex zeroed).
+// Enumerate the examples of ds (positions_all: 0 last, 1 all, 2 all with
+// every window). LR_ERR_NOMEM on failure (ex zeroed).
 int examples_init(lr_examples *ex, const lr_dataset *ds, int64_t N, int positions_all);
 void examples_free(lr_examples *ex);
 

@@ -20,13 +20,14 @@ tiny=(--set data.synthetic.users=200 --set data.synthetic.items=300 --set data.s
 # placement: name np threads micro_batch table
 placements=("p1 1 1 0 auto" "p2 2 1 3 sharded" "p3 3 1 5 replicated" "p1t2 1 2 7 sharded"
             "p4 4 1 2 auto")
-# A case is "kind positions objective [arch]": arch recgrela also sets
+# A case is "kind positions objective [arch]" (positions allw: all with
+# train.windows=all, every window of a user an example): arch recgrela also sets
 # model.drop_path (its per-sequence keys are part of what must not depend
 # on the placement).
 cases=("linrec last ce" "linrec_code last ce" "efficient last ce" "softmax last ce"
        "linrec_causal all ce" "elu1 all ce" "softmax all sampled" "linrec_causal all sampled"
        "elu1 all bce" "linrec_causal all bce" "rela last ce recgrela" "rela_causal all ce recgrela"
-       "rela_causal all sampled recgrela")
+       "rela_causal all sampled recgrela" "linrec_causal allw ce")
 if [ -n "${LINREC_SANITIZED:-}" ]; then
   placements=("p1 1 1 0 auto" "p2 2 1 3 sharded" "p1t2 1 2 7 sharded")
   cases=("linrec last ce" "linrec_code last ce" "efficient last ce" "softmax all sampled"
@@ -56,8 +57,9 @@ PY
 }
 for c in "${cases[@]}"; do
   set -- $c
-  extra=(--set model.attention=$1 --set train.positions=$2 --set train.objective=$3
+  extra=(--set model.attention=$1 --set train.positions=${2%w} --set train.objective=$3
          --set train.negatives=7 --set train.sampler=pop)
+  [ "$2" = allw ] && extra+=(--set train.windows=all)
   [ "$3" != ce ] && extra+=(--set train.clip_norm=0.5 --set train.weight_decay=0.01)
   [ -n "${4:-}" ] && extra+=(--set model.arch="$4" --set model.drop_path=0.1)
   name=$1-$2-$3${4:+-$4}

@@ -8,6 +8,8 @@
 //     0, target = item t; all: the window of the last N+1 training items,
 //     inputs and targets shifted by one, 0 at padding; lens and ex_ids, also
 //     for a shuffled order and a batch starting mid-epoch;
+//   - positions=all with every window (train.windows=all): the user's
+//     targets cut into windows of N from the end, each target in exactly one;
 //   - loss rows (n for last, the sum of input lengths for all);
 //   - shuffling: a permutation, a pure function of (seed, epoch), different
 //     across epochs and seeds, and not grossly biased;
@@ -69,7 +71,13 @@ static int64_t ref_enumerate(ref_ex *ex, int all) {
   int64_t k = 0;
   for (int64_t u = 0; u < NU; u++) {
     int64_t tl = ref_train_len(LENS[u]);
-    if (all) {
+    if (all == 2) { // every window: last targets tl-1, tl-1-N, ... down to >= 1, in order
+      int64_t w = tl >= 2 ? (tl - 1 + N - 1) / N : 0;
+      for (int64_t j = w - 1; j >= 0; j--) {
+        if (ex) ex[k] = (ref_ex){u, tl - 1 - j * N};
+        k++;
+      }
+    } else if (all) {
       if (tl >= 2) {
         if (ex) ex[k] = (ref_ex){u, tl - 1};
         k++;
@@ -142,7 +150,7 @@ static void test_train_len(const lr_dataset *ds) {
 }
 
 static void test_positions(const lr_dataset *ds, int all) {
-  const char *name = all ? "all" : "last";
+  const char *name = all == 2 ? "all, every window" : all ? "all" : "last";
   int64_t n_ref = ref_enumerate(NULL, all);
   ref_ex *ref = calloc((size_t)n_ref, sizeof *ref);
   ref_enumerate(ref, all);
@@ -153,7 +161,8 @@ static void test_positions(const lr_dataset *ds, int all) {
     free(ref);
     return;
   }
-  t_check(ex.n_examples == n_ref && n_ref == (all ? 3 : 32), "%s: n_examples = %lld (expect %lld)",
+  t_check(ex.n_examples == n_ref && n_ref == (all == 2 ? 8 : all ? 3 : 32),
+          "%s: n_examples = %lld (expect %lld)",
           name, (long long)ex.n_examples, (long long)n_ref);
   int ident = 1;
   for (int64_t i = 0; i < ex.n_examples; i++)
@@ -184,7 +193,23 @@ static void test_positions(const lr_dataset *ds, int all) {
       ok_rows &= examples_loss_rows(&ex, s, n) == want;
     }
   t_check(ok_rows, "%s: loss rows of every slice", name);
-  if (all) {
+  if (all == 2) {
+    // every training target (positions 1 .. train_len-1 of each user, 32 in all) is the
+    // target of exactly one window
+    int64_t rows = examples_loss_rows(&ex, 0, ex.n_examples);
+    int covered = rows == 32;
+    for (int64_t u = 0; u < NU; u++)
+      for (int64_t p = 1; p < ref_train_len(LENS[u]); p++) {
+        int hits = 0;
+        for (int64_t e = 0; e < n_ref; e++) {
+          int64_t l = ref[e].t < N ? ref[e].t : N;
+          hits += ref[e].u == u && p > ref[e].t - l && p <= ref[e].t;
+        }
+        covered &= hits == 1;
+      }
+    t_check(covered, "all, every window: each of the 32 training targets in exactly one window "
+                     "(loss rows of the epoch %lld)", (long long)rows);
+  } else if (all) {
     // the three windows: user 2 (train 28: N inputs), user 3 (n = 2, both
     // training: 1 input), user 4 (train 5: 4 inputs)
     int64_t rows = examples_loss_rows(&ex, 0, 3);
@@ -325,6 +350,7 @@ int main(void) {
   test_train_len(&ds);
   test_positions(&ds, 0);
   test_positions(&ds, 1);
+  test_positions(&ds, 2);
   test_shuffle(&ds);
   test_eval_input(&ds);
   test_empty();
