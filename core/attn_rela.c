@@ -140,15 +140,7 @@ static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_
   }
   const real eps = (real)((double)n * GRELA_EPS);
   for (int64_t i = 0; i < n; i++)
-    for (int64_t h = 0; h < H; h++) {
-      real q = 0;
-      for (int64_t j = h * d; j < (h + 1) * d; j++)
-        q += qf[i * D + j] * ksum[j];
-      den[i * H + h] = q + eps;
-      const real inv = (real)1 / den[i * H + h];
-      for (int64_t j = h * d; j < (h + 1) * d; j++)
-        o[i * D + j] = ob[i * D + j] *= inv;
-    }
+    FN(grela_divide_row)(ob + i * D, o + i * D, den + i * H, qf + i * D, ksum, eps, D, H);
 }
 
 // forward: o = num / den, num_h = qr_h kv_h, kv_h = kr_h^T V_h, den = qf . ksum + eps

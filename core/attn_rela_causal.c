@@ -120,25 +120,12 @@ const lr_attn_ops lr_attn_rela_causal_norope = {
 #else // ---- the kernels, over `real` ------------------------------------------------------
 
 // Row i's division by its denominator: run (D) += kf (the prefix sum of
-// rows 0..i), den (H) = qf . run + (i+1) eps per head, ob (D) /= den; o
-// (D; NULL: none) gets a copy.
+// rows 0..i), then grela_divide_row with eps (i+1) 1e-6.
 static void FN(divide_row)(real *ob, real *o, real *den, real *run, const real *qf, const real *kf,
                            int64_t i, int64_t D, int64_t H) {
-  const int64_t d = D / H;
-  const real eps = (real)((double)(i + 1) * GRELA_EPS);
   for (int64_t j = 0; j < D; j++)
     run[j] += kf[j];
-  for (int64_t h = 0; h < H; h++) {
-    real q = 0;
-    for (int64_t j = h * d; j < (h + 1) * d; j++)
-      q += qf[j] * run[j];
-    den[h] = q + eps;
-    const real inv = (real)1 / den[h];
-    for (int64_t j = h * d; j < (h + 1) * d; j++) {
-      ob[j] *= inv;
-      if (o) o[j] = ob[j];
-    }
-  }
+  FN(grela_divide_row)(ob, o, den, qf, run, (real)((double)(i + 1) * GRELA_EPS), D, H);
 }
 
 static void FN(run_fwd)(real *ob, real *cache, const real *xb, int64_t n, int64_t N, int64_t D,

@@ -71,6 +71,12 @@ void grela_rope_qk(float *cs, float *qr, float *kr, const float *qf, const float
                    int64_t D, int rope);
 void grela_rope_qk_f64(double *cs, double *qr, double *kr, const double *qf, const double *kf,
                        int64_t n, int64_t D, int rope);
+// One row's division by its denominators: per head h, den[h] = qf_h .
+// ksum_h + eps, ob_h /= den[h]; o (D; NULL: none) gets a copy of ob.
+void grela_divide_row(float *ob, float *o, float *den, const float *qf, const float *ksum,
+                      float eps, int64_t D, int64_t H);
+void grela_divide_row_f64(double *ob, double *o, double *den, const double *qf,
+                          const double *ksum, double eps, int64_t D, int64_t H);
 // The division o = num / den per (row, head), backward: from g (n,D) WRITES
 // dnum = g / den (n,D) and dden = -(g . o) / den (n,H); o (n,D), den (n,H).
 void grela_div_backward(float *dnum, float *dden, const float *g, const float *o, const float *den,
