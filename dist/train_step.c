@@ -78,6 +78,46 @@ static int user_rank(const trainer *t, int64_t u) {
   return lo;
 }
 
+// The item rows of B sequences (t->ids) and of ncand candidates (t->cand_ids),
+// then the forward: *h the final hidden states (NULL when B = 0). Collective
+// in sharded mode.
+static int lookup_forward(trainer *t, int64_t B, int64_t ncand, lr_dropout dp, const float **rows,
+                          lr_xs **drows, const float **h) {
+  lr_state *s = &t->st;
+  double t0 = dist_wtime();
+  LR_CALL(table_lookup(&s->table, rows, drows, t->idx, t->ids, B * t->N, t->cand, t->cand_ids,
+                       ncand));
+  t->ph_comm += dist_wtime() - t0;
+  *h = B > 0 ? model_forward(&s->model, t->idx, *rows, t->lens, t->row_ids, B, dp,
+                             state_seq_rows(s, t->users, B))
+             : NULL;
+  return LR_OK;
+}
+
+// The n loss rows' gradients (t->dhs, row q at sequence row t->lrow[q]) into
+// the output gradient, the backward of the B sequences and the table's
+// gradient push; t1: when the loss began. Collective in sharded mode.
+static int backward_push(trainer *t, int64_t B, int64_t n, lr_dropout dp, lr_xs *drows,
+                         double t1) {
+  lr_state *s = &t->st;
+  const int64_t N = t->N, D = t->D;
+  if (B > 0) {
+    memset(t->dout, 0, (size_t)(B * N * D) * sizeof(float));
+    for (int64_t q = 0; q < n; q++)
+      for (int64_t j = 0; j < D; j++)
+        t->dout[t->lrow[q] * D + j] += t->dhs[q * D + j];
+    t->ph_loss += dist_wtime() - t1;
+    model_backward(&s->model, drows, t->dout, t->idx, t->row_ids, dp, state_seq_grads(s));
+    state_seq_push(s, t->users, B);
+  } else {
+    t->ph_loss += dist_wtime() - t1;
+  }
+  double t2 = dist_wtime();
+  int rc = table_push(&s->table);
+  t->ph_comm += dist_wtime() - t2;
+  return rc;
+}
+
 // Forward, loss and backward of one micro-batch: this rank's nb examples
 // exs (nb may be 0: the rank still takes part in the table's collectives).
 // coef = 1/M_total weighs each loss row's gradient; the rows' losses go to
@@ -117,16 +157,10 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, float coef, ui
         t->cand_ids[m * C + j] = draw_negative(t, t->ex_ids[b], p, j - 1, epoch);
     }
   }
-  const float *rows;
+  const float *rows, *h;
   lr_xs *drows;
-  double t0 = dist_wtime();
-  LR_CALL(table_lookup(&s->table, &rows, &drows, t->idx, t->ids, nb * N, t->cand, t->cand_ids,
-                       sampled ? M * C : 0));
-  t->ph_comm += dist_wtime() - t0;
-  lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout, NULL};
-  const float *h = nb > 0 ? model_forward(&s->model, t->idx, rows, t->lens, t->row_ids, nb, dp,
-                                          state_seq_rows(s, t->users, nb))
-                          : NULL;
+  const lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout, NULL};
+  LR_CALL(lookup_forward(t, nb, sampled ? M * C : 0, dp, &rows, &drows, &h));
   double t1 = dist_wtime();
   if (nb > 0) {
     for (int64_t m = 0; m < M; m++)
@@ -140,22 +174,7 @@ static int micro_step(trainer *t, const int64_t *exs, int64_t nb, float coef, ui
     t->bad |= sampled_forward_backward(&t->loss_x, t->dhs, drows, t->hs, t->cand, t->cand_ids, rows,
                                        M, C, D, kind, coef, t->s_scratch);
   }
-  if (nb > 0) {
-    // Scatter the loss-row gradients into the output gradient and backprop.
-    memset(t->dout, 0, (size_t)(nb * N * D) * sizeof(float));
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t j = 0; j < D; j++)
-        t->dout[t->lrow[m] * D + j] += t->dhs[m * D + j];
-    t->ph_loss += dist_wtime() - t1;
-    model_backward(&s->model, drows, t->dout, t->idx, t->row_ids, dp, state_seq_grads(s));
-    state_seq_push(s, t->users, nb);
-  } else {
-    t->ph_loss += dist_wtime() - t1;
-  }
-  double t2 = dist_wtime();
-  int rc = table_push(&s->table);
-  t->ph_comm += dist_wtime() - t2;
-  return rc;
+  return backward_push(t, nb, M, dp, drows, t1);
 }
 
 // Blin (train.views 2): micro_step with two views per example. View v of
@@ -210,17 +229,15 @@ static int micro_step_views(trainer *t, const int64_t *exs, int64_t nb, float co
       for (int64_t j = 1; j < C; j++)
         t->cand_ids[m * C + j] = draw_negative(t, t->ex_ids[m], t->src_lens[m] - 1, j - 1, epoch);
     }
-  const float *rows;
+  const float *rows, *h;
   lr_xs *drows;
-  double t0 = dist_wtime();
-  LR_CALL(table_lookup(&s->table, &rows, &drows, t->idx, t->ids, B2 * N, t->cand, t->cand_ids,
-                       sampled ? M * C : 0));
-  t->ph_comm += dist_wtime() - t0;
-  lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout, NULL};
+  const lr_dropout dp = {(uint64_t)c->train_seed, epoch, 0, (float)c->model_dropout, NULL};
   model_set_keymask(&s->model, aug ? t->kmask : NULL);
-  const float *h = nb > 0 ? model_forward(&s->model, t->idx, rows, t->lens, t->row_ids, B2, dp,
-                                          state_seq_rows(s, t->users, B2))
-                          : NULL;
+  int rc = lookup_forward(t, B2, sampled ? M * C : 0, dp, &rows, &drows, &h);
+  if (rc != LR_OK) {
+    model_set_keymask(&s->model, NULL);
+    return rc;
+  }
   double t1 = dist_wtime();
   float *hs_a = t->hs, *hs_b = t->hs + M * D, *dh_a = t->dhs, *dh_b = t->dhs + M * D;
   if (nb > 0) {
@@ -230,7 +247,6 @@ static int micro_step_views(trainer *t, const int64_t *exs, int64_t nb, float co
     }
     memset(t->dhs, 0, (size_t)(2 * M * D) * sizeof(float));
   }
-  int rc = LR_OK;
   if (!sampled)
     rc = table_bkl(&s->table, &t->loss_x, dh_a, dh_b, hs_a, hs_b, t->ltgt, t->lgrp, M,
                    c->train_bkl_weight, coef);
@@ -242,23 +258,9 @@ static int micro_step_views(trainer *t, const int64_t *exs, int64_t nb, float co
     model_set_keymask(&s->model, NULL);
     return rc;
   }
-  if (nb > 0) {
-    memset(t->dout, 0, (size_t)(B2 * N * D) * sizeof(float));
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t j = 0; j < D; j++) {
-        t->dout[t->lrow[m] * D + j] += dh_a[m * D + j];
-        t->dout[t->lrow[nb + m] * D + j] += dh_b[m * D + j];
-      }
-    t->ph_loss += dist_wtime() - t1;
-    model_backward(&s->model, drows, t->dout, t->idx, t->row_ids, dp, state_seq_grads(s));
-    state_seq_push(s, t->users, B2);
-  } else {
-    t->ph_loss += dist_wtime() - t1;
-  }
+  // view a's rows then view b's: t->lrow[q] and t->dhs row q for q < 2M
+  rc = backward_push(t, B2, 2 * M, dp, drows, t1);
   model_set_keymask(&s->model, NULL); // evaluation sees plain histories
-  double t2 = dist_wtime();
-  rc = table_push(&s->table);
-  t->ph_comm += dist_wtime() - t2;
   return rc;
 }
 
