@@ -1,0 +1,318 @@
+// gemm_bf16.c: the canonical bf16 product of gemm_bf16.h.
+//
+//   lr_sgemm_bf16_ref   plain loops emulating one lane of VDPBF16PS (the
+//                       reference; also the fallback when packing buffers
+//                       cannot grow)
+//   AVX512-BF16         8 x 32 register tile (16 accumulators), packed
+//                       panels of bf16 pairs
+//
+// Packing rounds the fp32 operands to bf16 and stores k in pairs: op(B)'s
+// panel of NR columns as P x NR 32-bit words (word = b[2p] | b[2p+1] << 16,
+// P = ceil(K/2), zero past K and past the valid columns), op(A) as panels of
+// MR rows, P x MR words. The microkernel holds its tile for the whole K (no
+// partial sum leaves a register) and writes the valid rows and columns.
+#include "gemm_bf16.h"
+
+#include <float.h>  // FLT_MIN
+#include <math.h>   // fabsf, copysignf, fmaf
+#include <stdlib.h> // aligned_alloc, free
+#include <string.h> // memcpy
+#include <time.h>   // clock_gettime
+
+#include "lr.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define LR_BF16_X86 1
+#endif
+
+#define MR 8
+#define NR 32
+#define BF16_A_BLOCK_BYTES ((size_t)256 << 10) // op(A) rows per block: this many bytes packed
+
+static inline uint32_t bits_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+static inline float float_of(uint32_t u) {
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+uint16_t lr_bf16_round(float x) {
+  uint32_t u = bits_of(x);
+  if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u); // zero, denormal: +-0
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); // NaN: quiet
+  u += 0x7fffu + ((u >> 16) & 1u); // nearest even; the largest finite values round to inf
+  return (uint16_t)(u >> 16);
+}
+
+float lr_bf16_value(uint16_t h) { return float_of((uint32_t)h << 16); }
+
+static inline float q(float x) { return lr_bf16_value(lr_bf16_round(x)); }
+
+// ---- the reference -------------------------------------------------------------------
+
+static inline float ftz(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
+
+// One lane of VDPBF16PS: t + a1 b1, then + a0 b0, each sum rounded once (the
+// bf16 products are exact; double holds them and the sum before the one
+// rounding to float) and flushed to zero when denormal; a denormal t is 0.
+static inline float dp_lane(float t, float a0, float a1, float b0, float b1) {
+  t = ftz(t);
+  t = ftz((float)((double)t + (double)a1 * (double)b1));
+  return ftz((float)((double)t + (double)a0 * (double)b0));
+}
+
+static inline float op_a(int ta, const float *A, int64_t lda, int64_t i, int64_t k) {
+  return ta ? A[k * lda + i] : A[i * lda + k];
+}
+static inline float op_b(int tb, const float *B, int64_t ldb, int64_t k, int64_t j) {
+  return tb ? B[j * ldb + k] : B[k * ldb + j];
+}
+
+void lr_sgemm_bf16_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc) {
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < K; k += 2) {
+        const int two = k + 1 < K;
+        acc = dp_lane(acc, q(op_a(ta, A, lda, i, k)), two ? q(op_a(ta, A, lda, i, k + 1)) : 0.0f,
+                      q(op_b(tb, B, ldb, k, j)), two ? q(op_b(tb, B, ldb, k + 1, j)) : 0.0f);
+      }
+      float *c = C + i * ldc + j;
+      *c = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *c);
+    }
+}
+
+// ---- the AVX512-BF16 kernel ------------------------------------------------------------
+
+#ifdef LR_BF16_X86
+
+int lr_bf16_supported(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+}
+
+#define BF16_TARGET __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
+
+// The words of pairs of a run of x contiguous along k (K values, zero past
+// K): word p = bf16(x[2p]) | bf16(x[2p+1]) << 16, stored at dst[p * stride].
+// The hardware conversion rounds as lr_bf16_round (tests/test_gemm_bf16.c).
+BF16_TARGET static void words_along_k(uint32_t *dst, int64_t stride, const float *x, int64_t K) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
+                                                          3, 2, 1, 0),
+                                         _mm512_set1_epi32((int)stride));
+  for (int64_t k = 0; k < K; k += 32) {
+    const int64_t n = K - k < 32 ? K - k : 32;
+    const __mmask16 m0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+    const __mmask16 m1 = n >= 32 ? (__mmask16)0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+    const __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + k + 16),
+                                                   _mm512_maskz_loadu_ps(m0, x + k));
+    const int64_t np = (n + 1) / 2;
+    const __mmask16 mw = np >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << np) - 1);
+    uint32_t *d = dst + (k / 2) * stride;
+    if (stride == 1) _mm512_mask_storeu_epi32(d, mw, w);
+    else _mm512_mask_i32scatter_epi32(d, mw, idx, w, 4);
+  }
+}
+
+// n consecutive words of the pairs of two runs x0, x1 (x1 NULL: zeros):
+// dst[i] = bf16(x0[i]) | bf16(x1[i]) << 16.
+BF16_TARGET static void words_of_rows(uint32_t *dst, const float *x0, const float *x1, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t c = n - i < 16 ? n - i : 16;
+    const __mmask16 m = c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x0 + i)));
+    __m512i w = lo;
+    if (x1) {
+      const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x1 + i)));
+      w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+    }
+    _mm512_mask_storeu_epi32(dst + i, m, w);
+  }
+}
+
+// op(B) columns j0 .. j0+nr-1 (nr <= NR) into a P x NR panel (word (p, jj)
+// at p * NR + jj; zero past nr).
+static void pack_b(uint32_t *Bp, int tb, const float *B, int64_t ldb, int64_t K, int64_t j0,
+                   int64_t nr) {
+  const int64_t P = (K + 1) / 2;
+  if (nr < NR)
+    for (int64_t p = 0; p < P; p++)
+      memset(Bp + p * NR + nr, 0, (size_t)(NR - nr) * sizeof *Bp);
+  if (tb) // column j of op(B) is row j of B: contiguous along k
+    for (int64_t jj = 0; jj < nr; jj++)
+      words_along_k(Bp + jj, NR, B + (j0 + jj) * ldb, K);
+  else // rows k, k+1 of B hold the pair for every column
+    for (int64_t p = 0; p < P; p++)
+      words_of_rows(Bp + p * NR, B + 2 * p * ldb + j0,
+                    2 * p + 1 < K ? B + (2 * p + 1) * ldb + j0 : NULL, nr);
+}
+
+// op(A) rows i0 .. i0+mr-1 (mr <= MR) into a P x MR panel (word (p, r) at
+// p * MR + r; zero past mr).
+static void pack_a(uint32_t *Ap, int ta, const float *A, int64_t lda, int64_t K, int64_t i0,
+                   int64_t mr) {
+  const int64_t P = (K + 1) / 2;
+  if (mr < MR)
+    for (int64_t p = 0; p < P; p++)
+      memset(Ap + p * MR + mr, 0, (size_t)(MR - mr) * sizeof *Ap);
+  if (!ta) // row i of op(A) is row i of A: contiguous along k
+    for (int64_t r = 0; r < mr; r++)
+      words_along_k(Ap + r, MR, A + (i0 + r) * lda, K);
+  else // rows k, k+1 of A hold the pair for every row of op(A)
+    for (int64_t p = 0; p < P; p++)
+      words_of_rows(Ap + p * MR, A + 2 * p * lda + i0,
+                    2 * p + 1 < K ? A + (2 * p + 1) * lda + i0 : NULL, mr);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static void
+kernel(const uint32_t *Ap, const uint32_t *Bp, int64_t P, float *C, int64_t ldc, int64_t mr,
+       int64_t nr, float alpha, float beta) {
+  __m512 c0[MR], c1[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++)
+    c0[r] = _mm512_setzero_ps(), c1[r] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < P; p++) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(Bp + p * NR);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + p * NR + 16);
+    const uint32_t *a = Ap + p * MR;
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[r]);
+      c0[r] = _mm512_dpbf16_ps(c0[r], ar, b0);
+      c1[r] = _mm512_dpbf16_ps(c1[r], ar, b1);
+    }
+  }
+  const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int64_t r = 0; r < mr; r++) {
+    float *cr = C + r * ldc;
+    if (beta == 0.0f) {
+      _mm512_mask_storeu_ps(cr, m0, _mm512_mul_ps(va, c0[r]));
+      _mm512_mask_storeu_ps(cr + 16, m1, _mm512_mul_ps(va, c1[r]));
+    } else {
+      const __m512 o0 = _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, cr));
+      const __m512 o1 = _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16));
+      _mm512_mask_storeu_ps(cr, m0, _mm512_fmadd_ps(va, c0[r], o0));
+      _mm512_mask_storeu_ps(cr + 16, m1, _mm512_fmadd_ps(va, c1[r], o1));
+    }
+  }
+}
+
+// This thread's packing buffers (grown on first use, kept).
+static _Thread_local uint32_t *g_pack;
+static _Thread_local size_t g_pack_words;
+
+static uint32_t *pack_buffer(size_t words) {
+  if (words <= g_pack_words) return g_pack;
+  size_t bytes = (words * sizeof(uint32_t) + 63) & ~(size_t)63;
+  uint32_t *p = aligned_alloc(64, bytes);
+  if (!p) return NULL;
+  free(g_pack);
+  g_pack = p, g_pack_words = words;
+  return p;
+}
+
+void lr_sgemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  LR_ASSERT(M >= 0 && N >= 0 && K >= 0 && ldc >= N);
+  LR_ASSERT(lda >= (ta ? M : K) && ldb >= (tb ? K : N));
+  LR_ASSERT(lr_bf16_supported());
+  if (M == 0 || N == 0) return;
+  // op(B) packed whole (its panels stay in L3), op(A) by blocks of mc rows
+  // sized for L2; each column panel then meets every row panel of the block
+  const int64_t P = (K + 1) / 2, nb = (N + NR - 1) / NR;
+  int64_t mc = (int64_t)(BF16_A_BLOCK_BYTES / (4 * (size_t)(P > 0 ? P : 1))) / MR * MR;
+  if (mc < MR) mc = MR;
+  if (mc > (M + MR - 1) / MR * MR) mc = (M + MR - 1) / MR * MR;
+  uint32_t *buf = pack_buffer((size_t)((nb * NR + mc) * (P > 0 ? P : 1)));
+  if (!buf || K == 0) { // the same bits, by the loops
+    lr_sgemm_bf16_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  uint32_t *Bp = buf, *Ap = buf + nb * NR * P;
+  for (int64_t jb = 0; jb < nb; jb++) {
+    const int64_t j0 = jb * NR;
+    pack_b(Bp + jb * NR * P, tb, B, ldb, K, j0, N - j0 < NR ? N - j0 : NR);
+  }
+  for (int64_t i1 = 0; i1 < M; i1 += mc) {
+    const int64_t m1 = M - i1 < mc ? M - i1 : mc;
+    for (int64_t r0 = 0; r0 < m1; r0 += MR)
+      pack_a(Ap + r0 * P, ta, A, lda, K, i1 + r0, m1 - r0 < MR ? m1 - r0 : MR);
+    for (int64_t jb = 0; jb < nb; jb++) {
+      const int64_t j0 = jb * NR, nr = N - j0 < NR ? N - j0 : NR;
+      for (int64_t r0 = 0; r0 < m1; r0 += MR)
+        kernel(Ap + r0 * P, Bp + jb * NR * P, P, C + (i1 + r0) * ldc + j0, ldc,
+               m1 - r0 < MR ? m1 - r0 : MR, nr, alpha, beta);
+    }
+  }
+}
+
+// 12 independent accumulators in registers (named, so none is spilled).
+#define PEAK_ACCS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+__attribute__((target("avx512f,avx512bf16"))) static double peak_run(int64_t iters) {
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x3c003c00);
+#define DECL(r) __m512 c##r = _mm512_setzero_ps();
+#define STEP(r) c##r = _mm512_dpbf16_ps(c##r, a, b);
+#define KEEP(r) __asm__ volatile("" : "+v"(c##r));
+  PEAK_ACCS(DECL)
+  for (int64_t i = 0; i < iters; i++) {
+    PEAK_ACCS(STEP)
+    PEAK_ACCS(KEEP)
+  }
+  const __m512 s = _mm512_add_ps(
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                    _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7))),
+      _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+#undef DECL
+#undef STEP
+#undef KEEP
+  return (double)_mm512_reduce_add_ps(s);
+}
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+double lr_bf16_peak_gflops(double seconds) {
+  if (!lr_bf16_supported()) return 0.0;
+  volatile double sink = peak_run(1000);
+  int64_t iters = 1 << 20, done = 0;
+  const double t0 = now();
+  double t;
+  do {
+    sink += peak_run(iters);
+    done += iters;
+  } while ((t = now() - t0) < seconds);
+  (void)sink;
+  return (double)done * 12.0 * 64.0 / t * 1e-9; // 16 lanes x 2 multiply-adds x 2 flops
+}
+
+#else // not x86-64: no kernel
+
+int lr_bf16_supported(void) { return 0; }
+
+void lr_sgemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  LR_ASSERT(lr_bf16_supported());
+  (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B;
+  (void)ldb, (void)beta, (void)C, (void)ldc;
+}
+
+double lr_bf16_peak_gflops(double seconds) {
+  (void)seconds;
+  return 0.0;
+}
+
+#endif
