@@ -45,7 +45,7 @@
 #include <math.h>   // sqrt
 #include <string.h> // memset, memcpy
 
-#include "gemm.h"       // lr_sgemm (column slices of the fused Q|K|V)
+#include "gemm.h"       // lr_matmul (column slices of the fused Q|K|V)
 #include "grela.h"      // grela_colsum
 #include "lr.h"         // LR_ASSERT
 #include "model_arch.h" // lr_arch, lr_lane_job, model_act, model_site, the layers
@@ -239,7 +239,7 @@ static void linear_into(float *out, int64_t ldo, const float *in, int64_t ldi, c
                         const float *b, int64_t nr, int64_t C, int64_t OC) {
   for (int64_t r = 0; r < nr; r++)
     memcpy(out + r * ldo, b, (size_t)OC * sizeof(float));
-  lr_sgemm(0, 1, nr, OC, C, 1.0f, in, ldi, w, C, 1.0f, out, ldo);
+  lr_matmul(0, 1, nr, OC, C, 1.0f, in, ldi, w, C, 1.0f, out, ldo);
 }
 
 // The rows of sequence b: n valid, the query stream from row q0 (n - 1
@@ -417,16 +417,16 @@ static void block_backward(const lr_lane_job *j, const ram_seq *s, int64_t l, co
   model_lap(m, LR_PHASE_ATTN, &t0);
   // q = X~ Wq^T + bq at the query rows: dWq += dq^T X~, dX~ = dq Wq, dQ += LN1'(dX~)
   const float *dq = dqkv + q0 * 3 * D;
-  lr_sgemm(1, 0, D, D, nq, 1.0f, dq, 3 * D, xa, D, 1.0f, layer_t(m, G, T_Q_W, l), D);
+  lr_matmul(1, 0, D, D, nq, 1.0f, dq, 3 * D, xa, D, 1.0f, layer_t(m, G, T_Q_W, l), D);
   grela_colsum(layer_t(m, G, T_Q_B, l), dq, 3 * D, nq, D);
-  lr_sgemm(0, 0, nq, D, D, 1.0f, dq, 3 * D, layer_t(m, P, T_Q_W, l), D, 0.0f, dxa, D);
+  lr_matmul(0, 0, nq, D, D, 1.0f, dq, 3 * D, layer_t(m, P, T_Q_W, l), D, 0.0f, dxa, D);
   layernorm_backward(dq_in, layer_t(m, G, T_LN1_W, l), layer_t(m, G, T_LN1_B, l), dxa, qin,
                      layer_t(m, P, T_LN1_W, l), stat_at(m, A_LN1_MEAN, l, rq),
                      stat_at(m, A_LN1_RSTD, l, rq), nq, D);
   // [k|v] = E Wkv^T + bkv over rows 0..n-1: dWkv += dkv^T E, dE += dkv Wkv
-  lr_sgemm(1, 0, 2 * D, D, n, 1.0f, dqkv + D, 3 * D, e, D, 1.0f, layer_t(m, G, T_KV_W, l), D);
+  lr_matmul(1, 0, 2 * D, D, n, 1.0f, dqkv + D, 3 * D, e, D, 1.0f, layer_t(m, G, T_KV_W, l), D);
   grela_colsum(layer_t(m, G, T_KV_B, l), dqkv + D, 3 * D, n, 2 * D);
-  lr_sgemm(0, 0, n, D, 2 * D, 1.0f, dqkv + D, 3 * D, layer_t(m, P, T_KV_W, l), D, 1.0f, de, D);
+  lr_matmul(0, 0, n, D, 2 * D, 1.0f, dqkv + D, 3 * D, layer_t(m, P, T_KV_W, l), D, 1.0f, de, D);
   model_lap(m, LR_PHASE_PROJ, &t0);
 }
 

@@ -30,7 +30,7 @@
 // residuals at all); every depth uses the residual form above.
 #include <string.h> // memset, memcpy
 
-#include "gemm.h"       // lr_sgemm (Q|K|V written in place, column slices)
+#include "gemm.h"       // lr_matmul (Q|K|V written in place, column slices)
 #include "grela.h"      // grela_silu_*, grela_conv_*, grela_gate_*, grela_path_*, grela_colsum
 #include "model_arch.h" // lr_arch, lr_lane_job, model_act, model_site, the layers
 
@@ -228,7 +228,7 @@ static void linear_into(float *out, int64_t ldo, const float *in, int64_t ldi, c
                         const float *b, int64_t nr, int64_t C, int64_t OC) {
   for (int64_t r = 0; r < nr; r++)
     memcpy(out + r * ldo, b, (size_t)OC * sizeof(float));
-  lr_sgemm(0, 1, nr, OC, C, 1.0f, in, ldi, w, C, 1.0f, out, ldo);
+  lr_matmul(0, 1, nr, OC, C, 1.0f, in, ldi, w, C, 1.0f, out, ldo);
 }
 
 // ---- forward --------------------------------------------------------------------------------
@@ -378,14 +378,14 @@ static void backward_layer(const lr_lane_job *j, const lr_lane_rows *z) {
   // [Q|K] = V Wqk^T + bqk; V = X~ Win^T + bin; G's pre-activation = X~ Wg^T + bg
   const float *qk_w = model_tensor_layer(m, P, T_QK_W, l),
               *in_w = model_tensor_layer(m, P, T_IN_W, l);
-  lr_sgemm(1, 0, 2 * D, D, nr, 1.0f, dqkv, 3 * D, qkv + 2 * D, 3 * D, 1.0f,
+  lr_matmul(1, 0, 2 * D, D, nr, 1.0f, dqkv, 3 * D, qkv + 2 * D, 3 * D, 1.0f,
            model_tensor_layer(m, G, T_QK_W, l), D);
   grela_colsum(model_tensor_layer(m, G, T_QK_B, l), dqkv, 3 * D, nr, 2 * D);
-  lr_sgemm(0, 0, nr, D, 2 * D, 1.0f, dqkv, 3 * D, qk_w, D, 1.0f, dqkv + 2 * D, 3 * D);
-  lr_sgemm(1, 0, D, D, nr, 1.0f, dqkv + 2 * D, 3 * D, xt, D, 1.0f,
+  lr_matmul(0, 0, nr, D, 2 * D, 1.0f, dqkv, 3 * D, qk_w, D, 1.0f, dqkv + 2 * D, 3 * D);
+  lr_matmul(1, 0, D, D, nr, 1.0f, dqkv + 2 * D, 3 * D, xt, D, 1.0f,
            model_tensor_layer(m, G, T_IN_W, l), D);
   grela_colsum(model_tensor_layer(m, G, T_IN_B, l), dqkv + 2 * D, 3 * D, nr, D);
-  lr_sgemm(0, 0, nr, D, D, 1.0f, dqkv + 2 * D, 3 * D, in_w, D, 0.0f, dxt, D);
+  lr_matmul(0, 0, nr, D, D, 1.0f, dqkv + 2 * D, 3 * D, in_w, D, 0.0f, dxt, D);
   if (!(ab & NO_GATE))
     linear_backward(dxt, model_tensor_layer(m, G, T_G_W, l), model_tensor_layer(m, G, T_G_B, l), dg,
                     xt, model_tensor_layer(m, P, T_G_W, l), nr, D, D);

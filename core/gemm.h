@@ -33,6 +33,18 @@ void lr_sgemm_batched(int64_t batch, int ta, int tb, int64_t M, int64_t N, int64
                       float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
                       int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc, int64_t sC);
 
+// The model's matrix products (the projections, the FFN and the loss's
+// scores and gradients; the attention's own products stay lr_sgemm): fp32
+// (lr_sgemm), or with bf16 operands (lr_sgemm_bf16, gemm_bf16.h) once
+// lr_set_matmul_bf16(1). Process-wide; set it before the model runs (the
+// command line does, from train.precision). Both are canonical, so a run is
+// bitwise the same at any ranks and micro-batch in either precision.
+void lr_matmul(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+// on = 1 needs lr_bf16_supported() (asserted). Cannot fail.
+void lr_set_matmul_bf16(int on);
+int lr_matmul_is_bf16(void);
+
 // Double-precision twin of lr_sgemm (the f64 instantiations of the kernels,
 // used by the gradient tests).
 void lr_dgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, const double *A,

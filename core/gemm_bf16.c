@@ -15,10 +15,11 @@
 
 #include <float.h>  // FLT_MIN
 #include <math.h>   // fabsf, copysignf, fmaf
-#include <stdlib.h> // aligned_alloc, free
-#include <string.h> // memcpy
+#include <stdlib.h> // aligned_alloc, free, getenv
+#include <string.h> // memcpy, memset, strcmp
 #include <time.h>   // clock_gettime
 
+#include "gemm.h" // lr_sgemm
 #include "lr.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -53,6 +54,23 @@ uint16_t lr_bf16_round(float x) {
 float lr_bf16_value(uint16_t h) { return float_of((uint32_t)h << 16); }
 
 static inline float q(float x) { return lr_bf16_value(lr_bf16_round(x)); }
+
+// ---- the model's products (gemm.h) ------------------------------------------------------
+
+static int g_matmul_bf16;
+
+void lr_set_matmul_bf16(int on) {
+  LR_ASSERT(!on || lr_bf16_supported());
+  g_matmul_bf16 = on != 0;
+}
+
+int lr_matmul_is_bf16(void) { return g_matmul_bf16; }
+
+void lr_matmul(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (g_matmul_bf16) lr_sgemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else lr_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 // ---- the reference -------------------------------------------------------------------
 
@@ -95,6 +113,8 @@ void lr_sgemm_bf16_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
 #ifdef LR_BF16_X86
 
 int lr_bf16_supported(void) {
+  const char *off = getenv("LINREC_NO_BF16"); // tests: act as a CPU without it
+  if (off && *off && strcmp(off, "0")) return 0;
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
 }

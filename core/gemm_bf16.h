@@ -16,8 +16,9 @@
 
 #include <stdint.h>
 
-// 1 when this CPU has AVX512-BF16 and the build has the kernel, else 0.
-// Cannot fail.
+// 1 when this CPU has AVX512-BF16 and the build has the kernel, else 0
+// (also 0 when the environment sets LINREC_NO_BF16 to anything but "0": the
+// tests' CPU without it). Cannot fail.
 int lr_bf16_supported(void);
 
 // x rounded to bf16 (nearest even; a denormal gives a signed zero, a NaN a

@@ -135,6 +135,10 @@ static key_def KEYS[] = {
      "seed of initialisation, shuffling, dropout and negatives"},
     {"train.patience", T_INT, OFF(train_patience), "5", 0, 1e9, NULL,
      "stop after this many evaluations without a better validation NDCG@10; 0 = never"},
+    {"train.precision", T_ENUM, OFF(train_precision), "fp32", 0, 0, "fp32|bf16",
+     "the model's matrix products (projections, FFN, loss): fp32, or bf16 operands with fp32 "
+     "accumulation on AVX512-BF16 (weights, gradients, Adam, norms, softmax, attention stay "
+     "fp32; without AVX512-BF16 on every rank: fp32, with a message)"},
     {"train.threads", T_INT, OFF(train_threads), "0", 0, 1024, NULL,
      "threads per process (GEMMs split by blocks, element-wise work, attention); 0 = OPENBLAS_NUM_THREADS when set, else the node's cores shared by its ranks"},
     {"train.loss_tile", T_INT, OFF(train_loss_tile), "4096", 16, 1e8, NULL,
@@ -622,7 +626,7 @@ uint64_t config_hash(const lr_config *c) {
 
 // Prefixes (ending in '.') or whole names of the resume-free keys (config.h).
 static const char *const RESUME_FREE[] = {"log.",           "train.checkpoint.", "train.epochs",
-                                          "train.max_steps", "train.threads",     "eval.batch_size",
+                                          "train.max_steps", "train.threads",     "train.precision", "eval.batch_size",
                                           "dist.",           "bench."};
 
 int config_key_resume_free(const char *key) {

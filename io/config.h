@@ -45,6 +45,7 @@ typedef struct {
   int64_t train_epochs, train_max_steps, train_batch_size, train_micro_batch;
   double train_lr, train_beta1, train_beta2, train_adam_eps, train_weight_decay, train_clip_norm;
   int train_positions; // lr_positions
+  int train_precision; // 0 fp32, 1 bf16 (the model's products; lr_set_matmul_bf16)
   int train_windows;   // positions all: 0 the last window per user, 1 every window
   int train_objective; // lr_objective
   int64_t train_negatives;
@@ -127,7 +128,9 @@ uint64_t config_hash_text(const char *text);
 // or how the work is spread over ranks and threads (which changes no bit
 // of the results), never what is computed: log.*, train.checkpoint.*,
 // train.epochs, train.max_steps, train.threads, eval.batch_size, dist.*,
-// bench.*. 1 if `key` is one of them. Cannot fail.
+// bench.*; and train.precision, which changes the rounding of the products
+// from the resumed step on but not the state (fp32 in both), so a bf16 run
+// resumes an fp32 checkpoint and back. 1 if `key` is one of them. Cannot fail.
 int config_key_resume_free(const char *key);
 // config_to_json without the resume-free keys: the config a checkpoint
 // records and checks on resume. Caller frees with free(); NULL and

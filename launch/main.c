@@ -29,7 +29,8 @@
 #include "serve.h"
 #include "stream.h"
 #include "plot.h"
-#include "gemm.h" // lr_set_threads
+#include "gemm.h" // lr_set_threads, lr_set_matmul_bf16
+#include "gemm_bf16.h" // lr_bf16_supported
 #include "jobcheck.h"
 #include "state.h"
 #include "lr.h"
@@ -334,6 +335,20 @@ static int set_threads(const lr_config *c) {
   return lr_set_threads(n);
 }
 
+// The model's products with bf16 operands (train.precision=bf16, gemm.h
+// lr_set_matmul_bf16) when every rank's CPU has AVX512-BF16, else fp32 with
+// a message. Collective.
+static int set_precision(const lr_config *c) {
+  const int want = c->train_precision == 1;
+  uint8_t lacks = want && !lr_bf16_supported();
+  LR_CALL(dist_allreduce_or_u8(&lacks, 1));
+  if (want && lacks && dist_rank() == 0) // stderr: stdout may be JSON answers
+    fprintf(stderr, "train.precision=bf16: %s no AVX512-BF16; the products run in fp32\n",
+            dist_size() > 1 ? "a rank's CPU has" : "this CPU has");
+  lr_set_matmul_bf16(want && !lacks);
+  return LR_OK;
+}
+
 // The command line's words that are not config, which every rank must share
 // (jobcheck_start). Cannot fail.
 static void command_text(const cli *a, char *out, size_t size) {
@@ -379,6 +394,7 @@ static int cmd_train(const cli *a, int *exit_code) {
   lr_config c;
   LR_CALL(config_agreed(&c, a, NULL));
   LR_CALL(set_threads(&c));
+  LR_CALL(set_precision(&c));
   LR_CALL(install_stop_handlers());
   lr_train_result r;
   lr_train_opts o = {a->resume, &g_stop, a->allow_data_change};
@@ -404,6 +420,7 @@ static int cmd_bench(const cli *a) {
   lr_config c;
   LR_CALL(config_agreed(&c, a, NULL));
   LR_CALL(set_threads(&c));
+  LR_CALL(set_precision(&c));
   if (a->stream) {
     LR_CHECK(dist_size() == 1, LR_ERR_CONFIG, "bench --stream: run it on one rank");
     return bench_stream(&c, 3.0);
@@ -467,6 +484,7 @@ static int load_scorer(loaded *l, const cli *a) {
   char path[LR_PATH_MAX];
   if (!pop) model_path(path, sizeof path, a->model);
   LR_CALL(config_agreed(&l->c, a, pop ? NULL : path));
+  LR_CALL(set_precision(&l->c));
   lr_data_opts o = config_data_opts(&l->c);
   LR_CALL(dist_agree(data_load(&l->ds, &o)));
   lr_data_fp fp;
