@@ -5,9 +5,10 @@
 #include <sys/resource.h> // getrusage
 
 #include "comm.h"
-#include "gemm.h" // lr_sgemm_peak_gflops, lr_blas_sgemm_peak_gflops
+#include "gemm.h" // lr_sgemm_peak_gflops, lr_blas_sgemm_peak_gflops, lr_matmul_is_bf16
+#include "gemm_bf16.h" // lr_bf16_peak_gflops
 #include "lr.h"
-#include "par.h" // lr_par_threads
+#include "par.h" // lr_par_for, lr_par_threads
 #include "train_internal.h"
 
 // ---- bench ---------------------------------------------------------------------------
@@ -20,6 +21,29 @@ static void phases_now(const trainer *t, double ph[LR_BENCH_PHASES]) {
   for (int k = 0; k < LR_MODEL_PHASES; k++)
     ph[k] = t->st.model.phase_s[k];
   ph[4] = t->ph_loss, ph[5] = t->ph_opt, ph[6] = t->ph_comm, ph[7] = 0;
+}
+
+// lr_bf16_peak_gflops on every thread of the team at once, summed (0
+// without AVX512-BF16).
+typedef struct {
+  double seconds, gflops[256];
+} bf16_peak_job;
+
+static void bf16_peak_part(void *ctx, int64_t lo, int64_t hi) {
+  bf16_peak_job *j = ctx;
+  for (int64_t t = lo; t < hi; t++)
+    j->gflops[t] = lr_bf16_peak_gflops(j->seconds);
+}
+
+static double bf16_peak_team(double seconds) {
+  bf16_peak_job j = {seconds, {0}};
+  int64_t n = lr_par_threads();
+  if (n > 256) n = 256;
+  lr_par_for(n, 1, bf16_peak_part, &j);
+  double sum = 0;
+  for (int64_t t = 0; t < n; t++)
+    sum += j.gflops[t];
+  return sum;
 }
 
 static int bench(trainer *t, const lr_config *c, lr_bench_result *r) {
@@ -90,6 +114,12 @@ static int bench(trainer *t, const lr_config *c, lr_bench_result *r) {
   LR_CALL(dist_allreduce_sum_d(peak, 2));
   r->sgemm_peak_gflops = peak[0];
   r->blas_peak_gflops = peak[1];
+  // The bf16 dot-product limit of the same ranks and threads, all at once.
+  LR_CALL(dist_barrier());
+  double bf[1] = {bf16_peak_team(1.0)};
+  LR_CALL(dist_allreduce_sum_d(bf, 1));
+  r->bf16_peak_gflops = bf[0];
+  r->bf16 = lr_matmul_is_bf16();
   struct rusage ru;
   double rss[1] = {getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0};
   LR_CALL(dist_allreduce_max_d(rss, 1));

@@ -72,6 +72,9 @@ typedef struct {
   double sgemm_peak_gflops;     // lr_sgemm's (the kernel the model runs), measured in this
                                 // run, summed over ranks
   double blas_peak_gflops;      // OpenBLAS's sgemm on the same ranks and threads, for comparison
+  double bf16_peak_gflops;      // the bf16 dot-product loop on the same ranks and threads (the
+                                // physical limit of bf16 products; 0 without AVX512-BF16)
+  int bf16;                     // the products ran with bf16 operands (train.precision)
   double peak_rss_mib;          // largest rank's peak resident set
   double phase_s[LR_BENCH_PHASES]; // seconds per step, mean over ranks
   int table_sharded;            // the item table layout used

@@ -434,7 +434,8 @@ static int cmd_bench(const cli *a) {
          "\"items\":%lld,\"batch\":%lld,\"ranks\":%d,\"threads\":%d,\"table\":\"%s\","
          "\"warmup\":%lld,\"steps\":%lld,\"step_s\":%.5f,\"seq_per_s\":%.1f,"
          "\"flops_per_seq\":%.0f,\"gflops\":%.2f,\"sgemm_peak_gflops\":%.2f,"
-         "\"blas_peak_gflops\":%.2f,\"peak_frac\":%.3f,\"peak_rss_mib\":%.1f,\"phases\":{",
+         "\"blas_peak_gflops\":%.2f,\"peak_frac\":%.3f,\"precision\":\"%s\","
+         "\"bf16_peak_gflops\":%.2f,\"bf16_peak_frac\":%.3f,\"peak_rss_mib\":%.1f,\"phases\":{",
          attn_get(c.model_attention)->name,
          c.train_positions == LR_POS_ALL ? "all" : "last",
          c.train_objective == LR_OBJ_CE ? "ce" : c.train_objective == LR_OBJ_BCE ? "bce" : "sampled",
@@ -443,7 +444,8 @@ static int cmd_bench(const cli *a) {
          (long long)r.batch, dist_size(), r.blas_threads, r.table_sharded ? "sharded" : "replicated",
          (long long)r.warmup, (long long)r.steps, r.step_s, r.seq_per_s, r.flops_per_seq,
          r.gflops, r.sgemm_peak_gflops, r.blas_peak_gflops, r.gflops / r.sgemm_peak_gflops,
-         r.peak_rss_mib);
+         r.bf16 ? "bf16" : "fp32", r.bf16_peak_gflops,
+         r.bf16_peak_gflops > 0 ? r.gflops / r.bf16_peak_gflops : 0.0, r.peak_rss_mib);
   for (int k = 0; k < LR_BENCH_PHASES; k++)
     printf("%s\"%s\":%.5f", k ? "," : "", LR_BENCH_PHASE_NAMES[k], r.phase_s[k]);
   printf("},\"phases_unit\":\"seconds per step, mean over ranks\"}\n");
