@@ -21,6 +21,7 @@
 
 #include "gemm.h" // lr_sgemm
 #include "lr.h"
+#include "par.h" // lr_par_for, lr_par_threads
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -29,6 +30,7 @@
 
 #define MR 8
 #define NR 32
+#define BF16_SPLIT_MACS (1 << 21) // products at least this large are split over the team
 #define BF16_A_BLOCK_BYTES ((size_t)256 << 10) // op(A) rows per block: this many bytes packed
 
 static inline uint32_t bits_of(float x) {
@@ -241,12 +243,45 @@ static uint32_t *pack_buffer(size_t words) {
   return p;
 }
 
+static void gemm_rows(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc);
+
+// A share of the rows of a product split over the thread team.
+typedef struct {
+  int ta, tb;
+  int64_t N, K, lda, ldb, ldc;
+  float alpha, beta;
+  const float *A, *B;
+  float *C;
+} rows_job;
+
+static void rows_part(void *ctx, int64_t lo, int64_t hi) {
+  const rows_job *j = ctx;
+  gemm_rows(j->ta, j->tb, hi - lo, j->N, j->K, j->alpha, j->ta ? j->A + lo : j->A + lo * j->lda,
+            j->lda, j->B, j->ldb, j->beta, j->C + lo * j->ldc, j->ldc);
+}
+
 void lr_sgemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   LR_ASSERT(M >= 0 && N >= 0 && K >= 0 && ldc >= N);
   LR_ASSERT(lda >= (ta ? M : K) && ldb >= (tb ? K : N));
   LR_ASSERT(lr_bf16_supported());
   if (M == 0 || N == 0) return;
+  // large products: rows shared out over the team (each element's chain is
+  // the same wherever its row goes, so the bits are too)
+  if (lr_par_threads() > 1 && (double)M * (double)N * (double)K >= BF16_SPLIT_MACS) {
+    const rows_job j = {ta, tb, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+    lr_par_for(M, MR, rows_part, (void *)&j);
+    return;
+  }
+  gemm_rows(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// lr_sgemm_bf16 on the calling thread.
+static void gemm_rows(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc) {
   // op(B) packed whole (its panels stay in L3), op(A) by blocks of mc rows
   // sized for L2; each column panel then meets every row panel of the block
   const int64_t P = (K + 1) / 2, nb = (N + NR - 1) / NR;

@@ -9,12 +9,14 @@
 //       (so the reference is what the instruction does): shapes with odd K,
 //       partial register tiles, transposes, alpha and beta, data spanning
 //       many binades with denormal products and sums; and per element the
-//       same bits whatever M and N around it (canonical).
+//       same bits whatever M and N around it (canonical) and whatever the
+//       threads sharing its rows.
 // Without AVX512-BF16 (c) is skipped with a message.
 #include <math.h>   // fabs, ldexp
 #include <stdlib.h> // calloc, free
 #include <string.h> // memcmp, memcpy
 
+#include "gemm.h"      // lr_set_threads
 #include "gemm_bf16.h"
 #include "test_util.h"
 
@@ -151,6 +153,28 @@ done:
   free(A), free(B), free(C), free(r), free(c);
 }
 
+// (c) threads: a product split over a team of 3 gives the one-thread bits.
+static void test_threads(void) {
+  const int64_t M = 301, N = 96, K = 130;
+  float *A = calloc((size_t)(M * K), 4), *B = calloc((size_t)(N * K), 4);
+  float *C1 = calloc((size_t)(M * N), 4), *C3 = calloc((size_t)(M * N), 4);
+  if (!A || !B || !C1 || !C3) {
+    t_check(0, "out of memory");
+    goto done;
+  }
+  fill(A, M * K, 31, 3, 3);
+  fill(B, N * K, 32, 3, 3);
+  lr_sgemm_bf16(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
+  int ok = lr_set_threads(3) == 0;
+  lr_sgemm_bf16(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C3, N);
+  ok &= lr_set_threads(1) == 0;
+  t_check(ok && memcmp(C1, C3, (size_t)(M * N) * 4) == 0,
+          "kernel: %lldx%lldx%lld split over 3 threads = 1 thread, bitwise", (long long)M,
+          (long long)N, (long long)K);
+done:
+  free(A), free(B), free(C1), free(C3);
+}
+
 int main(void) {
   test_round();
   const int have = lr_bf16_supported();
@@ -159,6 +183,7 @@ int main(void) {
     test_shape(&SHAPES[i], have);
   if (have) {
     test_canonical();
+    test_threads();
     printf("bf16 dot-product peak of this core: %.1f GFLOP/s\n", lr_bf16_peak_gflops(0.2));
   }
   return t_done();
