@@ -14,7 +14,9 @@
 #         3200), recgrela (the released RecGRELA ML-1M model, rela with the
 #         last position, 2 ranks x 1 thread and 1 rank x 2 threads, and
 #         rela_causal with all positions, vs tests/recgrela_peer.py, the
-#         PyTorch port of the released code, with 2 threads), smoke (a tiny
+#         PyTorch port of the released code, with 2 threads), bf16
+#         (train.precision=bf16 against fp32 and the peer's --bf16 autocast,
+#         the paper config and linrec_causal all positions), smoke (a tiny
 #         run of every linrec path and, when torch and the peer script are
 #         there, of the peer; what ctest runs). Default: last causal scaling.
 # Environment: PEER (path of torch_peer.py), STEPS (timed steps, default 8).
@@ -125,6 +127,36 @@ PY
       peer "peer_causal.$rep" --attention linrec_causal --positions all --threads "$cores"
     done
     ratio causal peer_causal "seq/s linrec_causal all positions / peer" ">= 3"
+    ;;
+  bf16)
+    echo "== train.precision=bf16 against fp32 and the peer's bf16 autocast (paper config, last position; and linrec_causal, all positions)"
+    need_peer
+    for rep in 1 2; do
+      linrec "f32.$rep" 2 1
+      linrec "b16.$rep" 2 1 --set train.precision=bf16
+      linrec "b16t2.$rep" 1 2 --set train.precision=bf16
+      peer "peer_f32.$rep" --attention linrec --positions last --threads "$cores"
+      peer "peer_b16.$rep" --attention linrec --positions last --threads "$cores" --bf16
+      linrec "cf32.$rep" 2 1 --set model.attention=linrec_causal --set train.positions=all
+      linrec "cb16.$rep" 2 1 --set model.attention=linrec_causal --set train.positions=all \
+        --set train.precision=bf16
+      peer "peer_cb16.$rep" --attention linrec_causal --positions all --threads "$cores" --bf16
+    done
+    ratio b16 f32 "seq/s linrec bf16 / linrec fp32 (2 ranks x 1 thread)" ">= 2"
+    ratio b16t2 f32 "seq/s linrec bf16 1 rank x 2 threads / linrec fp32 2 x 1" ">= 2"
+    ratio b16 peer_b16 "seq/s linrec bf16 / peer --bf16" ">= 3"
+    ratio b16 peer_f32 "seq/s linrec bf16 / peer fp32" ">= 5"
+    ratio cb16 cf32 "seq/s linrec_causal bf16 / fp32" ">= 2"
+    ratio cb16 peer_cb16 "seq/s linrec_causal bf16 / peer --bf16" ">= 3"
+    python3 - "$tmp" <<'PY'
+import glob, json, sys
+def rss(n):
+    return max(json.loads(open(f).read())["peak_rss_mib"] for f in glob.glob("%s/%s.*.json" % (sys.argv[1], n)))
+print("  %-58s %6.2f  (target <= 1)" % ("peak RSS linrec bf16 / fp32", rss("b16") / rss("f32")))
+d = max((json.loads(open(f).read()) for f in glob.glob("%s/b16.*.json" % sys.argv[1])),
+        key=lambda d: d["seq_per_s"])
+print("  %-58s %6.2f" % ("GFLOP/s / bf16 dot-product limit, bf16 2 x 1", d["bf16_peak_frac"]))
+PY
     ;;
   scaling)
     echo "== linear in N: linrec at N=200 and N=3200, softmax at N=3200 (20,000 items, batch 16, 2 ranks x 1 thread)"
