@@ -160,38 +160,23 @@ BF16_TARGET static void words_of_rows(uint32_t *dst, const float *x0, const floa
   }
 }
 
-// op(B) columns j0 .. j0+nr-1 (nr <= NR) into a P x NR panel (word (p, jj)
-// at p * NR + jj; zero past nr).
-static void pack_b(uint32_t *Bp, int tb, const float *B, int64_t ldb, int64_t K, int64_t j0,
-                   int64_t nr) {
+// A panel of nc lines (rows of op(A), columns of op(B)) c0 .. c0+nc-1 of
+// width W (nc <= W): word (p, c) at p * W + c, zero past nc. contig: line c
+// is contiguous along k in X (row c0+c of X: op(A) untransposed, op(B)
+// transposed); else rows k, k+1 of X hold the pair for every line.
+static void pack_panel(uint32_t *dst, int64_t W, int contig, const float *X, int64_t ldx,
+                       int64_t K, int64_t c0, int64_t nc) {
   const int64_t P = (K + 1) / 2;
-  if (nr < NR)
+  if (nc < W)
     for (int64_t p = 0; p < P; p++)
-      memset(Bp + p * NR + nr, 0, (size_t)(NR - nr) * sizeof *Bp);
-  if (tb) // column j of op(B) is row j of B: contiguous along k
-    for (int64_t jj = 0; jj < nr; jj++)
-      words_along_k(Bp + jj, NR, B + (j0 + jj) * ldb, K);
-  else // rows k, k+1 of B hold the pair for every column
+      memset(dst + p * W + nc, 0, (size_t)(W - nc) * sizeof *dst);
+  if (contig)
+    for (int64_t c = 0; c < nc; c++)
+      words_along_k(dst + c, W, X + (c0 + c) * ldx, K);
+  else
     for (int64_t p = 0; p < P; p++)
-      words_of_rows(Bp + p * NR, B + 2 * p * ldb + j0,
-                    2 * p + 1 < K ? B + (2 * p + 1) * ldb + j0 : NULL, nr);
-}
-
-// op(A) rows i0 .. i0+mr-1 (mr <= MR) into a P x MR panel (word (p, r) at
-// p * MR + r; zero past mr).
-static void pack_a(uint32_t *Ap, int ta, const float *A, int64_t lda, int64_t K, int64_t i0,
-                   int64_t mr) {
-  const int64_t P = (K + 1) / 2;
-  if (mr < MR)
-    for (int64_t p = 0; p < P; p++)
-      memset(Ap + p * MR + mr, 0, (size_t)(MR - mr) * sizeof *Ap);
-  if (!ta) // row i of op(A) is row i of A: contiguous along k
-    for (int64_t r = 0; r < mr; r++)
-      words_along_k(Ap + r, MR, A + (i0 + r) * lda, K);
-  else // rows k, k+1 of A hold the pair for every row of op(A)
-    for (int64_t p = 0; p < P; p++)
-      words_of_rows(Ap + p * MR, A + 2 * p * lda + i0,
-                    2 * p + 1 < K ? A + (2 * p + 1) * lda + i0 : NULL, mr);
+      words_of_rows(dst + p * W, X + 2 * p * ldx + c0,
+                    2 * p + 1 < K ? X + (2 * p + 1) * ldx + c0 : NULL, nc);
 }
 
 __attribute__((target("avx512f,avx512bf16"))) static void
@@ -296,12 +281,12 @@ static void gemm_rows(int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
   uint32_t *Bp = buf, *Ap = buf + nb * NR * P;
   for (int64_t jb = 0; jb < nb; jb++) {
     const int64_t j0 = jb * NR;
-    pack_b(Bp + jb * NR * P, tb, B, ldb, K, j0, N - j0 < NR ? N - j0 : NR);
+    pack_panel(Bp + jb * NR * P, NR, tb, B, ldb, K, j0, N - j0 < NR ? N - j0 : NR);
   }
   for (int64_t i1 = 0; i1 < M; i1 += mc) {
     const int64_t m1 = M - i1 < mc ? M - i1 : mc;
     for (int64_t r0 = 0; r0 < m1; r0 += MR)
-      pack_a(Ap + r0 * P, ta, A, lda, K, i1 + r0, m1 - r0 < MR ? m1 - r0 : MR);
+      pack_panel(Ap + r0 * P, MR, !ta, A, lda, K, i1 + r0, m1 - r0 < MR ? m1 - r0 : MR);
     for (int64_t jb = 0; jb < nb; jb++) {
       const int64_t j0 = jb * NR, nr = N - j0 < NR ? N - j0 : NR;
       for (int64_t r0 = 0; r0 < m1; r0 += MR)
@@ -311,28 +296,32 @@ static void gemm_rows(int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
   }
 }
 
-// 12 independent accumulators in registers (named, so none is spilled).
+// A loop of 12 independent accumulators in registers (named, so none is
+// spilled) doing OP(acc) per step: fp32 FMAs or bf16 dot products.
 #define PEAK_ACCS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-
-__attribute__((target("avx512f,avx512bf16"))) static double peak_run(int64_t iters) {
-  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x3c003c00);
-#define DECL(r) __m512 c##r = _mm512_setzero_ps();
-#define STEP(r) c##r = _mm512_dpbf16_ps(c##r, a, b);
-#define KEEP(r) __asm__ volatile("" : "+v"(c##r));
-  PEAK_ACCS(DECL)
-  for (int64_t i = 0; i < iters; i++) {
-    PEAK_ACCS(STEP)
-    PEAK_ACCS(KEEP)
+#define PEAK_LOOP(name, OP)                                                                        \
+  BF16_TARGET static double name(int64_t iters) {                                                \
+    const __m512 fa = _mm512_set1_ps(1.0001f), fb = _mm512_set1_ps(0.9999f);                      \
+    const __m512bh ba = (__m512bh)_mm512_set1_epi32(0x3f803f80);                                  \
+    const __m512bh bb = (__m512bh)_mm512_set1_epi32(0x3c003c00);                                  \
+    (void)fa, (void)fb, (void)ba, (void)bb;                                                        \
+    PEAK_ACCS(PEAK_DECL)                                                                           \
+    for (int64_t i = 0; i < iters; i++) {                                                          \
+      PEAK_ACCS(OP)                                                                                \
+      PEAK_ACCS(PEAK_KEEP)                                                                         \
+    }                                                                                              \
+    const __m512 s = _mm512_add_ps(                                                                \
+        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),                \
+                      _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7))),               \
+        _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));                           \
+    return (double)_mm512_reduce_add_ps(s);                                                        \
   }
-  const __m512 s = _mm512_add_ps(
-      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
-                    _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7))),
-      _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
-#undef DECL
-#undef STEP
-#undef KEEP
-  return (double)_mm512_reduce_add_ps(s);
-}
+#define PEAK_DECL(r) __m512 c##r = _mm512_setzero_ps();
+#define PEAK_KEEP(r) __asm__ volatile("" : "+v"(c##r));
+#define PEAK_DP(r) c##r = _mm512_dpbf16_ps(c##r, ba, bb);
+#define PEAK_FMA(r) c##r = _mm512_fmadd_ps(fa, fb, c##r);
+PEAK_LOOP(peak_run_bf16, PEAK_DP)
+PEAK_LOOP(peak_run_fma, PEAK_FMA)
 
 static double now(void) {
   struct timespec t;
@@ -340,18 +329,28 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-double lr_bf16_peak_gflops(double seconds) {
-  if (!lr_bf16_supported()) return 0.0;
-  volatile double sink = peak_run(1000);
+// Flops per second of `run` (12 instructions of `flops` each per step).
+static double peak_of(double (*run)(int64_t), double flops, double seconds) {
+  volatile double sink = run(1000);
   int64_t iters = 1 << 20, done = 0;
   const double t0 = now();
   double t;
   do {
-    sink += peak_run(iters);
+    sink += run(iters);
     done += iters;
   } while ((t = now() - t0) < seconds);
   (void)sink;
-  return (double)done * 12.0 * 64.0 / t * 1e-9; // 16 lanes x 2 multiply-adds x 2 flops
+  return (double)done * 12.0 * flops / t * 1e-9;
+}
+
+double lr_bf16_peak_gflops(double seconds) {
+  if (!lr_bf16_supported()) return 0.0;
+  return peak_of(peak_run_bf16, 64.0, seconds); // 16 lanes x 2 multiply-adds x 2 flops
+}
+
+double lr_fma_peak_gflops(double seconds) {
+  if (!lr_bf16_supported()) return 0.0;
+  return peak_of(peak_run_fma, 32.0, seconds); // 16 lanes x 2 flops
 }
 
 #else // not x86-64: no kernel
@@ -366,6 +365,11 @@ void lr_sgemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
 }
 
 double lr_bf16_peak_gflops(double seconds) {
+  (void)seconds;
+  return 0.0;
+}
+
+double lr_fma_peak_gflops(double seconds) {
   (void)seconds;
   return 0.0;
 }

@@ -42,5 +42,8 @@ void lr_sgemm_bf16_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
 // loop of independent VDPBF16PS for at least `seconds` (the physical limit
 // of a core, as lr_sgemm_peak_gflops is for fp32). 0 without AVX512-BF16.
 double lr_bf16_peak_gflops(double seconds);
+// The same loop of fp32 FMAs (for the ratio of the two limits; 0 where the
+// bf16 loop is). Cannot fail.
+double lr_fma_peak_gflops(double seconds);
 
 #endif

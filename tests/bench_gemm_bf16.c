@@ -3,7 +3,6 @@
 // and the physical limits: the bf16 dot-product loop of lr_bf16_peak_gflops
 // and the same loop of fp32 FMAs. Built, not run by ctest. Usage:
 // bench_gemm_bf16 [seconds per figure (default 0.5)]
-#include <immintrin.h>
 #include <stdio.h>  // printf
 #include <stdlib.h> // atof, calloc
 #include <time.h>   // clock_gettime
@@ -16,39 +15,6 @@ static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-#define ACCS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-
-// The loop of lr_bf16_peak_gflops with fp32 FMAs: 12 named accumulators.
-__attribute__((target("avx512f"))) static double fma_run(long iters) {
-  const __m512 a = _mm512_set1_ps(1.0001f), b = _mm512_set1_ps(0.9999f);
-#define DECL(r) __m512 c##r = _mm512_setzero_ps();
-#define STEP(r) c##r = _mm512_fmadd_ps(a, b, c##r);
-#define KEEP(r) __asm__ volatile("" : "+v"(c##r));
-  ACCS(DECL)
-  for (long i = 0; i < iters; i++) {
-    ACCS(STEP)
-    ACCS(KEEP)
-  }
-  const __m512 s = _mm512_add_ps(
-      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
-                    _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7))),
-      _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
-  return (double)_mm512_reduce_add_ps(s);
-}
-
-static double fma_peak(double seconds) {
-  volatile double sink = 0;
-  long done = 0;
-  const double t0 = now();
-  double t;
-  do {
-    sink += fma_run(1 << 20);
-    done += 1 << 20;
-  } while ((t = now() - t0) < seconds);
-  (void)sink;
-  return (double)done * 12.0 * 32.0 / t * 1e-9; // 16 lanes x 2 flops
 }
 
 // GFLOP/s of C(M,N) = A(M,K) B(K,N)^T (the model's linear layers: W is (N,K)).
@@ -72,7 +38,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   lr_set_threads(1);
-  const double pf = fma_peak(sec), pb = lr_bf16_peak_gflops(sec);
+  const double pf = lr_fma_peak_gflops(sec), pb = lr_bf16_peak_gflops(sec);
   printf("peak, one thread: fp32 FMA loop %.1f GFLOP/s, bf16 dot-product loop %.1f GFLOP/s "
          "(%.2fx)\n", pf, pb, pb / pf);
   // (rows, out, in): d = 64 (QKV, FFN in, FFN out) and d = 512, 6400 rows (32 sequences of 200)

@@ -28,51 +28,14 @@ if [ -n "${LINREC_SANITIZED:-}" ]; then
   placements=("p1 1 1 0 auto" "p2 2 1 3 sharded")
   cases=("linrec_causal all ce sasrec")
 fi
-run() { # name np threads micro table extra...
-  local name=$1 np=$2 th=$3 mb=$4 tab=$5; shift 5
-  timeout 300 mpirun -np "$np" --oversubscribe --mca mpi_yield_when_idle 1 "$bin" train \
-    --config "$src/configs/quickstart.json" "${tiny[@]}" --set train.threads="$th" \
-    --set train.micro_batch="$mb" --set dist.item_table="$tab" "$@" --out "$tmp/$name" \
-    > "$tmp/$name.log" 2>&1
-}
-# summary NAME: step losses (the last of each step), evaluations, state hash
-summary() {
-  python3 - "$tmp/$1/metrics.jsonl" <<'PY'
-import json, sys
-steps, out = {}, []
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "step": steps[e["step"]] = repr(e["loss"])
-    elif e["event"] == "eval": out.append("eval %s %d %s" % (e["split"], e["epoch"], sorted(
-        (k, v) for k, v in e.items() if "@" in k)))
-    elif e["event"] == "done": out.append("done %s" % e["state_hash"])
-assert len(steps) == 12 and out[-1].startswith("done"), (len(steps), out[-1:])
-print("\n".join(["step %d %s" % kv for kv in sorted(steps.items())] + out[-2:]))
-PY
-}
 echo "-- 1. P = 1 and 3, micro-batches, threads, table layouts (bf16)"
 for c in "${cases[@]}"; do
   set -- $c
   extra=(--set model.attention=$1 --set train.positions=$2 --set train.objective=$3
          --set model.arch=$4 --set train.negatives=7 --set train.precision=bf16)
   [ "$4" = recgrela ] && extra+=(--set model.drop_path=0.1)
-  name=$1-$2-$3
-  ref=""
-  for p in "${placements[@]}"; do
-    set -- $p
-    if ! run "$name-$1" "$2" "$3" "$4" "$5" "${extra[@]}" || ! got=$(summary "$name-$1"); then
-      bad "$name: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table) runs"
-      tail -n 5 "$tmp/$name-$1.log"
-      continue
-    fi
-    if [ -z "$ref" ]; then ref=$got; refname=$1; continue; fi
-    if [ "$got" = "$ref" ]; then
-      ok "$name bf16: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table) = $refname, bitwise"
-    else
-      bad "$name bf16: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table) = $refname, bitwise"
-      diff <(echo "$ref") <(echo "$got") | head -n 6
-    fi
-  done
+  name=$1-$2-$3-bf16
+  across_placements "$name" final -- "${extra[@]}"
 done
 
 base=(--set model.attention=linrec_causal --set train.positions=all --set train.checkpoint.every_steps=6)
@@ -83,7 +46,7 @@ resume() {
   run rs 3 1 3 sharded "${base[@]}" --set train.precision=bf16 --resume latest ||
     { tail -n 3 "$tmp/rs.log"; return 1; }
   local a b
-  a=$(summary whole) && b=$(summary rs) || return 1
+  a=$(summary whole final) && b=$(summary rs final) || return 1
   [ "$a" = "$b" ] || { diff <(echo "$a") <(echo "$b") | head -n 6; return 1; }
 }
 check "bf16: a P=2 checkpoint resumed on P=3 = the uninterrupted P=1 run (losses, evaluations, state hash)" resume
@@ -93,7 +56,7 @@ mixed() {
   run mx 1 1 0 auto "${base[@]}" --set train.precision=bf16 --resume latest ||
     { tail -n 3 "$tmp/mx.log"; return 1; }
   local a b
-  a=$(summary fp) && b=$(summary mx) || return 1
+  a=$(summary fp final) && b=$(summary mx final) || return 1
   # the first 6 steps are fp32's, bitwise; the rest differ
   [ "$(echo "$a" | head -n 6)" = "$(echo "$b" | head -n 6)" ] && [ "$a" != "$b" ]
 }
@@ -121,7 +84,7 @@ echo "-- 4. no AVX512-BF16"
 LINREC_NO_BF16=1 run nb 1 1 0 auto "${base[@]}" --set train.precision=bf16
 check "LINREC_NO_BF16=1: the message, and exactly fp32's training" \
   grep -q "train.precision=bf16: this CPU has no AVX512-BF16; the products run in fp32" "$tmp/nb.log" &&
-  [ "$(summary nb)" = "$(summary fp)" ]
+  [ "$(summary nb final)" = "$(summary fp final)" ]
 
 echo "-- 5. eval and recommend"
 "$bin" eval --model "$tmp/whole" --set train.precision=bf16 > "$tmp/ev.out" 2> "$tmp/ev.err"

@@ -26,30 +26,6 @@ if [ -n "${LINREC_SANITIZED:-}" ]; then
   placements=("p1 1 1 0 auto" "p2 2 1 3 sharded")
   cases=("blin randompad ce 2" "blin_left randompad sampled 2")
 fi
-run() { # name np threads micro table extra...
-  local name=$1 np=$2 th=$3 mb=$4 tab=$5; shift 5
-  timeout 300 mpirun -np "$np" --oversubscribe --mca mpi_yield_when_idle 1 "$bin" train \
-    --config "$src/configs/quickstart.json" "${tiny[@]}" --set train.threads="$th" \
-    --set train.micro_batch="$mb" --set dist.item_table="$tab" "$@" --out "$tmp/$name" \
-    > "$tmp/$name.log" 2>&1
-}
-# summary NAME: the step losses (last event of each step), evaluations, test
-# metrics and state hash as text; a resumed run's file also holds its first
-# attempt's end, so only the last test evaluation and state hash count
-summary() {
-  python3 - "$tmp/$1/metrics.jsonl" <<'PY'
-import json, sys
-steps, out = {}, []
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "step": steps[e["step"]] = repr(e["loss"])
-    elif e["event"] == "eval": out.append("eval %s %d %s" % (e["split"], e["epoch"], sorted(
-        (k, v) for k, v in e.items() if "@" in k)))
-    elif e["event"] == "done": out.append("done %s" % e["state_hash"])
-assert len(steps) == 12 and out[-1].startswith("done"), (len(steps), out[-1:])
-print("\n".join(["step %d %s" % kv for kv in sorted(steps.items())] + out[-2:]))
-PY
-}
 echo "-- 1. P = 1..4, micro-batches, threads, table layouts"
 for c in "${cases[@]}"; do
   set -- $c
@@ -57,22 +33,7 @@ for c in "${cases[@]}"; do
          --set train.bkl_weight=$4 --set train.negatives=7 --set train.sampler=pop
          --set model.ffn=${5:-gelu})
   name=$1-$2-$3-$4${5:+-$5}
-  ref=""
-  for p in "${placements[@]}"; do
-    set -- $p
-    if ! run "$name-$1" "$2" "$3" "$4" "$5" "${extra[@]}" || ! got=$(summary "$name-$1"); then
-      bad "$name: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table) runs"
-      tail -n 5 "$tmp/$name-$1.log"
-      continue
-    fi
-    if [ -z "$ref" ]; then ref=$got; refname=$1; continue; fi
-    if [ "$got" = "$ref" ]; then
-      ok "$name: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table) = $refname, bitwise"
-    else
-      bad "$name: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table) = $refname, bitwise"
-      diff <(echo "$ref") <(echo "$got") | head -n 6
-    fi
-  done
+  across_placements "$name" final -- "${extra[@]}"
 done
 
 echo "-- 2. resume a P=2 checkpoint on P=3"
@@ -82,7 +43,7 @@ resume() {
   run rs 2 1 3 sharded "${ck[@]}" --set train.max_steps=6 || return 1
   run rs 3 1 3 sharded "${ck[@]}" --resume latest || { tail -n 3 "$tmp/rs.log"; return 1; }
   local a b
-  a=$(summary whole) && b=$(summary rs) || return 1
+  a=$(summary whole final) && b=$(summary rs final) || return 1
   [ "$a" = "$b" ] || { diff <(echo "$a") <(echo "$b") | head -n 6; return 1; }
 }
 check "blin: a P=2 checkpoint resumed on P=3 = the uninterrupted P=1 run (losses, evaluations, state hash)" resume

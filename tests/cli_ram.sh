@@ -46,24 +46,7 @@ train() {
   timeout 300 "${mpi[@]}" -np "$np" "$bin" train "${tiny[@]}" "$@" --out "$tmp/$out" \
     > "$tmp/$out.log" 2>&1 || { tail -n 5 "$tmp/$out.log"; return 1; }
 }
-# summary OUT [final]: the step losses (last event of each step), evaluations
-# and state hash; with `final` only the last test evaluation and state hash
-# (a resumed run's file also holds its first attempt's end)
-summary() {
-  python3 - "$tmp/$1/metrics.jsonl" "${2:-}" <<'PY'
-import json, sys
-steps, out = {}, []
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "step": steps[e["step"]] = repr(e["loss"])
-    elif e["event"] == "eval": out.append("eval %s %d %s" % (e["split"], e["epoch"], sorted(
-        (k, v) for k, v in e.items() if "@" in k)))
-    elif e["event"] == "done": out.append("done %s" % e["state_hash"])
-assert len(steps) == 12 and out[-1].startswith("done"), (len(steps), out[-1:])
-if sys.argv[2] == "final": out = out[-2:]
-print("\n".join(["step %d %s" % (k, steps[k]) for k in sorted(steps)] + out))
-PY
-}
+# summary OUT [final]: lib_cli.sh's
 # users_zero OUT: every epoch event's users traffic is 0, the item rows' and dense's not
 users_zero() {
   python3 - "$tmp/$1/metrics.jsonl" <<'PY'

@@ -33,28 +33,6 @@ if [ -n "${LINREC_SANITIZED:-}" ]; then
   cases=("linrec last ce" "linrec_code last ce" "efficient last ce" "softmax all sampled"
          "linrec_causal all ce" "elu1 all bce" "rela_causal all ce recgrela")
 fi
-run() { # name np threads micro table extra...
-  local name=$1 np=$2 th=$3 mb=$4 tab=$5; shift 5
-  timeout 300 mpirun -np "$np" --oversubscribe --mca mpi_yield_when_idle 1 "$bin" train \
-    --config "$src/configs/quickstart.json" "${tiny[@]}" --set train.threads="$th" \
-    --set train.micro_batch="$mb" --set dist.item_table="$tab" "$@" --out "$tmp/$name" \
-    > "$tmp/$name.log" 2>&1
-}
-# summary NAME: the step losses, evaluations, test metrics and state hash as text
-summary() {
-  python3 - "$tmp/$1/metrics.jsonl" <<'PY'
-import json, sys
-out = []
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "step": out.append("step %d %r" % (e["step"], e["loss"]))
-    elif e["event"] == "eval": out.append("eval %s %d %s" % (e["split"], e["epoch"], sorted(
-        (k, v) for k, v in e.items() if "@" in k)))
-    elif e["event"] == "done": out.append("done %s" % e["state_hash"])
-assert any(x.startswith("done") for x in out) and sum(x.startswith("step") for x in out) == 12, out
-print("\n".join(out))
-PY
-}
 for c in "${cases[@]}"; do
   set -- $c
   extra=(--set model.attention=$1 --set train.positions=${2%w} --set train.objective=$3
@@ -63,25 +41,7 @@ for c in "${cases[@]}"; do
   [ "$3" != ce ] && extra+=(--set train.clip_norm=0.5 --set train.weight_decay=0.01)
   [ -n "${4:-}" ] && extra+=(--set model.arch="$4" --set model.drop_path=0.1)
   name=$1-$2-$3${4:+-$4}
-  ref=""
-  for p in "${placements[@]}"; do
-    set -- $p
-    if ! run "$name-$1" "$2" "$3" "$4" "$5" "${extra[@]}" || ! got=$(summary "$name-$1"); then
-      echo "$name: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table): FAILED to run"
-      tail -n 5 "$tmp/$name-$1.log"
-      fail=$((fail + 1))
-      continue
-    fi
-    if [ -z "$ref" ]; then ref=$got; refname=$1; continue; fi
-    if [ "$got" = "$ref" ]; then
-      echo "$name: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table) = $refname, bitwise: PASSED"
-      pass=$((pass + 1))
-    else
-      echo "$name: $1 ($2 ranks, $3 threads, micro-batch $4, $5 table) = $refname, bitwise: FAILED"
-      diff <(echo "$ref") <(echo "$got") | head -n 6
-      fail=$((fail + 1))
-    fi
-  done
+  across_placements "$name" -- "${extra[@]}"
 done
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
