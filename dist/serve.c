@@ -19,7 +19,7 @@ static void replay(lr_model *m, float *st, const float *table, const int32_t *hi
     model_stream_step(m, st, table + (size_t)hist[i] * (size_t)D, i - w, h);
 }
 
-// The window policy (stream.h) for a sequence hist[0..n) whose last item is
+// The window policy (serve.h) for a sequence hist[0..n) whose last item is
 // new: h = the hidden state after it. (*a) holds the window hist[*w0 .. n-1)
 // (or nothing yet when fresh: the window is then the last min(n, N) items);
 // past N the window restarts from the last `keep` items. Without a pause:
