@@ -1,4 +1,4 @@
-// stream.c: `linrec recommend --stream` (stream.h has the semantics).
+// stream.c: `linrec recommend --stream` (stream.h; dist/serve.h has the windows).
 #include "stream.h"
 
 #include <stdlib.h> // free, realloc
