@@ -14,6 +14,7 @@
 #include "gemm_bf16.h"
 
 #include <float.h>  // FLT_MIN
+#include <stdatomic.h> // atomic_load_explicit (lr_bf16_supported)
 #include <math.h>   // fabsf, copysignf, fmaf
 #include <stdlib.h> // aligned_alloc, free, getenv
 #include <string.h> // memcpy, memset, strcmp
@@ -114,11 +115,17 @@ void lr_sgemm_bf16_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
 
 #ifdef LR_BF16_X86
 
+// Asked on every product (its assertion): the answer is looked up once.
 int lr_bf16_supported(void) {
+  static _Atomic int known = -1;
+  int v = atomic_load_explicit(&known, memory_order_relaxed);
+  if (v >= 0) return v;
   const char *off = getenv("LINREC_NO_BF16"); // tests: act as a CPU without it
-  if (off && *off && strcmp(off, "0")) return 0;
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  v = !(off && *off && strcmp(off, "0")) && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bf16");
+  atomic_store_explicit(&known, v, memory_order_relaxed);
+  return v;
 }
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
