@@ -4,8 +4,8 @@
 #include <stdio.h>  // printf
 #include <stdlib.h> // qsort
 #include <string.h> // memcpy, memset
-#include <time.h>   // clock_gettime
 
+#include "comm.h"  // dist_wtime
 #include "lr.h"
 #include "model.h" // model_stream_*, model_forward
 #include "rng.h"   // lr_philox, lr_below
@@ -122,12 +122,6 @@ int server_rank(lr_server *s, lr_serve_window *w, const int32_t *hist, int64_t n
 
 // ---- the benchmark (linrec bench --stream) -------------------------------------------------
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -183,13 +177,13 @@ static int bench_run(bench_mode *r, lr_model *m, const float *table, int64_t row
                   h + D);
   }
   int64_t e = 0;
-  const double t_start = now_s();
+  const double t_start = dist_wtime();
   const lr_dropout off = {0};
-  while (rc == LR_OK && e < cap && (e < 20 || now_s() - t_start < budget)) {
+  while (rc == LR_OK && e < cap && (e < 20 || dist_wtime() - t_start < budget)) {
     const int64_t u = e % users;
     int32_t *hu = hist + u * hcap;
     if (n[u] == hcap) break;
-    const double t0 = now_s();
+    const double t0 = dist_wtime();
     hu[n[u]] = random_item(seed, (1ull << 40) + (uint64_t)e, rows);
     n[u]++;
     if (step) {
@@ -201,15 +195,15 @@ static int bench_run(bench_mode *r, lr_model *m, const float *table, int64_t row
       const float *out = model_forward(m, idx, table, &len, NULL, 1, off, NULL);
       memcpy(h, out + (N - 1) * D, (size_t)D * sizeof(float));
     }
-    const double t1 = now_s();
+    const double t1 = dist_wtime();
     eval_topk_one(top, scores, table, rows, D, h, NULL, 10, tile);
-    const double t2 = now_s();
+    const double t2 = dist_wtime();
     enc[e] = t1 - t0, lat[e] = t2 - t0;
     e++;
   }
   if (rc == LR_OK) {
     r->events = e;
-    r->seconds = now_s() - t_start;
+    r->seconds = dist_wtime() - t_start;
     r->p50 = quantile_ms(lat, e, 0.5), r->p99 = quantile_ms(lat, e, 0.99);
     r->max = quantile_ms(lat, e, 1.0);
     r->enc_p50 = quantile_ms(enc, e, 0.5), r->enc_p99 = quantile_ms(enc, e, 0.99);
