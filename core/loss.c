@@ -170,10 +170,12 @@ static uint32_t acc_add_scaled_f64(double *acc, const double *x, double s, int64
   return 0;
 }
 
-static uint32_t acc_add_outer_f64(double *acc, const double *g, const double *h, int64_t n,
-                                  int64_t D) {
+static uint32_t acc_add_outer_rows_f64(double *acc, const double *G, int64_t ldg,
+                                       const double *H, int64_t ldh, int64_t R, int64_t n,
+                                       int64_t D) {
   for (int64_t v = 0; v < n; v++)
-    for (int64_t d = 0; d < D; d++) acc[v * D + d] += g[v] * h[d];
+    for (int64_t d = 0; d < D; d++)
+      for (int64_t r = 0; r < R; r++) acc[v * D + d] += G[r * ldg + v] * H[r * ldh + d];
   return 0;
 }
 
@@ -182,13 +184,17 @@ static uint32_t acc_add_d_f64(double *acc, double x) {
   return 0;
 }
 
+// One-row examples whose item-gradient terms go through the exact limbs
+// together (ce_drows_blocks; any count gives the same sums).
+#define CE_OUTER_ROWS 32
+
 // The include order below is the instantiation order: keep it unsorted.
 // clang-format off
 #define LR_F64 0
 #define racc lr_xs
 #define ACC_ADD xsum_add
 #define ACC_ADD_SCALED xsum_add_scaled
-#define ACC_ADD_OUTER xsum_add_outer
+#define ACC_ADD_OUTER_ROWS xsum_add_outer_rows
 #define ACC_ADD_D xsum_add_d
 #define ACC_VALUE xsum_value
 #include "real_begin.inc"
@@ -198,7 +204,7 @@ static uint32_t acc_add_d_f64(double *acc, double x) {
 #undef racc
 #undef ACC_ADD
 #undef ACC_ADD_SCALED
-#undef ACC_ADD_OUTER
+#undef ACC_ADD_OUTER_ROWS
 #undef ACC_ADD_D
 #undef ACC_VALUE
 
@@ -206,7 +212,7 @@ static uint32_t acc_add_d_f64(double *acc, double x) {
 #define racc double
 #define ACC_ADD acc_add_f64
 #define ACC_ADD_SCALED acc_add_scaled_f64
-#define ACC_ADD_OUTER acc_add_outer_f64
+#define ACC_ADD_OUTER_ROWS acc_add_outer_rows_f64
 #define ACC_ADD_D acc_add_d_f64
 #define ACC_VALUE(a) (a)
 #include "real_begin.inc"
@@ -216,7 +222,7 @@ static uint32_t acc_add_d_f64(double *acc, double x) {
 #undef racc
 #undef ACC_ADD
 #undef ACC_ADD_SCALED
-#undef ACC_ADD_OUTER
+#undef ACC_ADD_OUTER_ROWS
 #undef ACC_ADD_D
 #undef ACC_VALUE
 // clang-format on

@@ -235,10 +235,21 @@ float *model_act_layer(const lr_model *m, int i, int64_t l) {
 
 // ---- set-up ---------------------------------------------------------------------------------
 
+#define STAGE_SLOTS_MAX 4
+#define STAGE_SLOTS_BYTES ((size_t)8 << 20) // per lane
+
+// Staging slots per lane: as many sequences' gradients (up to
+// STAGE_SLOTS_MAX) as fit STAGE_SLOTS_BYTES, at least one.
+static int64_t stage_slots(size_t n_params) {
+  const size_t fit = STAGE_SLOTS_BYTES / (n_params * sizeof(float) + 1);
+  return fit < 1 ? 1 : fit > STAGE_SLOTS_MAX ? STAGE_SLOTS_MAX : (int64_t)fit;
+}
+
 void model_free(lr_model *m) {
   void *bufs[] = {m->params_mem, m->grads_mem, m->m_mem,        m->v_mem,
                   m->acts_mem,   m->keep_bits, m->gx,           m->lane_gx_mem,
-                  m->stage_mem,  m->lane_bad,  m->seq_stage_mem, m->stream_ws};
+                  m->stage_mem,  m->lane_bad,  m->seq_stage_mem, m->stream_ws,
+                  m->lane_slot};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     lr_free(bufs[i]);
   memset(m, 0, sizeof *m);
@@ -283,7 +294,10 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
                            sizeof(uint32_t), "dropout masks");
   m->lane_bad = lr_calloc((size_t)m->lanes, sizeof(uint32_t), "lane gradient flags");
   m->gx = lr_calloc(m->n_params, sizeof(lr_xs), "exact gradients");
-  m->stage_mem = lr_calloc((size_t)m->lanes * m->n_params, sizeof(float), "gradient staging");
+  m->stage_slots = stage_slots(m->n_params);
+  m->stage_mem = lr_calloc((size_t)(m->lanes * m->stage_slots) * m->n_params, sizeof(float),
+                           "gradient staging");
+  m->lane_slot = lr_calloc((size_t)m->lanes, sizeof(int), "gradient staging slots");
   if (m->seq_stage_elems)
     m->seq_stage_mem =
         lr_calloc((size_t)m->lanes * m->seq_stage_elems, sizeof(float), "row group staging");
@@ -291,7 +305,8 @@ int model_init(lr_model *m, const lr_model_cfg *cfg, int64_t max_B, uint64_t see
     m->lane_gx_mem =
         lr_calloc((size_t)(m->lanes - 1) * m->n_params, sizeof(lr_xs), "lane gradients");
   if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem || !m->keep_bits ||
-      !m->lane_bad || !m->gx || !m->stage_mem || (m->lanes > 1 && !m->lane_gx_mem) ||
+      !m->lane_bad || !m->gx || !m->stage_mem || !m->lane_slot ||
+      (m->lanes > 1 && !m->lane_gx_mem) ||
       (m->seq_stage_elems && !m->seq_stage_mem)) {
     model_free(m);
     lr_error_trace(__FILE__, __LINE__, __func__);
@@ -375,10 +390,11 @@ float *model_lane_seq_stage(const lr_model *m, int g) {
 float *model_lane_stage(const lr_model *m) {
   const int k = lr_par_part();
   LR_ASSERT(k < m->lanes);
-  return m->stage_mem + (size_t)k * m->n_params;
+  return m->stage_mem + (size_t)(k * m->stage_slots + m->lane_slot[k]) * m->n_params;
 }
 
 // ---- lanes ------------------------------------------------------------------------------
+
 // A lane runs sequences b0..b1-1 of the batch: rows r0 = b0*N .. of every
 // (B*N, ...) activation, at the same place in the arena as a one-lane run
 // (each layer's block stays B*N rows), so lanes only differ in which rows
@@ -424,15 +440,18 @@ static void stage_zero(const lr_model *m, const slices *sl) {
     memset(st + sl->off[i], 0, sl->cnt[i] * sizeof(float));
 }
 
-// After a sequence: add the calling lane's staging slices of layer l into
-// its exact accumulator.
-static void stage_take(lr_model *m, const slices *sl) {
+// After ns sequences: add the calling lane's staging slots 0..ns-1 of
+// layer l's slices into its exact accumulator, in one pass.
+static void stage_take(lr_model *m, const slices *sl, int64_t ns) {
   const int k = lr_par_part();
-  const float *st = model_lane_stage(m);
   lr_xs *acc = lane_gx(m, k);
+  const float *st[STAGE_SLOTS_MAX];
   uint32_t bad = 0;
-  for (int i = 0; i < sl->n; i++)
-    bad |= xsum_add(acc + sl->off[i], st + sl->off[i], (int64_t)sl->cnt[i]);
+  for (int i = 0; i < sl->n; i++) {
+    for (int64_t s = 0; s < ns; s++)
+      st[s] = m->stage_mem + (size_t)(k * m->stage_slots + s) * m->n_params + sl->off[i];
+    bad |= xsum_add_many(acc + sl->off[i], st, (int)ns, (int64_t)sl->cnt[i]);
+  }
   m->lane_bad[k] |= bad;
 }
 
@@ -507,18 +526,24 @@ static void backward_seqs(void *vj, int64_t b0, int64_t b1) {
   lr_model *m = j->m;
   const slices sl = layer_slices(m, j->l);
   float *seq_st = m->n_seq_groups ? model_lane_seq_stage(m, 0) : NULL; // all groups' rows
-  for (int64_t b = b0; b < b1; b++) {
-    const lr_lane_rows z = lane_at(m, b, b + 1);
-    stage_zero(m, &sl);
-    if (seq_st) memset(seq_st, 0, m->seq_stage_elems * sizeof *seq_st);
-    m->arch->bwd(j, &z);
-    stage_take(m, &sl);
-    uint32_t bad = 0; // the sequence's own rows: one writer per row, exact adds
-    for (int g = 0; g < m->n_seq_groups; g++) {
-      const int64_t w = m->seq_groups[g].width;
-      bad |= xsum_add(j->dseq[g] + b * w, seq_st + m->seq_stage_off[g], w);
+  const int k = lr_par_part();
+  for (int64_t b = b0; b < b1;) {
+    const int64_t ns = b1 - b < m->stage_slots ? b1 - b : m->stage_slots;
+    for (int64_t s = 0; s < ns; s++, b++) {
+      const lr_lane_rows z = lane_at(m, b, b + 1);
+      m->lane_slot[k] = (int)s;
+      stage_zero(m, &sl);
+      if (seq_st) memset(seq_st, 0, m->seq_stage_elems * sizeof *seq_st);
+      m->arch->bwd(j, &z);
+      uint32_t bad = 0; // the sequence's own rows: one writer per row, exact adds
+      for (int g = 0; g < m->n_seq_groups; g++) {
+        const int64_t w = m->seq_groups[g].width;
+        bad |= xsum_add(j->dseq[g] + b * w, seq_st + m->seq_stage_off[g], w);
+      }
+      m->lane_bad[k] |= bad;
     }
-    m->lane_bad[lr_par_part()] |= bad;
+    m->lane_slot[k] = 0;
+    stage_take(m, &sl, ns);
   }
 }
 

@@ -163,16 +163,19 @@ typedef struct {
   // through every layer, so a layer's outputs are read back from cache by
   // the next kernel rather than from memory.
   // Gradients are exact (xsum.h): the backward takes a lane's sequences one
-  // at a time through a layer, its parameter gradients land in the lane's
-  // float staging arena (zeroed per sequence), and are added exactly into
-  // the lane's accumulator; after each layer the lanes' accumulators are
+  // at a time through a layer, each sequence's parameter gradients land in
+  // one of the lane's float staging slots (zeroed per sequence), and the
+  // slots of stage_slots sequences are added exactly into the lane's
+  // accumulator in one pass; after each layer the lanes' accumulators are
   // merged into gx. The result does not depend on how sequences are cut
-  // into batches, lanes or ranks.
+  // into batches, lanes, slots or ranks.
   int64_t lanes;           // = attention scratch copies
   int64_t chunk;           // sequences per forward chunk
   lr_xs *gx;               // (n_params) the dense gradient, exact (lane 0's accumulator)
   lr_xs *lane_gx_mem;      // (lanes-1) x n_params; all zero outside model_backward
-  float *stage_mem;        // lanes x n_params: one sequence's parameter gradients
+  int64_t stage_slots;     // staging slots per lane (sequences per exact add)
+  float *stage_mem;        // lanes x stage_slots x n_params: sequences' parameter gradients
+  int *lane_slot;          // (lanes) the slot the lane's running sequence stages into
   uint32_t *lane_bad;      // (lanes) out-of-range gradient terms seen (xsum.h)
   uint32_t grad_bad;       // any lane's, since model_zero_grad
   int n_acts;              // the architecture's activation buffers (model_arch.h)

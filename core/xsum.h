@@ -47,9 +47,15 @@ static inline int xsum_is_zero(lr_xs a) { return !(a.lo | a.mid | a.hi); }
 uint32_t xsum_add(lr_xs *acc, const float *x, int64_t n);
 // acc[i] += (float)(s * x[i]) (the product rounded to float first).
 uint32_t xsum_add_scaled(lr_xs *acc, const float *x, float s, int64_t n);
-// acc (n,D) += the outer product of g (n) and h (D), each element the
-// float product fl(g_v h_d); rows with g_v = 0 are skipped (they add 0).
-uint32_t xsum_add_outer(lr_xs *acc, const float *g, const float *h, int64_t n, int64_t D);
+// acc (n,D) += the sum over rows r < R of the outer product of
+// G[r*ldg .. +n) and H[r*ldh .. +D) (each element fl(g_rv h_rd), zeros of g
+// skipped; a zero g_rv adds nothing even where h_r is not finite). The terms
+// of the R rows meet acc's memory once.
+uint32_t xsum_add_outer_rows(lr_xs *acc, const float *G, int64_t ldg, const float *H,
+                             int64_t ldh, int64_t R, int64_t n, int64_t D);
+// acc[i] += x[0][i] + ... + x[k-1][i], every term exact: k calls of
+// xsum_add in one pass over acc (the same limbs).
+uint32_t xsum_add_many(lr_xs *acc, const float *const *x, int k, int64_t n);
 // acc += x for one double (truncated to the grid like a float; |x| < 2^40).
 uint32_t xsum_add_d(lr_xs *acc, double x);
 // dst[i] += src[i] (limb-wise; exact). dst and src must not overlap.

@@ -7,7 +7,12 @@
 //     per term, calls of odd lengths) and merged from partial sums give the
 //     same limbs; the value is the exact sum rounded once;
 //   - out-of-range terms (NaN, inf, |x| >= 2^40) add nothing and are flagged;
-//   - the scaled form adds fl(s x); the double form truncates like the float one.
+//   - the scaled form adds fl(s x); the double form truncates like the float one;
+//   - the batched forms (several arrays, sums of outer products; on AVX-512
+//     their limbs go through double sums in batches) equal one plain add per
+//     term, with out-of-range terms, skipped zeros and more terms per element
+//     than one batch holds.
+#include <math.h>   // NAN, INFINITY
 #include <stdlib.h> // free
 #include <string.h> // memcmp, memset
 
@@ -134,10 +139,75 @@ static void test_forms(void) {
   t_check(limbs(d) == want, "xsum_add_d truncates a double toward zero on the grid");
 }
 
+// x[j][i] for j < k: magnitude classes by (i + j), out-of-range terms at
+// a few places when bad is set.
+static void fill_rows(float **x, int k, int n, int bad) {
+  for (int j = 0; j < k; j++)
+    for (int i = 0; i < n; i++) x[j][i] = term((uint64_t)(j * n + i), (i + j) % 6);
+  if (bad) x[0][3] = NAN, x[k - 1][n - 1] = INFINITY, x[k / 2][8] = 0x1p40f;
+}
+
+static void test_batches(void) {
+  enum { N = 37, D = 19, V = 5 };
+  static const int ks[] = {1, 3, 40};
+  int ok = 1;
+  for (int c = 0; c < 6; c++) { // xsum_add_many = k xsum_add calls
+    const int k = ks[c % 3], bad = c >= 3;
+    float **x = t_alloc((size_t)k, sizeof(float *));
+    for (int j = 0; j < k; j++) x[j] = t_alloc(N, sizeof(float));
+    fill_rows(x, k, N, bad);
+    lr_xs a[N], b[N];
+    memset(a, 0, sizeof a), memset(b, 0, sizeof b);
+    uint32_t fa = 0;
+    for (int j = 0; j < k; j++) fa |= xsum_add(a, x[j], N);
+    const uint32_t fb = xsum_add_many(b, (const float *const *)x, k, N);
+    ok &= !memcmp(a, b, sizeof a) && (fa != 0) == bad && (fb != 0) == bad;
+    for (int j = 0; j < k; j++) free(x[j]);
+    free(x);
+  }
+  t_check(ok, "xsum_add_many = one xsum_add per array (1, 3, 40 arrays; out-of-range terms)");
+  ok = 1;
+  for (int c = 0; c < 6; c++) { // xsum_add_outer_rows = one add of fl(g h) per term
+    const int R = ks[c % 3], bad = c >= 3;
+    float *G = t_alloc((size_t)(R * V), sizeof(float)), *H = t_alloc((size_t)(R * D), sizeof(float));
+    for (int i = 0; i < R * V; i++) G[i] = (i % 4 == 1) ? 0.0f : term((uint64_t)i, 2 + i % 3);
+    for (int i = 0; i < R * D; i++) H[i] = term((uint64_t)(500 + i), i % 5);
+    if (R > 1) { // a row whose scores are all zero may hold anything: it adds nothing
+      for (int v = 0; v < V; v++) G[(R - 1) * V + v] = 0.0f;
+      H[(R - 1) * D + 2] = NAN;
+    }
+    if (bad) G[0] = 0x1p30f, H[5] = 0x1p20f; // a product of 2^50: out of range
+    lr_xs a[V * D], b[V * D];
+    memset(a, 0, sizeof a), memset(b, 0, sizeof b);
+    uint32_t fa = 0;
+    for (int r = 0; r < R; r++)
+      for (int v = 0; v < V; v++)
+        if (G[r * V + v] != 0) fa |= xsum_add_scaled(a + v * D, H + r * D, G[r * V + v], D);
+    const uint32_t fb = xsum_add_outer_rows(b, G, V, H, D, R, V, D);
+    ok &= !memcmp(a, b, sizeof a) && (fa != 0) == bad && (fb != 0) == bad;
+    free(G), free(H);
+  }
+  t_check(ok, "xsum_add_outer_rows = one add of fl(g h) per term (1, 3, 40 rows; zeros skipped)");
+  { // more terms per element than one double batch: 9000 terms near 2^39
+    enum { K = 9000, M = 9 };
+    float *row = t_alloc(M, sizeof(float));
+    const float **x = t_alloc(K, sizeof(float *));
+    for (int i = 0; i < M; i++) row[i] = 0x1p39f * (1.0f - 0x1p-23f * (float)(i + 1));
+    for (int j = 0; j < K; j++) x[j] = row;
+    lr_xs a[M], b[M];
+    memset(a, 0, sizeof a), memset(b, 0, sizeof b);
+    for (int j = 0; j < K; j++) xsum_add(a, row, M);
+    xsum_add_many(b, x, K, M);
+    t_check(!memcmp(a, b, sizeof a), "xsum_add_many: 9000 terms near 2^39 per element, exact");
+    free(row), free(x);
+  }
+}
+
 int main(void) {
   test_terms();
   test_orders();
   test_range();
   test_forms();
+  test_batches();
   return t_done();
 }
