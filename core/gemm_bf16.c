@@ -9,8 +9,10 @@
 // Packing rounds the fp32 operands to bf16 and stores k in pairs: op(B)'s
 // panel of NR columns as P x NR 32-bit words (word = b[2p] | b[2p+1] << 16,
 // P = ceil(K/2), zero past K and past the valid columns), op(A) as panels of
-// MR rows, P x MR words. The microkernel holds its tile for the whole K (no
-// partial sum leaves a register) and writes the valid rows and columns.
+// MR rows: row-major (MR x P words) when A is stored untransposed, so rows
+// convert with plain vector stores, p-major (P x MR) when transposed (pack_a).
+// The microkernel holds its tile for the whole K (no partial sum leaves a
+// register) and writes the valid rows and columns.
 #include "gemm_bf16.h"
 
 #include <float.h>  // FLT_MIN
@@ -169,8 +171,8 @@ BF16_TARGET static void words_of_rows(uint32_t *dst, const float *x0, const floa
 
 // A panel of nc lines (rows of op(A), columns of op(B)) c0 .. c0+nc-1 of
 // width W (nc <= W): word (p, c) at p * W + c, zero past nc. contig: line c
-// is contiguous along k in X (row c0+c of X: op(A) untransposed, op(B)
-// transposed); else rows k, k+1 of X hold the pair for every line.
+// is contiguous along k in X (row c0+c of X: op(B) transposed); else rows
+// k, k+1 of X hold the pair for every line.
 static void pack_panel(uint32_t *dst, int64_t W, int contig, const float *X, int64_t ldx,
                        int64_t K, int64_t c0, int64_t nc) {
   const int64_t P = (K + 1) / 2;
@@ -186,9 +188,46 @@ static void pack_panel(uint32_t *dst, int64_t W, int contig, const float *X, int
                     2 * p + 1 < K ? X + (2 * p + 1) * ldx + c0 : NULL, nc);
 }
 
-__attribute__((target("avx512f,avx512bf16"))) static void
-kernel(const uint32_t *Ap, const uint32_t *Bp, int64_t P, float *C, int64_t ldc, int64_t mr,
-       int64_t nr, float alpha, float beta) {
+// op(A)'s panels of rows i0 .. i0+m-1, one per MR rows at dst + r0 * P, rows
+// past m zero. Untransposed A (rows contiguous along k): row-major, row r's
+// P words at r * P (plain vector stores). Transposed A (row k of A holds
+// the k-th value of every row of op(A)): p-major, word (p, r) at p * MR + r,
+// each pair of A's rows converted in runs of 16 rows of op(A) (two panels).
+BF16_TARGET static void pack_a(uint32_t *dst, int ta, const float *A, int64_t lda, int64_t K,
+                               int64_t i0, int64_t m) {
+  const int64_t P = (K + 1) / 2, mp = (m + MR - 1) / MR * MR;
+  if (!ta) {
+    for (int64_t r = 0; r < m; r++) words_along_k(dst + r * P, 1, A + (i0 + r) * lda, K);
+    memset(dst + m * P, 0, (size_t)((mp - m) * P) * sizeof *dst);
+    return;
+  }
+  for (int64_t p = 0; p < P; p++) {
+    const float *x0 = A + 2 * p * lda + i0, *x1 = 2 * p + 1 < K ? x0 + lda : NULL;
+    for (int64_t i = 0; i < mp; i += 16) {
+      const int64_t c = m - i <= 0 ? 0 : m - i < 16 ? m - i : 16;
+      const __mmask16 mk = c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
+      const __m512i lo =
+          _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, x0 + i)));
+      __m512i w = lo;
+      if (x1) {
+        const __m512i hi =
+            _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, x1 + i)));
+        w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+      }
+      _mm256_storeu_si256((__m256i *)(dst + i * P + p * MR), _mm512_castsi512_si256(w));
+      if (i + MR < mp)
+        _mm256_storeu_si256((__m256i *)(dst + (i + MR) * P + p * MR),
+                            _mm512_extracti64x4_epi64(w, 1));
+    }
+  }
+}
+
+// The 8 x 32 tile C[0..mr) x [0..nr) = alpha op(A) op(B) + beta C over P
+// pairs. op(A)'s panel holds row r's pair p at Ap[r * ars + p * aps]: p-major
+// (ars 1, aps MR) or row-major (ars P, aps 1); both as packed by pack_a.
+__attribute__((target("avx512f,avx512bf16"), always_inline)) static inline void
+kernel_body(const uint32_t *Ap, int64_t ars, int64_t aps, const uint32_t *Bp, int64_t P, float *C,
+            int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; r++)
@@ -196,10 +235,10 @@ kernel(const uint32_t *Ap, const uint32_t *Bp, int64_t P, float *C, int64_t ldc,
   for (int64_t p = 0; p < P; p++) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(Bp + p * NR);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(Bp + p * NR + 16);
-    const uint32_t *a = Ap + p * MR;
+    const uint32_t *a = Ap + p * aps;
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
-      const __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[r]);
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[r * ars]);
       c0[r] = _mm512_dpbf16_ps(c0[r], ar, b0);
       c1[r] = _mm512_dpbf16_ps(c1[r], ar, b1);
     }
@@ -219,6 +258,19 @@ kernel(const uint32_t *Ap, const uint32_t *Bp, int64_t P, float *C, int64_t ldc,
       _mm512_mask_storeu_ps(cr + 16, m1, _mm512_fmadd_ps(va, c1[r], o1));
     }
   }
+}
+
+// The two panel layouts, each with its strides known to the compiler.
+__attribute__((target("avx512f,avx512bf16"))) static void
+kernel_pmajor(const uint32_t *Ap, const uint32_t *Bp, int64_t P, float *C, int64_t ldc, int64_t mr,
+              int64_t nr, float alpha, float beta) {
+  kernel_body(Ap, 1, MR, Bp, P, C, ldc, mr, nr, alpha, beta);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static void
+kernel_rmajor(const uint32_t *Ap, const uint32_t *Bp, int64_t P, float *C, int64_t ldc, int64_t mr,
+              int64_t nr, float alpha, float beta) {
+  kernel_body(Ap, P, 1, Bp, P, C, ldc, mr, nr, alpha, beta);
 }
 
 // This thread's packing buffers (grown on first use, kept).
@@ -292,13 +344,13 @@ static void gemm_rows(int ta, int tb, int64_t M, int64_t N, int64_t K, float alp
   }
   for (int64_t i1 = 0; i1 < M; i1 += mc) {
     const int64_t m1 = M - i1 < mc ? M - i1 : mc;
-    for (int64_t r0 = 0; r0 < m1; r0 += MR)
-      pack_panel(Ap + r0 * P, MR, !ta, A, lda, K, i1 + r0, m1 - r0 < MR ? m1 - r0 : MR);
+    pack_a(Ap, ta, A, lda, K, i1, m1);
     for (int64_t jb = 0; jb < nb; jb++) {
       const int64_t j0 = jb * NR, nr = N - j0 < NR ? N - j0 : NR;
       for (int64_t r0 = 0; r0 < m1; r0 += MR)
-        kernel(Ap + r0 * P, Bp + jb * NR * P, P, C + (i1 + r0) * ldc + j0, ldc,
-               m1 - r0 < MR ? m1 - r0 : MR, nr, alpha, beta);
+        (ta ? kernel_pmajor : kernel_rmajor)(Ap + r0 * P, Bp + jb * NR * P, P,
+                                             C + (i1 + r0) * ldc + j0, ldc,
+                                             m1 - r0 < MR ? m1 - r0 : MR, nr, alpha, beta);
     }
   }
 }

@@ -7,7 +7,8 @@
 //       unit roundoff), g_K = K 2^-24 / (1 - K 2^-24);
 //   (c) on a CPU with AVX512-BF16, the kernel against the reference bitwise
 //       (so the reference is what the instruction does): shapes with odd K,
-//       partial register tiles, transposes, alpha and beta, data spanning
+//       partial register tiles, transposes (both layouts of op(A)'s panels,
+//       over one and two row blocks), alpha and beta, data spanning
 //       many binades with denormal products and sums; and per element the
 //       same bits whatever M and N around it (canonical) and whatever the
 //       threads sharing its rows.
@@ -80,6 +81,8 @@ static const shape SHAPES[] = {
     {1, 1, 17, 48, 2, 1.0f, 1.0f, 3, 3},     {0, 0, 64, 256, 64, 1.0f, 0.0f, 4, 4},
     {0, 1, 200, 64, 256, 1.0f, 1.0f, 4, 4},  {1, 0, 64, 192, 200, 1.0f, 0.0f, 4, 4},
     {0, 0, 16, 32, 40, 1.0f, 0.0f, 70, 10},  // tiny values: denormal products and sums
+    // op(A) in two row blocks (the second partial), both layouts of its panels
+    {1, 0, 1500, 24, 91, 1.0f, 0.0f, 3, 3},  {0, 1, 1500, 40, 91, 1.0f, 1.0f, 3, 3},
 };
 
 static void test_shape(const shape *s, int have) {
