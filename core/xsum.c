@@ -138,7 +138,9 @@ XSUM_CLONES static uint32_t add_scaled(lr_xs *acc, const float *x, float s, int 
 // cost of a one-term add). With AVX-512 the limbs of a batch are summed as
 // doubles: each limb is an integer below 2^40 in magnitude, so a sum of up to
 // 2^13 of them is exact in double, and the truncations are one roundscale each
-// instead of two conversions; the batch's sums convert to int64 once.
+// instead of two conversions; the batch's sums convert to int64 once (for a
+// batch of one term that last conversion is a loss: one term goes the
+// generic way).
 
 // The generic loops (clones for AVX-512, AVX2, baseline).
 XSUM_CLONES static uint32_t outer_rows_int(lr_xs *acc, const float *G, int64_t ldg,
@@ -288,14 +290,14 @@ static int use_dbl(void) {
 uint32_t xsum_add_outer_rows(lr_xs *acc, const float *G, int64_t ldg, const float *H, int64_t ldh,
                              int64_t R, int64_t n, int64_t D) {
 #ifdef XSUM_DBL
-  if (use_dbl()) return outer_rows_dbl(acc, G, ldg, H, ldh, R, n, D);
+  if (R > 1 && use_dbl()) return outer_rows_dbl(acc, G, ldg, H, ldh, R, n, D);
 #endif
   return outer_rows_int(acc, G, ldg, H, ldh, R, n, D);
 }
 
 uint32_t xsum_add_many(lr_xs *acc, const float *const *x, int k, int64_t n) {
 #ifdef XSUM_DBL
-  if (use_dbl()) return add_many_dbl(acc, x, k, n);
+  if (k > 1 && use_dbl()) return add_many_dbl(acc, x, k, n);
 #endif
   return add_many_int(acc, x, k, n);
 }
