@@ -13,6 +13,7 @@
 
 #include "attn_kernels.h"
 #include "blin.h"
+#include "lr.h" // LR_ASSERT
 #include "rng.h"
 
 static size_t cache_elems(int64_t N, int64_t D, int64_t H) {
@@ -86,19 +87,39 @@ const lr_attn_ops lr_attn_blin_left = {
 // Whether row i (< n) is a key.
 #define IS_KEY(km, i) (!(km) || (km)[i])
 
+// The convolution runs over blocks of DWC_CH channels with the taps laid
+// out tap-major on the stack, so the channel loops vectorise; each
+// element's sum still runs over the taps (or rows) in the same order as one
+// channel at a time, so the bits are those of the plain loops.
+#define DWC_CH 64
+#define DWC_KMAX 16
+
+// wt[j][c] = w[(c0 + c) k + j]: the taps of channels c0 .. c0+nc-1.
+static void FN(dwc_taps)(real wt[DWC_KMAX][DWC_CH], const real *w, int64_t c0, int64_t nc,
+                         int64_t k) {
+  for (int64_t c = 0; c < nc; c++)
+    for (int64_t j = 0; j < k; j++) wt[j][c] = w[(c0 + c) * k + j];
+}
+
 void FN(blin_dwc_forward)(real *out, int64_t ldo, const real *v, int64_t ldv, const uint8_t *km,
                           const real *w, int64_t n, int64_t D, int64_t k, int left) {
+  LR_ASSERT(k >= 1 && k <= DWC_KMAX);
   const int64_t off = left ? k - 1 : (k - 1) / 2;
   const real *b = w + D * k;
-  for (int64_t t = 0; t < n; t++) {
-    real *o = out + t * ldo;
-    for (int64_t c = 0; c < D; c++) {
-      real acc = b[c];
+  real wt[DWC_KMAX][DWC_CH], acc[DWC_CH];
+  for (int64_t c0 = 0; c0 < D; c0 += DWC_CH) {
+    const int64_t nc = D - c0 < DWC_CH ? D - c0 : DWC_CH;
+    FN(dwc_taps)(wt, w, c0, nc, k);
+    for (int64_t t = 0; t < n; t++) {
+      for (int64_t c = 0; c < nc; c++) acc[c] = b[c0 + c];
       for (int64_t j = 0; j < k; j++) {
         const int64_t s = t + j - off;
-        if (s >= 0 && s < n && IS_KEY(km, s)) acc += w[c * k + j] * v[s * ldv + c];
+        if (s < 0 || s >= n || !IS_KEY(km, s)) continue;
+        const real *vs = v + s * ldv + c0;
+        for (int64_t c = 0; c < nc; c++) acc[c] += wt[j][c] * vs[c];
       }
-      o[c] += acc;
+      real *o = out + t * ldo + c0;
+      for (int64_t c = 0; c < nc; c++) o[c] += acc[c];
     }
   }
 }
@@ -106,32 +127,44 @@ void FN(blin_dwc_forward)(real *out, int64_t ldo, const real *v, int64_t ldv, co
 void FN(blin_dwc_backward)(real *dv, int64_t lddv, real *dw, const real *g, int64_t ldg,
                            const real *v, int64_t ldv, const uint8_t *km, const real *w, int64_t n,
                            int64_t D, int64_t k, int left) {
+  LR_ASSERT(k >= 1 && k <= DWC_KMAX);
   const int64_t off = left ? k - 1 : (k - 1) / 2;
   real *db = dw ? dw + D * k : NULL;
-  for (int64_t c = 0; dw && c < D; c++) {
-    real sb = 0;
-    for (int64_t t = 0; t < n; t++)
-      sb += g[t * ldg + c];
-    db[c] += sb;
-    for (int64_t j = 0; j < k; j++) {
-      real sw = 0;
+  real wt[DWC_KMAX][DWC_CH], sw[DWC_KMAX][DWC_CH], acc[DWC_CH];
+  for (int64_t c0 = 0; c0 < D; c0 += DWC_CH) {
+    const int64_t nc = D - c0 < DWC_CH ? D - c0 : DWC_CH;
+    if (dw) { // db_c = sum_t g_tc, dw_cj = sum_t g_tc v_(t+j-off)c, t in order
+      for (int64_t c = 0; c < nc; c++) acc[c] = 0;
+      for (int64_t j = 0; j < k; j++)
+        for (int64_t c = 0; c < nc; c++) sw[j][c] = 0;
       for (int64_t t = 0; t < n; t++) {
-        const int64_t s = t + j - off;
-        if (s >= 0 && s < n && IS_KEY(km, s)) sw += g[t * ldg + c] * v[s * ldv + c];
+        const real *gt = g + t * ldg + c0;
+        for (int64_t c = 0; c < nc; c++) acc[c] += gt[c];
+        for (int64_t j = 0; j < k; j++) {
+          const int64_t s = t + j - off;
+          if (s < 0 || s >= n || !IS_KEY(km, s)) continue;
+          const real *vs = v + s * ldv + c0;
+          for (int64_t c = 0; c < nc; c++) sw[j][c] += gt[c] * vs[c];
+        }
       }
-      dw[c * k + j] += sw;
+      for (int64_t c = 0; c < nc; c++) {
+        db[c0 + c] += acc[c];
+        for (int64_t j = 0; j < k; j++) dw[(c0 + c) * k + j] += sw[j][c];
+      }
     }
-  }
-  // dv_s = sum_j w_j g_{s-j+off}, per row s in order.
-  for (int64_t s = 0; s < n; s++) {
-    if (!IS_KEY(km, s)) continue;
-    for (int64_t c = 0; c < D; c++) {
-      real acc = 0;
+    // dv_s = sum_j w_j g_(s-j+off), per key row s
+    FN(dwc_taps)(wt, w, c0, nc, k);
+    for (int64_t s = 0; s < n; s++) {
+      if (!IS_KEY(km, s)) continue;
+      for (int64_t c = 0; c < nc; c++) acc[c] = 0;
       for (int64_t j = 0; j < k; j++) {
         const int64_t t = s - j + off;
-        if (t >= 0 && t < n) acc += w[c * k + j] * g[t * ldg + c];
+        if (t < 0 || t >= n) continue;
+        const real *gt = g + t * ldg + c0;
+        for (int64_t c = 0; c < nc; c++) acc[c] += wt[j][c] * gt[c];
       }
-      dv[s * lddv + c] += acc;
+      real *d = dv + s * lddv + c0;
+      for (int64_t c = 0; c < nc; c++) d[c] += acc[c];
     }
   }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cli_golden.sh: recorded trajectories. For every attention kind, both
-# positions modes, the three objectives and the recgrela architecture (with
-# DropPath; its ablation variants are not recorded), a short training run (12
+# positions modes, the three objectives, the recgrela architecture (with
+# DropPath; its ablation variants are not recorded), RAM and Blin (two
+# RandomPad views and the KL), a short training run (12
 # steps) must reproduce exactly the per-step losses (17 digits) and the
 # final state hash (done.state_hash: every parameter and Adam moment)
 # recorded in tests/golden/trajectories.txt, at P = 1 with a replicated
@@ -29,10 +30,14 @@ cases=("softmax last ce" "linrec last ce" "linrec_code last ce" "linrec_causal l
        "elu1 last ce" "efficient last ce" "softmax all ce" "linrec_causal all ce" "elu1 all ce"
        "softmax all sampled" "linrec_causal all sampled" "elu1 all sampled"
        "linrec_causal all bce" "linrec last sampled" "rela last ce recgrela"
-       "rela_causal all ce recgrela")
-run() { # name np table attention positions objective [arch: recgrela also sets drop_path]
+       "rela_causal all ce recgrela" "blin last ce" "softmax all ce ram")
+# name np table attention positions objective [arch]: recgrela also sets
+# drop_path; the blin kind trains as Blin (two RandomPad views, the KL)
+run() {
   local arch=()
-  [ -n "${7:-}" ] && arch=(--set model.arch="$7" --set model.drop_path=0.1)
+  [ -n "${7:-}" ] && arch=(--set model.arch="$7")
+  [ "${7:-}" = recgrela ] && arch+=(--set model.drop_path=0.1)
+  [ "$4" = blin ] && arch+=(--set train.views=2 --set train.augment=randompad --set train.bkl_weight=2)
   timeout 300 mpirun -np "$2" --oversubscribe --mca mpi_yield_when_idle 1 "$bin" train \
     --config "$src/configs/quickstart.json" "${tiny[@]}" --set dist.item_table="$3" \
     --set model.attention="$4" --set train.positions="$5" --set train.objective="$6" \
