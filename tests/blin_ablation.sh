@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # blin_ablation.sh: Blin's ablations on Amazon Beauty (README, "Blin as
-# built"): configs/blin-beauty.json with 3 seeds (1, 2, 3) of four variants,
+# built"): configs/blin-beauty.json with 3 seeds (1, 2, 3) of five variants,
 #   blin    the config as it is (two RandomPad views, lambda = 2)
-#   bkl0    train.bkl_weight=0 (no KL: the mean of the two views' CEs)
-#   nopad   train.augment=none (two views that differ by dropout only)
+#   bkl0    train.bkl_weight=0 (no KL: the mean of the two views' CEs; the
+#           paper's Blin-BKL)
+#   nopad   train.augment=none (two views that differ by dropout only; the
+#           paper's Blin-ZC, without its cropping)
 #   linrec  one view of linrec's `linrec` kind, no RandomPad, no KL
+#   nodwc   model.attention=efficient (Blin's attention without the
+#           convolution, the same key mask; the paper's Blin-DWC)
 # each trained to its early stop (1 rank, 1 thread per run), then tested
 # under full ranking, uni100 and pop100 (history excluded). A benchmark of
 # hours (an epoch of Beauty is 514 steps), not a test: `run` can be stopped
@@ -25,7 +29,7 @@ shift 4
 whats=${*:-run report}
 export OPENBLAS_NUM_THREADS=1
 seeds=(1 2 3)
-variants=(blin bkl0 nopad linrec)
+variants=(blin bkl0 nopad linrec nodwc)
 # Runs start in the data file's folder with data.path its bare name (the
 # config's own form), so the config, and with it a checkpoint's config hash,
 # does not depend on where the file lives.
@@ -39,6 +43,7 @@ sets() {
     bkl0) echo "--set train.bkl_weight=0" ;;
     nopad) echo "--set train.augment=none" ;;
     linrec) echo "--set model.attention=linrec --set train.views=1 --set train.augment=none --set train.bkl_weight=0" ;;
+    nodwc) echo "--set model.attention=efficient" ;;
   esac
 }
 
@@ -100,7 +105,7 @@ for mode in ("full", "uni100", "pop100"):
         stat[v] = (statistics.mean(n), sd, len(n))
         print("  %-7s NDCG@10 %.4f +- %.4f  Recall@10 %.4f  seeds %d  (%s)" % (
             v, stat[v][0], sd, statistics.mean(r), len(n), " ".join("%.4f" % x for x in n)))
-    for a, b in (("blin", "bkl0"), ("blin", "nopad"), ("blin", "linrec")):
+    for a, b in (("blin", "bkl0"), ("blin", "nopad"), ("blin", "linrec"), ("blin", "nodwc")):
         if a in stat and b in stat:
             gap = stat[a][0] - stat[b][0]
             sd = max(stat[a][1], stat[b][1])

@@ -3,7 +3,8 @@
 # trains bitwise reproducibly:
 #  1. for the blin kinds with RandomPad and the bidirectional KL (full CE
 #     and sampled), without the KL (lambda 0) and two plain views of linrec
-#     (no RandomPad), and Blin's ReLU FFN (model.ffn=relu), the same training at P = 1..4 ranks, other micro-batch
+#     (no RandomPad), Blin's ReLU FFN (model.ffn=relu) and RandomPad with the
+#     `efficient` kind (Blin without its convolution), the same training at P = 1..4 ranks, other micro-batch
 #     sizes, 1 or 2 threads and either item-table layout gives exactly the
 #     same per-step losses, evaluations and final state hash;
 #  2. a P=2 checkpoint resumed on P=3 ends with the uninterrupted P=1 run's
@@ -21,7 +22,7 @@ placements=("p1 1 1 0 auto" "p2 2 1 3 sharded" "p3 3 1 5 replicated" "p1t2 1 2 7
             "p4 4 1 2 auto")
 # a case: kind augment objective lambda
 cases=("blin randompad ce 2" "blin_left randompad sampled 2" "blin randompad ce 0"
-       "linrec none ce 2" "blin randompad ce 2 relu")
+       "linrec none ce 2" "blin randompad ce 2 relu" "efficient randompad ce 2")
 if [ -n "${LINREC_SANITIZED:-}" ]; then
   placements=("p1 1 1 0 auto" "p2 2 1 3 sharded")
   cases=("blin randompad ce 2" "blin_left randompad sampled 2")

@@ -3,10 +3,11 @@
 //      with and without a key mask): against a naive zero-padded
 //      correlation, double finite differences of its input and parameters,
 //      float against double
-//   2. the `blin` and `blin_left` kinds with interior delimiters (key mask):
-//      a naive double reference, double finite differences (inputs and the
-//      kind's parameters), float against double, masked rows' K and V never
-//      read (bitwise), an all-ones mask = no mask (bitwise)
+//   2. the `blin` and `blin_left` kinds, and `efficient` (Blin without the
+//      convolution), with interior delimiters (key mask): a naive double
+//      reference, double finite differences (inputs and the kind's
+//      parameters), float against double, masked rows' K and V never read
+//      (bitwise), an all-ones mask = no mask (bitwise)
 //   3. RandomPad: alpha in range and uniform, the layout and truncation,
 //      alpha = 0 when |S| >= N, a pure function of (seed, epoch, example,
 //      view) (so the same at any rank count, micro-batch and resume), two
@@ -122,9 +123,9 @@ static void test_dwc(int64_t k, int left, int masked, uint64_t seed) {
 
 // Naive Blin attention of one sequence: per head, qf = row softmax, kf =
 // column softmax over the key set (valid and unmasked rows), out_i = qf_i
-// (sum_{m in keys} kf_m^T V_m) + DWC(V)_i.
+// (sum_{m in keys} kf_m^T V_m) + DWC(V)_i (conv 0: without the DWC).
 static void ref_blin(double *out, const double *x, const uint8_t *km, const double *prm, int64_t n,
-                     int64_t D, int64_t H, int left) {
+                     int64_t D, int64_t H, int conv, int left) {
   const int64_t d = D / H;
   memset(out, 0, (size_t)(n * D) * sizeof(double));
   for (int64_t h = 0; h < H; h++) {
@@ -151,6 +152,7 @@ static void ref_blin(double *out, const double *x, const uint8_t *km, const doub
       }
     }
   }
+  if (!conv) return;
   double *v = xcalloc(n * D, 8), *cv = xcalloc(n * D, 8);
   for (int64_t m = 0; m < n; m++)
     for (int64_t c = 0; c < D; c++)
@@ -196,7 +198,7 @@ static void test_kind_masked(const char *kname, uint64_t seed) {
   r.cache = xcalloc(nc, 8), r.scratch = xcalloc(ns, 8), r.out = xcalloc(no, 8);
   r.prm = xcalloc(np, 8), r.dprm = xcalloc(np, 8);
   float *prmf = xcalloc(np, 4);
-  k->param_init(prmf, D, H, 0, 7);
+  if (k->param_init) k->param_init(prmf, D, H, 0, 7);
   for (size_t i = 0; i < np; i++)
     r.prm[i] = prmf[i];
   double *qkv = xcalloc(nq, 8), *dqkv = xcalloc(nq, 8), *R = xcalloc(no, 8);
@@ -208,7 +210,7 @@ static void test_kind_masked(const char *kname, uint64_t seed) {
   drun_loss(&r, qkv, R);
   for (int64_t b = 0; b < B; b++)
     ref_blin(ref + b * N * D, qkv + b * N * 3 * D, km + b * N, r.prm, r.lens[b], D, H,
-             !strcmp(kname, "blin_left"));
+             np > 0, !strcmp(kname, "blin_left"));
   char name[160];
   snprintf(name, sizeof name, "%s masked: against the naive reference", kname);
   t_close_d(r.out, ref, no, 1e-12, name);
@@ -610,6 +612,7 @@ int main(void) {
         test_dwc(k, left, masked, 100 + (uint64_t)(k * 4 + left * 2 + masked));
   test_kind_masked("blin", 300);
   test_kind_masked("blin_left", 310);
+  test_kind_masked("efficient", 320);
   test_randompad();
   test_bkl_f64(0, 2.0);
   test_bkl_f64(0, 0.0);
