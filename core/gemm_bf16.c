@@ -153,19 +153,24 @@ BF16_TARGET static void words_along_k(uint32_t *dst, int64_t stride, const float
   }
 }
 
+// 16 words of the pairs of two runs x0, x1 (x1 NULL: zeros), the lanes of
+// mask m loaded (the rest zero): word i = bf16(x0[i]) | bf16(x1[i]) << 16.
+BF16_TARGET static inline __m512i pair_words16(const float *x0, const float *x1, __mmask16 m) {
+  const __m512i lo =
+      _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x0)));
+  if (!x1) return lo;
+  const __m512i hi =
+      _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x1)));
+  return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
 // n consecutive words of the pairs of two runs x0, x1 (x1 NULL: zeros):
 // dst[i] = bf16(x0[i]) | bf16(x1[i]) << 16.
 BF16_TARGET static void words_of_rows(uint32_t *dst, const float *x0, const float *x1, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const int64_t c = n - i < 16 ? n - i : 16;
     const __mmask16 m = c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
-    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x0 + i)));
-    __m512i w = lo;
-    if (x1) {
-      const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x1 + i)));
-      w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-    }
-    _mm512_mask_storeu_epi32(dst + i, m, w);
+    _mm512_mask_storeu_epi32(dst + i, m, pair_words16(x0 + i, x1 ? x1 + i : NULL, m));
   }
 }
 
@@ -206,14 +211,7 @@ BF16_TARGET static void pack_a(uint32_t *dst, int ta, const float *A, int64_t ld
     for (int64_t i = 0; i < mp; i += 16) {
       const int64_t c = m - i <= 0 ? 0 : m - i < 16 ? m - i : 16;
       const __mmask16 mk = c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
-      const __m512i lo =
-          _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, x0 + i)));
-      __m512i w = lo;
-      if (x1) {
-        const __m512i hi =
-            _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, x1 + i)));
-        w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-      }
+      const __m512i w = pair_words16(x0 + i, x1 ? x1 + i : NULL, mk);
       _mm256_storeu_si256((__m256i *)(dst + i * P + p * MR), _mm512_castsi512_si256(w));
       if (i + MR < mp)
         _mm256_storeu_si256((__m256i *)(dst + (i + MR) * P + p * MR),
