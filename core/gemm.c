@@ -183,6 +183,75 @@ __attribute__((target("avx512f"), unused)) static void kern_avx512(int64_t K, co
   }
 }
 
+// The narrow kernels: a product whose op(B) is at most 16 or 32 columns
+// (the attention's per-head products: (n,d) x (d,d) and (d,n) x (n,d) with
+// d = D / heads) spends more time packing op(A) and padding op(B) to 32
+// columns than multiplying. Here op(A) is not packed: its elements are
+// broadcast from where they are (row r's k-th at A + r * ars + k * aks), and
+// op(B) is read in place, row k at B + k * ldb masked to the nr valid
+// columns (untransposed, or a K x 32 panel of the transposed one). Rows go
+// NARROW_ROWS(NV) at a time with NV accumulators each (8 or 12 chains): the
+// same chain per element as kern_avx512, so the same bits.
+#define NARROW_ROWS(NV) ((NV) == 1 ? 8 : 6)
+
+// Rows 0 .. mr-1 (mr <= NARROW_ROWS(NV)) of C; rows past mr repeat row
+// mr-1's reads (never a row of op(A) past the product's) and are not stored.
+__attribute__((target("avx512f"), always_inline, unused)) static inline void
+narrow_rows(const int NV, int64_t K, const float *A, int64_t ars, int64_t aks, const float *B,
+            int64_t ldb, float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
+  enum { RMAX = 8 };
+  const int R = NARROW_ROWS(NV);
+  const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1u);
+  const __mmask16 m1 =
+      nr >= 32 ? (__mmask16)0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : 0;
+  const float *a[RMAX];
+  __m512 acc[RMAX][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+    a[r] = A + (r < mr ? r : mr - 1) * ars;
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; k++) {
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
+    const __m512 b1 = NV == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : b0;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const __m512 av = _mm512_set1_ps(a[r][k * aks]);
+      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+      if (NV == 2) acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+    if (r >= mr) break;
+    float *cr = c + r * ldc;
+#pragma GCC unroll 2
+    for (int h = 0; h < NV; h++) {
+      const __mmask16 m = h ? m1 : m0;
+      __m512 x = acc[r][h];
+      if (beta == 0.0f) {
+        if (alpha != 1.0f) x = _mm512_mul_ps(va, x);
+      } else {
+        x = _mm512_fmadd_ps(va, x, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m, cr + 16 * h)));
+      }
+      _mm512_mask_storeu_ps(cr + 16 * h, m, x);
+    }
+  }
+}
+
+// All M rows of a narrow product of nr <= 16 * NV columns.
+#define NARROW_KERNEL(NAME, NV)                                                                   \
+  __attribute__((target("avx512f"), unused)) static void NAME(                                  \
+      int64_t M, int64_t K, const float *A, int64_t ars, int64_t aks, const float *B,              \
+      int64_t ldb, float *C, int64_t ldc, int64_t nr, float alpha, float beta) {                  \
+    for (int64_t i = 0; i < M; i += NARROW_ROWS(NV))                                             \
+      narrow_rows(NV, K, A + i * ars, ars, aks, B, ldb, C + i * ldc, ldc,                        \
+                  M - i < NARROW_ROWS(NV) ? M - i : NARROW_ROWS(NV), nr, alpha, beta);           \
+  }
+NARROW_KERNEL(narrow16, 1)
+NARROW_KERNEL(narrow32, 2)
+
 #define K256_MR 6
 #define K256_NR 16
 
@@ -312,13 +381,39 @@ static int gemm_packed(const gemm_isa *f, int ta, int tb, int64_t M, int64_t N, 
   return 1;
 }
 
+// The product through a narrow kernel when op(B) has at most 32 columns and
+// the CPU has AVX-512; returns 0 when it does not apply (nothing written).
+// Transposed op(A) is read K times a row block, so only while its K cache
+// lines stay in L1/L2.
+static int gemm_narrow(const gemm_isa *f, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                       float beta, float *C, int64_t ldc) {
+#ifdef LR_GEMM_X86
+  if (f->kern != kern_avx512 || N > 32 || (ta && K > 2048)) return 0;
+  if (tb) { // op(B) into one K x 32 panel
+    float *bp = pack_buffer((size_t)K * 32);
+    if (!bp) return 0;
+    pack_b(bp, tb, B, ldb, 0, N, K, 32);
+    B = bp, ldb = 32;
+  }
+  const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1;
+  (N <= 16 ? narrow16 : narrow32)(M, K, A, ars, aks, B, ldb, C, ldc, N, alpha, beta);
+  return 1;
+#else
+  (void)f, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+  (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+  return 0;
+#endif
+}
+
 // One product (or a row / column block of one) on this thread.
 static void gemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc) {
   const gemm_isa *f = isa();
   if (f->kern && K > 0 && (double)M * (double)N * (double)K >= GEMM_SMALL_MACS &&
-      gemm_packed(f, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+      (gemm_narrow(f, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) ||
+       gemm_packed(f, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)))
     return;
   lr_sgemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -5,6 +5,11 @@
 //   - bitwise equal to the plain-loop reference lr_sgemm_ref on random
 //     shapes (tails in every dimension, K = 0, beta 0 / 1 / 0.5) with 1 and
 //     3 threads, in whatever kernel this CPU or build uses;
+//   - the narrow products (op(B) of at most 32 columns: the attention's
+//     per-head shapes, kernels without packing) bitwise equal to the
+//     reference over tails of rows and columns, in exactly sized buffers
+//     (a read past the last row of op(A) or column of op(B) is an ASan
+//     error in the sanitizer build);
 //   - an element's bits do not depend on its neighbours: rows computed alone,
 //     in another block of rows or against a subset of the columns are
 //     bitwise the rows of the whole product (what makes training
@@ -93,6 +98,32 @@ static void random_vs_ref(int threads) {
           lr_sgemm_kernel_name(), n, threads);
 }
 
+static void narrow_vs_ref(void) {
+  const int64_t Ms[] = {1, 5, 8, 13, 200}, Ns[] = {1, 7, 16, 17, 31, 32}, Ks[] = {1, 16, 200};
+  int ok = 1, n = 0;
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      for (size_t im = 0; im < sizeof Ms / sizeof *Ms; im++)
+        for (size_t in = 0; in < sizeof Ns / sizeof *Ns; in++)
+          for (size_t ik = 0; ik < sizeof Ks / sizeof *Ks; ik++) {
+            const int64_t M = Ms[im], N = Ns[in], K = Ks[ik];
+            const int64_t lda = (ta ? M : K) + (int64_t)(n % 3), ldb = (tb ? K : N) + (int64_t)(n % 2);
+            const float alpha = n % 4 ? 1.0f : 0.37f, beta = (float)(n % 3) * 0.5f;
+            // exactly sized: the last row of A (B) ends the allocation
+            float *A = fill((ta ? K - 1 : M - 1) * lda + (ta ? M : K), n);
+            float *B = fill((tb ? N - 1 : K - 1) * ldb + (tb ? K : N), n + 1);
+            float *C = fill(M * N, n + 2), *R = malloc((size_t)(M * N) * 4);
+            memcpy(R, C, (size_t)(M * N) * 4);
+            lr_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+            lr_sgemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, N);
+            ok &= !memcmp(C, R, (size_t)(M * N) * 4);
+            n++;
+            free(A), free(B), free(C), free(R);
+          }
+  t_check(ok, "sgemm (%s kernel), %d narrow shapes (N <= 32, tails of rows and columns): bitwise = "
+              "the reference loops", lr_sgemm_kernel_name(), n);
+}
+
 // Rows r0..r0+m of C = A B^T (the model's linear layer) computed alone and
 // against columns c0..c0+n only equal the full product's, bitwise.
 static void neighbours(void) {
@@ -117,6 +148,7 @@ static void neighbours(void) {
 int main(void) {
   random_vs_ref(1);
   random_vs_ref(3);
+  narrow_vs_ref();
   neighbours();
   for (int ta = 0; ta < 2; ta++)
     for (int tb = 0; tb < 2; tb++) {
