@@ -183,6 +183,68 @@ __attribute__((target("avx512f"), unused)) static void kern_avx512(int64_t K, co
   }
 }
 
+// ---- transposing packs through registers ------------------------------------------
+// pack_a of untransposed A and pack_b of transposed B copy lines (rows of
+// A, rows of B) that run along k into k-major panels: a transpose. With
+// AVX-512 it goes 16 lines x 16 values at a time through registers instead
+// of element by element (the scalar copy was most of the time of the
+// loss's logits, whose op(B) is a tile of item rows). A copy: the same bits.
+
+// t[i] = element i of the 16 vectors t[0..16): after the two unpack stages
+// u[4g + c] holds, in its 128-bit lane L, element 4L + c of vectors
+// 4g .. 4g+3; the lane shuffles then gather the four lanes of an element.
+__attribute__((target("avx512f"), always_inline, unused)) static inline void
+transpose16(__m512i t[16]) {
+  __m512i u[16];
+#pragma GCC unroll 4
+  for (int g = 0; g < 16; g += 4) {
+    const __m512i a0 = _mm512_unpacklo_epi32(t[g], t[g + 1]);
+    const __m512i a1 = _mm512_unpackhi_epi32(t[g], t[g + 1]);
+    const __m512i a2 = _mm512_unpacklo_epi32(t[g + 2], t[g + 3]);
+    const __m512i a3 = _mm512_unpackhi_epi32(t[g + 2], t[g + 3]);
+    u[g] = _mm512_unpacklo_epi64(a0, a2), u[g + 1] = _mm512_unpackhi_epi64(a0, a2);
+    u[g + 2] = _mm512_unpacklo_epi64(a1, a3), u[g + 3] = _mm512_unpackhi_epi64(a1, a3);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; c++) {
+    const __m512i v = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88); // lanes 0, 2 of each
+    const __m512i w = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd); // lanes 1, 3 of each
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+    const __m512i w2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
+    t[c] = _mm512_shuffle_i32x4(v, v2, 0x88);
+    t[4 + c] = _mm512_shuffle_i32x4(w, w2, 0x88);
+    t[8 + c] = _mm512_shuffle_i32x4(v, v2, 0xdd);
+    t[12 + c] = _mm512_shuffle_i32x4(w, w2, 0xdd);
+  }
+}
+
+static inline __mmask16 mask16(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+// dst (K, W) = lines c0 .. c0+nc-1 of X (line c at X + c * ldx, K values
+// along k) as columns, zero columns from nc up to W (W = MR or NR).
+__attribute__((target("avx512f"), unused)) static void pack_lines(float *dst, int64_t W,
+                                                                 const float *X, int64_t ldx,
+                                                                 int64_t c0, int64_t nc, int64_t K) {
+  for (int64_t g = 0; g < W; g += 16) {
+    const int64_t valid = nc - g;
+    const __mmask16 ms = mask16(W - g);
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+      const __mmask16 mk = mask16(K - k0);
+      __m512i t[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++)
+        t[i] = i < valid ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, X + (c0 + g + i) * ldx + k0))
+                         : _mm512_setzero_si512();
+      transpose16(t);
+      const int64_t nk = K - k0 < 16 ? K - k0 : 16;
+      for (int64_t q = 0; q < nk; q++)
+        _mm512_mask_storeu_ps(dst + (k0 + q) * W + g, ms, _mm512_castsi512_ps(t[q]));
+    }
+  }
+}
+
 // The narrow kernels: a product whose op(B) is at most 16 or 32 columns
 // (the attention's per-head products: (n,d) x (d,d) and (d,n) x (n,d) with
 // d = D / heads) spends more time packing op(A) and padding op(B) to 32
@@ -299,10 +361,15 @@ __attribute__((target("avx2,fma"), unused)) static void kern_avx2(int64_t K, con
 
 #endif // LR_GEMM_X86
 
+// lines(dst, W, X, ldx, c0, nc, K): the transposing pack (see pack_lines).
+typedef void (*gemm_lines)(float *dst, int64_t W, const float *X, int64_t ldx, int64_t c0,
+                           int64_t nc, int64_t K);
+
 typedef struct {
   gemm_kernel kern; // NULL: the reference only
   int64_t MR, NR;
   const char *name;
+  gemm_lines lines; // NULL: pack_a / pack_b copy element by element
 } gemm_isa;
 
 // The kernel this process uses: the widest the CPU (or, with LR_NO_CLONES,
@@ -311,20 +378,20 @@ static const gemm_isa *isa(void) {
   static gemm_isa chosen;
   static int done;
   if (done) return &chosen;
-  chosen = (gemm_isa){NULL, 1, 1, "reference"};
+  chosen = (gemm_isa){NULL, 1, 1, "reference", NULL};
 #ifdef LR_GEMM_X86
 #ifdef LR_NO_CLONES
 #if defined(__AVX512F__)
-  chosen = (gemm_isa){kern_avx512, K512_MR, K512_NR, "avx512"};
+  chosen = (gemm_isa){kern_avx512, K512_MR, K512_NR, "avx512", pack_lines};
 #elif defined(__AVX2__) && defined(__FMA__)
-  chosen = (gemm_isa){kern_avx2, K256_MR, K256_NR, "avx2"};
+  chosen = (gemm_isa){kern_avx2, K256_MR, K256_NR, "avx2", NULL};
 #endif
 #else
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f"))
-    chosen = (gemm_isa){kern_avx512, K512_MR, K512_NR, "avx512"};
+    chosen = (gemm_isa){kern_avx512, K512_MR, K512_NR, "avx512", pack_lines};
   else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    chosen = (gemm_isa){kern_avx2, K256_MR, K256_NR, "avx2"};
+    chosen = (gemm_isa){kern_avx2, K256_MR, K256_NR, "avx2", NULL};
 #endif
 #endif
   done = 1; // a benign race: every thread computes the same value
@@ -366,12 +433,18 @@ static int gemm_packed(const gemm_isa *f, int ta, int tb, int64_t M, int64_t N, 
   float *apack = bpack + nc * K;
   for (int64_t jc = 0; jc < N; jc += nc) {
     const int64_t nb = N - jc < nc ? N - jc : nc;
-    for (int64_t p = 0; p < nb; p += NR)
-      pack_b(bpack + p * K, tb, B, ldb, jc + p, nb - p < NR ? nb - p : NR, K, NR);
+    for (int64_t p = 0; p < nb; p += NR) {
+      const int64_t nr = nb - p < NR ? nb - p : NR;
+      if (tb && f->lines) f->lines(bpack + p * K, NR, B, ldb, jc + p, nr, K);
+      else pack_b(bpack + p * K, tb, B, ldb, jc + p, nr, K, NR);
+    }
     for (int64_t ic = 0; ic < M; ic += mc) {
       const int64_t mb = M - ic < mc ? M - ic : mc;
-      for (int64_t q = 0; q < mb; q += MR)
-        pack_a(apack + q * K, ta, A, lda, ic + q, mb - q < MR ? mb - q : MR, K, MR);
+      for (int64_t q = 0; q < mb; q += MR) {
+        const int64_t mr = mb - q < MR ? mb - q : MR;
+        if (!ta && f->lines) f->lines(apack + q * K, MR, A, lda, ic + q, mr, K);
+        else pack_a(apack + q * K, ta, A, lda, ic + q, mr, K, MR);
+      }
       for (int64_t p = 0; p < nb; p += NR)
         for (int64_t q = 0; q < mb; q += MR)
           f->kern(K, apack + q * K, bpack + p * K, C + (ic + q) * ldc + jc + p, ldc,
@@ -393,7 +466,8 @@ static int gemm_narrow(const gemm_isa *f, int ta, int tb, int64_t M, int64_t N, 
   if (tb) { // op(B) into one K x 32 panel
     float *bp = pack_buffer((size_t)K * 32);
     if (!bp) return 0;
-    pack_b(bp, tb, B, ldb, 0, N, K, 32);
+    if (f->lines) f->lines(bp, 32, B, ldb, 0, N, K);
+    else pack_b(bp, tb, B, ldb, 0, N, K, 32);
     B = bp, ldb = 32;
   }
   const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1;

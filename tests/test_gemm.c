@@ -6,10 +6,11 @@
 //     shapes (tails in every dimension, K = 0, beta 0 / 1 / 0.5) with 1 and
 //     3 threads, in whatever kernel this CPU or build uses;
 //   - the narrow products (op(B) of at most 32 columns: the attention's
-//     per-head shapes, kernels without packing) bitwise equal to the
-//     reference over tails of rows and columns, in exactly sized buffers
-//     (a read past the last row of op(A) or column of op(B) is an ASan
-//     error in the sanitizer build);
+//     per-head shapes, kernels without packing) and the packed ones whose
+//     panels are filled by the transposing packs (untransposed A,
+//     transposed B) bitwise equal to the reference over tails of rows,
+//     columns and k, in exactly sized buffers (a read past the last row of
+//     op(A) or column of op(B) is an ASan error in the sanitizer build);
 //   - an element's bits do not depend on its neighbours: rows computed alone,
 //     in another block of rows or against a subset of the columns are
 //     bitwise the rows of the whole product (what makes training
@@ -99,7 +100,7 @@ static void random_vs_ref(int threads) {
 }
 
 static void narrow_vs_ref(void) {
-  const int64_t Ms[] = {1, 5, 8, 13, 200}, Ns[] = {1, 7, 16, 17, 31, 32}, Ks[] = {1, 16, 200};
+  const int64_t Ms[] = {1, 5, 8, 13, 200}, Ns[] = {1, 7, 16, 17, 31, 32, 33, 97}, Ks[] = {1, 16, 200};
   int ok = 1, n = 0;
   for (int ta = 0; ta < 2; ta++)
     for (int tb = 0; tb < 2; tb++)
@@ -120,8 +121,8 @@ static void narrow_vs_ref(void) {
             n++;
             free(A), free(B), free(C), free(R);
           }
-  t_check(ok, "sgemm (%s kernel), %d narrow shapes (N <= 32, tails of rows and columns): bitwise = "
-              "the reference loops", lr_sgemm_kernel_name(), n);
+  t_check(ok, "sgemm (%s kernel), %d shapes around the narrow limit (N <= 32 and above; tails of "
+              "rows, columns and k) in exactly sized buffers: bitwise = the reference loops", lr_sgemm_kernel_name(), n);
 }
 
 // Rows r0..r0+m of C = A B^T (the model's linear layer) computed alone and
