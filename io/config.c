@@ -96,7 +96,7 @@ static key_def KEYS[] = {
     {"train.batch_size", T_INT, OFF(train_batch_size), "256", 1, 1e8, NULL,
      "global batch (examples per optimizer step)"},
     {"train.micro_batch", T_INT, OFF(train_micro_batch), "0", 0, 1e8, NULL,
-     "examples per forward/backward chunk and per evaluation pass (bounds activation memory); 0 = as many as fit 256 MiB of activations, at most min(batch, 256)"},
+     "examples per forward/backward chunk and per evaluation pass (bounds activation memory); 0 = one model chunk per thread (about 512 positions: 2 sequences at N=200), at least 16 with a sharded table on several ranks or with the full cross-entropy at the last position, at most the batch; evaluation passes then take up to `eval.batch_size` users within 256 MiB of activations. Results do not depend on it"},
     {"train.lr", T_FLOAT, OFF(train_lr), "1e-3", 0, 10, NULL, "Adam learning rate"},
     {"train.beta1", T_FLOAT, OFF(train_beta1), "0.9", 0, 0.999999, NULL, "Adam beta1"},
     {"train.beta2", T_FLOAT, OFF(train_beta2), "0.999", 0, 0.999999999, NULL, "Adam beta2"},
