@@ -12,6 +12,8 @@
 // the scalar path for the last few terms computes the same integers.
 #include "xsum.h"
 
+#include <float.h>  // FLT_MAX
+#include <math.h>   // fabsf
 #include <string.h> // memcpy
 
 // The clones of the vector loop (see vmath.h's LR_HOT_CLONES; x86-64-v4
@@ -226,11 +228,53 @@ put8_dbl(lr_xs *acc, __m512d lo, __m512d mi, __m512d hi) {
   put8(acc, l, m, h);
 }
 
+// The limbs of 8 terms v known finite with |v| < 1 (the integer limb is
+// zero): limbs8_dbl without the range check and the integer part. The
+// same lo and mid (h = 0 there, so f = v * 2^32 alike).
+XSUM_DBL_TARGET __attribute__((always_inline)) static inline void
+limbs8_dbl_frac(__m512d *lo, __m512d *mi, __m256 v) {
+  const int tz = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+  const __m512d f = _mm512_mul_pd(_mm512_cvtps_pd(v), _mm512_set1_pd(0x1p32));
+  const __m512d m = _mm512_roundscale_pd(f, tz);
+  *mi = _mm512_add_pd(*mi, m);
+  *lo = _mm512_add_pd(*lo, _mm512_roundscale_pd(_mm512_mul_pd(_mm512_sub_pd(f, m),
+                                                              _mm512_set1_pd(0x1p32)),
+                                                tz));
+}
+
+// Whether every |x[i]| (i < n) is finite and at most *max (its maximum is
+// stored there).
+static int max_abs(float *max, const float *x, int64_t n) {
+  float m = 0;
+  int ok = 1;
+  for (int64_t i = 0; i < n; i++) {
+    const float a = fabsf(x[i]);
+    ok &= a <= FLT_MAX; // false for NaN and infinities
+    m = a > m ? a : m;
+  }
+  *max = m;
+  return ok;
+}
+
+// Rows per pass that get the fraction-only path when their terms allow.
+#define OUTER_FRAC_ROWS 64
+
 XSUM_DBL_TARGET static uint32_t outer_rows_dbl(lr_xs *acc, const float *G, int64_t ldg,
                                                const float *H, int64_t ldh, int64_t R, int64_t n,
                                                int64_t D) {
   __mmask8 bad = 0;
   uint32_t b = 0;
+  // Row r's terms g_rv h_rd all below 1/2 in magnitude (max|g_r| max|h_r|
+  // < 1/2, both finite: the float product cannot round up to 1) have no
+  // integer limb and cannot be out of range: the cheaper path, the same
+  // limbs. Gradients are such terms nearly always.
+  unsigned char frac[OUTER_FRAC_ROWS] = {0};
+  if (R <= OUTER_FRAC_ROWS)
+    for (int64_t r = 0; r < R; r++) {
+      float gm, hm;
+      frac[r] = max_abs(&gm, G + r * ldg, n) && max_abs(&hm, H + r * ldh, D) &&
+                (double)gm * (double)hm < 0.5;
+    }
   for (int64_t v = 0; v < n; v++) {
     lr_xs *a = acc + v * D;
     int64_t d = 0;
@@ -241,8 +285,9 @@ XSUM_DBL_TARGET static uint32_t outer_rows_dbl(lr_xs *acc, const float *G, int64
         for (int64_t r = r0; r < r1; r++) {
           const float g = G[r * ldg + v];
           if (g == 0) continue;
-          limbs8_dbl(&lo, &mi, &hi, &bad,
-                     _mm256_mul_ps(_mm256_set1_ps(g), _mm256_loadu_ps(H + r * ldh + d)));
+          const __m256 t = _mm256_mul_ps(_mm256_set1_ps(g), _mm256_loadu_ps(H + r * ldh + d));
+          if (r < OUTER_FRAC_ROWS && frac[r]) limbs8_dbl_frac(&lo, &mi, t);
+          else limbs8_dbl(&lo, &mi, &hi, &bad, t);
         }
         put8_dbl(a + d, lo, mi, hi);
       }

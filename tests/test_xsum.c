@@ -167,11 +167,16 @@ static void test_batches(void) {
   }
   t_check(ok, "xsum_add_many = one xsum_add per array (1, 3, 40 arrays; out-of-range terms)");
   ok = 1;
-  for (int c = 0; c < 6; c++) { // xsum_add_outer_rows = one add of fl(g h) per term
-    const int R = ks[c % 3], bad = c >= 3;
+  // c 0-2 terms of every size, 3-5 with one out of range, 6-8 gradient-sized
+  // (every |g h| < 1/2: the fraction-only path) except in one row in three
+  for (int c = 0; c < 9; c++) { // xsum_add_outer_rows = one add of fl(g h) per term
+    const int R = ks[c % 3], bad = c >= 3 && c < 6, small = c >= 6;
     float *G = t_alloc((size_t)(R * V), sizeof(float)), *H = t_alloc((size_t)(R * D), sizeof(float));
-    for (int i = 0; i < R * V; i++) G[i] = (i % 4 == 1) ? 0.0f : term((uint64_t)i, 2 + i % 3);
-    for (int i = 0; i < R * D; i++) H[i] = term((uint64_t)(500 + i), i % 5);
+    for (int i = 0; i < R * V; i++)
+      G[i] = (i % 4 == 1) ? 0.0f : term((uint64_t)i, small ? (i / V) % 3 : 2 + i % 3);
+    for (int i = 0; i < R * D; i++) H[i] = term((uint64_t)(500 + i), small ? 3 : i % 5);
+    if (small)
+      for (int r = 1; r < R; r += 3) H[r * D + 4] = 3e7f; // this row: products up to ~30 (the full path)
     if (R > 1) { // a row whose scores are all zero may hold anything: it adds nothing
       for (int v = 0; v < V; v++) G[(R - 1) * V + v] = 0.0f;
       H[(R - 1) * D + 2] = NAN;
@@ -187,7 +192,8 @@ static void test_batches(void) {
     ok &= !memcmp(a, b, sizeof a) && (fa != 0) == bad && (fb != 0) == bad;
     free(G), free(H);
   }
-  t_check(ok, "xsum_add_outer_rows = one add of fl(g h) per term (1, 3, 40 rows; zeros skipped)");
+  t_check(ok, "xsum_add_outer_rows = one add of fl(g h) per term (1, 3, 40 rows; zeros skipped; "
+              "gradient-sized rows beside large ones)");
   { // more terms per element than one double batch: 9000 terms near 2^39
     enum { K = 9000, M = 9 };
     float *row = t_alloc(M, sizeof(float));
