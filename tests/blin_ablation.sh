@@ -22,6 +22,9 @@
 #   and standard deviation over seeds of NDCG@10 and Recall@10, and whether
 #   each ordering of the paper holds by more than one standard deviation.
 #   Default: run report.
+# Environment: SEEDS (default "1 2 3") limits `run` to some seeds, so that two
+# instances can train side by side on two cores (SEEDS=1 and SEEDS="2 3");
+# `report` always reads every seed's runs.
 set -uo pipefail
 mkdir -p "$4" || exit 1
 bin=$(realpath "$1") src=$(realpath "$2") data=$(realpath "$3") out=$(realpath "$4")
@@ -29,6 +32,7 @@ shift 4
 whats=${*:-run report}
 export OPENBLAS_NUM_THREADS=1
 seeds=(1 2 3)
+read -r -a run_seeds <<< "${SEEDS:-1 2 3}"
 variants=(blin bkl0 nopad linrec nodwc)
 # Runs start in the data file's folder with data.path its bare name (the
 # config's own form), so the config, and with it a checkpoint's config hash,
@@ -50,7 +54,8 @@ sets() {
 done_run() { [ -f "$1/metrics.jsonl" ] && grep -q '"split":"test"' "$1/metrics.jsonl"; }
 
 run() {
-  for s in "${seeds[@]}"; do
+  for s in "${run_seeds[@]}"; do
+    case " ${seeds[*]} " in *" $s "*) ;; *) echo "blin_ablation.sh: SEEDS: $s is not one of ${seeds[*]}" >&2; exit 2 ;; esac
     for v in "${variants[@]}"; do
       local dir=$out/$v-$s resume=()
       done_run "$dir" && continue
