@@ -77,6 +77,19 @@ static int64_t rnd(int64_t n) {
   return (int64_t)((g_rng >> 33) % (uint64_t)n);
 }
 
+// lr_sgemm on C against lr_sgemm_ref on a copy of C: bitwise equal?
+static int same_as_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc) {
+  float *R = malloc((size_t)(M * ldc) * 4);
+  memcpy(R, C, (size_t)(M * ldc) * 4);
+  lr_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  lr_sgemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+  const int same = !memcmp(C, R, (size_t)(M * ldc) * 4);
+  free(R);
+  return same;
+}
+
 static void random_vs_ref(int threads) {
   int ok = lr_set_threads(threads) == LR_OK, n = 0;
   for (int it = 0; it < 150; it++) {
@@ -86,13 +99,10 @@ static void random_vs_ref(int threads) {
     const int64_t ldc = N + rnd(3);
     const float alpha = rnd(3) ? 1.0f : 0.37f, beta = (float)rnd(3) * 0.5f;
     float *A = fill((ta ? K + 1 : M) * lda, it), *B = fill((tb ? N : K + 1) * ldb, it + 1);
-    float *C = fill(M * ldc, it + 2), *R = malloc((size_t)(M * ldc) * 4);
-    memcpy(R, C, (size_t)(M * ldc) * 4);
-    lr_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    lr_sgemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
-    ok &= !memcmp(C, R, (size_t)(M * ldc) * 4);
+    float *C = fill(M * ldc, it + 2);
+    ok &= same_as_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     n++;
-    free(A), free(B), free(C), free(R);
+    free(A), free(B), free(C);
   }
   ok &= lr_set_threads(1) == LR_OK;
   t_check(ok, "sgemm (%s kernel), %d random shapes, %d threads: bitwise = the reference loops",
@@ -100,7 +110,8 @@ static void random_vs_ref(int threads) {
 }
 
 static void narrow_vs_ref(void) {
-  const int64_t Ms[] = {1, 5, 8, 13, 200}, Ns[] = {1, 7, 16, 17, 31, 32, 33, 97}, Ks[] = {1, 16, 200};
+  const int64_t Ms[] = {1, 5, 8, 13, 200}, Ns[] = {1, 7, 16, 17, 31, 32, 33, 97};
+  const int64_t Ks[] = {1, 16, 200};
   int ok = 1, n = 0;
   for (int ta = 0; ta < 2; ta++)
     for (int tb = 0; tb < 2; tb++)
@@ -113,16 +124,14 @@ static void narrow_vs_ref(void) {
             // exactly sized: the last row of A (B) ends the allocation
             float *A = fill((ta ? K - 1 : M - 1) * lda + (ta ? M : K), n);
             float *B = fill((tb ? N - 1 : K - 1) * ldb + (tb ? K : N), n + 1);
-            float *C = fill(M * N, n + 2), *R = malloc((size_t)(M * N) * 4);
-            memcpy(R, C, (size_t)(M * N) * 4);
-            lr_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
-            lr_sgemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, N);
-            ok &= !memcmp(C, R, (size_t)(M * N) * 4);
+            float *C = fill(M * N, n + 2);
+            ok &= same_as_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
             n++;
-            free(A), free(B), free(C), free(R);
+            free(A), free(B), free(C);
           }
   t_check(ok, "sgemm (%s kernel), %d shapes around the narrow limit (N <= 32 and above; tails of "
-              "rows, columns and k) in exactly sized buffers: bitwise = the reference loops", lr_sgemm_kernel_name(), n);
+              "rows, columns and k) in exactly sized buffers: bitwise = the reference loops",
+          lr_sgemm_kernel_name(), n);
 }
 
 // Rows r0..r0+m of C = A B^T (the model's linear layer) computed alone and
