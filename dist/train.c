@@ -50,7 +50,7 @@ int train_check_config(const lr_config *c) {
            "key \"train.views\": 2 views take train.objective ce or sampled, not bce");
   LR_CHECK(!augment || (k->fwd_km && k->bwd_km), LR_ERR_CONFIG,
            "key \"train.augment\": randompad needs an attention kind that takes a key mask "
-           "(efficient, blin, blin_left); model.attention is \"%s\"",
+           "(efficient, blin, blin_left, softmax); model.attention is \"%s\"",
            k->name);
   return LR_OK;
 }

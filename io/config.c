@@ -130,7 +130,7 @@ static key_def KEYS[] = {
     {"train.augment", T_ENUM, OFF(train_augment), "none", 0, 0, "none|randompad",
      "training inputs: as they are, or RandomPad (Blin Eq. 4: the history repeated "
      "alpha+1 times with masked delimiters); randompad needs train.positions last and an "
-     "attention kind that takes a key mask (efficient, blin, blin_left)"},
+     "attention kind that takes a key mask (efficient, blin, blin_left, softmax)"},
     {"train.seed", T_INT, OFF(train_seed), "42", 0, 9e18, NULL,
      "seed of initialisation, shuffling, dropout and negatives"},
     {"train.patience", T_INT, OFF(train_patience), "5", 0, 1e9, NULL,

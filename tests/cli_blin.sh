@@ -4,9 +4,10 @@
 #  1. for the blin kinds with RandomPad and the bidirectional KL (full CE
 #     and sampled), without the KL (lambda 0) and two plain views of linrec
 #     (no RandomPad), Blin's ReLU FFN (model.ffn=relu) and RandomPad with the
-#     `efficient` kind (Blin without its convolution), the same training at P = 1..4 ranks, other micro-batch
-#     sizes, 1 or 2 threads and either item-table layout gives exactly the
-#     same per-step losses, evaluations and final state hash;
+#     `efficient` kind (Blin without its convolution) and with causal
+#     `softmax` (Blin-D), the same training at P = 1..4 ranks, other
+#     micro-batch sizes, 1 or 2 threads and either item-table layout gives
+#     exactly the same per-step losses, evaluations and final state hash;
 #  2. a P=2 checkpoint resumed on P=3 ends with the uninterrupted P=1 run's
 #     losses, evaluations and state hash;
 #  3. the config checks: randompad with a kind without a key mask, two views
@@ -22,7 +23,8 @@ placements=("p1 1 1 0 auto" "p2 2 1 3 sharded" "p3 3 1 5 replicated" "p1t2 1 2 7
             "p4 4 1 2 auto")
 # a case: kind augment objective lambda
 cases=("blin randompad ce 2" "blin_left randompad sampled 2" "blin randompad ce 0"
-       "linrec none ce 2" "blin randompad ce 2 relu" "efficient randompad ce 2")
+       "linrec none ce 2" "blin randompad ce 2 relu" "efficient randompad ce 2"
+       "softmax randompad ce 2")
 if [ -n "${LINREC_SANITIZED:-}" ]; then
   placements=("p1 1 1 0 auto" "p2 2 1 3 sharded")
   cases=("blin randompad ce 2" "blin_left randompad sampled 2")

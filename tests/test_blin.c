@@ -3,8 +3,9 @@
 //      with and without a key mask): against a naive zero-padded
 //      correlation, double finite differences of its input and parameters,
 //      float against double
-//   2. the `blin` and `blin_left` kinds, and `efficient` (Blin without the
-//      convolution), with interior delimiters (key mask): a naive double
+//   2. the `blin` and `blin_left` kinds, `efficient` (Blin without the
+//      convolution) and `softmax` (causal, Blin-D), with interior delimiters
+//      and a view that starts with one (key mask): a naive double
 //      reference, double finite differences (inputs and the kind's
 //      parameters), float against double, masked rows' K and V never read
 //      (bitwise), an all-ones mask = no mask (bitwise)
@@ -163,6 +164,30 @@ static void ref_blin(double *out, const double *x, const uint8_t *km, const doub
   free(v), free(cv);
 }
 
+// Naive causal softmax attention of one sequence with a key mask (Blin-D):
+// row i attends to the unmasked keys m <= i; no such key: the row is 0.
+static void ref_softmax_masked(double *out, const double *x, const uint8_t *km, int64_t n,
+                               int64_t D, int64_t H) {
+  const int64_t d = D / H;
+  memset(out, 0, (size_t)(n * D) * sizeof(double));
+  for (int64_t h = 0; h < H; h++)
+    for (int64_t i = 0; i < n; i++) {
+      double s[64], mx = -INFINITY, z = 0;
+      for (int64_t m = 0; m <= i; m++) {
+        s[m] = 0;
+        for (int64_t j = 0; j < d; j++)
+          s[m] += x[i * 3 * D + h * d + j] * x[m * 3 * D + D + h * d + j];
+        s[m] /= sqrt((double)d);
+        if (km[m] && s[m] > mx) mx = s[m];
+      }
+      for (int64_t m = 0; m <= i; m++)
+        z += km[m] ? exp(s[m] - mx) : 0;
+      for (int64_t m = 0; m <= i && z > 0; m++)
+        for (int64_t e = 0; e < d && km[m]; e++)
+          out[i * D + h * d + e] += exp(s[m] - mx) / z * x[m * 3 * D + 2 * D + h * d + e];
+    }
+}
+
 typedef struct {
   const lr_attn_ops *k;
   int64_t B, N, D, H;
@@ -209,8 +234,11 @@ static void test_kind_masked(const char *kname, uint64_t seed) {
     if (i / D % N >= r.lens[i / (N * D)]) R[i] = 0;
   drun_loss(&r, qkv, R);
   for (int64_t b = 0; b < B; b++)
-    ref_blin(ref + b * N * D, qkv + b * N * 3 * D, km + b * N, r.prm, r.lens[b], D, H,
-             np > 0, !strcmp(kname, "blin_left"));
+    if (!strcmp(kname, "softmax"))
+      ref_softmax_masked(ref + b * N * D, qkv + b * N * 3 * D, km + b * N, r.lens[b], D, H);
+    else
+      ref_blin(ref + b * N * D, qkv + b * N * 3 * D, km + b * N, r.prm, r.lens[b], D, H,
+               np > 0, !strcmp(kname, "blin_left"));
   char name[160];
   snprintf(name, sizeof name, "%s masked: against the naive reference", kname);
   t_close_d(r.out, ref, no, 1e-12, name);
@@ -613,6 +641,7 @@ int main(void) {
   test_kind_masked("blin", 300);
   test_kind_masked("blin_left", 310);
   test_kind_masked("efficient", 320);
+  test_kind_masked("softmax", 330);
   test_randompad();
   test_bkl_f64(0, 2.0);
   test_bkl_f64(0, 0.0);
