@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # blin_ablation.sh: Blin's ablations on Amazon Beauty (README, "Blin as
-# built"): configs/blin-beauty.json with 3 seeds (1, 2, 3) of five variants,
+# built"): configs/blin-beauty.json with 3 seeds (1, 2, 3) of six variants,
 #   blin    the config as it is (two RandomPad views, lambda = 2)
 #   bkl0    train.bkl_weight=0 (no KL: the mean of the two views' CEs; the
 #           paper's Blin-BKL)
@@ -9,6 +9,8 @@
 #   linrec  one view of linrec's `linrec` kind, no RandomPad, no KL
 #   nodwc   model.attention=efficient (Blin's attention without the
 #           convolution, the same key mask; the paper's Blin-DWC)
+#   softmax model.attention=softmax (causal softmax under the same key mask;
+#           the paper's Blin-D)
 # each trained to its early stop (1 rank, 1 thread per run), then tested
 # under full ranking, uni100 and pop100 (history excluded). A benchmark of
 # hours (an epoch of Beauty is 514 steps), not a test: `run` can be stopped
@@ -33,7 +35,7 @@ whats=${*:-run report}
 export OPENBLAS_NUM_THREADS=1
 seeds=(1 2 3)
 read -r -a run_seeds <<< "${SEEDS:-1 2 3}"
-variants=(blin bkl0 nopad linrec nodwc)
+variants=(blin bkl0 nopad linrec nodwc softmax)
 # Runs start in the data file's folder with data.path its bare name (the
 # config's own form), so the config, and with it a checkpoint's config hash,
 # does not depend on where the file lives.
@@ -48,6 +50,7 @@ sets() {
     nopad) echo "--set train.augment=none" ;;
     linrec) echo "--set model.attention=linrec --set train.views=1 --set train.augment=none --set train.bkl_weight=0" ;;
     nodwc) echo "--set model.attention=efficient" ;;
+    softmax) echo "--set model.attention=softmax" ;;
   esac
 }
 
@@ -110,7 +113,8 @@ for mode in ("full", "uni100", "pop100"):
         stat[v] = (statistics.mean(n), sd, len(n))
         print("  %-7s NDCG@10 %.4f +- %.4f  Recall@10 %.4f  seeds %d  (%s)" % (
             v, stat[v][0], sd, statistics.mean(r), len(n), " ".join("%.4f" % x for x in n)))
-    for a, b in (("blin", "bkl0"), ("blin", "nopad"), ("blin", "linrec"), ("blin", "nodwc")):
+    for a, b in (("blin", "bkl0"), ("blin", "nopad"), ("blin", "linrec"), ("blin", "nodwc"),
+                 ("blin", "softmax")):
         if a in stat and b in stat:
             gap = stat[a][0] - stat[b][0]
             sd = max(stat[a][1], stat[b][1])
