@@ -34,8 +34,8 @@ static double flops(int64_t N, int64_t D, int64_t H) { // Q K^T and P V over (N,
 #include "attn_instantiate.h"
 
 const lr_attn_ops lr_attn_softmax = {
-    "softmax", "softmax(QK^T/sqrt(Dh) + causal/pad mask) V (SASRec); takes RandomPad's key mask", 1, cache_elems,
-    scratch_elems, NULL, NULL, softmax_fwd, softmax_bwd, softmax_fwd_f64, softmax_bwd_f64, flops,
+    "softmax", "softmax(QK^T/sqrt(Dh) + causal/pad mask) V (SASRec); takes RandomPad's key mask",
+    1, cache_elems, scratch_elems, NULL, NULL, softmax_fwd, softmax_bwd, softmax_fwd_f64, softmax_bwd_f64, flops,
     softmax_fwd_km, softmax_bwd_km, softmax_fwd_km_f64, softmax_bwd_km_f64, NULL, NULL, NULL, NULL};
 
 #else // ---- the kernels, over `real` ------------------------------------------------------

@@ -141,6 +141,24 @@ typedef void (*gemm_kernel)(int64_t K, const float *ap, const float *bp, float *
 #define K512_MR 12
 #define K512_NR 32
 
+// Lanes 0 .. n-1 of 16 (n <= 0: none).
+static inline __mmask16 mask16(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+// The lanes m of C's row segment at cr = alpha x + beta cr (beta 0: cr not
+// read): the canonical epilogue of every AVX-512 kernel.
+__attribute__((target("avx512f"), always_inline, unused)) static inline void
+store16(float *cr, __mmask16 m, __m512 x, float alpha, float beta) {
+  if (beta == 0.0f) {
+    if (alpha != 1.0f) x = _mm512_mul_ps(_mm512_set1_ps(alpha), x);
+  } else {
+    x = _mm512_fmadd_ps(_mm512_set1_ps(alpha), x,
+                        _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, cr)));
+  }
+  _mm512_mask_storeu_ps(cr, m, x);
+}
+
 __attribute__((target("avx512f"), unused)) static void kern_avx512(int64_t K, const float *ap,
                                                             const float *bp, float *c, int64_t ldc,
                                                             int64_t mr, int64_t nr, float alpha,
@@ -166,20 +184,10 @@ __attribute__((target("avx512f"), unused)) static void kern_avx512(int64_t K, co
     _mm512_store_ps(tile[r], acc[r][0]);
     _mm512_store_ps(tile[r] + 16, acc[r][1]);
   }
-  const int64_t n0 = nr < 16 ? nr : 16, n1 = nr - n0;
-  const __mmask16 m0 = (__mmask16)((1u << n0) - 1u), m1 = (__mmask16)((1u << n1) - 1u);
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int64_t r = 0; r < mr; r++) {
-    float *cr = c + r * ldc;
-    __m512 x0 = _mm512_load_ps(tile[r]), x1 = _mm512_load_ps(tile[r] + 16);
-    if (beta == 0.0f) {
-      if (alpha != 1.0f) x0 = _mm512_mul_ps(va, x0), x1 = _mm512_mul_ps(va, x1);
-    } else {
-      x0 = _mm512_fmadd_ps(va, x0, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, cr)));
-      x1 = _mm512_fmadd_ps(va, x1, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16)));
-    }
-    _mm512_mask_storeu_ps(cr, m0, x0);
-    if (n1 > 0) _mm512_mask_storeu_ps(cr + 16, m1, x1);
+    store16(c + r * ldc, mask16(nr), _mm512_load_ps(tile[r]), alpha, beta);
+    if (nr > 16)
+      store16(c + r * ldc + 16, mask16(nr - 16), _mm512_load_ps(tile[r] + 16), alpha, beta);
   }
 }
 
@@ -218,15 +226,10 @@ transpose16(__m512i t[16]) {
   }
 }
 
-static inline __mmask16 mask16(int64_t n) {
-  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
-
 // dst (K, W) = lines c0 .. c0+nc-1 of X (line c at X + c * ldx, K values
 // along k) as columns, zero columns from nc up to W (W = MR or NR).
-__attribute__((target("avx512f"), unused)) static void pack_lines(float *dst, int64_t W,
-                                                                 const float *X, int64_t ldx,
-                                                                 int64_t c0, int64_t nc, int64_t K) {
+__attribute__((target("avx512f"), unused)) static void
+pack_lines(float *dst, int64_t W, const float *X, int64_t ldx, int64_t c0, int64_t nc, int64_t K) {
   for (int64_t g = 0; g < W; g += 16) {
     const int64_t valid = nc - g;
     const __mmask16 ms = mask16(W - g);
@@ -235,8 +238,9 @@ __attribute__((target("avx512f"), unused)) static void pack_lines(float *dst, in
       __m512i t[16];
 #pragma GCC unroll 16
       for (int i = 0; i < 16; i++)
-        t[i] = i < valid ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, X + (c0 + g + i) * ldx + k0))
-                         : _mm512_setzero_si512();
+        t[i] = i < valid
+                   ? _mm512_castps_si512(_mm512_maskz_loadu_ps(mk, X + (c0 + g + i) * ldx + k0))
+                   : _mm512_setzero_si512();
       transpose16(t);
       const int64_t nk = K - k0 < 16 ? K - k0 : 16;
       for (int64_t q = 0; q < nk; q++)
@@ -263,9 +267,7 @@ narrow_rows(const int NV, int64_t K, const float *A, int64_t ars, int64_t aks, c
             int64_t ldb, float *c, int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
   enum { RMAX = 8 };
   const int R = NARROW_ROWS(NV);
-  const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1u);
-  const __mmask16 m1 =
-      nr >= 32 ? (__mmask16)0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : 0;
+  const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
   const float *a[RMAX];
   __m512 acc[RMAX][2];
 #pragma GCC unroll 8
@@ -283,22 +285,11 @@ narrow_rows(const int NV, int64_t K, const float *A, int64_t ars, int64_t aks, c
       if (NV == 2) acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 8
   for (int r = 0; r < R; r++) {
     if (r >= mr) break;
-    float *cr = c + r * ldc;
-#pragma GCC unroll 2
-    for (int h = 0; h < NV; h++) {
-      const __mmask16 m = h ? m1 : m0;
-      __m512 x = acc[r][h];
-      if (beta == 0.0f) {
-        if (alpha != 1.0f) x = _mm512_mul_ps(va, x);
-      } else {
-        x = _mm512_fmadd_ps(va, x, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m, cr + 16 * h)));
-      }
-      _mm512_mask_storeu_ps(cr + 16 * h, m, x);
-    }
+    store16(c + r * ldc, m0, acc[r][0], alpha, beta);
+    if (NV == 2) store16(c + r * ldc + 16, m1, acc[r][1], alpha, beta);
   }
 }
 
